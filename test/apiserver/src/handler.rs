@@ -1,0 +1,338 @@
+//! Request dispatch: routes a request, decodes its body, runs the store
+//! operation for its verb and renders the result or a `Status` error.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::Value;
+
+use crate::discovery;
+use crate::error::{ApiError, ApiResult};
+use crate::patch::PatchKind;
+use crate::resources::ResourceType;
+use crate::route::{parse_query, route, ResourcePath, Route};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::server::ServerState;
+use crate::store::{WatchScope, WatchStart};
+use crate::watch::{self, ChannelBody, WatchParams};
+
+/// Either a complete JSON document or a streamed watch.
+pub type ResponseBody = Either<Full<Bytes>, ChannelBody>;
+
+fn json_response(code: u16, value: &Value) -> Response<ResponseBody> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error_response(error: &ApiError) -> Response<ResponseBody> {
+    json_response(error.code, &error.to_status())
+}
+
+fn watch_response(body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Entry point for every request; never fails at the HTTP level.
+pub async fn handle(
+    state: Arc<ServerState>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = parse_query(req.uri().query());
+    let accept = header(&req, ACCEPT);
+    let content_type = header(&req, CONTENT_TYPE);
+    tracing::debug!("{method} {path} {:?}", req.uri().query());
+    let body = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return Ok(error_response(&ApiError::bad_request(format!(
+                "reading the body failed: {e}"
+            ))))
+        }
+    };
+    let result = dispatch(
+        &state,
+        &method,
+        &path,
+        &query,
+        &accept,
+        &content_type,
+        &body,
+    );
+    Ok(result.unwrap_or_else(|e| error_response(&e)))
+}
+
+fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn dispatch(
+    state: &Arc<ServerState>,
+    method: &Method,
+    path: &str,
+    query: &HashMap<String, String>,
+    accept: &str,
+    content_type: &str,
+    body: &Bytes,
+) -> ApiResult<Response<ResponseBody>> {
+    let route = route(path);
+    if !matches!(route, Route::Resource(_)) && *method != Method::GET {
+        return Err(ApiError::method_not_allowed(method.as_str()));
+    }
+    let store = state.lock_store();
+    let found = |doc: Option<Value>| {
+        doc.map(|d| json_response(200, &d))
+            .ok_or_else(|| ApiError::path_not_found(path))
+    };
+    match route {
+        Route::CoreVersions => Ok(json_response(
+            200,
+            &discovery::core_versions(&state.address),
+        )),
+        Route::Groups => Ok(json_response(200, &discovery::group_list(store.registry()))),
+        Route::Group(group) => found(discovery::group(store.registry(), &group)),
+        Route::GroupVersion { group, version } => {
+            found(discovery::resource_list(store.registry(), &group, &version))
+        }
+        Route::Version => Ok(json_response(200, &discovery::version())),
+        Route::Health => {
+            let mut response = Response::new(Either::Left(Full::new(Bytes::from_static(b"ok"))));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            Ok(response)
+        }
+        Route::OpenApiV2 => Ok(openapi_v2(accept)),
+        Route::Unknown => Err(ApiError::path_not_found(path)),
+        Route::Resource(target) => {
+            let rt = store
+                .lookup(&target.group, &target.version, &target.plural)
+                .cloned()
+                .ok_or_else(|| ApiError::path_not_found(path))?;
+            drop(store);
+            resource_request(state, method, &rt, &target, query, content_type, body)
+        }
+    }
+}
+
+/// kubectl only needs `/openapi/v2` to exist for client-side validation; an
+/// empty protobuf document means "no schemas", so validation is skipped.
+fn openapi_v2(accept: &str) -> Response<ResponseBody> {
+    if accept.contains("protobuf") {
+        let mut response = Response::new(Either::Left(Full::new(Bytes::new())));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+        );
+        response
+    } else {
+        json_response(
+            200,
+            &serde_json::json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": {}, "definitions": {}}),
+        )
+    }
+}
+
+fn decode_body(content_type: &str, body: &Bytes) -> ApiResult<Value> {
+    let mime = content_type.split(';').next().unwrap_or_default().trim();
+    let yaml = mime.ends_with("yaml");
+    let parsed = if yaml {
+        serde_norway::from_slice::<Value>(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not valid {}: {e}",
+            if yaml { "YAML" } else { "JSON" }
+        ))
+    })
+}
+
+fn selectors(query: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let get = |k: &str| query.get(k).map(String::as_str).unwrap_or_default();
+    Ok((
+        LabelSelector::parse(get("labelSelector"))?,
+        FieldSelector::parse(get("fieldSelector"))?,
+    ))
+}
+
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    matches!(query.get(name).map(String::as_str), Some("true" | "1"))
+}
+
+fn resource_request(
+    state: &Arc<ServerState>,
+    method: &Method,
+    rt: &ResourceType,
+    target: &ResourcePath,
+    query: &HashMap<String, String>,
+    content_type: &str,
+    body: &Bytes,
+) -> ApiResult<Response<ResponseBody>> {
+    if target.namespace.is_some() && !rt.namespaced {
+        return Err(ApiError::path_not_found(&rt.group_resource()));
+    }
+    if query.contains_key("dryRun") {
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by this test fixture",
+        ));
+    }
+    let status_only = match target.subresource.as_deref() {
+        None => false,
+        Some("status") if rt.status_subresource => true,
+        Some(other) => {
+            return Err(ApiError::path_not_found(&format!(
+                "{}/{other}",
+                rt.group_resource()
+            )))
+        }
+    };
+    let ns = target.namespace.as_deref();
+    let Some(name) = target.name.as_deref() else {
+        return collection_request(state, method, rt, ns, query, content_type, body);
+    };
+    let mut store = state.lock_store();
+    match *method {
+        Method::GET => Ok(json_response(200, &store.get(rt, ns, name)?)),
+        Method::PUT => {
+            let object = decode_body(content_type, body)?;
+            Ok(json_response(
+                200,
+                &store.update(rt, ns, name, object, status_only)?,
+            ))
+        }
+        Method::PATCH => {
+            let kind = PatchKind::from_content_type(content_type)
+                .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+            let patch = decode_body(content_type, body)?;
+            let (object, created) = store.patch(rt, ns, name, kind, &patch, status_only)?;
+            Ok(json_response(if created { 201 } else { 200 }, &object))
+        }
+        Method::DELETE if !status_only => {
+            let options = if body.iter().all(u8::is_ascii_whitespace) {
+                Value::Null
+            } else {
+                decode_body(content_type, body)?
+            };
+            Ok(json_response(200, &store.delete(rt, ns, name, &options)?))
+        }
+        _ => Err(ApiError::method_not_allowed(method.as_str())),
+    }
+}
+
+fn collection_request(
+    state: &Arc<ServerState>,
+    method: &Method,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    query: &HashMap<String, String>,
+    content_type: &str,
+    body: &Bytes,
+) -> ApiResult<Response<ResponseBody>> {
+    let (labels, fields) = selectors(query)?;
+    match *method {
+        Method::GET if flag(query, "watch") => start_watch(state, rt, ns, query, labels, fields),
+        Method::GET => {
+            let store = state.lock_store();
+            if query.get("resourceVersionMatch").map(String::as_str) == Some("Exact") {
+                let requested = query.get("resourceVersion").cloned().unwrap_or_default();
+                if requested != store.resource_version().to_string() {
+                    return Err(ApiError::expired(format!(
+                        "resourceVersion {requested} is no longer available for an exact list"
+                    )));
+                }
+            }
+            Ok(json_response(200, &store.list(rt, ns, &labels, &fields)))
+        }
+        Method::POST if ns.is_some() || !rt.namespaced => {
+            let object = decode_body(content_type, body)?;
+            Ok(json_response(
+                201,
+                &state.lock_store().create(rt, ns, object)?,
+            ))
+        }
+        Method::DELETE => Ok(json_response(
+            200,
+            &state
+                .lock_store()
+                .delete_collection(rt, ns, &labels, &fields)?,
+        )),
+        _ => Err(ApiError::method_not_allowed(method.as_str())),
+    }
+}
+
+fn start_watch(
+    state: &Arc<ServerState>,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    query: &HashMap<String, String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+) -> ApiResult<Response<ResponseBody>> {
+    let start = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => WatchStart::Now,
+        Some(rv) => WatchStart::After(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+    };
+    let timeout = match query.get("timeoutSeconds") {
+        Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid timeoutSeconds {t:?}"))
+        })?)),
+        None => None,
+    };
+    let params = WatchParams {
+        labels,
+        fields,
+        bookmarks: flag(query, "allowWatchBookmarks"),
+        initial_events_end: flag(query, "sendInitialEvents"),
+        timeout,
+    };
+    let subscribed = {
+        let mut store = state.lock_store();
+        let rv = store.resource_version();
+        store
+            .watch(rt, WatchScope::new(rt, ns), start)
+            .map(|feed| (rv, feed))
+    };
+    match subscribed {
+        Ok((rv, (initial, feed))) => Ok(watch_response(Either::Right(watch::stream(
+            state.clone(),
+            rt.clone(),
+            rv,
+            initial,
+            feed,
+            params,
+        )))),
+        // Like a real API server, a too-old watch is a successful response
+        // carrying a single ERROR event, which is what makes clients relist.
+        Err(e) if e.code == 410 => Ok(watch_response(Either::Left(Full::new(watch::error_line(
+            &e,
+        ))))),
+        Err(e) => Err(e),
+    }
+}

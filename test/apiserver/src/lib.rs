@@ -1,0 +1,157 @@
+//! A Kubernetes API server **test fixture**: an in-process HTTP server that
+//! speaks enough of the Kubernetes REST API (discovery, CRUD, patch, watch,
+//! selectors, finalizers, status subresources, CRDs) for kube-rs clients and
+//! kubectl to work against it. It is for tests and sandboxes, never for production.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = kube_apiserver_fixture::ApiServer::start(Default::default()).await?;
+//! let client = server.client()?;
+//! std::fs::write("/tmp/kubeconfig", server.kubeconfig_yaml())?;
+//! # let _ = client; Ok(()) }
+//! ```
+
+mod discovery;
+pub mod error;
+mod handler;
+mod kubeconfig;
+mod meta;
+pub mod patch;
+mod persistence;
+pub mod resources;
+mod route;
+pub mod selectors;
+mod server;
+mod store;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+
+pub use kubeconfig::kubeconfig_yaml;
+
+use persistence::Snapshot;
+use server::ServerState;
+use store::Store;
+
+/// How to run a fixture server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to bind; port 0 picks a free port (the default, so tests stay isolated).
+    pub listen: SocketAddr,
+    /// Directory for the on-disk snapshot; `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// How many changes are kept for resuming watches; older resumes get 410 Expired.
+    pub history_capacity: usize,
+    /// How often watches that allow bookmarks receive one.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: None,
+            history_capacity: 1000,
+            bookmark_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a fixture could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding the listen address failed.
+    #[error("binding {0} failed: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// Reading or initialising the data directory failed.
+    #[error("opening the data directory failed: {0}")]
+    DataDir(std::io::Error),
+}
+
+/// A running fixture; it stops when dropped or when [`ApiServer::shutdown`] is called.
+pub struct ApiServer {
+    address: SocketAddr,
+    stop: signal::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Binds, loads the data directory (if any) and starts serving on the current tokio runtime.
+    pub async fn start(options: Options) -> Result<Self, StartError> {
+        let snapshot = options
+            .data_dir
+            .as_deref()
+            .map(Snapshot::in_dir)
+            .transpose()
+            .map_err(StartError::DataDir)?;
+        let store = Store::open(options.history_capacity, snapshot).map_err(StartError::DataDir)?;
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| StartError::Bind(options.listen, e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(options.listen, e))?;
+        let (stop, stopped) = signal::channel(false);
+        let state = Arc::new(ServerState::new(
+            store,
+            options.bookmark_interval,
+            stopped,
+            address.to_string(),
+        ));
+        let task = tokio::spawn(server::serve(listener, state));
+        Ok(Self {
+            address,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `http://host:port` of the server.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A kubeconfig for kubectl and other clients, with `default` as namespace.
+    pub fn kubeconfig_yaml(&self) -> String {
+        kubeconfig_yaml(&self.url())
+    }
+
+    /// A kube-rs configuration for this server (default namespace `default`).
+    pub fn kube_config(&self) -> kube::Config {
+        let uri = self
+            .url()
+            .parse()
+            .unwrap_or_else(|_| hyper::Uri::from_static("http://127.0.0.1"));
+        kube::Config::new(uri)
+    }
+
+    /// A kube-rs client for this server.
+    pub fn client(&self) -> Result<kube::Client, kube::Error> {
+        kube::Client::try_from(self.kube_config())
+    }
+
+    /// Stops accepting requests, ends open watches and waits for the listener to close.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

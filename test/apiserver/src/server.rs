@@ -1,0 +1,80 @@
+//! The HTTP/1.1 listener: accepts connections and hands requests to the handler
+//! until shutdown is signalled.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::handler::handle;
+use crate::store::Store;
+
+/// State shared by all connections of one server.
+pub struct ServerState {
+    store: Mutex<Store>,
+    /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
+    pub bookmark_interval: Duration,
+    /// Flips to `true` when the server stops; open watches end then.
+    pub shutdown: watch::Receiver<bool>,
+    /// `host:port` the server is reachable at, for discovery documents.
+    pub address: String,
+}
+
+impl ServerState {
+    /// Bundles the pieces one server shares.
+    pub fn new(
+        store: Store,
+        bookmark_interval: Duration,
+        shutdown: watch::Receiver<bool>,
+        address: String,
+    ) -> Self {
+        Self {
+            store: Mutex::new(store),
+            bookmark_interval,
+            shutdown,
+            address,
+        }
+    }
+
+    /// Locks the store; a panic in another request does not make it unusable.
+    pub fn lock_store(&self) -> MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Serves connections from `listener` until `shutdown` flips.
+pub async fn serve(listener: TcpListener, state: Arc<ServerState>) {
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let state = state.clone();
+        let mut conn_shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(state.clone(), req));
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!("connection ended with error: {e}");
+                    }
+                }
+                _ = conn_shutdown.changed() => {}
+            }
+        });
+    }
+}

@@ -1,0 +1,168 @@
+//! Streaming watch responses: newline-delimited JSON watch events, with
+//! selector transitions, periodic bookmarks and `timeoutSeconds`.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::error::ApiError;
+use crate::resources::ResourceType;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::server::ServerState;
+use crate::store::{present, Change, ChangeType};
+
+/// A response body fed chunk by chunk from a channel; sent with chunked encoding.
+pub struct ChannelBody {
+    receiver: mpsc::Receiver<Bytes>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.receiver
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// One watch event as a JSON line.
+pub fn event_line(event_type: &str, object: &Value) -> Bytes {
+    let mut line =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// The ERROR event sent when a watch asks for compacted history.
+pub fn error_line(error: &ApiError) -> Bytes {
+    event_line("ERROR", &error.to_status())
+}
+
+/// Per-request watch parameters.
+pub struct WatchParams {
+    /// `labelSelector`.
+    pub labels: LabelSelector,
+    /// `fieldSelector`.
+    pub fields: FieldSelector,
+    /// `allowWatchBookmarks=true`.
+    pub bookmarks: bool,
+    /// `sendInitialEvents=true`: end the initial ADDED burst with a marked bookmark.
+    pub initial_events_end: bool,
+    /// `timeoutSeconds`.
+    pub timeout: Option<Duration>,
+}
+
+/// How a committed change looks to a watcher with selectors: objects that
+/// start or stop matching appear as ADDED or DELETED.
+fn visible_event(change: &Change, params: &WatchParams) -> Option<&'static str> {
+    let matches = |o: &Value| params.labels.matches(o) && params.fields.matches(o);
+    let now = matches(&change.object);
+    let before = change.previous.as_ref().is_some_and(matches);
+    match (change.change_type, before, now) {
+        (ChangeType::Added, _, true) => Some("ADDED"),
+        (ChangeType::Deleted, true, _) | (ChangeType::Deleted, _, true) => Some("DELETED"),
+        (ChangeType::Modified, true, true) => Some("MODIFIED"),
+        (ChangeType::Modified, false, true) => Some("ADDED"),
+        (ChangeType::Modified, true, false) => Some("DELETED"),
+        _ => None,
+    }
+}
+
+fn bookmark(rt: &ResourceType, resource_version: u64, initial_events_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": resource_version.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    event_line(
+        "BOOKMARK",
+        &json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": metadata}),
+    )
+}
+
+/// Starts the task that streams `initial` and then the live `feed`; returns the response body.
+/// `subscribed_at` is the resourceVersion the feed was registered at.
+pub fn stream(
+    state: Arc<ServerState>,
+    rt: ResourceType,
+    subscribed_at: u64,
+    initial: Vec<Arc<Change>>,
+    mut feed: mpsc::UnboundedReceiver<Arc<Change>>,
+    params: WatchParams,
+) -> ChannelBody {
+    let (sender, receiver) = mpsc::channel::<Bytes>(256);
+    let mut shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let send_change = |change: &Change| {
+            visible_event(change, &params).map(|t| event_line(t, &present(&rt, &change.object)))
+        };
+        for change in &initial {
+            if let Some(line) = send_change(change) {
+                if sender.send(line).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let end_marker = (params.initial_events_end && params.bookmarks)
+            .then(|| bookmark(&rt, subscribed_at, true));
+        if let Some(line) = end_marker {
+            if sender.send(line).await.is_err() {
+                return;
+            }
+        }
+        let interval = state.bookmark_interval;
+        let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+        let deadline = params.timeout.map(|t| Instant::now() + t);
+        let expiry = async move {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
+        loop {
+            let lines: Vec<Bytes> = tokio::select! {
+                change = feed.recv() => match change {
+                    Some(change) => send_change(&change).into_iter().collect(),
+                    None => break,
+                },
+                _ = ticks.tick(), if params.bookmarks => {
+                    // Changes are sent to `feed` under the store lock, so draining it
+                    // while holding the lock yields everything up to `rv`.
+                    let (rv, drained) = {
+                        let store = state.lock_store();
+                        let mut drained = Vec::new();
+                        while let Ok(change) = feed.try_recv() {
+                            drained.push(change);
+                        }
+                        (store.resource_version(), drained)
+                    };
+                    let mut lines: Vec<Bytes> = drained.iter().filter_map(|c| send_change(c)).collect();
+                    lines.push(bookmark(&rt, rv, false));
+                    lines
+                },
+                _ = &mut expiry => break,
+                _ = sender.closed() => break,
+                _ = shutdown.changed() => break,
+            };
+            for line in lines {
+                if sender.send(line).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    ChannelBody { receiver }
+}
