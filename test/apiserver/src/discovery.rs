@@ -77,6 +77,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             "kind": t.kind,
             "verbs": VERBS,
             "shortNames": t.short_names,
+            "categories": t.categories,
         }));
         if t.status_subresource {
             resources.push(json!({

@@ -11,6 +11,8 @@
 //! # let _ = client; Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod discovery;
 pub mod error;
 mod handler;

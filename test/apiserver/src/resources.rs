@@ -26,6 +26,8 @@ pub struct ResourceType {
     pub status_subresource: bool,
     /// Whether a CustomResourceDefinition (rather than the server) defines the type.
     pub custom: bool,
+    /// Discovery categories, e.g. `all` so `kubectl get all` includes the type.
+    pub categories: Vec<String>,
 }
 
 impl ResourceType {
@@ -67,6 +69,11 @@ fn builtin(
         short_names: short_names.iter().map(|s| s.to_string()).collect(),
         status_subresource,
         custom: false,
+        categories: if matches!(plural, "pods" | "services") && group.is_empty() {
+            vec!["all".into()]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -247,16 +254,19 @@ pub fn types_from_crd(crd: &Value) -> ApiResult<(String, Vec<ResourceType>)> {
             "CustomResourceDefinition \"{name}\": metadata.name must be spec.names.plural+\".\"+spec.group ({expected_name})"
         )));
     }
-    let short_names: Vec<String> = spec
-        .pointer("/names/shortNames")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let strings = |pointer: &str| -> Vec<String> {
+        spec.pointer(pointer)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let short_names = strings("/names/shortNames");
+    let categories = strings("/names/categories");
     let versions = spec
         .get("versions")
         .and_then(Value::as_array)
@@ -283,6 +293,7 @@ pub fn types_from_crd(crd: &Value) -> ApiResult<(String, Vec<ResourceType>)> {
             short_names: short_names.clone(),
             status_subresource: version.pointer("/subresources/status").is_some(),
             custom: true,
+            categories: categories.clone(),
         });
     }
     Ok((expected_name, types))

@@ -557,6 +557,9 @@ impl Store {
         patch: &Value,
         status_only: bool,
     ) -> ApiResult<(Value, bool)> {
+        if kind != PatchKind::Json && !patch.is_object() {
+            return Err(ApiError::bad_request("the patch must be a JSON object"));
+        }
         let current = self.objects.get(&key(rt, namespace, name)).cloned();
         let Some(mut doc) = current else {
             if kind == PatchKind::Apply && !status_only {
