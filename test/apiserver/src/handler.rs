@@ -292,7 +292,9 @@ fn start_watch(
     labels: LabelSelector,
     fields: FieldSelector,
 ) -> ApiResult<Response<ResponseBody>> {
+    let initial_events = flag(query, "sendInitialEvents");
     let start = match query.get("resourceVersion").map(String::as_str) {
+        _ if initial_events => WatchStart::Now,
         None | Some("") | Some("0") => WatchStart::Now,
         Some(rv) => WatchStart::After(
             rv.parse()
@@ -309,7 +311,7 @@ fn start_watch(
         labels,
         fields,
         bookmarks: flag(query, "allowWatchBookmarks"),
-        initial_events_end: flag(query, "sendInitialEvents"),
+        initial_events_end: initial_events,
         timeout,
     };
     let subscribed = {

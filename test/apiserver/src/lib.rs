@@ -10,6 +10,16 @@
 //! std::fs::write("/tmp/kubeconfig", server.kubeconfig_yaml())?;
 //! # let _ = client; Ok(()) }
 //! ```
+//!
+//! The `kube-apiserver-fixture` binary serves the same API standalone:
+//! `kube-apiserver-fixture --listen 127.0.0.1:6443 --data-dir /tmp/api
+//! --kubeconfig-out /tmp/kubeconfig` prints `listening on <addr>`; then
+//! `KUBECONFIG=/tmp/kubeconfig kubectl get ns` works.
+//!
+//! Deliberate simplifications: no authentication or TLS, no admission or
+//! schema validation, server-side apply is a merge without field ownership,
+//! lists are never paginated, `dryRun` is rejected, and nothing reconciles
+//! objects (pods stay `Pending`).
 
 #![warn(missing_docs)]
 

@@ -130,6 +130,22 @@ async fn reflector_sees_add_update_delete() {
 }
 
 #[tokio::test]
+async fn streaming_list_watcher_gets_initial_events() {
+    let (_server, client) = start(Options::default()).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "first"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let config = watcher::Config::default().streaming_lists();
+    let mut stream = Box::pin(reflector(writer, watcher(cms.clone(), config)));
+    let has = |name: &str| reader.state().iter().any(|c| c.name_any() == name);
+    drive_until(&mut stream, "initial events", || has("first")).await;
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "second"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    drive_until(&mut stream, "a later event", || has("second")).await;
+}
+
+#[tokio::test]
 async fn stale_resource_version_conflicts() {
     let (_server, client) = start(Options::default()).await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
@@ -339,6 +355,26 @@ async fn bookmarks_arrive_periodically() {
         WatchEvent::Bookmark(b) => assert_eq!(b.metadata.resource_version, rv),
         other => panic!("expected BOOKMARK, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn watch_ends_after_timeout_seconds() {
+    let (_server, client) = start(Options::default()).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let started = Instant::now();
+    let params = WatchParams::default().timeout(1).disable_bookmarks();
+    let mut events = cms.watch(&params, "0").await.unwrap().boxed();
+    let ended = tokio::time::timeout(DEADLINE, async {
+        while let Some(event) = events.next().await {
+            event.expect("no errors before the timeout");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server closed the watch");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before timeoutSeconds"
+    );
 }
 
 #[tokio::test]
