@@ -14,6 +14,9 @@ use uuid::Uuid;
 use crate::error::DatumError;
 use crate::schema::{AtomicType, BaseType, ColumnType};
 
+/// A row's columns by name, as the server sends them and the cache stores them.
+pub type Row = BTreeMap<String, Datum>;
+
 /// One OVSDB scalar. Named UUIDs exist only inside a transaction, to reference rows inserted by it.
 #[derive(Debug, Clone)]
 pub enum Atom {
@@ -379,7 +382,10 @@ impl Datum {
                         .as_array()
                         .ok_or_else(|| DatumError::new(format!("malformed set: {v}")))?;
                     return Ok(Datum::Set(
-                        items.iter().map(Atom::from_json).collect::<Result<_, _>>()?,
+                        items
+                            .iter()
+                            .map(Atom::from_json)
+                            .collect::<Result<_, _>>()?,
                     ));
                 }
                 "map" => {
@@ -547,7 +553,9 @@ mod tests {
 
     #[test]
     fn typed_decode_checks_constraints() {
-        let t = ty(json!({"key": {"type": "integer", "minInteger": 1, "maxInteger": 10}, "min": 0, "max": 2}));
+        let t = ty(
+            json!({"key": {"type": "integer", "minInteger": 1, "maxInteger": 10}, "min": 0, "max": 2}),
+        );
         assert!(Datum::from_json_typed(&json!(5), &t).is_ok());
         assert!(Datum::from_json_typed(&json!(11), &t).is_err());
         assert!(Datum::from_json_typed(&json!(["set", [1, 2, 3]]), &t).is_err());

@@ -137,8 +137,13 @@ impl Error {
     /// True for failures where trying again later (or on another server) can succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Io { .. } | Error::Timeout { .. } | Error::Disconnected { .. } | Error::NoServer(_) => true,
-            Error::Transaction(t) => matches!(t.kind, TxnErrorKind::NotLeader | TxnErrorKind::TimedOut),
+            Error::Io { .. }
+            | Error::Timeout { .. }
+            | Error::Disconnected { .. }
+            | Error::NoServer(_) => true,
+            Error::Transaction(t) => {
+                matches!(t.kind, TxnErrorKind::NotLeader | TxnErrorKind::TimedOut)
+            }
             Error::Rpc { error, .. } => error.as_str() == Some("not leader"),
             _ => false,
         }

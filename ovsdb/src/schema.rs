@@ -115,7 +115,10 @@ impl BaseType {
         b.max_real = o.get("maxReal").and_then(Value::as_f64);
         b.min_length = o.get("minLength").and_then(Value::as_u64);
         b.max_length = o.get("maxLength").and_then(Value::as_u64);
-        b.ref_table = o.get("refTable").and_then(Value::as_str).map(str::to_string);
+        b.ref_table = o
+            .get("refTable")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if o.get("refType").and_then(Value::as_str) == Some("weak") {
             b.ref_type = RefType::Weak;
         }
@@ -144,28 +147,34 @@ impl BaseType {
                 )));
             }
         }
+        let out_of = |lo: Option<bool>, hi: Option<bool>| lo == Some(true) || hi == Some(true);
         match a {
-            Atom::Integer(i) => {
-                if self.min_integer.is_some_and(|m| *i < m) || self.max_integer.is_some_and(|m| *i > m)
-                {
-                    return Err(DatumError::new(format!(
-                        "{i} is outside [{}, {}]",
-                        self.min_integer.unwrap_or(i64::MIN),
-                        self.max_integer.unwrap_or(i64::MAX)
-                    )));
-                }
+            Atom::Integer(i)
+                if out_of(
+                    self.min_integer.map(|m| *i < m),
+                    self.max_integer.map(|m| *i > m),
+                ) =>
+            {
+                return Err(DatumError::new(format!(
+                    "{i} is outside [{}, {}]",
+                    self.min_integer.unwrap_or(i64::MIN),
+                    self.max_integer.unwrap_or(i64::MAX)
+                )));
             }
-            Atom::Real(r) => {
-                if !r.is_finite() {
-                    return Err(DatumError::new(format!("{r} is not a finite real")));
-                }
-                if self.min_real.is_some_and(|m| *r < m) || self.max_real.is_some_and(|m| *r > m) {
-                    return Err(DatumError::new(format!("{r} is outside the allowed range")));
-                }
+            Atom::Real(r) if !r.is_finite() => {
+                return Err(DatumError::new(format!("{r} is not a finite real")));
+            }
+            Atom::Real(r)
+                if out_of(self.min_real.map(|m| *r < m), self.max_real.map(|m| *r > m)) =>
+            {
+                return Err(DatumError::new(format!("{r} is outside the allowed range")));
             }
             Atom::String(s) => {
                 let n = s.chars().count() as u64;
-                if self.min_length.is_some_and(|m| n < m) || self.max_length.is_some_and(|m| n > m) {
+                if out_of(
+                    self.min_length.map(|m| n < m),
+                    self.max_length.map(|m| n > m),
+                ) {
                     return Err(DatumError::new(format!(
                         "string {s:?} has length {n}, outside the allowed range"
                     )));

@@ -1,0 +1,326 @@
+//! One JSON-RPC 1.0 session with ovsdb-server: request ids matched to replies, the server's
+//! `echo` answered, notifications handed on, an inactivity probe of our own, and a timeout on
+//! every request. When the connection ends, every waiting request fails with `Disconnected`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::codec::FrameSplitter;
+use crate::error::{Error, Result};
+use crate::transport::{self, Remote, TlsFiles};
+
+/// A server-initiated message other than `echo`: `update`, `update2`, `update3`, `locked`, `stolen`.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub method: String,
+    pub params: Value,
+}
+
+/// How long to wait for things; defaults follow Kube-OVN's flags (`--ovsdb-con-timeout`,
+/// `--ovsdb-inactivity-timeout`).
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub request: Duration,
+    /// Silence after which we send an echo; twice this with no answer closes the connection.
+    pub probe_interval: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(3),
+            request: Duration::from_secs(60),
+            probe_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
+
+/// A live connection. Cloning shares it; it closes when the server goes, the probe fails, or
+/// [`Connection::close`] is called.
+#[derive(Clone)]
+pub struct Connection {
+    remote: Arc<str>,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    next_id: Arc<AtomicU64>,
+    request_timeout: Duration,
+    closed: watch::Receiver<bool>,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl Connection {
+    /// Connects and starts the reader, writer and probe tasks. Notifications arrive on the
+    /// returned receiver, in order; it ends when the connection does.
+    pub async fn open(
+        remote: &Remote,
+        tls: Option<&TlsFiles>,
+        timeouts: &Timeouts,
+    ) -> Result<(Connection, mpsc::UnboundedReceiver<Notification>)> {
+        let stream = transport::connect(remote, tls, timeouts.connect).await?;
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (note_tx, note_rx) = mpsc::unbounded_channel();
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let closed_tx = Arc::new(closed_tx);
+        let pending: Pending = Arc::default();
+        let name: Arc<str> = remote.to_string().into();
+
+        // Writer: one task owns the write half, so requests from many callers never interleave.
+        let mut stop = closed_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    msg = out_rx.recv() => match msg {
+                        Some(bytes) => if wr.write_all(&bytes).await.is_err() { break },
+                        None => break,
+                    },
+                    _ = until_closed(&mut stop) => break,
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+
+        // Reader: frames, dispatch, and the inactivity probe.
+        let conn_name = name.clone();
+        let out = out_tx.clone();
+        let pend = pending.clone();
+        let closer = closed_tx.clone();
+        let probe = timeouts.probe_interval;
+        let mut stop = closed_rx.clone();
+        tokio::spawn(async move {
+            let mut split = FrameSplitter::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut last_rx = Instant::now();
+            let mut probe_sent = false;
+            let reason: String = 'conn: loop {
+                let deadline = last_rx + if probe_sent { probe * 2 } else { probe };
+                tokio::select! {
+                    r = rd.read(&mut buf) => match r {
+                        Ok(0) => break 'conn "closed by peer".into(),
+                        Err(e) => break 'conn e.to_string(),
+                        Ok(n) => {
+                            last_rx = Instant::now();
+                            probe_sent = false;
+                            split.push(&buf[..n]);
+                            loop {
+                                match split.next_frame() {
+                                    Ok(Some(frame)) => {
+                                        if let Err(e) = dispatch(&frame, &out, &pend, &note_tx) {
+                                            break 'conn e.to_string();
+                                        }
+                                    }
+                                    Ok(None) => break,
+                                    Err(e) => break 'conn e.to_string(),
+                                }
+                            }
+                        }
+                    },
+                    _ = tokio::time::sleep_until(deadline) => {
+                        if probe_sent {
+                            break 'conn format!("no answer to inactivity probe within {:?}", probe * 2);
+                        }
+                        probe_sent = true;
+                        let _ = out.send(frame_bytes(&json!({"method": "echo", "params": [], "id": "echo"})));
+                    }
+                    _ = until_closed(&mut stop) => break 'conn "closed".into(),
+                }
+            };
+            tracing::debug!(remote = %conn_name, %reason, "ovsdb connection ended");
+            let _ = closer.send(true);
+            // Dropping the senders fails every waiter with Disconnected.
+            pend.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        });
+
+        Ok((
+            Connection {
+                remote: name,
+                out: out_tx,
+                pending,
+                next_id: Arc::new(AtomicU64::new(1)),
+                request_timeout: timeouts.request,
+                closed: closed_rx,
+                shutdown: closed_tx,
+            },
+            note_rx,
+        ))
+    }
+
+    /// The remote this connection reaches.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Resolves when the connection has ended.
+    pub async fn closed(&self) {
+        until_closed(&mut self.closed.clone()).await;
+    }
+
+    pub fn close(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Sends a request and waits for its reply within the default request timeout.
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value> {
+        self.request_with_timeout(method, params, self.request_timeout)
+            .await
+    }
+
+    /// Sends a request and waits for its reply. A reply with a non-null `error` becomes
+    /// [`Error::Rpc`]; the `result` is returned as is.
+    pub async fn request_with_timeout(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let rx = self.send_request(method, params)?;
+        self.await_reply(method, rx, timeout).await
+    }
+
+    /// Queues a request and returns the receiver of its reply, so callers can pipeline many.
+    pub fn send_request(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<oneshot::Receiver<Result<Value>>> {
+        if self.is_closed() {
+            return Err(self.disconnected());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let bytes = frame_bytes(&json!({"method": method, "params": params, "id": id}));
+        if self.out.send(bytes).is_err() {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return Err(self.disconnected());
+        }
+        Ok(rx)
+    }
+
+    /// Waits for a reply obtained from [`Connection::send_request`].
+    pub async fn await_reply(
+        &self,
+        method: &str,
+        rx: oneshot::Receiver<Result<Value>>,
+        timeout: Duration,
+    ) -> Result<Value> {
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r.map_err(|e| match e {
+                Error::Rpc { error, .. } => Error::Rpc {
+                    method: method.to_string(),
+                    error,
+                },
+                e => e,
+            }),
+            Ok(Err(_)) => Err(self.disconnected()),
+            Err(_) => Err(Error::Timeout {
+                what: format!("{method} on {}", self.remote),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// Sends a notification-style request (`id: null`), such as `monitor_cancel` replies never needed.
+    pub fn notify(&self, method: &str, params: Value) -> Result<()> {
+        let bytes = frame_bytes(&json!({"method": method, "params": params, "id": null}));
+        self.out.send(bytes).map_err(|_| self.disconnected())
+    }
+
+    fn disconnected(&self) -> Error {
+        Error::Disconnected {
+            remote: self.remote.to_string(),
+        }
+    }
+}
+
+async fn until_closed(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|c| *c).await;
+}
+
+fn frame_bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Routes one incoming message. Malformed messages are protocol errors that end the connection.
+fn dispatch(
+    frame: &[u8],
+    out: &mpsc::UnboundedSender<Vec<u8>>,
+    pending: &Pending,
+    notes: &mpsc::UnboundedSender<Notification>,
+) -> Result<()> {
+    let msg: Value = serde_json::from_slice(frame)
+        .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
+    let obj = msg
+        .as_object()
+        .ok_or_else(|| Error::Protocol("message is not a JSON object".into()))?;
+    if let Some(method) = obj.get("method") {
+        let method = method
+            .as_str()
+            .ok_or_else(|| Error::Protocol("method is not a string".into()))?;
+        let params = obj.get("params").cloned().unwrap_or(Value::Null);
+        let id = obj.get("id").cloned().unwrap_or(Value::Null);
+        if method == "echo" {
+            if !id.is_null() {
+                let _ = out.send(frame_bytes(
+                    &json!({"result": params, "error": null, "id": id}),
+                ));
+            }
+            return Ok(());
+        }
+        if !id.is_null() {
+            let _ = out.send(frame_bytes(
+                &json!({"result": null, "error": format!("unknown method {method}"), "id": id}),
+            ));
+            return Ok(());
+        }
+        let _ = notes.send(Notification {
+            method: method.to_string(),
+            params,
+        });
+        return Ok(());
+    }
+    let Some(id) = obj.get("id") else {
+        return Err(Error::Protocol("reply without id".into()));
+    };
+    // Replies to our own echo probes carry a string id and need no waiter.
+    let Some(id) = id.as_u64() else {
+        return Ok(());
+    };
+    let waiter = pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id);
+    if let Some(w) = waiter {
+        let error = obj.get("error").cloned().unwrap_or(Value::Null);
+        let r = if error.is_null() {
+            Ok(obj.get("result").cloned().unwrap_or(Value::Null))
+        } else {
+            Err(Error::Rpc {
+                method: String::new(),
+                error,
+            })
+        };
+        let _ = w.send(r);
+    }
+    Ok(())
+}
