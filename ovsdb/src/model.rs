@@ -11,7 +11,8 @@
 //! * columns the model does not know (a newer server schema) are ignored;
 //! * columns the row lacks (an older server schema, or a partial monitor) take the value OVSDB
 //!   gives a new row: `0`, `0.0`, `false`, `""`, the nil UUID, the first (sorted) enum value,
-//!   `None`, or an empty set or map;
+//!   `None`, or an empty set or map (also for the few sets the schema requires to be non-empty,
+//!   such as `Forwarding_Group.child_port`, which the caller must then fill);
 //! * a column that is present but holds the wrong kind of value fails with a [`DatumError`]
 //!   naming the table and column.
 //!
