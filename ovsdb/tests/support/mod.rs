@@ -1,4 +1,6 @@
 //! Test harness: a real ovsdb-server per test, in its own temp dir, on a unix socket.
+// Each test binary uses its own subset of these helpers.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
