@@ -80,6 +80,22 @@ impl Cluster {
                 std::os::unix::net::UnixStream::connect(&sock).is_ok()
             });
         }
+        // join-cluster only asks to join: wait until every member is really in, or killing the
+        // leader could leave no majority.
+        for i in 0..3 {
+            let ctl = c.path(i, "ctl");
+            wait_until("cluster membership", Duration::from_secs(30), || {
+                Command::new("ovs-appctl")
+                    .arg("-t")
+                    .arg(&ctl)
+                    .args(["cluster/status", NB])
+                    .output()
+                    .is_ok_and(|o| {
+                        let s = String::from_utf8_lossy(&o.stdout);
+                        s.contains("Status: cluster member") && s.matches(" at unix:").count() >= 3
+                    })
+            });
+        }
         c
     }
 
