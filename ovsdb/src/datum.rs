@@ -580,6 +580,49 @@ mod tests {
         assert_eq!(m, Datum::map([("k2", "x"), ("k3", "v3")]));
     }
 
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop_oneof![
+                Just("set".to_string()),
+                Just("map".to_string()),
+                Just("uuid".to_string()),
+                Just("named-uuid".to_string()),
+                "\\PC{0,6}",
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("[a-z]{0,3}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_json_never_panics_the_decoders(v in arb_json()) {
+            let _ = Datum::from_json(&v);
+            let schema = crate::schema::DatabaseSchema::parse_str(crate::schemas::OVN_NORTHBOUND.json).unwrap();
+            for t in schema.tables.values() {
+                for c in t.columns.values() {
+                    if let Ok(d) = Datum::from_json_typed(&v, &c.ty) {
+                        // Whatever decodes must re-encode to something that decodes to the same.
+                        proptest::prop_assert_eq!(Datum::from_json_typed(&d.to_json(), &c.ty).unwrap(), d.clone());
+                        proptest::prop_assert!(d.check(&c.ty).is_ok());
+                    }
+                    let _ = Datum::from_json_diff(&v, &c.ty);
+                }
+            }
+        }
+    }
+
     #[test]
     fn uuid_atoms_round_trip() {
         let u = Uuid::new_v4();
