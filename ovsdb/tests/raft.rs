@@ -194,6 +194,13 @@ async fn leader_loss_mid_write_is_followed_without_loss_or_duplicates() {
         .await
         .expect("writer finished")
         .unwrap();
+    // The new leader still had our last transaction in its history: the replica resumed with
+    // monitor_cond_since instead of rebuilding the cache.
+    assert!(
+        matches!(r.state(), ReplicaState::Synced { resyncs: 1, .. }),
+        "{:?}",
+        r.state()
+    );
     let now = synced_remote(&r).expect("synced again");
     assert_ne!(now, first, "still on the killed leader");
     assert!(retried >= 1, "the leader loss interrupted no write");
