@@ -1,6 +1,7 @@
 //! kube-ovn-rs's OVSDB client (RFC 7047), written for ovsdb-server as OVN deploys it: JSON-RPC 1.0
 //! framing, every method of the RFC and of ovsdb-server's extensions, schema-checked datums, and
 //! typed models of the OVN and OVS databases.
+pub mod batch;
 pub mod cache;
 pub mod client;
 pub mod codec;
