@@ -206,13 +206,17 @@ async fn members_with_several_named_rows_map_back_and_abort_runs_alone() {
     let mut abort = Transaction::new(NB);
     abort.insert("Logical_Switch", row(&[("name", "never".into())]));
     abort.push(ovsdb::Operation::Abort);
+    // Submitted alongside the others: an aborting member runs alone and aborts only itself.
     let aborted = b.submit(abort).await;
     assert!(matches!(aborted, Err(Error::Transaction(_))), "{aborted:?}");
 
+    let mut done = Vec::new();
+    while let Some(r) = set.join_next().await {
+        done.push(r.unwrap());
+    }
     let switches = select(&c, "Logical_Switch").await;
     assert_eq!(switches.len(), 50);
-    while let Some(r) = set.join_next().await {
-        let (i, lsp, ls) = r.unwrap();
+    for (i, lsp, ls) in done {
         let sw = switches
             .iter()
             .find(|s| s["_uuid"][1] == ls.to_string())
