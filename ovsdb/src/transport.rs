@@ -136,7 +136,7 @@ pub async fn connect(
                 let c = tokio_rustls::TlsConnector::from(Arc::new(config))
                     .connect(name, s)
                     .await
-                    .map_err(io)?;
+                    .map_err(|e| handshake_error(remote, e))?;
                 Box::pin(c)
             }
         })
@@ -147,6 +147,19 @@ pub async fn connect(
             what: format!("connecting to {remote}"),
             after: timeout,
         })?
+}
+
+/// A peer that presents a certificate we do not trust (or refuses ours) is a configuration
+/// problem, not a network blip: report it as TLS so callers do not retry it forever quietly.
+fn handshake_error(remote: &Remote, e: std::io::Error) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        Error::Tls(format!("handshake with {remote}: {e}"))
+    } else {
+        Error::Io {
+            remote: remote.to_string(),
+            source: e,
+        }
+    }
 }
 
 mod tls {
@@ -202,7 +215,13 @@ mod tls {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(CaOnly(inner)))
             .with_client_auth_cert(certs(&files.certificate)?, key(&files.private_key)?)
-            .map_err(|e| Error::Tls(e.to_string()))
+            .map_err(|e| {
+                Error::Tls(format!(
+                    "{} with {}: {e}",
+                    files.private_key.display(),
+                    files.certificate.display()
+                ))
+            })
     }
 
     #[derive(Debug)]

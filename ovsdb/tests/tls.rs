@@ -233,13 +233,9 @@ async fn unrelated_ca_is_refused_within_the_connect_timeout() {
         Ok(_) => panic!("a server certificate from another CA was accepted"),
         Err(e) => e,
     };
-    assert!(
-        matches!(
-            err,
-            Error::Io { .. } | Error::Tls(_) | Error::Timeout { .. }
-        ),
-        "{err:?}"
-    );
+    // A certificate we do not trust is a configuration error, never a retryable I/O blip.
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+    assert!(!err.is_transient(), "{err:?}");
     assert!(elapsed <= t.connect + Duration::from_secs(1), "{elapsed:?}");
     // The client itself rejected the chain, rather than timing out.
     assert!(!matches!(err, Error::Timeout { .. }), "{err}");
@@ -248,8 +244,7 @@ async fn unrelated_ca_is_refused_within_the_connect_timeout() {
     // issuer.)
     let msg = format!("{err:?}");
     assert!(
-        msg.contains("InvalidCertificate(UnknownIssuer)")
-            || msg.contains("InvalidCertificate(BadSignature)"),
+        msg.contains("UnknownIssuer") || msg.contains("BadSignature"),
         "not a certificate-chain failure: {err}: {msg}"
     );
 }
