@@ -1,0 +1,175 @@
+//! The central OVN databases and ovn-northd, as the `ovn-central` pods run them: NB and SB
+//! ovsdb-servers (standalone, or three-member raft clusters), northd between them, and optionally
+//! the interconnection databases with `ovn-ic`. Everything listens on unix sockets in the run
+//! directory only, so any number of sandboxes coexist and nothing needs a free port.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::sys::{run, run_command, wait_for};
+
+const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
+const SB_SCHEMA: &str = "/usr/share/ovn/ovn-sb.ovsschema";
+const IC_NB_SCHEMA: &str = "/usr/share/ovn/ovn-ic-nb.ovsschema";
+const IC_SB_SCHEMA: &str = "/usr/share/ovn/ovn-ic-sb.ovsschema";
+const RAFT_MEMBERS: usize = 3;
+
+/// The OVSDB remotes of the central databases, as OVN's `--db` options and
+/// `external_ids:ovn-remote` take them (comma-separated lists for raft).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CentralRemotes {
+    /// OVN_Northbound.
+    pub nb: String,
+    /// OVN_Southbound.
+    pub sb: String,
+    /// OVN_IC_Northbound, when interconnection was requested.
+    pub ic_nb: Option<String>,
+    /// OVN_IC_Southbound, when interconnection was requested.
+    pub ic_sb: Option<String>,
+}
+
+/// Starts the central databases and northd in `dir` and waits until northd has processed the
+/// (empty) northbound database into the southbound one.
+pub fn start(dir: &Path, raft: bool, ic: bool) -> Result<CentralRemotes> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let nb = database(dir, "nb", NB_SCHEMA, "OVN_Northbound", raft)?;
+    let sb = database(dir, "sb", SB_SCHEMA, "OVN_Southbound", raft)?;
+    let mut northd = Command::new("ovn-northd");
+    northd
+        .env("OVN_RUNDIR", dir)
+        .arg(format!("--ovnnb-db={nb}"))
+        .arg(format!("--ovnsb-db={sb}"));
+    daemon_args(&mut northd, dir, "northd");
+    run_command(&mut northd)?;
+    let (ic_nb, ic_sb) = if ic {
+        let ic_nb = database(dir, "ic-nb", IC_NB_SCHEMA, "OVN_IC_Northbound", false)?;
+        let ic_sb = database(dir, "ic-sb", IC_SB_SCHEMA, "OVN_IC_Southbound", false)?;
+        let mut ovn_ic = Command::new("ovn-ic");
+        ovn_ic
+            .env("OVN_RUNDIR", dir)
+            .arg(format!("--ovnnb-db={nb}"))
+            .arg(format!("--ovnsb-db={sb}"))
+            .arg(format!("--ic-nb-db={ic_nb}"))
+            .arg(format!("--ic-sb-db={ic_sb}"));
+        daemon_args(&mut ovn_ic, dir, "ovn-ic");
+        run_command(&mut ovn_ic)?;
+        (Some(ic_nb), Some(ic_sb))
+    } else {
+        (None, None)
+    };
+    // `--wait=sb` returns once northd has copied the NB sequence number into the SB: the
+    // whole chain NB -> northd -> SB is alive.
+    run(
+        "ovn-nbctl",
+        [
+            format!("--db={nb}"),
+            "--timeout=60".into(),
+            "--wait=sb".into(),
+            "sync".into(),
+        ],
+    )?;
+    Ok(CentralRemotes {
+        nb,
+        sb,
+        ic_nb,
+        ic_sb,
+    })
+}
+
+/// `--detach` makes every OVS/OVN daemon return only once it is ready to serve, which is the
+/// readiness signal the sandbox relies on; the pidfile is how teardown finds it later.
+pub fn daemon_args(cmd: &mut Command, dir: &Path, name: &str) {
+    cmd.arg("--detach")
+        .arg("--no-chdir")
+        .arg(format!(
+            "--pidfile={}",
+            dir.join(format!("{name}.pid")).display()
+        ))
+        .arg(format!(
+            "--log-file={}",
+            dir.join(format!("{name}.log")).display()
+        ))
+        .arg(format!(
+            "--unixctl={}",
+            dir.join(format!("{name}.ctl")).display()
+        ));
+}
+
+/// One database: a standalone server on `<name>.sock`, or a raft cluster whose members serve
+/// `<name>1.sock`… Returns the remote list clients use.
+fn database(dir: &Path, name: &str, schema: &str, db: &str, raft: bool) -> Result<String> {
+    if !raft {
+        let file = dir.join(format!("{name}.db"));
+        run(
+            "ovsdb-tool",
+            ["create".to_string(), path(&file), schema.to_string()],
+        )?;
+        server(dir, name)?;
+        return Ok(format!(
+            "unix:{}",
+            dir.join(format!("{name}.sock")).display()
+        ));
+    }
+    let member = |i: usize| format!("{name}{i}");
+    let raft_addr =
+        |i: usize| format!("unix:{}", dir.join(format!("{}.raft", member(i))).display());
+    for i in 1..=RAFT_MEMBERS {
+        let file = path(&dir.join(format!("{}.db", member(i))));
+        if i == 1 {
+            run(
+                "ovsdb-tool",
+                ["create-cluster", &file, schema, &raft_addr(1)],
+            )?;
+        } else {
+            run(
+                "ovsdb-tool",
+                ["join-cluster", &file, db, &raft_addr(i), &raft_addr(1)],
+            )?;
+        }
+    }
+    for i in 1..=RAFT_MEMBERS {
+        server(dir, &member(i))?;
+    }
+    // join-cluster only asks to join; a cluster whose members have not all joined loses its
+    // majority as soon as one of them stops.
+    for i in 1..=RAFT_MEMBERS {
+        let ctl = path(&dir.join(format!("{}.ctl", member(i))));
+        let joined = wait_for(Duration::from_secs(30), || {
+            run("ovs-appctl", ["-t", &ctl, "cluster/status", db])
+                .map(|s| s.contains("Status: cluster member"))
+                .unwrap_or(false)
+        });
+        if !joined {
+            return Err(Error::Timeout {
+                what: format!("raft member {} of {db}", member(i)),
+                after: Duration::from_secs(30),
+            });
+        }
+    }
+    Ok((1..=RAFT_MEMBERS)
+        .map(|i| format!("unix:{}", dir.join(format!("{}.sock", member(i))).display()))
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+fn server(dir: &Path, name: &str) -> Result<()> {
+    let mut cmd = Command::new("ovsdb-server");
+    cmd.arg(format!(
+        "--remote=punix:{}",
+        dir.join(format!("{name}.sock")).display()
+    ));
+    daemon_args(&mut cmd, dir, name);
+    cmd.arg(dir.join(format!("{name}.db")));
+    run_command(&mut cmd).map(|_| ())
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Where the central components keep their files inside a run directory.
+pub fn dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("central")
+}

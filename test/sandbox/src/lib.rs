@@ -1,0 +1,476 @@
+//! A whole Kube-OVN world on one machine, without containers and without a real kube-apiserver
+//! (this is a test/sandbox fixture; product code never uses it).
+//!
+//! A [`Sandbox`] is: the Kubernetes API-server fixture; central OVN (NB, SB — standalone or raft —
+//! ovn-northd, optionally ovn-ic with its databases); N nodes, each a network namespace with its
+//! own Open vSwitch and ovn-controller, tunnelling Geneve over a shared fabric namespace; an
+//! external namespace on a provider network; and per node a kubelet stand-in that registers the
+//! Node and runs pods as network namespaces through the real CNI contract. Everything it creates
+//! carries its `prefix` (namespaces) or lives under its `run_dir` (files, sockets, pidfiles), so
+//! sandboxes run side by side and a teardown — [`Sandbox::down`], [`sweep`] from another process,
+//! or `Drop` after a failed test — provably leaves nothing behind.
+
+pub mod central;
+pub mod cni;
+pub mod error;
+pub mod kubelet;
+pub mod node;
+pub mod scheduler;
+pub mod sys;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use kube_apiserver_fixture::{ApiServer, Options};
+use ovsdb::{Client, Remote, Timeouts, Transaction};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+pub use central::CentralRemotes;
+pub use error::{Error, Result};
+pub use node::NodeInfo;
+
+/// How long bring-up may take before it is declared failed.
+const BRING_UP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What to bring up.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Directory for every file of the sandbox; must not exist or be empty. Unix socket paths
+    /// live below it, so keep it short (they are limited to 107 bytes).
+    pub run_dir: PathBuf,
+    /// Prefix of every network namespace the sandbox creates; must be unused.
+    pub prefix: String,
+    /// Node names, in order; the first is labelled control-plane.
+    pub nodes: Vec<String>,
+    /// Run NB and SB as three-member raft clusters.
+    pub raft: bool,
+    /// Also run the interconnection databases and ovn-ic.
+    pub ic: bool,
+    /// Where the API-server fixture listens (port 0 picks a free one).
+    pub api_listen: SocketAddr,
+    /// Run kubelet stand-ins and the scheduler (tests of the bare OVN world can skip them).
+    pub kubelets: bool,
+}
+
+impl SandboxConfig {
+    /// A configuration for `nodes` nodes named `node1`… with a fresh random prefix and run
+    /// directory under `/tmp`, so concurrent tests never share anything.
+    pub fn isolated(nodes: usize) -> SandboxConfig {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let short = &id[..6];
+        SandboxConfig {
+            run_dir: std::env::temp_dir().join(format!("kos-{short}")),
+            prefix: format!("t{short}-"),
+            nodes: (1..=nodes).map(|i| format!("node{i}")).collect(),
+            raft: false,
+            ic: false,
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kubelets: true,
+        }
+    }
+}
+
+/// Everything another process needs to find, use and tear down a running sandbox; written to
+/// `<run_dir>/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxState {
+    /// Network namespace prefix.
+    pub prefix: String,
+    /// Run directory.
+    pub run_dir: PathBuf,
+    /// Central database remotes.
+    pub central: CentralRemotes,
+    /// The nodes.
+    pub nodes: Vec<NodeInfo>,
+    /// The API server's URL.
+    pub api_url: String,
+    /// A kubeconfig file for it.
+    pub kubeconfig: PathBuf,
+    /// Seconds from start to everything ready.
+    pub bring_up_seconds: f64,
+    /// The process serving the API and the kubelets (the CLI's supervisor), if any.
+    pub supervisor_pid: Option<u32>,
+}
+
+impl SandboxState {
+    /// Reads the state of the sandbox in `run_dir`.
+    pub fn load(run_dir: &Path) -> Result<SandboxState> {
+        let path = run_dir.join("state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    fn save(&self) -> Result<()> {
+        let path = self.run_dir.join("state.json");
+        let tmp = self.run_dir.join("state.json.tmp");
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Network namespace of a pod.
+    pub fn pod_netns(&self, namespace: &str, name: &str) -> String {
+        kubelet::pod_netns(&self.prefix, namespace, name)
+    }
+}
+
+/// A running sandbox owned by this process.
+pub struct Sandbox {
+    state: SandboxState,
+    api: Option<ApiServer>,
+    tasks: Vec<JoinHandle<()>>,
+    client: kube::Client,
+    down: bool,
+}
+
+impl Sandbox {
+    /// Brings the whole world up and returns once every node's chassis is in the southbound
+    /// database and (with kubelets) every Node is registered. On failure everything already
+    /// created is torn down again.
+    pub async fn up(config: SandboxConfig) -> Result<Sandbox> {
+        let start = Instant::now();
+        if config.nodes.is_empty() {
+            return Err(Error::Invalid("a sandbox needs at least one node".into()));
+        }
+        if let Some(ns) = sys::netns_list()
+            .into_iter()
+            .find(|n| n.starts_with(&config.prefix))
+        {
+            return Err(Error::Invalid(format!(
+                "network namespace {ns} already uses prefix {:?}: is a sandbox running? (down it first)",
+                config.prefix
+            )));
+        }
+        let busy = std::fs::read_dir(&config.run_dir).map(|mut d| d.next().is_some());
+        if busy.unwrap_or(false) {
+            return Err(Error::Invalid(format!(
+                "{} is not empty: is a sandbox running? (down it first)",
+                config.run_dir.display()
+            )));
+        }
+        std::fs::create_dir_all(&config.run_dir).map_err(|e| Error::io(&config.run_dir, e))?;
+        match tokio::time::timeout(BRING_UP_DEADLINE, Self::build(&config, start)).await {
+            Ok(Ok(sandbox)) => Ok(sandbox),
+            Ok(Err(e)) => {
+                let (dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
+                let _ = tokio::task::spawn_blocking(move || sweep(&dir, &prefix)).await;
+                Err(e)
+            }
+            Err(_) => {
+                let (dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
+                let _ = tokio::task::spawn_blocking(move || sweep(&dir, &prefix)).await;
+                Err(Error::Timeout {
+                    what: "sandbox bring-up".into(),
+                    after: BRING_UP_DEADLINE,
+                })
+            }
+        }
+    }
+
+    async fn build(config: &SandboxConfig, start: Instant) -> Result<Sandbox> {
+        let api = ApiServer::start(Options {
+            listen: config.api_listen,
+            ..Options::default()
+        })
+        .await
+        .map_err(|e| Error::Invalid(format!("API server fixture: {e}")))?;
+        let client = api.client()?;
+        let kubeconfig = config.run_dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, api.kubeconfig_yaml())
+            .map_err(|e| Error::io(&kubeconfig, e))?;
+
+        let cfg = config.clone();
+        let (central, nodes) = tokio::task::spawn_blocking(move || build_ovn(&cfg))
+            .await
+            .map_err(|e| Error::Invalid(format!("bring-up task: {e}")))??;
+        wait_for_chassis(&central.sb, &config.nodes).await?;
+
+        let mut sandbox = Sandbox {
+            state: SandboxState {
+                prefix: config.prefix.clone(),
+                run_dir: config.run_dir.clone(),
+                central,
+                nodes: nodes.clone(),
+                api_url: api.url(),
+                kubeconfig,
+                bring_up_seconds: 0.0,
+                supervisor_pid: None,
+            },
+            api: Some(api),
+            tasks: Vec::new(),
+            client: client.clone(),
+            down: false,
+        };
+        if config.kubelets {
+            for (i, node) in nodes.into_iter().enumerate() {
+                let prefix = config.prefix.clone();
+                sandbox.tasks.push(tokio::spawn(kubelet::run(
+                    node,
+                    prefix,
+                    client.clone(),
+                    i == 0,
+                )));
+            }
+            sandbox
+                .tasks
+                .push(tokio::spawn(scheduler::run(client.clone())));
+            let api: Api<Node> = Api::all(client);
+            let want = config.nodes.len();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                // Registered = created and reporting its addresses (a second write).
+                let have = api
+                    .list(&Default::default())
+                    .await?
+                    .items
+                    .iter()
+                    .filter(|n| {
+                        n.status
+                            .as_ref()
+                            .and_then(|s| s.addresses.as_ref())
+                            .is_some_and(|a| !a.is_empty())
+                    })
+                    .count();
+                if have >= want {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(Error::Timeout {
+                        what: format!("{want} Nodes registered ({have} are)"),
+                        after: Duration::from_secs(30),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        sandbox.state.bring_up_seconds = start.elapsed().as_secs_f64();
+        sandbox.state.save()?;
+        Ok(sandbox)
+    }
+
+    /// What another process needs to use this sandbox.
+    pub fn state(&self) -> &SandboxState {
+        &self.state
+    }
+
+    /// Records the supervising process in the saved state (the CLI's `serve`).
+    pub fn set_supervisor(&mut self, pid: u32) -> Result<()> {
+        self.state.supervisor_pid = Some(pid);
+        self.state.save()
+    }
+
+    /// A client of the sandbox's Kubernetes API.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// Stops everything and removes every namespace and file; returns what was removed.
+    pub async fn down(mut self) -> Result<SweepReport> {
+        self.down = true;
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(api) = self.api.take() {
+            api.shutdown().await;
+        }
+        let (dir, prefix) = (self.state.run_dir.clone(), self.state.prefix.clone());
+        tokio::task::spawn_blocking(move || sweep(&dir, &prefix))
+            .await
+            .map_err(|e| Error::Invalid(format!("teardown task: {e}")))?
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.down {
+            return;
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        // Best effort after a failed test: never leave namespaces and daemons behind.
+        let _ = sweep(&self.state.run_dir, &self.state.prefix);
+    }
+}
+
+fn build_ovn(config: &SandboxConfig) -> Result<(CentralRemotes, Vec<NodeInfo>)> {
+    let central = central::start(&central::dir(&config.run_dir), config.raft, config.ic)?;
+    node::start_fabric(&config.prefix)?;
+    // Nodes come up in parallel: each mostly waits for its own daemons.
+    let nodes = std::thread::scope(|s| {
+        let handles: Vec<_> = config
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let sb = central.sb.clone();
+                s.spawn(move || node::start_node(&config.prefix, &config.run_dir, i, name, &sb))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("node bring-up panicked".into())))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok((central, nodes))
+}
+
+/// Waits until every node's ovn-controller has registered its Chassis in the southbound DB,
+/// read with our own OVSDB client.
+async fn wait_for_chassis(sb: &str, names: &[String]) -> Result<()> {
+    let remotes = Remote::parse_list(sb)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut have = Vec::new();
+        for remote in &remotes {
+            if let Ok((client, _)) = Client::connect(remote, None, &Timeouts::default()).await {
+                let mut txn = Transaction::new("OVN_Southbound");
+                txn.select("Chassis", vec![]);
+                if let Ok(out) = client.transact(&txn).await {
+                    have = out.results[0]
+                        .rows
+                        .iter()
+                        .flatten()
+                        .filter_map(|r| r.get("name")?.as_str().map(str::to_string))
+                        .collect();
+                    break;
+                }
+            }
+        }
+        if names.iter().all(|n| have.contains(n)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                what: format!("chassis {names:?} in the southbound DB (have {have:?})"),
+                after: Duration::from_secs(30),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What a teardown removed.
+#[derive(Debug, Default, Clone)]
+pub struct SweepReport {
+    /// Processes stopped.
+    pub processes: usize,
+    /// Network namespaces deleted.
+    pub namespaces: usize,
+}
+
+/// Tears down whatever a sandbox with `run_dir` and `prefix` left: every daemon with a pidfile
+/// under `run_dir`, any other process still running from it, every namespace with the prefix,
+/// and the directory itself. Safe to run repeatedly and from any process.
+pub fn sweep(run_dir: &Path, prefix: &str) -> Result<SweepReport> {
+    let mut report = SweepReport::default();
+    let mut pidfiles = Vec::new();
+    collect_pidfiles(run_dir, &mut pidfiles);
+    // ovn-controllers and vswitchds first, databases last, so nothing logs a lost peer in
+    // between for long.
+    pidfiles.sort_by_key(|p| {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match name.as_str() {
+            "ovn-controller.pid" => 0,
+            "vswitchd.pid" => 1,
+            "northd.pid" | "ovn-ic.pid" => 2,
+            _ => 3,
+        }
+    });
+    for p in pidfiles {
+        if let Some(pid) = sys::read_pidfile(&p) {
+            if sys::alive(pid) {
+                sys::stop_pid(pid, Duration::from_secs(5));
+                report.processes += 1;
+            }
+        }
+    }
+    let mut namespaces: Vec<String> = sys::netns_list()
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    // Anything else still running inside the sandbox's namespaces (a CNI plugin, a test's
+    // server) or a daemon of ours still pointing at the run directory.
+    let ids: Vec<String> = namespaces.iter().filter_map(|n| sys::netns_id(n)).collect();
+    let mut strays = sys::pids_in_netns(&ids);
+    if let Some(dir) = run_dir.to_str() {
+        strays.extend(sys::daemons_mentioning(dir));
+    }
+    strays.sort_unstable();
+    strays.dedup();
+    for pid in strays {
+        sys::stop_pid(pid, Duration::from_secs(2));
+        report.processes += 1;
+    }
+    // Pods before nodes before the fabric: veths vanish with either end anyway.
+    namespaces.sort_by_key(|n| (n.ends_with("fabric"), n.clone()));
+    let mut first_error = None;
+    for ns in namespaces {
+        match sys::netns_del(&ns) {
+            Ok(()) => report.namespaces += 1,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if run_dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(run_dir) {
+            first_error.get_or_insert(Error::io(run_dir, e));
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+fn collect_pidfiles(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_pidfiles(&p, out);
+        } else if p.extension().is_some_and(|x| x == "pid") {
+            out.push(p);
+        }
+    }
+}
+
+/// Whether anything of a sandbox is left on the machine: returns a description of each leftover
+/// (empty when the teardown was complete).
+pub fn leftovers(run_dir: &Path, prefix: &str) -> Vec<String> {
+    let mut left: Vec<String> = sys::netns_list()
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .map(|n| format!("network namespace {n}"))
+        .collect();
+    if let Some(dir) = run_dir.to_str() {
+        left.extend(
+            sys::daemons_mentioning(dir)
+                .into_iter()
+                .map(|p| format!("process {p} running from {dir}")),
+        );
+    }
+    if run_dir.exists() {
+        left.push(format!("directory {}", run_dir.display()));
+    }
+    left
+}
