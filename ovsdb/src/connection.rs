@@ -56,6 +56,10 @@ pub struct Connection {
     request_timeout: Duration,
     closed: watch::Receiver<bool>,
     shutdown: Arc<watch::Sender<bool>>,
+    /// Notifications handed to the receiver so far. The reader hands a notification over
+    /// before it dispatches any later reply, so after a reply this counts every notification
+    /// the server sent before it — what a cache must have applied to reflect that reply.
+    delivered: Arc<AtomicU64>,
 }
 
 impl Connection {
@@ -74,6 +78,8 @@ impl Connection {
         let closed_tx = Arc::new(closed_tx);
         let pending: Pending = Arc::default();
         let name: Arc<str> = remote.to_string().into();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let counter = delivered.clone();
 
         // Writer: one task owns the write half, so requests from many callers never interleave.
         let mut stop = closed_rx.clone();
@@ -115,7 +121,7 @@ impl Connection {
                             loop {
                                 match split.next_frame() {
                                     Ok(Some(frame)) => {
-                                        if let Err(e) = dispatch(&frame, &out, &pend, &note_tx) {
+                                        if let Err(e) = dispatch(&frame, &out, &pend, &note_tx, &counter) {
                                             break 'conn e.to_string();
                                         }
                                     }
@@ -150,9 +156,22 @@ impl Connection {
                 request_timeout: timeouts.request,
                 closed: closed_rx,
                 shutdown: closed_tx,
+                delivered,
             },
             note_rx,
         ))
+    }
+
+    /// Notifications delivered so far (see the field's doc); with [`Connection::id`] it lets a
+    /// replica wait until its cache reflects a transaction it just committed.
+    pub fn notifications_delivered(&self) -> u64 {
+        self.delivered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// An identity of this connection, stable for its lifetime and distinct from any other
+    /// live connection's.
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.delivered) as usize
     }
 
     /// The remote this connection reaches.
@@ -267,6 +286,7 @@ fn dispatch(
     out: &mpsc::UnboundedSender<Vec<u8>>,
     pending: &Pending,
     notes: &mpsc::UnboundedSender<Notification>,
+    delivered: &AtomicU64,
 ) -> Result<()> {
     let msg: Value = serde_json::from_slice(frame)
         .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
@@ -297,6 +317,7 @@ fn dispatch(
             method: method.to_string(),
             params,
         });
+        delivered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         return Ok(());
     }
     let Some(id) = obj.get("id") else {

@@ -75,6 +75,8 @@ struct Shared {
     changes: broadcast::Sender<Arc<ChangeBatch>>,
     client: watch::Sender<Option<Client>>,
     state: watch::Sender<ReplicaState>,
+    /// (connection id, notifications of that connection applied to the cache).
+    applied: watch::Sender<(usize, u64)>,
 }
 
 /// Handle to a running replica; dropping the last handle stops it.
@@ -98,6 +100,7 @@ impl Replica {
             changes,
             client: watch::channel(None).0,
             state: watch::channel(ReplicaState::Connecting).0,
+            applied: watch::channel((0, 0)).0,
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let r = Replica {
@@ -157,9 +160,24 @@ impl Replica {
     /// Runs a transaction on the current server. A lost connection is returned as
     /// [`Error::Disconnected`]: the outcome is unknown and the caller decides whether a retry is
     /// safe (guard creates with `wait` so a retry cannot apply twice).
+    ///
+    /// Read-your-writes: when it returns, the cache already reflects the transaction (the
+    /// server sends a transaction's monitor updates before its reply, and this waits until the
+    /// replica has applied everything that arrived before the reply), so a reconciler that
+    /// re-plans from the cache right away never writes the same change twice.
     pub async fn transact(&self, txn: &Transaction) -> Result<TxnOutcome> {
         let client = self.current_client(self.timeouts.connect).await?;
-        client.transact(txn).await
+        let out = client.transact(txn).await?;
+        let conn = client.connection();
+        let (id, target) = (conn.id(), conn.notifications_delivered());
+        let mut applied = self.shared.applied.subscribe();
+        // A reconnect meanwhile means a resync, which brings the cache up to date anyway.
+        let _ = tokio::time::timeout(
+            self.timeouts.request,
+            applied.wait_for(|(conn, n)| *conn != id || *n >= target),
+        )
+        .await;
+        Ok(out)
     }
 
     async fn current_client(&self, limit: Duration) -> Result<Client> {
@@ -323,8 +341,13 @@ async fn session(
     }
     tracing::info!(%remote, db = %cfg.db, resumed = reply.found, "ovsdb replica synced");
 
+    let conn_id = client.connection().id();
+    let mut applied = 0u64;
+    shared.applied.send_replace((conn_id, applied));
     while let Some(n) = notes.recv().await {
         handle(cfg, &schema, shared, &n)?;
+        applied += 1;
+        shared.applied.send_replace((conn_id, applied));
     }
     Ok(())
 }

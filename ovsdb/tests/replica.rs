@@ -304,3 +304,27 @@ async fn incompatible_server_schema_is_a_clear_error() {
     };
     assert!(e.contains("Transit_Switch.from_the_future"), "{e}");
 }
+
+/// Read-your-writes: when `Replica::transact` returns, the cache already holds the change, so a
+/// reconciler re-planning from the cache never repeats a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transact_returns_only_once_the_cache_shows_the_write() {
+    let s = Server::start("ovn-nb.ovsschema");
+    let r = Replica::start(config(&s), Duration::from_secs(10))
+        .await
+        .unwrap();
+    for i in 0..200 {
+        let name = format!("ryw-{i}");
+        let mut txn = Transaction::new("OVN_Northbound");
+        let mut row = ovsdb::Row::new();
+        row.insert("name".into(), ovsdb::Datum::from(name.as_str()));
+        txn.insert("Address_Set", row);
+        r.transact(&txn).await.unwrap();
+        let cache = r.cache();
+        assert_eq!(
+            cache.table("Address_Set").unwrap().by_name(&name).count(),
+            1,
+            "write {i} not in the cache when transact returned"
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! Turning "this is how these rows should look" into the fewest OVSDB operations, by diffing
+//! against the replicated NB cache: nothing is written for a row that already matches, only the
+//! changed columns are updated, children are attached to and detached from their parents with
+//! `mutate` (never by rewriting the parent's whole reference set, which would race other
+//! writers), and rows created in the same plan reference each other by named UUID.
+//!
+//! A plan only reads the cache snapshot it was built on; the caller sends the resulting
+//! transaction (through the group-commit batcher) and re-plans on conflict. Planning is pure, so
+//! "a converged NB gets zero writes" is a property of this module, testable without a server.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ovsdb::{Atom, CacheData, Condition, Datum, Mutation, Row, Transaction, Uuid};
+
+/// A row the plan can point at: one that exists, or one it inserts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowRef {
+    /// An existing row.
+    Existing(Uuid),
+    /// A row inserted by this plan, by its named UUID.
+    New(String),
+}
+
+impl RowRef {
+    /// The atom that references this row in a column.
+    pub fn atom(&self) -> Atom {
+        match self {
+            RowRef::Existing(u) => Atom::Uuid(*u),
+            RowRef::New(n) => Atom::NamedUuid(n.clone()),
+        }
+    }
+
+    fn condition(&self) -> Condition {
+        match self {
+            RowRef::Existing(u) => Condition::uuid(*u),
+            RowRef::New(n) => Condition::eq("_uuid", Datum::from(Atom::NamedUuid(n.clone()))),
+        }
+    }
+}
+
+/// Where children hang: a parent row (by table and name) and its reference column, e.g.
+/// `Logical_Switch` `ovn-default` `ports`.
+#[derive(Debug, Clone, Copy)]
+pub struct Parent<'a> {
+    /// Parent table.
+    pub table: &'a str,
+    /// Parent row's `name`.
+    pub name: &'a str,
+    /// Column holding the child references.
+    pub column: &'a str,
+}
+
+/// Why a plan could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The parent row does not exist and is not created by this plan.
+    #[error("{table} {name} does not exist")]
+    MissingParent { table: String, name: String },
+}
+
+/// Operations to converge part of the NB on a desired state.
+pub struct Plan<'c> {
+    cache: &'c CacheData,
+    txn: Transaction,
+    ops: usize,
+    refs: HashMap<(String, String), RowRef>,
+    /// Children attached/detached by this plan, per (parent table, parent uuid or name, column).
+    attached: HashMap<(String, String, String), BTreeSet<Atom>>,
+}
+
+impl<'c> Plan<'c> {
+    /// A plan for database `db` against the cache snapshot `cache`.
+    pub fn new(cache: &'c CacheData, db: &str) -> Plan<'c> {
+        Plan {
+            cache,
+            txn: Transaction::new(db),
+            ops: 0,
+            refs: HashMap::new(),
+            attached: HashMap::new(),
+        }
+    }
+
+    /// Whether the plan writes nothing (the NB already matches).
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    /// Number of operations so far.
+    pub fn len(&self) -> usize {
+        self.ops
+    }
+
+    /// The transaction to send.
+    pub fn into_transaction(self) -> Transaction {
+        self.txn
+    }
+
+    /// The cache snapshot the plan reads.
+    pub fn cache(&self) -> &'c CacheData {
+        self.cache
+    }
+
+    fn push(&mut self, op: ovsdb::Operation) {
+        self.txn.push(op);
+        self.ops += 1;
+    }
+
+    /// The row named `name` in `table`: created earlier in this plan, or in the cache (the first
+    /// one by UUID order if the NB holds duplicates).
+    pub fn lookup(&self, table: &str, name: &str) -> Option<RowRef> {
+        if let Some(r) = self.refs.get(&(table.to_string(), name.to_string())) {
+            return Some(r.clone());
+        }
+        self.cache
+            .table(table)?
+            .by_name(name)
+            .map(|(u, _)| *u)
+            .min()
+            .map(RowRef::Existing)
+    }
+
+    fn row(&self, table: &str, uuid: &Uuid) -> Option<&'c Row> {
+        self.cache.table(table)?.get(uuid).map(|r| r.as_ref())
+    }
+
+    /// Makes a root row (a table whose rows live on their own: Logical_Switch,
+    /// Logical_Router, Load_Balancer, Port_Group, Address_Set…) named `name` match `desired`
+    /// (the columns listed; others are left alone).
+    pub fn ensure_root(&mut self, table: &str, name: &str, desired: Row) -> RowRef {
+        let mut desired = desired;
+        desired.insert("name".into(), Datum::from(name));
+        match self.lookup(table, name) {
+            Some(RowRef::Existing(u)) => {
+                let existing = self.row(table, &u).cloned().unwrap_or_default();
+                self.update_changed(table, &RowRef::Existing(u), &existing, desired);
+                RowRef::Existing(u)
+            }
+            Some(r @ RowRef::New(_)) => r,
+            None => {
+                let name_ref = RowRef::New(self.txn.insert(table, desired));
+                self.ops += 1;
+                self.refs
+                    .insert((table.to_string(), name.to_string()), name_ref.clone());
+                name_ref
+            }
+        }
+    }
+
+    /// Deletes a root row by name (no-op if absent).
+    pub fn delete_root(&mut self, table: &str, name: &str) {
+        if let Some(RowRef::Existing(u)) = self.lookup(table, name) {
+            self.delete_root_uuid(table, u);
+        }
+    }
+
+    /// Deletes a root row by UUID.
+    pub fn delete_root_uuid(&mut self, table: &str, uuid: Uuid) {
+        self.push(ovsdb::Operation::Delete {
+            table: table.to_string(),
+            conditions: vec![Condition::uuid(uuid)],
+        });
+    }
+
+    fn update_changed(&mut self, table: &str, at: &RowRef, existing: &Row, desired: Row) {
+        let changed: Row = desired
+            .into_iter()
+            .filter(|(col, want)| !same(existing.get(col), want))
+            .collect();
+        if !changed.is_empty() {
+            self.push(ovsdb::Operation::Update {
+                table: table.to_string(),
+                conditions: vec![at.condition()],
+                row: changed,
+            });
+        }
+    }
+
+    fn parent_ref(&self, parent: &Parent<'_>) -> Result<RowRef, PlanError> {
+        self.lookup(parent.table, parent.name)
+            .ok_or_else(|| PlanError::MissingParent {
+                table: parent.table.to_string(),
+                name: parent.name.to_string(),
+            })
+    }
+
+    /// The children currently referenced by an existing parent's column.
+    pub fn children(&self, parent: &Parent<'_>) -> Vec<Uuid> {
+        match self.lookup(parent.table, parent.name) {
+            Some(RowRef::Existing(u)) => self
+                .row(parent.table, &u)
+                .and_then(|r| r.get(parent.column))
+                .and_then(Datum::as_set)
+                .map(|s| s.iter().filter_map(Atom::as_uuid).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn attach(&mut self, parent: &Parent<'_>, at: &RowRef, child: Atom) {
+        let key = (
+            parent.table.to_string(),
+            format!("{at:?}"),
+            parent.column.to_string(),
+        );
+        if !self.attached.entry(key).or_default().insert(child.clone()) {
+            return;
+        }
+        self.push(ovsdb::Operation::Mutate {
+            table: parent.table.to_string(),
+            conditions: vec![at.condition()],
+            mutations: vec![Mutation::insert(parent.column, Datum::set([child]))],
+        });
+    }
+
+    fn detach(&mut self, table: &str, column: &str, parent: Uuid, child: Uuid) {
+        self.push(ovsdb::Operation::Mutate {
+            table: table.to_string(),
+            conditions: vec![Condition::uuid(parent)],
+            mutations: vec![Mutation::delete(column, Datum::set([Atom::Uuid(child)]))],
+        });
+    }
+
+    /// Rows of `table` whose `column` references `child`.
+    fn holders(&self, table: &str, column: &str, child: Uuid) -> Vec<Uuid> {
+        self.cache
+            .table(table)
+            .into_iter()
+            .flat_map(|t| t.iter())
+            .filter(|(_, r)| {
+                r.get(column)
+                    .and_then(Datum::as_set)
+                    .is_some_and(|s| s.contains(&Atom::Uuid(child)))
+            })
+            .map(|(u, _)| *u)
+            .collect()
+    }
+
+    /// Makes the child row named `name` (e.g. a Logical_Switch_Port) match `desired` and hang
+    /// from `parent` only — moving it there if another row of the parent table holds it.
+    pub fn ensure_named_child(
+        &mut self,
+        parent: Parent<'_>,
+        table: &str,
+        name: &str,
+        desired: Row,
+    ) -> Result<RowRef, PlanError> {
+        let at = self.parent_ref(&parent)?;
+        let mut desired = desired;
+        desired.insert("name".into(), Datum::from(name));
+        let child = match self.lookup(table, name) {
+            Some(RowRef::Existing(u)) => {
+                let existing = self.row(table, &u).cloned().unwrap_or_default();
+                self.update_changed(table, &RowRef::Existing(u), &existing, desired);
+                for holder in self.holders(parent.table, parent.column, u) {
+                    if at != RowRef::Existing(holder) {
+                        self.detach(parent.table, parent.column, holder, u);
+                    }
+                }
+                RowRef::Existing(u)
+            }
+            Some(r @ RowRef::New(_)) => r,
+            None => {
+                let r = RowRef::New(self.txn.insert(table, desired));
+                self.ops += 1;
+                self.refs
+                    .insert((table.to_string(), name.to_string()), r.clone());
+                r
+            }
+        };
+        let held = match (&at, &child) {
+            (RowRef::Existing(_), RowRef::Existing(c)) => self.children(&parent).contains(c),
+            _ => false,
+        };
+        if !held {
+            self.attach(&parent, &at, child.atom());
+        }
+        Ok(child)
+    }
+
+    /// Makes `parent` hold a child of `table` identified by the values of the `key` columns
+    /// (e.g. a Logical_Router_Policy by priority and match) that matches `desired`.
+    pub fn ensure_keyed_child(
+        &mut self,
+        parent: Parent<'_>,
+        table: &str,
+        key: &[&str],
+        desired: Row,
+    ) -> Result<RowRef, PlanError> {
+        let at = self.parent_ref(&parent)?;
+        let existing = self.children(&parent).into_iter().find(|u| {
+            self.row(table, u).is_some_and(|r| {
+                key.iter()
+                    .all(|k| same(r.get(*k), desired.get(*k).unwrap_or(&Datum::empty_set())))
+            })
+        });
+        match existing {
+            Some(u) => {
+                let row = self.row(table, &u).cloned().unwrap_or_default();
+                self.update_changed(table, &RowRef::Existing(u), &row, desired);
+                Ok(RowRef::Existing(u))
+            }
+            None => {
+                let r = RowRef::New(self.txn.insert(table, desired));
+                self.ops += 1;
+                self.attach(&parent, &at, r.atom());
+                Ok(r)
+            }
+        }
+    }
+
+    /// Converges the children of `parent` that `owned` selects (e.g. "policies with
+    /// external_ids:subnet=X") on exactly `desired`, keyed by `key`: missing ones are added,
+    /// differing ones updated, owned extras detached (and so deleted, children being non-root).
+    pub fn sync_keyed_children(
+        &mut self,
+        parent: Parent<'_>,
+        table: &str,
+        key: &[&str],
+        desired: Vec<Row>,
+        owned: impl Fn(&Row) -> bool,
+    ) -> Result<(), PlanError> {
+        let at = self.parent_ref(&parent)?;
+        let key_of = |r: &Row| -> Vec<Datum> {
+            key.iter()
+                .map(|k| normalize(r.get(*k).cloned().unwrap_or_default()))
+                .collect()
+        };
+        let wanted: BTreeSet<Vec<Datum>> = desired.iter().map(&key_of).collect();
+        let mut seen: BTreeSet<Vec<Datum>> = BTreeSet::new();
+        if let RowRef::Existing(p) = at {
+            for u in self.children(&parent) {
+                let Some(row) = self.row(table, &u) else {
+                    continue;
+                };
+                if !owned(row) {
+                    continue;
+                }
+                let k = key_of(row);
+                // A key seen twice is a duplicate row: keep the first only.
+                if !wanted.contains(&k) || !seen.insert(k) {
+                    self.detach(parent.table, parent.column, p, u);
+                }
+            }
+        }
+        for row in desired {
+            self.ensure_keyed_child(parent, table, key, row)?;
+        }
+        Ok(())
+    }
+
+    /// Detaches a child (by UUID) from every row of the parent table holding it.
+    pub fn remove_child(&mut self, parent_table: &str, column: &str, child: Uuid) {
+        for holder in self.holders(parent_table, column, child) {
+            self.detach(parent_table, column, holder, child);
+        }
+    }
+
+    /// Adds and removes members of a set column of a named row (Port_Group `ports`,
+    /// Logical_Switch `load_balancer`…) so that it includes `present` and excludes `absent`.
+    pub fn set_members(
+        &mut self,
+        table: &str,
+        name: &str,
+        column: &str,
+        present: &[Atom],
+        absent: &[Atom],
+    ) -> Result<(), PlanError> {
+        let at = self
+            .lookup(table, name)
+            .ok_or_else(|| PlanError::MissingParent {
+                table: table.to_string(),
+                name: name.to_string(),
+            })?;
+        let current: BTreeSet<Atom> = match &at {
+            RowRef::Existing(u) => self
+                .row(table, u)
+                .and_then(|r| r.get(column))
+                .and_then(Datum::as_set)
+                .cloned()
+                .unwrap_or_default(),
+            RowRef::New(_) => BTreeSet::new(),
+        };
+        let add: Vec<Atom> = present
+            .iter()
+            .filter(|a| !current.contains(a))
+            .cloned()
+            .collect();
+        let del: Vec<Atom> = absent
+            .iter()
+            .filter(|a| current.contains(a))
+            .cloned()
+            .collect();
+        let mut mutations = Vec::new();
+        if !add.is_empty() {
+            mutations.push(Mutation::insert(column, Datum::set(add)));
+        }
+        if !del.is_empty() {
+            mutations.push(Mutation::delete(column, Datum::set(del)));
+        }
+        if !mutations.is_empty() {
+            self.push(ovsdb::Operation::Mutate {
+                table: table.to_string(),
+                conditions: vec![at.condition()],
+                mutations,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Column equality as OVSDB sees it: an empty set and an empty map are the same empty value.
+fn same(have: Option<&Datum>, want: &Datum) -> bool {
+    match have {
+        Some(h) => h == want || (h.is_empty() && want.is_empty()),
+        None => want.is_empty(),
+    }
+}
+
+fn normalize(d: Datum) -> Datum {
+    if d.is_empty() {
+        Datum::empty_set()
+    } else {
+        d
+    }
+}

@@ -1,0 +1,370 @@
+//! The planner against a real OVN_Northbound ovsdb-server: plans apply cleanly, a converged NB
+//! plans to nothing (zero writes), drift in owned columns is repaired with minimal updates,
+//! children move between parents, and owned extras are removed while foreign rows stay.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube_ovn_nb::{Parent, Plan};
+use ovsdb::{Atom, Datum, Remote, Replica, ReplicaConfig, Row, Transaction};
+
+const NB: &str = "OVN_Northbound";
+
+struct Server {
+    _dir: tempfile::TempDir,
+    sock: PathBuf,
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nb.db");
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../ovsdb/schemas/ovn-nb.ovsschema"
+    );
+    assert!(Command::new("ovsdb-tool")
+        .args(["create", db.to_str().unwrap(), schema])
+        .status()
+        .unwrap()
+        .success());
+    let sock = dir.path().join("nb.sock");
+    let child = Command::new("ovsdb-server")
+        .arg(format!("--remote=punix:{}", sock.display()))
+        .arg(format!("--unixctl={}", dir.path().join("ctl").display()))
+        .arg("--no-chdir")
+        .arg(&db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "ovsdb-server did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Server {
+        _dir: dir,
+        sock,
+        child,
+    }
+}
+
+async fn replica(s: &Server) -> Replica {
+    let cfg = ReplicaConfig::new(vec![Remote::Unix(s.sock.clone())], NB);
+    Replica::start(cfg, Duration::from_secs(10)).await.unwrap()
+}
+
+fn row(pairs: &[(&str, Datum)]) -> Row {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn ids(pairs: &[(&str, &str)]) -> Datum {
+    Datum::map(pairs.iter().map(|(k, v)| (Atom::from(*k), Atom::from(*v))))
+}
+
+/// The desired state used throughout: a switch with two ports, a router with two policies.
+fn desire(plan: &mut Plan<'_>, ports: &[&str], policies: &[(i64, &str)]) {
+    plan.ensure_root(
+        "Logical_Switch",
+        "sw",
+        row(&[("external_ids", ids(&[("vendor", "kube-ovn")]))]),
+    );
+    for p in ports {
+        plan.ensure_named_child(
+            Parent {
+                table: "Logical_Switch",
+                name: "sw",
+                column: "ports",
+            },
+            "Logical_Switch_Port",
+            p,
+            row(&[
+                (
+                    "addresses",
+                    Datum::set([Atom::from(format!("0a:00:00:00:00:01 10.0.0.{}", p.len()))]),
+                ),
+                ("external_ids", ids(&[("ls", "sw"), ("vendor", "kube-ovn")])),
+            ]),
+        )
+        .unwrap();
+    }
+    plan.ensure_root(
+        "Logical_Router",
+        "lr",
+        row(&[("external_ids", ids(&[("vendor", "kube-ovn")]))]),
+    );
+    let desired: Vec<Row> = policies
+        .iter()
+        .map(|(prio, m)| {
+            row(&[
+                ("priority", Datum::from(*prio)),
+                ("match", Datum::from(*m)),
+                ("action", Datum::from("allow")),
+                (
+                    "external_ids",
+                    ids(&[("subnet", "sw"), ("vendor", "kube-ovn")]),
+                ),
+            ])
+        })
+        .collect();
+    plan.sync_keyed_children(
+        Parent {
+            table: "Logical_Router",
+            name: "lr",
+            column: "policies",
+        },
+        "Logical_Router_Policy",
+        &["priority", "match"],
+        desired,
+        |r| {
+            r.get("external_ids")
+                .and_then(|d| d.map_get("subnet"))
+                .and_then(Atom::as_str)
+                == Some("sw")
+        },
+    )
+    .unwrap();
+}
+
+/// Plans with `f` until the plan is empty (the NB matches), applying each non-empty plan;
+/// returns how many plans were applied. A planner that keeps finding "differences" in a
+/// converged NB never gets there and fails the deadline.
+async fn converge(r: &Replica, f: impl Fn(&mut Plan<'_>)) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut applied = 0;
+    loop {
+        let txn: Option<Transaction> = {
+            let cache = r.cache();
+            let mut plan = Plan::new(&cache, NB);
+            f(&mut plan);
+            (!plan.is_empty()).then(|| plan.into_transaction())
+        };
+        let Some(txn) = txn else { return applied };
+        assert!(
+            Instant::now() < deadline,
+            "never converged after {applied} plans"
+        );
+        // Replica::transact returns once the cache shows the write (read-your-writes), so
+        // re-planning right away must not repeat it: a converged NB plans to nothing.
+        r.transact(&txn).await.unwrap();
+        applied += 1;
+    }
+}
+
+async fn dump(r: &Replica, table: &str) -> Vec<Row> {
+    let cache = r.cache();
+    cache
+        .table(table)
+        .map(|t| t.iter().map(|(_, r)| (**r).clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn converged_nb_plans_to_zero_writes_and_drift_is_repaired_minimally() {
+    let s = server();
+    let r = replica(&s).await;
+    let applied = converge(&r, |p| {
+        desire(
+            p,
+            &["a", "bb"],
+            &[
+                (31000, "ip4.dst == 10.0.0.0/24"),
+                (30000, "ip4.dst == 1.1.1.1"),
+            ],
+        )
+    })
+    .await;
+    assert_eq!(applied, 1, "one transaction creates everything");
+    assert_eq!(dump(&r, "Logical_Switch_Port").await.len(), 2);
+    assert_eq!(dump(&r, "Logical_Router_Policy").await.len(), 2);
+    // Converged: the very next plan is empty.
+    {
+        let cache = r.cache();
+        let mut plan = Plan::new(&cache, NB);
+        desire(
+            &mut plan,
+            &["a", "bb"],
+            &[
+                (31000, "ip4.dst == 10.0.0.0/24"),
+                (30000, "ip4.dst == 1.1.1.1"),
+            ],
+        );
+        assert!(plan.is_empty(), "converged NB planned {} ops", plan.len());
+    }
+
+    // Someone changes a port's addresses and adds a foreign policy: the plan repairs only the
+    // owned column and leaves the foreign policy alone.
+    let mut txn = Transaction::new(NB);
+    txn.update(
+        "Logical_Switch_Port",
+        vec![ovsdb::Condition::eq("name", Datum::from("a"))],
+        row(&[(
+            "addresses",
+            Datum::set([Atom::from("0a:00:00:00:00:09 10.0.0.99")]),
+        )]),
+    );
+    let foreign = txn.insert(
+        "Logical_Router_Policy",
+        row(&[
+            ("priority", Datum::from(100i64)),
+            ("match", Datum::from("ip4")),
+            ("action", Datum::from("drop")),
+        ]),
+    );
+    txn.mutate(
+        "Logical_Router",
+        vec![ovsdb::Condition::eq("name", Datum::from("lr"))],
+        vec![ovsdb::Mutation::insert(
+            "policies",
+            Datum::set([Atom::NamedUuid(foreign)]),
+        )],
+    );
+    r.transact(&txn).await.unwrap();
+    {
+        let cache = r.cache();
+        let mut plan = Plan::new(&cache, NB);
+        desire(
+            &mut plan,
+            &["a", "bb"],
+            &[
+                (31000, "ip4.dst == 10.0.0.0/24"),
+                (30000, "ip4.dst == 1.1.1.1"),
+            ],
+        );
+        assert_eq!(plan.len(), 1, "drift is one update, of port a's addresses");
+    }
+    let repaired = converge(&r, |p| {
+        desire(
+            p,
+            &["a", "bb"],
+            &[
+                (31000, "ip4.dst == 10.0.0.0/24"),
+                (30000, "ip4.dst == 1.1.1.1"),
+            ],
+        )
+    })
+    .await;
+    assert_eq!(repaired, 1);
+    let lsp_a = dump(&r, "Logical_Switch_Port")
+        .await
+        .into_iter()
+        .find(|r| r["name"] == Datum::from("a"))
+        .unwrap();
+    assert_eq!(
+        lsp_a["addresses"],
+        Datum::set([Atom::from("0a:00:00:00:00:01 10.0.0.1")])
+    );
+    assert_eq!(
+        dump(&r, "Logical_Router_Policy").await.len(),
+        3,
+        "the foreign policy must stay"
+    );
+
+    // Desire fewer: port bb is removed (detached, and so deleted), and the policy sync drops
+    // the owned policy no longer desired.
+    converge(&r, |p| {
+        desire(p, &["a"], &[(31000, "ip4.dst == 10.0.0.0/24")]);
+        if let Some(kube_ovn_nb::RowRef::Existing(u)) = p.lookup("Logical_Switch_Port", "bb") {
+            p.remove_child("Logical_Switch", "ports", u);
+        }
+    })
+    .await;
+    let ports: Vec<_> = dump(&r, "Logical_Switch_Port").await;
+    assert_eq!(ports.len(), 1);
+    let policies = dump(&r, "Logical_Router_Policy").await;
+    let prios: Vec<_> = policies.iter().map(|p| p["priority"].clone()).collect();
+    assert!(prios.contains(&Datum::from(31000i64)) && prios.contains(&Datum::from(100i64)));
+    assert_eq!(policies.len(), 2);
+}
+
+#[tokio::test]
+async fn a_port_moves_between_switches_in_one_transaction() {
+    let s = server();
+    let r = replica(&s).await;
+    let put = |sw: &'static str| {
+        move |p: &mut Plan<'_>| {
+            for name in ["sw1", "sw2"] {
+                p.ensure_root("Logical_Switch", name, Row::new());
+            }
+            p.ensure_named_child(
+                Parent {
+                    table: "Logical_Switch",
+                    name: sw,
+                    column: "ports",
+                },
+                "Logical_Switch_Port",
+                "pod.ns",
+                row(&[(
+                    "addresses",
+                    Datum::set([Atom::from("0a:00:00:00:00:02 10.0.0.2")]),
+                )]),
+            )
+            .unwrap();
+        }
+    };
+    converge(&r, put("sw1")).await;
+    let uuid_before = {
+        let c = r.cache();
+        let u = *c
+            .table("Logical_Switch_Port")
+            .unwrap()
+            .by_name("pod.ns")
+            .next()
+            .unwrap()
+            .0;
+        u
+    };
+    let moves = converge(&r, put("sw2")).await;
+    assert_eq!(moves, 1, "the move must be one transaction");
+    let c = r.cache();
+    let holders: Vec<String> = c
+        .table("Logical_Switch")
+        .unwrap()
+        .iter()
+        .filter(|(_, row)| {
+            row["ports"]
+                .as_set()
+                .is_some_and(|s| s.contains(&Atom::Uuid(uuid_before)))
+        })
+        .map(|(_, row)| row["name"].as_atom().unwrap().as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        holders,
+        vec!["sw2".to_string()],
+        "the same row, held by sw2 only"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_parent_is_an_error_not_a_dangling_insert() {
+    let s = server();
+    let r = replica(&s).await;
+    let cache = r.cache();
+    let mut plan = Plan::new(&cache, NB);
+    let err = plan
+        .ensure_named_child(
+            Parent {
+                table: "Logical_Switch",
+                name: "nope",
+                column: "ports",
+            },
+            "Logical_Switch_Port",
+            "x",
+            Row::new(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    assert!(plan.is_empty());
+}
