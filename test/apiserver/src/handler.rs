@@ -21,6 +21,7 @@ use crate::route::{parse_query, route, ResourcePath, Route};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::ServerState;
 use crate::store::{WatchScope, WatchStart};
+use crate::table::{self, requested_table, TableRequest};
 use crate::watch::{self, ChannelBody, WatchParams};
 
 /// Either a complete JSON document or a streamed watch.
@@ -35,6 +36,22 @@ fn json_response(code: u16, value: &Value) -> Response<ResponseBody> {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// An object or list response, rendered as a Table when the client asked for one.
+fn object_response(
+    code: u16,
+    rt: &ResourceType,
+    table: Option<&TableRequest>,
+    value: &Value,
+) -> Response<ResponseBody> {
+    match table {
+        Some(request) => json_response(
+            code,
+            &table::render(rt, value, request, jiff::Timestamp::now()),
+        ),
+        None => json_response(code, value),
+    }
 }
 
 fn error_response(error: &ApiError) -> Response<ResponseBody> {
@@ -132,7 +149,14 @@ fn dispatch(
                 .cloned()
                 .ok_or_else(|| ApiError::path_not_found(path))?;
             drop(store);
-            resource_request(state, method, &rt, &target, query, content_type, body)
+            let call = ResourceCall {
+                method,
+                query,
+                content_type,
+                body,
+                table: requested_table(accept, query)?,
+            };
+            resource_request(state, &rt, &target, &call)
         }
     }
 }
@@ -183,15 +207,30 @@ fn flag(query: &HashMap<String, String>, name: &str) -> bool {
     matches!(query.get(name).map(String::as_str), Some("true" | "1"))
 }
 
+/// What a resource request asks for beyond its path.
+struct ResourceCall<'a> {
+    method: &'a Method,
+    query: &'a HashMap<String, String>,
+    content_type: &'a str,
+    body: &'a Bytes,
+    /// Set when the `Accept` header asks for server-side printing.
+    table: Option<TableRequest>,
+}
+
 fn resource_request(
     state: &Arc<ServerState>,
-    method: &Method,
     rt: &ResourceType,
     target: &ResourcePath,
-    query: &HashMap<String, String>,
-    content_type: &str,
-    body: &Bytes,
+    call: &ResourceCall<'_>,
 ) -> ApiResult<Response<ResponseBody>> {
+    let ResourceCall {
+        method,
+        query,
+        content_type,
+        body,
+        table,
+    } = call;
+    let table = table.as_ref();
     if target.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::path_not_found(&rt.group_resource()));
     }
@@ -212,15 +251,17 @@ fn resource_request(
     };
     let ns = target.namespace.as_deref();
     let Some(name) = target.name.as_deref() else {
-        return collection_request(state, method, rt, ns, query, content_type, body);
+        return collection_request(state, rt, ns, call);
     };
     let mut store = state.lock_store();
-    match *method {
-        Method::GET => Ok(json_response(200, &store.get(rt, ns, name)?)),
+    match **method {
+        Method::GET => Ok(object_response(200, rt, table, &store.get(rt, ns, name)?)),
         Method::PUT => {
             let object = decode_body(content_type, body)?;
-            Ok(json_response(
+            Ok(object_response(
                 200,
+                rt,
+                table,
                 &store.update(rt, ns, name, object, status_only)?,
             ))
         }
@@ -229,7 +270,12 @@ fn resource_request(
                 .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
             let patch = decode_body(content_type, body)?;
             let (object, created) = store.patch(rt, ns, name, kind, &patch, status_only)?;
-            Ok(json_response(if created { 201 } else { 200 }, &object))
+            Ok(object_response(
+                if created { 201 } else { 200 },
+                rt,
+                table,
+                &object,
+            ))
         }
         Method::DELETE if !status_only => {
             let options = if body.iter().all(u8::is_ascii_whitespace) {
@@ -237,7 +283,12 @@ fn resource_request(
             } else {
                 decode_body(content_type, body)?
             };
-            Ok(json_response(200, &store.delete(rt, ns, name, &options)?))
+            Ok(object_response(
+                200,
+                rt,
+                table,
+                &store.delete(rt, ns, name, &options)?,
+            ))
         }
         _ => Err(ApiError::method_not_allowed(method.as_str())),
     }
@@ -245,16 +296,21 @@ fn resource_request(
 
 fn collection_request(
     state: &Arc<ServerState>,
-    method: &Method,
     rt: &ResourceType,
     ns: Option<&str>,
-    query: &HashMap<String, String>,
-    content_type: &str,
-    body: &Bytes,
+    call: &ResourceCall<'_>,
 ) -> ApiResult<Response<ResponseBody>> {
+    let ResourceCall {
+        method,
+        query,
+        content_type,
+        body,
+        table,
+    } = call;
+    let table = table.as_ref();
     let (labels, fields) = selectors(query)?;
-    match *method {
-        Method::GET if flag(query, "watch") => start_watch(state, rt, ns, query, labels, fields),
+    match **method {
+        Method::GET if flag(query, "watch") => start_watch(state, rt, ns, call, labels, fields),
         Method::GET => {
             let store = state.lock_store();
             if query.get("resourceVersionMatch").map(String::as_str) == Some("Exact") {
@@ -265,17 +321,26 @@ fn collection_request(
                     )));
                 }
             }
-            Ok(json_response(200, &store.list(rt, ns, &labels, &fields)))
+            Ok(object_response(
+                200,
+                rt,
+                table,
+                &store.list(rt, ns, &labels, &fields),
+            ))
         }
         Method::POST if ns.is_some() || !rt.namespaced => {
             let object = decode_body(content_type, body)?;
-            Ok(json_response(
+            Ok(object_response(
                 201,
+                rt,
+                table,
                 &state.lock_store().create(rt, ns, object)?,
             ))
         }
-        Method::DELETE => Ok(json_response(
+        Method::DELETE => Ok(object_response(
             200,
+            rt,
+            table,
             &state
                 .lock_store()
                 .delete_collection(rt, ns, &labels, &fields)?,
@@ -288,10 +353,11 @@ fn start_watch(
     state: &Arc<ServerState>,
     rt: &ResourceType,
     ns: Option<&str>,
-    query: &HashMap<String, String>,
+    call: &ResourceCall<'_>,
     labels: LabelSelector,
     fields: FieldSelector,
 ) -> ApiResult<Response<ResponseBody>> {
+    let query = call.query;
     let initial_events = flag(query, "sendInitialEvents");
     let start = match query.get("resourceVersion").map(String::as_str) {
         _ if initial_events => WatchStart::Now,
@@ -313,6 +379,7 @@ fn start_watch(
         bookmarks: flag(query, "allowWatchBookmarks"),
         initial_events_end: initial_events,
         timeout,
+        table: call.table,
     };
     let subscribed = {
         let mut store = state.lock_store();

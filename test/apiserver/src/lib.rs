@@ -16,6 +16,10 @@
 //! --kubeconfig-out /tmp/kubeconfig` prints `listening on <addr>`; then
 //! `KUBECONFIG=/tmp/kubeconfig kubectl get ns` works.
 //!
+//! Server-side printing is implemented, so `kubectl get` shows the columns a
+//! real cluster would (pod readiness and status, node roles, a CRD's
+//! `additionalPrinterColumns`...).
+//!
 //! Deliberate simplifications: no authentication or TLS, no admission or
 //! schema validation, server-side apply is a merge without field ownership,
 //! lists are never paginated, `dryRun` is rejected, and nothing reconciles
@@ -35,6 +39,7 @@ mod route;
 pub mod selectors;
 mod server;
 mod store;
+mod table;
 mod watch;
 
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! The table of resource types the server knows: built-in kinds plus those
 //! installed by CustomResourceDefinitions. Discovery and routing both read it.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -28,6 +28,10 @@ pub struct ResourceType {
     pub custom: bool,
     /// Discovery categories, e.g. `all` so `kubectl get all` includes the type.
     pub categories: Vec<String>,
+    /// Printer columns in CRD `additionalPrinterColumns` form, which decide
+    /// what `kubectl get` shows: the CRD version's, or for a built-in that is a
+    /// CRD on real clusters, the ones that CRD declares.
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResourceType {
@@ -74,6 +78,20 @@ fn builtin(
         } else {
             Vec::new()
         },
+        printer_columns: Vec::new(),
+    }
+}
+
+/// The printer columns of the network-policy-api CRDs that define
+/// AdminNetworkPolicy (`Priority`, `Age`) and BaselineAdminNetworkPolicy
+/// (`Age`), which this fixture serves as built-ins.
+fn admin_network_policy_columns(with_priority: bool) -> Vec<Value> {
+    let priority = json!({"name": "Priority", "type": "string", "jsonPath": ".spec.priority"});
+    let age = json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"});
+    if with_priority {
+        vec![priority, age]
+    } else {
+        vec![age]
     }
 }
 
@@ -133,24 +151,30 @@ fn builtin_types() -> Vec<ResourceType> {
             &["crd", "crds"],
             true,
         ),
-        builtin(
-            "policy.networking.k8s.io",
-            "v1alpha1",
-            "adminnetworkpolicies",
-            "AdminNetworkPolicy",
-            false,
-            &["anp"],
-            true,
-        ),
-        builtin(
-            "policy.networking.k8s.io",
-            "v1alpha1",
-            "baselineadminnetworkpolicies",
-            "BaselineAdminNetworkPolicy",
-            false,
-            &["banp"],
-            true,
-        ),
+        ResourceType {
+            printer_columns: admin_network_policy_columns(true),
+            ..builtin(
+                "policy.networking.k8s.io",
+                "v1alpha1",
+                "adminnetworkpolicies",
+                "AdminNetworkPolicy",
+                false,
+                &["anp"],
+                true,
+            )
+        },
+        ResourceType {
+            printer_columns: admin_network_policy_columns(false),
+            ..builtin(
+                "policy.networking.k8s.io",
+                "v1alpha1",
+                "baselineadminnetworkpolicies",
+                "BaselineAdminNetworkPolicy",
+                false,
+                &["banp"],
+                true,
+            )
+        },
     ]
 }
 
@@ -294,6 +318,11 @@ pub fn types_from_crd(crd: &Value) -> ApiResult<(String, Vec<ResourceType>)> {
             status_subresource: version.pointer("/subresources/status").is_some(),
             custom: true,
             categories: categories.clone(),
+            printer_columns: version
+                .get("additionalPrinterColumns")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     Ok((expected_name, types))
@@ -328,6 +357,27 @@ mod tests {
             .is_none());
         registry.remove_crd("widgets.example.com");
         assert!(registry.lookup("example.com", "v1", "widgets").is_none());
+    }
+
+    #[test]
+    fn crd_versions_carry_their_own_printer_columns() {
+        let crd = json!({
+            "metadata": {"name": "subnets.kubeovn.io"},
+            "spec": {
+                "group": "kubeovn.io",
+                "scope": "Cluster",
+                "names": {"plural": "subnets", "kind": "Subnet"},
+                "versions": [
+                    {"name": "v1", "served": true, "additionalPrinterColumns": [
+                        {"name": "CIDR", "type": "string", "jsonPath": ".spec.cidrBlock"},
+                    ]},
+                    {"name": "v2", "served": true},
+                ],
+            },
+        });
+        let (_, types) = types_from_crd(&crd).unwrap();
+        assert_eq!(types[0].printer_columns[0]["name"], "CIDR");
+        assert!(types[1].printer_columns.is_empty());
     }
 
     #[test]

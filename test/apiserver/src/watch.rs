@@ -1,5 +1,6 @@
 //! Streaming watch responses: newline-delimited JSON watch events, with
-//! selector transitions, periodic bookmarks and `timeoutSeconds`.
+//! selector transitions, periodic bookmarks, `timeoutSeconds`, and Table
+//! objects for `kubectl get -w`.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -18,6 +19,7 @@ use crate::resources::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::ServerState;
 use crate::store::{present, Change, ChangeType};
+use crate::table::{self, TableRequest};
 
 /// A response body fed chunk by chunk from a channel; sent with chunked encoding.
 pub struct ChannelBody {
@@ -63,6 +65,43 @@ pub struct WatchParams {
     pub initial_events_end: bool,
     /// `timeoutSeconds`.
     pub timeout: Option<Duration>,
+    /// Set when the client asked for server-side printing.
+    pub table: Option<TableRequest>,
+}
+
+/// Renders event objects for one watch. With a Table request every object
+/// (bookmarks included, as the real server does) becomes a one-row Table, and
+/// only the first carries column definitions.
+struct EventEncoder {
+    rt: ResourceType,
+    table: Option<TableRequest>,
+    headers_sent: bool,
+}
+
+impl EventEncoder {
+    fn line(&mut self, event_type: &str, object: &Value) -> Bytes {
+        let Some(request) = &self.table else {
+            return event_line(event_type, object);
+        };
+        let headers = !std::mem::replace(&mut self.headers_sent, true);
+        let table = table::object_table(&self.rt, object, request, headers, jiff::Timestamp::now());
+        event_line(event_type, &table)
+    }
+
+    fn change(&mut self, change: &Change, params: &WatchParams) -> Option<Bytes> {
+        let event_type = visible_event(change, params)?;
+        let object = present(&self.rt, &change.object);
+        Some(self.line(event_type, &object))
+    }
+
+    fn bookmark(&mut self, resource_version: u64, initial_events_end: bool) -> Bytes {
+        let mut metadata = json!({"resourceVersion": resource_version.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let object = json!({"apiVersion": self.rt.api_version(), "kind": self.rt.kind, "metadata": metadata});
+        self.line("BOOKMARK", &object)
+    }
 }
 
 /// How a committed change looks to a watcher with selectors: objects that
@@ -81,17 +120,6 @@ fn visible_event(change: &Change, params: &WatchParams) -> Option<&'static str> 
     }
 }
 
-fn bookmark(rt: &ResourceType, resource_version: u64, initial_events_end: bool) -> Bytes {
-    let mut metadata = json!({"resourceVersion": resource_version.to_string()});
-    if initial_events_end {
-        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-    }
-    event_line(
-        "BOOKMARK",
-        &json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": metadata}),
-    )
-}
-
 /// Starts the task that streams `initial` and then the live `feed`; returns the response body.
 /// `subscribed_at` is the resourceVersion the feed was registered at.
 pub fn stream(
@@ -104,19 +132,21 @@ pub fn stream(
 ) -> ChannelBody {
     let (sender, receiver) = mpsc::channel::<Bytes>(256);
     let mut shutdown = state.shutdown.clone();
+    let mut encoder = EventEncoder {
+        rt,
+        table: params.table,
+        headers_sent: false,
+    };
     tokio::spawn(async move {
-        let send_change = |change: &Change| {
-            visible_event(change, &params).map(|t| event_line(t, &present(&rt, &change.object)))
-        };
         for change in &initial {
-            if let Some(line) = send_change(change) {
+            if let Some(line) = encoder.change(change, &params) {
                 if sender.send(line).await.is_err() {
                     return;
                 }
             }
         }
         let end_marker = (params.initial_events_end && params.bookmarks)
-            .then(|| bookmark(&rt, subscribed_at, true));
+            .then(|| encoder.bookmark(subscribed_at, true));
         if let Some(line) = end_marker {
             if sender.send(line).await.is_err() {
                 return;
@@ -135,7 +165,7 @@ pub fn stream(
         loop {
             let lines: Vec<Bytes> = tokio::select! {
                 change = feed.recv() => match change {
-                    Some(change) => send_change(&change).into_iter().collect(),
+                    Some(change) => encoder.change(&change, &params).into_iter().collect(),
                     None => break,
                 },
                 _ = ticks.tick(), if params.bookmarks => {
@@ -149,8 +179,8 @@ pub fn stream(
                         }
                         (store.resource_version(), drained)
                     };
-                    let mut lines: Vec<Bytes> = drained.iter().filter_map(|c| send_change(c)).collect();
-                    lines.push(bookmark(&rt, rv, false));
+                    let mut lines: Vec<Bytes> = drained.iter().filter_map(|c| encoder.change(c, &params)).collect();
+                    lines.push(encoder.bookmark(rv, false));
                     lines
                 },
                 _ = &mut expiry => break,
@@ -165,4 +195,58 @@ pub fn stream(
         }
     });
     ChannelBody { receiver }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Registry;
+    use crate::table::IncludeObject;
+
+    fn decode(line: &Bytes) -> Value {
+        serde_json::from_slice(line).expect("an event is one JSON line")
+    }
+
+    fn encoder(table: Option<TableRequest>) -> EventEncoder {
+        EventEncoder {
+            rt: Registry::default()
+                .lookup("", "v1", "pods")
+                .cloned()
+                .unwrap(),
+            table,
+            headers_sent: false,
+        }
+    }
+
+    #[test]
+    fn table_watches_send_column_definitions_once() {
+        let mut tables = encoder(Some(TableRequest {
+            group_version: "meta.k8s.io/v1",
+            include: IncludeObject::Metadata,
+        }));
+        let pod = json!({"metadata": {"name": "web", "resourceVersion": "5"}});
+        let first = decode(&tables.line("ADDED", &pod));
+        assert_eq!(first["type"], "ADDED");
+        assert_eq!(first["object"]["kind"], "Table");
+        assert_eq!(first["object"]["columnDefinitions"][0]["name"], "Name");
+        assert_eq!(first["object"]["rows"][0]["cells"][0], "web");
+        let second = decode(&tables.line("MODIFIED", &pod));
+        assert_eq!(second["object"]["columnDefinitions"], Value::Null);
+        let bookmark = decode(&tables.bookmark(9, false));
+        assert_eq!(bookmark["type"], "BOOKMARK");
+        assert_eq!(bookmark["object"]["kind"], "Table");
+        assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], "9");
+    }
+
+    #[test]
+    fn plain_watches_send_objects() {
+        let mut plain = encoder(None);
+        let pod = json!({"kind": "Pod", "metadata": {"name": "web"}});
+        assert_eq!(decode(&plain.line("ADDED", &pod))["object"], pod);
+        assert_eq!(
+            decode(&plain.bookmark(3, true))["object"]["metadata"]["annotations"]
+                ["k8s.io/initial-events-end"],
+            "true"
+        );
+    }
 }
