@@ -1,6 +1,21 @@
-//! kube-ovn-controller, rewritten: for now the `kubeovn.io/v1` API types and
-//! the CRDs generated from them; the reconcilers arrive with later issues.
+//! kube-ovn-controller, rewritten: the `kubeovn.io/v1` API types, the CRDs generated from them,
+//! and the controller that turns Kubernetes objects into OVN Northbound state.
 
 #![warn(missing_docs)]
 
+pub mod annotations;
+pub mod config;
+pub mod context;
 pub mod crd;
+pub mod gc;
+pub mod ipcr;
+pub mod leader;
+pub mod metrics;
+pub mod node_ctl;
+pub mod pod_ctl;
+pub mod queue;
+pub mod restore;
+pub mod run;
+pub mod startup;
+pub mod subnet_ctl;
+pub mod subnet_rules;

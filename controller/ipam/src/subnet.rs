@@ -143,6 +143,13 @@ impl FamilyBook {
                 self.release_key(old);
             }
         }
+        // Restoring may hand an address to a new owner (conflicts unchecked): the previous
+        // holder's NIC no longer has it.
+        if let Some(prev) = self.owner.get(&k) {
+            if prev.nic != owner.nic && self.by_nic.get(&prev.nic) == Some(&k) {
+                self.by_nic.remove(&prev.nic);
+            }
+        }
         self.fresh.remove(k);
         self.released.remove(k);
         self.using.insert(k);

@@ -353,3 +353,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn restoring_an_address_to_a_new_owner_detaches_the_old_one() {
+    let mut ipam = Ipam::new();
+    ipam.add_or_update_subnet(config("s", "10.0.0.0/24", "10.0.0.1", &[]))
+        .unwrap();
+    let restore = |pod: &str| {
+        let mut r = auto(pod);
+        r.ips = vec![ip("10.0.0.7")];
+        r.check_conflict = false;
+        r
+    };
+    ipam.allocate("s", &restore("stale")).unwrap();
+    ipam.allocate("s", &restore("live")).unwrap();
+    // GC of the stale record must not free the live pod's address.
+    assert!(ipam.release_pod("stale").is_empty());
+    assert_eq!(ipam.owner_of(&ip("10.0.0.7")).unwrap().1.pod, "live");
+    assert_eq!(ipam.release_pod("live"), vec![ip("10.0.0.7")]);
+}

@@ -2,6 +2,7 @@
 //! Kubernetes object (names, columns, `external_ids`), as pure functions, and the planner that
 //! turns those desired rows into the minimal transaction against the replicated NB cache.
 
+pub mod objects;
 pub mod plan;
 
 pub use plan::{Parent, Plan, PlanError, RowRef};

@@ -161,6 +161,15 @@ impl<'c> Plan<'c> {
         });
     }
 
+    /// Updates the columns of `desired` that differ on an existing (or planned) row.
+    pub fn update_row(&mut self, table: &str, at: &RowRef, desired: Row) {
+        let existing = match at {
+            RowRef::Existing(u) => self.row(table, u).cloned().unwrap_or_default(),
+            RowRef::New(_) => Row::new(),
+        };
+        self.update_changed(table, at, &existing, desired);
+    }
+
     fn update_changed(&mut self, table: &str, at: &RowRef, existing: &Row, desired: Row) {
         let changed: Row = desired
             .into_iter()

@@ -1,0 +1,67 @@
+//! kube-ovn-controller: upstream's flags, leader election on the `kube-ovn-controller` Lease,
+//! then Kubernetes in, OVN Northbound out.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kube_ovn_controller::config::Config;
+use kube_ovn_controller::metrics::Metrics;
+use kube_ovn_controller::run::{run, Identity};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        match config.v {
+            0..=2 => "info",
+            3..=4 => "info,kube_ovn_controller=debug",
+            _ => "debug",
+        }
+        .to_string()
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = config.validate() {
+        eprintln!("kube-ovn-controller: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kube-ovn-controller: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let kube_config = if config.kubeconfig.is_empty() {
+            kube::Config::infer().await.map_err(|e| e.to_string())
+        } else {
+            let opts = kube::config::KubeConfigOptions::default();
+            match kube::config::Kubeconfig::read_from(&config.kubeconfig) {
+                Ok(k) => kube::Config::from_custom_kubeconfig(k, &opts)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let client =
+            match kube_config.and_then(|c| kube::Client::try_from(c).map_err(|e| e.to_string())) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("kube-ovn-controller: kubernetes client: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        match run(config, client, Identity::from_env(), Metrics::new()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kube-ovn-controller: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,122 @@
+//! Node reconciler: a join address for the node's `ovn0`, its join port, node port group,
+//! 30000 reroute policies, annotations and IP CR; all removed when the node goes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::ResourceExt;
+use kube_ovn_ipam::Request;
+use kube_ovn_nb::objects::{self, NodeObjects};
+use serde_json::json;
+
+use crate::annotations as ann;
+use crate::context::{Ctx, Error};
+use crate::ipcr::{self, IpRecord};
+use crate::queue::Outcome;
+
+/// Owner key of a node's join allocation in IPAM.
+pub fn owner(node: &str) -> String {
+    format!("node/{node}")
+}
+
+/// Reconciles the Node `name`.
+pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
+    let join = ctx.config.node_switch.clone();
+    let router = ctx.config.cluster_router.clone();
+    let Some(node) = ctx.stores.nodes.get(&ObjectRef::new(&name)) else {
+        ctx.apply(&format!("delete node {name}"), |plan| {
+            objects::delete_node(plan, &name, &router);
+            Ok(())
+        })
+        .await?;
+        ctx.ipam().release_pod(&owner(&name));
+        ipcr::delete(&ctx, &objects::node_lsp(&name)).await?;
+        return Ok(Outcome::Done);
+    };
+    let Some(join_subnet) = ctx.stores.subnets.get(&ObjectRef::new(&join)) else {
+        return Ok(Outcome::After(Duration::from_secs(1)));
+    };
+    if ctx.ipam().subnet(&join).is_none() {
+        return Ok(Outcome::After(Duration::from_secs(1)));
+    }
+    let a = node.annotations();
+    let port = objects::node_lsp(&name);
+    let mut req = Request {
+        pod: owner(&name),
+        nic: port.clone(),
+        check_conflict: true,
+        ..Request::default()
+    };
+    if a.get(ann::ALLOCATED).map(String::as_str) == Some("true") {
+        req.ips = a
+            .get(ann::IP_ADDRESS)
+            .and_then(|v| ann::parse_ips(v).ok())
+            .unwrap_or_default();
+        req.mac = a.get(ann::MAC_ADDRESS).cloned();
+        req.check_conflict = false;
+    }
+    let alloc = ctx.ipam().allocate(&join, &req)?;
+    let join_ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
+    let node_ips: Vec<IpAddr> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .filter_map(|a| a.address.parse().ok())
+        .collect();
+    ctx.apply(&format!("node {name}"), |plan| {
+        objects::node(
+            plan,
+            &NodeObjects {
+                node: &name,
+                join_switch: &join,
+                router: &router,
+                mac: &alloc.mac,
+                join_ips: join_ips.clone(),
+                node_ips: node_ips.clone(),
+            },
+        )
+    })
+    .await?;
+    ipcr::ensure(
+        &ctx,
+        &IpRecord {
+            name: port.clone(),
+            pod_name: name.clone(),
+            namespace: String::new(),
+            subnet: join.clone(),
+            node_name: name.clone(),
+            ips: join_ips.clone(),
+            mac: alloc.mac.clone(),
+            pod_type: String::new(),
+            owner_node: Some((name.clone(), node.uid().unwrap_or_default())),
+        },
+    )
+    .await?;
+    let wanted = [
+        (ann::IP_ADDRESS, Some(ann::format_ips(&join_ips))),
+        (ann::MAC_ADDRESS, Some(alloc.mac.clone())),
+        (ann::CIDR, Some(join_subnet.spec.cidr_block.clone())),
+        (ann::GATEWAY, Some(join_subnet.spec.gateway.clone())),
+        (ann::LOGICAL_SWITCH, Some(join.clone())),
+        (ann::ALLOCATED, Some("true".to_string())),
+        (ann::PORT_NAME, Some(port.clone())),
+    ];
+    let changes = ann::diff(a, &wanted);
+    if !changes.is_empty() {
+        Api::<Node>::all(ctx.client.clone())
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": changes}})),
+            )
+            .await?;
+    }
+    Ok(Outcome::Done)
+}

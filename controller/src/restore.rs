@@ -1,0 +1,152 @@
+//! Rebuilding IPAM before any allocation is served, from every durable record of an
+//! allocation: NB ports (`external_ids:pod`), IP CRs, node annotations and pod annotations, in
+//! that order, so the most authoritative (live objects' annotations) wins a conflict. Conflict
+//! checks are off: what exists is the truth. Upstream trusts pod annotations only (its issue
+//! #4304); reading the NB and IP CRs too means a crash between writes never hands out an address
+//! that is still on a port.
+
+use std::time::Instant;
+
+use kube::ResourceExt;
+use kube_ovn_ipam::{Ipam, Request, SubnetConfig};
+use tracing::{info, warn};
+
+use crate::annotations as ann;
+use crate::crd::{Ip, Subnet};
+
+/// Inputs of a restore.
+pub struct Sources<'a> {
+    /// Subnets (normalised specs).
+    pub subnets: &'a [std::sync::Arc<Subnet>],
+    /// IP CRs.
+    pub ips: &'a [Ip],
+    /// Pods.
+    pub pods: &'a [std::sync::Arc<k8s_openapi::api::core::v1::Pod>],
+    /// Nodes.
+    pub nodes: &'a [std::sync::Arc<k8s_openapi::api::core::v1::Node>],
+    /// NB ports: (port name, `external_ids:pod`, `external_ids:ls`, addresses string).
+    pub ports: Vec<(String, String, String, String)>,
+    /// `--node-switch`.
+    pub join: &'a str,
+}
+
+/// What a restore found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Allocations restored.
+    pub restored: usize,
+    /// Records that did not fit (unknown subnet, bad addresses).
+    pub skipped: usize,
+}
+
+/// Builds the IPAM state from the sources.
+pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
+    let start = Instant::now();
+    let mut ipam = Ipam::new();
+    let mut sum = Summary::default();
+    for s in src.subnets {
+        let cfg = SubnetConfig {
+            name: s.name_any(),
+            cidr_block: s.spec.cidr_block.clone(),
+            gateway: s.spec.gateway.clone(),
+            exclude_ips: s.spec.exclude_ips.clone(),
+        };
+        if let Err(e) = ipam.add_or_update_subnet(cfg) {
+            warn!(subnet = %s.name_any(), "not restored: {e}");
+        }
+    }
+    let mut put = |ipam: &mut Ipam,
+                   subnet: &str,
+                   owner: String,
+                   nic: String,
+                   ips: &str,
+                   mac: Option<String>| {
+        let Ok(ips) = ann::parse_ips(ips) else {
+            sum.skipped += 1;
+            return;
+        };
+        if ips.is_empty() || ipam.subnet(subnet).is_none() {
+            sum.skipped += 1;
+            return;
+        }
+        let req = Request {
+            pod: owner,
+            nic,
+            ips,
+            mac,
+            check_conflict: false,
+            ..Request::default()
+        };
+        match ipam.allocate(subnet, &req) {
+            Ok(_) => sum.restored += 1,
+            Err(_) => sum.skipped += 1,
+        }
+    };
+    for (port, pod, ls, addresses) in &src.ports {
+        let mut parts = addresses.split_whitespace();
+        let mac = parts.next().map(str::to_string);
+        let ips: Vec<&str> = parts.collect();
+        put(
+            &mut ipam,
+            ls,
+            pod.clone(),
+            port.clone(),
+            &ips.join(","),
+            mac,
+        );
+    }
+    for ip in src.ips {
+        let s = &ip.spec;
+        let owner = if s.namespace.is_empty() {
+            format!("node/{}", s.pod_name)
+        } else {
+            format!("{}/{}", s.namespace, s.pod_name)
+        };
+        let mac = (!s.mac_address.is_empty()).then(|| s.mac_address.clone());
+        put(
+            &mut ipam,
+            &s.subnet,
+            owner,
+            ip.name_any(),
+            &s.ip_address,
+            mac,
+        );
+    }
+    for n in src.nodes {
+        let a = n.annotations();
+        if a.get(ann::ALLOCATED).map(String::as_str) != Some("true") {
+            continue;
+        }
+        if let Some(v) = a.get(ann::IP_ADDRESS) {
+            let name = n.name_any();
+            put(
+                &mut ipam,
+                src.join,
+                format!("node/{name}"),
+                format!("node-{name}"),
+                v,
+                a.get(ann::MAC_ADDRESS).cloned(),
+            );
+        }
+    }
+    for p in src.pods {
+        let a = p.annotations();
+        if a.get(ann::ALLOCATED).map(String::as_str) != Some("true") {
+            continue;
+        }
+        let (Some(ls), Some(v)) = (a.get(ann::LOGICAL_SWITCH), a.get(ann::IP_ADDRESS)) else {
+            continue;
+        };
+        let (ns, name) = (p.namespace().unwrap_or_default(), p.name_any());
+        put(
+            &mut ipam,
+            ls,
+            format!("{ns}/{name}"),
+            format!("{name}.{ns}"),
+            v,
+            a.get(ann::MAC_ADDRESS).cloned(),
+        );
+    }
+    info!(restored = sum.restored, skipped = sum.skipped, elapsed = ?start.elapsed(), "IPAM restored");
+    (ipam, sum)
+}

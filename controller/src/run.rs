@@ -1,0 +1,517 @@
+//! The controller's life: elect a leader, replicate NB, start the reflectors, initialise,
+//! restore IPAM, then run the subnet, node and pod queues in upstream's order (pods only once
+//! the default and join switches exist and every node has its join address), with periodic GC.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+use ovsdb::{Remote, Replica, ReplicaConfig, Timeouts};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::context::{Ctx, Stores, NB_DB};
+use crate::crd::{Ip, Subnet};
+use crate::metrics::{KindLabel, Metrics};
+use crate::queue::{self, Outcome, Queue};
+use crate::{gc, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl, subnet_rules};
+
+/// NB tables the controller reads (one monitor for all of them).
+const NB_TABLES: &[&str] = &[
+    "NB_Global",
+    "Logical_Switch",
+    "Logical_Switch_Port",
+    "Logical_Router",
+    "Logical_Router_Port",
+    "Logical_Router_Policy",
+    "Logical_Router_Static_Route",
+    "Load_Balancer",
+    "Port_Group",
+    "Address_Set",
+    "ACL",
+];
+
+/// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Lease holder identity.
+    pub pod_name: String,
+    /// Namespace of the Lease.
+    pub namespace: String,
+}
+
+impl Identity {
+    /// From the environment, as upstream's Deployment sets it.
+    pub fn from_env() -> Identity {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        Identity {
+            pod_name: std::env::var("POD_NAME").unwrap_or_else(|_| host.trim().to_string()),
+            namespace: std::env::var("KUBE_NAMESPACE")
+                .or_else(|_| std::env::var("POD_NAMESPACE"))
+                .unwrap_or_else(|_| "kube-system".into()),
+        }
+    }
+}
+
+fn store<K>(
+    client: kube::Client,
+    cfg: watcher::Config,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = watcher::Event<K>> + Send,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + serde::de::DeserializeOwned
+        + 'static,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let stream = reflector::reflector(writer, watcher(Api::<K>::all(client), cfg))
+        .default_backoff()
+        .filter_map(|e| async move {
+            match e {
+                Ok(ev) => Some(ev),
+                Err(err) => {
+                    warn!("watch: {err}");
+                    None
+                }
+            }
+        });
+    (reader, stream)
+}
+
+fn keys<K: kube::Resource>(ev: &watcher::Event<K>, key: impl Fn(&K) -> String) -> Vec<String> {
+    match ev {
+        watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+            vec![key(o)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Runs the controller until leadership is lost or the process is told to stop.
+pub async fn run(
+    config: Config,
+    client: kube::Client,
+    identity: Identity,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
+    let listen = SocketAddr::from(([0, 0, 0, 0], config.pprof_port));
+    let m = metrics.clone();
+    let enable_metrics = config.enable_metrics;
+    tokio::spawn(async move {
+        if let Err(e) = crate::metrics::serve(m, listen, enable_metrics).await {
+            warn!("metrics endpoint on {listen}: {e}");
+        }
+    });
+
+    let mut elector = leader::Elector::new(
+        client.clone(),
+        &identity.namespace,
+        leader::LEASE_NAME,
+        &identity.pod_name,
+        leader::Timing {
+            lease_duration: config.leader_elect_lease_duration,
+            renew_deadline: config.leader_elect_renew_deadline,
+            retry_period: config.leader_elect_retry_period,
+        },
+    );
+    elector.acquire().await;
+    metrics.leader.set(1);
+    let result = tokio::select! {
+        r = lead(config, client, metrics.clone()) => r,
+        _ = elector.hold() => Err("leadership lost".to_string()),
+        _ = shutdown_signal() => {
+            info!("terminating: releasing leadership");
+            Ok(())
+        }
+    };
+    elector.release().await;
+    metrics.leader.set(0);
+    result
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Everything the leader does.
+pub async fn lead(
+    config: Config,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
+    let remotes = Remote::parse_list(&normalize_remotes(&config.ovn_nb_addr))
+        .map_err(|e| format!("--ovn-nb-addr: {e}"))?;
+    let mut rc = ReplicaConfig::new(remotes, NB_DB);
+    rc.tables = NB_TABLES.iter().map(|t| t.to_string()).collect();
+    rc.external_id_keys = vec!["pod".into(), "subnet".into(), "node".into()];
+    rc.timeouts = Timeouts {
+        connect: Duration::from_secs(config.ovsdb_con_timeout.max(1)),
+        request: Duration::from_secs(config.ovn_timeout.max(1)),
+        probe_interval: Duration::from_secs(config.ovsdb_inactivity_timeout.max(1)),
+    };
+    let nb = loop {
+        match Replica::start(rc.clone(), Duration::from_secs(config.ovn_timeout.max(1))).await {
+            Ok(r) => break r,
+            Err(e) => {
+                warn!("connecting to OVN NB: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+
+    let (subnets, subnet_events) = store::<Subnet>(client.clone(), watcher::Config::default());
+    let (nodes, node_events) = store::<Node>(client.clone(), watcher::Config::default());
+    let (pods, pod_events) = store::<Pod>(client.clone(), watcher::Config::default());
+    let (namespaces, ns_events) = store::<Namespace>(client.clone(), watcher::Config::default());
+    let stores = Stores {
+        subnets: subnets.clone(),
+        nodes: nodes.clone(),
+        pods: pods.clone(),
+        namespaces: namespaces.clone(),
+    };
+
+    // Event plumbing starts before the queues exist; keys wait in channels until then.
+    let (sub_tx, mut sub_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (node_tx, mut node_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (pod_tx, mut pod_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let join_seen: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    {
+        let tx = sub_tx.clone();
+        tokio::spawn(subnet_events.for_each(move |ev| {
+            for k in keys(&ev, |s: &Subnet| s.name_any()) {
+                let _ = tx.send(k);
+            }
+            async {}
+        }));
+        let (ntx, stx, seen, subs) = (
+            node_tx.clone(),
+            sub_tx.clone(),
+            join_seen.clone(),
+            subnets.clone(),
+        );
+        tokio::spawn(node_events.for_each(move |ev| {
+            for k in keys(&ev, |n: &Node| n.name_any()) {
+                let _ = ntx.send(k);
+            }
+            // Distributed gateways follow nodes' join addresses: re-plan subnets when one changes.
+            let changed = match &ev {
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                    let ips = n
+                        .annotations()
+                        .get(crate::annotations::IP_ADDRESS)
+                        .cloned()
+                        .unwrap_or_default();
+                    let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    s.insert(n.name_any(), ips.clone()) != Some(ips)
+                }
+                watcher::Event::Delete(n) => seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&n.name_any())
+                    .is_some(),
+                _ => false,
+            };
+            if changed {
+                for s in subs.state() {
+                    let _ = stx.send(s.name_any());
+                }
+            }
+            async {}
+        }));
+        let ptx = pod_tx.clone();
+        tokio::spawn(pod_events.for_each(move |ev| {
+            for k in keys(&ev, |p: &Pod| {
+                pod_ctl::key(&p.namespace().unwrap_or_default(), &p.name_any())
+            }) {
+                let _ = ptx.send(k);
+            }
+            async {}
+        }));
+        tokio::spawn(ns_events.for_each(|_| async {}));
+    }
+    subnets
+        .wait_until_ready()
+        .await
+        .map_err(|e| format!("subnets never synced: {e}"))?;
+    nodes
+        .wait_until_ready()
+        .await
+        .map_err(|e| format!("nodes never synced: {e}"))?;
+    pods.wait_until_ready()
+        .await
+        .map_err(|e| format!("pods never synced: {e}"))?;
+    namespaces
+        .wait_until_ready()
+        .await
+        .map_err(|e| format!("namespaces never synced: {e}"))?;
+
+    let ctx = Arc::new(Ctx {
+        config: config.clone(),
+        client: client.clone(),
+        nb,
+        ipam: Mutex::new(kube_ovn_ipam::Ipam::new()),
+        metrics: metrics.clone(),
+        stores,
+    });
+    // Initialisation: NB basics and the default CRs, retried until they succeed.
+    loop {
+        let r = async {
+            startup::init_nb(&ctx).await?;
+            startup::init_crs(&ctx).await
+        }
+        .await;
+        match r {
+            Ok(()) => break,
+            Err(e) => {
+                warn!("initialisation: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+    restore_ipam(&ctx).await?;
+
+    let min = Duration::from_secs(config.cust_crd_retry_min_delay.max(1));
+    let max = Duration::from_secs(config.cust_crd_retry_max_delay.max(1));
+    let workers = config.worker_num as usize;
+    let subnet_q = start_queue(
+        "subnet",
+        workers,
+        min,
+        max,
+        ctx.clone(),
+        subnet_ctl::reconcile,
+    );
+    let node_q = start_queue("node", workers, min, max, ctx.clone(), node_ctl::reconcile);
+    tokio::spawn(forward(sub_rx_take(&mut sub_rx), subnet_q.clone()));
+    for s in ctx.stores.subnets.state() {
+        subnet_q.add(s.name_any());
+    }
+    // Upstream's gates: switches first, then nodes, then pods.
+    wait_until("default and join switches", || {
+        let cache = ctx.nb.cache();
+        let has = |n: &str| {
+            cache
+                .table("Logical_Switch")
+                .is_some_and(|t| t.by_name(n).next().is_some())
+        };
+        has(&config.default_ls) && has(&config.node_switch)
+    })
+    .await;
+    tokio::spawn(forward(sub_rx_take(&mut node_rx), node_q.clone()));
+    for n in ctx.stores.nodes.state() {
+        node_q.add(n.name_any());
+    }
+    wait_until("every node has a join address", || {
+        ctx.stores
+            .nodes
+            .state()
+            .iter()
+            .all(|n| !subnet_ctl::node_join_ips(n).is_empty())
+    })
+    .await;
+    // Pods get more workers: they are the bulk, and each is one small NB transaction.
+    let pod_q = start_queue(
+        "pod",
+        workers * 8,
+        min,
+        max,
+        ctx.clone(),
+        pod_ctl::reconcile,
+    );
+    tokio::spawn(forward(sub_rx_take(&mut pod_rx), pod_q.clone()));
+    for p in ctx.stores.pods.state() {
+        pod_q.add(pod_ctl::key(
+            &p.namespace().unwrap_or_default(),
+            &p.name_any(),
+        ));
+    }
+    if let Err(e) = gc::run(&ctx, &pod_q, &node_q).await {
+        warn!("gc: {e}");
+    }
+    metrics.set_ready(true);
+    info!("controller running");
+    let interval = Duration::from_secs(config.gc_interval);
+    loop {
+        if config.gc_interval == 0 {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(interval).await;
+        if let Err(e) = gc::run(&ctx, &pod_q, &node_q).await {
+            warn!("gc: {e}");
+        }
+    }
+}
+
+fn sub_rx_take(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (_tx, empty) = tokio::sync::mpsc::unbounded_channel();
+    std::mem::replace(rx, empty)
+}
+
+async fn forward(mut rx: tokio::sync::mpsc::UnboundedReceiver<String>, q: Queue) {
+    while let Some(k) = rx.recv().await {
+        q.add(k);
+    }
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    let mut logged = false;
+    while !cond() {
+        if !logged && start.elapsed() > Duration::from_secs(5) {
+            info!("waiting until {what}");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn start_queue<F, Fut>(
+    name: &'static str,
+    workers: usize,
+    min: Duration,
+    max: Duration,
+    ctx: Arc<Ctx>,
+    f: F,
+) -> Queue
+where
+    F: Fn(Arc<Ctx>, String) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = Result<Outcome, crate::context::Error>> + Send + 'static,
+{
+    queue::start(name, workers, min, max, move |key| {
+        let ctx = ctx.clone();
+        async move {
+            let label = KindLabel {
+                kind: name.to_string(),
+            };
+            let started = Instant::now();
+            ctx.metrics.reconciles.get_or_create(&label).inc();
+            let r = f(ctx.clone(), key).await;
+            ctx.metrics
+                .reconcile_seconds
+                .get_or_create(&label)
+                .observe(started.elapsed().as_secs_f64());
+            r.map_err(|e| {
+                ctx.metrics.reconcile_errors.get_or_create(&label).inc();
+                e.to_string()
+            })
+        }
+    })
+}
+
+async fn restore_ipam(ctx: &Ctx) -> Result<(), String> {
+    let defaults = subnet_rules::Defaults {
+        default_vpc: &ctx.config.cluster_router,
+        join: &ctx.config.node_switch,
+        enable_lb: ctx.config.enable_lb,
+    };
+    let subnets: Vec<Arc<Subnet>> = ctx
+        .stores
+        .subnets
+        .state()
+        .into_iter()
+        .filter_map(|s| {
+            let spec = subnet_rules::normalize(&s.spec, &s.name_any(), &defaults).ok()?;
+            let mut n = (*s).clone();
+            n.spec = spec;
+            Some(Arc::new(n))
+        })
+        .collect();
+    let ips = loop {
+        match Api::<Ip>::all(ctx.client.clone())
+            .list(&Default::default())
+            .await
+        {
+            Ok(l) => break l.items,
+            Err(e) => {
+                warn!("listing IP CRs for restore: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let ports = {
+        let cache = ctx.nb.cache();
+        cache
+            .table("Logical_Switch_Port")
+            .map(|t| {
+                t.iter()
+                    .filter_map(|(_, r)| {
+                        let ids = kube_ovn_nb::objects::string_map(r, "external_ids");
+                        if ids.get("vendor").map(String::as_str)
+                            != Some(kube_ovn_nb::objects::VENDOR)
+                        {
+                            return None;
+                        }
+                        let name = r.get("name")?.as_atom()?.as_str()?.to_string();
+                        let owner = match ids.get("pod") {
+                            Some(p) => p.clone(),
+                            None => format!("node/{}", name.strip_prefix("node-")?),
+                        };
+                        let addresses = r
+                            .get("addresses")?
+                            .as_set()?
+                            .iter()
+                            .next()?
+                            .as_str()?
+                            .to_string();
+                        Some((name, owner, ids.get("ls")?.clone(), addresses))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let pods = ctx.stores.pods.state();
+    let nodes = ctx.stores.nodes.state();
+    let (ipam, _) = restore::restore(&restore::Sources {
+        subnets: &subnets,
+        ips: &ips,
+        pods: &pods,
+        nodes: &nodes,
+        ports,
+        join: &ctx.config.node_switch,
+    });
+    *ctx.ipam() = ipam;
+    Ok(())
+}
+
+/// Upstream writes `tcp:[10.0.0.1]:6641` even for IPv4; accept the brackets.
+pub fn normalize_remotes(list: &str) -> String {
+    list.split(',')
+        .map(|r| {
+            let r = r.trim();
+            match r.split_once(':') {
+                Some((proto @ ("tcp" | "ssl"), rest)) if rest.starts_with('[') => {
+                    if let Some((host, port)) = rest[1..].split_once("]:") {
+                        if host.parse::<std::net::Ipv4Addr>().is_ok() {
+                            return format!("{proto}:{host}:{port}");
+                        }
+                    }
+                    r.to_string()
+                }
+                _ => r.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,466 @@
+//! Subnet reconciler: normalise the spec, keep IPAM's book, write the switch, router ports,
+//! policies, gateway port groups and ACLs, and report status (address usage, conditions).
+//! Invalid specs get a `Validated=False` condition and an Event, never a crash. The default
+//! subnet cannot be deleted: its finalizer stays and an Event says why.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use kube_ovn_ipam::{Family, SubnetConfig};
+use kube_ovn_nb::objects::{self, NodeJoin, OverlaySubnet, VpcLoadBalancers};
+use serde_json::json;
+
+use crate::annotations::{self, FINALIZER};
+use crate::context::{Ctx, Error};
+use crate::crd::Subnet;
+use crate::queue::Outcome;
+use crate::subnet_rules::{self, Defaults};
+
+/// The default VPC's load balancer names, from the flags.
+pub fn default_lbs(ctx: &Ctx) -> VpcLoadBalancers {
+    let c = &ctx.config;
+    VpcLoadBalancers {
+        tcp: c.cluster_tcp_loadbalancer.clone(),
+        tcp_session: c.cluster_tcp_session_loadbalancer.clone(),
+        udp: c.cluster_udp_loadbalancer.clone(),
+        udp_session: c.cluster_udp_session_loadbalancer.clone(),
+        sctp: c.cluster_sctp_loadbalancer.clone(),
+        sctp_session: c.cluster_sctp_session_loadbalancer.clone(),
+    }
+}
+
+/// The join addresses a node holds (from its annotations), if allocated.
+pub fn node_join_ips(node: &Node) -> Vec<IpAddr> {
+    let a = node.annotations();
+    if a.get(annotations::ALLOCATED).map(String::as_str) != Some("true") {
+        return Vec::new();
+    }
+    a.get(annotations::IP_ADDRESS)
+        .and_then(|v| annotations::parse_ips(v).ok())
+        .unwrap_or_default()
+}
+
+/// Reconciles the Subnet `name`.
+pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
+    let Some(subnet) = ctx.stores.subnets.get(&ObjectRef::new(&name)) else {
+        // Gone without our finalizer (e.g. never reconciled): make sure nothing is left.
+        release(&ctx, &name).await?;
+        return Ok(Outcome::Done);
+    };
+    let api: Api<Subnet> = Api::all(ctx.client.clone());
+    let is_default = name == ctx.config.default_ls || subnet.spec.default;
+    if subnet.metadata.deletion_timestamp.is_some() {
+        if is_default && name == ctx.config.default_ls {
+            ctx.event(
+                &subnet.object_ref(&()),
+                "Warning",
+                "DeleteSubnetFailed",
+                "the default subnet cannot be deleted",
+            )
+            .await;
+            return Ok(Outcome::Done);
+        }
+        release(&ctx, &name).await?;
+        remove_finalizer(&api, &subnet).await?;
+        return Ok(Outcome::Done);
+    }
+    if !subnet.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut f = subnet.finalizers().to_vec();
+        f.push(FINALIZER.into());
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": f}})),
+        )
+        .await?;
+        return Ok(Outcome::Done);
+    }
+    let defaults = Defaults {
+        default_vpc: &ctx.config.cluster_router,
+        join: &ctx.config.node_switch,
+        enable_lb: ctx.config.enable_lb,
+    };
+    let spec = match subnet_rules::normalize(&subnet.spec, &name, &defaults) {
+        Ok(s) => s,
+        Err(why) => {
+            ctx.event(
+                &subnet.object_ref(&()),
+                "Warning",
+                "ValidateLogicalSwitchFailed",
+                &why,
+            )
+            .await;
+            set_conditions(&api, &subnet, false, "ValidateLogicalSwitchFailed", &why).await?;
+            return Ok(Outcome::Done);
+        }
+    };
+    if spec != subnet.spec {
+        // Upstream writes the normalised spec back; the update event brings us here again.
+        let mut updated = (*subnet).clone();
+        updated.spec = spec;
+        api.replace(&name, &Default::default(), &updated).await?;
+        return Ok(Outcome::Done);
+    }
+    let dropped = {
+        let mut ipam = ctx.ipam();
+        ipam.add_or_update_subnet(SubnetConfig {
+            name: name.clone(),
+            cidr_block: spec.cidr_block.clone(),
+            gateway: spec.gateway.clone(),
+            exclude_ips: spec.exclude_ips.clone(),
+        })
+    };
+    let dropped = match dropped {
+        Ok(d) => d,
+        Err(e) => {
+            let why = e.to_string();
+            ctx.event(
+                &subnet.object_ref(&()),
+                "Warning",
+                "ValidateLogicalSwitchFailed",
+                &why,
+            )
+            .await;
+            set_conditions(&api, &subnet, false, "ValidateLogicalSwitchFailed", &why).await?;
+            return Ok(Outcome::Done);
+        }
+    };
+    if !dropped.is_empty() {
+        ctx.event(
+            &subnet.object_ref(&()),
+            "Warning",
+            "AddressesOutOfRange",
+            &format!(
+                "{} allocations no longer fit the subnet and were released",
+                dropped.len()
+            ),
+        )
+        .await;
+    }
+    let mut reason = "SetNonOvnSubnetSuccess";
+    if subnet_rules::is_ovn_provider(&spec.provider) {
+        if spec.vpc != ctx.config.cluster_router {
+            let why = format!(
+                "VPC {} is not served by this controller yet: IPAM only",
+                spec.vpc
+            );
+            ctx.event(&subnet.object_ref(&()), "Warning", "VpcNotSupported", &why)
+                .await;
+        } else {
+            reason = write_nb(&ctx, &name, &spec).await?;
+        }
+    }
+    update_status(&api, &ctx, &subnet, reason).await?;
+    Ok(Outcome::Done)
+}
+
+async fn write_nb(
+    ctx: &Ctx,
+    name: &str,
+    spec: &crate::crd::subnet::SubnetSpec,
+) -> Result<&'static str, Error> {
+    let router = ctx.config.cluster_router.clone();
+    let is_join = name == ctx.config.node_switch;
+    let cidrs: Vec<String> = spec.cidr_block.split(',').map(str::to_string).collect();
+    let gateways: Vec<String> = spec
+        .gateway
+        .split(',')
+        .map(|g| g.trim().to_string())
+        .collect();
+    let lbs = default_lbs(ctx);
+    let enable_lb =
+        !is_join && spec.enable_lb.unwrap_or(ctx.config.enable_lb) && ctx.config.enable_lb;
+    let families: Vec<&'static str> = cidrs
+        .iter()
+        .map(|c| if c.contains(':') { "ip6" } else { "ip4" })
+        .collect();
+    let nodes: Vec<NodeJoin> = ctx
+        .stores
+        .nodes
+        .state()
+        .iter()
+        .filter_map(|n| {
+            let ips = node_join_ips(n);
+            (!ips.is_empty()).then(|| NodeJoin {
+                node: n.name_any(),
+                join_ips: ips,
+            })
+        })
+        .collect();
+    let gw_names = subnet_rules::gateway_nodes(spec);
+    let gw_nodes: Vec<NodeJoin> = nodes
+        .iter()
+        .filter(|n| gw_names.contains(&n.node))
+        .cloned()
+        .collect();
+    let centralized = spec.gateway_type == "centralized";
+    if centralized && gw_nodes.is_empty() {
+        return Err(Error::Other(format!(
+            "subnet {name}: no gateway node of {gw_names:?} has a join address yet"
+        )));
+    }
+    let join_cidrs: Vec<String> = ctx
+        .stores
+        .subnets
+        .get(&ObjectRef::new(&ctx.config.node_switch))
+        .map(|j| j.spec.cidr_block.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|| {
+            ctx.config
+                .node_switch_cidr
+                .split(',')
+                .map(str::to_string)
+                .collect()
+        });
+    let user: Vec<(String, i64, String, String)> = spec
+        .acls
+        .iter()
+        .map(|a| {
+            (
+                a.direction.clone(),
+                a.priority,
+                a.match_.clone(),
+                a.action.clone(),
+            )
+        })
+        .collect();
+    let acls = objects::subnet_acls(
+        name,
+        &cidrs,
+        &join_cidrs,
+        spec.private,
+        &spec.allow_subnets,
+        &user,
+        spec.allow_ew_traffic,
+    );
+    let vpc_cidrs: Vec<String> = ctx
+        .stores
+        .subnets
+        .state()
+        .iter()
+        .filter(|s| {
+            let vpc = if s.spec.vpc.is_empty() {
+                ctx.config.cluster_router.as_str()
+            } else {
+                s.spec.vpc.as_str()
+            };
+            vpc == router
+                && s.spec.vlan.is_empty()
+                && subnet_rules::is_ovn_provider(&s.spec.provider)
+        })
+        .flat_map(|s| {
+            s.spec
+                .cidr_block
+                .split(',')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty())
+        .collect();
+    let route_table = spec.route_table.clone();
+    let join_gateways: Vec<IpAddr> = if is_join {
+        gateways.iter().filter_map(|g| g.parse().ok()).collect()
+    } else {
+        Vec::new()
+    };
+    ctx.apply(&format!("subnet {name}"), |plan| {
+        objects::overlay_subnet(
+            plan,
+            &OverlaySubnet {
+                name,
+                router: &router,
+                cidrs: cidrs.clone(),
+                gateways: gateways.clone(),
+                load_balancers: enable_lb.then_some(&lbs),
+                detach_load_balancers: (!enable_lb && !is_join).then_some(&lbs),
+                route_table: &route_table,
+            },
+        )?;
+        objects::switch_acls(plan, name, &acls)?;
+        if is_join {
+            objects::default_routes(plan, &router, &join_gateways)?;
+        } else {
+            if centralized {
+                objects::centralized_gateway(plan, &router, name, &cidrs, &gw_nodes)?;
+            } else {
+                objects::distributed_gateway(plan, &router, name, &families, &nodes)?;
+            }
+        }
+        objects::u2o_overlay_cidrs(plan, &router, &vpc_cidrs);
+        Ok(())
+    })
+    .await?;
+    Ok(if spec.private {
+        "SetPrivateLogicalSwitchSuccess"
+    } else if centralized {
+        "ReconcileCentralizedGatewaySuccess"
+    } else {
+        "ResetLogicalSwitchAclSuccess"
+    })
+}
+
+/// Removes a subnet's NB rows and its IPAM book.
+async fn release(ctx: &Ctx, name: &str) -> Result<(), Error> {
+    let router = ctx.config.cluster_router.clone();
+    ctx.apply(&format!("delete subnet {name}"), |plan| {
+        objects::delete_overlay_subnet(plan, name, &router);
+        Ok(())
+    })
+    .await?;
+    ctx.ipam().delete_subnet(name);
+    Ok(())
+}
+
+async fn remove_finalizer(api: &Api<Subnet>, s: &Subnet) -> Result<(), Error> {
+    let kept: Vec<&String> = s
+        .finalizers()
+        .iter()
+        .filter(|f| f.as_str() != FINALIZER)
+        .collect();
+    match api
+        .patch(
+            &s.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": kept}})),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn condition(
+    existing: &[crate::crd::Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+) -> serde_json::Value {
+    let now = jiff::Timestamp::now().to_string();
+    let old = existing.iter().find(|c| c.type_ == type_);
+    let unchanged =
+        old.is_some_and(|c| c.status == status && c.reason == reason && c.message == message);
+    let keep = |f: fn(&crate::crd::Condition) -> Option<String>| old.and_then(f);
+    let update_time = if unchanged {
+        keep(|c| c.last_update_time.as_ref().map(|t| t.0.to_string()))
+    } else {
+        None
+    };
+    let transition = if old.is_some_and(|c| c.status == status) {
+        keep(|c| c.last_transition_time.as_ref().map(|t| t.0.to_string()))
+    } else {
+        None
+    };
+    json!({
+        "type": type_, "status": status, "reason": reason, "message": message,
+        "lastUpdateTime": update_time.unwrap_or_else(|| now.clone()),
+        "lastTransitionTime": transition.unwrap_or(now),
+    })
+}
+
+async fn set_conditions(
+    api: &Api<Subnet>,
+    s: &Subnet,
+    ok: bool,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let existing = s
+        .status
+        .as_ref()
+        .map(|st| st.conditions.clone())
+        .unwrap_or_default();
+    let status = if ok { "True" } else { "False" };
+    let conds = vec![
+        condition(&existing, "Ready", status, reason, message),
+        condition(&existing, "Validated", status, reason, message),
+        condition(
+            &existing,
+            "Error",
+            if ok { "Unknown" } else { "True" },
+            if ok { "Init" } else { reason },
+            if ok { "Not Observed" } else { message },
+        ),
+    ];
+    let unchanged = conds.iter().all(|c| {
+        existing.iter().any(|e| {
+            e.type_ == c["type"]
+                && e.status == c["status"]
+                && e.reason == c["reason"]
+                && e.message == c["message"]
+        })
+    });
+    if unchanged {
+        return Ok(());
+    }
+    api.patch_status(
+        &s.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": conds}})),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn update_status(
+    api: &Api<Subnet>,
+    ctx: &Ctx,
+    s: &Subnet,
+    reason: &str,
+) -> Result<(), Error> {
+    let name = s.name_any();
+    let (v4, v6) = {
+        let ipam = ctx.ipam();
+        let sub = ipam.subnet(&name);
+        (
+            sub.and_then(|x| x.usage(Family::V4)).unwrap_or_default(),
+            sub.and_then(|x| x.usage(Family::V6)).unwrap_or_default(),
+        )
+    };
+    let label = crate::metrics::SubnetLabel {
+        subnet: name.clone(),
+    };
+    ctx.metrics
+        .subnet_used_ips
+        .get_or_create(&label)
+        .set((v4.using + v6.using) as i64);
+    ctx.metrics
+        .subnet_available_ips
+        .get_or_create(&label)
+        .set(i64::try_from(v4.available.saturating_add(v6.available)).unwrap_or(i64::MAX));
+    let current = s.status.clone().unwrap_or_default();
+    let num = count;
+    let counters = json!({
+        "v4availableIPs": num(v4.available), "v4usingIPs": num(v4.using),
+        "v4availableIPrange": v4.available_range, "v4usingIPrange": v4.using_range,
+        "v6availableIPs": num(v6.available), "v6usingIPs": num(v6.using),
+        "v6availableIPrange": v6.available_range, "v6usingIPrange": v6.using_range,
+    });
+    let current_json = serde_json::to_value(&current).unwrap_or_default();
+    let counters_same = counters
+        .as_object()
+        .is_some_and(|m| m.iter().all(|(k, v)| current_json.get(k) == Some(v)));
+    if !counters_same {
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": counters})),
+        )
+        .await?;
+    }
+    set_conditions(api, s, true, reason, "").await
+}
+
+/// Counters are bare JSON integers (upstream's big.Int); beyond u64 (IPv6 subnets wider than
+/// /64) they can only be carried as floats without arbitrary-precision JSON.
+fn count(n: u128) -> serde_json::Value {
+    match u64::try_from(n) {
+        Ok(v) => json!(v),
+        Err(_) => json!(n as f64),
+    }
+}

@@ -1,0 +1,322 @@
+//! Pure subnet rules: upstream's normalisation of a Subnet spec (`formatSubnet`), its
+//! validation, and which subnet a pod gets. No I/O, so every rule is unit-tested.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+
+use crate::crd::subnet::SubnetSpec;
+use crate::crd::Subnet;
+
+/// What the controller needs besides the spec to normalise it.
+#[derive(Debug, Clone)]
+pub struct Defaults<'a> {
+    /// `--cluster-router`.
+    pub default_vpc: &'a str,
+    /// `--node-switch`.
+    pub join: &'a str,
+    /// `--enable-lb`.
+    pub enable_lb: bool,
+}
+
+/// `IPv4`, `IPv6` or `Dual` from a CIDR block.
+pub fn protocol_of(cidr_block: &str) -> String {
+    let (mut v4, mut v6) = (false, false);
+    for c in cidr_block
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        if c.contains(':') {
+            v6 = true;
+        } else {
+            v4 = true;
+        }
+    }
+    match (v4, v6) {
+        (true, true) => "Dual",
+        (false, true) => "IPv6",
+        _ => "IPv4",
+    }
+    .to_string()
+}
+
+/// Upstream's `formatSubnet`: canonical CIDRs, gateway defaulting to the first address, the
+/// gateway in `excludeIps` (sorted), `protocol`, `provider` `ovn`, `vpc` the default VPC,
+/// `gatewayType` `distributed` (default VPC, not join), `enableLb` the flag (not join).
+/// Returns the normalised spec; the caller writes it back when it differs.
+pub fn normalize(spec: &SubnetSpec, name: &str, d: &Defaults<'_>) -> Result<SubnetSpec, String> {
+    let mut s = spec.clone();
+    let mut cidrs = Vec::new();
+    for part in s
+        .cidr_block
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let net: IpNet = part
+            .parse()
+            .map_err(|_| format!("cidrBlock: {part:?} is not a CIDR"))?;
+        cidrs.push(net.trunc());
+    }
+    if cidrs.is_empty() {
+        return Err("cidrBlock is empty".into());
+    }
+    cidrs.sort_by_key(|c| matches!(c, IpNet::V6(_)));
+    if cidrs.len() > 2
+        || (cidrs.len() == 2 && cidrs[0].addr().is_ipv4() == cidrs[1].addr().is_ipv4())
+    {
+        return Err("cidrBlock: at most one IPv4 and one IPv6 CIDR".into());
+    }
+    s.cidr_block = cidrs
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    s.protocol = protocol_of(&s.cidr_block);
+    if s.gateway.trim().is_empty() {
+        s.gateway = cidrs
+            .iter()
+            .map(|c| first_usable(c).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+    } else {
+        let gws: Vec<std::net::IpAddr> = s
+            .gateway
+            .split(',')
+            .map(|g| {
+                g.trim()
+                    .parse()
+                    .map_err(|_| format!("gateway: {g:?} is not an IP address"))
+            })
+            .collect::<Result<_, _>>()?;
+        for gw in &gws {
+            if !cidrs.iter().any(|c| c.contains(gw)) {
+                return Err(format!("gateway {gw} is not in cidrBlock {}", s.cidr_block));
+            }
+        }
+    }
+    for gw in s.gateway.split(',').map(|g| g.trim().to_string()) {
+        if !s.exclude_ips.contains(&gw) {
+            s.exclude_ips.push(gw);
+        }
+    }
+    s.exclude_ips.sort();
+    kube_ovn_ipam::addr::parse_list(&s.exclude_ips).map_err(|e| format!("excludeIps: {e}"))?;
+    if s.provider.is_empty() {
+        s.provider = "ovn".into();
+    }
+    if s.vpc.is_empty() {
+        s.vpc = d.default_vpc.into();
+    }
+    let is_join = name == d.join;
+    if s.vpc == d.default_vpc && !is_join && s.gateway_type.is_empty() {
+        s.gateway_type = "distributed".into();
+    }
+    if !is_join && s.enable_lb.is_none() {
+        s.enable_lb = Some(d.enable_lb);
+    }
+    if !matches!(s.gateway_type.as_str(), "" | "distributed" | "centralized") {
+        return Err(format!(
+            "gatewayType {:?} must be distributed or centralized",
+            s.gateway_type
+        ));
+    }
+    if s.gateway_type == "centralized"
+        && s.gateway_node.trim().is_empty()
+        && s.gateway_node_selectors.is_empty()
+    {
+        return Err("gatewayType centralized needs gatewayNode or gatewayNodeSelectors".into());
+    }
+    Ok(s)
+}
+
+/// The first address IPAM hands out in `net` (upstream's default gateway): network + 1, or the
+/// network address itself for /31, /32, /127 and /128.
+pub fn first_usable(net: &IpNet) -> std::net::IpAddr {
+    let net = net.trunc();
+    if net.max_prefix_len() - net.prefix_len() < 2 {
+        return net.network();
+    }
+    match net.network() {
+        std::net::IpAddr::V4(a) => std::net::IpAddr::V4((u32::from(a) + 1).into()),
+        std::net::IpAddr::V6(a) => std::net::IpAddr::V6((u128::from(a) + 1).into()),
+    }
+}
+
+/// Whether a provider means "logical switch" (`ovn`, `<nad>.<ns>.ovn`) rather than IPAM only.
+pub fn is_ovn_provider(provider: &str) -> bool {
+    provider.is_empty() || provider == "ovn" || provider.ends_with(".ovn")
+}
+
+/// Gateway node names of a centralized subnet (`gatewayNode` is `n1,n2` or `n1:ip,…`).
+pub fn gateway_nodes(spec: &SubnetSpec) -> Vec<String> {
+    spec.gateway_node
+        .split(',')
+        .map(|g| g.split(':').next().unwrap_or("").trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// Which subnet a pod in `namespace` gets: the pod's `logical_switch` annotation; else a subnet
+/// bound to the namespace (`spec.namespaces`, or the namespace's `logical_switch` annotation,
+/// the first of its list); else the default subnet. A bound namespace never falls back to the
+/// default subnet.
+pub fn choose_subnet(
+    pod_annotations: &BTreeMap<String, String>,
+    namespace: &str,
+    namespace_annotations: &BTreeMap<String, String>,
+    subnets: &[std::sync::Arc<Subnet>],
+    default_subnet: &str,
+) -> Result<String, String> {
+    if let Some(ls) = pod_annotations
+        .get(crate::annotations::LOGICAL_SWITCH)
+        .filter(|s| !s.is_empty())
+    {
+        return Ok(ls.clone());
+    }
+    let mut bound: Vec<&str> = subnets
+        .iter()
+        .filter(|s| {
+            s.spec.namespaces.iter().any(|n| n == namespace) && is_ovn_provider(&s.spec.provider)
+        })
+        .filter_map(|s| s.metadata.name.as_deref())
+        .collect();
+    bound.sort();
+    if let Some(first) = bound.first() {
+        return Ok(first.to_string());
+    }
+    if let Some(list) = namespace_annotations.get(crate::annotations::LOGICAL_SWITCH) {
+        if let Some(first) = list.split(',').map(str::trim).find(|s| !s.is_empty()) {
+            return Ok(first.to_string());
+        }
+    }
+    if default_subnet.is_empty() {
+        return Err("no default subnet".into());
+    }
+    Ok(default_subnet.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d() -> Defaults<'static> {
+        Defaults {
+            default_vpc: "ovn-cluster",
+            join: "join",
+            enable_lb: true,
+        }
+    }
+
+    #[test]
+    fn normalizes_like_upstream() {
+        let spec = SubnetSpec {
+            cidr_block: "10.1.0.1/23".into(),
+            exclude_ips: vec!["10.1.1.2".into()],
+            ..Default::default()
+        };
+        let s = normalize(&spec, "s1", &d()).unwrap();
+        assert_eq!(s.cidr_block, "10.1.0.0/23");
+        assert_eq!(s.gateway, "10.1.0.1");
+        assert_eq!(s.exclude_ips, vec!["10.1.0.1", "10.1.1.2"]);
+        assert_eq!(s.protocol, "IPv4");
+        assert_eq!(s.provider, "ovn");
+        assert_eq!(s.vpc, "ovn-cluster");
+        assert_eq!(s.gateway_type, "distributed");
+        assert_eq!(s.enable_lb, Some(true));
+        // Idempotent: normalising the result changes nothing.
+        assert_eq!(normalize(&s, "s1", &d()).unwrap(), s);
+        let join = normalize(
+            &SubnetSpec {
+                cidr_block: "100.64.0.0/16".into(),
+                ..Default::default()
+            },
+            "join",
+            &d(),
+        )
+        .unwrap();
+        assert_eq!(join.gateway_type, "");
+        assert_eq!(join.enable_lb, None);
+    }
+
+    #[test]
+    fn dual_stack_orders_v4_first() {
+        let s = normalize(
+            &SubnetSpec {
+                cidr_block: "fd00::/120,10.0.0.0/24".into(),
+                ..Default::default()
+            },
+            "d",
+            &d(),
+        )
+        .unwrap();
+        assert_eq!(s.cidr_block, "10.0.0.0/24,fd00::/120");
+        assert_eq!(s.gateway, "10.0.0.1,fd00::1");
+        assert_eq!(s.protocol, "Dual");
+    }
+
+    #[test]
+    fn invalid_specs_say_why() {
+        for (cidr, gw, ex, gwt, why) in [
+            ("nope", "", "", "", "cidrBlock"),
+            ("", "", "", "", "empty"),
+            ("10.0.0.0/24,10.1.0.0/24", "", "", "", "one IPv4"),
+            ("10.0.0.0/24", "10.9.0.1", "", "", "not in cidrBlock"),
+            ("10.0.0.0/24", "", "10.0.0.9..10.0.0.2", "", "excludeIps"),
+            ("10.0.0.0/24", "", "", "sideways", "gatewayType"),
+            ("10.0.0.0/24", "", "", "centralized", "gatewayNode"),
+        ] {
+            let spec = SubnetSpec {
+                cidr_block: cidr.into(),
+                gateway: gw.into(),
+                exclude_ips: if ex.is_empty() {
+                    vec![]
+                } else {
+                    vec![ex.into()]
+                },
+                gateway_type: gwt.into(),
+                ..Default::default()
+            };
+            let err = normalize(&spec, "x", &d()).unwrap_err();
+            assert!(err.contains(why), "{cidr} {gw} {ex} {gwt}: {err}");
+        }
+    }
+
+    #[test]
+    fn subnet_choice() {
+        let bound: Subnet = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "s-bound"},
+            "spec": {"cidrBlock": "10.1.0.0/24", "namespaces": ["team"]}
+        }))
+        .unwrap();
+        let subnets = vec![std::sync::Arc::new(bound)];
+        let none = BTreeMap::new();
+        assert_eq!(
+            choose_subnet(&none, "team", &none, &subnets, "ovn-default").unwrap(),
+            "s-bound"
+        );
+        assert_eq!(
+            choose_subnet(&none, "other", &none, &subnets, "ovn-default").unwrap(),
+            "ovn-default"
+        );
+        let pod: BTreeMap<String, String> = [(
+            crate::annotations::LOGICAL_SWITCH.to_string(),
+            "mine".to_string(),
+        )]
+        .into();
+        assert_eq!(
+            choose_subnet(&pod, "team", &none, &subnets, "ovn-default").unwrap(),
+            "mine"
+        );
+        let ns: BTreeMap<String, String> = [(
+            crate::annotations::LOGICAL_SWITCH.to_string(),
+            "a,b".to_string(),
+        )]
+        .into();
+        assert_eq!(
+            choose_subnet(&none, "other", &ns, &subnets, "ovn-default").unwrap(),
+            "a"
+        );
+    }
+}

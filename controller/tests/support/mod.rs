@@ -1,0 +1,188 @@
+//! Test harness: a sandbox (API fixture + real OVN central), the CRDs installed, and the real
+//! `kube-ovn-controller` binary run as a process that can be killed -9 and restarted.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube_ovn_controller::crd;
+use kube_ovn_sandbox::{Sandbox, SandboxConfig};
+use ovsdb::{Remote, Replica, ReplicaConfig};
+use serde_json::json;
+
+pub struct World {
+    pub sandbox: Sandbox,
+    pub client: kube::Client,
+    pub nb: Replica,
+    pub controller: Option<Child>,
+    pub metrics_port: u16,
+}
+
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl World {
+    /// A sandbox with `nodes` nodes. With `kubelets` false, Nodes are created by the test.
+    pub async fn new(nodes: usize, kubelets: bool) -> World {
+        let mut cfg = SandboxConfig::isolated(nodes);
+        cfg.kubelets = kubelets;
+        let sandbox = Sandbox::up(cfg).await.expect("sandbox");
+        let client = sandbox.client();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for c in crd::all() {
+            crds.create(&PostParams::default(), &c)
+                .await
+                .expect("install CRD");
+        }
+        if !kubelets {
+            let api: Api<Node> = Api::all(client.clone());
+            for n in &sandbox.state().nodes {
+                let node: Node = serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "Node", "metadata": {"name": n.name},
+                    "status": {"addresses": [{"type": "InternalIP", "address": n.ip.to_string()}]}
+                }))
+                .unwrap();
+                api.create(&PostParams::default(), &node).await.unwrap();
+            }
+        }
+        let mut rc = ReplicaConfig::new(
+            Remote::parse_list(&sandbox.state().central.nb).unwrap(),
+            "OVN_Northbound",
+        );
+        rc.external_id_keys = vec!["pod".into()];
+        let nb = Replica::start(rc, Duration::from_secs(10)).await.unwrap();
+        World {
+            sandbox,
+            client,
+            nb,
+            controller: None,
+            metrics_port: free_port(),
+        }
+    }
+
+    /// Starts the controller binary (a previous one must be stopped).
+    pub fn start_controller(&mut self) {
+        let st = self.sandbox.state();
+        let log = std::fs::File::create(st.run_dir.join(format!(
+            "controller-{}.log",
+            Instant::now().elapsed().as_nanos()
+        )))
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kube-ovn-controller"))
+            .arg(format!("--kubeconfig={}", st.kubeconfig.display()))
+            .arg(format!("--ovn-nb-addr={}", st.central.nb))
+            .arg(format!("--pprof-port={}", self.metrics_port))
+            .arg("--leader-elect-lease-duration=3s")
+            .arg("--leader-elect-renew-deadline=2s")
+            .arg("--leader-elect-retry-period=200ms")
+            .env("POD_NAME", "kube-ovn-controller-test")
+            .env("KUBE_NAMESPACE", "kube-system")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("kube-ovn-controller binary");
+        self.controller = Some(child);
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill_controller(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The controller's /metrics text, if it serves yet.
+    pub async fn metrics(&self) -> Option<String> {
+        let port = self.metrics_port;
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).ok()?;
+            Some(out)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// A counter from /metrics (sum over label sets matching `filter`).
+    pub async fn counter(&self, name: &str, filter: &str) -> Option<f64> {
+        let text = self.metrics().await?;
+        let mut found = false;
+        let mut sum = 0.0;
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+        {
+            if let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                sum += v;
+                found = true;
+            }
+        }
+        found.then_some(sum)
+    }
+
+    pub fn nbctl(&self, args: &[&str]) -> String {
+        let out = Command::new("ovn-nbctl")
+            .arg(format!("--db={}", self.sandbox.state().central.nb))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ovn-nbctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.kill_controller();
+    }
+}
+
+pub fn pod(name: &str, node: Option<&str>) -> Pod {
+    let mut spec = json!({"containers": [{"name": "c", "image": "x"}]});
+    if let Some(n) = node {
+        spec["nodeName"] = json!(n);
+    }
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}))
+        .unwrap()
+}
