@@ -33,6 +33,8 @@ pub struct Stores {
     pub pods: Store<Pod>,
     /// Namespaces.
     pub namespaces: Store<Namespace>,
+    /// IP pools.
+    pub ippools: Store<crate::crd::IpPool>,
 }
 
 /// Shared controller state.
@@ -49,6 +51,8 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// Reflector stores.
     pub stores: Stores,
+    /// Pod keys to reconcile again (e.g. their addresses no longer fit a changed subnet).
+    pub requeue_pods: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 /// Why a reconcile failed.

@@ -9,6 +9,7 @@ pub mod context;
 pub mod crd;
 pub mod gc;
 pub mod ipcr;
+pub mod ippool_ctl;
 pub mod leader;
 pub mod metrics;
 pub mod node_ctl;

@@ -139,10 +139,28 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             Err(_) => req.pool = Some(pool.clone()),
         }
     }
+    if req.pool.is_none() && req.ips.is_empty() {
+        req.pool =
+            crate::ippool_ctl::pool_for_namespace(&ctx.stores.ippools.state(), &subnet_name, ns);
+    }
     let allocated_before = annotations.get(ann::ALLOCATED).map(String::as_str) == Some("true");
     if allocated_before {
-        // Our own earlier result: keep it even if the address is reserved now.
-        req.check_conflict = false;
+        let fits = {
+            let ipam = ctx.ipam();
+            let sub = ipam.subnet(&subnet_name);
+            req.ips.iter().all(|ip| {
+                sub.and_then(|s| s.cidr(kube_ovn_ipam::Family::of(ip)))
+                    .is_some_and(|net| net.contains(ip))
+            })
+        };
+        if fits {
+            // Our own earlier result: keep it even if the address is reserved now.
+            req.check_conflict = false;
+        } else {
+            // The subnet changed under the pod (CIDR moved, or the pod now belongs to
+            // another subnet): give it a new address there.
+            req.ips.clear();
+        }
     }
     let allocated = ctx.ipam().allocate(&subnet_name, &req);
     let alloc = match allocated {
@@ -158,6 +176,18 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             return Err(e.into());
         }
     };
+    {
+        // A pod that moved to another subnet gives its old address back.
+        let mut ipam = ctx.ipam();
+        let stale: Vec<String> = ipam
+            .subnets()
+            .filter(|s| s.config().name != subnet_name && s.nics_of(&owner).contains(&port))
+            .map(|s| s.config().name.clone())
+            .collect();
+        for s in stale {
+            ipam.release_nic(&s, &port);
+        }
+    }
     let ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
     let node = pod
         .spec

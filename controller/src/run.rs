@@ -18,10 +18,12 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::context::{Ctx, Stores, NB_DB};
-use crate::crd::{Ip, Subnet};
+use crate::crd::{Ip, IpPool, Subnet};
 use crate::metrics::{KindLabel, Metrics};
 use crate::queue::{self, Outcome, Queue};
-use crate::{gc, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl, subnet_rules};
+use crate::{
+    gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl, subnet_rules,
+};
 
 /// NB tables the controller reads (one monitor for all of them).
 const NB_TABLES: &[&str] = &[
@@ -183,17 +185,20 @@ pub async fn lead(
     let (nodes, node_events) = store::<Node>(client.clone(), watcher::Config::default());
     let (pods, pod_events) = store::<Pod>(client.clone(), watcher::Config::default());
     let (namespaces, ns_events) = store::<Namespace>(client.clone(), watcher::Config::default());
+    let (ippools, pool_events) = store::<IpPool>(client.clone(), watcher::Config::default());
     let stores = Stores {
         subnets: subnets.clone(),
         nodes: nodes.clone(),
         pods: pods.clone(),
         namespaces: namespaces.clone(),
+        ippools: ippools.clone(),
     };
 
     // Event plumbing starts before the queues exist; keys wait in channels until then.
     let (sub_tx, mut sub_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (node_tx, mut node_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (pod_tx, mut pod_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (pool_tx, mut pool_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let join_seen: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     {
         let tx = sub_tx.clone();
@@ -248,6 +253,13 @@ pub async fn lead(
             async {}
         }));
         tokio::spawn(ns_events.for_each(|_| async {}));
+        let tx = pool_tx.clone();
+        tokio::spawn(pool_events.for_each(move |ev| {
+            for k in keys(&ev, |p: &IpPool| p.name_any()) {
+                let _ = tx.send(k);
+            }
+            async {}
+        }));
     }
     subnets
         .wait_until_ready()
@@ -272,6 +284,7 @@ pub async fn lead(
         ipam: Mutex::new(kube_ovn_ipam::Ipam::new()),
         metrics: metrics.clone(),
         stores,
+        requeue_pods: pod_tx.clone(),
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {
@@ -305,6 +318,18 @@ pub async fn lead(
     tokio::spawn(forward(sub_rx_take(&mut sub_rx), subnet_q.clone()));
     for s in ctx.stores.subnets.state() {
         subnet_q.add(s.name_any());
+    }
+    let pool_q = start_queue(
+        "ippool",
+        workers,
+        min,
+        max,
+        ctx.clone(),
+        ippool_ctl::reconcile,
+    );
+    tokio::spawn(forward(sub_rx_take(&mut pool_rx), pool_q.clone()));
+    for p in ctx.stores.ippools.state() {
+        pool_q.add(p.name_any());
     }
     // Upstream's gates: switches first, then nodes, then pods.
     wait_until("default and join switches", || {

@@ -129,6 +129,11 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             return Ok(Outcome::Done);
         }
     };
+    for (_, owner) in &dropped {
+        if !owner.pod.starts_with("node/") {
+            let _ = ctx.requeue_pods.send(owner.pod.clone());
+        }
+    }
     if !dropped.is_empty() {
         ctx.event(
             &subnet.object_ref(&()),

@@ -103,6 +103,14 @@ impl Ipam {
         Ok(())
     }
 
+    /// Removes an IP pool by name from whichever subnet has it (the pool's object is gone and
+    /// with it the knowledge of its subnet).
+    pub fn remove_pool_everywhere(&mut self, pool: &str) {
+        for s in self.subnets.values_mut() {
+            s.remove_pool(pool);
+        }
+    }
+
     fn subnet_mut(&mut self, name: &str) -> Result<&mut Subnet> {
         self.subnets
             .get_mut(name)

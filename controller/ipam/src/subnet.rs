@@ -570,6 +570,27 @@ impl Subnet {
         self.macs.iter()
     }
 
+    /// Status counters of a named IP pool in `family` (`None` if the pool or family is absent).
+    pub fn pool_usage(&self, pool: &str, family: Family) -> Option<Usage> {
+        let book = self.book(family)?;
+        let range = self.pools.get(pool)?.of(family);
+        let using = range.intersection(&book.using);
+        let mut available = range.clone();
+        available.subtract(&book.reserved);
+        available.subtract(&book.using);
+        Some(Usage {
+            available: available.len(),
+            using: using.len(),
+            available_range: addr::render(family, &available),
+            using_range: addr::render(family, &using),
+        })
+    }
+
+    /// Names of the named IP pools.
+    pub fn pools(&self) -> impl Iterator<Item = &String> {
+        self.pools.keys()
+    }
+
     /// Status counters for `family` (`None` if the subnet lacks it).
     pub fn usage(&self, family: Family) -> Option<Usage> {
         self.book(family).map(FamilyBook::usage)

@@ -372,3 +372,28 @@ fn restoring_an_address_to_a_new_owner_detaches_the_old_one() {
     assert_eq!(ipam.owner_of(&ip("10.0.0.7")).unwrap().1.pod, "live");
     assert_eq!(ipam.release_pod("live"), vec![ip("10.0.0.7")]);
 }
+
+#[test]
+fn pool_usage_counts_only_the_pool() {
+    let mut ipam = Ipam::new();
+    ipam.add_or_update_subnet(config("s", "10.0.0.0/24", "10.0.0.1", &["10.0.0.3"]))
+        .unwrap();
+    ipam.set_pool("s", "p", &["10.0.0.2..10.0.0.5".into()])
+        .unwrap();
+    let mut r = auto("a");
+    r.pool = Some("p".into());
+    assert_eq!(ipam.allocate("s", &r).unwrap().v4, Some(ip("10.0.0.2")));
+    let u = ipam
+        .subnet("s")
+        .unwrap()
+        .pool_usage("p", Family::V4)
+        .unwrap();
+    assert_eq!((u.using, u.available), (1, 2));
+    assert_eq!(u.available_range, "10.0.0.4-10.0.0.5");
+    ipam.remove_pool_everywhere("p");
+    assert!(ipam
+        .subnet("s")
+        .unwrap()
+        .pool_usage("p", Family::V4)
+        .is_none());
+}
