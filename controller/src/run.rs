@@ -540,3 +540,19 @@ pub fn normalize_remotes(list: &str) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_bracketed_remotes_parse() {
+        let list = normalize_remotes("tcp:[10.0.0.1]:6641,tcp:[10.0.0.2]:6641,ssl:[fd00::3]:6641");
+        assert_eq!(
+            list,
+            "tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,ssl:[fd00::3]:6641"
+        );
+        let remotes = Remote::parse_list(&list).unwrap();
+        assert_eq!(remotes.len(), 3);
+    }
+}

@@ -482,3 +482,64 @@ async fn killed_mid_way_through_500_pods_restart_leaves_one_unique_address_each(
         assert_eq!(want.get(&name), Some(&ip), "port {name} disagrees");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_acts_and_a_standby_takes_over_after_a_crash() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let w = World::new(1, false).await;
+    let mut a = w.spawn_controller("ctl-a", support::free_port());
+    let leases: Api<Lease> = Api::namespaced(w.client.clone(), "kube-system");
+    let holder = || async {
+        leases
+            .get_opt("kube-ovn-controller")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    eventually("ctl-a leads", LONG, || async {
+        (holder().await.as_deref() == Some("ctl-a")).then_some(())
+    })
+    .await;
+    w.pods()
+        .create(&PostParams::default(), &pod("before", Some("node1")))
+        .await
+        .unwrap();
+    eventually("pod allocated by ctl-a", LONG, || async {
+        annotated(&w, "before").await
+    })
+    .await;
+
+    let mut b = w.spawn_controller("ctl-b", support::free_port());
+    // While a renews, b stays a standby.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            holder().await.as_deref(),
+            Some("ctl-a"),
+            "the standby took the lease from a live leader"
+        );
+        assert!(b.try_wait().unwrap().is_none(), "the standby exited");
+    }
+    let _ = a.kill();
+    let _ = a.wait();
+    eventually("ctl-b takes over", LONG, || async {
+        (holder().await.as_deref() == Some("ctl-b")).then_some(())
+    })
+    .await;
+    w.pods()
+        .create(&PostParams::default(), &pod("after", Some("node1")))
+        .await
+        .unwrap();
+    let got = eventually("pod allocated by ctl-b", LONG, || async {
+        annotated(&w, "after").await
+    })
+    .await;
+    let before = annotated(&w, "before").await.unwrap();
+    assert_ne!(
+        got["ovn.kubernetes.io/ip_address"],
+        before["ovn.kubernetes.io/ip_address"]
+    );
+    let _ = b.kill();
+    let _ = b.wait();
+}

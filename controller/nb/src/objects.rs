@@ -1058,3 +1058,239 @@ fn random_mac() -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ovsdb::CacheData;
+    use serde_json::{json, Value};
+
+    fn ops(plan: Plan<'_>) -> Vec<Value> {
+        plan.into_transaction().to_params().as_array().unwrap()[1..].to_vec()
+    }
+
+    fn inserted<'a>(ops: &'a [Value], table: &str, name: &str) -> &'a Value {
+        ops.iter()
+            .find(|o| o["op"] == "insert" && o["table"] == table && o["row"]["name"] == name)
+            .unwrap_or_else(|| panic!("no insert of {table} {name} in {ops:#?}"))
+    }
+
+    #[test]
+    fn default_topology_rows_match_upstream() {
+        let cache = CacheData::default();
+        let mut plan = Plan::new(&cache, "OVN_Northbound");
+        vpc_router(&mut plan, "ovn-cluster");
+        overlay_subnet(
+            &mut plan,
+            &OverlaySubnet {
+                name: "ovn-default",
+                router: "ovn-cluster",
+                cidrs: vec!["10.16.0.0/16".into(), "fd00:10:16::/112".into()],
+                gateways: vec!["10.16.0.1".into(), "fd00:10:16::1".into()],
+                load_balancers: None,
+                detach_load_balancers: None,
+                route_table: "",
+            },
+        )
+        .unwrap();
+        let ops = ops(plan);
+        let lr = inserted(&ops, "Logical_Router", "ovn-cluster");
+        assert_eq!(
+            lr["row"]["external_ids"],
+            json!(["map", [["vendor", "kube-ovn"]]])
+        );
+        let lsp = inserted(&ops, "Logical_Switch_Port", "ovn-default-ovn-cluster");
+        assert_eq!(lsp["row"]["type"], "router");
+        assert_eq!(lsp["row"]["addresses"], "router");
+        assert_eq!(
+            lsp["row"]["options"],
+            json!(["map", [["router-port", "ovn-cluster-ovn-default"]]])
+        );
+        assert_eq!(
+            lsp["row"]["external_ids"],
+            json!(["map", [["ls", "ovn-default"], ["vendor", "kube-ovn"]]])
+        );
+        let lrp = inserted(&ops, "Logical_Router_Port", "ovn-cluster-ovn-default");
+        assert_eq!(
+            lrp["row"]["networks"],
+            json!(["set", ["10.16.0.1/16", "fd00:10:16::1/112"]])
+        );
+        assert_eq!(
+            lrp["row"]["external_ids"],
+            json!(["map", [["lr", "ovn-cluster"], ["vendor", "kube-ovn"]]])
+        );
+        let mac = lrp["row"]["mac"].as_str().unwrap();
+        assert_eq!(
+            u8::from_str_radix(&mac[..2], 16).unwrap() & 3,
+            2,
+            "local unicast {mac}"
+        );
+        let policies: Vec<&Value> = ops
+            .iter()
+            .filter(|o| o["op"] == "insert" && o["table"] == "Logical_Router_Policy")
+            .collect();
+        let matches: Vec<&str> = policies
+            .iter()
+            .map(|p| p["row"]["match"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            matches,
+            vec!["ip4.dst == 10.16.0.0/16", "ip6.dst == fd00:10:16::/112"]
+        );
+        assert!(policies
+            .iter()
+            .all(|p| p["row"]["priority"] == 31000 && p["row"]["action"] == "allow"));
+    }
+
+    #[test]
+    fn node_rows_and_distributed_gateway_match_upstream() {
+        let cache = CacheData::default();
+        let mut plan = Plan::new(&cache, "OVN_Northbound");
+        vpc_router(&mut plan, "ovn-cluster");
+        plan.ensure_root(LS, "join", Row::new());
+        let join: IpAddr = "100.64.0.2".parse().unwrap();
+        node(
+            &mut plan,
+            &NodeObjects {
+                node: "kube-ovn-worker",
+                join_switch: "join",
+                router: "ovn-cluster",
+                mac: "0a:00:00:00:00:02",
+                join_ips: vec![join],
+                node_ips: vec!["172.18.0.3".parse().unwrap()],
+            },
+        )
+        .unwrap();
+        distributed_gateway(
+            &mut plan,
+            "ovn-cluster",
+            "ovn-default",
+            &["ip4"],
+            &[NodeJoin {
+                node: "kube-ovn-worker".into(),
+                join_ips: vec![join],
+            }],
+        )
+        .unwrap();
+        let ops = ops(plan);
+        let lsp = inserted(&ops, "Logical_Switch_Port", "node-kube-ovn-worker");
+        assert_eq!(lsp["row"]["addresses"], "0a:00:00:00:00:02 100.64.0.2");
+        let pg = inserted(&ops, "Port_Group", "node.kube.ovn.worker");
+        assert_eq!(
+            pg["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["node", "kube-ovn-worker"],
+                    ["np", "node/kube-ovn-worker"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
+        inserted(&ops, "Port_Group", "ovn.default.kube.ovn.worker");
+        let policy = |m: &str| {
+            ops.iter()
+                .find(|o| o["table"] == "Logical_Router_Policy" && o["row"]["match"] == m)
+                .unwrap_or_else(|| panic!("no policy {m}"))
+                .clone()
+        };
+        let p = policy("ip4.dst == 172.18.0.3");
+        assert_eq!(
+            (p["row"]["priority"].clone(), p["row"]["action"].clone()),
+            (json!(30000), json!("reroute"))
+        );
+        assert_eq!(p["row"]["nexthops"], "100.64.0.2");
+        assert_eq!(
+            p["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["address-family", "4"],
+                    ["node", "kube-ovn-worker"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
+        let g = policy("ip4.src == $ovn.default.kube.ovn.worker_ip4");
+        assert_eq!(g["row"]["priority"], 29000);
+        assert_eq!(
+            g["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["node", "kube-ovn-worker"],
+                    ["subnet", "ovn-default"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
+    }
+
+    #[test]
+    fn private_subnet_and_user_acls() {
+        let acls = subnet_acls(
+            "s",
+            &["10.1.0.0/24".into()],
+            &["100.64.0.0/16".into()],
+            true,
+            &["10.2.0.0/24".into()],
+            &[(
+                "from-lport".into(),
+                1500,
+                "ip4.dst == 8.8.8.8".into(),
+                "drop".into(),
+            )],
+            true,
+        );
+        let rows: Vec<(String, i64, String, String)> = acls
+            .iter()
+            .map(|a| {
+                (
+                    a.direction.clone(),
+                    a.priority,
+                    a.r#match.clone(),
+                    a.action.clone(),
+                )
+            })
+            .collect();
+        let want = [
+            ("to-lport", 1000, "ip", "drop"),
+            ("to-lport", 1001, "ip4.src == 10.1.0.0/24 && ip4.dst == 10.1.0.0/24", "allow-related"),
+            ("to-lport", 3000, "ip4.src == 100.64.0.0/16", "allow-related"),
+            (
+                "to-lport",
+                1001,
+                "(ip4.src == 10.1.0.0/24 && ip4.dst == 10.2.0.0/24) || (ip4.src == 10.2.0.0/24 && ip4.dst == 10.1.0.0/24)",
+                "allow-related",
+            ),
+            ("to-lport", 1900, "ip4.src == 10.1.0.0/24 && ip4.dst == 10.1.0.0/24", "allow"),
+            ("from-lport", 1900, "ip4.src == 10.1.0.0/24 && ip4.dst == 10.1.0.0/24", "allow"),
+            ("from-lport", 1500, "ip4.dst == 8.8.8.8", "drop"),
+        ];
+        let want: Vec<(String, i64, String, String)> = want
+            .iter()
+            .map(|(d, p, m, a)| (d.to_string(), *p, m.to_string(), a.to_string()))
+            .collect();
+        assert_eq!(rows, want);
+        assert_eq!(acls[0].log_name.as_deref(), Some("s"));
+        assert!(acls[4]
+            .extra_ids
+            .contains(&("subnet".to_string(), "s".to_string())));
+        // allowEWTraffic alone (no user ACLs) writes nothing, as upstream.
+        assert!(subnet_acls("s", &["10.1.0.0/24".into()], &[], false, &[], &[], true).is_empty());
+    }
+
+    #[test]
+    fn names_replace_dashes_like_upstream() {
+        assert_eq!(
+            node_pg("kube-ovn-control-plane"),
+            "node.kube.ovn.control.plane"
+        );
+        assert_eq!(subnet_node_pg("ovn-default", "n-1"), "ovn.default.n.1");
+        assert_eq!(pod_lsp("web", "default", "ovn"), "web.default");
+        assert_eq!(
+            pod_lsp("web", "default", "net1.default.ovn"),
+            "web.default.net1.default.ovn"
+        );
+    }
+}

@@ -37,7 +37,7 @@ where
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -86,28 +86,33 @@ impl World {
 
     /// Starts the controller binary (a previous one must be stopped).
     pub fn start_controller(&mut self) {
+        let child = self.spawn_controller("kube-ovn-controller-test", self.metrics_port);
+        self.controller = Some(child);
+    }
+
+    /// Starts a controller process with its own identity and metrics port.
+    pub fn spawn_controller(&self, identity: &str, metrics_port: u16) -> Child {
         let st = self.sandbox.state();
         let log = std::fs::File::create(st.run_dir.join(format!(
-            "controller-{}.log",
-            Instant::now().elapsed().as_nanos()
+            "controller-{identity}-{}.log",
+            ovsdb::Uuid::new_v4().simple()
         )))
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-ovn-controller"))
+        Command::new(env!("CARGO_BIN_EXE_kube-ovn-controller"))
             .arg(format!("--kubeconfig={}", st.kubeconfig.display()))
             .arg(format!("--ovn-nb-addr={}", st.central.nb))
-            .arg(format!("--pprof-port={}", self.metrics_port))
+            .arg(format!("--pprof-port={metrics_port}"))
             .arg("--leader-elect-lease-duration=3s")
             .arg("--leader-elect-renew-deadline=2s")
             .arg("--leader-elect-retry-period=200ms")
-            .env("POD_NAME", "kube-ovn-controller-test")
+            .env("POD_NAME", identity)
             .env("KUBE_NAMESPACE", "kube-system")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("kube-ovn-controller binary");
-        self.controller = Some(child);
+            .expect("kube-ovn-controller binary")
     }
 
     /// kill -9, as a crash would.
