@@ -27,6 +27,7 @@ pub async fn init_nb(ctx: &Ctx) -> Result<usize, Error> {
     ctx.apply("init", |plan| {
         objects::nb_global(plan, &settings);
         objects::vpc_router(plan, &router);
+        objects::ensure_u2o_sets(plan, &router);
         if enable_lb {
             objects::vpc_load_balancers(plan, &lbs, prefer_local);
         }

@@ -559,6 +559,27 @@ pub fn distributed_gateway(
         .iter()
         .map(|n| subnet_node_pg(subnet, &n.node))
         .collect();
+    delete_subnet_node_pgs(plan, subnet, &keep);
+    let subnet_owned = subnet.to_string();
+    plan.sync_keyed_children(
+        Parent {
+            table: LR,
+            name: router,
+            column: "policies",
+        },
+        POLICY,
+        &["priority", "match"],
+        desired,
+        move |r| {
+            priority(r) == Some(GATEWAY_POLICY_PRIORITY)
+                && ext(r, "vendor").as_deref() == Some(VENDOR)
+                && ext(r, "subnet").as_deref() == Some(subnet_owned.as_str())
+        },
+    )
+}
+
+/// Deletes the per-node port groups of `subnet` except those named in `keep`.
+fn delete_subnet_node_pgs(plan: &mut Plan<'_>, subnet: &str, keep: &[String]) {
     let stale: Vec<ovsdb::Uuid> = plan
         .cache()
         .table(PG)
@@ -579,22 +600,6 @@ pub fn distributed_gateway(
     for u in stale {
         plan.delete_root_uuid(PG, u);
     }
-    let subnet_owned = subnet.to_string();
-    plan.sync_keyed_children(
-        Parent {
-            table: LR,
-            name: router,
-            column: "policies",
-        },
-        POLICY,
-        &["priority", "match"],
-        desired,
-        move |r| {
-            priority(r) == Some(GATEWAY_POLICY_PRIORITY)
-                && ext(r, "vendor").as_deref() == Some(VENDOR)
-                && ext(r, "subnet").as_deref() == Some(subnet_owned.as_str())
-        },
-    )
 }
 
 /// Centralized gateway: one 29000 policy per CIDR rerouting the subnet to the gateway node(s)'
@@ -632,7 +637,9 @@ pub fn centralized_gateway(
             ("external_ids", owned_map(&ids)),
         ]));
     }
-    distributed_gateway(plan, router, subnet, &[], &[])?;
+    // The per-node groups go; the policy sync below replaces the distributed policies (same
+    // priority and subnet) with the centralized ones.
+    delete_subnet_node_pgs(plan, subnet, &[]);
     let subnet_owned = subnet.to_string();
     plan.sync_keyed_children(
         Parent {
@@ -804,19 +811,34 @@ pub fn u2o_overlay_cidrs(plan: &mut Plan<'_>, vpc: &str, cidrs: &[String]) {
             .filter(|c| cidr_prefix(c) == fam)
             .cloned()
             .collect();
-        let mut r = row(vec![("addresses", strings(addrs))]);
-        if plan.lookup(AS, &name).is_none() {
-            r.insert(
-                "external_ids".into(),
-                map([
-                    ("isU2OOverlayCIDRs", "true"),
-                    ("vpc", vpc),
-                    ("vendor", VENDOR),
-                ]),
-            );
-        }
-        plan.ensure_root(AS, &name, r);
+        u2o_overlay_cidrs_one(plan, vpc, &name, addrs);
     }
+}
+
+/// Creates the U2O address sets empty when absent (at start-up, so concurrent subnet
+/// reconciles only ever update them and never race to insert).
+pub fn ensure_u2o_sets(plan: &mut Plan<'_>, vpc: &str) {
+    for fam in ["ip4", "ip6"] {
+        let name = format!("{}.u2o_overlay_cidrs.{fam}", pg_name(vpc));
+        if plan.lookup(AS, &name).is_none() {
+            u2o_overlay_cidrs_one(plan, vpc, &name, Vec::new());
+        }
+    }
+}
+
+fn u2o_overlay_cidrs_one(plan: &mut Plan<'_>, vpc: &str, name: &str, addrs: Vec<String>) {
+    let mut r = row(vec![("addresses", strings(addrs))]);
+    if plan.lookup(AS, name).is_none() {
+        r.insert(
+            "external_ids".into(),
+            map([
+                ("isU2OOverlayCIDRs", "true"),
+                ("vpc", vpc),
+                ("vendor", VENDOR),
+            ]),
+        );
+    }
+    plan.ensure_root(AS, name, r);
 }
 
 /// What the NB holds for a node: its join port, its port group and its 30000 reroute policies.

@@ -368,3 +368,67 @@ async fn a_missing_parent_is_an_error_not_a_dangling_insert() {
     assert!(err.to_string().contains("nope"), "{err}");
     assert!(plan.is_empty());
 }
+
+/// Every object function is idempotent against a real NB: once applied, planning the same
+/// desired state again writes nothing — for both gateway types and back.
+#[tokio::test]
+async fn object_plans_converge_to_zero_writes_for_each_gateway_type() {
+    use kube_ovn_nb::objects::{self, NodeJoin, OverlaySubnet};
+    let s = server();
+    let r = replica(&s).await;
+    let join: std::net::IpAddr = "100.64.0.2".parse().unwrap();
+    let nodes = vec![NodeJoin {
+        node: "node1".into(),
+        join_ips: vec![join],
+    }];
+    let subnet = |p: &mut Plan<'_>| {
+        objects::vpc_router(p, "ovn-cluster");
+        objects::overlay_subnet(
+            p,
+            &OverlaySubnet {
+                name: "s2",
+                router: "ovn-cluster",
+                cidrs: vec!["10.68.0.0/29".into()],
+                gateways: vec!["10.68.0.1".into()],
+                load_balancers: None,
+                detach_load_balancers: None,
+                route_table: "",
+            },
+        )
+        .unwrap();
+    };
+    for centralized in [false, true, false] {
+        let applied = converge(&r, |p| {
+            subnet(p);
+            if centralized {
+                objects::centralized_gateway(
+                    p,
+                    "ovn-cluster",
+                    "s2",
+                    &["10.68.0.0/29".into()],
+                    &nodes,
+                )
+                .unwrap();
+            } else {
+                objects::distributed_gateway(p, "ovn-cluster", "s2", &["ip4"], &nodes).unwrap();
+            }
+        })
+        .await;
+        assert_eq!(
+            applied, 1,
+            "centralized={centralized}: one transaction, then nothing"
+        );
+        let policies = dump(&r, "Logical_Router_Policy").await;
+        let gw: Vec<String> = policies
+            .iter()
+            .filter(|p| p["priority"] == Datum::from(29000i64))
+            .map(|p| p["match"].as_atom().unwrap().as_str().unwrap().to_string())
+            .collect();
+        let want = if centralized {
+            "ip4.src == 10.68.0.0/29"
+        } else {
+            "ip4.src == $s2.node1_ip4"
+        };
+        assert_eq!(gw, vec![want.to_string()]);
+    }
+}
