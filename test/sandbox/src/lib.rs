@@ -10,6 +10,7 @@
 //! sandboxes run side by side and a teardown — [`Sandbox::down`], [`sweep`] from another process,
 //! or `Drop` after a failed test — provably leaves nothing behind.
 
+pub mod apiproxy;
 pub mod central;
 pub mod cni;
 pub mod error;
@@ -194,6 +195,17 @@ impl Sandbox {
             .await
             .map_err(|e| Error::Invalid(format!("bring-up task: {e}")))??;
         wait_for_chassis(&central.sb, &config.nodes).await?;
+        let mut relays = Vec::new();
+        for n in &nodes {
+            let listener = apiproxy::bind_in_netns(
+                &sys::netns_path(&n.netns),
+                SocketAddr::from(([127, 0, 0, 1], apiproxy::NODE_API_PORT)),
+            )?;
+            relays.push(apiproxy::relay(listener, api.address())?);
+            let path = n.kubeconfig();
+            std::fs::write(&path, apiproxy::node_kubeconfig(&n.name))
+                .map_err(|e| Error::io(&path, e))?;
+        }
 
         let mut sandbox = Sandbox {
             state: SandboxState {
@@ -207,7 +219,7 @@ impl Sandbox {
                 supervisor_pid: None,
             },
             api: Some(api),
-            tasks: Vec::new(),
+            tasks: relays,
             client: client.clone(),
             down: false,
         };

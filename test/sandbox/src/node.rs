@@ -62,6 +62,12 @@ impl NodeInfo {
         self.dir.join("cni/net.d")
     }
 
+    /// Kubeconfig for agents running on the node (the API at `127.0.0.1:6443` inside the
+    /// node's namespace).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
     /// Directory the kubelet stand-in finds CNI plugins in (`/opt/cni/bin`).
     pub fn cni_bin_dir(&self) -> PathBuf {
         self.dir.join("cni/bin")

@@ -307,3 +307,42 @@ async fn a_dropped_sandbox_is_swept_and_a_busy_prefix_is_refused() {
     let left = leftovers(&run_dir, &prefix);
     assert!(left.is_empty(), "drop left {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_agents_reach_the_api_at_their_own_loopback() {
+    let config = SandboxConfig::isolated(2);
+    let (run_dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
+    let sandbox = Sandbox::up(config).await.expect("sandbox up");
+    let state = sandbox.state().clone();
+    for n in &state.nodes {
+        let out = tokio::task::spawn_blocking({
+            let netns = n.netns.clone();
+            move || {
+                sys::run_command(sys::in_netns(&netns, "curl").args([
+                    "-sS",
+                    "-m",
+                    "5",
+                    "http://127.0.0.1:6443/api/v1/nodes",
+                ]))
+            }
+        })
+        .await
+        .unwrap()
+        .expect("curl from the node");
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let names: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["metadata"]["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"node1") && names.contains(&"node2"),
+            "{out}"
+        );
+        let kc = std::fs::read_to_string(n.kubeconfig()).unwrap();
+        assert!(kc.contains("http://127.0.0.1:6443"), "{kc}");
+    }
+    sandbox.down().await.unwrap();
+    assert!(leftovers(&run_dir, &prefix).is_empty());
+}
