@@ -1,13 +1,17 @@
 //! Group commit against a real ovsdb-server: many concurrent submits, a failing member isolated,
-//! named UUIDs mapped back, connection loss reported to every member.
+//! named UUIDs mapped back, connection loss reported to every member, and mutates coalesced
+//! only where running the members in order could not tell the difference.
 
 mod support;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ovsdb::batch::{BatchConfig, Batcher};
-use ovsdb::{Atom, Condition, Datum, Error, Mutation, Row, Transaction, Uuid};
+use ovsdb::batch::{BatchConfig, BatchStats, Batcher};
+use ovsdb::{
+    Atom, Condition, Datum, Error, Mutation, Operation, Row, Transaction, TxnErrorKind, TxnOutcome,
+    Uuid,
+};
 use support::Server;
 use tokio::task::JoinSet;
 
@@ -268,4 +272,252 @@ async fn connection_loss_reaches_every_waiting_member() {
     assert!(all
         .iter()
         .any(|r| matches!(r, Err(Error::Disconnected { .. }))));
+}
+
+/// A Batcher with one send slot, and that slot taken by a transaction the server holds until
+/// [`open_gate`]: everything submitted meanwhile is queued, and goes out as one merged
+/// transaction once the gate opens. The returned future is the gate's own outcome.
+fn gated_batcher(
+    c: &ovsdb::Client,
+) -> (
+    Batcher,
+    impl std::future::Future<Output = ovsdb::Result<TxnOutcome>>,
+) {
+    let b = Batcher::new(
+        c.clone(),
+        NB,
+        BatchConfig {
+            max_in_flight: 1,
+            ..BatchConfig::default()
+        },
+    );
+    let mut gate = Transaction::new(NB);
+    gate.push(Operation::Wait {
+        table: "Port_Group".into(),
+        conditions: vec![Condition::eq("name", "gate")],
+        columns: vec!["name".into()],
+        until_equal: true,
+        rows: vec![row(&[("name", "gate".into())])],
+        timeout: Some(Duration::from_secs(30)),
+    });
+    let held = b.submit(gate);
+    (b, held)
+}
+
+async fn open_gate(c: &ovsdb::Client) {
+    let mut t = Transaction::new(NB);
+    t.insert("Port_Group", row(&[("name", "gate".into())]));
+    c.transact(&t).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_ports_all_land_and_each_member_gets_its_own_outcome() {
+    let s = Server::start("ovn-nb.ovsschema");
+    let (c, _) = s.client().await;
+    make_switch(&c, "sw0").await;
+    make_switch(&c, "sw1").await;
+    let (b, gate) = gated_batcher(&c);
+    // Members alternate between two switches, so the two groups interleave.
+    let pending: Vec<_> = (0..200)
+        .map(|i| {
+            let (t, lsp) = port_txn(&format!("sw{}", i % 2), i);
+            (i, lsp, b.submit(t))
+        })
+        .collect();
+    open_gate(&c).await;
+    gate.await.unwrap();
+    let mut mine: Vec<HashSet<String>> = vec![HashSet::new(), HashSet::new()];
+    for (i, lsp, out) in pending {
+        let out = out.await.unwrap();
+        assert_eq!(out.results.len(), 2, "member {i}");
+        assert!(out.results[0].uuid.is_some(), "member {i}");
+        // The merged mutate's result: one switch matched, as for each member in order.
+        assert_eq!(out.results[1].count, Some(1), "member {i}");
+        assert_eq!(out.named.len(), 1, "member {i}: {:?}", out.named);
+        assert_eq!(out.results[0].uuid, Some(out.named[&lsp]), "member {i}");
+        mine[i % 2].insert(out.named[&lsp].to_string());
+    }
+    assert_eq!(
+        b.stats(),
+        BatchStats {
+            merged: 1,
+            members: 200,
+            ops_submitted: 400,
+            // 200 inserts and one mutate per switch.
+            ops_sent: 202,
+            fallbacks: 0,
+        }
+    );
+
+    let by_uuid: std::collections::HashMap<String, String> = select(&c, "Logical_Switch_Port")
+        .await
+        .iter()
+        .map(|p| {
+            (
+                p["_uuid"][1].as_str().unwrap().to_string(),
+                p["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(by_uuid.len(), 200);
+    for sw in select(&c, "Logical_Switch").await {
+        let k = if sw["name"] == "sw0" { 0 } else { 1 };
+        let ports = port_uuids(&sw);
+        assert_eq!(ports, mine[k], "{}", sw["name"]);
+        for u in &ports {
+            let n: usize = by_uuid[u][1..].parse().unwrap();
+            assert_eq!(n % 2, k, "port {} is on {}", by_uuid[u], sw["name"]);
+        }
+    }
+}
+
+/// Members working on one address set: `(label, transaction)`. Between the inserts sit a delete
+/// of the same values, a select and a wait on the column: none of those inserts may merge. Only
+/// the last two, with nothing in between, may.
+fn address_members(set: &str) -> Vec<(&'static str, Transaction)> {
+    let on = || vec![Condition::eq("name", set)];
+    let mutate = |m: Mutation| {
+        let mut t = Transaction::new(NB);
+        t.mutate("Address_Set", on(), vec![m]);
+        t
+    };
+    let ins = |a: &[&str]| mutate(Mutation::insert("addresses", Datum::set(a.iter().copied())));
+    let del = |a: &[&str]| mutate(Mutation::delete("addresses", Datum::set(a.iter().copied())));
+    let mut select = Transaction::new(NB);
+    select.push(Operation::Select {
+        table: "Address_Set".into(),
+        conditions: on(),
+        columns: Some(vec!["addresses".into()]),
+    });
+    let mut wait = Transaction::new(NB);
+    wait.push(Operation::Wait {
+        table: "Address_Set".into(),
+        conditions: on(),
+        columns: vec!["addresses".into()],
+        until_equal: true,
+        rows: vec![row(&[("addresses", Datum::set(["10.0.0.2", "10.0.0.3"]))])],
+        timeout: Some(Duration::ZERO),
+    });
+    vec![
+        ("insert .1", ins(&["10.0.0.1"])),
+        ("delete .1 .2", del(&["10.0.0.1", "10.0.0.2"])),
+        ("insert .2", ins(&["10.0.0.2"])),
+        ("select", select),
+        ("insert .3", ins(&["10.0.0.3"])),
+        ("wait for .2 .3", wait),
+        ("insert .4", ins(&["10.0.0.4"])),
+        ("insert .5", ins(&["10.0.0.5"])),
+    ]
+}
+
+async fn addresses(c: &ovsdb::Client, set: &str) -> serde_json::Value {
+    select(c, "Address_Set")
+        .await
+        .into_iter()
+        .find(|a| a["name"] == set)
+        .unwrap()["addresses"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutates_that_must_not_merge_give_the_results_of_running_in_order() {
+    let s = Server::start("ovn-nb.ovsschema");
+    let (c, _) = s.client().await;
+    let mut t = Transaction::new(NB);
+    for name in ["in_order", "batched"] {
+        t.insert("Address_Set", row(&[("name", name.into())]));
+    }
+    c.transact(&t).await.unwrap();
+
+    let mut in_order = Vec::new();
+    for (what, t) in address_members("in_order") {
+        in_order.push((what, c.transact(&t).await.unwrap().results));
+    }
+
+    let (b, gate) = gated_batcher(&c);
+    let pending: Vec<_> = address_members("batched")
+        .into_iter()
+        .map(|(what, t)| (what, b.submit(t)))
+        .collect();
+    open_gate(&c).await;
+    gate.await.unwrap();
+    for ((what, out), (_, want)) in pending.into_iter().zip(in_order) {
+        let got = out.await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(got.results, want, "{what}");
+    }
+    assert_eq!(
+        b.stats(),
+        BatchStats {
+            merged: 1,
+            members: 8,
+            ops_submitted: 8,
+            ops_sent: 7,
+            fallbacks: 0,
+        },
+        "only the last two inserts merge, and the merged transaction is not refused"
+    );
+    let want = serde_json::json!(["set", ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]]);
+    assert_eq!(addresses(&c, "in_order").await, want);
+    assert_eq!(addresses(&c, "batched").await, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_merged_transaction_blames_only_the_guilty_members() {
+    let s = Server::start("ovn-nb.ovsschema");
+    let (c, _) = s.client().await;
+    make_switch(&c, "sw").await;
+    let (b, gate) = gated_batcher(&c);
+    let pending: Vec<_> = (0..30)
+        .map(|i| {
+            let (mut t, lsp) = port_txn("sw", i);
+            let Some(Operation::Mutate { mutations, .. }) = t.ops.last_mut() else {
+                unreachable!("port_txn ends with the switch's mutate")
+            };
+            let Datum::Set(ports) = &mut mutations[0].value else {
+                unreachable!("ports is a set")
+            };
+            // Both guilty values sit in the mutate that is coalesced with everyone else's.
+            match i {
+                // Refused as the operation runs: not a UUID.
+                7 => ports.insert(Atom::string("not-a-uuid")),
+                // Refused at commit: a reference to a port that does not exist.
+                17 => ports.insert(Atom::Uuid(Uuid::new_v4())),
+                _ => true,
+            };
+            (i, lsp, b.submit(t))
+        })
+        .collect();
+    open_gate(&c).await;
+    gate.await.unwrap();
+    let mut ok = HashSet::new();
+    for (i, lsp, out) in pending {
+        match (i, out.await) {
+            (7, Err(Error::Transaction(e))) => assert_eq!(e.op_index, Some(1), "{e}"),
+            (17, Err(Error::Transaction(e))) => {
+                assert_eq!(e.kind, TxnErrorKind::ReferentialIntegrity, "{e}");
+                assert_eq!(e.op_index, None, "{e}");
+            }
+            (7 | 17, other) => panic!("member {i}: {other:?}"),
+            (_, out) => {
+                let out = out.unwrap_or_else(|e| panic!("member {i}: {e}"));
+                assert_eq!(out.results[1].count, Some(1));
+                ok.insert(out.named[&lsp].to_string());
+            }
+        }
+    }
+    let st = b.stats();
+    assert_eq!((st.merged, st.fallbacks), (1, 1), "{st:?}");
+    assert_eq!(
+        st.ops_sent, 31,
+        "the guilty values were coalesced too: {st:?}"
+    );
+    assert_eq!(ok.len(), 28);
+    let ports = select(&c, "Logical_Switch_Port").await;
+    assert_eq!(
+        ports.len(),
+        28,
+        "each innocent member committed exactly once"
+    );
+    let sw = select(&c, "Logical_Switch").await;
+    assert_eq!(port_uuids(&sw[0]), ok);
 }
