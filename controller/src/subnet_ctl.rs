@@ -147,6 +147,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         .await;
     }
     let mut reason = "SetNonOvnSubnetSuccess";
+    let mut activate = String::new();
     if subnet_rules::is_ovn_provider(&spec.provider) {
         if spec.vpc != ctx.config.cluster_router {
             let why = format!(
@@ -156,10 +157,10 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             ctx.event(&subnet.object_ref(&()), "Warning", "VpcNotSupported", &why)
                 .await;
         } else {
-            reason = write_nb(&ctx, &name, &spec).await?;
+            (reason, activate) = write_nb(&ctx, &name, &spec).await?;
         }
     }
-    update_status(&api, &ctx, &subnet, reason).await?;
+    update_status(&api, &ctx, &subnet, reason, &activate).await?;
     Ok(Outcome::Done)
 }
 
@@ -167,7 +168,7 @@ async fn write_nb(
     ctx: &Ctx,
     name: &str,
     spec: &crate::crd::subnet::SubnetSpec,
-) -> Result<&'static str, Error> {
+) -> Result<(&'static str, String), Error> {
     let router = ctx.config.cluster_router.clone();
     let is_join = name == ctx.config.node_switch;
     let cidrs: Vec<String> = spec.cidr_block.split(',').map(str::to_string).collect();
@@ -197,11 +198,22 @@ async fn write_nb(
         })
         .collect();
     let gw_names = subnet_rules::gateway_nodes(spec);
-    let gw_nodes: Vec<NodeJoin> = nodes
+    let not_ready = |node: &str| {
+        ctx.stores
+            .nodes
+            .get(&ObjectRef::new(node))
+            .and_then(|n| n.status.clone()?.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "False"))
+    };
+    // In gatewayNode order; ECMP uses every usable gateway, active/backup the first one.
+    let mut gw_nodes: Vec<NodeJoin> = gw_names
         .iter()
-        .filter(|n| gw_names.contains(&n.node))
-        .cloned()
+        .filter_map(|g| nodes.iter().find(|n| &n.node == g).cloned())
+        .filter(|n| !not_ready(&n.node))
         .collect();
+    if !spec.enable_ecmp {
+        gw_nodes.truncate(1);
+    }
     let centralized = spec.gateway_type == "centralized";
     if centralized && gw_nodes.is_empty() {
         return Err(Error::Other(format!(
@@ -298,13 +310,19 @@ async fn write_nb(
         Ok(())
     })
     .await?;
-    Ok(if spec.private {
+    let reason = if spec.private {
         "SetPrivateLogicalSwitchSuccess"
     } else if centralized {
         "ReconcileCentralizedGatewaySuccess"
     } else {
         "ResetLogicalSwitchAclSuccess"
-    })
+    };
+    let activate = if centralized && !spec.enable_ecmp {
+        gw_nodes.first().map(|g| g.node.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok((reason, activate))
 }
 
 /// Removes a subnet's NB rows and its IPAM book.
@@ -417,6 +435,7 @@ async fn update_status(
     ctx: &Ctx,
     s: &Subnet,
     reason: &str,
+    activate: &str,
 ) -> Result<(), Error> {
     let name = s.name_any();
     let (v4, v6) = {
@@ -445,6 +464,7 @@ async fn update_status(
         "v4availableIPrange": v4.available_range, "v4usingIPrange": v4.using_range,
         "v6availableIPs": num(v6.available), "v6usingIPs": num(v6.using),
         "v6availableIPrange": v6.available_range, "v6usingIPrange": v6.using_range,
+        "activateGateway": activate,
     });
     let current_json = serde_json::to_value(&current).unwrap_or_default();
     let counters_same = counters

@@ -387,6 +387,12 @@ async fn gateway_type_switches_and_cidr_changes() {
         (central.2.get("node1") == Some(&node_join) && !distributed_left).then_some(())
     })
     .await;
+    let active = eventually("activateGateway", LONG, || async {
+        let st = subnets.get("s2").await.ok()?.status?;
+        (!st.activate_gateway.is_empty()).then_some(st.activate_gateway)
+    })
+    .await;
+    assert_eq!(active, "node1");
     assert!(w
         .nb
         .cache()
