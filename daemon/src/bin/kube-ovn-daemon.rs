@@ -1,0 +1,90 @@
+//! kube-ovn-daemon: connects to the API server and the node's OVS database, then serves the CNI
+//! shim on `--bind-socket` until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use kube_ovn_daemon::config::Config;
+use kube_ovn_daemon::handler::Daemon;
+use kube_ovn_daemon::ovs::Ovs;
+use kube_ovn_daemon::pods::NodePods;
+use kube_ovn_daemon::server;
+
+/// How long start-up waits for the OVS database before giving up (the DaemonSet restarts us).
+const OVS_CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+async fn kube_client(config: &Config) -> Result<kube::Client, String> {
+    let kube_config = if config.kubeconfig.is_empty() {
+        kube::Config::infer().await.map_err(|e| e.to_string())?
+    } else {
+        let k = kube::config::Kubeconfig::read_from(&config.kubeconfig)
+            .map_err(|e| format!("{}: {e}", config.kubeconfig))?;
+        kube::Config::from_custom_kubeconfig(k, &Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    kube::Client::try_from(kube_config).map_err(|e| e.to_string())
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let node = Config::node_name();
+    if node.is_empty() {
+        return Err("node name unknown: set NODE_NAME".into());
+    }
+    let client = kube_client(&config).await?;
+    let ovs = Ovs::connect(&config.ovs_remote(), OVS_CONNECT_WAIT)
+        .await
+        .map_err(|e| format!("{}: {e}", config.ovs_remote()))?;
+    let daemon = Daemon {
+        pods: NodePods::start(client, &node),
+        ovs,
+        mtu: config.pod_mtu(),
+        tx_checksum: config.pod_tx_checksum_offload,
+        wait_address: config.wait_address_timeout,
+        wait_installed: config.wait_ovn_installed_timeout,
+    };
+    let listener = server::bind(&config.bind_socket)
+        .map_err(|e| format!("bind {}: {e}", config.bind_socket.display()))?;
+    tracing::info!(node = %node, socket = %config.bind_socket.display(), mtu = daemon.mtu, "serving the CNI shim");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        r = server::serve(listener, daemon) => r.map_err(|e| e.to_string()),
+        _ = term.recv() => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        match config.v {
+            0..=2 => "info",
+            3..=4 => "debug",
+            _ => "trace",
+        }
+        .to_string()
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kube-ovn-daemon: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

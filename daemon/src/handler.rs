@@ -1,0 +1,198 @@
+//! ADD and DEL as upstream's `handleAdd`/`handleDel`: wait for the controller's annotations,
+//! build the veth, plug it into br-int, wait for ovn-controller, configure the pod side. Any
+//! failure after something was created removes it again, so a retried ADD starts clean.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::config::TxChecksumOffload;
+use crate::netdev::{LinkError, Netns, PodNic};
+use crate::network::{self, NetworkError, PodNetwork};
+use crate::ovs::{Ovs, OvsError, PortSpec, INTEGRATION_BRIDGE};
+use crate::pods::NodePods;
+use crate::protocol::{CniRequest, CniResponse};
+
+/// Why a request failed, and which HTTP status says so.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The request itself is unusable (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The controller never finished the pod's network (500).
+    #[error("{0}")]
+    NotReady(String),
+    /// Links (500).
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// OVS (500).
+    #[error(transparent)]
+    Ovs(#[from] OvsError),
+}
+
+/// What the handler needs from the daemon.
+#[derive(Clone)]
+pub struct Daemon {
+    /// The node's pods.
+    pub pods: NodePods,
+    /// The node's OVS database.
+    pub ovs: Ovs,
+    /// Pod interface MTU.
+    pub mtu: u32,
+    /// Pod-side TX checksum offload policy.
+    pub tx_checksum: TxChecksumOffload,
+    /// Bound of the wait for annotations.
+    pub wait_address: Duration,
+    /// Bound of the wait for `ovn-installed`.
+    pub wait_installed: Duration,
+}
+
+fn validate(req: &CniRequest) -> Result<(), HandlerError> {
+    for (field, value) in [
+        ("pod_name", &req.pod_name),
+        ("pod_namespace", &req.pod_namespace),
+        ("container_id", &req.container_id),
+    ] {
+        if value.is_empty() {
+            return Err(HandlerError::BadRequest(format!("request has no {field}")));
+        }
+    }
+    if !req.device_id.is_empty() || !req.vhost_user_socket_name.is_empty() {
+        return Err(HandlerError::BadRequest(
+            "SR-IOV and vhost-user NICs are not supported by this daemon".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn if_name(req: &CniRequest) -> &str {
+    if req.if_name.is_empty() {
+        "eth0"
+    } else {
+        &req.if_name
+    }
+}
+
+impl Daemon {
+    /// Handles `POST /api/v1/add`.
+    pub async fn add(&self, req: &CniRequest) -> Result<CniResponse, HandlerError> {
+        validate(req)?;
+        if req.net_ns.is_empty() {
+            return Err(HandlerError::BadRequest("request has no net_ns".into()));
+        }
+        let provider = network::provider(&req.provider).to_string();
+        let net = self.wait_network(req, &provider).await?;
+        let ifname = if_name(req);
+        let (host, peer) = network::veth_names(&req.container_id, ifname)
+            .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
+        let node = Netns::current()?;
+        // A previous, failed or repeated ADD of this container may have left its pair behind.
+        node.delete_link(&host).await?;
+        node.create_veth(&host, &peer, self.mtu).await?;
+        let result = self.plug(req, &provider, &net, &node, &host, &peer).await;
+        if let Err(e) = &result {
+            tracing::warn!(pod = %req.pod_name, ns = %req.pod_namespace, error = %e, "ADD failed, cleaning up");
+            if let Err(e) = self.ovs.del_port(&host).await {
+                tracing::warn!(port = %host, error = %e, "cleanup: deleting the OVS port failed");
+            }
+            if let Err(e) = node.delete_link(&host).await {
+                tracing::warn!(link = %host, error = %e, "cleanup: deleting the veth failed");
+            }
+        }
+        result.map(|()| net.response(self.mtu, ifname))
+    }
+
+    async fn plug(
+        &self,
+        req: &CniRequest,
+        provider: &str,
+        net: &PodNetwork,
+        node: &Netns,
+        host: &str,
+        peer: &str,
+    ) -> Result<(), HandlerError> {
+        let spec = PortSpec::for_pod(
+            host,
+            &network::iface_id(&req.pod_name, &req.pod_namespace, provider),
+            &req.pod_name,
+            &req.pod_namespace,
+            &req.net_ns,
+            &net.ip_list(),
+        );
+        self.ovs.add_port(INTEGRATION_BRIDGE, &spec).await?;
+        node.host_up(host).await?;
+        self.ovs.wait_installed(host, self.wait_installed).await?;
+        let path = Path::new(&req.net_ns);
+        node.move_to(peer, path).await?;
+        let pod = Netns::open(path).await?;
+        let ifname = if_name(req);
+        pod.configure_pod_nic(&PodNic {
+            current_name: peer,
+            if_name: ifname,
+            mac: net.mac,
+            mtu: self.mtu,
+            addresses: &net.addresses,
+            gateways: &net.gateways,
+            routes: &net.routes,
+        })
+        .await?;
+        let off = match self.tx_checksum {
+            TxChecksumOffload::Auto => self.ovs.is_userspace(INTEGRATION_BRIDGE),
+            TxChecksumOffload::On => false,
+            TxChecksumOffload::Off => true,
+        };
+        if off {
+            pod.tx_checksum_off(ifname)?;
+        }
+        Ok(())
+    }
+
+    async fn wait_network(
+        &self,
+        req: &CniRequest,
+        provider: &str,
+    ) -> Result<PodNetwork, HandlerError> {
+        let decide = |pod: Option<&Pod>| match pod {
+            None => Err("pod not found on this node".to_string()),
+            Some(p) => {
+                let annotations = p.metadata.annotations.clone().unwrap_or_default();
+                network::from_annotations(&annotations, provider, &req.routes).map_err(|e| match e
+                {
+                    NetworkError::Missing(_) => format!(
+                        "no address allocated or route not ready ({e}), please see kube-ovn-controller logs to find errors"
+                    ),
+                    NetworkError::Invalid(_) => e.to_string(),
+                })
+            }
+        };
+        self.pods
+            .wait_for(
+                &req.pod_namespace,
+                &req.pod_name,
+                self.wait_address,
+                decide,
+                "the node's pod list has not synced yet".to_string(),
+            )
+            .await
+            .map_err(|why| {
+                HandlerError::NotReady(format!(
+                    "pod {}/{} provider {provider}: {why} (waited {:?})",
+                    req.pod_namespace, req.pod_name, self.wait_address
+                ))
+            })
+    }
+
+    /// Handles `POST /api/v1/del`: the port and the host veth go; already gone is success.
+    pub async fn del(&self, req: &CniRequest) -> Result<(), HandlerError> {
+        if req.net_ns.is_empty() {
+            return Ok(());
+        }
+        validate(req)?;
+        let (host, _) = network::veth_names(&req.container_id, if_name(req))
+            .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
+        self.ovs.del_port(&host).await?;
+        Netns::current()?.delete_link(&host).await?;
+        Ok(())
+    }
+}

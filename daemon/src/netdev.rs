@@ -1,0 +1,352 @@
+//! Links, addresses and routes through rtnetlink: the veth pair on the node, and the pod side
+//! configured inside the pod's network namespace.
+//!
+//! A namespace is only ever entered on a short-lived dedicated thread, which opens a netlink
+//! socket and an ioctl socket there and exits: sockets stay bound to the namespace they were
+//! created in, so all later work runs on ordinary tokio tasks without any thread switching
+//! namespaces.
+
+use std::fs::File;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::protocol::Route;
+
+/// TX queue length upstream gives the host end.
+const HOST_TXQUEUELEN: u32 = 1000;
+
+/// A failed link operation, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct LinkError {
+    what: String,
+    #[source]
+    source: io::Error,
+}
+
+fn link_err(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
+    let what = what.into();
+    move |e| LinkError {
+        what,
+        source: match e {
+            rtnetlink::Error::NetlinkError(m) => m.to_io(),
+            other => io::Error::other(other.to_string()),
+        },
+    }
+}
+
+fn invalid_route(what: &str, e: impl std::fmt::Display) -> LinkError {
+    LinkError {
+        what: what.to_string(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LinkError {
+    let what = what.into();
+    move |source| LinkError { what, source }
+}
+
+/// Netlink (and ethtool ioctl) access to one network namespace.
+pub struct Netns {
+    handle: Handle,
+    ioctl_socket: OwnedFd,
+}
+
+impl Netns {
+    /// The namespace this process runs in (the node).
+    pub fn current() -> Result<Netns, LinkError> {
+        open_sockets()
+    }
+
+    /// The namespace at `path` (a pod's `CNI_NETNS`), entered only on a throwaway thread.
+    pub async fn open(path: &Path) -> Result<Netns, LinkError> {
+        let rt = tokio::runtime::Handle::current();
+        let path = path.to_path_buf();
+        let what = format!("open netns {}", path.display());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("netns-open".into())
+            .spawn(move || {
+                let _guard = rt.enter();
+                let r = File::open(&path)
+                    .map_err(io_err(format!("open netns {}", path.display())))
+                    .and_then(|f| {
+                        // SAFETY: setns on this thread only; the thread ends right after.
+                        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+                        if rc != 0 {
+                            return Err(io_err(format!("setns {}", path.display()))(
+                                io::Error::last_os_error(),
+                            ));
+                        }
+                        open_sockets()
+                    });
+                let _ = tx.send(r);
+            })
+            .map_err(io_err(what.clone()))?;
+        rx.await
+            .map_err(|_| io_err(what)(io::Error::other("netns thread died")))?
+    }
+
+    /// Index of the link called `name`, `None` when there is none.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>, LinkError> {
+        let r = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_next()
+            .await;
+        match r {
+            Ok(m) => Ok(m.map(|m| m.header.index)),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::ENODEV => {
+                Ok(None)
+            }
+            Err(e) => Err(link_err(format!("find link {name}"))(e)),
+        }
+    }
+
+    async fn require(&self, name: &str) -> Result<u32, LinkError> {
+        self.link_index(name).await?.ok_or_else(|| {
+            io_err(format!("find link {name}"))(io::Error::from_raw_os_error(libc::ENODEV))
+        })
+    }
+
+    /// Creates the veth pair with `mtu` on both ends.
+    pub async fn create_veth(&self, host: &str, peer: &str, mtu: u32) -> Result<(), LinkError> {
+        self.handle
+            .link()
+            .add(LinkVeth::new(host, peer).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(link_err(format!("create veth {host}/{peer}")))?;
+        let peer_index = self.require(peer).await?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(peer_index).mtu(mtu).build())
+            .execute()
+            .await
+            .map_err(link_err(format!("set mtu of {peer}")))
+    }
+
+    /// Brings the host end up with upstream's queue length.
+    pub async fn host_up(&self, name: &str) -> Result<(), LinkError> {
+        let index = self.require(name).await?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .txqueuelen(HOST_TXQUEUELEN)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(link_err(format!("bring up {name}")))
+    }
+
+    /// Moves link `name` into the namespace at `netns_path`.
+    pub async fn move_to(&self, name: &str, netns_path: &Path) -> Result<(), LinkError> {
+        let index = self.require(name).await?;
+        let ns = File::open(netns_path)
+            .map_err(io_err(format!("open netns {}", netns_path.display())))?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .setns_by_fd(ns.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(link_err(format!("move {name} to {}", netns_path.display())))
+    }
+
+    /// Deletes link `name`; an absent link is success (a veth's peer goes with it).
+    pub async fn delete_link(&self, name: &str) -> Result<(), LinkError> {
+        let Some(index) = self.link_index(name).await? else {
+            return Ok(());
+        };
+        match self.handle.link().del(index).execute().await {
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::ENODEV => Ok(()),
+            r => r.map_err(link_err(format!("delete {name}"))),
+        }
+    }
+
+    /// Turns the pod interface into the one the controller allocated: renamed to `if_name`,
+    /// with the MAC, MTU, addresses, default routes and extra routes, and `lo` up.
+    pub async fn configure_pod_nic(&self, nic: &PodNic<'_>) -> Result<(), LinkError> {
+        let index = self.require(nic.current_name).await?;
+        let link = self.handle.link();
+        link.set(
+            LinkUnspec::new_with_index(index)
+                .name(nic.if_name.to_string())
+                .address(nic.mac.to_vec())
+                .mtu(nic.mtu)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(link_err(format!(
+            "rename {} to {}",
+            nic.current_name, nic.if_name
+        )))?;
+        for a in nic.addresses {
+            self.handle
+                .address()
+                .add(index, a.addr(), a.prefix_len())
+                .execute()
+                .await
+                .map_err(link_err(format!("add address {a} to {}", nic.if_name)))?;
+        }
+        link.set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(link_err(format!("bring up {}", nic.if_name)))?;
+        let lo = self.require("lo").await?;
+        link.set(LinkUnspec::new_with_index(lo).up().build())
+            .execute()
+            .await
+            .map_err(link_err("bring up lo"))?;
+        for gw in nic.gateways {
+            let default = if gw.is_ipv4() {
+                IpAddr::from([0u8; 4])
+            } else {
+                IpAddr::from([0u16; 8])
+            };
+            self.add_route(index, IpNet::new(default, 0).ok(), Some(*gw))
+                .await?;
+        }
+        for r in nic.routes {
+            let dst = (!r.destination.is_empty())
+                .then(|| r.destination.parse::<IpNet>().ok())
+                .flatten();
+            let gw = (!r.gateway.is_empty())
+                .then(|| r.gateway.parse::<IpAddr>().ok())
+                .flatten();
+            self.add_route(index, dst, gw).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_route(
+        &self,
+        index: u32,
+        dst: Option<IpNet>,
+        gw: Option<IpAddr>,
+    ) -> Result<(), LinkError> {
+        let what = format!(
+            "add route {} via {}",
+            dst.map_or("default".into(), |d| d.to_string()),
+            gw.map_or("link".into(), |g| g.to_string())
+        );
+        let bad = |e| invalid_route(&what, e);
+        let mut b = RouteMessageBuilder::<IpAddr>::new();
+        let family_of = dst.map(|d| d.addr()).or(gw);
+        if let Some(d) = dst {
+            b = b
+                .destination_prefix(d.addr(), d.prefix_len())
+                .map_err(bad)?;
+        } else if let Some(g) = family_of {
+            let any = if g.is_ipv4() {
+                IpAddr::from([0u8; 4])
+            } else {
+                IpAddr::from([0u16; 8])
+            };
+            b = b.destination_prefix(any, 0).map_err(bad)?;
+        }
+        if let Some(g) = gw {
+            b = b.gateway(g).map_err(bad)?;
+        }
+        let msg = b.output_interface(index).build();
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(link_err(what))
+    }
+
+    /// Turns TX checksum offload off on `name` (`ethtool -K <name> tx off`); the kernel drops
+    /// the features that depend on it (TSO…) by itself.
+    pub fn tx_checksum_off(&self, name: &str) -> Result<(), LinkError> {
+        ethtool_set_tx_csum(&self.ioctl_socket, name, false)
+            .map_err(io_err(format!("turn off tx checksum on {name}")))
+    }
+}
+
+/// What the pod side of the veth becomes.
+pub struct PodNic<'a> {
+    /// Name of the veth end as created (`<id>_c`).
+    pub current_name: &'a str,
+    /// Name inside the pod (`eth0`).
+    pub if_name: &'a str,
+    /// MAC matching the logical switch port.
+    pub mac: [u8; 6],
+    /// MTU.
+    pub mtu: u32,
+    /// Addresses with their subnet prefix length.
+    pub addresses: &'a [IpNet],
+    /// Default gateways, one per family.
+    pub gateways: &'a [IpAddr],
+    /// Extra routes.
+    pub routes: &'a [Route],
+}
+
+fn open_sockets() -> Result<Netns, LinkError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(io_err("open netlink socket"))?;
+    tokio::spawn(conn);
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io_err("open ioctl socket")(io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+    let ioctl_socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(Netns {
+        handle,
+        ioctl_socket,
+    })
+}
+
+const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
+
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+fn ethtool_set_tx_csum(sock: &OwnedFd, name: &str, on: bool) -> io::Result<()> {
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_STXCSUM,
+        data: u32::from(on),
+    };
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: SIOCETHTOOL with a valid ifreq pointing at a live ethtool_value.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

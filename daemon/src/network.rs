@@ -1,0 +1,425 @@
+//! What a pod's annotations say its network is, decided without any I/O: which annotations the
+//! controller still owes, the parsed addresses/MAC/gateways/routes, the veth names and the
+//! OVS `iface-id` upstream uses, and the ADD reply built from all of that.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::protocol::{CniResponse, IpConfig, Route};
+
+/// The provider of the default network; its annotations live under `ovn.kubernetes.io/`.
+pub const DEFAULT_PROVIDER: &str = "ovn";
+
+/// Annotation suffixes the controller writes for every pod, in the order they are checked.
+const REQUIRED: [&str; 5] = [
+    "ip_address",
+    "mac_address",
+    "cidr",
+    "gateway",
+    "logical_switch",
+];
+
+/// The provider a request means (an empty one is the default network, as the shim sends it).
+pub fn provider(requested: &str) -> &str {
+    if requested.is_empty() {
+        DEFAULT_PROVIDER
+    } else {
+        requested
+    }
+}
+
+/// Full annotation key for a provider, e.g. `ovn.kubernetes.io/ip_address`.
+pub fn annotation_key(provider: &str, suffix: &str) -> String {
+    format!("{provider}.kubernetes.io/{suffix}")
+}
+
+/// The OVS `external_ids:iface-id` (the logical switch port name) of a pod's NIC, as upstream's
+/// `PodNameToPortName`: `<pod>.<ns>` for the default provider, `<pod>.<ns>.<provider>` otherwise.
+pub fn iface_id(pod: &str, namespace: &str, provider: &str) -> String {
+    if provider == DEFAULT_PROVIDER {
+        format!("{pod}.{namespace}")
+    } else {
+        format!("{pod}.{namespace}.{provider}")
+    }
+}
+
+/// Host and container veth names (upstream `generateNicName`): `<id[:12]>_h` / `<id[:12]>_c` for
+/// `eth0`, with any other ifname folded in so the names stay within 15 bytes.
+pub fn veth_names(container_id: &str, if_name: &str) -> Result<(String, String), NetworkError> {
+    if container_id.len() < 12 || !container_id.is_ascii() {
+        return Err(NetworkError::Invalid(format!(
+            "container id {container_id:?} is shorter than 12 ASCII characters"
+        )));
+    }
+    if if_name == "eth0" || if_name.is_empty() {
+        let id = &container_id[..12];
+        return Ok((format!("{id}_h"), format!("{id}_c")));
+    }
+    let mut name = if_name;
+    if name.starts_with("pod") && name.len() == 14 {
+        name = &name[3..name.len() - 4];
+    }
+    let keep = 12usize
+        .checked_sub(name.len())
+        .ok_or_else(|| NetworkError::Invalid(format!("interface name {if_name:?} is too long")))?;
+    let id = &container_id[..keep];
+    Ok((format!("{id}_{name}_h"), format!("{id}_{name}_c")))
+}
+
+/// Why a pod's network cannot be configured (yet).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    /// The controller has not written these annotations yet (full keys).
+    #[error("missing annotations {}", .0.join(", "))]
+    Missing(Vec<String>),
+    /// An annotation is present but unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A pod NIC's network as the controller allocated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetwork {
+    /// Addresses with the prefix length of their subnet (`10.16.0.5/16`), one per family.
+    pub addresses: Vec<IpNet>,
+    /// The subnet CIDRs, in the order of `addresses`.
+    pub cidrs: Vec<IpNet>,
+    /// Gateways, one per family.
+    pub gateways: Vec<IpAddr>,
+    /// MAC; it must equal the logical switch port's, or OVN drops the pod's packets.
+    pub mac: [u8; 6],
+    /// The logical switch the port is on.
+    pub logical_switch: String,
+    /// Extra routes (`<provider>.kubernetes.io/routes`) followed by the netconf's.
+    pub routes: Vec<Route>,
+}
+
+/// Reads a pod NIC's network from its annotations. `Missing` lists every absent annotation
+/// (including `routed=true`, which the controller sets once the port exists in NB), so the wait
+/// can end with an error naming exactly what the controller never wrote.
+pub fn from_annotations(
+    annotations: &BTreeMap<String, String>,
+    provider: &str,
+    extra_routes: &[Route],
+) -> Result<PodNetwork, NetworkError> {
+    let get = |suffix: &str| {
+        annotations
+            .get(&annotation_key(provider, suffix))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let mut missing: Vec<String> = REQUIRED
+        .iter()
+        .filter(|s| get(s).is_none())
+        .map(|s| annotation_key(provider, s))
+        .collect();
+    if get("routed") != Some("true") {
+        missing.push(format!("{}=true", annotation_key(provider, "routed")));
+    }
+    if !missing.is_empty() {
+        return Err(NetworkError::Missing(missing));
+    }
+    let field = |suffix: &str| get(suffix).unwrap_or_default();
+    let invalid = |suffix: &str, why: String| {
+        NetworkError::Invalid(format!(
+            "annotation {}={:?}: {why}",
+            annotation_key(provider, suffix),
+            field(suffix)
+        ))
+    };
+    let ips = split_parse::<IpAddr>(field("ip_address")).map_err(|e| invalid("ip_address", e))?;
+    let cidrs = split_parse::<IpNet>(field("cidr")).map_err(|e| invalid("cidr", e))?;
+    let gateways = split_parse::<IpAddr>(field("gateway")).map_err(|e| invalid("gateway", e))?;
+    let mut addresses = Vec::new();
+    let mut ordered_cidrs = Vec::new();
+    for ip in &ips {
+        let cidr = cidrs
+            .iter()
+            .find(|c| c.contains(ip))
+            .ok_or_else(|| invalid("cidr", format!("no CIDR contains {ip}")))?;
+        let addr =
+            IpNet::new(*ip, cidr.prefix_len()).map_err(|e| invalid("cidr", e.to_string()))?;
+        addresses.push(addr);
+        ordered_cidrs.push(cidr.trunc());
+    }
+    for gw in &gateways {
+        if !ips.iter().any(|ip| ip.is_ipv4() == gw.is_ipv4()) {
+            return Err(invalid(
+                "gateway",
+                format!("no address of the family of {gw}"),
+            ));
+        }
+    }
+    let mac = parse_mac(field("mac_address")).map_err(|e| invalid("mac_address", e))?;
+    let mut routes = match get("routes") {
+        Some(text) => serde_json::from_str::<Vec<Route>>(text)
+            .map_err(|e| invalid("routes", e.to_string()))?,
+        None => Vec::new(),
+    };
+    routes.extend(extra_routes.iter().cloned());
+    for r in &routes {
+        check_route(r).map_err(|e| invalid("routes", e))?;
+    }
+    Ok(PodNetwork {
+        addresses,
+        cidrs: ordered_cidrs,
+        gateways,
+        mac,
+        logical_switch: field("logical_switch").to_string(),
+        routes,
+    })
+}
+
+fn split_parse<T: std::str::FromStr>(value: &str) -> Result<Vec<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<T>().map_err(|e| format!("{s:?}: {e}")))
+        .collect()
+}
+
+fn check_route(r: &Route) -> Result<(), String> {
+    if !r.destination.is_empty() {
+        r.destination
+            .parse::<IpNet>()
+            .map_err(|e| format!("route destination {:?}: {e}", r.destination))?;
+    }
+    if !r.gateway.is_empty() {
+        r.gateway
+            .parse::<IpAddr>()
+            .map_err(|e| format!("route gateway {:?}: {e}", r.gateway))?;
+    }
+    if r.destination.is_empty() && r.gateway.is_empty() {
+        return Err("a route needs a destination or a gateway".into());
+    }
+    Ok(())
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("{s:?} is not a MAC address"));
+    }
+    for (b, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return Err(format!("{s:?} is not a MAC address"));
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+    }
+    Ok(mac)
+}
+
+/// Formats a MAC the way OVN and the annotations write it.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl PodNetwork {
+    /// The gateway of `family` (IPv4 when `v4`), if any.
+    pub fn gateway(&self, v4: bool) -> Option<IpAddr> {
+        self.gateways.iter().copied().find(|g| g.is_ipv4() == v4)
+    }
+
+    /// The routes configured in the pod, listed as upstream reports them: each subnet on-link,
+    /// the default route via each gateway, then the extra routes.
+    pub fn configured_routes(&self) -> Vec<Route> {
+        let mut out: Vec<Route> = self
+            .cidrs
+            .iter()
+            .map(|c| Route {
+                destination: c.to_string(),
+                gateway: String::new(),
+            })
+            .collect();
+        out.extend(self.gateways.iter().map(|g| Route {
+            destination: String::new(),
+            gateway: g.to_string(),
+        }));
+        out.extend(self.routes.iter().cloned());
+        out
+    }
+
+    /// The ADD reply.
+    pub fn response(&self, mtu: u32, nic_name: &str) -> CniResponse {
+        let ips = self
+            .addresses
+            .iter()
+            .zip(&self.cidrs)
+            .map(|(a, c)| IpConfig {
+                protocol: if a.addr().is_ipv4() { "IPv4" } else { "IPv6" }.into(),
+                ip: a.addr().to_string(),
+                cidr: c.to_string(),
+                gateway: self
+                    .gateway(a.addr().is_ipv4())
+                    .map(|g| g.to_string())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        CniResponse {
+            ips,
+            mac_address: format_mac(&self.mac),
+            routes: self.configured_routes(),
+            mtu,
+            nic_name: nic_name.to_string(),
+            ..CniResponse::default()
+        }
+    }
+
+    /// The `external_ids:ip` upstream records on the OVS interface (addresses, comma-separated).
+    pub fn ip_list(&self) -> String {
+        self.addresses
+            .iter()
+            .map(|a| a.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annos(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("ovn.kubernetes.io/{k}"), v.to_string()))
+            .collect()
+    }
+
+    fn full() -> BTreeMap<String, String> {
+        annos(&[
+            ("ip_address", "10.16.0.5"),
+            ("mac_address", "00:00:00:AA:bb:01"),
+            ("cidr", "10.16.0.0/16"),
+            ("gateway", "10.16.0.1"),
+            ("logical_switch", "ovn-default"),
+            ("routed", "true"),
+        ])
+    }
+
+    #[test]
+    fn full_annotations_parse() {
+        let n = from_annotations(&full(), "ovn", &[]).unwrap();
+        assert_eq!(n.addresses, ["10.16.0.5/16".parse::<IpNet>().unwrap()]);
+        assert_eq!(n.cidrs, ["10.16.0.0/16".parse::<IpNet>().unwrap()]);
+        assert_eq!(n.mac, [0, 0, 0, 0xaa, 0xbb, 1]);
+        assert_eq!(n.logical_switch, "ovn-default");
+        let r = n.response(1400, "eth0");
+        assert_eq!(r.ips[0].ip, "10.16.0.5");
+        assert_eq!(r.ips[0].protocol, "IPv4");
+        assert_eq!(r.ips[0].gateway, "10.16.0.1");
+        assert_eq!(r.mac_address, "00:00:00:aa:bb:01");
+        assert_eq!(r.routes[1].gateway, "10.16.0.1");
+        assert_eq!(r.mtu, 1400);
+    }
+
+    #[test]
+    fn missing_annotations_are_all_named() {
+        let mut a = full();
+        a.remove("ovn.kubernetes.io/mac_address");
+        a.insert("ovn.kubernetes.io/routed".into(), "false".into());
+        let err = from_annotations(&a, "ovn", &[]).unwrap_err();
+        assert_eq!(
+            err,
+            NetworkError::Missing(vec![
+                "ovn.kubernetes.io/mac_address".into(),
+                "ovn.kubernetes.io/routed=true".into()
+            ])
+        );
+        assert!(err.to_string().contains("ovn.kubernetes.io/mac_address"));
+    }
+
+    #[test]
+    fn dual_stack_pairs_addresses_with_their_cidr() {
+        let mut a = full();
+        a.insert(
+            "ovn.kubernetes.io/ip_address".into(),
+            "10.16.0.5,fd00::5".into(),
+        );
+        a.insert(
+            "ovn.kubernetes.io/cidr".into(),
+            "10.16.0.0/16,fd00::/112".into(),
+        );
+        a.insert(
+            "ovn.kubernetes.io/gateway".into(),
+            "10.16.0.1,fd00::1".into(),
+        );
+        let n = from_annotations(&a, "ovn", &[]).unwrap();
+        assert_eq!(n.addresses[1], "fd00::5/112".parse::<IpNet>().unwrap());
+        assert_eq!(n.gateway(false), Some("fd00::1".parse().unwrap()));
+        assert_eq!(n.ip_list(), "10.16.0.5,fd00::5");
+    }
+
+    #[test]
+    fn invalid_values_name_the_annotation() {
+        for (k, v) in [
+            ("ip_address", "10.17.0.5"),
+            ("mac_address", "zz:00:00:00:00:01"),
+            ("gateway", "nonsense"),
+            ("routes", "[{\"dst\":\"bad\"}]"),
+        ] {
+            let mut a = full();
+            a.insert(format!("ovn.kubernetes.io/{k}"), v.into());
+            let err = from_annotations(&a, "ovn", &[]).unwrap_err();
+            let NetworkError::Invalid(msg) = err else {
+                panic!("{k}: {err:?}")
+            };
+            let expect = if k == "ip_address" { "cidr" } else { k };
+            assert!(msg.contains(expect), "{k}: {msg}");
+        }
+    }
+
+    #[test]
+    fn routes_annotation_and_netconf_routes_are_both_kept() {
+        let mut a = full();
+        a.insert(
+            "ovn.kubernetes.io/routes".into(),
+            r#"[{"dst":"192.168.0.0/24","gw":"10.16.0.254"}]"#.into(),
+        );
+        let extra = [Route {
+            destination: "172.16.0.0/12".into(),
+            gateway: String::new(),
+        }];
+        let n = from_annotations(&a, "ovn", &extra).unwrap();
+        assert_eq!(n.routes.len(), 2);
+        assert_eq!(n.routes[0].gateway, "10.16.0.254");
+    }
+
+    #[test]
+    fn other_providers_use_their_own_prefix_and_port_name() {
+        let a: BTreeMap<String, String> = full()
+            .into_iter()
+            .map(|(k, v)| (k.replace("ovn.", "net1.ns1.ovn."), v))
+            .collect();
+        assert!(from_annotations(&a, "net1.ns1.ovn", &[]).is_ok());
+        assert_eq!(iface_id("p", "ns", "net1.ns1.ovn"), "p.ns.net1.ns1.ovn");
+        assert_eq!(iface_id("p", "ns", provider("")), "p.ns");
+    }
+
+    #[test]
+    fn veth_names_follow_upstream() {
+        let id = "0123456789abcdef0123";
+        assert_eq!(
+            veth_names(id, "eth0").unwrap(),
+            ("0123456789ab_h".into(), "0123456789ab_c".into())
+        );
+        assert_eq!(
+            veth_names(id, "net1").unwrap(),
+            ("01234567_net1_h".into(), "01234567_net1_c".into())
+        );
+        assert!(veth_names("short", "eth0").is_err());
+        assert!(veth_names(id, "averyveryverylongname").is_err());
+        assert!(veth_names(id, "eth0").unwrap().0.len() <= 15);
+    }
+}

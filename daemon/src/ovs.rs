@@ -1,0 +1,345 @@
+//! The pod's port on the integration bridge, written through our OVSDB client to the node's
+//! Open_vSwitch database (what upstream does with `ovs-vsctl`), and ovn-controller's
+//! `ovn-installed` mark read back from the same replica.
+//!
+//! Planning a write ([`plan_add_port`]) is pure: it reads a snapshot of the replica and returns
+//! one transaction whose `wait` guards make it fail, not clobber, when a concurrent ADD changed
+//! the same rows; [`Ovs::add_port`] then retries against the fresher cache.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ovsdb::cache::CacheData;
+use ovsdb::{
+    Atom, Condition, Datum, Error as DbError, Mutation, Operation, Remote, Replica, ReplicaConfig,
+    Row, Transaction, TxnErrorKind, Uuid,
+};
+
+/// The integration bridge ovn-controller owns.
+pub const INTEGRATION_BRIDGE: &str = "br-int";
+
+const DB: &str = "Open_vSwitch";
+const TABLES: [&str; 4] = ["Open_vSwitch", "Bridge", "Port", "Interface"];
+const IFACE_ID: &str = "iface-id";
+const ADD_ATTEMPTS: usize = 5;
+
+/// A failure talking to the node's OVS database.
+#[derive(Debug, thiserror::Error)]
+pub enum OvsError {
+    /// The database refused or could not run a request.
+    #[error("OVS database: {0}")]
+    Db(#[from] DbError),
+    /// The bridge pods are plugged into does not exist.
+    #[error("bridge {0} does not exist in the OVS database")]
+    NoBridge(String),
+    /// Concurrent writers kept changing the rows this port depends on.
+    #[error("port {0}: concurrent changes to the same rows did not settle")]
+    Contended(String),
+    /// ovn-controller did not bind the port in time.
+    #[error("ovs interface {name} is not ready after {after:?} (ovn-installed not set by ovn-controller)")]
+    NotInstalled {
+        /// The interface.
+        name: String,
+        /// How long we waited.
+        after: Duration,
+    },
+}
+
+/// The port a pod NIC gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Port and interface name: the host end of the veth.
+    pub name: String,
+    /// `external_ids` of the interface; `iface-id` is what ovn-controller binds by.
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl PortSpec {
+    /// The interface's `external_ids` as upstream writes them for a pod.
+    pub fn for_pod(
+        name: &str,
+        iface_id: &str,
+        pod: &str,
+        namespace: &str,
+        netns: &str,
+        ips: &str,
+    ) -> PortSpec {
+        let mut ids = BTreeMap::from([
+            (IFACE_ID.to_string(), iface_id.to_string()),
+            ("vendor".to_string(), "kube-ovn".to_string()),
+            ("pod_name".to_string(), pod.to_string()),
+            ("pod_namespace".to_string(), namespace.to_string()),
+            ("pod_netns".to_string(), netns.to_string()),
+        ]);
+        if !ips.is_empty() {
+            ids.insert("ip".into(), ips.to_string());
+        }
+        PortSpec {
+            name: name.to_string(),
+            external_ids: ids,
+        }
+    }
+
+    fn iface_id(&self) -> &str {
+        self.external_ids.get(IFACE_ID).map_or("", String::as_str)
+    }
+}
+
+fn uuid_row(u: Uuid) -> Row {
+    Row::from([("_uuid".to_string(), Datum::scalar(Atom::Uuid(u)))])
+}
+
+/// Fails the transaction unless the rows matching `conditions` are exactly `uuids`.
+fn guard(table: &str, conditions: Vec<Condition>, uuids: &[Uuid]) -> Operation {
+    Operation::Wait {
+        table: table.to_string(),
+        conditions,
+        columns: vec!["_uuid".into()],
+        until_equal: true,
+        rows: uuids.iter().copied().map(uuid_row).collect(),
+        timeout: Some(Duration::ZERO),
+    }
+}
+
+fn iface_id_condition(iface_id: &str) -> Condition {
+    Condition::includes("external_ids", Datum::map([(IFACE_ID, iface_id)]))
+}
+
+fn str_col<'a>(row: &'a Row, col: &str) -> Option<&'a str> {
+    row.get(col)?.as_atom()?.as_str()
+}
+
+/// Ports whose interface carries any of `iface_uuids`.
+fn ports_of(cache: &CacheData, iface_uuids: &[Uuid]) -> Vec<Uuid> {
+    let Some(ports) = cache.table("Port") else {
+        return Vec::new();
+    };
+    ports
+        .iter()
+        .filter(|(_, row)| {
+            row.get("interfaces")
+                .and_then(Datum::as_set)
+                .is_some_and(|s| {
+                    s.iter()
+                        .any(|a| a.as_uuid().is_some_and(|u| iface_uuids.contains(&u)))
+                })
+        })
+        .map(|(u, _)| *u)
+        .collect()
+}
+
+fn interfaces_where(cache: &CacheData, pred: impl Fn(&Row) -> bool) -> Vec<Uuid> {
+    cache
+        .table("Interface")
+        .map(|t| t.iter().filter(|(_, r)| pred(r)).map(|(u, _)| *u).collect())
+        .unwrap_or_default()
+}
+
+/// Plans plugging `spec` into `bridge`: stale ports with the same `iface-id` (upstream's
+/// `CleanDuplicatePort`) or the same name are removed and the new port added, guarded so that a
+/// concurrent change to any of those rows aborts the transaction instead of racing it.
+pub fn plan_add_port(
+    cache: &CacheData,
+    bridge: &str,
+    spec: &PortSpec,
+) -> Result<Transaction, OvsError> {
+    let bridge_exists = cache
+        .table("Bridge")
+        .is_some_and(|t| t.by_name(bridge).next().is_some());
+    if !bridge_exists {
+        return Err(OvsError::NoBridge(bridge.to_string()));
+    }
+    let iface_id = spec.iface_id();
+    let same_id = interfaces_where(cache, |r| {
+        r.get("external_ids")
+            .and_then(|d| d.map_get(IFACE_ID))
+            .and_then(Atom::as_str)
+            == Some(iface_id)
+    });
+    let same_name = interfaces_where(cache, |r| str_col(r, "name") == Some(spec.name.as_str()));
+    let named_ports: Vec<Uuid> = cache
+        .table("Port")
+        .map(|t| t.by_name(&spec.name).map(|(u, _)| *u).collect())
+        .unwrap_or_default();
+    let mut stale: Vec<Uuid> = ports_of(cache, &same_id);
+    stale.extend(ports_of(cache, &same_name));
+    stale.extend(named_ports.iter().copied());
+    stale.sort();
+    stale.dedup();
+
+    let mut txn = Transaction::new(DB);
+    txn.push(guard(
+        "Interface",
+        vec![iface_id_condition(iface_id)],
+        &same_id,
+    ));
+    txn.push(guard(
+        "Interface",
+        vec![Condition::eq("name", spec.name.as_str())],
+        &same_name,
+    ));
+    txn.push(guard(
+        "Port",
+        vec![Condition::eq("name", spec.name.as_str())],
+        &named_ports,
+    ));
+    for port in &stale {
+        let set = Datum::set([Atom::Uuid(*port)]);
+        txn.mutate(
+            "Bridge",
+            vec![Condition::includes("ports", set.clone())],
+            vec![Mutation::delete("ports", set)],
+        );
+    }
+    let iface = txn.insert(
+        "Interface",
+        Row::from([
+            ("name".to_string(), Datum::scalar(spec.name.as_str())),
+            (
+                "external_ids".to_string(),
+                Datum::map(
+                    spec.external_ids
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
+            ),
+        ]),
+    );
+    let port = txn.insert(
+        "Port",
+        Row::from([
+            ("name".to_string(), Datum::scalar(spec.name.as_str())),
+            (
+                "interfaces".to_string(),
+                Datum::set([Atom::NamedUuid(iface)]),
+            ),
+        ]),
+    );
+    txn.mutate(
+        "Bridge",
+        vec![Condition::eq("name", bridge)],
+        vec![Mutation::insert(
+            "ports",
+            Datum::set([Atom::NamedUuid(port)]),
+        )],
+    );
+    txn.comment(format!("kube-ovn-daemon: add port {}", spec.name));
+    Ok(txn)
+}
+
+/// Plans removing every port whose interface is called `name` from whichever bridge has it
+/// (`ovs-vsctl --if-exists --with-iface del-port`); `None` when there is nothing to remove.
+pub fn plan_del_port(cache: &CacheData, name: &str) -> Option<Transaction> {
+    let ifaces = interfaces_where(cache, |r| str_col(r, "name") == Some(name));
+    let mut ports = ports_of(cache, &ifaces);
+    if let Some(t) = cache.table("Port") {
+        ports.extend(t.by_name(name).map(|(u, _)| *u));
+    }
+    ports.sort();
+    ports.dedup();
+    if ports.is_empty() {
+        return None;
+    }
+    let mut txn = Transaction::new(DB);
+    for port in ports {
+        let set = Datum::set([Atom::Uuid(port)]);
+        txn.mutate(
+            "Bridge",
+            vec![Condition::includes("ports", set.clone())],
+            vec![Mutation::delete("ports", set)],
+        );
+    }
+    txn.comment(format!("kube-ovn-daemon: delete port {name}"));
+    Some(txn)
+}
+
+/// Whether the interface called `name` has been bound by ovn-controller.
+pub fn is_installed(cache: &CacheData, name: &str) -> bool {
+    cache.table("Interface").is_some_and(|t| {
+        t.by_name(name).any(|(_, r)| {
+            r.get("external_ids")
+                .and_then(|d| d.map_get("ovn-installed"))
+                .and_then(Atom::as_str)
+                == Some("true")
+        })
+    })
+}
+
+/// The node's Open_vSwitch database, replicated.
+#[derive(Clone)]
+pub struct Ovs {
+    replica: Replica,
+}
+
+impl Ovs {
+    /// Connects to `remote` (e.g. `unix:/run/openvswitch/db.sock`) and waits for the first sync.
+    pub async fn connect(remote: &str, wait: Duration) -> Result<Ovs, OvsError> {
+        let remotes = Remote::parse_list(remote)?;
+        let mut cfg = ReplicaConfig::new(remotes, DB);
+        cfg.tables = TABLES.iter().map(|t| t.to_string()).collect();
+        cfg.external_id_keys = vec![IFACE_ID.into()];
+        cfg.leader_only = false;
+        let replica = Replica::start(cfg, wait).await?;
+        Ok(Ovs { replica })
+    }
+
+    /// Whether `bridge` uses the userspace datapath, which leaves veth TX checksums partial.
+    pub fn is_userspace(&self, bridge: &str) -> bool {
+        let cache = self.replica.cache();
+        cache.table("Bridge").is_some_and(|t| {
+            t.by_name(bridge)
+                .any(|(_, r)| str_col(r, "datapath_type") == Some("netdev"))
+        })
+    }
+
+    /// Plugs the port in, replacing stale ones; retries when a concurrent writer won the guard.
+    pub async fn add_port(&self, bridge: &str, spec: &PortSpec) -> Result<(), OvsError> {
+        for _ in 0..ADD_ATTEMPTS {
+            let txn = plan_add_port(&self.replica.cache(), bridge, spec)?;
+            match self.replica.transact(&txn).await {
+                Ok(_) => return Ok(()),
+                Err(DbError::Transaction(e)) if e.kind == TxnErrorKind::TimedOut => {
+                    tracing::debug!(port = %spec.name, "port guard failed, replanning");
+                    self.settle().await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(OvsError::Contended(spec.name.clone()))
+    }
+
+    /// Removes the port with interface `name`; nothing to remove is success.
+    pub async fn del_port(&self, name: &str) -> Result<(), OvsError> {
+        let txn = plan_del_port(&self.replica.cache(), name);
+        if let Some(txn) = txn {
+            self.replica.transact(&txn).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for ovn-controller to set `external_ids:ovn-installed="true"` on interface `name`.
+    pub async fn wait_installed(&self, name: &str, limit: Duration) -> Result<(), OvsError> {
+        let mut changes = self.replica.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if is_installed(&self.replica.cache(), name) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                _ => {
+                    return Err(OvsError::NotInstalled {
+                        name: name.to_string(),
+                        after: limit,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits briefly for the next change so a replanned transaction sees the competing write.
+    async fn settle(&self) {
+        let mut changes = self.replica.subscribe();
+        let _ = tokio::time::timeout(Duration::from_millis(200), changes.recv()).await;
+    }
+}

@@ -1,0 +1,117 @@
+//! The shim's API: HTTP/1.1 on a unix socket, `POST /api/v1/add` (200 + `CniResponse`, 400, 500)
+//! and `POST /api/v1/del` (204), as upstream's go-restful server.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+
+use crate::handler::{Daemon, HandlerError};
+use crate::protocol::{CniRequest, CniResponse};
+
+/// Binds the socket, replacing a stale one left by a previous run.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    UnixListener::bind(path)
+}
+
+/// Serves connections until the listener fails.
+pub async fn serve(listener: UnixListener, daemon: Daemon) -> std::io::Result<()> {
+    let daemon = Arc::new(daemon);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let daemon = daemon.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&daemon, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(error = %e, "shim connection ended with an error");
+            }
+        });
+    }
+}
+
+fn json(status: StatusCode, body: &CniResponse) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap_or_default()
+}
+
+fn status(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+fn error_status(e: &HandlerError) -> StatusCode {
+    match e {
+        HandlerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn route(daemon: &Daemon, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let add = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/api/v1/add") => true,
+        (&Method::POST, "/api/v1/del") => false,
+        (_, "/api/v1/add" | "/api/v1/del") => return status(StatusCode::METHOD_NOT_ALLOWED),
+        _ => return status(StatusCode::NOT_FOUND),
+    };
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &CniResponse::failure(format!("read request failed {e}")),
+            )
+        }
+    };
+    let cni: CniRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let what = if add { "add" } else { "del" };
+            return json(
+                StatusCode::BAD_REQUEST,
+                &CniResponse::failure(format!("parse {what} request failed {e}")),
+            );
+        }
+    };
+    let span = if add { "add" } else { "del" };
+    tracing::info!(op = span, pod = %cni.pod_name, ns = %cni.pod_namespace, container = %cni.container_id, "request");
+    if add {
+        match daemon.add(&cni).await {
+            Ok(resp) => json(StatusCode::OK, &resp),
+            Err(e) => {
+                tracing::warn!(pod = %cni.pod_name, ns = %cni.pod_namespace, error = %e, "add failed");
+                json(error_status(&e), &CniResponse::failure(e.to_string()))
+            }
+        }
+    } else {
+        match daemon.del(&cni).await {
+            Ok(()) => status(StatusCode::NO_CONTENT),
+            Err(e) => {
+                tracing::warn!(pod = %cni.pod_name, ns = %cni.pod_namespace, error = %e, "del failed");
+                json(error_status(&e), &CniResponse::failure(e.to_string()))
+            }
+        }
+    }
+}
