@@ -1,0 +1,302 @@
+//! kube-ovn-daemon against a real sandbox: two nodes (own OVS + ovn-controller over Geneve),
+//! NB ports written by the test in the controller's place, Pod objects carrying the controller's
+//! annotations, and the daemon binary running inside each node's namespace serving the CNI
+//! shim's socket. Proves the pod side (address, MAC, route, checksum offload), the OVS side
+//! (port, iface-id, ovn-installed), packets between pods on different nodes, DEL (twice) and
+//! the error for a pod the controller never finished.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::PostParams;
+use kube::Api;
+use kube_ovn_daemon::protocol::{CniRequest, CniResponse};
+use kube_ovn_sandbox::node::NodeInfo;
+use kube_ovn_sandbox::{sys, Sandbox, SandboxConfig};
+
+const WAIT_ADDRESS_SECS: u64 = 3;
+
+/// The daemon binary running in a node's namespace; killed when dropped.
+struct DaemonProc {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for DaemonProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_daemon(node: &NodeInfo) -> DaemonProc {
+    let socket = node.dir.join("kube-ovn-daemon.sock");
+    let log = std::fs::File::create(node.dir.join("kube-ovn-daemon.log")).unwrap();
+    let child = sys::in_netns(&node.netns, env!("CARGO_BIN_EXE_kube-ovn-daemon"))
+        .env("NODE_NAME", &node.name)
+        .env("RUST_LOG", "debug")
+        .arg(format!("--kubeconfig={}", node.kubeconfig().display()))
+        .arg(format!("--ovs-socket={}", node.ovs_remote()))
+        .arg(format!("--bind-socket={}", socket.display()))
+        .arg(format!("--wait-address-timeout={WAIT_ADDRESS_SECS}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let d = DaemonProc { child, socket };
+    assert!(
+        sys::wait_for(Duration::from_secs(30), || d.socket.exists()),
+        "daemon on {} never bound its socket; log: {}",
+        node.name,
+        std::fs::read_to_string(node.dir.join("kube-ovn-daemon.log")).unwrap_or_default()
+    );
+    d
+}
+
+/// One request over the unix socket, as the shim sends it.
+async fn call(socket: &Path, path: &str, req: &CniRequest) -> (StatusCode, String) {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let body = serde_json::to_vec(req).unwrap();
+    let r = Request::post(format!("http://dummy{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = sender.send_request(r).await.unwrap();
+    let status = resp.status();
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+fn annotations(ip: &str, mac: &str, full: bool) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::from([("ovn.kubernetes.io/ip_address".to_string(), ip.to_string())]);
+    if full {
+        for (k, v) in [
+            ("mac_address", mac),
+            ("cidr", "10.16.0.0/16"),
+            ("gateway", "10.16.0.1"),
+            ("logical_switch", "ovn-default"),
+            ("routed", "true"),
+        ] {
+            a.insert(format!("ovn.kubernetes.io/{k}"), v.to_string());
+        }
+    }
+    a
+}
+
+async fn create_pod(api: &Api<Pod>, name: &str, node: &str, annos: BTreeMap<String, String>) {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "annotations": annos},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "pause"}]},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &pod).await.unwrap();
+}
+
+fn request(sb: &Sandbox, pod: &str, container_id: &str) -> CniRequest {
+    CniRequest {
+        cni_type: "kube-ovn".into(),
+        pod_name: pod.into(),
+        pod_namespace: "default".into(),
+        container_id: container_id.into(),
+        net_ns: sys::netns_path(&sb.state().pod_netns("default", pod)),
+        if_name: "eth0".into(),
+        provider: "ovn".into(),
+        ..CniRequest::default()
+    }
+}
+
+fn vsctl_get(node: &NodeInfo, column: &str, iface: &str) -> Option<String> {
+    node.vsctl(["--if-exists", "get", "Interface", iface, column])
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn link_exists(netns: &str, name: &str) -> bool {
+    sys::run("ip", ["-n", netns, "link", "show", "dev", name]).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn daemon_wires_pods_across_nodes_and_unwires_them() {
+    let mut cfg = SandboxConfig::isolated(2);
+    cfg.kubelets = false;
+    let sb = Sandbox::up(cfg).await.unwrap();
+    let nodes = sb.state().nodes.clone();
+    let nb = sb.state().central.nb.clone();
+    sys::run(
+        "ovn-nbctl",
+        [
+            format!("--db={nb}").as_str(),
+            "ls-add",
+            "ovn-default",
+            "--",
+            "lsp-add",
+            "ovn-default",
+            "pod1.default",
+            "--",
+            "lsp-set-addresses",
+            "pod1.default",
+            "00:00:00:10:00:05 10.16.0.5",
+            "--",
+            "lsp-add",
+            "ovn-default",
+            "pod2.default",
+            "--",
+            "lsp-set-addresses",
+            "pod2.default",
+            "00:00:00:10:00:06 10.16.0.6",
+        ],
+    )
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(sb.client(), "default");
+    create_pod(
+        &pods,
+        "pod1",
+        "node1",
+        annotations("10.16.0.5", "00:00:00:10:00:05", true),
+    )
+    .await;
+    create_pod(
+        &pods,
+        "pod2",
+        "node2",
+        annotations("10.16.0.6", "00:00:00:10:00:06", true),
+    )
+    .await;
+    create_pod(&pods, "pod3", "node1", annotations("10.16.0.7", "", false)).await;
+    for p in ["pod1", "pod2", "pod3"] {
+        sys::netns_add(&sb.state().pod_netns("default", p)).unwrap();
+    }
+    let d1 = start_daemon(&nodes[0]);
+    let d2 = start_daemon(&nodes[1]);
+
+    let id1 = "aaaaaaaaaaaa1111111111111111";
+    let id2 = "bbbbbbbbbbbb2222222222222222";
+    let (status, body) = call(&d1.socket, "/api/v1/add", &request(&sb, "pod1", id1)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let resp: CniResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!(resp.ips[0].ip, "10.16.0.5");
+    assert_eq!(resp.ips[0].cidr, "10.16.0.0/16");
+    assert_eq!(resp.ips[0].gateway, "10.16.0.1");
+    assert_eq!(resp.mac_address, "00:00:00:10:00:05");
+    assert_eq!(resp.nic_name, "eth0");
+    assert_eq!(resp.mtu, 1400);
+    let (status, body) = call(&d2.socket, "/api/v1/add", &request(&sb, "pod2", id2)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The pod side.
+    let ns1 = sb.state().pod_netns("default", "pod1");
+    let addr = sys::run("ip", ["-n", &ns1, "-o", "addr", "show", "dev", "eth0"]).unwrap();
+    assert!(addr.contains("inet 10.16.0.5/16"), "{addr}");
+    let link = sys::run("ip", ["-n", &ns1, "-o", "link", "show", "dev", "eth0"]).unwrap();
+    assert!(link.contains("link/ether 00:00:00:10:00:05"), "{link}");
+    assert!(link.contains("mtu 1400"), "{link}");
+    let route = sys::run("ip", ["-n", &ns1, "route", "show", "default"]).unwrap();
+    assert!(route.contains("via 10.16.0.1 dev eth0"), "{route}");
+    let features = sys::run_command(sys::in_netns(&ns1, "ethtool").args(["-k", "eth0"])).unwrap();
+    assert!(
+        features.contains("tx-checksumming: off"),
+        "userspace datapath needs tx off: {features}"
+    );
+
+    // The OVS side.
+    let host1 = "aaaaaaaaaaaa_h";
+    assert!(link_exists(&nodes[0].netns, host1));
+    let ids = vsctl_get(&nodes[0], "external_ids", host1).unwrap();
+    for want in [
+        "iface-id=pod1.default,",
+        "vendor=kube-ovn",
+        "pod_name=pod1",
+        "pod_namespace=default",
+        "ip=\"10.16.0.5\"",
+        "ovn-installed=\"true\"",
+    ] {
+        assert!(ids.contains(want), "{want} missing in {ids}");
+    }
+    let ports = nodes[0].vsctl(["list-ports", "br-int"]).unwrap();
+    assert!(ports.lines().any(|l| l == host1), "{ports}");
+
+    // Packets between the nodes (the first may be lost while the tunnel neighbour resolves).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut pinged = false;
+    while Instant::now() < deadline {
+        let mut ping = sys::in_netns(&ns1, "ping");
+        ping.args(["-c", "1", "-W", "1", "10.16.0.6"]);
+        if sys::run_command(&mut ping).is_ok() {
+            pinged = true;
+            break;
+        }
+    }
+    assert!(pinged, "pod1 cannot reach pod2 across nodes");
+
+    // DEL removes port and veth; a second DEL is still 204.
+    let (status, body) = call(&d1.socket, "/api/v1/del", &request(&sb, "pod1", id1)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(!link_exists(&nodes[0].netns, host1));
+    assert!(!link_exists(&ns1, "eth0"));
+    assert_eq!(vsctl_get(&nodes[0], "name", host1), None);
+    let ports = nodes[0].vsctl(["list-ports", "br-int"]).unwrap();
+    assert!(!ports.lines().any(|l| l == host1), "{ports}");
+    let (status, body) = call(&d1.socket, "/api/v1/del", &request(&sb, "pod1", id1)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // A pod the controller never finished: 500 naming what is missing, after the bound, and
+    // nothing left behind.
+    let id3 = "cccccccccccc3333333333333333";
+    let started = Instant::now();
+    let (status, body) = call(&d1.socket, "/api/v1/add", &request(&sb, "pod3", id3)).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let resp: CniResponse = serde_json::from_str(&body).unwrap();
+    for want in [
+        "ovn.kubernetes.io/mac_address",
+        "ovn.kubernetes.io/routed=true",
+        "pod default/pod3",
+    ] {
+        assert!(
+            resp.error.contains(want),
+            "{want} missing in {:?}",
+            resp.error
+        );
+    }
+    assert!(
+        !resp.error.contains("ovn.kubernetes.io/ip_address"),
+        "{}",
+        resp.error
+    );
+    assert!(took >= Duration::from_secs(WAIT_ADDRESS_SECS), "{took:?}");
+    assert!(
+        took < Duration::from_secs(WAIT_ADDRESS_SECS + 5),
+        "{took:?}"
+    );
+    assert!(!link_exists(&nodes[0].netns, "cccccccccccc_h"));
+
+    // Malformed body: 400 with the error.
+    let stream = tokio::net::UnixStream::connect(&d1.socket).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let bad = Request::post("http://dummy/api/v1/add")
+        .body(Full::new(Bytes::from_static(b"{not json")))
+        .unwrap();
+    let resp = sender.send_request(bad).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    drop((d1, d2));
+    sb.down().await.unwrap();
+}
