@@ -22,6 +22,7 @@ use kube_ovn_sandbox::node::NodeInfo;
 use kube_ovn_sandbox::{sys, Sandbox, SandboxConfig};
 
 const WAIT_ADDRESS_SECS: u64 = 3;
+const WAIT_INSTALLED_SECS: u64 = 5;
 
 /// The daemon binary running in a node's namespace; killed when dropped.
 struct DaemonProc {
@@ -46,6 +47,9 @@ fn start_daemon(node: &NodeInfo) -> DaemonProc {
         .arg(format!("--ovs-socket={}", node.ovs_remote()))
         .arg(format!("--bind-socket={}", socket.display()))
         .arg(format!("--wait-address-timeout={WAIT_ADDRESS_SECS}"))
+        .arg(format!(
+            "--wait-ovn-installed-timeout={WAIT_INSTALLED_SECS}"
+        ))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -178,7 +182,15 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
     )
     .await;
     create_pod(&pods, "pod3", "node1", annotations("10.16.0.7", "", false)).await;
-    for p in ["pod1", "pod2", "pod3"] {
+    // Annotated, but no logical switch port: ovn-controller never binds it.
+    create_pod(
+        &pods,
+        "pod4",
+        "node1",
+        annotations("10.16.0.8", "00:00:00:10:00:08", true),
+    )
+    .await;
+    for p in ["pod1", "pod1-restarted", "pod2", "pod3", "pod4"] {
         sys::netns_add(&sb.state().pod_netns("default", p)).unwrap();
     }
     let d1 = start_daemon(&nodes[0]);
@@ -244,6 +256,20 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
     assert!(pinged, "pod1 cannot reach pod2 across nodes");
 
     // DEL removes port and veth; a second DEL is still 204.
+    // A new sandbox of the same pod (new container, new netns) takes over the iface-id: the
+    // stale port goes (upstream's CleanDuplicatePort), the new one is bound.
+    let id1b = "dddddddddddd1111111111111111";
+    let mut again = request(&sb, "pod1", id1b);
+    again.net_ns = sys::netns_path(&sb.state().pod_netns("default", "pod1-restarted"));
+    let (status, body) = call(&d1.socket, "/api/v1/add", &again).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ports = nodes[0].vsctl(["list-ports", "br-int"]).unwrap();
+    assert!(!ports.lines().any(|l| l == host1), "{ports}");
+    assert!(ports.lines().any(|l| l == "dddddddddddd_h"), "{ports}");
+    let (status, body) = call(&d1.socket, "/api/v1/del", &again).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(!link_exists(&nodes[0].netns, "dddddddddddd_h"));
+
     let (status, body) = call(&d1.socket, "/api/v1/del", &request(&sb, "pod1", id1)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert!(!link_exists(&nodes[0].netns, host1));
@@ -284,6 +310,18 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
         "{took:?}"
     );
     assert!(!link_exists(&nodes[0].netns, "cccccccccccc_h"));
+
+    // ovn-controller never installs the port: 500 after the bound, port and veth removed.
+    let id4 = "eeeeeeeeeeee4444444444444444";
+    let (status, body) = call(&d1.socket, "/api/v1/add", &request(&sb, "pod4", id4)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let resp: CniResponse = serde_json::from_str(&body).unwrap();
+    assert!(resp.error.contains("ovn-installed"), "{}", resp.error);
+    assert!(!link_exists(&nodes[0].netns, "eeeeeeeeeeee_h"));
+    assert_eq!(vsctl_get(&nodes[0], "name", "eeeeeeeeeeee_h"), None);
+    let ns4 = sb.state().pod_netns("default", "pod4");
+    let left = sys::run("ip", ["-n", &ns4, "-o", "link", "show"]).unwrap();
+    assert_eq!(left.lines().count(), 1, "only lo may remain: {left}");
 
     // Malformed body: 400 with the error.
     let stream = tokio::net::UnixStream::connect(&d1.socket).await.unwrap();
