@@ -225,11 +225,11 @@ impl Netns {
                 .await?;
         }
         for r in nic.routes {
-            let dst = (!r.destination.is_empty())
-                .then(|| r.destination.parse::<IpNet>().ok())
+            let dst = (!r.dst.is_empty())
+                .then(|| r.dst.parse::<IpNet>().ok())
                 .flatten();
-            let gw = (!r.gateway.is_empty())
-                .then(|| r.gateway.parse::<IpAddr>().ok())
+            let gw = (!r.gw.is_empty())
+                .then(|| r.gw.parse::<IpAddr>().ok())
                 .flatten();
             self.add_route(index, dst, gw).await?;
         }

@@ -185,17 +185,16 @@ where
 }
 
 fn check_route(r: &Route) -> Result<(), String> {
-    if !r.destination.is_empty() {
-        r.destination
+    if !r.dst.is_empty() {
+        r.dst
             .parse::<IpNet>()
-            .map_err(|e| format!("route destination {:?}: {e}", r.destination))?;
+            .map_err(|e| format!("route destination {:?}: {e}", r.dst))?;
     }
-    if !r.gateway.is_empty() {
-        r.gateway
-            .parse::<IpAddr>()
-            .map_err(|e| format!("route gateway {:?}: {e}", r.gateway))?;
+    if !r.gw.is_empty() {
+        r.gw.parse::<IpAddr>()
+            .map_err(|e| format!("route gateway {:?}: {e}", r.gw))?;
     }
-    if r.destination.is_empty() && r.gateway.is_empty() {
+    if r.dst.is_empty() && r.gw.is_empty() {
         return Err("a route needs a destination or a gateway".into());
     }
     Ok(())
@@ -238,13 +237,13 @@ impl PodNetwork {
             .cidrs
             .iter()
             .map(|c| Route {
-                destination: c.to_string(),
-                gateway: String::new(),
+                dst: c.to_string(),
+                gw: String::new(),
             })
             .collect();
         out.extend(self.gateways.iter().map(|g| Route {
-            destination: String::new(),
-            gateway: g.to_string(),
+            dst: String::new(),
+            gw: g.to_string(),
         }));
         out.extend(self.routes.iter().cloned());
         out
@@ -270,7 +269,7 @@ impl PodNetwork {
             ips,
             mac_address: format_mac(&self.mac),
             routes: self.configured_routes(),
-            mtu,
+            mtu: mtu.into(),
             nic_name: nic_name.to_string(),
             ..CniResponse::default()
         }
@@ -320,7 +319,7 @@ mod tests {
         assert_eq!(r.ips[0].protocol, "IPv4");
         assert_eq!(r.ips[0].gateway, "10.16.0.1");
         assert_eq!(r.mac_address, "00:00:00:aa:bb:01");
-        assert_eq!(r.routes[1].gateway, "10.16.0.1");
+        assert_eq!(r.routes[1].gw, "10.16.0.1");
         assert_eq!(r.mtu, 1400);
     }
 
@@ -388,12 +387,12 @@ mod tests {
             r#"[{"dst":"192.168.0.0/24","gw":"10.16.0.254"}]"#.into(),
         );
         let extra = [Route {
-            destination: "172.16.0.0/12".into(),
-            gateway: String::new(),
+            dst: "172.16.0.0/12".into(),
+            gw: String::new(),
         }];
         let n = from_annotations(&a, "ovn", &extra).unwrap();
         assert_eq!(n.routes.len(), 2);
-        assert_eq!(n.routes[0].gateway, "10.16.0.254");
+        assert_eq!(n.routes[0].gw, "10.16.0.254");
     }
 
     #[test]

@@ -81,7 +81,7 @@ async fn route(daemon: &Daemon, req: Request<Incoming>) -> Response<Full<Bytes>>
         Err(e) => {
             return json(
                 StatusCode::BAD_REQUEST,
-                &CniResponse::failure(format!("read request failed {e}")),
+                &failure(format!("read request failed {e}")),
             )
         }
     };
@@ -91,7 +91,7 @@ async fn route(daemon: &Daemon, req: Request<Incoming>) -> Response<Full<Bytes>>
             let what = if add { "add" } else { "del" };
             return json(
                 StatusCode::BAD_REQUEST,
-                &CniResponse::failure(format!("parse {what} request failed {e}")),
+                &failure(format!("parse {what} request failed {e}")),
             );
         }
     };
@@ -102,7 +102,7 @@ async fn route(daemon: &Daemon, req: Request<Incoming>) -> Response<Full<Bytes>>
             Ok(resp) => json(StatusCode::OK, &resp),
             Err(e) => {
                 tracing::warn!(pod = %cni.pod_name, ns = %cni.pod_namespace, error = %e, "add failed");
-                json(error_status(&e), &CniResponse::failure(e.to_string()))
+                json(error_status(&e), &failure(e.to_string()))
             }
         }
     } else {
@@ -110,8 +110,16 @@ async fn route(daemon: &Daemon, req: Request<Incoming>) -> Response<Full<Bytes>>
             Ok(()) => status(StatusCode::NO_CONTENT),
             Err(e) => {
                 tracing::warn!(pod = %cni.pod_name, ns = %cni.pod_namespace, error = %e, "del failed");
-                json(error_status(&e), &CniResponse::failure(e.to_string()))
+                json(error_status(&e), &failure(e.to_string()))
             }
         }
+    }
+}
+
+/// A reply carrying only an error, as upstream's daemon answers failures.
+fn failure(error: String) -> CniResponse {
+    CniResponse {
+        error,
+        ..CniResponse::default()
     }
 }

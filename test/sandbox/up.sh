@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 test/sandbox/install-deps.sh
-cargo build -q -p kube-ovn-sandbox
+cargo build -q -p kube-ovn-sandbox -p kube-ovn-controller -p kube-ovn-daemon -p kube-ovn-cni
 exec target/debug/kube-ovn-sandbox up "$@"

@@ -293,7 +293,7 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
         pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
     };
     if host_network {
-        report_running(ctx, &namespace, &name, &[ctx.node.ip.to_string()]).await?;
+        report_running(ctx, pod, &[ctx.node.ip.to_string()]).await?;
         return Ok(Sandboxed {
             attachment,
             config: None,
@@ -334,7 +334,7 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
         attachment,
         config: Some(config),
     };
-    if let Err(e) = report_running(ctx, &namespace, &name, &ips).await {
+    if let Err(e) = report_running(ctx, pod, &ips).await {
         stop_pod(ctx, sandboxed).await;
         return Err(e);
     }
@@ -378,8 +378,26 @@ async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {
     }
 }
 
-async fn report_running(ctx: &Ctx, namespace: &str, name: &str, ips: &[String]) -> Result<()> {
+async fn report_running(ctx: &Ctx, pod: &Pod, ips: &[String]) -> Result<()> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
     let now = now();
+    // No container runs: each is reported ready and running inside the pod's namespace.
+    let containers: Vec<Value> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name, "ready": true, "started": true, "restartCount": 0,
+                "image": c.image.clone().unwrap_or_default(), "imageID": "",
+                "containerID": format!("netns://{namespace}_{name}"),
+                "state": {"running": {"startedAt": now}},
+            })
+        })
+        .collect();
     let condition = |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now});
     let conditions: Vec<Value> = ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
         .into_iter()
@@ -393,6 +411,7 @@ async fn report_running(ctx: &Ctx, namespace: &str, name: &str, ips: &[String]) 
         "podIPs": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<Value>>(),
         "startTime": now,
         "conditions": conditions,
+        "containerStatuses": containers,
     }});
     Api::<Pod>::namespaced(ctx.client.clone(), namespace)
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))

@@ -15,6 +15,7 @@ pub mod central;
 pub mod cni;
 pub mod error;
 pub mod kubelet;
+pub mod kubeovn;
 pub mod node;
 pub mod scheduler;
 pub mod sys;
@@ -56,6 +57,8 @@ pub struct SandboxConfig {
     pub api_listen: SocketAddr,
     /// Run kubelet stand-ins and the scheduler (tests of the bare OVN world can skip them).
     pub kubelets: bool,
+    /// Install and run kube-ovn-rs (CRDs, controller, a daemon and the CNI on every node).
+    pub kube_ovn: Option<kubeovn::KubeOvnBuild>,
 }
 
 impl SandboxConfig {
@@ -72,6 +75,7 @@ impl SandboxConfig {
             ic: false,
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubelets: true,
+            kube_ovn: None,
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct SandboxState {
     pub bring_up_seconds: f64,
     /// The process serving the API and the kubelets (the CLI's supervisor), if any.
     pub supervisor_pid: Option<u32>,
+    /// Whether kube-ovn-rs (controller, daemons, CNI) runs in the sandbox.
+    #[serde(default)]
+    pub kube_ovn: bool,
 }
 
 impl SandboxState {
@@ -131,6 +138,7 @@ pub struct Sandbox {
     api: Option<ApiServer>,
     tasks: Vec<JoinHandle<()>>,
     client: kube::Client,
+    children: Vec<std::process::Child>,
     down: bool,
 }
 
@@ -217,10 +225,12 @@ impl Sandbox {
                 kubeconfig,
                 bring_up_seconds: 0.0,
                 supervisor_pid: None,
+                kube_ovn: config.kube_ovn.is_some(),
             },
             api: Some(api),
             tasks: relays,
             client: client.clone(),
+            children: Vec::new(),
             down: false,
         };
         if config.kubelets {
@@ -265,6 +275,17 @@ impl Sandbox {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        if let Some(build) = &config.kube_ovn {
+            kubeovn::install_crds(&sandbox.client, &build.crds).await?;
+            let st = &sandbox.state;
+            let controller =
+                kubeovn::start_controller(build, &st.run_dir, &st.kubeconfig, &st.central.nb)?;
+            sandbox.children.push(controller);
+            for n in &st.nodes {
+                let agent = kubeovn::start_node_agent(build, n)?;
+                sandbox.children.push(agent);
+            }
+        }
         sandbox.state.bring_up_seconds = start.elapsed().as_secs_f64();
         sandbox.state.save()?;
         Ok(sandbox)
@@ -292,6 +313,7 @@ impl Sandbox {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        stop_children(&mut self.children);
         if let Some(api) = self.api.take() {
             api.shutdown().await;
         }
@@ -310,8 +332,18 @@ impl Drop for Sandbox {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        stop_children(&mut self.children);
         // Best effort after a failed test: never leave namespaces and daemons behind.
         let _ = sweep(&self.state.run_dir, &self.state.prefix);
+    }
+}
+
+/// Stops the kube-ovn processes (SIGTERM, then kill) and reaps them.
+fn stop_children(children: &mut Vec<std::process::Child>) {
+    for mut c in children.drain(..) {
+        sys::stop_pid(c.id() as i32, Duration::from_secs(5));
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }
 

@@ -75,6 +75,9 @@ struct UpArgs {
     /// Address of the Kubernetes API fixture (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     api_listen: SocketAddr,
+    /// Bring up the bare world only: no kube-ovn controller, daemons or CNI.
+    #[arg(long)]
+    no_kube_ovn: bool,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +114,13 @@ fn log_file(run_dir: &Path) -> PathBuf {
     let mut name = run_dir.as_os_str().to_owned();
     name.push(".log");
     PathBuf::from(name)
+}
+
+/// kube-ovn-rs as built in the same target directory as this binary.
+fn kube_ovn_build() -> Option<kube_ovn_sandbox::kubeovn::KubeOvnBuild> {
+    let exe = std::env::current_exe().ok()?;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    kube_ovn_sandbox::kubeovn::KubeOvnBuild::beside(exe.parent()?, &source)
 }
 
 fn preflight() -> Res {
@@ -174,6 +184,11 @@ fn up(cli: &Cli, args: &UpArgs) -> Res {
     }
     if args.ic {
         serve.arg("--ic");
+    }
+    if args.no_kube_ovn {
+        serve.arg("--no-kube-ovn");
+    } else if kube_ovn_build().is_none() {
+        return Err("kube-ovn binaries not built next to kube-ovn-sandbox: run `cargo build -p kube-ovn-controller -p kube-ovn-daemon -p kube-ovn-cni` (or pass --no-kube-ovn)".into());
     }
     let mut child = serve
         .env(
@@ -239,7 +254,68 @@ fn up(cli: &Cli, args: &UpArgs) -> Res {
             .replace(&state.nodes[0].name, "<node>"),
     );
     println!("Log: {}", log.display());
+    if state.kube_ovn {
+        println!();
+        runtime()?.block_on(demo(&state))?;
+    }
     Ok(())
+}
+
+/// Two pods on different nodes, wired by kube-ovn-rs, pinging each other.
+async fn demo(state: &SandboxState) -> Res {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::PostParams;
+    let client = kube::Client::try_from(kube::Config::new(state.api_url.parse()?))?;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let nodes: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+    let placement = [("demo-a", nodes[0]), ("demo-b", nodes[nodes.len() - 1])];
+    for (name, node) in placement {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "kube-ovn-sandbox-demo"}},
+            "spec": {"nodeName": node, "containers": [{"name": "demo", "image": "netns"}]}
+        }))?;
+        pods.create(&PostParams::default(), &pod).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut ips = Vec::new();
+    for (name, node) in placement {
+        let ip = loop {
+            let p = pods.get(name).await?;
+            let st = p.status.unwrap_or_default();
+            if st.phase.as_deref() == Some("Running") {
+                if let Some(ip) = st.pod_ip {
+                    break ip;
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("demo pod {name} not Running after 90 s: see `kubectl describe pod {name}` and the logs under {}", state.run_dir.display()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        println!("demo: {name} is Running on {node} with {ip}");
+        ips.push(ip);
+    }
+    let from = state.pod_netns("default", "demo-a");
+    let to = ips[1].clone();
+    let ok = sys::wait_for(Duration::from_secs(15), || {
+        sys::in_netns(&from, "ping")
+            .args(["-c1", "-W1", &to])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if ok {
+        println!(
+            "demo: demo-a ({}) → demo-b ({to}) across nodes over Geneve: ping OK",
+            ips[0]
+        );
+        println!("      try: kube-ovn-sandbox exec demo-a -- ping -c3 {to}");
+        Ok(())
+    } else {
+        Err(format!("demo: demo-a cannot ping demo-b ({to})").into())
+    }
 }
 
 async fn serve(cli: &Cli, args: &UpArgs) -> Res {
@@ -255,6 +331,11 @@ async fn serve(cli: &Cli, args: &UpArgs) -> Res {
         ic: args.ic,
         api_listen: args.api_listen,
         kubelets: true,
+        kube_ovn: if args.no_kube_ovn {
+            None
+        } else {
+            kube_ovn_build()
+        },
     };
     let mut sandbox = Sandbox::up(config).await?;
     sandbox.set_supervisor(std::process::id())?;

@@ -1,0 +1,136 @@
+//! Installing kube-ovn-rs into a sandbox the way a cluster install does: the CRDs, the
+//! controller (host network, next to the central databases), and on every node the daemon (in
+//! the node's namespace, on its OVS), the `kube-ovn` CNI binary in the node's plugin directory
+//! and the `01-kube-ovn.conflist` pointing at that node's daemon socket. Processes get pidfiles
+//! in the run directory, so any teardown finds them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::node::NodeInfo;
+use crate::sys;
+
+/// The binaries and manifests of a kube-ovn-rs build.
+#[derive(Debug, Clone)]
+pub struct KubeOvnBuild {
+    /// `kube-ovn-controller`.
+    pub controller: PathBuf,
+    /// `kube-ovn-daemon`.
+    pub daemon: PathBuf,
+    /// The `kube-ovn` CNI plugin.
+    pub cni: PathBuf,
+    /// `dist/crds/kube-ovn-crd.yaml`.
+    pub crds: PathBuf,
+}
+
+impl KubeOvnBuild {
+    /// The build next to a binary of the same cargo target directory (`target/<profile>/`), with
+    /// the CRDs from the source tree; `None` unless every file exists.
+    pub fn beside(binary_dir: &Path, source_root: &Path) -> Option<KubeOvnBuild> {
+        let b = KubeOvnBuild {
+            controller: binary_dir.join("kube-ovn-controller"),
+            daemon: binary_dir.join("kube-ovn-daemon"),
+            cni: binary_dir.join("kube-ovn"),
+            crds: source_root.join("dist/crds/kube-ovn-crd.yaml"),
+        };
+        [&b.controller, &b.daemon, &b.cni, &b.crds]
+            .iter()
+            .all(|p| p.is_file())
+            .then_some(b)
+    }
+}
+
+/// Installs every CRD of the bundle (already installed ones are left as they are).
+pub async fn install_crds(client: &kube::Client, bundle: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(bundle).map_err(|e| Error::io(bundle, e))?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for doc in serde_norway::Deserializer::from_str(&text) {
+        let crd = CustomResourceDefinition::deserialize(doc)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", bundle.display())))?;
+        match api.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn spawn_logged(mut cmd: Command, log: &Path, pidfile: &Path) -> Result<Child> {
+    let out = std::fs::File::create(log).map_err(|e| Error::io(log, e))?;
+    let err = out.try_clone().map_err(|e| Error::io(log, e))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| Error::Command {
+            command: format!("{cmd:?}"),
+            detail: e.to_string(),
+        })?;
+    std::fs::write(pidfile, child.id().to_string()).map_err(|e| Error::io(pidfile, e))?;
+    Ok(child)
+}
+
+/// Starts the controller in the root namespace against the sandbox's API and NB.
+pub fn start_controller(
+    build: &KubeOvnBuild,
+    run_dir: &Path,
+    kubeconfig: &Path,
+    nb: &str,
+) -> Result<Child> {
+    let mut cmd = Command::new(&build.controller);
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--ovn-nb-addr={nb}"))
+        // Port 0: several sandboxes (and a host controller) may run side by side.
+        .arg("--pprof-port=0")
+        .env("POD_NAME", "kube-ovn-controller-sandbox")
+        .env("KUBE_NAMESPACE", "kube-system");
+    spawn_logged(
+        cmd,
+        &run_dir.join("controller.log"),
+        &run_dir.join("controller.pid"),
+    )
+}
+
+/// The CNI configuration kube-ovn installs on a node, with that node's daemon socket.
+pub fn conflist(node: &NodeInfo) -> String {
+    serde_json::json!({
+        "name": "kube-ovn",
+        "cniVersion": "0.3.1",
+        "plugins": [{
+            "type": "kube-ovn",
+            "server_socket": daemon_socket(node).display().to_string(),
+        }],
+    })
+    .to_string()
+}
+
+/// Where a node's daemon listens.
+pub fn daemon_socket(node: &NodeInfo) -> PathBuf {
+    node.dir.join("kube-ovn-daemon.sock")
+}
+
+/// Installs the CNI plugin and configuration on a node and starts its daemon there.
+pub fn start_node_agent(build: &KubeOvnBuild, node: &NodeInfo) -> Result<Child> {
+    let bin = node.cni_bin_dir().join("kube-ovn");
+    std::fs::copy(&build.cni, &bin).map_err(|e| Error::io(&bin, e))?;
+    let conf = node.cni_conf_dir().join("01-kube-ovn.conflist");
+    std::fs::write(&conf, conflist(node)).map_err(|e| Error::io(&conf, e))?;
+    let mut cmd = sys::in_netns(&node.netns, &build.daemon);
+    cmd.arg(format!("--kubeconfig={}", node.kubeconfig().display()))
+        .arg(format!("--ovs-socket={}", node.ovs_remote()))
+        .arg(format!("--bind-socket={}", daemon_socket(node).display()))
+        .arg("--pprof-port=0")
+        .env("NODE_NAME", &node.name);
+    spawn_logged(
+        cmd,
+        &node.dir.join("daemon.log"),
+        &node.dir.join("daemon.pid"),
+    )
+}

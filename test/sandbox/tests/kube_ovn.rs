@@ -1,0 +1,154 @@
+//! The whole stack, as a user gets it: sandbox nodes running kube-ovn-rs (controller, a daemon
+//! and the `kube-ovn` CNI on every node). Pods created through the API get addresses from the
+//! controller, are wired by the daemons through the real CNI contract, reach each other on the
+//! same node and across nodes (ping and TCP), and are fully unwired when deleted.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
+use kube_ovn_sandbox::{leftovers, sys, Sandbox, SandboxConfig};
+use serde_json::json;
+
+fn build() -> KubeOvnBuild {
+    // Test binaries live in target/<profile>/deps; the product binaries one level up.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    KubeOvnBuild::beside(dir, &source).unwrap_or_else(|| {
+        panic!(
+            "kube-ovn binaries missing in {}: build the workspace first (cargo test --workspace --all-targets does)",
+            dir.display()
+        )
+    })
+}
+
+async fn running(pods: &Api<Pod>, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(p) = pods.get(name).await {
+            let st = p.status.unwrap_or_default();
+            if st.phase.as_deref() == Some("Running") {
+                if let Some(ip) = st.pod_ip {
+                    return ip;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "pod {name} never Running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ping(from: &str, to: &str) -> bool {
+    sys::wait_for(Duration::from_secs(15), || {
+        sys::in_netns(from, "ping")
+            .args(["-c1", "-W1", to])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_get_wired_by_kube_ovn_and_talk_within_and_across_nodes() {
+    let mut config = SandboxConfig::isolated(2);
+    config.kube_ovn = Some(build());
+    let (run_dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
+    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
+    let state = sandbox.state().clone();
+    let pods: Api<Pod> = Api::namespaced(sandbox.client(), "default");
+    for (name, node) in [("a1", "node1"), ("a2", "node1"), ("b1", "node2")] {
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let a1 = running(&pods, "a1").await;
+    let a2 = running(&pods, "a2").await;
+    let b1 = running(&pods, "b1").await;
+    for ip in [&a1, &a2, &b1] {
+        assert!(ip.starts_with("10.16."), "{ip} is not from ovn-default");
+    }
+    let ns = |p: &str| state.pod_netns("default", p);
+    assert!(ping(&ns("a1"), &a2), "same node");
+    assert!(ping(&ns("a1"), &b1), "across nodes");
+    assert!(ping(&ns("b1"), &a1), "back across nodes");
+    assert!(
+        ping(&ns("a1"), "10.16.0.1"),
+        "the subnet gateway (router port)"
+    );
+
+    // TCP across nodes: a listener in b1, bytes from a1 arrive intact.
+    let received = state.run_dir.join("received");
+    let mut listener = sys::in_netns(&ns("b1"), "sh")
+        .args([
+            "-c",
+            &format!("exec nc -l -p 7001 > {}", received.display()),
+        ])
+        .spawn()
+        .unwrap();
+    let payload = "kube-ovn-rs ".repeat(2000);
+    let sent = sys::wait_for(Duration::from_secs(15), || {
+        let mut nc = sys::in_netns(&ns("a1"), "nc")
+            .args(["-N", "-w", "2", &b1, "7001"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let ok = nc
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(payload.as_bytes())
+            .is_ok();
+        ok && nc.wait().is_ok_and(|s| s.success())
+    });
+    assert!(sent, "TCP from a1 to b1 failed");
+    assert!(sys::wait_for(Duration::from_secs(10), || listener
+        .try_wait()
+        .ok()
+        .flatten()
+        .is_some()));
+    assert_eq!(std::fs::read_to_string(&received).unwrap(), payload);
+
+    // Delete: the pod's namespace, OVS port and logical port go.
+    pods.delete("b1", &DeleteParams::default()).await.unwrap();
+    let node2 = state.node("node2").unwrap().clone();
+    let gone = sys::wait_for(Duration::from_secs(30), || {
+        let netns_gone = !Path::new(&sys::netns_path(&ns("b1"))).exists();
+        let port_gone = !node2
+            .vsctl(["--bare", "--columns=external_ids", "list", "Interface"])
+            .unwrap_or_default()
+            .contains("b1.default");
+        let lsp_gone = !sys::run(
+            "ovn-nbctl",
+            [format!("--db={}", state.central.nb), "ls-list".into()],
+        )
+        .and_then(|_| {
+            sys::run(
+                "ovn-nbctl",
+                [
+                    format!("--db={}", state.central.nb),
+                    "lsp-list".into(),
+                    "ovn-default".into(),
+                ],
+            )
+        })
+        .unwrap_or_default()
+        .contains("b1.default");
+        netns_gone && port_gone && lsp_gone
+    });
+    assert!(gone, "b1 not fully removed");
+
+    sandbox.down().await.unwrap();
+    let left = leftovers(&run_dir, &prefix);
+    assert!(left.is_empty(), "teardown left {left:?}");
+}
