@@ -30,6 +30,18 @@ pub enum TxChecksumOffload {
     Off,
 }
 
+impl TxChecksumOffload {
+    /// Whether the policy turns TX checksum offload off, given whether the bridge uses the
+    /// userspace datapath.
+    pub fn turns_off(self, userspace: bool) -> bool {
+        match self {
+            TxChecksumOffload::Auto => userspace,
+            TxChecksumOffload::On => false,
+            TxChecksumOffload::Off => true,
+        }
+    }
+}
+
 /// kube-ovn-daemon configuration.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -53,7 +65,7 @@ pub struct Config {
     /// Tunnel interface (accepted; tunnel selection is not implemented yet).
     #[arg(long = "iface", default_value = "")]
     pub iface: String,
-    /// Join switch name (accepted; ovn0 is not implemented yet).
+    /// Join subnet name: its CIDR gets no host route through `ovn0`.
     #[arg(long = "node-switch", default_value = "join")]
     pub node_switch: String,
     /// Default VPC router (accepted).

@@ -137,12 +137,10 @@ impl Daemon {
             routes: &net.routes,
         })
         .await?;
-        let off = match self.tx_checksum {
-            TxChecksumOffload::Auto => self.ovs.is_userspace(INTEGRATION_BRIDGE),
-            TxChecksumOffload::On => false,
-            TxChecksumOffload::Off => true,
-        };
-        if off {
+        if self
+            .tx_checksum
+            .turns_off(self.ovs.is_userspace(INTEGRATION_BRIDGE))
+        {
             pod.tx_checksum_off(ifname)?;
         }
         Ok(())

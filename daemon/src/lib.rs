@@ -5,6 +5,7 @@ pub mod config;
 pub mod handler;
 pub mod netdev;
 pub mod network;
+pub mod node;
 pub mod ovs;
 pub mod pods;
 pub mod protocol;

@@ -14,8 +14,11 @@ use std::path::Path;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use rtnetlink::{Handle, IpVersion, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
+use crate::node::routes::HostRoute;
 use crate::protocol::Route;
 
 /// TX queue length upstream gives the host end.
@@ -275,12 +278,179 @@ impl Netns {
             .map_err(link_err(what))
     }
 
+    /// Gives the node's existing link `name` (`ovn0`) its MAC, MTU and exactly `addresses`
+    /// (other global addresses are removed, IPv6 link-local ones kept) and brings it up.
+    pub async fn configure_node_nic(
+        &self,
+        name: &str,
+        mac: [u8; 6],
+        mtu: u32,
+        addresses: &[IpNet],
+    ) -> Result<u32, LinkError> {
+        let index = self.require(name).await?;
+        let link = self.handle.link();
+        link.set(
+            LinkUnspec::new_with_index(index)
+                .address(mac.to_vec())
+                .mtu(mtu)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(link_err(format!("set mac/mtu/up on {name}")))?;
+        let mut current = Vec::new();
+        let mut msgs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(m) = msgs
+            .try_next()
+            .await
+            .map_err(link_err(format!("list addresses of {name}")))?
+        {
+            let addr = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = addr {
+                current.push((IpNet::new(ip, m.header.prefix_len).ok(), m));
+            }
+        }
+        for (net, msg) in current.iter() {
+            let link_local =
+                matches!(net.map(|n| n.addr()), Some(IpAddr::V6(a)) if a.is_unicast_link_local());
+            if !link_local && !net.is_some_and(|n| addresses.contains(&n)) {
+                self.handle
+                    .address()
+                    .del(msg.clone())
+                    .execute()
+                    .await
+                    .map_err(link_err(format!("remove stale address from {name}")))?;
+            }
+        }
+        for a in addresses {
+            if current.iter().any(|(n, _)| *n == Some(*a)) {
+                continue;
+            }
+            self.handle
+                .address()
+                .add(index, a.addr(), a.prefix_len())
+                .execute()
+                .await
+                .map_err(link_err(format!("add address {a} to {name}")))?;
+        }
+        Ok(index)
+    }
+
+    /// The main table's routes through link `index` that have a gateway (the ones the node
+    /// setup owns; the on-link route of the link's own subnet has none).
+    pub async fn gateway_routes(&self, index: u32) -> Result<Vec<HostRoute>, LinkError> {
+        let mut out = Vec::new();
+        for (version, msg) in [
+            (
+                IpVersion::V4,
+                RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            ),
+            (
+                IpVersion::V6,
+                RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+            ),
+        ] {
+            let mut routes = self.handle.route().get(msg).execute();
+            while let Some(r) = routes
+                .try_next()
+                .await
+                .map_err(link_err(format!("list {version:?} routes")))?
+            {
+                if let Some(h) = host_route(&r, index) {
+                    out.push(h);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds or replaces `route` through link `index`.
+    pub async fn replace_host_route(&self, index: u32, route: &HostRoute) -> Result<(), LinkError> {
+        let msg = host_route_message(index, route)?;
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(link_err(format!(
+                "add route {} via {}",
+                route.dst, route.gateway
+            )))
+    }
+
+    /// Removes `route` through link `index`; already gone is success.
+    pub async fn delete_host_route(&self, index: u32, route: &HostRoute) -> Result<(), LinkError> {
+        let msg = host_route_message(index, route)?;
+        match self.handle.route().del(msg).execute().await {
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::ESRCH => Ok(()),
+            r => r.map_err(link_err(format!("delete route {}", route.dst))),
+        }
+    }
+
     /// Turns TX checksum offload off on `name` (`ethtool -K <name> tx off`); the kernel drops
     /// the features that depend on it (TSO…) by itself.
     pub fn tx_checksum_off(&self, name: &str) -> Result<(), LinkError> {
         ethtool_set_tx_csum(&self.ioctl_socket, name, false)
             .map_err(io_err(format!("turn off tx checksum on {name}")))
     }
+}
+
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// A main-table route with a gateway through link `index`, as a [`HostRoute`].
+fn host_route(r: &RouteMessage, index: u32) -> Option<HostRoute> {
+    if r.header.table != libc::RT_TABLE_MAIN {
+        return None;
+    }
+    let (mut dst, mut gateway, mut src, mut oif) = (None, None, None, None);
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = route_ip(d),
+            RouteAttribute::Gateway(g) => gateway = route_ip(g),
+            RouteAttribute::PrefSource(s) => src = route_ip(s),
+            RouteAttribute::Oif(o) => oif = Some(*o),
+            _ => {}
+        }
+    }
+    if oif != Some(index) {
+        return None;
+    }
+    let dst = IpNet::new(dst?, r.header.destination_prefix_length).ok()?;
+    Some(HostRoute {
+        dst,
+        gateway: gateway?,
+        src,
+    })
+}
+
+fn host_route_message(index: u32, route: &HostRoute) -> Result<RouteMessage, LinkError> {
+    let what = format!("route {} via {}", route.dst, route.gateway);
+    let bad = |e| invalid_route(&what, e);
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(route.dst.addr(), route.dst.prefix_len())
+        .map_err(bad)?
+        .gateway(route.gateway)
+        .map_err(bad)?;
+    if let Some(src) = route.src {
+        b = b.pref_source(src).map_err(bad)?;
+    }
+    Ok(b.output_interface(index).build())
 }
 
 /// What the pod side of the veth becomes.

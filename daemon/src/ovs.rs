@@ -52,6 +52,8 @@ pub struct PortSpec {
     pub name: String,
     /// `external_ids` of the interface; `iface-id` is what ovn-controller binds by.
     pub external_ids: BTreeMap<String, String>,
+    /// An OVS internal port (`type=internal`, the node's `ovn0`) rather than a veth end.
+    pub internal: bool,
 }
 
 impl PortSpec {
@@ -77,6 +79,20 @@ impl PortSpec {
         PortSpec {
             name: name.to_string(),
             external_ids: ids,
+            internal: false,
+        }
+    }
+
+    /// The node's internal port on the join switch (`ovn0`): `iface-id` is the node's logical
+    /// port (`node-<node>`), `ip` its join addresses, as upstream's `configureNodeNic` writes.
+    pub fn node_nic(name: &str, iface_id: &str, ips: &str) -> PortSpec {
+        PortSpec {
+            name: name.to_string(),
+            external_ids: BTreeMap::from([
+                (IFACE_ID.to_string(), iface_id.to_string()),
+                ("ip".to_string(), ips.to_string()),
+            ]),
+            internal: true,
         }
     }
 
@@ -191,20 +207,21 @@ pub fn plan_add_port(
             vec![Mutation::delete("ports", set)],
         );
     }
-    let iface = txn.insert(
-        "Interface",
-        Row::from([
-            ("name".to_string(), Datum::scalar(spec.name.as_str())),
-            (
-                "external_ids".to_string(),
-                Datum::map(
-                    spec.external_ids
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str())),
-                ),
+    let mut iface_row = Row::from([
+        ("name".to_string(), Datum::scalar(spec.name.as_str())),
+        (
+            "external_ids".to_string(),
+            Datum::map(
+                spec.external_ids
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
             ),
-        ]),
-    );
+        ),
+    ]);
+    if spec.internal {
+        iface_row.insert("type".to_string(), Datum::scalar("internal"));
+    }
+    let iface = txn.insert("Interface", iface_row);
     let port = txn.insert(
         "Port",
         Row::from([
@@ -251,6 +268,42 @@ pub fn plan_del_port(cache: &CacheData, name: &str) -> Option<Transaction> {
     }
     txn.comment(format!("kube-ovn-daemon: delete port {name}"));
     Some(txn)
+}
+
+/// Whether `bridge` already has a port with exactly `spec`'s interface: same name, type and
+/// `external_ids` values (ovn-controller's own keys such as `ovn-installed` aside), so
+/// re-applying the spec can leave it alone instead of replacing a working port.
+pub fn has_port(cache: &CacheData, bridge: &str, spec: &PortSpec) -> bool {
+    let wanted_type = if spec.internal { "internal" } else { "" };
+    let ifaces = interfaces_where(cache, |r| {
+        str_col(r, "name") == Some(spec.name.as_str())
+            && str_col(r, "type").unwrap_or("") == wanted_type
+            && spec.external_ids.iter().all(|(k, v)| {
+                r.get("external_ids")
+                    .and_then(|d| d.map_get(k))
+                    .and_then(Atom::as_str)
+                    == Some(v.as_str())
+            })
+    });
+    let ports = ports_of(cache, &ifaces);
+    cache.table("Bridge").is_some_and(|t| {
+        t.by_name(bridge).any(|(_, r)| {
+            r.get("ports").and_then(Datum::as_set).is_some_and(|s| {
+                s.iter()
+                    .any(|a| a.as_uuid().is_some_and(|u| ports.contains(&u)))
+            })
+        })
+    })
+}
+
+/// The chassis name ovn-controller registers: `Open_vSwitch` `external_ids:system-id`.
+pub fn system_id(cache: &CacheData) -> Option<String> {
+    cache.table("Open_vSwitch")?.iter().find_map(|(_, r)| {
+        r.get("external_ids")?
+            .map_get("system-id")?
+            .as_str()
+            .map(str::to_string)
+    })
 }
 
 /// Whether the interface called `name` has been bound by ovn-controller.
@@ -306,6 +359,19 @@ impl Ovs {
             }
         }
         Err(OvsError::Contended(spec.name.clone()))
+    }
+
+    /// Plugs the port in unless an identical one is already there (see [`has_port`]).
+    pub async fn ensure_port(&self, bridge: &str, spec: &PortSpec) -> Result<(), OvsError> {
+        if has_port(&self.replica.cache(), bridge, spec) {
+            return Ok(());
+        }
+        self.add_port(bridge, spec).await
+    }
+
+    /// The OVS `system-id` (the chassis name), once the database has one.
+    pub fn system_id(&self) -> Option<String> {
+        system_id(&self.replica.cache())
     }
 
     /// Removes the port with interface `name`; nothing to remove is success.

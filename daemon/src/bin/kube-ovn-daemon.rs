@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use kube_ovn_daemon::config::Config;
 use kube_ovn_daemon::handler::Daemon;
+use kube_ovn_daemon::node::NodeSetup;
 use kube_ovn_daemon::ovs::Ovs;
 use kube_ovn_daemon::pods::NodePods;
 use kube_ovn_daemon::server;
@@ -36,6 +37,15 @@ async fn run(config: Config) -> Result<(), String> {
     let ovs = Ovs::connect(&config.ovs_remote(), OVS_CONNECT_WAIT)
         .await
         .map_err(|e| format!("{}: {e}", config.ovs_remote()))?;
+    NodeSetup {
+        client: client.clone(),
+        node: node.clone(),
+        ovs: ovs.clone(),
+        join_switch: config.node_switch.clone(),
+        mtu: config.pod_mtu(),
+        tx_checksum: config.pod_tx_checksum_offload,
+    }
+    .start();
     let daemon = Daemon {
         pods: NodePods::start(client, &node),
         ovs,
