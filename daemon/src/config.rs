@@ -80,13 +80,15 @@ pub struct Config {
     /// Overlay encapsulation: geneve, vxlan or stt; decides the MTU overhead.
     #[arg(long = "network-type", default_value = "geneve")]
     pub network_type: String,
-    /// Metrics endpoint (accepted; not served yet).
+    /// Serve Prometheus metrics at `/metrics` on `--pprof-port` (health endpoints are served
+    /// there either way).
     #[arg(long = "enable-metrics", action = clap::ArgAction::Set, default_value_t = true)]
     pub enable_metrics: bool,
     /// pprof (accepted; Go-only).
     #[arg(long = "enable-pprof", action = clap::ArgAction::Set, default_value_t = false)]
     pub enable_pprof: bool,
-    /// pprof/metrics port (accepted).
+    /// Port of the metrics and health endpoint on all addresses; 0 picks a free one (the bound
+    /// address is logged and written to `<bind-socket>.metrics-addr`).
     #[arg(long = "pprof-port", default_value_t = 10665)]
     pub pprof_port: u16,
     /// Traffic mirroring (accepted; not implemented yet).

@@ -3,11 +3,13 @@
 //! failure after something was created removes it again, so a retried ADD starts clean.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::config::TxChecksumOffload;
+use crate::metrics::Metrics;
 use crate::netdev::{LinkError, Netns, PodNic};
 use crate::network::{self, NetworkError, PodNetwork};
 use crate::ovs::{Ovs, OvsError, PortSpec, INTEGRATION_BRIDGE};
@@ -46,6 +48,8 @@ pub struct Daemon {
     pub wait_address: Duration,
     /// Bound of the wait for `ovn-installed`.
     pub wait_installed: Duration,
+    /// Where the waits are accounted, so slow ADDs can be attributed to controller or OVN.
+    pub metrics: Arc<Metrics>,
 }
 
 fn validate(req: &CniRequest) -> Result<(), HandlerError> {
@@ -82,7 +86,10 @@ impl Daemon {
             return Err(HandlerError::BadRequest("request has no net_ns".into()));
         }
         let provider = network::provider(&req.provider).to_string();
-        let net = self.wait_network(req, &provider).await?;
+        let started = Instant::now();
+        let net = self.wait_network(req, &provider).await;
+        self.metrics.observe_wait_address(started.elapsed());
+        let net = net?;
         let ifname = if_name(req);
         let (host, peer) = network::veth_names(&req.container_id, ifname)
             .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
@@ -122,7 +129,10 @@ impl Daemon {
         );
         self.ovs.add_port(INTEGRATION_BRIDGE, &spec).await?;
         node.host_up(host).await?;
-        self.ovs.wait_installed(host, self.wait_installed).await?;
+        let started = Instant::now();
+        let installed = self.ovs.wait_installed(host, self.wait_installed).await;
+        self.metrics.observe_wait_ovn_installed(started.elapsed());
+        installed?;
         let path = Path::new(&req.net_ns);
         node.move_to(peer, path).await?;
         let pod = Netns::open(path).await?;

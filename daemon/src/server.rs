@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -35,7 +36,21 @@ pub async fn serve(listener: UnixListener, daemon: Daemon) -> std::io::Result<()
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let daemon = daemon.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&daemon, req).await) }
+                async move {
+                    let started = Instant::now();
+                    let method = match req.uri().path() {
+                        "/api/v1/add" => Some("add"),
+                        "/api/v1/del" => Some("del"),
+                        _ => None,
+                    };
+                    let resp = route(&daemon, req).await;
+                    if let Some(method) = method {
+                        daemon
+                            .metrics
+                            .observe_op(method, resp.status(), started.elapsed());
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

@@ -1,12 +1,14 @@
 //! kube-ovn-daemon: connects to the API server and the node's OVS database, then serves the CNI
 //! shim on `--bind-socket` until SIGTERM/SIGINT.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use kube_ovn_daemon::config::Config;
 use kube_ovn_daemon::handler::Daemon;
+use kube_ovn_daemon::metrics::{self, Metrics};
 use kube_ovn_daemon::node::NodeSetup;
 use kube_ovn_daemon::ovs::Ovs;
 use kube_ovn_daemon::pods::NodePods;
@@ -34,6 +36,20 @@ async fn run(config: Config) -> Result<(), String> {
         return Err("node name unknown: set NODE_NAME".into());
     }
     let client = kube_client(&config).await?;
+    let metrics = Metrics::new(&node);
+    let listen = SocketAddr::from(([0, 0, 0, 0], config.pprof_port));
+    let (metrics_listener, metrics_addr) =
+        metrics::bind(listen, &metrics::addr_file(&config.bind_socket))
+            .await
+            .map_err(|e| format!("metrics endpoint {listen}: {e}"))?;
+    tracing::info!(addr = %metrics_addr, metrics = config.enable_metrics, "serving health and metrics");
+    let m = metrics.clone();
+    let enable_metrics = config.enable_metrics;
+    tokio::spawn(async move {
+        if let Err(e) = metrics::serve(metrics_listener, m, enable_metrics).await {
+            tracing::warn!(addr = %metrics_addr, error = %e, "metrics endpoint stopped");
+        }
+    });
     let ovs = Ovs::connect(&config.ovs_remote(), OVS_CONNECT_WAIT)
         .await
         .map_err(|e| format!("{}: {e}", config.ovs_remote()))?;
@@ -53,9 +69,11 @@ async fn run(config: Config) -> Result<(), String> {
         tx_checksum: config.pod_tx_checksum_offload,
         wait_address: config.wait_address_timeout,
         wait_installed: config.wait_ovn_installed_timeout,
+        metrics: metrics.clone(),
     };
     let listener = server::bind(&config.bind_socket)
         .map_err(|e| format!("bind {}: {e}", config.bind_socket.display()))?;
+    metrics.set_ready();
     tracing::info!(node = %node, socket = %config.bind_socket.display(), mtu = daemon.mtu, "serving the CNI shim");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
