@@ -84,6 +84,54 @@ async fn pods_get_wired_by_kube_ovn_and_talk_within_and_across_nodes() {
         "the subnet gateway (router port)"
     );
 
+    // A second subnet, bound to a namespace: its pod talks to the first subnet's pods through
+    // the VPC router, on another node.
+    let subnets: Api<kube::api::DynamicObject> = Api::all_with(
+        sandbox.client(),
+        &kube::api::ApiResource {
+            group: "kubeovn.io".into(),
+            version: "v1".into(),
+            api_version: "kubeovn.io/v1".into(),
+            kind: "Subnet".into(),
+            plural: "subnets".into(),
+        },
+    );
+    let subnet: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "team"},
+        "spec": {"cidrBlock": "10.70.0.0/24", "namespaces": ["team"]}
+    }))
+    .unwrap();
+    subnets
+        .create(&PostParams::default(), &subnet)
+        .await
+        .unwrap();
+    let ns_obj: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+    )
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(sandbox.client())
+        .create(&PostParams::default(), &ns_obj)
+        .await
+        .unwrap();
+    let team: Api<Pod> = Api::namespaced(sandbox.client(), "team");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t1", "namespace": "team"},
+        "spec": {"nodeName": "node2", "containers": [{"name": "c", "image": "x"}]}
+    }))
+    .unwrap();
+    team.create(&PostParams::default(), &pod).await.unwrap();
+    let t1 = running(&team, "t1").await;
+    assert!(
+        t1.starts_with("10.70.0."),
+        "{t1} is not from the team subnet"
+    );
+    let t1_ns = state.pod_netns("team", "t1");
+    assert!(ping(&t1_ns, &a1), "team subnet → ovn-default across nodes");
+    assert!(
+        ping(&ns("a2"), &t1),
+        "ovn-default → team subnet across nodes"
+    );
+
     // TCP across nodes: a listener in b1, bytes from a1 arrive intact.
     let received = state.run_dir.join("received");
     let mut listener = sys::in_netns(&ns("b1"), "sh")
