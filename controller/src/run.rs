@@ -214,6 +214,9 @@ pub async fn lead(
             join_seen.clone(),
             subnets.clone(),
         );
+        // Nodes first seen in the first list change nothing: every subnet is queued when the
+        // queues start anyway (this queued every subnet once more per node).
+        let mut listed = false;
         tokio::spawn(node_events.for_each(move |ev| {
             for k in keys(&ev, |n: &Node| n.name_any()) {
                 let _ = ntx.send(k);
@@ -227,7 +230,12 @@ pub async fn lead(
                         .cloned()
                         .unwrap_or_default();
                     let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    s.insert(n.name_any(), ips.clone()) != Some(ips)
+                    let before = s.insert(n.name_any(), ips.clone());
+                    (listed || before.is_some()) && before != Some(ips)
+                }
+                watcher::Event::InitDone => {
+                    listed = true;
+                    false
                 }
                 watcher::Event::Delete(n) => seen
                     .lock()

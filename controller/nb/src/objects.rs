@@ -12,9 +12,11 @@
 //! * Policies whose action or next hops differ are updated in place instead of deleted and
 //!   re-created; ACLs are converged instead of deleted and re-created on every reconcile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
+use ovsdb::cache::TableCache;
 use ovsdb::{Atom, Datum, Row};
 
 use crate::plan::{Parent, Plan, PlanError, RowRef};
@@ -79,8 +81,15 @@ pub fn string_map(r: &Row, column: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn ext(r: &Row, key: &str) -> Option<String> {
-    string_map(r, "external_ids").remove(key)
+fn ext<'r>(r: &'r Row, key: &str) -> Option<&'r str> {
+    // A scan of the (small) map, copying nothing: planning calls this for every row of busy
+    // tables (a router's policies, the port groups).
+    let (_, v) = r
+        .get("external_ids")?
+        .as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))?;
+    v.as_str()
 }
 
 /// Port group names cannot contain `-` in OVN match expressions: upstream replaces every `-`
@@ -310,7 +319,7 @@ pub fn default_routes(
         &["ip_prefix", "nexthop", "route_table"],
         desired,
         |r| {
-            ext(r, "vendor").as_deref() == Some(VENDOR)
+            ext(r, "vendor") == Some(VENDOR)
                 && matches!(
                     r.get("ip_prefix")
                         .and_then(Datum::as_atom)
@@ -427,8 +436,8 @@ pub fn overlay_subnet(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), 
         policies,
         move |r| {
             priority(r) == Some(SUBNET_POLICY_PRIORITY)
-                && ext(r, "vendor").as_deref() == Some(VENDOR)
-                && ext(r, "subnet").as_deref() == Some(name.as_str())
+                && ext(r, "vendor") == Some(VENDOR)
+                && ext(r, "subnet") == Some(name.as_str())
         },
     )?;
 
@@ -469,10 +478,7 @@ pub fn delete_overlay_subnet(plan: &mut Plan<'_>, subnet: &str, router: &str) {
             .cache()
             .table(POLICY)
             .and_then(|t| t.get(&u))
-            .is_some_and(|r| {
-                ext(r, "vendor").as_deref() == Some(VENDOR)
-                    && ext(r, "subnet").as_deref() == Some(subnet)
-            });
+            .is_some_and(|r| ext(r, "vendor") == Some(VENDOR) && ext(r, "subnet") == Some(subnet));
         if owned {
             plan.remove_child(LR, "policies", u);
         }
@@ -482,10 +488,7 @@ pub fn delete_overlay_subnet(plan: &mut Plan<'_>, subnet: &str, router: &str) {
         .table(PG)
         .into_iter()
         .flat_map(|t| t.iter())
-        .filter(|(_, r)| {
-            ext(r, "vendor").as_deref() == Some(VENDOR)
-                && ext(r, "subnet").as_deref() == Some(subnet)
-        })
+        .filter(|(_, r)| ext(r, "vendor") == Some(VENDOR) && ext(r, "subnet") == Some(subnet))
         .map(|(u, _)| *u)
         .collect();
     for u in pgs {
@@ -572,8 +575,8 @@ pub fn distributed_gateway(
         desired,
         move |r| {
             priority(r) == Some(GATEWAY_POLICY_PRIORITY)
-                && ext(r, "vendor").as_deref() == Some(VENDOR)
-                && ext(r, "subnet").as_deref() == Some(subnet_owned.as_str())
+                && ext(r, "vendor") == Some(VENDOR)
+                && ext(r, "subnet") == Some(subnet_owned.as_str())
         },
     )
 }
@@ -586,8 +589,8 @@ fn delete_subnet_node_pgs(plan: &mut Plan<'_>, subnet: &str, keep: &[String]) {
         .into_iter()
         .flat_map(|t| t.iter())
         .filter(|(_, r)| {
-            ext(r, "vendor").as_deref() == Some(VENDOR)
-                && ext(r, "subnet").as_deref() == Some(subnet)
+            ext(r, "vendor") == Some(VENDOR)
+                && ext(r, "subnet") == Some(subnet)
                 && ext(r, "node").is_some()
                 && !r
                     .get("name")
@@ -652,8 +655,8 @@ pub fn centralized_gateway(
         desired,
         move |r| {
             priority(r) == Some(GATEWAY_POLICY_PRIORITY)
-                && ext(r, "vendor").as_deref() == Some(VENDOR)
-                && ext(r, "subnet").as_deref() == Some(subnet_owned.as_str())
+                && ext(r, "vendor") == Some(VENDOR)
+                && ext(r, "subnet") == Some(subnet_owned.as_str())
         },
     )
 }
@@ -794,10 +797,7 @@ pub fn switch_acls(plan: &mut Plan<'_>, ls: &str, acls: &[SwitchAcl]) -> Result<
         ACL,
         &["direction", "priority", "match", "action"],
         desired,
-        move |r| {
-            ext(r, "vendor").as_deref() == Some(VENDOR)
-                && ext(r, "parent").as_deref() == Some(owner.as_str())
-        },
+        move |r| ext(r, "vendor") == Some(VENDOR) && ext(r, "parent") == Some(owner.as_str()),
     )
 }
 
@@ -925,8 +925,8 @@ pub fn node(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), PlanError> {
         desired,
         move |r| {
             priority(r) == Some(NODE_POLICY_PRIORITY)
-                && ext(r, "vendor").as_deref() == Some(VENDOR)
-                && ext(r, "node").as_deref() == Some(owner.as_str())
+                && ext(r, "vendor") == Some(VENDOR)
+                && ext(r, "node") == Some(owner.as_str())
                 && ext(r, "isLocalDnsCache").is_none()
         },
     )
@@ -945,8 +945,8 @@ pub fn delete_node(plan: &mut Plan<'_>, node: &str, router: &str) {
         .into_iter()
         .flat_map(|t| t.iter())
         .filter(|(_, r)| {
-            ext(r, "vendor").as_deref() == Some(VENDOR)
-                && ext(r, "node").as_deref() == Some(node)
+            ext(r, "vendor") == Some(VENDOR)
+                && ext(r, "node") == Some(node)
                 && ext(r, "subnet").is_some()
         })
         .map(|(u, _)| *u)
@@ -964,10 +964,7 @@ pub fn delete_node(plan: &mut Plan<'_>, node: &str, router: &str) {
             .cache()
             .table(POLICY)
             .and_then(|t| t.get(&u))
-            .is_some_and(|r| {
-                ext(r, "vendor").as_deref() == Some(VENDOR)
-                    && ext(r, "node").as_deref() == Some(node)
-            });
+            .is_some_and(|r| ext(r, "vendor") == Some(VENDOR) && ext(r, "node") == Some(node));
         if owned {
             plan.remove_child(LR, "policies", u);
         }
@@ -1037,13 +1034,15 @@ pub fn port_memberships(
     candidates: impl Fn(&Row) -> bool,
 ) -> Result<(), PlanError> {
     let atom = port.atom();
-    let others: Vec<String> = plan
-        .cache()
-        .table(PG)
-        .into_iter()
-        .flat_map(|t| t.iter())
-        .filter(|(_, r)| candidates(r))
-        .filter_map(|(_, r)| {
+    // Only groups that hold the port can lose it; a port this plan inserts is in none yet.
+    let holding = match (port, plan.cache().table(PG)) {
+        (RowRef::Existing(u), Some(t)) => groups_holding(t, *u),
+        _ => Vec::new(),
+    };
+    let others: Vec<String> = holding
+        .iter()
+        .filter(|r| candidates(r))
+        .filter_map(|r| {
             r.get("name")
                 .and_then(Datum::as_atom)
                 .and_then(Atom::as_str)
@@ -1062,12 +1061,57 @@ pub fn port_memberships(
     Ok(())
 }
 
+/// Which port groups hold which ports, built from one state of the Port_Group table.
+struct GroupIndex {
+    /// The rows it was built from, in the table's iteration order. Holding the `Arc`s keeps
+    /// their addresses from being reused, so pointer equality means "the very same row".
+    rows: Vec<(ovsdb::Uuid, Arc<Row>)>,
+    /// Port UUID → positions in `rows` of the groups holding it.
+    holders: HashMap<ovsdb::Uuid, Vec<usize>>,
+}
+
+/// The last index built, shared by every plan: each pod reconcile asks which groups hold its
+/// port, and a cluster has a node group plus a group per subnet and node — 10,000 groups for
+/// 100 subnets on 100 nodes — so scanning them all per pod made a restart quadratic. Checking
+/// that the table still holds exactly the indexed rows is a pointer comparison per row.
+static GROUP_INDEX: Mutex<Option<GroupIndex>> = Mutex::new(None);
+
+/// The port groups (rows of `table`) whose `ports` hold `port`.
+fn groups_holding(table: &TableCache, port: ovsdb::Uuid) -> Vec<Arc<Row>> {
+    let mut index = GROUP_INDEX.lock().unwrap_or_else(|p| p.into_inner());
+    let current = index.as_ref().is_some_and(|ix| {
+        ix.rows.len() == table.len()
+            && ix
+                .rows
+                .iter()
+                .zip(table.iter())
+                .all(|((u, r), (tu, tr))| u == tu && Arc::ptr_eq(r, tr))
+    });
+    if !current {
+        let rows: Vec<(ovsdb::Uuid, Arc<Row>)> =
+            table.iter().map(|(u, r)| (*u, r.clone())).collect();
+        let mut holders: HashMap<ovsdb::Uuid, Vec<usize>> = HashMap::new();
+        for (i, (_, r)) in rows.iter().enumerate() {
+            let members = r.get("ports").and_then(Datum::as_set).into_iter().flatten();
+            for p in members.filter_map(Atom::as_uuid) {
+                holders.entry(p).or_default().push(i);
+            }
+        }
+        *index = Some(GroupIndex { rows, holders });
+    }
+    index
+        .as_ref()
+        .and_then(|ix| {
+            let at = ix.holders.get(&port)?;
+            Some(at.iter().map(|&i| ix.rows[i].1.clone()).collect())
+        })
+        .unwrap_or_default()
+}
+
 /// Whether a port group is one of kube-ovn's node or per-subnet-node groups (the ones pod
 /// routing manages).
 pub fn is_routing_pg(r: &Row) -> bool {
-    ext(r, "vendor").as_deref() == Some(VENDOR)
-        && ext(r, "node").is_some()
-        && ext(r, "np").is_some()
+    ext(r, "vendor") == Some(VENDOR) && ext(r, "node").is_some() && ext(r, "np").is_some()
 }
 
 fn random_mac() -> String {

@@ -8,7 +8,8 @@
 //! transaction (through the group-commit batcher) and re-plans on conflict. Planning is pure, so
 //! "a converged NB gets zero writes" is a property of this module, testable without a server.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use ovsdb::{Atom, CacheData, Condition, Datum, Mutation, Row, Transaction, Uuid};
 
@@ -302,17 +303,30 @@ impl<'c> Plan<'c> {
                     .all(|k| same(r.get(*k), desired.get(*k).unwrap_or(&Datum::empty_set())))
             })
         });
+        Ok(self.put_keyed_child(&parent, &at, table, existing, desired))
+    }
+
+    /// Updates the `existing` child to `desired`, or inserts it and attaches it to `parent`.
+    fn put_keyed_child(
+        &mut self,
+        parent: &Parent<'_>,
+        at: &RowRef,
+        table: &str,
+        existing: Option<Uuid>,
+        desired: Row,
+    ) -> RowRef {
         match existing {
             Some(u) => {
-                let row = self.row(table, &u).cloned().unwrap_or_default();
-                self.update_changed(table, &RowRef::Existing(u), &row, desired);
-                Ok(RowRef::Existing(u))
+                let empty = Row::new();
+                let row = self.row(table, &u).unwrap_or(&empty);
+                self.update_changed(table, &RowRef::Existing(u), row, desired);
+                RowRef::Existing(u)
             }
             None => {
                 let r = RowRef::New(self.txn.insert(table, desired));
                 self.ops += 1;
-                self.attach(&parent, &at, r.atom());
-                Ok(r)
+                self.attach(parent, at, r.atom());
+                r
             }
         }
     }
@@ -334,25 +348,56 @@ impl<'c> Plan<'c> {
                 .map(|k| normalize(r.get(*k).cloned().unwrap_or_default()))
                 .collect()
         };
+        // The same hash for rows with equal keys, computed without copying the key.
+        let empty = Datum::empty_set();
+        let key_hash = |r: &Row| -> u64 {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for k in key {
+                column(r, k, &empty).hash(&mut h);
+            }
+            h.finish()
+        };
         let wanted: BTreeSet<Vec<Datum>> = desired.iter().map(&key_of).collect();
+        let wanted_hashes: HashSet<u64> = desired.iter().map(&key_hash).collect();
+        // The wanted values of the first key column: looking one small column up dismisses
+        // most children before their whole key is hashed (a router's policies mostly differ
+        // from the wanted ones in priority already).
+        let first = key.first().copied().unwrap_or_default();
+        let wanted_first: HashSet<&Datum> =
+            desired.iter().map(|r| column(r, first, &empty)).collect();
         let mut seen: BTreeSet<Vec<Datum>> = BTreeSet::new();
+        // The first child (in `children` order, as `ensure_keyed_child` finds it) of each wanted
+        // key, found in one pass: a router holds a policy per subnet and node, so looking each
+        // desired row up by scanning all of them would be quadratic.
+        let mut by_key: HashMap<Vec<Datum>, Uuid> = HashMap::new();
         if let RowRef::Existing(p) = at {
             for u in self.children(&parent) {
                 let Some(row) = self.row(table, &u) else {
                     continue;
                 };
-                if !owned(row) {
+                let is_owned = owned(row);
+                let k = if wanted_first.contains(column(row, first, &empty))
+                    && wanted_hashes.contains(&key_hash(row))
+                {
+                    Some(key_of(row)).filter(|k| wanted.contains(k))
+                } else {
+                    None
+                };
+                if let Some(k) = &k {
+                    by_key.entry(k.clone()).or_insert(u);
+                }
+                if !is_owned {
                     continue;
                 }
-                let k = key_of(row);
                 // A key seen twice is a duplicate row: keep the first only.
-                if !wanted.contains(&k) || !seen.insert(k) {
+                if !k.is_some_and(|k| seen.insert(k)) {
                     self.detach(parent.table, parent.column, p, u);
                 }
             }
         }
         for row in desired {
-            self.ensure_keyed_child(parent, table, key, row)?;
+            let existing = by_key.get(&key_of(&row)).copied();
+            self.put_keyed_child(&parent, &at, table, existing, row);
         }
         Ok(())
     }
@@ -415,6 +460,11 @@ impl<'c> Plan<'c> {
         }
         Ok(())
     }
+}
+
+/// A row's column, with a missing or empty value as `empty` (see [`normalize`]).
+fn column<'a>(r: &'a Row, name: &str, empty: &'a Datum) -> &'a Datum {
+    r.get(name).filter(|d| !d.is_empty()).unwrap_or(empty)
 }
 
 /// Column equality as OVSDB sees it: an empty set and an empty map are the same empty value.

@@ -1,0 +1,1131 @@
+//! `kube-ovn-controller-bench`: the real `kube-ovn-controller` binary at scale.
+//!
+//! Brings up a sandbox (OVN central, the Kubernetes API fixture, one OVN node, no kubelets),
+//! creates `--nodes` Nodes, `--subnets` Subnets (each bound to its own namespace) and `--pods`
+//! Pods spread over those namespaces and nodes — all before the controller starts, so what is
+//! measured is the controller's cold convergence and not API creation speed. Then it runs the
+//! controller and measures:
+//!
+//! * cold: time until every pod is annotated `ovn.kubernetes.io/routed=true` and the NB holds
+//!   one port per pod; time until the NB takes no more writes; NB transactions and operations;
+//!   IPAM restore time (from the controller's "IPAM restored" log line); peak RSS (`VmHWM`);
+//! * warm: the controller is stopped and started again on the converged world; time until it
+//!   has reconciled every pod, subnet and node; NB writes during that (its own counter, and an
+//!   independent count of NB change batches seen by a replica of the whole NB); IPAM restore
+//!   time; peak RSS.
+//!
+//! It prints the figures next to the aims and upstream's figures, and tears everything down.
+//!
+//!     cargo run --release -p kube-ovn-bench -- --pods 10000 --subnets 100 --nodes 100
+//!
+//! Without `--controller`, it builds `kube-ovn-controller` in release mode first (cargo's no-op
+//! when up to date) and runs that binary.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+use kube_ovn_controller::crd::{self, Subnet};
+use kube_ovn_sandbox::{Sandbox, SandboxConfig, SandboxState};
+use ovsdb::{Client, Operation, Remote, Replica, ReplicaConfig, Timeouts, Transaction};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+type Result<T> = std::result::Result<T, Error>;
+
+const NB_DB: &str = "OVN_Northbound";
+const ROUTED: &str = "ovn.kubernetes.io/routed";
+/// How long the NB must stay unwritten before a phase counts as settled.
+const QUIET: Duration = Duration::from_secs(3);
+
+/// Flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kube-ovn-controller-bench",
+    about = "kube-ovn-controller at scale: cold convergence, warm restart, NB writes, IPAM restore, peak RSS"
+)]
+struct Args {
+    /// Pods to create (spread over the subnets' namespaces and the nodes).
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Subnets to create besides ovn-default and join, each bound to its own namespace.
+    #[arg(long, default_value_t = 100)]
+    subnets: usize,
+    /// Nodes to create.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// The kube-ovn-controller binary; by default it is built in release mode and taken from
+    /// the workspace's target directory.
+    #[arg(long)]
+    controller: Option<PathBuf>,
+    /// Concurrent API requests while creating the objects.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds a phase may take before the run is declared failed.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Keep the controller logs even when the run succeeds (they are kept on failure).
+    #[arg(long)]
+    keep_logs: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kube-ovn-controller-bench: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(bench(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kube-ovn-controller-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: Args) -> Result<()> {
+    validate(&args)?;
+    let binary = controller_binary(&args)?;
+    let logs = std::env::temp_dir().join(format!("kube-ovn-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&logs)?;
+    say(&format!(
+        "controller {}; logs in {}",
+        binary.display(),
+        logs.display()
+    ));
+
+    let started = Instant::now();
+    let mut cfg = SandboxConfig::isolated(1);
+    cfg.kubelets = false;
+    let sandbox = Sandbox::up(cfg).await?;
+    let sandbox_secs = started.elapsed();
+    say(&format!(
+        "sandbox up in {:.1} s",
+        sandbox_secs.as_secs_f64()
+    ));
+    let outcome = tokio::select! {
+        r = measure(&sandbox, &args, &binary, &logs) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+    };
+    let down = sandbox.down().await;
+    match (&outcome, down) {
+        (_, Err(e)) => eprintln!("kube-ovn-controller-bench: teardown: {e}"),
+        (_, Ok(r)) => say(&format!(
+            "sandbox down ({} processes, {} namespaces removed)",
+            r.processes, r.namespaces
+        )),
+    }
+    match outcome {
+        Ok(report) => {
+            report.print(&args, sandbox_secs);
+            if args.keep_logs {
+                say(&format!("controller logs kept in {}", logs.display()));
+            } else {
+                let _ = std::fs::remove_dir_all(&logs);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("controller logs kept in {}", logs.display());
+            Err(e)
+        }
+    }
+}
+
+fn validate(args: &Args) -> Result<()> {
+    if args.subnets == 0 || args.nodes == 0 {
+        return Err("--subnets and --nodes must be at least 1".into());
+    }
+    if subnet_cidr(args.subnets - 1).is_none() {
+        return Err(format!(
+            "--subnets {} is more than the CIDR plan holds",
+            args.subnets
+        )
+        .into());
+    }
+    if node_ip(args.nodes - 1).is_none() {
+        return Err(format!("--nodes {} is more than 172.18.0.0/16 holds", args.nodes).into());
+    }
+    if args.concurrency == 0 {
+        return Err("--concurrency must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The controller binary: `--controller`, or built with cargo from this workspace.
+fn controller_binary(args: &Args) -> Result<PathBuf> {
+    if let Some(p) = &args.controller {
+        if !p.is_file() {
+            return Err(format!("--controller {}: no such file", p.display()).into());
+        }
+        return Ok(p.clone());
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    say("building kube-ovn-controller (release)…");
+    let out = Command::new(cargo)
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "--message-format=json",
+            "-p",
+            "kube-ovn-controller",
+            "--bin",
+            "kube-ovn-controller",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running cargo (or pass --controller PATH): {e}"))?;
+    if !out.status.success() {
+        return Err("building kube-ovn-controller failed".into());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| {
+            m["reason"] == "compiler-artifact" && m["target"]["name"] == "kube-ovn-controller"
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| "cargo built no kube-ovn-controller executable".into())
+}
+
+/// `10.(100+i).0.0/16`, continuing into 11.x, 12.x… (never reaching 100.64.0.0/16, the join
+/// subnet, nor 10.16.0.0/16, the default one).
+fn subnet_cidr(i: usize) -> Option<String> {
+    let k = 100 + i;
+    let (a, b) = (10 + k / 256, k % 256);
+    (a < 100).then(|| format!("{a}.{b}.0.0/16"))
+}
+
+/// A node's InternalIP in 172.18.0.0/16.
+fn node_ip(i: usize) -> Option<String> {
+    let (c, d) = (i / 250, i % 250 + 2);
+    (c < 256).then(|| format!("172.18.{c}.{d}"))
+}
+
+fn node_name(i: usize) -> String {
+    format!("node{}", i + 1)
+}
+
+fn namespace_name(i: usize) -> String {
+    format!("bench-{i}")
+}
+
+/// Runs `f(0..n)` with at most `concurrency` in flight; the first error ends it.
+async fn bounded<F, Fut>(n: usize, concurrency: usize, f: F) -> Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = std::result::Result<(), kube::Error>>,
+{
+    let mut s = futures::stream::iter(0..n)
+        .map(f)
+        .buffer_unordered(concurrency);
+    while let Some(r) = s.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("a well-formed object")
+}
+
+/// What creating the world took.
+struct Setup {
+    crds: Duration,
+    nodes: Duration,
+    subnets: Duration,
+    pods: Duration,
+}
+
+async fn create_world(client: &kube::Client, args: &Args) -> Result<Setup> {
+    let c = args.concurrency;
+    let t = Instant::now();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for d in crd::all() {
+        crds.create(&PostParams::default(), &d).await?;
+    }
+    let crds_took = t.elapsed();
+
+    let t = Instant::now();
+    let nodes: Api<Node> = Api::all(client.clone());
+    bounded(args.nodes, c, |i| {
+        let nodes = nodes.clone();
+        async move {
+            let ip = node_ip(i).unwrap_or_default();
+            let node: Node = from_json(json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": node_name(i), "labels": {"kubernetes.io/hostname": node_name(i)}},
+                "status": {"addresses": [
+                    {"type": "InternalIP", "address": ip},
+                    {"type": "Hostname", "address": node_name(i)},
+                ]}
+            }));
+            nodes.create(&PostParams::default(), &node).await.map(drop)
+        }
+    })
+    .await?;
+    let nodes_took = t.elapsed();
+
+    let t = Instant::now();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    bounded(args.subnets, c, |i| {
+        let namespaces = namespaces.clone();
+        async move {
+            let ns: Namespace = from_json(json!({
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace_name(i)}
+            }));
+            namespaces
+                .create(&PostParams::default(), &ns)
+                .await
+                .map(drop)
+        }
+    })
+    .await?;
+    let subnets: Api<Subnet> = Api::all(client.clone());
+    bounded(args.subnets, c, |i| {
+        let subnets = subnets.clone();
+        async move {
+            let s: Subnet = from_json(json!({
+                "apiVersion": "kubeovn.io/v1", "kind": "Subnet",
+                "metadata": {"name": namespace_name(i)},
+                "spec": {
+                    "cidrBlock": subnet_cidr(i).unwrap_or_default(),
+                    "protocol": "IPv4",
+                    "namespaces": [namespace_name(i)],
+                }
+            }));
+            subnets.create(&PostParams::default(), &s).await.map(drop)
+        }
+    })
+    .await?;
+    let subnets_took = t.elapsed();
+
+    let t = Instant::now();
+    bounded(args.pods, c, |i| {
+        let ns = namespace_name(i % args.subnets);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        async move {
+            let pod: Pod = from_json(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("pod-{i}"), "namespace": ns},
+                "spec": {
+                    "nodeName": node_name(i % args.nodes),
+                    "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}],
+                }
+            }));
+            pods.create(&PostParams::default(), &pod).await.map(drop)
+        }
+    })
+    .await?;
+    Ok(Setup {
+        crds: crds_took,
+        nodes: nodes_took,
+        subnets: subnets_took,
+        pods: t.elapsed(),
+    })
+}
+
+/// Pods annotated `routed=true`, kept current by a watch (so the API server is not listed
+/// over and over while the controller works).
+struct RoutedPods {
+    keys: Mutex<HashSet<String>>,
+    synced: AtomicBool,
+}
+
+impl RoutedPods {
+    async fn watch(client: kube::Client, limit: Duration) -> Result<Arc<RoutedPods>> {
+        let me = Arc::new(RoutedPods {
+            keys: Mutex::default(),
+            synced: AtomicBool::new(false),
+        });
+        let state = me.clone();
+        tokio::spawn(async move {
+            let routed = |p: &Pod| p.annotations().get(ROUTED).map(String::as_str) == Some("true");
+            let key = |p: &Pod| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+            let mut fresh = HashSet::new();
+            let mut events = watcher(Api::<Pod>::all(client), watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            while let Some(ev) = events.next().await {
+                let Ok(ev) = ev else { continue };
+                match ev {
+                    watcher::Event::Init => fresh.clear(),
+                    watcher::Event::InitApply(p) => {
+                        if routed(&p) {
+                            fresh.insert(key(&p));
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        *state.lock() = std::mem::take(&mut fresh);
+                        state.synced.store(true, Ordering::SeqCst);
+                    }
+                    watcher::Event::Apply(p) => {
+                        let mut keys = state.lock();
+                        if routed(&p) {
+                            keys.insert(key(&p));
+                        } else {
+                            keys.remove(&key(&p));
+                        }
+                    }
+                    watcher::Event::Delete(p) => {
+                        state.lock().remove(&key(&p));
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + limit;
+        while !me.synced.load(Ordering::SeqCst) {
+            if Instant::now() > deadline {
+                return Err("the pod watch never synced".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(me)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// A plain OVSDB connection to the NB for one-off reads.
+struct NbReader {
+    client: Client,
+    _notes: tokio::sync::mpsc::UnboundedReceiver<ovsdb::Notification>,
+}
+
+impl NbReader {
+    async fn connect(remotes: &str) -> Result<NbReader> {
+        let remote = Remote::parse_list(remotes)?
+            .into_iter()
+            .next()
+            .ok_or("no NB remote")?;
+        let (client, notes) = Client::connect(&remote, None, &Timeouts::default()).await?;
+        Ok(NbReader {
+            client,
+            _notes: notes,
+        })
+    }
+
+    /// Logical switch ports carrying `external_ids:pod` (the pods' ports).
+    async fn pod_ports(&self) -> Result<usize> {
+        let mut txn = Transaction::new(NB_DB);
+        txn.push(Operation::Select {
+            table: "Logical_Switch_Port".into(),
+            conditions: Vec::new(),
+            columns: Some(vec!["external_ids".into()]),
+        });
+        let out = self.client.transact(&txn).await?;
+        let rows = out
+            .results
+            .first()
+            .and_then(|r| r.rows.as_ref())
+            .ok_or("select returned no rows")?;
+        Ok(rows
+            .iter()
+            .filter(|r| {
+                // ["map", [[key, value], …]]
+                r["external_ids"][1]
+                    .as_array()
+                    .is_some_and(|pairs| pairs.iter().any(|kv| kv[0] == "pod"))
+            })
+            .count())
+    }
+}
+
+/// One controller process, its metrics port and its log.
+struct Controller {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    started: Instant,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Controller {
+    fn start(binary: &Path, st: &SandboxState, log: PathBuf) -> Result<Controller> {
+        let port = free_port()?;
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(binary)
+            .arg(format!("--kubeconfig={}", st.kubeconfig.display()))
+            .arg(format!("--ovn-nb-addr={}", st.central.nb))
+            .arg(format!("--pprof-port={port}"))
+            .arg("--leader-elect-lease-duration=3s")
+            .arg("--leader-elect-renew-deadline=2s")
+            .arg("--leader-elect-retry-period=200ms")
+            .env("POD_NAME", "kube-ovn-controller-bench")
+            .env("KUBE_NAMESPACE", "kube-system")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        Ok(Controller {
+            child,
+            port,
+            log,
+            started: Instant::now(),
+        })
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Peak resident set size (`VmHWM`), in bytes.
+    fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// SIGTERM (the controller releases its Lease), then SIGKILL after 10 s.
+    async fn stop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.exited().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let fut = async {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .ok()?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())
+                .await
+                .ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.ok()?;
+            let code = out.split_whitespace().nth(1)?.parse().ok()?;
+            let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+            Some((code, body))
+        };
+        tokio::time::timeout(Duration::from_secs(5), fut)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn metrics(&self) -> Option<Metrics> {
+        match self.get("/metrics").await? {
+            (200, body) => Some(Metrics(body)),
+            _ => None,
+        }
+    }
+
+    async fn ready(&self) -> bool {
+        matches!(self.get("/readyz").await, Some((200, _)))
+    }
+
+    /// Duration of the "IPAM restored" step, from the log.
+    fn ipam_restore(&self) -> Option<Duration> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        let line = text.lines().find(|l| l.contains("IPAM restored"))?;
+        let line = strip_ansi(line);
+        let v = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("elapsed="))?;
+        parse_debug_duration(v)
+    }
+
+    fn restored(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        let line = strip_ansi(text.lines().find(|l| l.contains("IPAM restored"))?);
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("restored="))
+            .map(str::to_string)
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parses `std::time::Duration`'s Debug form: `12ns`, `3.5µs`, `1.25ms`, `2.5s`.
+fn parse_debug_duration(v: &str) -> Option<Duration> {
+    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ns" => n / 1e9,
+        "µs" | "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// A /metrics exposition.
+struct Metrics(String);
+
+impl Metrics {
+    /// Sum of the samples of `name` whose labels contain `filter`.
+    fn get(&self, name: &str, filter: &str) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter(|l| l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(0.0, |a, b| a + b)
+    }
+
+    fn reconciles(&self, kind: &str) -> f64 {
+        self.get(
+            "kube_ovn_controller_reconciles_total",
+            &format!("kind=\"{kind}\""),
+        )
+    }
+
+    /// Reconciles that have finished (the latency histogram's count).
+    fn finished(&self, kind: &str) -> f64 {
+        self.get(
+            "kube_ovn_controller_reconcile_seconds_count",
+            &format!("kind=\"{kind}\""),
+        )
+    }
+
+    fn errors(&self, kind: &str) -> f64 {
+        self.get(
+            "kube_ovn_controller_reconcile_errors_total",
+            &format!("kind=\"{kind}\""),
+        )
+    }
+
+    fn mean_latency(&self, kind: &str) -> Option<Duration> {
+        let n = self.finished(kind);
+        let sum = self.get(
+            "kube_ovn_controller_reconcile_seconds_sum",
+            &format!("kind=\"{kind}\""),
+        );
+        (n > 0.0).then(|| Duration::from_secs_f64(sum / n))
+    }
+
+    fn transactions(&self) -> f64 {
+        self.get("kube_ovn_controller_nb_transactions_total", "")
+    }
+
+    fn operations(&self) -> f64 {
+        self.get("kube_ovn_controller_nb_operations_total", "")
+    }
+}
+
+const KINDS: [&str; 3] = ["subnet", "node", "pod"];
+
+/// One controller run's figures.
+#[derive(Default)]
+struct Phase {
+    /// Cold: all pods routed and ported. Warm: every object reconciled.
+    done: Option<Duration>,
+    ready: Option<Duration>,
+    /// No NB write for `QUIET` (measured to the last write).
+    settled: Option<Duration>,
+    transactions: f64,
+    operations: f64,
+    ipam_restore: Option<Duration>,
+    restored: Option<String>,
+    peak_rss: Option<u64>,
+    /// kind → (reconciles, errors, mean latency).
+    kinds: BTreeMap<&'static str, (f64, f64, Option<Duration>)>,
+    /// Warm only: NB change batches seen by an independent replica, and their tables.
+    nb_batches: Option<(usize, BTreeMap<String, usize>)>,
+}
+
+impl Phase {
+    fn record(&mut self, ctl: &Controller, m: &Metrics) {
+        self.transactions = m.transactions();
+        self.operations = m.operations();
+        self.ipam_restore = ctl.ipam_restore();
+        self.restored = ctl.restored();
+        self.peak_rss = ctl.peak_rss();
+        for k in KINDS {
+            self.kinds
+                .insert(k, (m.reconciles(k), m.errors(k), m.mean_latency(k)));
+        }
+    }
+}
+
+struct Report {
+    setup: Setup,
+    cold: Phase,
+    warm: Phase,
+}
+
+async fn measure(sandbox: &Sandbox, args: &Args, binary: &Path, logs: &Path) -> Result<Report> {
+    let client = sandbox.client();
+    let st = sandbox.state();
+    let limit = Duration::from_secs(args.timeout);
+
+    say(&format!(
+        "creating {} nodes, {} subnets (+ namespaces), {} pods…",
+        args.nodes, args.subnets, args.pods
+    ));
+    let setup = create_world(&client, args).await?;
+    say(&format!(
+        "created in {:.1} s (pods: {:.1} s, {:.0}/s)",
+        (setup.crds + setup.nodes + setup.subnets + setup.pods).as_secs_f64(),
+        setup.pods.as_secs_f64(),
+        args.pods as f64 / setup.pods.as_secs_f64().max(1e-9)
+    ));
+    let routed = RoutedPods::watch(client.clone(), limit).await?;
+    let nb = NbReader::connect(&st.central.nb).await?;
+
+    // Cold: an empty NB, every object waiting.
+    say("cold start…");
+    let mut cold = Phase::default();
+    let mut ctl = Controller::start(binary, st, logs.join("controller-cold.log"))?;
+    let mut last_progress = Instant::now();
+    loop {
+        if let Some(status) = ctl.exited() {
+            return Err(format!("the controller exited ({status}) during the cold start").into());
+        }
+        let t = ctl.started.elapsed();
+        if t > limit {
+            let m = ctl.metrics().await;
+            return Err(format!(
+                "cold start: not converged after {t:?}: {}",
+                progress(routed.count(), args.pods, m.as_ref())
+            )
+            .into());
+        }
+        if cold.ready.is_none() && ctl.ready().await {
+            cold.ready = Some(t);
+        }
+        if routed.count() >= args.pods && nb.pod_ports().await? >= args.pods {
+            cold.done = Some(t);
+            break;
+        }
+        if last_progress.elapsed() >= Duration::from_secs(5) {
+            last_progress = Instant::now();
+            let m = ctl.metrics().await;
+            say(&format!(
+                "  {:>6.1} s  {}",
+                t.as_secs_f64(),
+                progress(routed.count(), args.pods, m.as_ref())
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    say(&format!(
+        "cold: converged in {:.2} s; waiting for the NB writes to stop…",
+        cold.done.unwrap_or_default().as_secs_f64()
+    ));
+    let m = settle(&mut ctl, &mut cold, limit).await?;
+    cold.record(&ctl, &m);
+    ctl.stop().await;
+
+    // Warm: the same world, converged; the NB must not change. northd writes the NB too (the
+    // ports' `up` column), so it must have caught up with the cold run first.
+    northd_caught_up(&st.central.nb, limit).await?;
+    let replica = Replica::start(
+        ReplicaConfig::new(Remote::parse_list(&st.central.nb)?, NB_DB),
+        Duration::from_secs(60),
+    )
+    .await?;
+    nb_quiet(&replica, limit).await?;
+    let mut changes = replica.subscribe();
+    say("warm restart…");
+    let mut warm = Phase::default();
+    let mut ctl = Controller::start(binary, st, logs.join("controller-warm.log"))?;
+    let want = [
+        ("pod", args.pods as f64),
+        ("subnet", (args.subnets + 2) as f64),
+        ("node", args.nodes as f64),
+    ];
+    let m = loop {
+        if let Some(status) = ctl.exited() {
+            return Err(format!("the controller exited ({status}) during the warm restart").into());
+        }
+        let t = ctl.started.elapsed();
+        if t > limit {
+            return Err(format!("warm restart: not done after {t:?}").into());
+        }
+        if warm.ready.is_none() && ctl.ready().await {
+            warm.ready = Some(t);
+        }
+        if let Some(m) = ctl.metrics().await {
+            if want.iter().all(|(k, n)| m.finished(k) >= *n) {
+                warm.done = Some(t);
+                break m;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    say(&format!(
+        "warm: every object reconciled after {:.2} s; watching the NB for {} s more…",
+        warm.done.unwrap_or_default().as_secs_f64(),
+        QUIET.as_secs()
+    ));
+    tokio::time::sleep(QUIET).await;
+    let late = ctl.metrics().await.unwrap_or(m);
+    warm.record(&ctl, &late);
+    let mut batches = 0;
+    let mut tables = BTreeMap::new();
+    loop {
+        match changes.try_recv() {
+            Ok(b) => {
+                batches += 1;
+                for c in &b.changes {
+                    let what: Vec<String> = match (&c.old, &c.new) {
+                        (Some(o), Some(n)) => n
+                            .iter()
+                            .filter(|(k, v)| o.get(*k) != Some(*v))
+                            .map(|(k, _)| k.clone())
+                            .collect(),
+                        (None, _) => vec!["(insert)".into()],
+                        (_, None) => vec!["(delete)".into()],
+                    };
+                    for w in what {
+                        *tables.entry(format!("{}.{w}", c.table)).or_insert(0) += 1;
+                    }
+                }
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                batches += n as usize;
+            }
+            Err(_) => break,
+        }
+    }
+    warm.nb_batches = Some((batches, tables));
+    ctl.stop().await;
+    Ok(Report { setup, cold, warm })
+}
+
+fn progress(routed: usize, pods: usize, m: Option<&Metrics>) -> String {
+    let Some(m) = m else {
+        return format!("routed {routed}/{pods}; metrics not served yet");
+    };
+    let kinds: Vec<String> = KINDS
+        .iter()
+        .map(|k| format!("{k} {:.0}({:.0} err)", m.finished(k), m.errors(k)))
+        .collect();
+    format!(
+        "routed {routed}/{pods}; reconciled {}; NB txns {:.0}, ops {:.0}",
+        kinds.join(", "),
+        m.transactions(),
+        m.operations()
+    )
+}
+
+/// Waits until the controller's NB transaction counter has not moved for `QUIET`; records the
+/// time of its last change.
+async fn settle(ctl: &mut Controller, phase: &mut Phase, limit: Duration) -> Result<Metrics> {
+    let mut last = -1.0;
+    let mut changed_at = ctl.started.elapsed();
+    loop {
+        if let Some(status) = ctl.exited() {
+            return Err(format!("the controller exited ({status}) while settling").into());
+        }
+        let t = ctl.started.elapsed();
+        let Some(m) = ctl.metrics().await else {
+            return Err("the controller stopped serving metrics".into());
+        };
+        let n = m.transactions();
+        if n != last {
+            last = n;
+            changed_at = t;
+        } else if t - changed_at >= QUIET {
+            phase.settled = Some(changed_at);
+            return Ok(m);
+        }
+        if t > limit {
+            return Err(format!("the NB writes never stopped ({n} transactions so far)").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until northd has processed everything in the NB (`ovn-nbctl --wait=sb sync`).
+async fn northd_caught_up(nb: &str, limit: Duration) -> Result<()> {
+    let out = tokio::process::Command::new("ovn-nbctl")
+        .arg(format!("--db={nb}"))
+        .arg(format!("--timeout={}", limit.as_secs().max(1)))
+        .args(["--wait=sb", "sync"])
+        .output()
+        .await
+        .map_err(|e| format!("ovn-nbctl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ovn-nbctl --wait=sb sync: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Waits until nothing (northd included) has written the NB for 2 s.
+async fn nb_quiet(replica: &Replica, limit: Duration) -> Result<()> {
+    let mut rx = replica.subscribe();
+    let deadline = Instant::now() + limit;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+            Err(_) => return Ok(()),
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                return Err("the NB replica stopped".into())
+            }
+            Ok(_) => {}
+        }
+        if Instant::now() > deadline {
+            return Err("the NB never went quiet".into());
+        }
+    }
+}
+
+fn secs(d: Option<Duration>) -> String {
+    match d {
+        Some(d) if d < Duration::from_secs(1) => format!("{:.0} ms", d.as_secs_f64() * 1e3),
+        Some(d) => format!("{:.2} s", d.as_secs_f64()),
+        None => "—".into(),
+    }
+}
+
+fn fine_secs(d: Option<Duration>) -> String {
+    match d {
+        Some(d) if d < Duration::from_millis(10) => format!("{:.2} ms", d.as_secs_f64() * 1e3),
+        other => secs(other),
+    }
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
+        .unwrap_or_else(|| "—".into())
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "ok",
+        Some(false) => "MISSED",
+        None => "",
+    }
+}
+
+impl Report {
+    fn print(&self, args: &Args, sandbox: Duration) {
+        let (c, w) = (&self.cold, &self.warm);
+        let under = |d: Option<Duration>, s: f64| d.map(|d| d.as_secs_f64() < s);
+        let rss_ok = |b: Option<u64>| b.map(|b| (b as f64) < 150.0 * 1048576.0);
+        let (batches, tables) = w.nb_batches.clone().unwrap_or_default();
+        let rows: Vec<[String; 5]> = vec![
+            [
+                "cold: pods routed + NB ports".into(),
+                secs(c.done),
+                "< 10 s".into(),
+                "minutes to hours".into(),
+                verdict(under(c.done, 10.0)).into(),
+            ],
+            [
+                "cold: /readyz".into(),
+                secs(c.ready),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            [
+                "cold: last NB write".into(),
+                secs(c.settled),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            [
+                "cold: NB transactions / operations".into(),
+                format!("{:.0} / {:.0}", c.transactions, c.operations),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            [
+                "cold: IPAM restore (empty NB)".into(),
+                fine_secs(c.ipam_restore),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            [
+                "cold: peak RSS".into(),
+                mib(c.peak_rss),
+                "< 150 MB".into(),
+                String::new(),
+                verdict(rss_ok(c.peak_rss)).into(),
+            ],
+            [
+                "warm: every object reconciled".into(),
+                secs(w.done),
+                "< 3 s".into(),
+                String::new(),
+                verdict(under(w.done, 3.0)).into(),
+            ],
+            [
+                "warm: /readyz".into(),
+                secs(w.ready),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            [
+                "warm: NB transactions (metric)".into(),
+                format!("{:.0}", w.transactions),
+                "0".into(),
+                String::new(),
+                verdict(Some(w.transactions == 0.0)).into(),
+            ],
+            [
+                "warm: NB change batches (replica)".into(),
+                format!("{batches}"),
+                "0".into(),
+                String::new(),
+                verdict(Some(batches == 0)).into(),
+            ],
+            [
+                format!(
+                    "warm: IPAM restore ({} addresses)",
+                    w.restored.as_deref().unwrap_or("?")
+                ),
+                fine_secs(w.ipam_restore),
+                "< 0.3 s".into(),
+                "29 s (IPAM init, 10k pods)".into(),
+                verdict(under(w.ipam_restore, 0.3)).into(),
+            ],
+            [
+                "warm: peak RSS".into(),
+                mib(w.peak_rss),
+                "< 150 MB".into(),
+                String::new(),
+                verdict(rss_ok(w.peak_rss)).into(),
+            ],
+        ];
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0);
+        say("");
+        say(&format!(
+            "kube-ovn-controller at scale: {} pods, {} subnets (+ ovn-default, join), {} nodes; {cpus} CPUs",
+            args.pods, args.subnets, args.nodes
+        ));
+        say(&format!(
+            "setup: sandbox {:.1} s; CRDs {:.1} s, nodes {:.1} s, subnets+namespaces {:.1} s, pods {:.1} s ({:.0} pods/s) — before the controller starts",
+            sandbox.as_secs_f64(),
+            self.setup.crds.as_secs_f64(),
+            self.setup.nodes.as_secs_f64(),
+            self.setup.subnets.as_secs_f64(),
+            self.setup.pods.as_secs_f64(),
+            args.pods as f64 / self.setup.pods.as_secs_f64().max(1e-9),
+        ));
+        say("");
+        let head = ["figure", "measured", "aim", "upstream (Go)", "vs aim"];
+        let mut width = [0; 5];
+        for r in rows
+            .iter()
+            .map(|r| r.each_ref().map(String::as_str))
+            .chain([head])
+        {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |r: [&str; 5]| {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(width)
+                .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+                .collect();
+            say(cells.join("  ").trim_end());
+        };
+        line(head);
+        line(width.map(|w| "-".repeat(w)).each_ref().map(String::as_str));
+        for r in &rows {
+            line(r.each_ref().map(String::as_str));
+        }
+        say("");
+        for (name, p) in [("cold", c), ("warm", w)] {
+            let kinds: Vec<String> = p
+                .kinds
+                .iter()
+                .map(|(k, (n, e, lat))| {
+                    format!("{k} {n:.0} ({e:.0} failed, mean {})", fine_secs(*lat))
+                })
+                .collect();
+            say(&format!("{name} reconciles: {}", kinds.join("; ")));
+        }
+        if !tables.is_empty() {
+            say(&format!("warm NB changes (table.column: rows): {tables:?}"));
+        }
+    }
+}
