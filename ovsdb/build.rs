@@ -29,7 +29,9 @@ const KEYWORDS: &[&str] = &[
 
 fn main() {
     let out = std::env::var("OUT_DIR").expect("OUT_DIR");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    // Read at run time: a build script binary reused from another checkout must not look there.
+    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"))
+        .join("schemas");
     println!("cargo:rerun-if-changed=build.rs");
     for (file, stem, konst) in SCHEMAS {
         let path = dir.join(file);

@@ -105,6 +105,22 @@ async fn pods_get_wired_by_kube_ovn_and_talk_within_and_across_nodes() {
         .create(&PostParams::default(), &subnet)
         .await
         .unwrap();
+    // The controller must know the subnet before the namespace's pod arrives (its watches are
+    // independent streams), so wait for it to report Ready, as a user would.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = subnets.get("team").await.ok().is_some_and(|s| {
+            s.data["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        });
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "subnet team never Ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let ns_obj: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
     )
