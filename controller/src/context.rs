@@ -53,6 +53,13 @@ pub struct Ctx {
     pub stores: Stores,
     /// Pod keys to reconcile again (e.g. their addresses no longer fit a changed subnet).
     pub requeue_pods: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Node names to reconcile again (a subnet stopped being distributed, or went, so the
+    /// nodes' per-subnet gateway rows must be re-stated).
+    pub requeue_nodes: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Every IP CR, summarised (see [`crate::ipcr::IpIndex`]).
+    pub ips: Arc<crate::ipcr::IpIndex>,
+    /// Subnets whose status counters are due (an address was allocated or released there).
+    pub subnet_status: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 /// Why a reconcile failed.

@@ -6,13 +6,11 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube_ovn_nb::objects::VENDOR;
 use tracing::info;
 
 use crate::context::{Ctx, Error};
-use crate::crd::Ip;
 use crate::queue::Queue;
 
 /// Owners (pod keys, node names) with records but no object: what a GC pass found.
@@ -67,11 +65,7 @@ pub async fn find(ctx: &Ctx) -> Result<Orphans, Error> {
             }
         }
     }
-    let ips = Api::<Ip>::all(ctx.client.clone())
-        .list(&Default::default())
-        .await?;
-    for ip in ips.items {
-        let s = &ip.spec;
+    for (_, s) in ctx.ips.snapshot() {
         if s.namespace.is_empty() {
             if !s.pod_name.is_empty() && !node_exists(&s.pod_name) {
                 out.nodes.insert(s.pod_name.clone());

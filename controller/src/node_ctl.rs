@@ -10,13 +10,14 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use kube_ovn_ipam::Request;
-use kube_ovn_nb::objects::{self, NodeObjects};
+use kube_ovn_nb::objects::{self, DistributedSubnet, NodeJoin, NodeObjects};
 use serde_json::json;
 
 use crate::annotations as ann;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
 use crate::queue::Outcome;
+use crate::subnet_rules;
 
 /// Owner key of a node's join allocation in IPAM.
 pub fn owner(node: &str) -> String {
@@ -70,6 +71,11 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         .filter(|a| a.type_ == "InternalIP")
         .filter_map(|a| a.address.parse().ok())
         .collect();
+    let gateway = NodeJoin {
+        node: name.clone(),
+        join_ips: join_ips.clone(),
+    };
+    let distributed = distributed_subnets(&ctx);
     ctx.apply(&format!("node {name}"), |plan| {
         objects::node(
             plan,
@@ -81,7 +87,8 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
                 join_ips: join_ips.clone(),
                 node_ips: node_ips.clone(),
             },
-        )
+        )?;
+        objects::node_gateways(plan, &router, &gateway, &distributed)
     })
     .await?;
     ipcr::ensure(
@@ -119,4 +126,34 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             .await?;
     }
     Ok(Outcome::Done)
+}
+
+/// The live overlay subnets of the default VPC with a distributed gateway: each has a port
+/// group and a 29000 policy per node, which the node's reconcile keeps (so a node joining or
+/// changing its join address touches only its own rows, not every subnet).
+fn distributed_subnets(ctx: &Ctx) -> Vec<DistributedSubnet> {
+    let router = ctx.config.cluster_router.as_str();
+    ctx.stores
+        .subnets
+        .state()
+        .iter()
+        .filter(|s| {
+            let sp = &s.spec;
+            s.metadata.deletion_timestamp.is_none()
+                && s.name_any() != ctx.config.node_switch
+                && !sp.cidr_block.is_empty()
+                && sp.gateway_type != "centralized"
+                && (sp.vpc.is_empty() || sp.vpc == router)
+                && subnet_rules::is_ovn_provider(&sp.provider)
+        })
+        .map(|s| DistributedSubnet {
+            name: s.name_any(),
+            families: s
+                .spec
+                .cidr_block
+                .split(',')
+                .map(|c| if c.contains(':') { "ip6" } else { "ip4" })
+                .collect(),
+        })
+        .collect()
 }

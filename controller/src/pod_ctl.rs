@@ -186,6 +186,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             .collect();
         for s in stale {
             ipam.release_nic(&s, &port);
+            let _ = ctx.subnet_status.send(s);
         }
     }
     let ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
@@ -261,6 +262,8 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     }
     let changes = ann::diff(&annotations, &wanted);
     if !changes.is_empty() {
+        // A new or changed allocation: the subnet's counters are due.
+        let _ = ctx.subnet_status.send(subnet_name.clone());
         Api::<Pod>::namespaced(ctx.client.clone(), ns)
             .patch(
                 name,
@@ -349,6 +352,16 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&Pod>) -> Result<O
     })
     .await?;
     ipcr::delete(ctx, &objects::pod_lsp(name, ns, "ovn")).await?;
-    ctx.ipam().release_pod(&owner);
+    let mut ipam = ctx.ipam();
+    let held: Vec<String> = ipam
+        .subnets()
+        .filter(|s| !s.nics_of(&owner).is_empty())
+        .map(|s| s.config().name.clone())
+        .collect();
+    ipam.release_pod(&owner);
+    drop(ipam);
+    for s in held {
+        let _ = ctx.subnet_status.send(s);
+    }
     Ok(Outcome::Done)
 }

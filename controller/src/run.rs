@@ -199,54 +199,86 @@ pub async fn lead(
     let (node_tx, mut node_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (pod_tx, mut pod_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (pool_tx, mut pool_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let join_seen: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let node_seen: Arc<Mutex<HashMap<String, (String, bool)>>> = Arc::default();
     {
         let tx = sub_tx.clone();
+        // Only changes the reconciler acts on queue a subnet: its own status patches (and
+        // everybody's counters updates) would otherwise re-run it for nothing.
+        let mut seen: HashMap<String, SubnetSignature> = HashMap::new();
         tokio::spawn(subnet_events.for_each(move |ev| {
-            for k in keys(&ev, |s: &Subnet| s.name_any()) {
-                let _ = tx.send(k);
+            match &ev {
+                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
+                    let sig = SubnetSignature::of(s);
+                    if seen.insert(s.name_any(), sig.clone()).as_ref() != Some(&sig) {
+                        let _ = tx.send(s.name_any());
+                    }
+                }
+                watcher::Event::Delete(s) => {
+                    seen.remove(&s.name_any());
+                    let _ = tx.send(s.name_any());
+                }
+                _ => {}
             }
             async {}
         }));
         let (ntx, stx, seen, subs) = (
             node_tx.clone(),
             sub_tx.clone(),
-            join_seen.clone(),
+            node_seen.clone(),
             subnets.clone(),
         );
-        // Nodes first seen in the first list change nothing: every subnet is queued when the
-        // queues start anyway (this queued every subnet once more per node).
+        // A node's own gateway rows are its reconcile's; only centralized subnets naming it
+        // as a gateway depend on its join address and readiness. Nodes first seen in the first
+        // list change nothing (every subnet is queued when the queues start anyway).
         let mut listed = false;
+        let mut relevant: HashMap<String, String> = HashMap::new();
         tokio::spawn(node_events.for_each(move |ev| {
-            for k in keys(&ev, |n: &Node| n.name_any()) {
-                let _ = ntx.send(k);
+            // Heartbeats (status-only updates) do not queue the node.
+            match &ev {
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
+                    let sig = node_signature(n);
+                    if relevant.insert(n.name_any(), sig.clone()).as_ref() != Some(&sig) {
+                        let _ = ntx.send(n.name_any());
+                    }
+                }
+                watcher::Event::Delete(n) => {
+                    relevant.remove(&n.name_any());
+                    let _ = ntx.send(n.name_any());
+                }
+                _ => {}
             }
-            // Distributed gateways follow nodes' join addresses: re-plan subnets when one changes.
             let changed = match &ev {
                 watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
-                    let ips = n
-                        .annotations()
-                        .get(crate::annotations::IP_ADDRESS)
-                        .cloned()
-                        .unwrap_or_default();
+                    let sig = (
+                        n.annotations()
+                            .get(crate::annotations::IP_ADDRESS)
+                            .cloned()
+                            .unwrap_or_default(),
+                        node_ready(n),
+                    );
                     let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    let before = s.insert(n.name_any(), ips.clone());
-                    (listed || before.is_some()) && before != Some(ips)
+                    let before = s.insert(n.name_any(), sig.clone());
+                    ((listed || before.is_some()) && before != Some(sig)).then(|| n.name_any())
                 }
                 watcher::Event::InitDone => {
                     listed = true;
-                    false
+                    None
                 }
                 watcher::Event::Delete(n) => seen
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&n.name_any())
-                    .is_some(),
-                _ => false,
+                    .map(|_| n.name_any()),
+                _ => None,
             };
-            if changed {
+            if let Some(node) = changed {
                 for s in subs.state() {
-                    let _ = stx.send(s.name_any());
+                    if s.spec.gateway_type == "centralized"
+                        && subnet_rules::gateway_nodes(&s.spec).contains(&node)
+                    {
+                        let _ = stx.send(s.name_any());
+                    }
                 }
             }
             async {}
@@ -285,6 +317,11 @@ pub async fn lead(
         .await
         .map_err(|e| format!("namespaces never synced: {e}"))?;
 
+    let ips = Arc::new(crate::ipcr::IpIndex::default());
+    {
+        let (ips, client) = (ips.clone(), client.clone());
+        tokio::spawn(async move { ips.follow(client).await });
+    }
     let ctx = Arc::new(Ctx {
         config: config.clone(),
         client: client.clone(),
@@ -293,6 +330,9 @@ pub async fn lead(
         metrics: metrics.clone(),
         stores,
         requeue_pods: pod_tx.clone(),
+        requeue_nodes: node_tx.clone(),
+        subnet_status: status_tx,
+        ips: ips.clone(),
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {
@@ -327,6 +367,15 @@ pub async fn lead(
     for s in ctx.stores.subnets.state() {
         subnet_q.add(s.name_any());
     }
+    let status_q = start_queue(
+        "subnet-status",
+        workers,
+        min,
+        max,
+        ctx.clone(),
+        subnet_ctl::reconcile_status,
+    );
+    tokio::spawn(forward(sub_rx_take(&mut status_rx), status_q));
     let pool_q = start_queue(
         "ippool",
         workers,
@@ -362,6 +411,7 @@ pub async fn lead(
             .all(|n| !subnet_ctl::node_join_ips(n).is_empty())
     })
     .await;
+    wait_until("the IP CRs are listed", || ips.synced()).await;
     // Pods get more workers: they are the bulk, and each is one small NB transaction.
     let pod_q = start_queue(
         "pod",
@@ -393,6 +443,50 @@ pub async fn lead(
             warn!("gc: {e}");
         }
     }
+}
+
+/// What of a Subnet its reconciler acts on: the spec, deletion, finalizers,
+/// labels and annotations — not the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SubnetSignature {
+    spec: String,
+    deleting: bool,
+    finalizers: Vec<String>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl SubnetSignature {
+    fn of(s: &Subnet) -> SubnetSignature {
+        let m = &s.metadata;
+        SubnetSignature {
+            spec: serde_json::to_string(&s.spec).unwrap_or_default(),
+            deleting: m.deletion_timestamp.is_some(),
+            finalizers: m.finalizers.clone().unwrap_or_default(),
+            labels: m.labels.clone(),
+            annotations: m.annotations.clone(),
+        }
+    }
+}
+
+/// What of a Node the node reconciler reads (annotations, labels, addresses, readiness).
+fn node_signature(n: &Node) -> String {
+    let addresses = n.status.as_ref().and_then(|s| s.addresses.as_ref());
+    serde_json::to_string(&(
+        &n.metadata.annotations,
+        &n.metadata.labels,
+        addresses,
+        node_ready(n),
+        n.metadata.deletion_timestamp.is_some(),
+    ))
+    .unwrap_or_default()
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn sub_rx_take(

@@ -49,6 +49,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     let Some(subnet) = ctx.stores.subnets.get(&ObjectRef::new(&name)) else {
         // Gone without our finalizer (e.g. never reconciled): make sure nothing is left.
         release(&ctx, &name).await?;
+        requeue_nodes(&ctx);
         return Ok(Outcome::Done);
     };
     let api: Api<Subnet> = Api::all(ctx.client.clone());
@@ -66,18 +67,22 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         }
         release(&ctx, &name).await?;
         remove_finalizer(&api, &subnet).await?;
+        requeue_nodes(&ctx);
         return Ok(Outcome::Done);
     }
+    let mut subnet = subnet;
     if !subnet.finalizers().iter().any(|f| f == FINALIZER) {
         let mut f = subnet.finalizers().to_vec();
         f.push(FINALIZER.into());
-        api.patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": f}})),
-        )
-        .await?;
-        return Ok(Outcome::Done);
+        // Carry on with the patched object: waiting for its watch event costs a round.
+        subnet = Arc::new(
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": f}})),
+            )
+            .await?,
+        );
     }
     let defaults = Defaults {
         default_vpc: &ctx.config.cluster_router,
@@ -99,11 +104,10 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         }
     };
     if spec != subnet.spec {
-        // Upstream writes the normalised spec back; the update event brings us here again.
+        // Upstream writes the normalised spec back.
         let mut updated = (*subnet).clone();
-        updated.spec = spec;
-        api.replace(&name, &Default::default(), &updated).await?;
-        return Ok(Outcome::Done);
+        updated.spec = spec.clone();
+        subnet = Arc::new(api.replace(&name, &Default::default(), &updated).await?);
     }
     let dropped = {
         let mut ipam = ctx.ipam();
@@ -158,9 +162,40 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
                 .await;
         } else {
             (reason, activate) = write_nb(&ctx, &name, &spec).await?;
+            if spec.gateway_type == "centralized" {
+                // A node reconcile that still saw the subnet distributed may have re-added
+                // its per-node rows: let every node re-state them against the current spec.
+                requeue_nodes(&ctx);
+            }
         }
     }
-    update_status(&api, &ctx, &subnet, reason, &activate).await?;
+    update_counters(&api, &ctx, &subnet, &activate).await?;
+    set_conditions(&api, &subnet, true, reason, "").await?;
+    Ok(Outcome::Done)
+}
+
+fn requeue_nodes(ctx: &Ctx) {
+    for n in ctx.stores.nodes.state() {
+        let _ = ctx.requeue_nodes.send(n.name_any());
+    }
+}
+
+/// Refreshes the address counters of the Subnet `name` from IPAM (pods allocating and
+/// releasing addresses queue this; many changes coalesce into one patch).
+pub async fn reconcile_status(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
+    let Some(subnet) = ctx.stores.subnets.get(&ObjectRef::new(&name)) else {
+        return Ok(Outcome::Done);
+    };
+    if subnet.metadata.deletion_timestamp.is_some() || ctx.ipam().subnet(&name).is_none() {
+        return Ok(Outcome::Done);
+    }
+    let activate = subnet
+        .status
+        .as_ref()
+        .map(|s| s.activate_gateway.clone())
+        .unwrap_or_default();
+    let api: Api<Subnet> = Api::all(ctx.client.clone());
+    update_counters(&api, &ctx, &subnet, &activate).await?;
     Ok(Outcome::Done)
 }
 
@@ -430,11 +465,10 @@ async fn set_conditions(
     Ok(())
 }
 
-async fn update_status(
+async fn update_counters(
     api: &Api<Subnet>,
     ctx: &Ctx,
     s: &Subnet,
-    reason: &str,
     activate: &str,
 ) -> Result<(), Error> {
     let name = s.name_any();
@@ -478,7 +512,7 @@ async fn update_status(
         )
         .await?;
     }
-    set_conditions(api, s, true, reason, "").await
+    Ok(())
 }
 
 /// Counters are bare JSON integers (upstream's big.Int); beyond u64 (IPv6 subnets wider than

@@ -246,6 +246,33 @@ async fn namespace_binding_exclude_ranges_static_addresses_and_pools() {
         allocated(&w, "team", "b").await["ovn.kubernetes.io/ip_address"],
         "10.66.0.12"
     );
+
+    // The counters follow allocations and releases (a, fixed, p0, p1, listed and b hold
+    // addresses of s1), without any change to the Subnet itself.
+    let counts = |want: i128| {
+        let w = &w;
+        async move {
+            eventually(
+                &format!("s1 counts {want} used addresses"),
+                LONG,
+                || async {
+                    let st = Api::<Subnet>::all(w.client.clone())
+                        .get("s1")
+                        .await
+                        .ok()?
+                        .status?;
+                    (st.v4_using_ips.0 == want).then_some(st.v4_available_ips.0 + st.v4_using_ips.0)
+                },
+            )
+            .await
+        }
+    };
+    let total = counts(6).await;
+    Api::<Pod>::namespaced(w.client.clone(), "team")
+        .delete("b", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(counts(5).await, total, "a release frees what it used");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -509,6 +509,58 @@ pub struct NodeJoin {
     pub join_ips: Vec<IpAddr>,
 }
 
+/// A distributed subnet as the per-node gateway rows need it.
+#[derive(Debug, Clone)]
+pub struct DistributedSubnet {
+    /// Subnet name.
+    pub name: String,
+    /// Its address families (`ip4`, `ip6`).
+    pub families: Vec<&'static str>,
+}
+
+/// The port group `<subnet>.<node>` and the 29000 policies rerouting the subnet's pods on that
+/// node to the node's join address.
+fn gateway_rows(plan: &mut Plan<'_>, subnet: &str, families: &[&str], n: &NodeJoin) -> Vec<Row> {
+    let pg = subnet_node_pg(subnet, &n.node);
+    let np = format!("{subnet}/{}", n.node);
+    plan.ensure_root(
+        PG,
+        &pg,
+        row(vec![(
+            "external_ids",
+            map([
+                ("subnet", subnet),
+                ("node", n.node.as_str()),
+                ("np", np.as_str()),
+                ("vendor", VENDOR),
+            ]),
+        )]),
+    );
+    let mut desired = Vec::new();
+    for ip in &n.join_ips {
+        let fam = family_prefix(ip);
+        if !families.contains(&fam) {
+            continue;
+        }
+        let suffix = if ip.is_ipv4() { "ip4" } else { "ip6" };
+        desired.push(row(vec![
+            ("priority", Datum::from(GATEWAY_POLICY_PRIORITY)),
+            ("match", Datum::from(format!("{fam}.src == ${pg}_{suffix}"))),
+            ("action", Datum::from("reroute")),
+            ("nexthops", strings([ip.to_string()])),
+            (
+                "external_ids",
+                map([
+                    ("node", n.node.as_str()),
+                    ("subnet", subnet),
+                    ("vendor", VENDOR),
+                ]),
+            ),
+        ]));
+    }
+    desired
+}
+
 /// Distributed gateway: per node, the port group `<subnet>.<node>` and a 29000 policy rerouting
 /// the subnet's pods on that node to the node's join address. Stale ones (nodes gone, or the
 /// subnet now centralized) are removed.
@@ -521,42 +573,7 @@ pub fn distributed_gateway(
 ) -> Result<(), PlanError> {
     let mut desired = Vec::new();
     for n in nodes {
-        let pg = subnet_node_pg(subnet, &n.node);
-        let np = format!("{subnet}/{}", n.node);
-        plan.ensure_root(
-            PG,
-            &pg,
-            row(vec![(
-                "external_ids",
-                map([
-                    ("subnet", subnet),
-                    ("node", n.node.as_str()),
-                    ("np", np.as_str()),
-                    ("vendor", VENDOR),
-                ]),
-            )]),
-        );
-        for ip in &n.join_ips {
-            let fam = family_prefix(ip);
-            if !families.contains(&fam) {
-                continue;
-            }
-            let suffix = if ip.is_ipv4() { "ip4" } else { "ip6" };
-            desired.push(row(vec![
-                ("priority", Datum::from(GATEWAY_POLICY_PRIORITY)),
-                ("match", Datum::from(format!("{fam}.src == ${pg}_{suffix}"))),
-                ("action", Datum::from("reroute")),
-                ("nexthops", strings([ip.to_string()])),
-                (
-                    "external_ids",
-                    map([
-                        ("node", n.node.as_str()),
-                        ("subnet", subnet),
-                        ("vendor", VENDOR),
-                    ]),
-                ),
-            ]));
-        }
+        desired.extend(gateway_rows(plan, subnet, families, n));
     }
     let keep: Vec<String> = nodes
         .iter()
@@ -577,6 +594,62 @@ pub fn distributed_gateway(
             priority(r) == Some(GATEWAY_POLICY_PRIORITY)
                 && ext(r, "vendor") == Some(VENDOR)
                 && ext(r, "subnet") == Some(subnet_owned.as_str())
+        },
+    )
+}
+
+/// One node's side of every distributed subnet's gateway (what a node joining or changing its
+/// join address needs), in one plan instead of one re-plan of every subnet: its port groups
+/// `<subnet>.<node>` and 29000 policies; the node's ones of subnets not listed go.
+pub fn node_gateways(
+    plan: &mut Plan<'_>,
+    router: &str,
+    node: &NodeJoin,
+    subnets: &[DistributedSubnet],
+) -> Result<(), PlanError> {
+    let mut desired = Vec::new();
+    for s in subnets {
+        desired.extend(gateway_rows(plan, &s.name, &s.families, node));
+    }
+    let keep: Vec<String> = subnets
+        .iter()
+        .map(|s| subnet_node_pg(&s.name, &node.node))
+        .collect();
+    let stale: Vec<ovsdb::Uuid> = plan
+        .cache()
+        .table(PG)
+        .into_iter()
+        .flat_map(|t| t.iter())
+        .filter(|(_, r)| {
+            ext(r, "vendor") == Some(VENDOR)
+                && ext(r, "node") == Some(node.node.as_str())
+                && ext(r, "subnet").is_some()
+                && !r
+                    .get("name")
+                    .and_then(Datum::as_atom)
+                    .and_then(Atom::as_str)
+                    .is_some_and(|n| keep.iter().any(|k| k == n))
+        })
+        .map(|(u, _)| *u)
+        .collect();
+    for u in stale {
+        plan.delete_root_uuid(PG, u);
+    }
+    let owner = node.node.clone();
+    plan.sync_keyed_children(
+        Parent {
+            table: LR,
+            name: router,
+            column: "policies",
+        },
+        POLICY,
+        &["priority", "match"],
+        desired,
+        move |r| {
+            priority(r) == Some(GATEWAY_POLICY_PRIORITY)
+                && ext(r, "vendor") == Some(VENDOR)
+                && ext(r, "node") == Some(owner.as_str())
+                && ext(r, "subnet").is_some()
         },
     )
 }

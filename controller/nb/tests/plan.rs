@@ -432,3 +432,79 @@ async fn object_plans_converge_to_zero_writes_for_each_gateway_type() {
         assert_eq!(gw, vec![want.to_string()]);
     }
 }
+
+/// A node's side of the distributed gateways equals what the subnets' own plans write (so the
+/// two reconcilers never fight), and drops the rows of subnets no longer listed — leaving
+/// other nodes' rows and centralized policies alone.
+#[tokio::test]
+async fn node_gateways_match_the_subnet_plans_and_drop_unlisted_subnets() {
+    use kube_ovn_nb::objects::{self, DistributedSubnet, NodeJoin};
+    let s = server();
+    let r = replica(&s).await;
+    let node = |n: &str, ip: &str| NodeJoin {
+        node: n.into(),
+        join_ips: vec![ip.parse().unwrap()],
+    };
+    let (n1, n2) = (node("node1", "100.64.0.2"), node("node2", "100.64.0.3"));
+    let both = [n1.clone(), n2.clone()];
+    converge(&r, |p| {
+        objects::vpc_router(p, "ovn-cluster");
+        objects::distributed_gateway(p, "ovn-cluster", "a", &["ip4"], &both).unwrap();
+        objects::distributed_gateway(p, "ovn-cluster", "b", &["ip4"], &both).unwrap();
+        objects::centralized_gateway(
+            p,
+            "ovn-cluster",
+            "c",
+            &["10.9.0.0/24".into()],
+            std::slice::from_ref(&n1),
+        )
+        .unwrap();
+    })
+    .await;
+    let gw_matches = |rows: &[Row]| -> Vec<String> {
+        let mut m: Vec<String> = rows
+            .iter()
+            .filter(|p| p["priority"] == Datum::from(29000i64))
+            .map(|p| p["match"].as_atom().unwrap().as_str().unwrap().to_string())
+            .collect();
+        m.sort();
+        m
+    };
+    let before = gw_matches(&dump(&r, "Logical_Router_Policy").await);
+    let subnets = |names: &[&str]| -> Vec<DistributedSubnet> {
+        names
+            .iter()
+            .map(|n| DistributedSubnet {
+                name: n.to_string(),
+                families: vec!["ip4"],
+            })
+            .collect()
+    };
+    // Stating node1's side for both subnets changes nothing.
+    {
+        let cache = r.cache();
+        let mut plan = Plan::new(&cache, "OVN_Northbound");
+        objects::node_gateways(&mut plan, "ovn-cluster", &n1, &subnets(&["a", "b"])).unwrap();
+        assert!(
+            plan.is_empty(),
+            "the subnets' plans already wrote node1's rows"
+        );
+    }
+    // Subnet b no longer distributed: node1's rows of b go, node2's and the rest stay.
+    converge(&r, |p| {
+        objects::node_gateways(p, "ovn-cluster", &n1, &subnets(&["a"])).unwrap();
+    })
+    .await;
+    let after = gw_matches(&dump(&r, "Logical_Router_Policy").await);
+    let gone: Vec<&String> = before.iter().filter(|m| !after.contains(m)).collect();
+    assert_eq!(gone, vec!["ip4.src == $b.node1_ip4"]);
+    assert!(after.contains(&"ip4.src == 10.9.0.0/24".to_string()));
+    let groups: Vec<String> = dump(&r, "Port_Group")
+        .await
+        .iter()
+        .map(|g| g["name"].as_atom().unwrap().as_str().unwrap().to_string())
+        .collect();
+    assert!(!groups.contains(&"b.node1".to_string()), "{groups:?}");
+    assert!(groups.contains(&"b.node2".to_string()), "{groups:?}");
+    assert!(groups.contains(&"a.node1".to_string()), "{groups:?}");
+}
