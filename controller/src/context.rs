@@ -111,7 +111,7 @@ impl Ctx {
             let (txn, n) = txn;
             self.metrics.nb_transactions.inc();
             self.metrics.nb_operations.inc_by(n as u64);
-            match self.nb.transact(&txn).await {
+            match self.nb.transact_batched(txn).await {
                 Ok(_) => {
                     debug!(what, ops = n, "nb transaction");
                     return Ok(n);

@@ -70,7 +70,7 @@ fn desired_spec(r: &IpRecord) -> IpSpec {
 }
 
 /// What the controller remembers of one IP CR: whether it already says what a record would
-/// write, and whose it is (for GC).
+/// write, whose it is (for GC), and the allocation it records (for the IPAM restore).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpSummary {
     /// Digest of the parts [`ensure`] writes (labels it sets, finalizer, spec).
@@ -79,6 +79,12 @@ pub struct IpSummary {
     pub namespace: String,
     /// `spec.podName` (the node name for a join address).
     pub pod_name: String,
+    /// `spec.subnet`.
+    pub subnet: String,
+    /// `spec.ipAddress` (`v4,v6` when dual-stack).
+    pub ip_address: String,
+    /// `spec.macAddress`.
+    pub mac_address: String,
 }
 
 /// Every IP CR, summarised, kept current by a watch: pods and nodes check and write their
@@ -181,6 +187,9 @@ fn summary(ip: &Ip) -> IpSummary {
         ),
         namespace: ip.spec.namespace.clone(),
         pod_name: ip.spec.pod_name.clone(),
+        subnet: ip.spec.subnet.clone(),
+        ip_address: ip.spec.ip_address.clone(),
+        mac_address: ip.spec.mac_address.clone(),
     }
 }
 

@@ -12,14 +12,15 @@ use kube_ovn_ipam::{Ipam, Request, SubnetConfig};
 use tracing::{info, warn};
 
 use crate::annotations as ann;
-use crate::crd::{Ip, Subnet};
+use crate::crd::Subnet;
+use crate::ipcr::IpSummary;
 
 /// Inputs of a restore.
 pub struct Sources<'a> {
     /// Subnets (normalised specs).
     pub subnets: &'a [std::sync::Arc<Subnet>],
-    /// IP CRs.
-    pub ips: &'a [Ip],
+    /// IP CRs (by name).
+    pub ips: &'a [(String, IpSummary)],
     /// Pods.
     pub pods: &'a [std::sync::Arc<k8s_openapi::api::core::v1::Pod>],
     /// Nodes.
@@ -95,8 +96,7 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
             mac,
         );
     }
-    for ip in src.ips {
-        let s = &ip.spec;
+    for (name, s) in src.ips {
         let owner = if s.namespace.is_empty() {
             format!("node/{}", s.pod_name)
         } else {
@@ -107,7 +107,7 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
             &mut ipam,
             &s.subnet,
             owner,
-            ip.name_any(),
+            name.clone(),
             &s.ip_address,
             mac,
         );

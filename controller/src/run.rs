@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::context::{Ctx, Stores, NB_DB};
-use crate::crd::{Ip, IpPool, Subnet};
+use crate::crd::{IpPool, Subnet};
 use crate::metrics::{KindLabel, Metrics};
 use crate::queue::{self, Outcome, Queue};
 use crate::{
@@ -62,6 +62,67 @@ impl Identity {
     }
 }
 
+/// Drops what no reconciler reads before an object enters a store (kube-rs's recommended way to
+/// keep reflector memory down): managed fields everywhere, and for pods everything but the
+/// few spec and status fields the controller looks at; for nodes the image list.
+trait Trim {
+    fn trim(&mut self);
+}
+
+impl Trim for Pod {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        if let Some(a) = self.metadata.annotations.as_mut() {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+        self.spec = self
+            .spec
+            .take()
+            .map(|s| k8s_openapi::api::core::v1::PodSpec {
+                node_name: s.node_name,
+                host_network: s.host_network,
+                ..Default::default()
+            });
+        self.status = self
+            .status
+            .take()
+            .map(|s| k8s_openapi::api::core::v1::PodStatus {
+                phase: s.phase,
+                pod_ip: s.pod_ip,
+                pod_ips: s.pod_ips,
+                host_ip: s.host_ip,
+                ..Default::default()
+            });
+    }
+}
+
+impl Trim for Node {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        if let Some(st) = self.status.as_mut() {
+            st.images = None;
+        }
+    }
+}
+
+impl Trim for Namespace {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for Subnet {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for IpPool {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
 fn store<K>(
     client: kube::Client,
     cfg: watcher::Config,
@@ -71,6 +132,7 @@ fn store<K>(
 )
 where
     K: kube::Resource<DynamicType = ()>
+        + Trim
         + Clone
         + std::fmt::Debug
         + Send
@@ -79,7 +141,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store::<K>();
-    let stream = reflector::reflector(writer, watcher(Api::<K>::all(client), cfg))
+    let stream = reflector::reflector(writer, watcher(Api::<K>::all(client), cfg).modify(K::trim))
         .default_backoff()
         .filter_map(|e| async move {
             match e {
@@ -181,6 +243,7 @@ pub async fn lead(
         }
     };
 
+    milestone("nb replica synced");
     let (subnets, subnet_events) = store::<Subnet>(client.clone(), watcher::Config::default());
     let (nodes, node_events) = store::<Node>(client.clone(), watcher::Config::default());
     let (pods, pod_events) = store::<Pod>(client.clone(), watcher::Config::default());
@@ -316,6 +379,7 @@ pub async fn lead(
         .wait_until_ready()
         .await
         .map_err(|e| format!("namespaces never synced: {e}"))?;
+    milestone("kubernetes caches synced");
 
     let ips = Arc::new(crate::ipcr::IpIndex::default());
     {
@@ -350,6 +414,7 @@ pub async fn lead(
         }
     }
     restore_ipam(&ctx).await?;
+    milestone("initialised, IPAM restored");
 
     let min = Duration::from_secs(config.cust_crd_retry_min_delay.max(1));
     let max = Duration::from_secs(config.cust_crd_retry_max_delay.max(1));
@@ -411,7 +476,7 @@ pub async fn lead(
             .all(|n| !subnet_ctl::node_join_ips(n).is_empty())
     })
     .await;
-    wait_until("the IP CRs are listed", || ips.synced()).await;
+    milestone("nodes ready, starting pods");
     // Pods get more workers: they are the bulk, and each is one small NB transaction.
     let pod_q = start_queue(
         "pod",
@@ -432,7 +497,7 @@ pub async fn lead(
         warn!("gc: {e}");
     }
     metrics.set_ready(true);
-    info!("controller running");
+    milestone("controller running");
     let interval = Duration::from_secs(config.gc_interval);
     loop {
         if config.gc_interval == 0 {
@@ -487,6 +552,25 @@ fn node_ready(n: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Logs a step of start-up with the process's memory then (`VmRSS`, and the peak `VmHWM`):
+/// where a start spends its time and memory is then read off the log.
+fn milestone(what: &str) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb / 1024)
+            .unwrap_or_default()
+    };
+    info!(
+        rss_mib = field("VmRSS:"),
+        peak_mib = field("VmHWM:"),
+        "{what}"
+    );
 }
 
 fn sub_rx_take(
@@ -565,18 +649,8 @@ async fn restore_ipam(ctx: &Ctx) -> Result<(), String> {
             Some(Arc::new(n))
         })
         .collect();
-    let ips = loop {
-        match Api::<Ip>::all(ctx.client.clone())
-            .list(&Default::default())
-            .await
-        {
-            Ok(l) => break l.items,
-            Err(e) => {
-                warn!("listing IP CRs for restore: {e}; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    wait_until("the IP CRs are listed", || ctx.ips.synced()).await;
+    let ips = ctx.ips.snapshot();
     let ports = {
         let cache = ctx.nb.cache();
         cache

@@ -5,11 +5,15 @@
 //! one-element set travels as a bare atom, other sets as `["set", [...]]`, maps as `["map", [[k, v]...]]`.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+mod compact;
+
+pub use compact::{AtomMap, AtomSet};
 
 use crate::error::DatumError;
 use crate::schema::{AtomicType, BaseType, ColumnType};
@@ -204,6 +208,17 @@ impl Ord for Atom {
     }
 }
 
+impl Atom {
+    /// How this atom orders against the string atom `s` (as [`Ord`] would), without building
+    /// one: map lookups by string key allocate nothing.
+    pub fn cmp_str(&self, s: &str) -> Ordering {
+        match self {
+            Atom::String(a) => a.as_str().cmp(s),
+            _ => self.rank().cmp(&Atom::String(String::new()).rank()),
+        }
+    }
+}
+
 impl std::hash::Hash for Atom {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.rank().hash(state);
@@ -264,13 +279,13 @@ impl From<Uuid> for Atom {
 /// A column value: a set of atoms (scalars are one-element sets) or a map.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Datum {
-    Set(BTreeSet<Atom>),
-    Map(BTreeMap<Atom, Atom>),
+    Set(AtomSet),
+    Map(AtomMap),
 }
 
 impl Default for Datum {
     fn default() -> Self {
-        Datum::Set(BTreeSet::new())
+        Datum::Set(AtomSet::new())
     }
 }
 
@@ -283,15 +298,15 @@ impl<A: Into<Atom>> From<A> for Datum {
 impl Datum {
     /// A one-element set: how OVSDB holds a scalar.
     pub fn scalar(a: impl Into<Atom>) -> Datum {
-        Datum::Set(BTreeSet::from([a.into()]))
+        Datum::Set(AtomSet::from([a.into()]))
     }
 
     pub fn empty_set() -> Datum {
-        Datum::Set(BTreeSet::new())
+        Datum::Set(AtomSet::new())
     }
 
     pub fn empty_map() -> Datum {
-        Datum::Map(BTreeMap::new())
+        Datum::Map(AtomMap::new())
     }
 
     pub fn set<I: IntoIterator<Item = A>, A: Into<Atom>>(items: I) -> Datum {
@@ -332,19 +347,19 @@ impl Datum {
         }
     }
 
-    pub fn as_set(&self) -> Option<&BTreeSet<Atom>> {
+    pub fn as_set(&self) -> Option<&AtomSet> {
         match self {
             Datum::Set(s) => Some(s),
             Datum::Map(_) => None,
         }
     }
 
-    pub fn as_map(&self) -> Option<&BTreeMap<Atom, Atom>> {
+    pub fn as_map(&self) -> Option<&AtomMap> {
         match self {
             Datum::Map(m) => Some(m),
             // An empty set and an empty map are the same value on the wire.
             Datum::Set(s) if s.is_empty() => {
-                static EMPTY: BTreeMap<Atom, Atom> = BTreeMap::new();
+                static EMPTY: AtomMap = AtomMap::new();
                 Some(&EMPTY)
             }
             Datum::Set(_) => None,
@@ -354,7 +369,7 @@ impl Datum {
     /// Looks up a string key in a map datum, the shape of `external_ids` and `options`.
     pub fn map_get(&self, key: &str) -> Option<&Atom> {
         match self {
-            Datum::Map(m) => m.get(&Atom::String(key.to_string())),
+            Datum::Map(m) => m.get_str(key),
             Datum::Set(_) => None,
         }
     }
@@ -392,12 +407,12 @@ impl Datum {
                     let pairs = body
                         .as_array()
                         .ok_or_else(|| DatumError::new(format!("malformed map: {v}")))?;
-                    let mut m = BTreeMap::new();
+                    let mut m = Vec::with_capacity(pairs.len());
                     for p in pairs {
                         let (k, val) = pair(p)?;
-                        m.insert(Atom::from_json(k)?, Atom::from_json(val)?);
+                        m.push((Atom::from_json(k)?, Atom::from_json(val)?));
                     }
-                    return Ok(Datum::Map(m));
+                    return Ok(Datum::Map(m.into_iter().collect()));
                 }
                 _ => {}
             }
@@ -428,14 +443,18 @@ impl Datum {
                 let pairs = body
                     .as_array()
                     .ok_or_else(|| DatumError::new(format!("malformed map: {v}")))?;
-                let mut m = BTreeMap::new();
+                let mut m = Vec::with_capacity(pairs.len());
                 for p in pairs {
                     let (k, val) = pair(p)?;
-                    let k = Atom::from_json_typed(k, &ty.key)?;
-                    let val = Atom::from_json_typed(val, vt)?;
-                    if m.insert(k, val).is_some() {
-                        return Err(DatumError::new(format!("duplicate key in map: {v}")));
-                    }
+                    m.push((
+                        Atom::from_json_typed(k, &ty.key)?,
+                        Atom::from_json_typed(val, vt)?,
+                    ));
+                }
+                let n = m.len();
+                let m: AtomMap = m.into_iter().collect();
+                if m.len() != n {
+                    return Err(DatumError::new(format!("duplicate key in map: {v}")));
                 }
                 Ok(Datum::Map(m))
             }
@@ -444,11 +463,12 @@ impl Datum {
                     let items = body
                         .as_array()
                         .ok_or_else(|| DatumError::new(format!("malformed set: {v}")))?;
-                    let mut s = BTreeSet::new();
-                    for i in items {
-                        if !s.insert(Atom::from_json_typed(i, &ty.key)?) {
-                            return Err(DatumError::new(format!("duplicate element in set: {v}")));
-                        }
+                    let s: AtomSet = items
+                        .iter()
+                        .map(|i| Atom::from_json_typed(i, &ty.key))
+                        .collect::<Result<_, _>>()?;
+                    if s.len() != items.len() {
+                        return Err(DatumError::new(format!("duplicate element in set: {v}")));
                     }
                     Ok(Datum::Set(s))
                 }

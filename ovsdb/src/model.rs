@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use crate::datum::{Atom, Datum, Row};
+use crate::datum::{Atom, AtomSet, Datum, Row};
 use crate::error::DatumError;
 use crate::schema::DatabaseSchema;
 use crate::schemas::ShippedSchema;
@@ -127,11 +127,7 @@ fn atom<T: AtomValue>(table: &str, column: &str, a: &Atom) -> Result<T, DatumErr
     T::from_atom(a).map_err(|m| column_error(table, column, m))
 }
 
-fn set_of<'r>(
-    row: &'r Row,
-    table: &str,
-    column: &str,
-) -> Result<Option<&'r BTreeSet<Atom>>, DatumError> {
+fn set_of<'r>(row: &'r Row, table: &str, column: &str) -> Result<Option<&'r AtomSet>, DatumError> {
     match row.get(column) {
         None => Ok(None),
         Some(d) => d
@@ -224,7 +220,7 @@ fn normalize_reals(v: &mut Vec<f64>) {
 
 /// The datum of a scalar column.
 pub fn scalar_datum<T: AtomValue>(v: &T) -> Datum {
-    Datum::Set(BTreeSet::from([v.to_atom()]))
+    Datum::Set(AtomSet::from([v.to_atom()]))
 }
 
 /// The datum of an optional column: an empty set for `None`.

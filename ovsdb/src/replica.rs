@@ -4,13 +4,14 @@
 //! and resumes from the last transaction id, falling back to a full resync that replaces the
 //! cache atomically. Reconcilers read the cache and subscribe to its change stream.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
+use crate::batch::{BatchConfig, Batcher};
 use crate::cache::{CacheData, ChangeBatch};
 use crate::client::Client;
 use crate::connection::{Notification, Timeouts};
@@ -77,6 +78,8 @@ struct Shared {
     state: watch::Sender<ReplicaState>,
     /// (connection id, notifications of that connection applied to the cache).
     applied: watch::Sender<(usize, u64)>,
+    /// The group-commit front end of the current connection (by connection id).
+    batcher: Mutex<Option<(usize, Batcher)>>,
 }
 
 /// Handle to a running replica; dropping the last handle stops it.
@@ -101,6 +104,7 @@ impl Replica {
             client: watch::channel(None).0,
             state: watch::channel(ReplicaState::Connecting).0,
             applied: watch::channel((0, 0)).0,
+            batcher: Mutex::new(None),
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let r = Replica {
@@ -168,6 +172,44 @@ impl Replica {
     pub async fn transact(&self, txn: &Transaction) -> Result<TxnOutcome> {
         let client = self.current_client(self.timeouts.connect).await?;
         let out = client.transact(txn).await?;
+        self.caught_up(&client).await;
+        Ok(out)
+    }
+
+    /// [`Replica::transact`] through a group-commit [`Batcher`] on the current connection:
+    /// concurrent callers' independent transactions (a controller's many pods) go to the server
+    /// together, each caller still getting its own outcome and errors, and the same
+    /// read-your-writes guarantee.
+    pub async fn transact_batched(&self, txn: Transaction) -> Result<TxnOutcome> {
+        let client = self.current_client(self.timeouts.connect).await?;
+        let id = client.connection().id();
+        let batcher = {
+            let mut current = self
+                .shared
+                .batcher
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match &*current {
+                Some((at, b)) if *at == id => b.clone(),
+                _ => {
+                    let config = BatchConfig {
+                        request_timeout: self.timeouts.request,
+                        ..BatchConfig::default()
+                    };
+                    let b = Batcher::new(client.clone(), self.db.clone(), config);
+                    *current = Some((id, b.clone()));
+                    b
+                }
+            }
+        };
+        let out = batcher.submit(txn).await?;
+        self.caught_up(&client).await;
+        Ok(out)
+    }
+
+    /// Waits until the cache holds every update the connection received so far (a reply's
+    /// updates come before it).
+    async fn caught_up(&self, client: &Client) {
         let conn = client.connection();
         let (id, target) = (conn.id(), conn.notifications_delivered());
         let mut applied = self.shared.applied.subscribe();
@@ -177,7 +219,6 @@ impl Replica {
             applied.wait_for(|(conn, n)| *conn != id || *n >= target),
         )
         .await;
-        Ok(out)
     }
 
     async fn current_client(&self, limit: Duration) -> Result<Client> {

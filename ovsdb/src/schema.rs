@@ -143,7 +143,7 @@ impl BaseType {
             if !e.contains(a) {
                 return Err(DatumError::new(format!(
                     "{a} is not one of the allowed values {}",
-                    Datum::Set(e.clone())
+                    Datum::Set(e.iter().cloned().collect())
                 )));
             }
         }

@@ -78,14 +78,15 @@ fn sample_datum(ty: &ColumnType) -> Datum {
     let many = !matches!(ty.max, Some(m) if m <= 1);
     let d = match &ty.value {
         Some(v) => {
-            let mut m = BTreeMap::from([(sample_atom(&ty.key, false), sample_atom(v, false))]);
+            let mut m =
+                ovsdb::AtomMap::from([(sample_atom(&ty.key, false), sample_atom(v, false))]);
             if many {
                 m.insert(sample_atom(&ty.key, true), sample_atom(v, true));
             }
             Datum::Map(m)
         }
         None => {
-            let mut s = BTreeSet::from([sample_atom(&ty.key, false)]);
+            let mut s = ovsdb::AtomSet::from([sample_atom(&ty.key, false)]);
             if many {
                 s.insert(sample_atom(&ty.key, true));
             }

@@ -328,3 +328,44 @@ async fn transact_returns_only_once_the_cache_shows_the_write() {
         );
     }
 }
+
+/// The batched path keeps both promises: concurrent callers' transactions are merged (fewer
+/// server transactions than callers) and each caller, on return, finds its own write in the
+/// cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_transactions_merge_and_still_read_their_writes() {
+    let s = Server::start("ovn-nb.ovsschema");
+    let r = Replica::start(config(&s), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut changes = r.subscribe();
+    let callers = 300;
+    let tasks: Vec<_> = (0..callers)
+        .map(|i| {
+            let r = r.clone();
+            tokio::spawn(async move {
+                let name = format!("batched-{i}");
+                let mut txn = Transaction::new("OVN_Northbound");
+                let mut row = ovsdb::Row::new();
+                row.insert("name".into(), ovsdb::Datum::from(name.as_str()));
+                txn.insert("Address_Set", row);
+                r.transact_batched(txn).await.unwrap();
+                let cache = r.cache();
+                cache.table("Address_Set").unwrap().by_name(&name).count()
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap(), 1, "caller {i} did not see its write");
+    }
+    let mut batches = 0;
+    while let Ok(b) = changes.try_recv() {
+        if !b.changes.is_empty() {
+            batches += 1;
+        }
+    }
+    assert!(
+        batches < callers,
+        "{batches} server transactions for {callers} callers: nothing was merged"
+    );
+}

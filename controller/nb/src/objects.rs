@@ -12,11 +12,10 @@
 //! * Policies whose action or next hops differ are updated in place instead of deleted and
 //!   re-created; ACLs are converged instead of deleted and re-created on every reconcile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use ovsdb::cache::TableCache;
 use ovsdb::{Atom, Datum, Row};
 
 use crate::plan::{Parent, Plan, PlanError, RowRef};
@@ -1098,31 +1097,43 @@ pub fn delete_port(plan: &mut Plan<'_>, name: &str) {
     }
 }
 
-/// Puts a port into exactly `pgs` among the port groups `candidates` selects (node and
-/// per-subnet-node groups), adding and removing memberships as needed.
+/// Puts a port into exactly `pgs` among the routing port groups (node and per-subnet-node
+/// groups), adding and removing memberships as needed. Those groups carry
+/// `external_ids:node`, so with the port's `node` known only that node's groups (found through
+/// the replica's `node` index: one per subnet) are searched for it, not every group of the
+/// cluster; without it every routing group is.
 pub fn port_memberships(
     plan: &mut Plan<'_>,
     port: &RowRef,
     pgs: &[String],
-    candidates: impl Fn(&Row) -> bool,
+    node: Option<&str>,
 ) -> Result<(), PlanError> {
     let atom = port.atom();
     // Only groups that hold the port can lose it; a port this plan inserts is in none yet.
-    let holding = match (port, plan.cache().table(PG)) {
-        (RowRef::Existing(u), Some(t)) => groups_holding(t, *u),
+    let others: Vec<String> = match (port, plan.cache().table(PG)) {
+        (RowRef::Existing(_), Some(t)) => {
+            let scope: Box<dyn Iterator<Item = (&ovsdb::Uuid, &Arc<Row>)>> = match node {
+                Some(n) => Box::new(t.by_external_id("node", n)),
+                None => Box::new(t.iter()),
+            };
+            scope
+                .filter(|(_, r)| is_routing_pg(r))
+                .filter(|(_, r)| {
+                    r.get("ports")
+                        .and_then(Datum::as_set)
+                        .is_some_and(|s| s.contains(&atom))
+                })
+                .filter_map(|(_, r)| {
+                    r.get("name")
+                        .and_then(Datum::as_atom)
+                        .and_then(Atom::as_str)
+                        .map(str::to_string)
+                })
+                .filter(|n| !pgs.contains(n))
+                .collect()
+        }
         _ => Vec::new(),
     };
-    let others: Vec<String> = holding
-        .iter()
-        .filter(|r| candidates(r))
-        .filter_map(|r| {
-            r.get("name")
-                .and_then(Datum::as_atom)
-                .and_then(Atom::as_str)
-                .map(str::to_string)
-        })
-        .filter(|n| !pgs.contains(n))
-        .collect();
     for pg in pgs {
         if plan.lookup(PG, pg).is_some() {
             plan.set_members(PG, pg, "ports", std::slice::from_ref(&atom), &[])?;
@@ -1132,53 +1143,6 @@ pub fn port_memberships(
         plan.set_members(PG, &pg, "ports", &[], std::slice::from_ref(&atom))?;
     }
     Ok(())
-}
-
-/// Which port groups hold which ports, built from one state of the Port_Group table.
-struct GroupIndex {
-    /// The rows it was built from, in the table's iteration order. Holding the `Arc`s keeps
-    /// their addresses from being reused, so pointer equality means "the very same row".
-    rows: Vec<(ovsdb::Uuid, Arc<Row>)>,
-    /// Port UUID → positions in `rows` of the groups holding it.
-    holders: HashMap<ovsdb::Uuid, Vec<usize>>,
-}
-
-/// The last index built, shared by every plan: each pod reconcile asks which groups hold its
-/// port, and a cluster has a node group plus a group per subnet and node — 10,000 groups for
-/// 100 subnets on 100 nodes — so scanning them all per pod made a restart quadratic. Checking
-/// that the table still holds exactly the indexed rows is a pointer comparison per row.
-static GROUP_INDEX: Mutex<Option<GroupIndex>> = Mutex::new(None);
-
-/// The port groups (rows of `table`) whose `ports` hold `port`.
-fn groups_holding(table: &TableCache, port: ovsdb::Uuid) -> Vec<Arc<Row>> {
-    let mut index = GROUP_INDEX.lock().unwrap_or_else(|p| p.into_inner());
-    let current = index.as_ref().is_some_and(|ix| {
-        ix.rows.len() == table.len()
-            && ix
-                .rows
-                .iter()
-                .zip(table.iter())
-                .all(|((u, r), (tu, tr))| u == tu && Arc::ptr_eq(r, tr))
-    });
-    if !current {
-        let rows: Vec<(ovsdb::Uuid, Arc<Row>)> =
-            table.iter().map(|(u, r)| (*u, r.clone())).collect();
-        let mut holders: HashMap<ovsdb::Uuid, Vec<usize>> = HashMap::new();
-        for (i, (_, r)) in rows.iter().enumerate() {
-            let members = r.get("ports").and_then(Datum::as_set).into_iter().flatten();
-            for p in members.filter_map(Atom::as_uuid) {
-                holders.entry(p).or_default().push(i);
-            }
-        }
-        *index = Some(GroupIndex { rows, holders });
-    }
-    index
-        .as_ref()
-        .and_then(|ix| {
-            let at = ix.holders.get(&port)?;
-            Some(at.iter().map(|&i| ix.rows[i].1.clone()).collect())
-        })
-        .unwrap_or_default()
 }
 
 /// Whether a port group is one of kube-ovn's node or per-subnet-node groups (the ones pod

@@ -67,6 +67,12 @@ pub struct Plan<'c> {
     refs: HashMap<(String, String), RowRef>,
     /// Children attached/detached by this plan, per (parent table, parent uuid or name, column).
     attached: HashMap<(String, String, String), BTreeSet<Atom>>,
+    /// Attachments, one mutate per parent column, sent after every other operation: ovsdb-server
+    /// copies the whole set column for each mutate, so a node's hundred new policies on a
+    /// router holding ten thousand cost one copy, not a hundred.
+    attaches: Vec<(String, Condition, String, Vec<Atom>)>,
+    /// Position in `attaches` of each (parent table, parent, column).
+    attach_at: HashMap<(String, String, String), usize>,
 }
 
 impl<'c> Plan<'c> {
@@ -78,6 +84,8 @@ impl<'c> Plan<'c> {
             ops: 0,
             refs: HashMap::new(),
             attached: HashMap::new(),
+            attaches: Vec::new(),
+            attach_at: HashMap::new(),
         }
     }
 
@@ -92,7 +100,16 @@ impl<'c> Plan<'c> {
     }
 
     /// The transaction to send.
-    pub fn into_transaction(self) -> Transaction {
+    pub fn into_transaction(mut self) -> Transaction {
+        // Last: every row they reference is inserted before, and nothing in a plan reads a
+        // parent's column after attaching to it.
+        for (table, condition, column, children) in std::mem::take(&mut self.attaches) {
+            self.txn.push(ovsdb::Operation::Mutate {
+                table,
+                conditions: vec![condition],
+                mutations: vec![Mutation::insert(&column, Datum::set(children))],
+            });
+        }
         self.txn
     }
 
@@ -212,14 +229,27 @@ impl<'c> Plan<'c> {
             format!("{at:?}"),
             parent.column.to_string(),
         );
-        if !self.attached.entry(key).or_default().insert(child.clone()) {
+        if !self
+            .attached
+            .entry(key.clone())
+            .or_default()
+            .insert(child.clone())
+        {
             return;
         }
-        self.push(ovsdb::Operation::Mutate {
-            table: parent.table.to_string(),
-            conditions: vec![at.condition()],
-            mutations: vec![Mutation::insert(parent.column, Datum::set([child]))],
-        });
+        match self.attach_at.get(&key) {
+            Some(&i) => self.attaches[i].3.push(child),
+            None => {
+                self.attach_at.insert(key, self.attaches.len());
+                self.attaches.push((
+                    parent.table.to_string(),
+                    at.condition(),
+                    parent.column.to_string(),
+                    vec![child],
+                ));
+                self.ops += 1;
+            }
+        }
     }
 
     fn detach(&mut self, table: &str, column: &str, parent: Uuid, child: Uuid) {
@@ -425,14 +455,14 @@ impl<'c> Plan<'c> {
                 table: table.to_string(),
                 name: name.to_string(),
             })?;
-        let current: BTreeSet<Atom> = match &at {
+        let empty = ovsdb::AtomSet::new();
+        let current: &ovsdb::AtomSet = match &at {
             RowRef::Existing(u) => self
                 .row(table, u)
                 .and_then(|r| r.get(column))
                 .and_then(Datum::as_set)
-                .cloned()
-                .unwrap_or_default(),
-            RowRef::New(_) => BTreeSet::new(),
+                .unwrap_or(&empty),
+            RowRef::New(_) => &empty,
         };
         let add: Vec<Atom> = present
             .iter()

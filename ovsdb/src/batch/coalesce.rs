@@ -682,7 +682,9 @@ mod tests {
             ("delete", Datum::Set(s), Datum::Set(v)) => s.retain(|a| !v.contains(a)),
             ("insert", Datum::Map(mm), Datum::Map(v)) => {
                 for (k, x) in v {
-                    mm.entry(k.clone()).or_insert_with(|| x.clone());
+                    if !mm.contains_key(k) {
+                        mm.insert(k.clone(), x.clone());
+                    }
                 }
             }
             ("delete", Datum::Map(mm), Datum::Map(v)) => mm.retain(|k, x| v.get(k) != Some(x)),
