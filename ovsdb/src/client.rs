@@ -123,15 +123,23 @@ impl Client {
                 json!([db, monitor_id, requests, last]),
             )
             .await?;
-        let bad = || Error::Protocol(format!("monitor_cond_since reply: {v}"));
-        let a = v.as_array().filter(|a| a.len() == 3).ok_or_else(bad)?;
+        let shape = |v: &Value| -> Option<(bool, Uuid)> {
+            let a = v.as_array().filter(|a| a.len() == 3)?;
+            let last = a[1].as_str().and_then(|s| Uuid::parse_str(s).ok())?;
+            Some((a[0].as_bool()?, last))
+        };
+        let Some((found, last_txn_id)) = shape(&v) else {
+            return Err(Error::Protocol(format!("monitor_cond_since reply: {v}")));
+        };
+        // Moved, not copied: on a first sync this is the whole database.
+        let updates = match v {
+            Value::Array(mut a) => a.pop().unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
         Ok(SinceReply {
-            found: a[0].as_bool().ok_or_else(bad)?,
-            last_txn_id: a[1]
-                .as_str()
-                .and_then(|s| Uuid::parse_str(s).ok())
-                .ok_or_else(bad)?,
-            updates: a[2].clone(),
+            found,
+            last_txn_id,
+            updates,
         })
     }
 

@@ -288,17 +288,19 @@ fn dispatch(
     notes: &mpsc::UnboundedSender<Notification>,
     delivered: &AtomicU64,
 ) -> Result<()> {
-    let msg: Value = serde_json::from_slice(frame)
+    let mut msg: Value = serde_json::from_slice(frame)
         .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
+    // Parts are moved out, never copied: an initial monitor reply is the whole database.
     let obj = msg
-        .as_object()
+        .as_object_mut()
         .ok_or_else(|| Error::Protocol("message is not a JSON object".into()))?;
-    if let Some(method) = obj.get("method") {
+    if let Some(method) = obj.remove("method") {
         let method = method
             .as_str()
-            .ok_or_else(|| Error::Protocol("method is not a string".into()))?;
-        let params = obj.get("params").cloned().unwrap_or(Value::Null);
-        let id = obj.get("id").cloned().unwrap_or(Value::Null);
+            .ok_or_else(|| Error::Protocol("method is not a string".into()))?
+            .to_string();
+        let params = obj.remove("params").unwrap_or(Value::Null);
+        let id = obj.remove("id").unwrap_or(Value::Null);
         if method == "echo" {
             if !id.is_null() {
                 let _ = out.send(frame_bytes(
@@ -313,10 +315,7 @@ fn dispatch(
             ));
             return Ok(());
         }
-        let _ = notes.send(Notification {
-            method: method.to_string(),
-            params,
-        });
+        let _ = notes.send(Notification { method, params });
         delivered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         return Ok(());
     }
@@ -332,9 +331,9 @@ fn dispatch(
         .unwrap_or_else(|p| p.into_inner())
         .remove(&id);
     if let Some(w) = waiter {
-        let error = obj.get("error").cloned().unwrap_or(Value::Null);
+        let error = obj.remove("error").unwrap_or(Value::Null);
         let r = if error.is_null() {
-            Ok(obj.get("result").cloned().unwrap_or(Value::Null))
+            Ok(obj.remove("result").unwrap_or(Value::Null))
         } else {
             Err(Error::Rpc {
                 method: String::new(),
