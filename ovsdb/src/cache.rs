@@ -66,6 +66,11 @@ impl TableCache {
             .filter_map(|u| self.rows.get_key_value(u))
     }
 
+    /// Whether `external_ids:key` is indexed (else [`TableCache::by_external_id`] finds nothing).
+    pub fn indexes_external_id(&self, key: &str) -> bool {
+        self.by_external_id.contains_key(key)
+    }
+
     /// Rows with `external_ids:key=value`, for a key the replica indexes.
     pub fn by_external_id(
         &self,

@@ -317,6 +317,7 @@ pub fn default_routes(
         ROUTE,
         &["ip_prefix", "nexthop", "route_table"],
         desired,
+        None,
         |r| {
             ext(r, "vendor") == Some(VENDOR)
                 && matches!(
@@ -433,6 +434,7 @@ pub fn overlay_subnet(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), 
         POLICY,
         &["priority", "match"],
         policies,
+        Some(("subnet", s.name)),
         move |r| {
             priority(r) == Some(SUBNET_POLICY_PRIORITY)
                 && ext(r, "vendor") == Some(VENDOR)
@@ -589,6 +591,7 @@ pub fn distributed_gateway(
         POLICY,
         &["priority", "match"],
         desired,
+        Some(("subnet", subnet)),
         move |r| {
             priority(r) == Some(GATEWAY_POLICY_PRIORITY)
                 && ext(r, "vendor") == Some(VENDOR)
@@ -614,14 +617,10 @@ pub fn node_gateways(
         .iter()
         .map(|s| subnet_node_pg(&s.name, &node.node))
         .collect();
-    let stale: Vec<ovsdb::Uuid> = plan
-        .cache()
-        .table(PG)
+    let stale: Vec<ovsdb::Uuid> = tagged(plan.cache(), PG, "node", &node.node)
         .into_iter()
-        .flat_map(|t| t.iter())
         .filter(|(_, r)| {
             ext(r, "vendor") == Some(VENDOR)
-                && ext(r, "node") == Some(node.node.as_str())
                 && ext(r, "subnet").is_some()
                 && !r
                     .get("name")
@@ -629,7 +628,7 @@ pub fn node_gateways(
                     .and_then(Atom::as_str)
                     .is_some_and(|n| keep.iter().any(|k| k == n))
         })
-        .map(|(u, _)| *u)
+        .map(|(u, _)| u)
         .collect();
     for u in stale {
         plan.delete_root_uuid(PG, u);
@@ -644,6 +643,7 @@ pub fn node_gateways(
         POLICY,
         &["priority", "match"],
         desired,
+        Some(("node", node.node.as_str())),
         move |r| {
             priority(r) == Some(GATEWAY_POLICY_PRIORITY)
                 && ext(r, "vendor") == Some(VENDOR)
@@ -653,16 +653,34 @@ pub fn node_gateways(
     )
 }
 
+/// The rows of `table` with `external_ids:key=value`: through the replica's index when it has
+/// one for `key` (a plan then reads a subnet's or node's hundred port groups, not the ten
+/// thousand of the cluster), else by a scan.
+fn tagged<'c>(
+    cache: &'c ovsdb::CacheData,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Vec<(ovsdb::Uuid, &'c Arc<Row>)> {
+    let Some(t) = cache.table(table) else {
+        return Vec::new();
+    };
+    if t.indexes_external_id(key) {
+        t.by_external_id(key, value).map(|(u, r)| (*u, r)).collect()
+    } else {
+        t.iter()
+            .filter(|(_, r)| ext(r, key) == Some(value))
+            .map(|(u, r)| (*u, r))
+            .collect()
+    }
+}
+
 /// Deletes the per-node port groups of `subnet` except those named in `keep`.
 fn delete_subnet_node_pgs(plan: &mut Plan<'_>, subnet: &str, keep: &[String]) {
-    let stale: Vec<ovsdb::Uuid> = plan
-        .cache()
-        .table(PG)
+    let stale: Vec<ovsdb::Uuid> = tagged(plan.cache(), PG, "subnet", subnet)
         .into_iter()
-        .flat_map(|t| t.iter())
         .filter(|(_, r)| {
             ext(r, "vendor") == Some(VENDOR)
-                && ext(r, "subnet") == Some(subnet)
                 && ext(r, "node").is_some()
                 && !r
                     .get("name")
@@ -670,7 +688,7 @@ fn delete_subnet_node_pgs(plan: &mut Plan<'_>, subnet: &str, keep: &[String]) {
                     .and_then(Atom::as_str)
                     .is_some_and(|n| keep.iter().any(|k| k == n))
         })
-        .map(|(u, _)| *u)
+        .map(|(u, _)| u)
         .collect();
     for u in stale {
         plan.delete_root_uuid(PG, u);
@@ -725,6 +743,7 @@ pub fn centralized_gateway(
         POLICY,
         &["priority", "match"],
         desired,
+        Some(("subnet", subnet)),
         move |r| {
             priority(r) == Some(GATEWAY_POLICY_PRIORITY)
                 && ext(r, "vendor") == Some(VENDOR)
@@ -869,6 +888,7 @@ pub fn switch_acls(plan: &mut Plan<'_>, ls: &str, acls: &[SwitchAcl]) -> Result<
         ACL,
         &["direction", "priority", "match", "action"],
         desired,
+        None,
         move |r| ext(r, "vendor") == Some(VENDOR) && ext(r, "parent") == Some(owner.as_str()),
     )
 }
@@ -995,6 +1015,7 @@ pub fn node(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), PlanError> {
         POLICY,
         &["priority", "match"],
         desired,
+        Some(("node", n.node)),
         move |r| {
             priority(r) == Some(NODE_POLICY_PRIORITY)
                 && ext(r, "vendor") == Some(VENDOR)
@@ -1116,13 +1137,14 @@ pub fn port_memberships(
                 Some(n) => Box::new(t.by_external_id("node", n)),
                 None => Box::new(t.iter()),
             };
+            // Membership first: a binary search, where the routing test compares strings.
             scope
-                .filter(|(_, r)| is_routing_pg(r))
                 .filter(|(_, r)| {
                     r.get("ports")
                         .and_then(Datum::as_set)
                         .is_some_and(|s| s.contains(&atom))
                 })
+                .filter(|(_, r)| is_routing_pg(r))
                 .filter_map(|(_, r)| {
                     r.get("name")
                         .and_then(Datum::as_atom)

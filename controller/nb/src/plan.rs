@@ -364,12 +364,19 @@ impl<'c> Plan<'c> {
     /// Converges the children of `parent` that `owned` selects (e.g. "policies with
     /// external_ids:subnet=X") on exactly `desired`, keyed by `key`: missing ones are added,
     /// differing ones updated, owned extras detached (and so deleted, children being non-root).
+    ///
+    /// `scope`, an `external_ids` (key, value) every owned row carries, lets the plan look only
+    /// at the rows the replica indexes under it instead of at every child — a router holds a
+    /// policy per subnet and node, and each subnet's or node's plan owns a hundredth of them.
+    /// Scoped, a child with a wanted key that lacks the scope's mark is not adopted (a twin is
+    /// added beside it); rows kube-ovn writes always carry it.
     pub fn sync_keyed_children(
         &mut self,
         parent: Parent<'_>,
         table: &str,
         key: &[&str],
         desired: Vec<Row>,
+        scope: Option<(&str, &str)>,
         owned: impl Fn(&Row) -> bool,
     ) -> Result<(), PlanError> {
         let at = self.parent_ref(&parent)?;
@@ -401,7 +408,7 @@ impl<'c> Plan<'c> {
         // desired row up by scanning all of them would be quadratic.
         let mut by_key: HashMap<Vec<Datum>, Uuid> = HashMap::new();
         if let RowRef::Existing(p) = at {
-            for u in self.children(&parent) {
+            for u in self.scoped_children(&parent, p, table, scope) {
                 let Some(row) = self.row(table, &u) else {
                     continue;
                 };
@@ -430,6 +437,32 @@ impl<'c> Plan<'c> {
             self.put_keyed_child(&parent, &at, table, existing, row);
         }
         Ok(())
+    }
+
+    /// The children of `parent` (the existing row `p`) to look at: those indexed under `scope`
+    /// when the replica indexes its key, else all of them; in UUID order either way.
+    fn scoped_children(
+        &self,
+        parent: &Parent<'_>,
+        p: Uuid,
+        table: &str,
+        scope: Option<(&str, &str)>,
+    ) -> Vec<Uuid> {
+        let indexed = scope.and_then(|(k, v)| {
+            let t = self.cache.table(table)?;
+            t.indexes_external_id(k)
+                .then(|| t.by_external_id(k, v).map(|(u, _)| *u).collect::<Vec<_>>())
+        });
+        let Some(mut rows) = indexed else {
+            return self.children(parent);
+        };
+        let held = self
+            .row(parent.table, &p)
+            .and_then(|r| r.get(parent.column))
+            .and_then(Datum::as_set);
+        rows.retain(|u| held.is_some_and(|h| h.contains(&Atom::Uuid(*u))));
+        rows.sort();
+        rows
     }
 
     /// Detaches a child (by UUID) from every row of the parent table holding it.

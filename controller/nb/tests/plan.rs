@@ -59,7 +59,9 @@ fn server() -> Server {
 }
 
 async fn replica(s: &Server) -> Replica {
-    let cfg = ReplicaConfig::new(vec![Remote::Unix(s.sock.clone())], NB);
+    let mut cfg = ReplicaConfig::new(vec![Remote::Unix(s.sock.clone())], NB);
+    // As the controller's: scoped syncs read these indexes.
+    cfg.external_id_keys = vec!["subnet".into(), "node".into()];
     Replica::start(cfg, Duration::from_secs(10)).await.unwrap()
 }
 
@@ -128,6 +130,7 @@ fn desire(plan: &mut Plan<'_>, ports: &[&str], policies: &[(i64, &str)]) {
         "Logical_Router_Policy",
         &["priority", "match"],
         desired,
+        Some(("subnet", "sw")),
         |r| {
             r.get("external_ids")
                 .and_then(|d| d.map_get("subnet"))
