@@ -440,7 +440,11 @@ pub async fn lead(
         ctx.clone(),
         subnet_ctl::reconcile_status,
     );
-    tokio::spawn(forward(sub_rx_take(&mut status_rx), status_q));
+    tokio::spawn(forward_coalesced(
+        sub_rx_take(&mut status_rx),
+        status_q,
+        STATUS_INTERVAL,
+    ));
     let pool_q = start_queue(
         "ippool",
         workers,
@@ -578,6 +582,42 @@ fn sub_rx_take(
 ) -> tokio::sync::mpsc::UnboundedReceiver<String> {
     let (_tx, empty) = tokio::sync::mpsc::unbounded_channel();
     std::mem::replace(rx, empty)
+}
+
+/// How often at most a subnet's counters are patched while its pods come and go: a burst of
+/// pods then costs a few status writes (and watch events for everyone watching Subnets), not
+/// one per pod.
+const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Forwards keys to `q`, each at most once per `every`: keys arriving meanwhile are held and
+/// sent together at the end of the interval.
+async fn forward_coalesced(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+    q: Queue,
+    every: Duration,
+) {
+    while let Some(first) = rx.recv().await {
+        q.add(first);
+        let until = tokio::time::Instant::now() + every;
+        let mut held = std::collections::HashSet::new();
+        loop {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(k)) => {
+                    held.insert(k);
+                }
+                Ok(None) => {
+                    for k in held {
+                        q.add(k);
+                    }
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+        for k in held {
+            q.add(k);
+        }
+    }
 }
 
 async fn forward(mut rx: tokio::sync::mpsc::UnboundedReceiver<String>, q: Queue) {

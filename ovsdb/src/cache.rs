@@ -196,6 +196,15 @@ impl CacheData {
         updates: &Value,
     ) -> Result<ChangeBatch> {
         let ops = decode_update2(schema, updates)?;
+        self.apply_ops(ops)
+    }
+
+    /// Applies the updates of a decoded `monitor_cond_since` reply.
+    pub fn apply_since_reply(&mut self, reply: SinceReply) -> Result<ChangeBatch> {
+        self.apply_ops(reply.ops)
+    }
+
+    fn apply_ops(&mut self, ops: Vec<(String, Uuid, RowOp)>) -> Result<ChangeBatch> {
         let mut batch = ChangeBatch::default();
         for (table, uuid, op) in ops {
             let tc = self.tables.entry(table.clone()).or_default();
@@ -297,60 +306,349 @@ enum RowOp {
     Delete,
 }
 
+fn bad_update(m: String) -> Error {
+    Error::Protocol(format!("bad update: {m}"))
+}
+
 fn decode_update2(schema: &DatabaseSchema, updates: &Value) -> Result<Vec<(String, Uuid, RowOp)>> {
-    let bad = |m: String| Error::Protocol(format!("bad update: {m}"));
     let mut out = Vec::new();
     let Some(tables) = updates.as_object() else {
-        return Err(bad(format!("not an object: {updates}")));
+        return Err(bad_update(format!("not an object: {updates}")));
     };
     for (tname, rows) in tables {
         let ts = schema
             .table(tname)
-            .ok_or_else(|| bad(format!("unknown table {tname}")))?;
+            .ok_or_else(|| bad_update(format!("unknown table {tname}")))?;
         for (u, ru) in rows
             .as_object()
-            .ok_or_else(|| bad(format!("{tname} is not an object")))?
+            .ok_or_else(|| bad_update(format!("{tname} is not an object")))?
         {
-            let uuid = Uuid::parse_str(u).map_err(|_| bad(format!("bad row uuid {u}")))?;
-            let (kind, body) = ru
-                .as_object()
-                .and_then(|o| o.iter().next())
-                .ok_or_else(|| bad(format!("empty row update for {u}")))?;
-            let decode_cols = |diff: bool| -> Result<Vec<(String, Datum, bool)>> {
-                let Some(cols) = body.as_object() else {
-                    return Err(bad(format!("row {u} is not an object")));
-                };
-                cols.iter()
-                    .filter_map(|(c, v)| ts.column(c).map(|cs| (c, v, cs)))
-                    .map(|(c, v, cs)| {
-                        let is_diff = diff && !cs.ty.is_scalar();
-                        let d = if is_diff {
-                            Datum::from_json_diff(v, &cs.ty)
-                        } else {
-                            Datum::from_json_typed(v, &cs.ty)
-                        };
-                        d.map(|d| (c.clone(), d, is_diff))
-                            .map_err(|e| bad(format!("{tname}.{c} of {u}: {e}")))
-                    })
-                    .collect()
-            };
-            let op = match kind.as_str() {
-                "initial" | "insert" => {
-                    // update2 leaves out columns that hold their default value.
-                    let mut row: Row = ts
-                        .columns
-                        .iter()
-                        .map(|(c, cs)| (c.clone(), cs.ty.default_datum()))
-                        .collect();
-                    row.extend(decode_cols(false)?.into_iter().map(|(c, d, _)| (c, d)));
-                    RowOp::Put(row)
-                }
-                "modify" => RowOp::Modify(decode_cols(true)?),
-                "delete" => RowOp::Delete,
-                k => return Err(bad(format!("unknown row update kind {k}"))),
-            };
+            let (uuid, op) = decode_row(ts, tname, u, ru)?;
             out.push((tname.clone(), uuid, op));
         }
     }
     Ok(out)
+}
+
+/// One row's `row-update2` (`{"initial"|"insert"|"modify"|"delete": …}`).
+fn decode_row(
+    ts: &crate::schema::TableSchema,
+    tname: &str,
+    u: &str,
+    ru: &Value,
+) -> Result<(Uuid, RowOp)> {
+    let bad = bad_update;
+    let uuid = Uuid::parse_str(u).map_err(|_| bad(format!("bad row uuid {u}")))?;
+    let (kind, body) = ru
+        .as_object()
+        .and_then(|o| o.iter().next())
+        .ok_or_else(|| bad(format!("empty row update for {u}")))?;
+    let decode_cols = |diff: bool| -> Result<Vec<(String, Datum, bool)>> {
+        let Some(cols) = body.as_object() else {
+            return Err(bad(format!("row {u} is not an object")));
+        };
+        cols.iter()
+            .filter_map(|(c, v)| ts.column(c).map(|cs| (c, v, cs)))
+            .map(|(c, v, cs)| {
+                let is_diff = diff && !cs.ty.is_scalar();
+                let d = if is_diff {
+                    Datum::from_json_diff(v, &cs.ty)
+                } else {
+                    Datum::from_json_typed(v, &cs.ty)
+                };
+                d.map(|d| (c.clone(), d, is_diff))
+                    .map_err(|e| bad(format!("{tname}.{c} of {u}: {e}")))
+            })
+            .collect()
+    };
+    let op = match kind.as_str() {
+        "initial" | "insert" => {
+            // update2 leaves out columns that hold their default value.
+            let mut row: Row = ts
+                .columns
+                .iter()
+                .map(|(c, cs)| (c.clone(), cs.ty.default_datum()))
+                .collect();
+            row.extend(decode_cols(false)?.into_iter().map(|(c, d, _)| (c, d)));
+            RowOp::Put(row)
+        }
+        "modify" => RowOp::Modify(decode_cols(true)?),
+        "delete" => RowOp::Delete,
+        k => return Err(bad(format!("unknown row update kind {k}"))),
+    };
+    Ok((uuid, op))
+}
+
+/// A `monitor_cond_since` reply decoded straight from its frame: the updates are read row by
+/// row into cache rows, never held as one JSON tree (on a first sync they are the whole
+/// database, and the tree costs several times the rows it becomes).
+pub struct SinceReply {
+    /// Whether the server resumed from the transaction asked for.
+    pub found: bool,
+    /// The server's last transaction id.
+    pub last_txn_id: Uuid,
+    ops: Vec<(String, Uuid, RowOp)>,
+}
+
+impl SinceReply {
+    /// Decodes a whole reply frame (`{"id":…,"result":[found,last,updates],"error":…}`).
+    pub fn decode(schema: &DatabaseSchema, frame: &[u8]) -> Result<SinceReply> {
+        let mut de = serde_json::Deserializer::from_slice(frame);
+        let r = serde::de::DeserializeSeed::deserialize(ReplySeed { schema }, &mut de)
+            .map_err(|e| Error::Protocol(format!("monitor_cond_since reply: {e}")))?;
+        match r {
+            Ok(reply) => Ok(reply),
+            Err(error) => Err(Error::Rpc {
+                method: "monitor_cond_since".into(),
+                error,
+            }),
+        }
+    }
+
+    /// Number of row updates in the reply.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+struct ReplySeed<'s> {
+    schema: &'s DatabaseSchema,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ReplySeed<'_> {
+    /// The reply, or the server's `error`.
+    type Value = std::result::Result<SinceReply, Value>;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ReplySeed<'_> {
+    type Value = std::result::Result<SinceReply, Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON-RPC reply object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut m: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut result = None;
+        let mut error = Value::Null;
+        while let Some(k) = m.next_key::<String>()? {
+            match k.as_str() {
+                "result" => {
+                    result = m.next_value_seed(ResultSeed {
+                        schema: self.schema,
+                    })?
+                }
+                "error" => error = m.next_value()?,
+                _ => {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        if !error.is_null() {
+            return Ok(Err(error));
+        }
+        result
+            .map(Ok)
+            .ok_or_else(|| serde::de::Error::custom("reply without a result"))
+    }
+}
+
+struct ResultSeed<'s> {
+    schema: &'s DatabaseSchema,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ResultSeed<'_> {
+    /// `None` for a null result (an error reply).
+    type Value = Option<SinceReply>;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ResultSeed<'_> {
+    type Value = Option<SinceReply>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("[found, last-txn-id, table-updates2]")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut s: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let found: bool = s
+            .next_element()?
+            .ok_or_else(|| A::Error::custom("missing found"))?;
+        let last: String = s
+            .next_element()?
+            .ok_or_else(|| A::Error::custom("missing last-txn-id"))?;
+        let last_txn_id =
+            Uuid::parse_str(&last).map_err(|_| A::Error::custom(format!("bad txn id {last}")))?;
+        let ops = s
+            .next_element_seed(TablesSeed {
+                schema: self.schema,
+            })?
+            .ok_or_else(|| A::Error::custom("missing updates"))?;
+        if s.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::custom("more than three elements"));
+        }
+        Ok(Some(SinceReply {
+            found,
+            last_txn_id,
+            ops,
+        }))
+    }
+}
+
+struct TablesSeed<'s> {
+    schema: &'s DatabaseSchema,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TablesSeed<'_> {
+    type Value = Vec<(String, Uuid, RowOp)>;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TablesSeed<'_> {
+    type Value = Vec<(String, Uuid, RowOp)>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("table-updates2")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut m: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut out = Vec::new();
+        while let Some(tname) = m.next_key::<String>()? {
+            let ts = self
+                .schema
+                .table(&tname)
+                .ok_or_else(|| A::Error::custom(format!("unknown table {tname}")))?;
+            m.next_value_seed(RowsSeed {
+                ts,
+                tname: &tname,
+                out: &mut out,
+            })?;
+        }
+        Ok(out)
+    }
+}
+
+struct RowsSeed<'a> {
+    ts: &'a crate::schema::TableSchema,
+    tname: &'a str,
+    out: &'a mut Vec<(String, Uuid, RowOp)>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RowsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("rows by UUID")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut m: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        while let Some(u) = m.next_key::<String>()? {
+            // One row's JSON at a time: small, and dropped once decoded.
+            let ru: Value = m.next_value()?;
+            let (uuid, op) = decode_row(self.ts, self.tname, &u, &ru).map_err(A::Error::custom)?;
+            self.out.push((self.tname.to_string(), uuid, op));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nb() -> DatabaseSchema {
+        let v: Value = serde_json::from_str(crate::schemas::OVN_NORTHBOUND.json).unwrap();
+        DatabaseSchema::from_json(&v).unwrap()
+    }
+
+    /// The streaming decoder of a reply frame yields exactly what decoding the parsed updates
+    /// does; errors and garbage are errors, never panics.
+    #[test]
+    fn since_reply_frames_decode_like_parsed_updates() {
+        let schema = nb();
+        let updates = serde_json::json!({
+            "Logical_Switch": {
+                "6a3e2f1c-0000-4000-8000-000000000001": {"initial": {"name": "ls1", "other_config": ["map", [["subnet", "10.0.0.0/24"]]]}},
+            },
+            "Address_Set": {
+                "6a3e2f1c-0000-4000-8000-000000000002": {"initial": {"name": "as1", "addresses": ["set", ["10.0.0.1", "10.0.0.2"]]}},
+            },
+        });
+        let frame = serde_json::json!({"id": 7, "error": null, "result": [false, "6a3e2f1c-0000-4000-8000-0000000000ff", updates]});
+        let reply = SinceReply::decode(&schema, frame.to_string().as_bytes()).unwrap();
+        assert!(!reply.found);
+        assert_eq!(reply.len(), 2);
+        let mut streamed = CacheData::default();
+        streamed.apply_since_reply(reply).unwrap();
+        let mut parsed = CacheData::default();
+        parsed.apply_update2(&schema, &updates).unwrap();
+        for t in ["Logical_Switch", "Address_Set"] {
+            let rows = |c: &CacheData| {
+                let mut v: Vec<(Uuid, Row)> = c
+                    .table(t)
+                    .unwrap()
+                    .iter()
+                    .map(|(u, r)| (*u, (**r).clone()))
+                    .collect();
+                v.sort_by_key(|(u, _)| *u);
+                v
+            };
+            assert_eq!(rows(&streamed), rows(&parsed), "{t}");
+        }
+
+        let err = serde_json::json!({"id": 7, "result": null, "error": "unknown database"});
+        assert!(matches!(
+            SinceReply::decode(&schema, err.to_string().as_bytes()),
+            Err(Error::Rpc { .. })
+        ));
+        for garbage in [
+            &b"{"[..],
+            b"[]",
+            b"{\"result\": [true]}",
+            b"{\"result\": [true, \"x\", {}]}",
+            b"{\"result\": [true, \"6a3e2f1c-0000-4000-8000-0000000000ff\", {\"Nope\": {}}]}",
+            b"{\"result\": [true, \"6a3e2f1c-0000-4000-8000-0000000000ff\", {\"Logical_Switch\": {\"u\": {\"initial\": {}}}}]}",
+        ] {
+            assert!(SinceReply::decode(&schema, garbage).is_err());
+        }
+    }
 }

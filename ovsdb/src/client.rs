@@ -143,6 +143,30 @@ impl Client {
         })
     }
 
+    /// `monitor_cond_since`, with the reply decoded straight into cache rows against `schema`
+    /// (see [`crate::cache::SinceReply`]): what a replica uses, since a first sync's reply is
+    /// the whole database.
+    pub async fn monitor_cond_since_decoded(
+        &self,
+        db: &str,
+        monitor_id: &Value,
+        requests: Value,
+        last_txn_id: Option<Uuid>,
+        schema: &crate::schema::DatabaseSchema,
+    ) -> Result<crate::cache::SinceReply> {
+        let last = last_txn_id.unwrap_or_else(Uuid::nil).to_string();
+        let timeout = self.conn.request_timeout();
+        let frame = self
+            .conn
+            .request_raw(
+                "monitor_cond_since",
+                json!([db, monitor_id, requests, last]),
+                timeout,
+            )
+            .await?;
+        crate::cache::SinceReply::decode(schema, &frame)
+    }
+
     /// `monitor_cond_change`: replaces the conditions of a running conditional monitor.
     pub async fn monitor_cond_change(
         &self,

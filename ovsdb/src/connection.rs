@@ -43,7 +43,31 @@ impl Default for Timeouts {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
+/// Who waits for a reply: most callers want it parsed; a caller that decodes a very large
+/// reply itself (an initial monitor: the whole database) takes the frame's bytes instead, so
+/// the reply is never built as one JSON tree.
+enum Waiter {
+    Parsed(oneshot::Sender<Result<Value>>),
+    Raw(oneshot::Sender<Result<Vec<u8>>>),
+}
+
+#[derive(Default)]
+struct PendingMap {
+    waiters: HashMap<u64, Waiter>,
+    /// How many of `waiters` are `Raw` (only then does dispatch peek at ids before parsing).
+    raw: usize,
+}
+
+type Pending = Arc<Mutex<PendingMap>>;
+
+/// The envelope fields dispatch needs to route a frame; everything else is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
+}
 
 /// A live connection. Cloning shares it; it closes when the server goes, the probe fails, or
 /// [`Connection::close`] is called.
@@ -144,7 +168,7 @@ impl Connection {
             tracing::debug!(remote = %conn_name, %reason, "ovsdb connection ended");
             let _ = closer.send(true);
             // Dropping the senders fails every waiter with Disconnected.
-            pend.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            *pend.lock().unwrap_or_else(|p| p.into_inner()) = PendingMap::default();
         });
 
         Ok((
@@ -192,6 +216,11 @@ impl Connection {
         let _ = self.shutdown.send(true);
     }
 
+    /// The default request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// Sends a request and waits for its reply within the default request timeout.
     pub async fn request(&self, method: &str, params: Value) -> Result<Value> {
         self.request_with_timeout(method, params, self.request_timeout)
@@ -219,21 +248,53 @@ impl Connection {
         if self.is_closed() {
             return Err(self.disconnected());
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
-        let bytes = frame_bytes(&json!({"method": method, "params": params, "id": id}));
-        if self.out.send(bytes).is_err() {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+        self.queue_request(method, params, Waiter::Parsed(tx))?;
+        Ok(rx)
+    }
+
+    fn queue_request(&self, method: &str, params: Value, waiter: Waiter) -> Result<()> {
+        if self.is_closed() {
             return Err(self.disconnected());
         }
-        Ok(rx)
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(waiter, Waiter::Raw(_)) {
+                p.raw += 1;
+            }
+            p.waiters.insert(id, waiter);
+        }
+        let bytes = frame_bytes(&json!({"method": method, "params": params, "id": id}));
+        if self.out.send(bytes).is_err() {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(Waiter::Raw(_)) = p.waiters.remove(&id) {
+                p.raw -= 1;
+            }
+            return Err(self.disconnected());
+        }
+        Ok(())
+    }
+
+    /// Sends a request and returns its whole reply frame, unparsed (`{"id":…,"result":…,
+    /// "error":…}`), for a caller that decodes a large reply as it reads it. The caller checks
+    /// `error` itself.
+    pub async fn request_raw(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        let (tx, rx) = oneshot::channel();
+        self.queue_request(method, params, Waiter::Raw(tx))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(self.disconnected()),
+            Err(_) => Err(Error::Timeout {
+                what: format!("{method} on {}", self.remote),
+                after: timeout,
+            }),
+        }
     }
 
     /// Waits for a reply obtained from [`Connection::send_request`].
@@ -288,6 +349,20 @@ fn dispatch(
     notes: &mpsc::UnboundedSender<Notification>,
     delivered: &AtomicU64,
 ) -> Result<()> {
+    if pending.lock().unwrap_or_else(|p| p.into_inner()).raw > 0 {
+        let head: Head = serde_json::from_slice(frame)
+            .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
+        if let (None, Some(id)) = (&head.method, head.id.as_u64()) {
+            let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(p.waiters.get(&id), Some(Waiter::Raw(_))) {
+                p.raw -= 1;
+                if let Some(Waiter::Raw(tx)) = p.waiters.remove(&id) {
+                    let _ = tx.send(Ok(frame.to_vec()));
+                }
+                return Ok(());
+            }
+        }
+    }
     let mut msg: Value = serde_json::from_slice(frame)
         .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
     // Parts are moved out, never copied: an initial monitor reply is the whole database.
@@ -329,8 +404,9 @@ fn dispatch(
     let waiter = pending
         .lock()
         .unwrap_or_else(|p| p.into_inner())
+        .waiters
         .remove(&id);
-    if let Some(w) = waiter {
+    if let Some(Waiter::Parsed(w)) = waiter {
         let error = obj.remove("error").unwrap_or(Value::Null);
         let r = if error.is_null() {
             Ok(obj.remove("result").unwrap_or(Value::Null))

@@ -346,18 +346,26 @@ async fn session(
         .last_txn_id;
     let reply = tokio::time::timeout(
         cfg.timeouts.request,
-        client.monitor_cond_since(&cfg.db, &json!(DB_MONITOR), Value::Object(requests), last),
+        client.monitor_cond_since_decoded(
+            &cfg.db,
+            &json!(DB_MONITOR),
+            Value::Object(requests),
+            last,
+            &schema,
+        ),
     )
     .await
     .map_err(|_| Error::Timeout {
         what: "initial monitor".into(),
         after: cfg.timeouts.request,
     })??;
+    let resumed = reply.found && last.is_some();
     let batch = {
         let mut cache = shared.cache.write().unwrap_or_else(|p| p.into_inner());
-        if reply.found && last.is_some() {
-            let b = cache.apply_update2(&schema, &reply.updates)?;
-            cache.last_txn_id = Some(reply.last_txn_id);
+        if resumed {
+            let txn = reply.last_txn_id;
+            let b = cache.apply_since_reply(reply)?;
+            cache.last_txn_id = Some(txn);
             b
         } else {
             let mut fresh = if cache.table_names().next().is_none() {
@@ -365,8 +373,9 @@ async fn session(
             } else {
                 cache.empty_like()
             };
-            fresh.apply_update2(&schema, &reply.updates)?;
-            fresh.last_txn_id = (!reply.last_txn_id.is_nil()).then_some(reply.last_txn_id);
+            let txn = reply.last_txn_id;
+            fresh.apply_since_reply(reply)?;
+            fresh.last_txn_id = (!txn.is_nil()).then_some(txn);
             *resyncs += 1;
             cache.replace_with(fresh)
         }
@@ -380,7 +389,7 @@ async fn session(
     if !batch.changes.is_empty() {
         let _ = shared.changes.send(Arc::new(batch));
     }
-    tracing::info!(%remote, db = %cfg.db, resumed = reply.found, "ovsdb replica synced");
+    tracing::info!(%remote, db = %cfg.db, resumed, "ovsdb replica synced");
 
     let conn_id = client.connection().id();
     let mut applied = 0u64;
