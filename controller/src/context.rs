@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::Store;
 use kube_ovn_ipam::Ipam;
@@ -30,7 +30,7 @@ pub struct Stores {
     /// Nodes.
     pub nodes: Store<Node>,
     /// Pods.
-    pub pods: Store<Pod>,
+    pub pods: Store<crate::pod_info::PodInfo>,
     /// Namespaces.
     pub namespaces: Store<Namespace>,
     /// IP pools.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::ObjectRef;
 use kube_ovn_nb::objects::VENDOR;
 use tracing::info;
@@ -29,7 +29,7 @@ pub async fn find(ctx: &Ctx) -> Result<Orphans, Error> {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         ctx.stores
             .pods
-            .get(&ObjectRef::<Pod>::new(name).within(ns))
+            .get(&ObjectRef::<crate::pod_info::PodInfo>::new(name).within(ns))
             .is_some()
     };
     let node_exists = |name: &str| {

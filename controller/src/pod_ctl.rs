@@ -23,6 +23,7 @@ use serde_json::json;
 use crate::annotations as ann;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
+use crate::pod_info::PodInfo;
 use crate::queue::Outcome;
 use crate::subnet_rules;
 
@@ -35,22 +36,13 @@ pub fn key(namespace: &str, name: &str) -> String {
 pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     let (ns, name) = key.split_once('/').unwrap_or(("default", key.as_str()));
     let pod = ctx.stores.pods.get(&ObjectRef::new(name).within(ns));
-    let live = pod.as_ref().filter(|p| {
-        p.metadata.deletion_timestamp.is_none()
-            && !matches!(
-                p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                Some("Succeeded" | "Failed")
-            )
-    });
+    let live = pod
+        .as_ref()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && !p.finished());
     let Some(pod) = live.cloned() else {
         return cleanup(&ctx, ns, name, pod.as_deref()).await;
     };
-    if pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.host_network)
-        .unwrap_or(false)
-    {
+    if pod.host_network() {
         return Ok(Outcome::Done);
     }
     let annotations = pod.annotations().clone();
@@ -190,11 +182,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         }
     }
     let ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
-    let node = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .unwrap_or_default();
+    let node = pod.node_name().to_string();
     let distributed = subnet.spec.gateway_type != "centralized";
     let port_security = annotations.get(ann::PORT_SECURITY).map(String::as_str) == Some("true");
     let vpc = if subnet.spec.vpc.is_empty() {
@@ -275,7 +263,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     Ok(Outcome::Done)
 }
 
-fn owner_kind(pod: &Pod) -> Option<&str> {
+fn owner_kind(pod: &PodInfo) -> Option<&str> {
     pod.metadata
         .owner_references
         .as_ref()?
@@ -285,7 +273,7 @@ fn owner_kind(pod: &Pod) -> Option<&str> {
 }
 
 /// Whether a StatefulSet will bring this pod back under the same name (so its address stays).
-async fn statefulset_keeps(ctx: &Ctx, ns: &str, name: &str, pod: Option<&Pod>) -> bool {
+async fn statefulset_keeps(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> bool {
     let Some(pod) = pod else { return false };
     let Some(owner) = pod.metadata.owner_references.as_ref().and_then(|o| {
         o.iter()
@@ -317,7 +305,7 @@ async fn statefulset_keeps(ctx: &Ctx, ns: &str, name: &str, pod: Option<&Pod>) -
     }
 }
 
-async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&Pod>) -> Result<Outcome, Error> {
+async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Result<Outcome, Error> {
     let owner = key(ns, name);
     let ports: Vec<String> = {
         let cache = ctx.nb.cache();

@@ -22,7 +22,7 @@ pub struct Sources<'a> {
     /// IP CRs (by name).
     pub ips: &'a [(String, IpSummary)],
     /// Pods.
-    pub pods: &'a [std::sync::Arc<k8s_openapi::api::core::v1::Pod>],
+    pub pods: &'a [std::sync::Arc<crate::pod_info::PodInfo>],
     /// Nodes.
     pub nodes: &'a [std::sync::Arc<k8s_openapi::api::core::v1::Node>],
     /// NB ports: (port name, `external_ids:pod`, `external_ids:ls`, addresses string).

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::context::{Ctx, Stores, NB_DB};
 use crate::crd::{IpPool, Subnet};
 use crate::metrics::{KindLabel, Metrics};
+use crate::pod_info::PodInfo;
 use crate::queue::{self, Outcome, Queue};
 use crate::{
     gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl, subnet_rules,
@@ -63,36 +64,19 @@ impl Identity {
 }
 
 /// Drops what no reconciler reads before an object enters a store (kube-rs's recommended way to
-/// keep reflector memory down): managed fields everywhere, and for pods everything but the
-/// few spec and status fields the controller looks at; for nodes the image list.
+/// keep reflector memory down): managed fields everywhere (pods are stored as [`PodInfo`],
+/// which keeps only what the controller reads), kubectl's last-applied copy of a pod, and
+/// nodes' image lists.
 trait Trim {
     fn trim(&mut self);
 }
 
-impl Trim for Pod {
+impl Trim for PodInfo {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
         if let Some(a) = self.metadata.annotations.as_mut() {
             a.remove("kubectl.kubernetes.io/last-applied-configuration");
         }
-        self.spec = self
-            .spec
-            .take()
-            .map(|s| k8s_openapi::api::core::v1::PodSpec {
-                node_name: s.node_name,
-                host_network: s.host_network,
-                ..Default::default()
-            });
-        self.status = self
-            .status
-            .take()
-            .map(|s| k8s_openapi::api::core::v1::PodStatus {
-                phase: s.phase,
-                pod_ip: s.pod_ip,
-                pod_ips: s.pod_ips,
-                host_ip: s.host_ip,
-                ..Default::default()
-            });
     }
 }
 
@@ -246,7 +230,7 @@ pub async fn lead(
     milestone("nb replica synced");
     let (subnets, subnet_events) = store::<Subnet>(client.clone(), watcher::Config::default());
     let (nodes, node_events) = store::<Node>(client.clone(), watcher::Config::default());
-    let (pods, pod_events) = store::<Pod>(client.clone(), watcher::Config::default());
+    let (pods, pod_events) = store::<PodInfo>(client.clone(), watcher::Config::default());
     let (namespaces, ns_events) = store::<Namespace>(client.clone(), watcher::Config::default());
     let (ippools, pool_events) = store::<IpPool>(client.clone(), watcher::Config::default());
     let stores = Stores {
@@ -348,7 +332,7 @@ pub async fn lead(
         }));
         let ptx = pod_tx.clone();
         tokio::spawn(pod_events.for_each(move |ev| {
-            for k in keys(&ev, |p: &Pod| {
+            for k in keys(&ev, |p: &PodInfo| {
                 pod_ctl::key(&p.namespace().unwrap_or_default(), &p.name_any())
             }) {
                 let _ = ptx.send(k);

@@ -1,0 +1,113 @@
+//! The part of a Pod the controller reads, as its own watchable resource: the pod store holds
+//! one per pod of the cluster, and a full `Pod` (container specs, statuses, volumes, …) costs
+//! several times as much to decode and to keep. Everything else in the object is skipped while
+//! it is deserialized.
+
+use std::borrow::Cow;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+
+/// A Pod as the controller sees it (`v1` `pods`, read-only: writes go through `Api<Pod>`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PodInfo {
+    /// The pod's metadata (annotations, owners, deletion), managed fields dropped on arrival.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// The scheduling facts.
+    #[serde(default)]
+    pub spec: PodInfoSpec,
+    /// The lifecycle facts.
+    #[serde(default)]
+    pub status: PodInfoStatus,
+}
+
+/// `spec` fields the controller reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodInfoSpec {
+    /// Where the pod runs (empty until scheduled).
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// Host-network pods get no logical port.
+    #[serde(default)]
+    pub host_network: Option<bool>,
+}
+
+/// `status` fields the controller reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PodInfoStatus {
+    /// `Succeeded`/`Failed` pods give their addresses back.
+    #[serde(default)]
+    pub phase: Option<String>,
+}
+
+impl PodInfo {
+    /// The node the pod is bound to, or "".
+    pub fn node_name(&self) -> &str {
+        self.spec.node_name.as_deref().unwrap_or("")
+    }
+
+    /// Whether the pod uses the host's network.
+    pub fn host_network(&self) -> bool {
+        self.spec.host_network.unwrap_or(false)
+    }
+
+    /// Whether the pod ran to completion (its addresses are released like a deleted pod's).
+    pub fn finished(&self) -> bool {
+        matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+}
+
+impl kube::Resource for PodInfo {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full Pod decodes into the few facts the controller needs; what it does not need is
+    /// skipped, and a pod without spec or status is still a pod.
+    #[test]
+    fn decodes_the_facts_and_skips_the_rest() {
+        let p: PodInfo = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "namespace": "ns", "annotations": {"ovn.kubernetes.io/allocated": "true"}},
+            "spec": {"nodeName": "n1", "hostNetwork": true, "containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Succeeded", "podIP": "10.16.0.2", "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        assert_eq!(p.node_name(), "n1");
+        assert!(p.host_network());
+        assert!(p.finished());
+        assert_eq!(
+            p.metadata.annotations.unwrap()["ovn.kubernetes.io/allocated"],
+            "true"
+        );
+        let bare: PodInfo =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "b"}})).unwrap();
+        assert_eq!(bare.node_name(), "");
+        assert!(!bare.host_network() && !bare.finished());
+    }
+}
