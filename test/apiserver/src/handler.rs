@@ -321,12 +321,12 @@ fn collection_request(
                     )));
                 }
             }
-            Ok(object_response(
-                200,
-                rt,
-                table,
-                &store.list(rt, ns, &labels, &fields),
-            ))
+            let page = crate::store::Page {
+                limit: query.get("limit").and_then(|l| l.parse().ok()),
+                continue_token: query.get("continue").cloned(),
+            };
+            let list = store.list_page(rt, ns, &labels, &fields, &page)?;
+            Ok(object_response(200, rt, table, &list))
         }
         Method::POST if ns.is_some() || !rt.namespaced => {
             let object = decode_body(content_type, body)?;

@@ -113,6 +113,15 @@ pub struct Store {
     snapshot: Option<Snapshot>,
 }
 
+/// Which page of a list to serve.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Most items to return (`limit`; none or 0 means all).
+    pub limit: Option<usize>,
+    /// Where the previous page ended (`continue`).
+    pub continue_token: Option<String>,
+}
+
 fn key(rt: &ResourceType, namespace: Option<&str>, name: &str) -> ObjectKey {
     ObjectKey {
         group: rt.group.clone(),
@@ -254,20 +263,73 @@ impl Store {
         labels: &LabelSelector,
         fields: &FieldSelector,
     ) -> Value {
-        let items: Vec<Value> = self
+        self.list_page(rt, namespace, labels, fields, &Page::default())
+            .unwrap_or_else(|_| json!({}))
+    }
+
+    /// One page of a list (`limit` / `continue`, as clients such as kube-rs's watcher page
+    /// through large collections). Every page of a list carries the resourceVersion of its
+    /// first page, so a watch started from it replays whatever changed while the pages were
+    /// read (later pages show objects as they are when served, which that replay makes
+    /// consistent). A malformed continue token is a 410 like an expired one.
+    pub fn list_page(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        page: &Page,
+    ) -> ApiResult<Value> {
+        let (rv, after) = match page.continue_token.as_deref() {
+            Some(t) if !t.is_empty() => {
+                let mut parts = t.splitn(3, '|');
+                let rv = parts.next().and_then(|r| r.parse::<u64>().ok());
+                match (rv, parts.next(), parts.next()) {
+                    (Some(rv), Some(ns), Some(name)) if rv > self.compacted_through => {
+                        (rv, Some((ns.to_string(), name.to_string())))
+                    }
+                    _ => {
+                        return Err(ApiError::expired(format!(
+                            "continue token {t} is invalid or expired"
+                        )))
+                    }
+                }
+            }
+            _ => (self.resource_version, None),
+        };
+        let limit = page.limit.filter(|l| *l > 0);
+        let mut items: Vec<Value> = Vec::new();
+        let mut last: Option<&ObjectKey> = None;
+        let mut more = false;
+        for (k, o) in self
             .objects
             .iter()
             .filter(|(k, _)| k.group == rt.group && k.resource == rt.plural)
             .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
+            .filter(|(k, _)| {
+                after
+                    .as_ref()
+                    .is_none_or(|(ns, name)| (&k.namespace, &k.name) > (ns, name))
+            })
             .filter(|(_, o)| labels.matches(o) && fields.matches(o))
-            .map(|(_, o)| present(rt, o))
-            .collect();
-        json!({
+        {
+            if limit.is_some_and(|l| items.len() >= l) {
+                more = true;
+                break;
+            }
+            items.push(present(rt, o));
+            last = Some(k);
+        }
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if let (true, Some(k)) = (more, last) {
+            metadata["continue"] = format!("{rv}|{}|{}", k.namespace, k.name).into();
+        }
+        Ok(json!({
             "apiVersion": rt.api_version(),
             "kind": format!("{}List", rt.kind),
-            "metadata": {"resourceVersion": self.resource_version.to_string()},
+            "metadata": metadata,
             "items": items,
-        })
+        }))
     }
 
     /// Records a change: bumps the resourceVersion, updates the map, feeds

@@ -129,6 +129,66 @@ async fn reflector_sees_add_update_delete() {
     );
 }
 
+/// Lists page with `limit`/`continue` like a real API server: every page carries the first
+/// page's resourceVersion, so a watch from it replays a change made between pages; a paging
+/// reflector ends with every object; a mangled token is 410 Gone.
+#[tokio::test]
+async fn lists_page_and_changes_between_pages_are_replayed() {
+    let (_server, client) = start(Options::default()).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    for i in 0..7 {
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": format!("cm{i}")}})).unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let first = cms.list(&ListParams::default().limit(3)).await.unwrap();
+    assert_eq!(first.items.len(), 3);
+    let rv = first.metadata.resource_version.clone().unwrap();
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    // Changed after the first page was served, in a later page.
+    cms.patch(
+        "cm6",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
+    let mut names: Vec<String> = first.items.iter().map(|c| c.name_any()).collect();
+    let mut token = Some(token);
+    while let Some(t) = token {
+        let page = cms
+            .list(&ListParams::default().limit(3).continue_token(&t))
+            .await
+            .unwrap();
+        assert_eq!(page.metadata.resource_version.as_deref(), Some(rv.as_str()));
+        names.extend(page.items.iter().map(|c| c.name_any()));
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+    }
+    assert_eq!(names, (0..7).map(|i| format!("cm{i}")).collect::<Vec<_>>());
+    let mut events = cms
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match next(&mut events, "the replayed change").await.unwrap() {
+        WatchEvent::Modified(cm) => assert_eq!(cm.name_any(), "cm6"),
+        other => panic!("expected the change made between pages, got {other:?}"),
+    }
+    let bad = cms
+        .list(&ListParams::default().limit(3).continue_token("garbage"))
+        .await;
+    assert_eq!(api_error(bad).code, 410);
+
+    // kube-rs's watcher pages its initial list; the reflector still ends with everything.
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let config = watcher::Config::default().page_size(2);
+    let mut stream = Box::pin(reflector(writer, watcher(cms.clone(), config)));
+    drive_until(&mut stream, "all seven through pages of two", || {
+        reader.state().len() == 7
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn streaming_list_watcher_gets_initial_events() {
     let (_server, client) = start(Options::default()).await;
