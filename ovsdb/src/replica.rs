@@ -380,6 +380,12 @@ async fn session(
             cache.replace_with(fresh)
         }
     };
+    // Before the connection is published: a writer's read-your-writes wait must count this
+    // connection's notifications from the first write on (with the previous connection's id
+    // still there it would not wait at all).
+    let conn_id = client.connection().id();
+    let mut applied = 0u64;
+    shared.applied.send_replace((conn_id, applied));
     // Publish the connection before the changes, so reconcilers woken by them can write.
     shared.client.send_replace(Some(client.clone()));
     shared.state.send_replace(ReplicaState::Synced {
@@ -391,9 +397,6 @@ async fn session(
     }
     tracing::info!(%remote, db = %cfg.db, resumed, "ovsdb replica synced");
 
-    let conn_id = client.connection().id();
-    let mut applied = 0u64;
-    shared.applied.send_replace((conn_id, applied));
     while let Some(n) = notes.recv().await {
         handle(cfg, &schema, shared, &n)?;
         applied += 1;
