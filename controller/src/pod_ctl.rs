@@ -208,7 +208,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             if distributed {
                 pgs.push(objects::subnet_node_pg(&subnet_name, &node));
             }
-            objects::port_memberships(plan, &port_ref, &pgs, Some(&node))?;
+            objects::port_memberships(plan, &port_ref, &pgs, Some(&node), &subnet_name)?;
         }
         Ok(())
     })
@@ -324,7 +324,7 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Resu
         ctx.apply(&format!("keep sts pod {owner}"), |plan| {
             for p in &ports {
                 if let Some(r @ RowRef::Existing(_)) = plan.lookup("Logical_Switch_Port", p) {
-                    objects::port_memberships(plan, &r, &[], None)?;
+                    objects::port_memberships(plan, &r, &[], None, "")?;
                 }
             }
             Ok(())

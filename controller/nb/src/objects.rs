@@ -1118,8 +1118,8 @@ pub fn delete_port(plan: &mut Plan<'_>, name: &str) {
     }
 }
 
-/// Puts a port into exactly `pgs` among the routing port groups (node and per-subnet-node
-/// groups), adding and removing memberships as needed. Those groups carry
+/// Puts a port (going on the switch `switch`) into exactly `pgs` among the routing port groups
+/// (node and per-subnet-node groups), adding and removing memberships as needed. Those groups carry
 /// `external_ids:node`, so with the port's `node` known only that node's groups (found through
 /// the replica's `node` index: one per subnet) are searched for it, not every group of the
 /// cluster; without it every routing group is.
@@ -1128,8 +1128,12 @@ pub fn port_memberships(
     port: &RowRef,
     pgs: &[String],
     node: Option<&str>,
+    switch: &str,
 ) -> Result<(), PlanError> {
     let atom = port.atom();
+    if settled(plan, port, pgs, switch) {
+        return Ok(());
+    }
     // Only groups that hold the port can lose it; a port this plan inserts is in none yet.
     let others: Vec<String> = match (port, plan.cache().table(PG)) {
         (RowRef::Existing(_), Some(t)) => {
@@ -1165,6 +1169,32 @@ pub fn port_memberships(
         plan.set_members(PG, &pg, "ports", &[], std::slice::from_ref(&atom))?;
     }
     Ok(())
+}
+
+/// Whether an existing port already is in every group of `pgs` and can be in no other routing
+/// group: it was on `switch` already (its cached `external_ids:ls`), so it never joined another
+/// subnet's groups, and its node does not change. A restart re-plans every pod, and this spares
+/// each of them the search through its node's groups. Never for an empty `pgs` (leaving every
+/// group must search).
+fn settled(plan: &Plan<'_>, port: &RowRef, pgs: &[String], switch: &str) -> bool {
+    let RowRef::Existing(u) = port else {
+        return false;
+    };
+    let cache = plan.cache();
+    let (Some(ports), Some(groups)) = (cache.table(LSP), cache.table(PG)) else {
+        return false;
+    };
+    if pgs.is_empty() || ports.get(u).and_then(|r| ext(r, "ls")) != Some(switch) {
+        return false;
+    }
+    let atom = port.atom();
+    pgs.iter().all(|pg| {
+        groups.by_name(pg).any(|(_, g)| {
+            g.get("ports")
+                .and_then(Datum::as_set)
+                .is_some_and(|s| s.contains(&atom))
+        })
+    })
 }
 
 /// Whether a port group is one of kube-ovn's node or per-subnet-node groups (the ones pod
