@@ -200,7 +200,7 @@ impl CacheData {
     }
 
     /// Applies the updates of a decoded `monitor_cond_since` reply.
-    pub fn apply_since_reply(&mut self, reply: SinceReply) -> Result<ChangeBatch> {
+    pub fn apply_since_reply(&mut self, reply: DecodedSinceReply) -> Result<ChangeBatch> {
         self.apply_ops(reply.ops)
     }
 
@@ -382,7 +382,7 @@ fn decode_row(
 /// A `monitor_cond_since` reply decoded straight from its frame: the updates are read row by
 /// row into cache rows, never held as one JSON tree (on a first sync they are the whole
 /// database, and the tree costs several times the rows it becomes).
-pub struct SinceReply {
+pub struct DecodedSinceReply {
     /// Whether the server resumed from the transaction asked for.
     pub found: bool,
     /// The server's last transaction id.
@@ -390,9 +390,9 @@ pub struct SinceReply {
     ops: Vec<(String, Uuid, RowOp)>,
 }
 
-impl SinceReply {
+impl DecodedSinceReply {
     /// Decodes a whole reply frame (`{"id":…,"result":[found,last,updates],"error":…}`).
-    pub fn decode(schema: &DatabaseSchema, frame: &[u8]) -> Result<SinceReply> {
+    pub fn decode(schema: &DatabaseSchema, frame: &[u8]) -> Result<DecodedSinceReply> {
         let mut de = serde_json::Deserializer::from_slice(frame);
         let r = serde::de::DeserializeSeed::deserialize(ReplySeed { schema }, &mut de)
             .map_err(|e| Error::Protocol(format!("monitor_cond_since reply: {e}")))?;
@@ -421,7 +421,7 @@ struct ReplySeed<'s> {
 
 impl<'de> serde::de::DeserializeSeed<'de> for ReplySeed<'_> {
     /// The reply, or the server's `error`.
-    type Value = std::result::Result<SinceReply, Value>;
+    type Value = std::result::Result<DecodedSinceReply, Value>;
     fn deserialize<D: serde::Deserializer<'de>>(
         self,
         d: D,
@@ -431,7 +431,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for ReplySeed<'_> {
 }
 
 impl<'de> serde::de::Visitor<'de> for ReplySeed<'_> {
-    type Value = std::result::Result<SinceReply, Value>;
+    type Value = std::result::Result<DecodedSinceReply, Value>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON-RPC reply object")
     }
@@ -469,7 +469,7 @@ struct ResultSeed<'s> {
 
 impl<'de> serde::de::DeserializeSeed<'de> for ResultSeed<'_> {
     /// `None` for a null result (an error reply).
-    type Value = Option<SinceReply>;
+    type Value = Option<DecodedSinceReply>;
     fn deserialize<D: serde::Deserializer<'de>>(
         self,
         d: D,
@@ -479,7 +479,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for ResultSeed<'_> {
 }
 
 impl<'de> serde::de::Visitor<'de> for ResultSeed<'_> {
-    type Value = Option<SinceReply>;
+    type Value = Option<DecodedSinceReply>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("[found, last-txn-id, table-updates2]")
     }
@@ -507,7 +507,7 @@ impl<'de> serde::de::Visitor<'de> for ResultSeed<'_> {
         if s.next_element::<serde::de::IgnoredAny>()?.is_some() {
             return Err(A::Error::custom("more than three elements"));
         }
-        Ok(Some(SinceReply {
+        Ok(Some(DecodedSinceReply {
             found,
             last_txn_id,
             ops,
@@ -614,7 +614,7 @@ mod tests {
             },
         });
         let frame = serde_json::json!({"id": 7, "error": null, "result": [false, "6a3e2f1c-0000-4000-8000-0000000000ff", updates]});
-        let reply = SinceReply::decode(&schema, frame.to_string().as_bytes()).unwrap();
+        let reply = DecodedSinceReply::decode(&schema, frame.to_string().as_bytes()).unwrap();
         assert!(!reply.found);
         assert_eq!(reply.len(), 2);
         let mut streamed = CacheData::default();
@@ -637,7 +637,7 @@ mod tests {
 
         let err = serde_json::json!({"id": 7, "result": null, "error": "unknown database"});
         assert!(matches!(
-            SinceReply::decode(&schema, err.to_string().as_bytes()),
+            DecodedSinceReply::decode(&schema, err.to_string().as_bytes()),
             Err(Error::Rpc { .. })
         ));
         for garbage in [
@@ -648,7 +648,7 @@ mod tests {
             b"{\"result\": [true, \"6a3e2f1c-0000-4000-8000-0000000000ff\", {\"Nope\": {}}]}",
             b"{\"result\": [true, \"6a3e2f1c-0000-4000-8000-0000000000ff\", {\"Logical_Switch\": {\"u\": {\"initial\": {}}}}]}",
         ] {
-            assert!(SinceReply::decode(&schema, garbage).is_err());
+            assert!(DecodedSinceReply::decode(&schema, garbage).is_err());
         }
     }
 }

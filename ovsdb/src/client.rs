@@ -144,7 +144,7 @@ impl Client {
     }
 
     /// `monitor_cond_since`, with the reply decoded straight into cache rows against `schema`
-    /// (see [`crate::cache::SinceReply`]): what a replica uses, since a first sync's reply is
+    /// (see [`crate::cache::DecodedSinceReply`]): what a replica uses, since a first sync's reply is
     /// the whole database.
     pub async fn monitor_cond_since_decoded(
         &self,
@@ -153,7 +153,7 @@ impl Client {
         requests: Value,
         last_txn_id: Option<Uuid>,
         schema: &crate::schema::DatabaseSchema,
-    ) -> Result<crate::cache::SinceReply> {
+    ) -> Result<crate::cache::DecodedSinceReply> {
         let last = last_txn_id.unwrap_or_else(Uuid::nil).to_string();
         let timeout = self.conn.request_timeout();
         let frame = self
@@ -164,7 +164,7 @@ impl Client {
                 timeout,
             )
             .await?;
-        crate::cache::SinceReply::decode(schema, &frame)
+        crate::cache::DecodedSinceReply::decode(schema, &frame)
     }
 
     /// `monitor_cond_change`: replaces the conditions of a running conditional monitor.

@@ -245,9 +245,6 @@ impl Connection {
         method: &str,
         params: Value,
     ) -> Result<oneshot::Receiver<Result<Value>>> {
-        if self.is_closed() {
-            return Err(self.disconnected());
-        }
         let (tx, rx) = oneshot::channel();
         self.queue_request(method, params, Waiter::Parsed(tx))?;
         Ok(rx)

@@ -580,7 +580,7 @@ pub fn distributed_gateway(
         .iter()
         .map(|n| subnet_node_pg(subnet, &n.node))
         .collect();
-    delete_subnet_node_pgs(plan, subnet, &keep);
+    delete_subnet_node_pgs(plan, ("subnet", subnet), &keep);
     let subnet_owned = subnet.to_string();
     plan.sync_keyed_children(
         Parent {
@@ -617,22 +617,7 @@ pub fn node_gateways(
         .iter()
         .map(|s| subnet_node_pg(&s.name, &node.node))
         .collect();
-    let stale: Vec<ovsdb::Uuid> = tagged(plan.cache(), PG, "node", &node.node)
-        .into_iter()
-        .filter(|(_, r)| {
-            ext(r, "vendor") == Some(VENDOR)
-                && ext(r, "subnet").is_some()
-                && !r
-                    .get("name")
-                    .and_then(Datum::as_atom)
-                    .and_then(Atom::as_str)
-                    .is_some_and(|n| keep.iter().any(|k| k == n))
-        })
-        .map(|(u, _)| u)
-        .collect();
-    for u in stale {
-        plan.delete_root_uuid(PG, u);
-    }
+    delete_subnet_node_pgs(plan, ("node", &node.node), &keep);
     let owner = node.node.clone();
     plan.sync_keyed_children(
         Parent {
@@ -675,12 +660,14 @@ fn tagged<'c>(
     }
 }
 
-/// Deletes the per-node port groups of `subnet` except those named in `keep`.
-fn delete_subnet_node_pgs(plan: &mut Plan<'_>, subnet: &str, keep: &[String]) {
-    let stale: Vec<ovsdb::Uuid> = tagged(plan.cache(), PG, "subnet", subnet)
+/// Deletes the per-subnet-node port groups (`<subnet>.<node>`) tagged `external_ids:key=value`
+/// — one subnet's or one node's — except those named in `keep`.
+fn delete_subnet_node_pgs(plan: &mut Plan<'_>, (key, value): (&str, &str), keep: &[String]) {
+    let stale: Vec<ovsdb::Uuid> = tagged(plan.cache(), PG, key, value)
         .into_iter()
         .filter(|(_, r)| {
             ext(r, "vendor") == Some(VENDOR)
+                && ext(r, "subnet").is_some()
                 && ext(r, "node").is_some()
                 && !r
                     .get("name")
@@ -732,7 +719,7 @@ pub fn centralized_gateway(
     }
     // The per-node groups go; the policy sync below replaces the distributed policies (same
     // priority and subnet) with the centralized ones.
-    delete_subnet_node_pgs(plan, subnet, &[]);
+    delete_subnet_node_pgs(plan, ("subnet", subnet), &[]);
     let subnet_owned = subnet.to_string();
     plan.sync_keyed_children(
         Parent {
@@ -1032,21 +1019,7 @@ pub fn delete_node(plan: &mut Plan<'_>, node: &str, router: &str) {
         plan.remove_child(LS, "ports", u);
     }
     plan.delete_root(PG, &node_pg(node));
-    let pgs: Vec<ovsdb::Uuid> = plan
-        .cache()
-        .table(PG)
-        .into_iter()
-        .flat_map(|t| t.iter())
-        .filter(|(_, r)| {
-            ext(r, "vendor") == Some(VENDOR)
-                && ext(r, "node") == Some(node)
-                && ext(r, "subnet").is_some()
-        })
-        .map(|(u, _)| *u)
-        .collect();
-    for u in pgs {
-        plan.delete_root_uuid(PG, u);
-    }
+    delete_subnet_node_pgs(plan, ("node", node), &[]);
     let parent = Parent {
         table: LR,
         name: router,
