@@ -127,8 +127,12 @@ impl Daemon {
             &req.net_ns,
             &net.ip_list(),
         );
-        self.ovs.add_port(INTEGRATION_BRIDGE, &spec).await?;
+        // Up before OVS opens it: a userspace datapath sets PROMISC on a new port from the
+        // flags it read when it opened the device, so an UP made in between is written over
+        // and the port stays down (seen: the pod's link `linkdown`, every send "Network is
+        // down").
         node.host_up(host).await?;
+        self.ovs.add_port(INTEGRATION_BRIDGE, &spec).await?;
         let started = Instant::now();
         let installed = self.ovs.wait_installed(host, self.wait_installed).await;
         self.metrics.observe_wait_ovn_installed(started.elapsed());

@@ -19,7 +19,7 @@ use kube::api::PostParams;
 use kube::Api;
 use kube_ovn_daemon::protocol::{CniRequest, CniResponse};
 use kube_ovn_sandbox::node::NodeInfo;
-use kube_ovn_sandbox::{sys, Sandbox, SandboxConfig};
+use kube_ovn_sandbox::{probe, sys, Sandbox, SandboxConfig};
 
 const WAIT_ADDRESS_SECS: u64 = 3;
 const WAIT_INSTALLED_SECS: u64 = 5;
@@ -227,7 +227,20 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
 
     // The OVS side.
     let host1 = "aaaaaaaaaaaa_h";
-    assert!(link_exists(&nodes[0].netns, host1));
+    let host_link = sys::run(
+        "ip",
+        ["-n", &nodes[0].netns, "-o", "link", "show", "dev", host1],
+    )
+    .unwrap();
+    let flags = host_link
+        .split_once('<')
+        .and_then(|(_, r)| r.split_once('>'))
+        .map(|(f, _)| f)
+        .unwrap_or_default();
+    assert!(
+        flags.split(',').any(|f| f == "UP"),
+        "host end must be up: {host_link}"
+    );
     let ids = vsctl_get(&nodes[0], "external_ids", host1).unwrap();
     for want in [
         "iface-id=pod1.default,",
@@ -243,17 +256,7 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
     assert!(ports.lines().any(|l| l == host1), "{ports}");
 
     // Packets between the nodes (the first may be lost while the tunnel neighbour resolves).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut pinged = false;
-    while Instant::now() < deadline {
-        let mut ping = sys::in_netns(&ns1, "ping");
-        ping.args(["-c", "1", "-W", "1", "10.16.0.6"]);
-        if sys::run_command(&mut ping).is_ok() {
-            pinged = true;
-            break;
-        }
-    }
-    assert!(pinged, "pod1 cannot reach pod2 across nodes");
+    probe::reach(sb.state(), &ns1, "10.16.0.6").expect("pod1 cannot reach pod2 across nodes");
 
     // DEL removes port and veth; a second DEL is still 204.
     // A new sandbox of the same pod (new container, new netns) takes over the iface-id: the

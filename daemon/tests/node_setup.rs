@@ -16,7 +16,7 @@ use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube_ovn_sandbox::apiproxy::bind_in_netns;
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
 use kube_ovn_sandbox::node::{external_netns, EXTERNAL_IP};
-use kube_ovn_sandbox::{leftovers, sys, Sandbox, SandboxConfig};
+use kube_ovn_sandbox::{leftovers, probe, sys, Sandbox, SandboxConfig};
 use serde_json::json;
 
 fn build() -> KubeOvnBuild {
@@ -61,17 +61,6 @@ async fn running(pods: &Api<Pod>, name: &str) -> String {
         },
     )
     .await
-}
-
-fn ping(netns: &str, to: &str) -> bool {
-    sys::wait_for(Duration::from_secs(15), || {
-        sys::in_netns(netns, "ping")
-            .args(["-c1", "-W1", to])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
 }
 
 /// Connects from `netns` to the external listener until one connection lands, and returns the
@@ -207,20 +196,14 @@ async fn ovn0_routes_nat_chassis_and_condition() {
     let ns = |p: &str| state.pod_netns("default", p);
 
     // Node ↔ pod through ovn0 and the join subnet.
-    assert!(ping(&node1.netns, &nat_ip), "node1 → pod in ovn-default");
-    assert!(
-        ping(&node1.netns, &plain_ip),
-        "node1 → pod in the new subnet"
-    );
-    assert!(ping(&ns("nat"), &node1.ip.to_string()), "pod → node1 IP");
+    probe::reach(&state, &node1.netns, &nat_ip).expect("node1 → pod in ovn-default");
+    probe::reach(&state, &node1.netns, &plain_ip).expect("node1 → pod in the new subnet");
+    probe::reach(&state, &ns("nat"), &node1.ip.to_string()).expect("pod → node1 IP");
     let node2 = state.node("node2").unwrap();
-    assert!(ping(&node2.netns, &nat_ip), "node2 → pod on node1");
+    probe::reach(&state, &node2.netns, &nat_ip).expect("node2 → pod on node1");
 
     // NAT-outgoing: the external host sees node1's provider address…
-    assert!(
-        ping(&ns("nat"), &EXTERNAL_IP.to_string()),
-        "pod → external host"
-    );
+    probe::reach(&state, &ns("nat"), &EXTERNAL_IP.to_string()).expect("pod → external host");
     let accepted = external_listener(&prefix, 7100);
     assert_eq!(
         seen_from(&ns("nat"), 7100, &accepted),

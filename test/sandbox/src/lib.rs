@@ -17,6 +17,7 @@ pub mod error;
 pub mod kubelet;
 pub mod kubeovn;
 pub mod node;
+pub mod probe;
 pub mod scheduler;
 pub mod sys;
 pub mod wire;

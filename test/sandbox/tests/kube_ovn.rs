@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
-use kube_ovn_sandbox::{leftovers, sys, Sandbox, SandboxConfig};
+use kube_ovn_sandbox::{leftovers, probe, sys, Sandbox, SandboxConfig};
 use serde_json::json;
 
 fn build() -> KubeOvnBuild {
@@ -42,17 +42,6 @@ async fn running(pods: &Api<Pod>, name: &str) -> String {
     }
 }
 
-fn ping(from: &str, to: &str) -> bool {
-    sys::wait_for(Duration::from_secs(15), || {
-        sys::in_netns(from, "ping")
-            .args(["-c1", "-W1", to])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_get_wired_by_kube_ovn_and_talk_within_and_across_nodes() {
     let mut config = SandboxConfig::isolated(2);
@@ -76,13 +65,10 @@ async fn pods_get_wired_by_kube_ovn_and_talk_within_and_across_nodes() {
         assert!(ip.starts_with("10.16."), "{ip} is not from ovn-default");
     }
     let ns = |p: &str| state.pod_netns("default", p);
-    assert!(ping(&ns("a1"), &a2), "same node");
-    assert!(ping(&ns("a1"), &b1), "across nodes");
-    assert!(ping(&ns("b1"), &a1), "back across nodes");
-    assert!(
-        ping(&ns("a1"), "10.16.0.1"),
-        "the subnet gateway (router port)"
-    );
+    probe::reach(&state, &ns("a1"), &a2).expect("same node");
+    probe::reach(&state, &ns("a1"), &b1).expect("across nodes");
+    probe::reach(&state, &ns("b1"), &a1).expect("back across nodes");
+    probe::reach(&state, &ns("a1"), "10.16.0.1").expect("the subnet gateway (router port)");
 
     // A second subnet, bound to a namespace: its pod talks to the first subnet's pods through
     // the VPC router, on another node.
@@ -142,11 +128,8 @@ async fn pods_get_wired_by_kube_ovn_and_talk_within_and_across_nodes() {
         "{t1} is not from the team subnet"
     );
     let t1_ns = state.pod_netns("team", "t1");
-    assert!(ping(&t1_ns, &a1), "team subnet → ovn-default across nodes");
-    assert!(
-        ping(&ns("a2"), &t1),
-        "ovn-default → team subnet across nodes"
-    );
+    probe::reach(&state, &t1_ns, &a1).expect("team subnet → ovn-default across nodes");
+    probe::reach(&state, &ns("a2"), &t1).expect("ovn-default → team subnet across nodes");
 
     // TCP across nodes: a listener in b1, bytes from a1 arrive intact.
     let received = state.run_dir.join("received");

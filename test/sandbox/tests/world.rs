@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kube_ovn_sandbox::wire::{plug_by_hand, HandPlug};
-use kube_ovn_sandbox::{leftovers, sys, Sandbox, SandboxConfig};
+use kube_ovn_sandbox::{leftovers, probe, sys, Sandbox, SandboxConfig};
 use ovsdb::{Atom, Client, Condition, Datum, Mutation, Remote, Row, Timeouts, Transaction};
 
 const NB: &str = "OVN_Northbound";
@@ -97,19 +97,6 @@ async fn wait_port_up(nb: &Client, lsp: &str) {
     }
 }
 
-/// Pings until one reply arrives (the first packet to a new tunnel endpoint may be lost while
-/// OVS resolves its neighbour) or the deadline passes.
-fn ping(from_netns: &str, to: &str) -> bool {
-    sys::wait_for(Duration::from_secs(10), || {
-        sys::in_netns(from_netns, "ping")
-            .args(["-c1", "-W1", to])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_carry_pings_and_tcp_between_hand_wired_namespaces_and_leave_nothing() {
     let links_before = root_links();
@@ -157,14 +144,8 @@ async fn two_nodes_carry_pings_and_tcp_between_hand_wired_namespaces_and_leave_n
     wait_port_up(&nb, "a.default").await;
     wait_port_up(&nb, "b.default").await;
 
-    assert!(
-        ping(&pod_a, "10.16.0.12"),
-        "node1 pod cannot ping node2 pod"
-    );
-    assert!(
-        ping(&pod_b, "10.16.0.11"),
-        "node2 pod cannot ping node1 pod"
-    );
+    probe::reach(&state, &pod_a, "10.16.0.12").expect("node1 pod cannot ping node2 pod");
+    probe::reach(&state, &pod_b, "10.16.0.11").expect("node2 pod cannot ping node1 pod");
     // Nothing is bridged outside OVN: an address not on the switch is unreachable.
     assert!(
         !sys::in_netns(&pod_a, "ping")
@@ -212,12 +193,12 @@ async fn two_nodes_carry_pings_and_tcp_between_hand_wired_namespaces_and_leave_n
 
     // Provider network: every node reaches the external host and the "internet" behind it.
     for n in &state.nodes {
-        assert!(
-            ping(&n.netns, "172.19.0.100"),
-            "{} cannot reach external",
-            n.name
-        );
-        assert!(ping(&n.netns, "1.1.1.1"), "{} has no default route", n.name);
+        if let Err(why) = probe::reach(&state, &n.netns, "172.19.0.100") {
+            panic!("{} cannot reach external: {why}", n.name);
+        }
+        if let Err(why) = probe::reach(&state, &n.netns, "1.1.1.1") {
+            panic!("{} has no default route: {why}", n.name);
+        }
     }
 
     let report = sandbox.down().await.expect("teardown");
