@@ -173,7 +173,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         let mut ipam = ctx.ipam();
         let stale: Vec<String> = ipam
             .subnets()
-            .filter(|s| s.config().name != subnet_name && s.nics_of(&owner).contains(&port))
+            .filter(|s| s.config().name != subnet_name && s.holds(&owner, &port))
             .map(|s| s.config().name.clone())
             .collect();
         for s in stale {
@@ -343,7 +343,7 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Resu
     let mut ipam = ctx.ipam();
     let held: Vec<String> = ipam
         .subnets()
-        .filter(|s| !s.nics_of(&owner).is_empty())
+        .filter(|s| s.has_pod(&owner))
         .map(|s| s.config().name.clone())
         .collect();
     ipam.release_pod(&owner);

@@ -217,17 +217,6 @@ pub async fn lead(
         request: Duration::from_secs(config.ovn_timeout.max(1)),
         probe_interval: Duration::from_secs(config.ovsdb_inactivity_timeout.max(1)),
     };
-    let nb = loop {
-        match Replica::start(rc.clone(), Duration::from_secs(config.ovn_timeout.max(1))).await {
-            Ok(r) => break r,
-            Err(e) => {
-                warn!("connecting to OVN NB: {e}; retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    };
-
-    milestone("nb replica synced");
     let (subnets, subnet_events) = store::<Subnet>(client.clone(), watcher::Config::default());
     let (nodes, node_events) = store::<Node>(client.clone(), watcher::Config::default());
     let (pods, pod_events) = store::<PodInfo>(client.clone(), watcher::Config::default());
@@ -348,6 +337,23 @@ pub async fn lead(
             async {}
         }));
     }
+    let ips = Arc::new(crate::ipcr::IpIndex::default());
+    {
+        let (ips, client) = (ips.clone(), client.clone());
+        tokio::spawn(async move { ips.follow(client).await });
+    }
+    // The watches list (in their tasks) while the NB replica syncs.
+    let nb = loop {
+        match Replica::start(rc.clone(), Duration::from_secs(config.ovn_timeout.max(1))).await {
+            Ok(r) => break r,
+            Err(e) => {
+                warn!("connecting to OVN NB: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+
+    milestone("nb replica synced");
     subnets
         .wait_until_ready()
         .await
@@ -365,11 +371,6 @@ pub async fn lead(
         .map_err(|e| format!("namespaces never synced: {e}"))?;
     milestone("kubernetes caches synced");
 
-    let ips = Arc::new(crate::ipcr::IpIndex::default());
-    {
-        let (ips, client) = (ips.clone(), client.clone());
-        tokio::spawn(async move { ips.follow(client).await });
-    }
     let ctx = Arc::new(Ctx {
         config: config.clone(),
         client: client.clone(),

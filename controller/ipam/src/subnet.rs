@@ -539,6 +539,17 @@ impl Subnet {
         out
     }
 
+    /// Whether `pod` holds an address here through `nic` (asked for every subnet on every pod
+    /// reconcile, so it copies nothing).
+    pub fn holds(&self, pod: &str, nic: &str) -> bool {
+        self.nics_by_pod.get(pod).is_some_and(|n| n.contains(nic))
+    }
+
+    /// Whether `pod` holds any address here.
+    pub fn has_pod(&self, pod: &str) -> bool {
+        self.nics_by_pod.get(pod).is_some_and(|n| !n.is_empty())
+    }
+
     /// NICs held by `pod` in this subnet.
     pub fn nics_of(&self, pod: &str) -> Vec<String> {
         self.nics_by_pod

@@ -135,11 +135,16 @@ fn static_requests_may_use_reserved_but_never_gateway_or_someone_elses() {
         );
     }
     // The refused requests left nothing behind.
-    assert!(ipam.subnet("s").unwrap().nics_of("other").is_empty());
+    let s = ipam.subnet("s").unwrap();
+    assert!(s.nics_of("other").is_empty());
+    assert!(!s.has_pod("other") && !s.holds("other", "other.nic"));
     // Restoring (no conflict check) trusts the recorded state.
     other.ips = vec![ip("10.1.0.50")];
     other.check_conflict = false;
     assert!(ipam.allocate("s", &other).is_ok());
+    let s = ipam.subnet("s").unwrap();
+    assert!(s.has_pod("other") && s.holds("other", "other.nic"));
+    assert!(!s.holds("other", "other.net1") && !s.holds("fixed", "other.nic"));
 }
 
 #[test]
