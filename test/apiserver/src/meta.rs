@@ -54,16 +54,25 @@ pub fn has_finalizers(object: &Value) -> bool {
         .is_some_and(|f| !f.is_empty())
 }
 
-/// The object minus `metadata` and `status`: what `metadata.generation` tracks.
-pub fn desired_state(object: &Value) -> Value {
-    let mut copy = object.clone();
-    if let Some(map) = copy.as_object_mut() {
-        map.remove("metadata");
-        map.remove("status");
-        map.remove("apiVersion");
-        map.remove("kind");
+/// Whether two objects ask for the same thing: equal apart from `metadata`, `status`,
+/// `apiVersion` and `kind` (a change there bumps `metadata.generation`). Compared in place: an
+/// update no longer copies the object twice to find out.
+pub fn same_desired_state(a: &Value, b: &Value) -> bool {
+    const NOT_DESIRED: [&str; 4] = ["metadata", "status", "apiVersion", "kind"];
+    let desired = |o: &'_ serde_json::Map<String, Value>| {
+        o.iter()
+            .filter(|(k, _)| !NOT_DESIRED.contains(&k.as_str()))
+            .count()
+    };
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            desired(a) == desired(b)
+                && a.iter()
+                    .filter(|(k, _)| !NOT_DESIRED.contains(&k.as_str()))
+                    .all(|(k, v)| b.get(k) == Some(v))
+        }
+        _ => a == b,
     }
-    copy
 }
 
 /// Current time in the RFC 3339, second-precision form Kubernetes uses.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
-use crate::meta::{copy_meta, desired_state, has_finalizers, meta_str, now_rfc3339, set_meta};
+use crate::meta::{copy_meta, has_finalizers, meta_str, now_rfc3339, same_desired_state, set_meta};
 use crate::patch::{apply_merge, json_patch, merge_patch, strategic_merge_patch, PatchKind};
 use crate::persistence::Snapshot;
 use crate::resources::{types_from_crd, Registry, ResourceType};
@@ -147,11 +147,58 @@ fn is_namespace(rt: &ResourceType) -> bool {
 /// so `apiVersion`/`kind` are stamped on the way out.
 pub fn present(rt: &ResourceType, object: &Value) -> Value {
     let mut out = object.clone();
-    if let Some(map) = out.as_object_mut() {
+    stamp(rt, &mut out);
+    out
+}
+
+/// Stamps `apiVersion`/`kind` of `rt` on `object` in place.
+pub fn stamp(rt: &ResourceType, object: &mut Value) {
+    if let Some(map) = object.as_object_mut() {
         map.insert("apiVersion".into(), rt.api_version().into());
         map.insert("kind".into(), rt.kind.clone().into());
     }
-    out
+}
+
+/// [`present`] without the copy: serialises the stored object with `rt`'s `apiVersion`/`kind`
+/// (every watch event and response would otherwise deep-copy the object first).
+pub struct Presented<'a> {
+    /// The type the object is served as.
+    pub rt: &'a ResourceType,
+    /// The stored object.
+    pub object: &'a Value,
+}
+
+impl serde::Serialize for Presented<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(map) = self.object.as_object() else {
+            return self.object.serialize(serializer);
+        };
+        let mut out = serializer.serialize_map(None)?;
+        out.serialize_entry("apiVersion", &self.rt.api_version())?;
+        out.serialize_entry("kind", &self.rt.kind)?;
+        for (k, v) in map {
+            if k != "apiVersion" && k != "kind" {
+                out.serialize_entry(k, v)?;
+            }
+        }
+        out.end()
+    }
+}
+
+/// Whether two objects are equal apart from `apiVersion`/`kind` (which [`stamp`] sets).
+fn same_except_type(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let typed = |k: &String| k == "apiVersion" || k == "kind";
+            a.iter().filter(|(k, _)| !typed(k)).count()
+                == b.iter().filter(|(k, _)| !typed(k)).count()
+                && a.iter()
+                    .filter(|(k, _)| !typed(k))
+                    .all(|(k, v)| b.get(k) == Some(v))
+        }
+        _ => a == b,
+    }
 }
 
 impl Store {
@@ -340,7 +387,7 @@ impl Store {
         change_type: ChangeType,
         previous: Option<Value>,
         mut object: Value,
-    ) -> Value {
+    ) -> Arc<Change> {
         self.resource_version += 1;
         set_meta(
             &mut object,
@@ -353,6 +400,7 @@ impl Store {
             }
             _ => {
                 self.objects.insert(key.clone(), object.clone());
+                // The change below takes the object itself: one copy, not two.
             }
         }
         let change = Arc::new(Change {
@@ -362,7 +410,7 @@ impl Store {
             resource: key.resource,
             namespace: key.namespace,
             previous,
-            object: object.clone(),
+            object,
         });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_capacity {
@@ -378,7 +426,7 @@ impl Store {
             }
         });
         self.save();
-        object
+        change
     }
 
     fn save(&self) {
@@ -449,10 +497,10 @@ impl Store {
         set_meta(&mut body, "generation", Some(1.into()));
         set_meta(&mut body, "deletionTimestamp", None);
         set_meta(&mut body, "deletionGracePeriodSeconds", None);
-        let mut object = present(rt, &body);
-        self.default_on_create(rt, &mut object)?;
-        let object = self.commit(key, ChangeType::Added, None, object);
-        Ok(present(rt, &object))
+        stamp(rt, &mut body);
+        self.default_on_create(rt, &mut body)?;
+        let change = self.commit(key, ChangeType::Added, None, body);
+        Ok(present(rt, &change.object))
     }
 
     /// Type-specific defaults and side effects when an object is first stored.
@@ -519,12 +567,25 @@ impl Store {
             ));
         }
         check_type(rt, &body)?;
-        let key = key(rt, namespace, name);
         let old = self
             .objects
-            .get(&key)
+            .get(&key(rt, namespace, name))
             .cloned()
             .ok_or_else(|| ApiError::not_found(&rt.group_resource(), name))?;
+        self.replace(rt, namespace, name, old, body, status_only)
+    }
+
+    /// [`Store::update`] of the stored object `old` (a patch has its copy already).
+    fn replace(
+        &mut self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        old: Value,
+        body: Value,
+        status_only: bool,
+    ) -> ApiResult<Value> {
+        let key = key(rt, namespace, name);
         if meta_str(&body, "name").is_some_and(|n| n != name) {
             return Err(ApiError::bad_request(
                 "the name of the object does not match the name on the URL",
@@ -581,18 +642,18 @@ impl Store {
             }
             new
         };
-        new = present(rt, &new);
+        stamp(rt, &mut new);
         if is_crd(rt) && !status_only {
             self.accept_crd(&mut new)?;
         }
-        if desired_state(&new) != desired_state(&old) {
+        if !same_desired_state(&new, &old) {
             let generation = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
             set_meta(&mut new, "generation", Some((generation + 1).into()));
         }
-        if new == present(rt, &old) {
+        if same_except_type(&new, &old) {
             return Ok(present(rt, &old));
         }
         let deleting = meta_str(&old, "deletionTimestamp").is_some();
@@ -601,11 +662,11 @@ impl Store {
         } else {
             ChangeType::Modified
         };
-        let committed = self.commit(key, change_type, Some(old), new);
+        let change = self.commit(key, change_type, Some(old), new);
         if change_type == ChangeType::Deleted {
             self.after_delete(rt, name);
         }
-        Ok(present(rt, &committed))
+        Ok(present(rt, &change.object))
     }
 
     /// Applies a PATCH of the given kind; server-side apply creates missing objects.
@@ -623,7 +684,7 @@ impl Store {
             return Err(ApiError::bad_request("the patch must be a JSON object"));
         }
         let current = self.objects.get(&key(rt, namespace, name)).cloned();
-        let Some(mut doc) = current else {
+        let Some(current) = current else {
             if kind == PatchKind::Apply && !status_only {
                 let mut object = patch.clone();
                 if meta_str(&object, "name").is_some_and(|n| n != name) {
@@ -636,6 +697,7 @@ impl Store {
             }
             return Err(ApiError::not_found(&rt.group_resource(), name));
         };
+        let mut doc = current.clone();
         match kind {
             PatchKind::Merge => merge_patch(&mut doc, patch),
             PatchKind::Json => json_patch(&mut doc, patch)?,
@@ -645,7 +707,8 @@ impl Store {
         if !doc.is_object() {
             return Err(ApiError::bad_request("the patch must leave a JSON object"));
         }
-        self.update(rt, namespace, name, doc, status_only)
+        check_type(rt, &doc)?;
+        self.replace(rt, namespace, name, current, doc, status_only)
             .map(|o| (o, false))
     }
 
@@ -689,12 +752,12 @@ impl Store {
             let mut marked = current.clone();
             set_meta(&mut marked, "deletionTimestamp", Some(now_rfc3339().into()));
             set_meta(&mut marked, "deletionGracePeriodSeconds", Some(0.into()));
-            let committed = self.commit(key, ChangeType::Modified, Some(current), marked);
-            return Ok(present(rt, &committed));
+            let change = self.commit(key, ChangeType::Modified, Some(current), marked);
+            return Ok(present(rt, &change.object));
         }
-        let committed = self.commit(key, ChangeType::Deleted, Some(current.clone()), current);
+        let change = self.commit(key, ChangeType::Deleted, Some(current.clone()), current);
         self.after_delete(rt, name);
-        Ok(present(rt, &committed))
+        Ok(present(rt, &change.object))
     }
 
     /// Deletes every matching object (DELETE on a collection); returns the list of them.

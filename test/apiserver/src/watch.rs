@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::resources::ResourceType;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::ServerState;
-use crate::store::{present, Change, ChangeType};
+use crate::store::{present, Change, ChangeType, Presented};
 use crate::table::{self, TableRequest};
 
 /// A response body fed chunk by chunk from a channel; sent with chunked encoding.
@@ -41,9 +41,14 @@ impl Body for ChannelBody {
 }
 
 /// One watch event as a JSON line.
-pub fn event_line(event_type: &str, object: &Value) -> Bytes {
-    let mut line =
-        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+pub fn event_line(event_type: &str, object: &impl serde::Serialize) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Event<'a, O> {
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        object: &'a O,
+    }
+    let mut line = serde_json::to_vec(&Event { event_type, object }).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -81,7 +86,13 @@ struct EventEncoder {
 impl EventEncoder {
     fn line(&mut self, event_type: &str, object: &Value) -> Bytes {
         let Some(request) = &self.table else {
-            return event_line(event_type, object);
+            return event_line(
+                event_type,
+                &Presented {
+                    rt: &self.rt,
+                    object,
+                },
+            );
         };
         let headers = !std::mem::replace(&mut self.headers_sent, true);
         let table = table::object_table(&self.rt, object, request, headers, jiff::Timestamp::now());
@@ -90,8 +101,11 @@ impl EventEncoder {
 
     fn change(&mut self, change: &Change, params: &WatchParams) -> Option<Bytes> {
         let event_type = visible_event(change, params)?;
-        let object = present(&self.rt, &change.object);
-        Some(self.line(event_type, &object))
+        if self.table.is_some() {
+            let object = present(&self.rt, &change.object);
+            return Some(self.line(event_type, &object));
+        }
+        Some(self.line(event_type, &change.object))
     }
 
     fn bookmark(&mut self, resource_version: u64, initial_events_end: bool) -> Bytes {
@@ -241,8 +255,14 @@ mod tests {
     #[test]
     fn plain_watches_send_objects() {
         let mut plain = encoder(None);
-        let pod = json!({"kind": "Pod", "metadata": {"name": "web"}});
-        assert_eq!(decode(&plain.line("ADDED", &pod))["object"], pod);
+        // Stored objects are served with the watched type's apiVersion/kind, whatever they
+        // carried when stored.
+        let pod = json!({"apiVersion": "v0", "metadata": {"name": "web"}, "spec": {"a": [1]}});
+        let sent = decode(&plain.line("ADDED", &pod))["object"].clone();
+        assert_eq!(sent, present(&plain.rt, &pod));
+        assert_eq!(sent["apiVersion"], plain.rt.api_version());
+        assert_eq!(sent["kind"], plain.rt.kind);
+        assert_eq!(sent["spec"], pod["spec"]);
         assert_eq!(
             decode(&plain.bookmark(3, true))["object"]["metadata"]["annotations"]
                 ["k8s.io/initial-events-end"],
