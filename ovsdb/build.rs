@@ -524,7 +524,7 @@ fn gen_struct(w: &mut String, table: &str, s: &str, cols: &[Column]) {
             };
             writeln!(
                 w,
-                "        row.insert({:?}.to_string(), crate::model::{conv}(&self.{}));",
+                "        row.insert({:?}, crate::model::{conv}(&self.{}));",
                 c.name, c.field
             )
             .unwrap();

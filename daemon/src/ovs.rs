@@ -102,7 +102,7 @@ impl PortSpec {
 }
 
 fn uuid_row(u: Uuid) -> Row {
-    Row::from([("_uuid".to_string(), Datum::scalar(Atom::Uuid(u)))])
+    Row::from([("_uuid", Datum::scalar(Atom::Uuid(u)))])
 }
 
 /// Fails the transaction unless the rows matching `conditions` are exactly `uuids`.
@@ -208,9 +208,9 @@ pub fn plan_add_port(
         );
     }
     let mut iface_row = Row::from([
-        ("name".to_string(), Datum::scalar(spec.name.as_str())),
+        ("name", Datum::scalar(spec.name.as_str())),
         (
-            "external_ids".to_string(),
+            "external_ids",
             Datum::map(
                 spec.external_ids
                     .iter()
@@ -219,17 +219,14 @@ pub fn plan_add_port(
         ),
     ]);
     if spec.internal {
-        iface_row.insert("type".to_string(), Datum::scalar("internal"));
+        iface_row.insert("type", Datum::scalar("internal"));
     }
     let iface = txn.insert("Interface", iface_row);
     let port = txn.insert(
         "Port",
         Row::from([
-            ("name".to_string(), Datum::scalar(spec.name.as_str())),
-            (
-                "interfaces".to_string(),
-                Datum::set([Atom::NamedUuid(iface)]),
-            ),
+            ("name", Datum::scalar(spec.name.as_str())),
+            ("interfaces", Datum::set([Atom::NamedUuid(iface)])),
         ]),
     );
     txn.mutate(

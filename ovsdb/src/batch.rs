@@ -571,13 +571,13 @@ mod tests {
         let a = t.insert(
             "T",
             Row::from([(
-                "m".to_string(),
+                "m",
                 Datum::map([(Atom::string("named-uuid"), Atom::string("row0"))]),
             )]),
         );
         t.insert(
             "T",
-            Row::from([("r".to_string(), Datum::scalar(Atom::NamedUuid(a.clone())))]),
+            Row::from([("r", Datum::scalar(Atom::NamedUuid(a.clone())))]),
         );
         t.mutate(
             "T",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::datum::{Atom, Datum, Row};
+use crate::datum::{Atom, Column, Datum, Row};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::schema::DatabaseSchema;
@@ -302,7 +302,7 @@ impl CacheData {
 enum RowOp {
     Put(Row),
     /// Columns with their new value (scalars) or difference (sets and maps: `true`).
-    Modify(Vec<(String, Datum, bool)>),
+    Modify(Vec<(Column, Datum, bool)>),
     Delete,
 }
 
@@ -343,7 +343,7 @@ fn decode_row(
         .as_object()
         .and_then(|o| o.iter().next())
         .ok_or_else(|| bad(format!("empty row update for {u}")))?;
-    let decode_cols = |diff: bool| -> Result<Vec<(String, Datum, bool)>> {
+    let decode_cols = |diff: bool| -> Result<Vec<(Column, Datum, bool)>> {
         let Some(cols) = body.as_object() else {
             return Err(bad(format!("row {u} is not an object")));
         };
@@ -356,7 +356,7 @@ fn decode_row(
                 } else {
                     Datum::from_json_typed(v, &cs.ty)
                 };
-                d.map(|d| (c.clone(), d, is_diff))
+                d.map(|d| (cs.name, d, is_diff))
                     .map_err(|e| bad(format!("{tname}.{c} of {u}: {e}")))
             })
             .collect()
@@ -366,8 +366,8 @@ fn decode_row(
             // update2 leaves out columns that hold their default value.
             let mut row: Row = ts
                 .columns
-                .iter()
-                .map(|(c, cs)| (c.clone(), cs.ty.default_datum()))
+                .values()
+                .map(|cs| (cs.name, cs.ty.default_datum()))
                 .collect();
             row.extend(decode_cols(false)?.into_iter().map(|(c, d, _)| (c, d)));
             RowOp::Put(row)

@@ -19,7 +19,36 @@ use crate::error::DatumError;
 use crate::schema::{AtomicType, BaseType, ColumnType};
 
 /// A row's columns by name, as the server sends them and the cache stores them.
-pub type Row = BTreeMap<String, Datum>;
+pub type Row = BTreeMap<Column, Datum>;
+
+/// A column name. Names are interned ([`column`]): a cache of 30,000 rows otherwise holds a
+/// heap copy of every column name in every row, about a third of its memory.
+pub type Column = &'static str;
+
+/// Most distinct column names one process interns. Schemas have a few hundred; a peer that
+/// sends more is refused rather than allowed to grow the table without bound.
+pub const MAX_COLUMNS: usize = 8192;
+
+/// The interned copy of column name `name`, or `None` once [`MAX_COLUMNS`] distinct names are
+/// known and `name` is not one of them.
+pub fn column(name: &str) -> Option<Column> {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = names.get(name) {
+        return Some(n);
+    }
+    if names.len() >= MAX_COLUMNS {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    Some(leaked)
+}
 
 /// One OVSDB scalar. Named UUIDs exist only inside a transaction, to reference rows inserted by it.
 #[derive(Debug, Clone)]
@@ -557,6 +586,20 @@ mod tests {
 
     fn ty(j: Value) -> ColumnType {
         ColumnType::from_json(&j).unwrap()
+    }
+
+    /// Rows decoded against a schema share one copy of each column name.
+    #[test]
+    fn column_names_are_interned_once() {
+        let owned = String::from("interned_column_test");
+        let a = column(&owned).unwrap();
+        let b = column("interned_column_test").unwrap();
+        assert_eq!(a, "interned_column_test");
+        assert!(std::ptr::eq(a, b), "one copy per name");
+        let schema: Value = serde_json::from_str(crate::schemas::OVN_NORTHBOUND.json).unwrap();
+        let schema = crate::schema::DatabaseSchema::from_json(&schema).unwrap();
+        let name = schema.tables["Logical_Switch"].columns["name"].name;
+        assert!(std::ptr::eq(name, column("name").unwrap()));
     }
 
     #[test]

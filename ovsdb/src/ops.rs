@@ -147,7 +147,7 @@ pub enum Operation {
 fn row_json(row: &Row) -> Value {
     Value::Object(
         row.iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
+            .map(|(k, v)| (k.to_string(), v.to_json()))
             .collect::<Map<_, _>>(),
     )
 }

@@ -299,6 +299,8 @@ impl ColumnType {
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnSchema {
+    /// The column's interned name: rows decoded against the schema use it as their key.
+    pub name: crate::datum::Column,
     pub ty: ColumnType,
     pub ephemeral: bool,
     pub mutable: bool,
@@ -362,9 +364,16 @@ impl DatabaseSchema {
                         .ok_or_else(|| err(format!("column {cname} has no type")))?,
                 )
                 .map_err(|e| err(format!("column {cname}: {e}")))?;
+                let name = crate::datum::column(cname).ok_or_else(|| {
+                    err(format!(
+                        "more than {} distinct column names",
+                        crate::datum::MAX_COLUMNS
+                    ))
+                })?;
                 columns.insert(
                     cname.clone(),
                     ColumnSchema {
+                        name,
                         ty,
                         ephemeral: c.get("ephemeral").and_then(Value::as_bool).unwrap_or(false),
                         mutable: c.get("mutable").and_then(Value::as_bool).unwrap_or(true),

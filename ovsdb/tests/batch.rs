@@ -17,11 +17,8 @@ use tokio::task::JoinSet;
 
 const NB: &str = "OVN_Northbound";
 
-fn row(pairs: &[(&str, Datum)]) -> Row {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+fn row(pairs: &[(&'static str, Datum)]) -> Row {
+    pairs.iter().map(|(k, v)| (*k, v.clone())).collect()
 }
 
 async fn make_switch(c: &ovsdb::Client, name: &str) {

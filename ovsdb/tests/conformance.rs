@@ -10,11 +10,8 @@ use support::{next_note, Server};
 
 const NB: &str = "OVN_Northbound";
 
-fn row(pairs: &[(&str, Datum)]) -> Row {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+fn row(pairs: &[(&'static str, Datum)]) -> Row {
+    pairs.iter().map(|(k, v)| (*k, v.clone())).collect()
 }
 
 #[tokio::test]

@@ -119,7 +119,7 @@ impl ModelVisitor for CheckTables {
         let empty = M::from_row(Uuid::from_u128(7), &Row::new()).unwrap();
         assert_eq!(empty.uuid(), Uuid::from_u128(7));
         let row = empty.to_row();
-        let keys: Vec<&str> = row.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = row.keys().copied().collect();
         assert_eq!(
             keys,
             columns,
@@ -135,14 +135,14 @@ impl ModelVisitor for CheckTables {
             } else {
                 col.ty.default_datum()
             };
-            assert_eq!(row[name], expected, "{}.{name}: default", M::TABLE);
+            assert_eq!(row[name.as_str()], expected, "{}.{name}: default", M::TABLE);
         }
 
         // A row with a non-default value in every column survives the round trip unchanged.
         let sample: Row = table
             .columns
-            .iter()
-            .map(|(name, col)| (name.clone(), sample_datum(&col.ty)))
+            .values()
+            .map(|col| (col.name, sample_datum(&col.ty)))
             .collect();
         let typed = M::from_row(Uuid::from_u128(9), &sample)
             .unwrap_or_else(|e| panic!("{}: sample row: {e}", M::TABLE));
@@ -244,8 +244,8 @@ fn populated_logical_switch_port_round_trips() {
     let wire: Row = row
         .iter()
         .map(|(k, d)| {
-            let ty = &table.columns[k].ty;
-            (k.clone(), Datum::from_json_typed(&d.to_json(), ty).unwrap())
+            let ty = &table.columns[*k].ty;
+            (*k, Datum::from_json_typed(&d.to_json(), ty).unwrap())
         })
         .collect();
     assert_eq!(
@@ -257,16 +257,10 @@ fn populated_logical_switch_port_round_trips() {
 #[test]
 fn unknown_columns_are_ignored_and_missing_columns_take_defaults() {
     let row = Row::from([
-        ("name".to_string(), Datum::scalar("ls1")),
-        ("_uuid".to_string(), Datum::scalar(Uuid::from_u128(5))),
-        (
-            "column_from_a_newer_schema".to_string(),
-            Datum::scalar(3i64),
-        ),
-        (
-            "other_config".to_string(),
-            Datum::map([("subnet", "10.0.0.0/24")]),
-        ),
+        ("name", Datum::scalar("ls1")),
+        ("_uuid", Datum::scalar(Uuid::from_u128(5))),
+        ("column_from_a_newer_schema", Datum::scalar(3i64)),
+        ("other_config", Datum::map([("subnet", "10.0.0.0/24")])),
     ]);
     let ls = nb::LogicalSwitch::from_row(Uuid::from_u128(5), &row).unwrap();
     assert_eq!(ls.name, "ls1");
@@ -295,66 +289,47 @@ fn err_of<M: Model>(row: Row) -> String {
 
 #[test]
 fn wrong_typed_columns_are_errors_naming_the_column() {
-    let e = err_of::<nb::LogicalSwitchPort>(Row::from([(
-        "tag".to_string(),
-        Datum::scalar("forty-two"),
-    )]));
+    let e = err_of::<nb::LogicalSwitchPort>(Row::from([("tag", Datum::scalar("forty-two"))]));
     assert!(e.contains("Logical_Switch_Port.tag"), "{e}");
     assert!(e.contains("integer"), "{e}");
 
-    let e = err_of::<nb::LogicalSwitchPort>(Row::from([(
-        "external_ids".to_string(),
-        Datum::set(["a", "b"]),
-    )]));
+    let e = err_of::<nb::LogicalSwitchPort>(Row::from([("external_ids", Datum::set(["a", "b"]))]));
     assert!(e.contains("Logical_Switch_Port.external_ids"), "{e}");
     assert!(e.contains("map"), "{e}");
 
-    let e = err_of::<nb::LogicalSwitchPort>(Row::from([(
-        "options".to_string(),
-        Datum::map([("k", 1i64)]),
-    )]));
+    let e = err_of::<nb::LogicalSwitchPort>(Row::from([("options", Datum::map([("k", 1i64)]))]));
     assert!(e.contains("Logical_Switch_Port.options"), "{e}");
 
-    let e =
-        err_of::<nb::LogicalSwitchPort>(Row::from([("tag".to_string(), Datum::set([1i64, 2]))]));
+    let e = err_of::<nb::LogicalSwitchPort>(Row::from([("tag", Datum::set([1i64, 2]))]));
     assert!(
         e.contains("Logical_Switch_Port.tag") && e.contains("at most one"),
         "{e}"
     );
 
-    let e = err_of::<nb::LogicalSwitch>(Row::from([("name".to_string(), Datum::empty_set())]));
+    let e = err_of::<nb::LogicalSwitch>(Row::from([("name", Datum::empty_set())]));
     assert!(
         e.contains("Logical_Switch.name") && e.contains("exactly one"),
         "{e}"
     );
 
-    let e = err_of::<nb::LogicalSwitch>(Row::from([(
-        "ports".to_string(),
-        Datum::set(["not-a-uuid"]),
-    )]));
+    let e = err_of::<nb::LogicalSwitch>(Row::from([("ports", Datum::set(["not-a-uuid"]))]));
     assert!(
         e.contains("Logical_Switch.ports") && e.contains("uuid"),
         "{e}"
     );
 
-    let e = err_of::<vswitch::Bridge>(Row::from([(
-        "stp_enable".to_string(),
-        Datum::map([("a", "b")]),
-    )]));
+    let e = err_of::<vswitch::Bridge>(Row::from([("stp_enable", Datum::map([("a", "b")]))]));
     assert!(e.contains("Bridge.stp_enable"), "{e}");
 }
 
 #[test]
 fn unknown_enum_values_are_clear_errors() {
-    let e = err_of::<nb::Acl>(Row::from([(
-        "action".to_string(),
-        Datum::scalar("frobnicate"),
-    )]));
+    let e = err_of::<nb::Acl>(Row::from([("action", Datum::scalar("frobnicate"))]));
     assert!(e.contains("ACL.action"), "{e}");
     assert!(e.contains("\"frobnicate\""), "{e}");
     assert!(e.contains("allow-related"), "{e}");
 
-    let e = err_of::<nb::Acl>(Row::from([("action".to_string(), Datum::scalar(1i64))]));
+    let e = err_of::<nb::Acl>(Row::from([("action", Datum::scalar(1i64))]));
     assert!(e.contains("ACL.action") && e.contains("string"), "{e}");
 
     let parsed: Result<nb::AclAction, _> = "frobnicate".parse();
@@ -363,14 +338,11 @@ fn unknown_enum_values_are_clear_errors() {
     // Optional enum columns decode too.
     let bridge = vswitch::Bridge::from_row(
         Uuid::nil(),
-        &Row::from([("fail_mode".to_string(), Datum::scalar("secure"))]),
+        &Row::from([("fail_mode", Datum::scalar("secure"))]),
     )
     .unwrap();
     assert_eq!(bridge.fail_mode, Some(vswitch::BridgeFailMode::Secure));
-    let e = err_of::<vswitch::Bridge>(Row::from([(
-        "fail_mode".to_string(),
-        Datum::scalar("insecure"),
-    )]));
+    let e = err_of::<vswitch::Bridge>(Row::from([("fail_mode", Datum::scalar("insecure"))]));
     assert!(
         e.contains("Bridge.fail_mode") && e.contains("standalone"),
         "{e}"
@@ -401,7 +373,7 @@ fn enums_round_trip_through_their_strings() {
 #[test]
 fn real_sets_are_sorted_and_deduplicated() {
     let row = Row::from([(
-        "x".to_string(),
+        "x",
         Datum::set([Atom::Real(2.5), Atom::Real(-1.0), Atom::Integer(3)]),
     )]);
     assert_eq!(
@@ -412,12 +384,10 @@ fn real_sets_are_sorted_and_deduplicated() {
         model::real_set_datum(&[2.5, 2.5, 1.0]),
         Datum::set([1.0, 2.5])
     );
-    assert!(model::get_real_set(
-        &Row::from([("x".to_string(), Datum::scalar("a"))]),
-        "T",
-        "x"
-    )
-    .unwrap_err()
-    .to_string()
-    .contains("T.x"));
+    assert!(
+        model::get_real_set(&Row::from([("x", Datum::scalar("a"))]), "T", "x")
+            .unwrap_err()
+            .to_string()
+            .contains("T.x")
+    );
 }

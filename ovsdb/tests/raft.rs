@@ -136,10 +136,7 @@ async fn create_once(r: &Replica, name: &str) -> u32 {
         attempts += 1;
         let mut t = Transaction::new(NB);
         t.wait_absent("Logical_Switch", vec![Condition::eq("name", name)]);
-        t.insert(
-            "Logical_Switch",
-            [("name".to_string(), Datum::from(name))].into(),
-        );
+        t.insert("Logical_Switch", [("name", Datum::from(name))].into());
         match r.transact(&t).await {
             Ok(_) => return attempts,
             Err(Error::Transaction(e)) if e.kind == TxnErrorKind::TimedOut && attempts > 1 => {

@@ -35,7 +35,7 @@ async fn dump(c: &Client, schema: &DatabaseSchema) -> Dump {
             let cols = ts
                 .columns
                 .iter()
-                .map(|(c, cs)| (c.clone(), Datum::from_json_typed(&o[c], &cs.ty).unwrap()))
+                .map(|(c, cs)| (cs.name, Datum::from_json_typed(&o[c], &cs.ty).unwrap()))
                 .collect();
             rows.insert(uuid, cols);
         }
@@ -210,10 +210,7 @@ async fn kill_and_restart_resyncs_and_reports_what_changed_meanwhile() {
     s.kill();
     // A transaction during the outage fails explicitly (outcome known: never sent) instead of hanging.
     let mut t = Transaction::new(NB);
-    t.insert(
-        "Logical_Switch",
-        [("name".to_string(), Datum::from("lost"))].into(),
-    );
+    t.insert("Logical_Switch", [("name", Datum::from("lost"))].into());
     let e = r.transact(&t).await.unwrap_err();
     assert!(matches!(e, ovsdb::Error::Disconnected { .. }), "{e}");
     // Forget the initial sync's batch (published right after start() returned).
@@ -279,10 +276,7 @@ async fn kill_and_restart_resyncs_and_reports_what_changed_meanwhile() {
 
     // Writes through the replica work again and land in the cache.
     let mut t = Transaction::new(NB);
-    t.insert(
-        "Logical_Switch",
-        [("name".to_string(), Datum::from("after"))].into(),
-    );
+    t.insert("Logical_Switch", [("name", Datum::from("after"))].into());
     r.transact(&t).await.unwrap();
     let (c, _) = s.client().await;
     let schema = c.get_schema(NB).await.unwrap();
@@ -317,7 +311,7 @@ async fn transact_returns_only_once_the_cache_shows_the_write() {
         let name = format!("ryw-{i}");
         let mut txn = Transaction::new("OVN_Northbound");
         let mut row = ovsdb::Row::new();
-        row.insert("name".into(), ovsdb::Datum::from(name.as_str()));
+        row.insert("name", ovsdb::Datum::from(name.as_str()));
         txn.insert("Address_Set", row);
         r.transact(&txn).await.unwrap();
         let cache = r.cache();
@@ -347,7 +341,7 @@ async fn batched_transactions_merge_and_still_read_their_writes() {
                 let name = format!("batched-{i}");
                 let mut txn = Transaction::new("OVN_Northbound");
                 let mut row = ovsdb::Row::new();
-                row.insert("name".into(), ovsdb::Datum::from(name.as_str()));
+                row.insert("name", ovsdb::Datum::from(name.as_str()));
                 txn.insert("Address_Set", row);
                 r.transact_batched(txn).await.unwrap();
                 let cache = r.cache();

@@ -189,7 +189,7 @@ async fn right_ca_and_client_cert_list_dbs_and_commit() {
     let mut t = Transaction::new(NB);
     let name = t.insert(
         "Logical_Switch",
-        [("name".to_string(), Datum::from("over-tls"))]
+        [("name", Datum::from("over-tls"))]
             .into_iter()
             .collect::<Row>(),
     );

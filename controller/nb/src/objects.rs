@@ -64,8 +64,8 @@ fn strings<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Datum {
     Datum::set(items.into_iter().map(|s| Atom::from(s.into())))
 }
 
-fn row(pairs: Vec<(&str, Datum)>) -> Row {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+fn row(pairs: Vec<(ovsdb::Column, Datum)>) -> Row {
+    pairs.into_iter().collect()
 }
 
 /// The string map in `column` of a cached row.
@@ -205,7 +205,7 @@ pub fn vpc_router(plan: &mut Plan<'_>, router: &str) {
         ]),
     )]);
     if plan.lookup(LR, router).is_none() {
-        desired.insert("external_ids".into(), map([("vendor", VENDOR)]));
+        desired.insert("external_ids", map([("vendor", VENDOR)]));
     }
     plan.ensure_root(LR, router, desired);
 }
@@ -276,10 +276,10 @@ pub fn vpc_load_balancers(plan: &mut Plan<'_>, lbs: &VpcLoadBalancers, prefer_lo
         }
         let mut desired = row(vec![("options", owned_map(&options))]);
         if current.is_none() {
-            desired.insert("protocol".into(), Datum::from(protocol));
-            desired.insert("external_ids".into(), map([("vendor", VENDOR)]));
+            desired.insert("protocol", Datum::from(protocol));
+            desired.insert("external_ids", map([("vendor", VENDOR)]));
             if session {
-                desired.insert("selection_fields".into(), strings(["ip_src"]));
+                desired.insert("selection_fields", strings(["ip_src"]));
             }
         }
         plan.ensure_root(LB, name, desired);
@@ -358,7 +358,7 @@ pub struct OverlaySubnet<'a> {
 pub fn overlay_subnet(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
     let mut ls = Row::new();
     if plan.lookup(LS, s.name).is_none() {
-        ls.insert("external_ids".into(), map([("vendor", VENDOR)]));
+        ls.insert("external_ids", map([("vendor", VENDOR)]));
     }
     plan.ensure_root(LS, s.name, ls);
 
@@ -390,10 +390,10 @@ pub fn overlay_subnet(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), 
         ("external_ids", map([("lr", s.router), ("vendor", VENDOR)])),
     ]);
     if plan.lookup(LRP, &lrp).is_none() {
-        lrp_row.insert("mac".into(), Datum::from(random_mac()));
+        lrp_row.insert("mac", Datum::from(random_mac()));
     }
     if !s.route_table.is_empty() {
-        lrp_row.insert("options".into(), map([("route_table", s.route_table)]));
+        lrp_row.insert("options", map([("route_table", s.route_table)]));
     }
     plan.ensure_named_child(
         Parent {
@@ -858,9 +858,9 @@ pub fn switch_acls(plan: &mut Plan<'_>, ls: &str, acls: &[SwitchAcl]) -> Result<
                 ("external_ids", owned_map(&ids)),
             ]);
             if let Some(name) = &a.log_name {
-                r.insert("name".into(), Datum::from(name.as_str()));
-                r.insert("log".into(), Datum::from(true));
-                r.insert("severity".into(), Datum::from("warning"));
+                r.insert("name", Datum::from(name.as_str()));
+                r.insert("log", Datum::from(true));
+                r.insert("severity", Datum::from("warning"));
             }
             r
         })
@@ -909,7 +909,7 @@ fn u2o_overlay_cidrs_one(plan: &mut Plan<'_>, vpc: &str, name: &str, addrs: Vec<
     let mut r = row(vec![("addresses", strings(addrs))]);
     if plan.lookup(AS, name).is_none() {
         r.insert(
-            "external_ids".into(),
+            "external_ids",
             map([
                 ("isU2OOverlayCIDRs", "true"),
                 ("vpc", vpc),

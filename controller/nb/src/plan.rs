@@ -146,7 +146,7 @@ impl<'c> Plan<'c> {
     /// (the columns listed; others are left alone).
     pub fn ensure_root(&mut self, table: &str, name: &str, desired: Row) -> RowRef {
         let mut desired = desired;
-        desired.insert("name".into(), Datum::from(name));
+        desired.insert("name", Datum::from(name));
         match self.lookup(table, name) {
             Some(RowRef::Existing(u)) => {
                 let existing = self.row(table, &u).cloned().unwrap_or_default();
@@ -286,7 +286,7 @@ impl<'c> Plan<'c> {
     ) -> Result<RowRef, PlanError> {
         let at = self.parent_ref(&parent)?;
         let mut desired = desired;
-        desired.insert("name".into(), Datum::from(name));
+        desired.insert("name", Datum::from(name));
         let child = match self.lookup(table, name) {
             Some(RowRef::Existing(u)) => {
                 let existing = self.row(table, &u).cloned().unwrap_or_default();

@@ -65,11 +65,8 @@ async fn replica(s: &Server) -> Replica {
     Replica::start(cfg, Duration::from_secs(10)).await.unwrap()
 }
 
-fn row(pairs: &[(&str, Datum)]) -> Row {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+fn row(pairs: &[(&'static str, Datum)]) -> Row {
+    pairs.iter().map(|(k, v)| (*k, v.clone())).collect()
 }
 
 fn ids(pairs: &[(&str, &str)]) -> Datum {

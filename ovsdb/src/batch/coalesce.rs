@@ -284,7 +284,7 @@ mod tests {
     fn insert(table: &str, name: &str) -> Operation {
         Operation::Insert {
             table: table.into(),
-            row: Row::from([("name".to_string(), Datum::scalar(name))]),
+            row: Row::from([("name", Datum::scalar(name))]),
             uuid_name: Some(name.into()),
         }
     }
@@ -417,7 +417,10 @@ mod tests {
         let update = |col: &str| Operation::Update {
             table: ls.into(),
             conditions: sw(),
-            row: Row::from([(col.to_string(), Datum::empty_set())]),
+            row: Row::from([(
+                crate::datum::column(col).expect("column"),
+                Datum::empty_set(),
+            )]),
         };
         let cases: Vec<(&str, Operation, bool)> = vec![
             ("select ports", select(sw(), Some(&["ports"])), false),
@@ -617,11 +620,7 @@ mod tests {
                 next_id: 0,
             };
             let row = |n: &str, s: Datum, m: Datum| {
-                Row::from([
-                    ("name".to_string(), Datum::scalar(n)),
-                    ("s".to_string(), s),
-                    ("m".to_string(), m),
-                ])
+                Row::from([("name", Datum::scalar(n)), ("s", s), ("m", m)])
             };
             db.insert("T", &row("a", Datum::set([0, 1]), Datum::map([(0, 0)])));
             db.insert("T", &row("b", Datum::set([1]), Datum::map([(1, 1)])));
@@ -634,12 +633,12 @@ mod tests {
             self.next_id += 1;
             if table == "T" {
                 let mut r = Row::from([
-                    ("_uuid".to_string(), Datum::scalar(id)),
+                    ("_uuid", Datum::scalar(id)),
                     // Stands for `_version`: whether the row was modified in this transaction.
-                    ("_version".to_string(), Datum::scalar(false)),
-                    ("name".to_string(), Datum::scalar("")),
-                    ("s".to_string(), Datum::empty_set()),
-                    ("m".to_string(), Datum::empty_map()),
+                    ("_version", Datum::scalar(false)),
+                    ("name", Datum::scalar("")),
+                    ("s", Datum::empty_set()),
+                    ("m", Datum::empty_map()),
                 ]);
                 r.extend(row.clone());
                 self.t.push(r);
@@ -651,7 +650,7 @@ mod tests {
     fn matches(row: &Row, conds: &[Condition]) -> bool {
         conds
             .iter()
-            .all(|c| match (c.function, &row[&c.column], &c.value) {
+            .all(|c| match (c.function, &row[c.column.as_str()], &c.value) {
                 ("==", v, x) => v == x,
                 ("includes", Datum::Set(v), Datum::Set(x)) => x.is_subset(v),
                 (f, ..) => panic!("the model has no {f}"),
@@ -660,8 +659,8 @@ mod tests {
 
     fn project(row: &Row, cols: Option<&[String]>) -> Row {
         row.iter()
-            .filter(|(k, _)| cols.is_none_or(|c| c.contains(k)))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|(k, _)| cols.is_none_or(|c| c.iter().any(|x| x == *k)))
+            .map(|(k, v)| (*k, v.clone()))
             .collect()
     }
 
@@ -716,7 +715,7 @@ mod tests {
                 let rows = touched(db, conditions);
                 for &i in &rows {
                     db.t[i].extend(row.clone());
-                    db.t[i].insert("_version".into(), Datum::scalar(true));
+                    db.t[i].insert("_version", Datum::scalar(true));
                 }
                 Ok(Res::Count(rows.len()))
             }
@@ -731,9 +730,9 @@ mod tests {
                 let rows = touched(db, conditions);
                 for &i in &rows {
                     for m in mutations {
-                        apply(db.t[i].get_mut(&m.column).expect("column"), m)?;
+                        apply(db.t[i].get_mut(m.column.as_str()).expect("column"), m)?;
                     }
-                    db.t[i].insert("_version".into(), Datum::scalar(true));
+                    db.t[i].insert("_version", Datum::scalar(true));
                 }
                 Ok(Res::Count(rows.len()))
             }
@@ -823,7 +822,7 @@ mod tests {
         match kind % 15 {
             0 => Operation::Insert {
                 table: t,
-                row: Row::from([("name".to_string(), name(a))]),
+                row: Row::from([("name", name(a))]),
                 uuid_name: None,
             },
             1 => Operation::Insert {
@@ -839,9 +838,9 @@ mod tests {
                 table: t,
                 conditions: conds,
                 row: match a % 3 {
-                    0 => Row::from([("name".to_string(), name(b))]),
-                    1 => Row::from([("s".to_string(), Datum::set([int(b, 3)]))]),
-                    _ => Row::from([("m".to_string(), Datum::map([(int(b, 3), int(d, 3))]))]),
+                    0 => Row::from([("name", name(b))]),
+                    1 => Row::from([("s", Datum::set([int(b, 3)]))]),
+                    _ => Row::from([("m", Datum::map([(int(b, 3), int(d, 3))]))]),
                 },
             },
             4 | 5 => m(vec![Mutation::insert(
@@ -878,7 +877,7 @@ mod tests {
                 columns: vec!["s".into()],
                 until_equal: b % 2 == 0,
                 rows: vec![Row::from([(
-                    "s".to_string(),
+                    "s",
                     if a % 4 == 3 {
                         Datum::empty_set()
                     } else {

@@ -119,12 +119,9 @@ fn mac_ip(i: usize) -> String {
 
 fn lsp_row(i: usize) -> Row {
     Row::from([
-        ("name".to_string(), Datum::scalar(format!("port{i}"))),
-        ("addresses".to_string(), Datum::set([mac_ip(i)])),
-        (
-            "external_ids".to_string(),
-            Datum::map([("vendor", "kube-ovn")]),
-        ),
+        ("name", Datum::scalar(format!("port{i}"))),
+        ("addresses", Datum::set([mac_ip(i)])),
+        ("external_ids", Datum::map([("vendor", "kube-ovn")])),
     ])
 }
 
@@ -151,7 +148,7 @@ async fn make_switch(c: &Client) {
     let mut t = Transaction::new(NB);
     t.insert(
         "Logical_Switch",
-        Row::from([("name".to_string(), Datum::scalar(SWITCH))]),
+        Row::from([("name", Datum::scalar(SWITCH))]),
     );
     c.transact(&t).await.expect("create switch");
 }

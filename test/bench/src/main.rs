@@ -846,7 +846,7 @@ async fn measure(sandbox: &Sandbox, args: &Args, binary: &Path, logs: &Path) -> 
                         (Some(o), Some(n)) => n
                             .iter()
                             .filter(|(k, v)| o.get(*k) != Some(*v))
-                            .map(|(k, _)| k.clone())
+                            .map(|(k, _)| k.to_string())
                             .collect(),
                         (None, _) => vec!["(insert)".into()],
                         (_, None) => vec!["(delete)".into()],

@@ -53,15 +53,12 @@ async fn add_switch(nb: &Client, switch: &str, ports: &[(&str, &str, &str)]) {
     let mut uuids = Vec::new();
     for (name, mac, ip) in ports {
         let mut row = Row::new();
-        row.insert("name".into(), Datum::from(Atom::from(*name)));
-        row.insert(
-            "addresses".into(),
-            Datum::set([Atom::from(format!("{mac} {ip}"))]),
-        );
+        row.insert("name", Datum::from(Atom::from(*name)));
+        row.insert("addresses", Datum::set([Atom::from(format!("{mac} {ip}"))]));
         uuids.push(Atom::NamedUuid(txn.insert("Logical_Switch_Port", row)));
     }
     let mut sw = Row::new();
-    sw.insert("name".into(), Datum::from(Atom::from(switch)));
+    sw.insert("name", Datum::from(Atom::from(switch)));
     let sw_name = txn.insert("Logical_Switch", sw);
     txn.mutate(
         "Logical_Switch",
