@@ -705,6 +705,8 @@ struct Phase {
     kinds: BTreeMap<&'static str, (f64, f64, Option<Duration>)>,
     /// Warm only: NB change batches seen by an independent replica, and their tables.
     nb_batches: Option<(usize, BTreeMap<String, usize>)>,
+    /// CPU used by each process from the controller's start to `done`.
+    cpu: CpuUse,
 }
 
 impl Phase {
@@ -719,6 +721,64 @@ impl Phase {
                 .insert(k, (m.reconciles(k), m.errors(k), m.mean_latency(k)));
         }
     }
+}
+
+/// CPU seconds (user + system) of the processes sharing the machine during a phase: on a
+/// small machine the controller competes with the OVN daemons and the API fixture, so its
+/// wall time is only read right next to who used the cores.
+#[derive(Default, Clone)]
+struct CpuUse(Vec<(&'static str, f64)>);
+
+impl CpuUse {
+    /// The controller, the NB and SB servers, northd, and this process (the API fixture and
+    /// the bench's own watches).
+    fn sample(ctl: &Controller, st: &SandboxState) -> CpuUse {
+        let central = kube_ovn_sandbox::central::dir(&st.run_dir);
+        let pidfile = |name: &str| {
+            std::fs::read_to_string(central.join(format!("{name}.pid")))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+        };
+        let procs = [
+            ("controller", Some(ctl.child.id())),
+            ("API fixture + bench", Some(std::process::id())),
+            ("NB ovsdb-server", pidfile("nb")),
+            ("SB ovsdb-server", pidfile("sb")),
+            ("ovn-northd", pidfile("northd")),
+        ];
+        CpuUse(
+            procs
+                .into_iter()
+                .filter_map(|(name, pid)| Some((name, cpu_seconds(pid?)?)))
+                .collect(),
+        )
+    }
+
+    /// What each process used between `self` and `later`.
+    fn until(&self, later: &CpuUse) -> CpuUse {
+        CpuUse(
+            later
+                .0
+                .iter()
+                .map(|(name, t)| {
+                    let before = self.0.iter().find(|(n, _)| n == name).map_or(0.0, |p| p.1);
+                    (*name, t - before)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// User + system CPU seconds of process `pid`, all threads (`/proc/<pid>/stat` fields 14, 15).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks / hz as f64)
 }
 
 struct Report {
@@ -750,6 +810,7 @@ async fn measure(sandbox: &Sandbox, args: &Args, binary: &Path, logs: &Path) -> 
     say("cold start…");
     let mut cold = Phase::default();
     let mut ctl = Controller::start(binary, st, logs.join("controller-cold.log"))?;
+    let cpu_start = CpuUse::sample(&ctl, st);
     let mut last_progress = Instant::now();
     loop {
         if let Some(status) = ctl.exited() {
@@ -769,6 +830,7 @@ async fn measure(sandbox: &Sandbox, args: &Args, binary: &Path, logs: &Path) -> 
         }
         if routed.count() >= args.pods && nb.pod_ports().await? >= args.pods {
             cold.done = Some(t);
+            cold.cpu = cpu_start.until(&CpuUse::sample(&ctl, st));
             break;
         }
         if last_progress.elapsed() >= Duration::from_secs(5) {
@@ -803,6 +865,7 @@ async fn measure(sandbox: &Sandbox, args: &Args, binary: &Path, logs: &Path) -> 
     say("warm restart…");
     let mut warm = Phase::default();
     let mut ctl = Controller::start(binary, st, logs.join("controller-warm.log"))?;
+    let cpu_start = CpuUse::sample(&ctl, st);
     let want = [
         ("pod", args.pods as f64),
         ("subnet", (args.subnets + 2) as f64),
@@ -822,6 +885,7 @@ async fn measure(sandbox: &Sandbox, args: &Args, binary: &Path, logs: &Path) -> 
         if let Some(m) = ctl.metrics().await {
             if want.iter().all(|(k, n)| m.finished(k) >= *n) {
                 warm.done = Some(t);
+                warm.cpu = cpu_start.until(&CpuUse::sample(&ctl, st));
                 break m;
             }
         }
@@ -1123,6 +1187,15 @@ impl Report {
                 })
                 .collect();
             say(&format!("{name} reconciles: {}", kinds.join("; ")));
+        }
+        for (name, p) in [("cold", c), ("warm", w)] {
+            let used: Vec<String> = p.cpu.0.iter().map(|(n, t)| format!("{n} {t:.1}")).collect();
+            let wall = p.done.unwrap_or_default().as_secs_f64();
+            say(&format!(
+                "{name} CPU seconds until done ({wall:.1} s × {cpus} CPUs = {:.1} available): {}",
+                wall * cpus as f64,
+                used.join(", ")
+            ));
         }
         if !tables.is_empty() {
             say(&format!("warm NB changes (table.column: rows): {tables:?}"));
