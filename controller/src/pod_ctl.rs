@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -252,13 +252,18 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     if !changes.is_empty() {
         // A new or changed allocation: the subnet's counters are due.
         let _ = ctx.subnet_status.send(subnet_name.clone());
-        Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        let patched = Api::<PodInfo>::namespaced(ctx.client.clone(), ns)
             .patch(
                 name,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"metadata": {"annotations": changes}})),
             )
             .await?;
+        // The watch brings this version back; it needs no second reconcile.
+        ctx.pod_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), patched.signature());
     }
     Ok(Outcome::Done)
 }

@@ -8,6 +8,9 @@ use std::borrow::Cow;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
+/// kubectl's record of the last applied configuration: large, and read by nobody here.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// A Pod as the controller sees it (`v1` `pods`, read-only: writes go through `Api<Pod>`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct PodInfo {
@@ -56,6 +59,29 @@ impl PodInfo {
     /// Whether the pod ran to completion (its addresses are released like a deleted pod's).
     pub fn finished(&self) -> bool {
         matches!(self.status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+
+    /// A digest of everything the pod reconciler reads of the pod: annotations, owners,
+    /// deletion, node, host network, whether it finished. Two versions with the same digest
+    /// reconcile alike, so an event that changes nothing of it (a status update, or the
+    /// controller's own annotation patch coming back) needs no reconcile.
+    pub fn signature(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let m = &self.metadata;
+        // kubectl's copy of the applied object is dropped from stored pods (and read by no
+        // one), but a patch's reply still carries it.
+        for (k, v) in m.annotations.iter().flatten() {
+            if k != LAST_APPLIED {
+                (k, v).hash(&mut h);
+            }
+        }
+        for o in m.owner_references.iter().flatten() {
+            (&o.api_version, &o.kind, &o.name, &o.uid, o.controller).hash(&mut h);
+        }
+        m.deletion_timestamp.is_some().hash(&mut h);
+        (self.node_name(), self.host_network(), self.finished()).hash(&mut h);
+        h.finish()
     }
 }
 
@@ -109,5 +135,46 @@ mod tests {
             serde_json::from_value(serde_json::json!({"metadata": {"name": "b"}})).unwrap();
         assert_eq!(bare.node_name(), "");
         assert!(!bare.host_network() && !bare.finished());
+    }
+
+    /// The signature follows what the reconciler reads and ignores the rest.
+    #[test]
+    fn signature_changes_with_what_the_reconciler_reads() {
+        let pod = |v: serde_json::Value| serde_json::from_value::<PodInfo>(v).unwrap().signature();
+        let base = pod(serde_json::json!({
+            "metadata": {"name": "a", "annotations": {"x": "1"}, "resourceVersion": "5"},
+            "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}
+        }));
+        let same = pod(serde_json::json!({
+            "metadata": {"name": "a", "annotations": {"x": "1"}, "resourceVersion": "9",
+                         "labels": {"l": "v"}},
+            "spec": {"nodeName": "n1"}, "status": {"phase": "Pending"}
+        }));
+        assert_eq!(
+            base, same,
+            "resourceVersion, labels and a live phase change nothing"
+        );
+        let applied = pod(serde_json::json!({
+            "metadata": {"name": "a", "annotations": {"x": "1", LAST_APPLIED: "{}"}},
+            "spec": {"nodeName": "n1"}
+        }));
+        assert_eq!(base, applied, "kubectl's last-applied copy is not read");
+        for changed in [
+            serde_json::json!({"metadata": {"name": "a", "annotations": {"x": "2"}},
+                               "spec": {"nodeName": "n1"}}),
+            serde_json::json!({"metadata": {"name": "a", "annotations": {"x": "1"}},
+                               "spec": {"nodeName": "n2"}}),
+            serde_json::json!({"metadata": {"name": "a", "annotations": {"x": "1"},
+                               "deletionTimestamp": "2026-11-23T00:00:00Z"},
+                               "spec": {"nodeName": "n1"}}),
+            serde_json::json!({"metadata": {"name": "a", "annotations": {"x": "1"}},
+                               "spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}}),
+            serde_json::json!({"metadata": {"name": "a", "annotations": {"x": "1"},
+                               "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                                    "name": "s", "uid": "u"}]},
+                               "spec": {"nodeName": "n1"}}),
+        ] {
+            assert_ne!(base, pod(changed.clone()), "{changed}");
+        }
     }
 }

@@ -75,7 +75,7 @@ impl Trim for PodInfo {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
         if let Some(a) = self.metadata.annotations.as_mut() {
-            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            a.remove(crate::pod_info::LAST_APPLIED);
         }
     }
 }
@@ -237,6 +237,7 @@ pub async fn lead(
     let (pool_tx, mut pool_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let node_seen: Arc<Mutex<HashMap<String, (String, bool)>>> = Arc::default();
+    let pod_seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     {
         let tx = sub_tx.clone();
         // Only changes the reconciler acts on queue a subnet: its own status patches (and
@@ -319,12 +320,23 @@ pub async fn lead(
             }
             async {}
         }));
-        let ptx = pod_tx.clone();
+        let (ptx, seen) = (pod_tx.clone(), pod_seen.clone());
         tokio::spawn(pod_events.for_each(move |ev| {
-            for k in keys(&ev, |p: &PodInfo| {
-                pod_ctl::key(&p.namespace().unwrap_or_default(), &p.name_any())
-            }) {
-                let _ = ptx.send(k);
+            let key = |p: &PodInfo| pod_ctl::key(&p.namespace().unwrap_or_default(), &p.name_any());
+            match &ev {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                    let (k, sig) = (key(p), p.signature());
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    if seen.insert(k.clone(), sig) != Some(sig) {
+                        let _ = ptx.send(k);
+                    }
+                }
+                watcher::Event::Delete(p) => {
+                    let k = key(p);
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+                    let _ = ptx.send(k);
+                }
+                _ => {}
             }
             async {}
         }));
@@ -382,6 +394,7 @@ pub async fn lead(
         requeue_nodes: node_tx.clone(),
         subnet_status: status_tx,
         ips: ips.clone(),
+        pod_seen,
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {
