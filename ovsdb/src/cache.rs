@@ -195,8 +195,12 @@ impl CacheData {
         schema: &DatabaseSchema,
         updates: &Value,
     ) -> Result<ChangeBatch> {
-        let ops = decode_update2(schema, updates)?;
-        self.apply_ops(ops)
+        self.apply_decoded(DecodedUpdates::decode(schema, updates)?)
+    }
+
+    /// Applies updates decoded beforehand (see [`DecodedUpdates`]).
+    pub fn apply_decoded(&mut self, updates: DecodedUpdates) -> Result<ChangeBatch> {
+        self.apply_ops(updates.ops)
     }
 
     /// Applies the updates of a decoded `monitor_cond_since` reply.
@@ -308,6 +312,20 @@ enum RowOp {
 
 fn bad_update(m: String) -> Error {
     Error::Protocol(format!("bad update: {m}"))
+}
+
+/// A `table-updates2` object decoded against the schema but not yet applied: a replica decodes
+/// a notification before it takes the cache's write lock, so readers wait only for the
+/// (short) apply, not for the decoding.
+pub struct DecodedUpdates {
+    ops: Vec<(String, Uuid, RowOp)>,
+}
+
+impl DecodedUpdates {
+    /// Decodes every row update of `updates`; any malformed one is an error.
+    pub fn decode(schema: &DatabaseSchema, updates: &Value) -> Result<DecodedUpdates> {
+        decode_update2(schema, updates).map(|ops| DecodedUpdates { ops })
+    }
 }
 
 fn decode_update2(schema: &DatabaseSchema, updates: &Value) -> Result<Vec<(String, Uuid, RowOp)>> {

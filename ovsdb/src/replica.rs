@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::batch::{BatchConfig, Batcher};
-use crate::cache::{CacheData, ChangeBatch};
+use crate::cache::{CacheData, ChangeBatch, DecodedUpdates};
 use crate::client::Client;
 use crate::connection::{Notification, Timeouts};
 use crate::error::{Error, Result};
@@ -419,8 +419,9 @@ fn handle(
                 .and_then(Value::as_str)
                 .and_then(|s| Uuid::parse_str(s).ok());
             let updates = p.get(2).unwrap_or(&Value::Null);
+            let decoded = DecodedUpdates::decode(schema, updates)?;
             let mut cache = shared.cache.write().unwrap_or_else(|e| e.into_inner());
-            let batch = cache.apply_update2(schema, updates)?;
+            let batch = cache.apply_decoded(decoded)?;
             if txn.is_some_and(|t| !t.is_nil()) {
                 cache.last_txn_id = txn;
             }
