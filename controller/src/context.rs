@@ -1,7 +1,6 @@
 //! What every reconciler shares: configuration, the Kubernetes client and reflector stores,
 //! the replicated NB, IPAM, metrics, and the helpers to write NB plans and emit Events.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
@@ -61,11 +60,10 @@ pub struct Ctx {
     pub ips: Arc<crate::ipcr::IpIndex>,
     /// Subnets whose status counters are due (an address was allocated or released there).
     pub subnet_status: tokio::sync::mpsc::UnboundedSender<String>,
-    /// The last [`crate::pod_info::PodInfo::signature`] seen or written per pod key: the pod
-    /// watch queues a pod only when its signature differs, and a reconcile records the one of
-    /// its own annotation patch, so that patch coming back through the watch is not
-    /// reconciled a second time.
-    pub pod_seen: Arc<Mutex<HashMap<String, u64>>>,
+    /// The last [`crate::pod_info::PodInfo::signature`] seen or written per pod key (see
+    /// [`crate::pod_events`]): a reconcile records the one of its own annotation patch, so
+    /// that patch coming back through the watch is not reconciled a second time.
+    pub pod_seen: crate::pod_events::Seen,
 }
 
 /// Why a reconcile failed.

@@ -14,6 +14,7 @@ pub mod leader;
 pub mod metrics;
 pub mod node_ctl;
 pub mod pod_ctl;
+pub mod pod_events;
 pub mod pod_info;
 pub mod queue;
 pub mod restore;

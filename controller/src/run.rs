@@ -237,7 +237,7 @@ pub async fn lead(
     let (pool_tx, mut pool_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let node_seen: Arc<Mutex<HashMap<String, (String, bool)>>> = Arc::default();
-    let pod_seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let pod_seen = crate::pod_events::Seen::default();
     {
         let tx = sub_tx.clone();
         // Only changes the reconciler acts on queue a subnet: its own status patches (and
@@ -320,23 +320,11 @@ pub async fn lead(
             }
             async {}
         }));
-        let (ptx, seen) = (pod_tx.clone(), pod_seen.clone());
+        let ptx = pod_tx.clone();
+        let mut filter = crate::pod_events::PodEvents::new(pod_seen.clone());
         tokio::spawn(pod_events.for_each(move |ev| {
-            let key = |p: &PodInfo| pod_ctl::key(&p.namespace().unwrap_or_default(), &p.name_any());
-            match &ev {
-                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                    let (k, sig) = (key(p), p.signature());
-                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                    if seen.insert(k.clone(), sig) != Some(sig) {
-                        let _ = ptx.send(k);
-                    }
-                }
-                watcher::Event::Delete(p) => {
-                    let k = key(p);
-                    seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
-                    let _ = ptx.send(k);
-                }
-                _ => {}
+            for k in filter.keys(&ev) {
+                let _ = ptx.send(k);
             }
             async {}
         }));
