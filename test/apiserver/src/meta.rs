@@ -55,24 +55,20 @@ pub fn has_finalizers(object: &Value) -> bool {
 }
 
 /// Whether two objects ask for the same thing: equal apart from `metadata`, `status`,
-/// `apiVersion` and `kind` (a change there bumps `metadata.generation`). Compared in place: an
-/// update no longer copies the object twice to find out.
+/// `apiVersion` and `kind` (a change there bumps `metadata.generation`).
 pub fn same_desired_state(a: &Value, b: &Value) -> bool {
-    const NOT_DESIRED: [&str; 4] = ["metadata", "status", "apiVersion", "kind"];
-    let desired = |o: &'_ serde_json::Map<String, Value>| {
-        o.iter()
-            .filter(|(k, _)| !NOT_DESIRED.contains(&k.as_str()))
-            .count()
+    equal_ignoring(a, b, &["metadata", "status", "apiVersion", "kind"])
+}
+
+/// Whether two objects are equal apart from the top-level fields `ignored`, compared in place
+/// (an update used to copy both objects to find out).
+pub fn equal_ignoring(a: &Value, b: &Value, ignored: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
     };
-    match (a.as_object(), b.as_object()) {
-        (Some(a), Some(b)) => {
-            desired(a) == desired(b)
-                && a.iter()
-                    .filter(|(k, _)| !NOT_DESIRED.contains(&k.as_str()))
-                    .all(|(k, v)| b.get(k) == Some(v))
-        }
-        _ => a == b,
-    }
+    let kept = |(k, _): &(&String, &Value)| !ignored.contains(&k.as_str());
+    a.iter().filter(kept).count() == b.iter().filter(kept).count()
+        && a.iter().filter(kept).all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// Current time in the RFC 3339, second-precision form Kubernetes uses.

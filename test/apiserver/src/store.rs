@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
-use crate::meta::{copy_meta, has_finalizers, meta_str, now_rfc3339, same_desired_state, set_meta};
+use crate::meta::{
+    copy_meta, equal_ignoring, has_finalizers, meta_str, now_rfc3339, same_desired_state, set_meta,
+};
 use crate::patch::{apply_merge, json_patch, merge_patch, strategic_merge_patch, PatchKind};
 use crate::persistence::Snapshot;
 use crate::resources::{types_from_crd, Registry, ResourceType};
@@ -183,21 +185,6 @@ impl serde::Serialize for Presented<'_> {
             }
         }
         out.end()
-    }
-}
-
-/// Whether two objects are equal apart from `apiVersion`/`kind` (which [`stamp`] sets).
-fn same_except_type(a: &Value, b: &Value) -> bool {
-    match (a.as_object(), b.as_object()) {
-        (Some(a), Some(b)) => {
-            let typed = |k: &String| k == "apiVersion" || k == "kind";
-            a.iter().filter(|(k, _)| !typed(k)).count()
-                == b.iter().filter(|(k, _)| !typed(k)).count()
-                && a.iter()
-                    .filter(|(k, _)| !typed(k))
-                    .all(|(k, v)| b.get(k) == Some(v))
-        }
-        _ => a == b,
     }
 }
 
@@ -653,7 +640,8 @@ impl Store {
                 .unwrap_or(0);
             set_meta(&mut new, "generation", Some((generation + 1).into()));
         }
-        if same_except_type(&new, &old) {
+        // `stamp` set the type fields of `new`; the stored `old` may carry others.
+        if equal_ignoring(&new, &old, &["apiVersion", "kind"]) {
             return Ok(present(rt, &old));
         }
         let deleting = meta_str(&old, "deletionTimestamp").is_some();

@@ -735,9 +735,8 @@ impl CpuUse {
     fn sample(ctl: &Controller, st: &SandboxState) -> CpuUse {
         let central = kube_ovn_sandbox::central::dir(&st.run_dir);
         let pidfile = |name: &str| {
-            std::fs::read_to_string(central.join(format!("{name}.pid")))
-                .ok()
-                .and_then(|p| p.trim().parse::<u32>().ok())
+            kube_ovn_sandbox::sys::read_pidfile(&central.join(format!("{name}.pid")))
+                .and_then(|p| u32::try_from(p).ok())
         };
         let procs = [
             ("controller", Some(ctl.child.id())),
