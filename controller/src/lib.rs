@@ -3,10 +3,10 @@
 
 #![warn(missing_docs)]
 
-pub mod annotations;
+pub use kube_ovn_common::{annotations, crd};
+
 pub mod config;
 pub mod context;
-pub mod crd;
 pub mod gc;
 pub mod ipcr;
 pub mod ippool_ctl;

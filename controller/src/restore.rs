@@ -15,6 +15,72 @@ use crate::annotations as ann;
 use crate::crd::Subnet;
 use crate::ipcr::IpSummary;
 
+/// Rebuilds the controller's IPAM from the stores, the IP index and the NB cache.
+pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
+    let defaults = crate::subnet_rules::Defaults {
+        default_vpc: &ctx.config.cluster_router,
+        join: &ctx.config.node_switch,
+        enable_lb: ctx.config.enable_lb,
+    };
+    let subnets: Vec<std::sync::Arc<Subnet>> = ctx
+        .stores
+        .subnets
+        .state()
+        .into_iter()
+        .filter_map(|s| {
+            let spec = crate::subnet_rules::normalize(&s.spec, &s.name_any(), &defaults).ok()?;
+            let mut n = (*s).clone();
+            n.spec = spec;
+            Some(std::sync::Arc::new(n))
+        })
+        .collect();
+    crate::run::wait_until("the IP CRs are listed", || ctx.ips.synced()).await;
+    let ips = ctx.ips.snapshot();
+    let ports = {
+        let cache = ctx.nb.cache();
+        cache
+            .table("Logical_Switch_Port")
+            .map(|t| {
+                t.iter()
+                    .filter_map(|(_, r)| {
+                        let ids = kube_ovn_nb::objects::string_map(r, "external_ids");
+                        if ids.get("vendor").map(String::as_str)
+                            != Some(kube_ovn_nb::objects::VENDOR)
+                        {
+                            return None;
+                        }
+                        let name = r.get("name")?.as_atom()?.as_str()?.to_string();
+                        let owner = match ids.get("pod") {
+                            Some(p) => p.clone(),
+                            None => format!("node/{}", name.strip_prefix("node-")?),
+                        };
+                        let addresses = r
+                            .get("addresses")?
+                            .as_set()?
+                            .iter()
+                            .next()?
+                            .as_str()?
+                            .to_string();
+                        Some((name, owner, ids.get("ls")?.clone(), addresses))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let pods = ctx.stores.pods.state();
+    let nodes = ctx.stores.nodes.state();
+    let (ipam, _) = restore(&Sources {
+        subnets: &subnets,
+        ips: &ips,
+        pods: &pods,
+        nodes: &nodes,
+        ports,
+        join: &ctx.config.node_switch,
+    });
+    *ctx.ipam() = ipam;
+    Ok(())
+}
+
 /// Inputs of a restore.
 pub struct Sources<'a> {
     /// Subnets (normalised specs).

@@ -399,7 +399,7 @@ pub async fn lead(
             }
         }
     }
-    restore_ipam(&ctx).await?;
+    restore::restore_ipam(&ctx).await?;
     milestone("initialised, IPAM restored");
 
     let min = Duration::from_secs(config.cust_crd_retry_min_delay.max(1));
@@ -612,7 +612,7 @@ async fn forward(mut rx: tokio::sync::mpsc::UnboundedReceiver<String>, q: Queue)
     }
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     let mut logged = false;
     while !cond() {
@@ -655,71 +655,6 @@ where
             })
         }
     })
-}
-
-async fn restore_ipam(ctx: &Ctx) -> Result<(), String> {
-    let defaults = subnet_rules::Defaults {
-        default_vpc: &ctx.config.cluster_router,
-        join: &ctx.config.node_switch,
-        enable_lb: ctx.config.enable_lb,
-    };
-    let subnets: Vec<Arc<Subnet>> = ctx
-        .stores
-        .subnets
-        .state()
-        .into_iter()
-        .filter_map(|s| {
-            let spec = subnet_rules::normalize(&s.spec, &s.name_any(), &defaults).ok()?;
-            let mut n = (*s).clone();
-            n.spec = spec;
-            Some(Arc::new(n))
-        })
-        .collect();
-    wait_until("the IP CRs are listed", || ctx.ips.synced()).await;
-    let ips = ctx.ips.snapshot();
-    let ports = {
-        let cache = ctx.nb.cache();
-        cache
-            .table("Logical_Switch_Port")
-            .map(|t| {
-                t.iter()
-                    .filter_map(|(_, r)| {
-                        let ids = kube_ovn_nb::objects::string_map(r, "external_ids");
-                        if ids.get("vendor").map(String::as_str)
-                            != Some(kube_ovn_nb::objects::VENDOR)
-                        {
-                            return None;
-                        }
-                        let name = r.get("name")?.as_atom()?.as_str()?.to_string();
-                        let owner = match ids.get("pod") {
-                            Some(p) => p.clone(),
-                            None => format!("node/{}", name.strip_prefix("node-")?),
-                        };
-                        let addresses = r
-                            .get("addresses")?
-                            .as_set()?
-                            .iter()
-                            .next()?
-                            .as_str()?
-                            .to_string();
-                        Some((name, owner, ids.get("ls")?.clone(), addresses))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let pods = ctx.stores.pods.state();
-    let nodes = ctx.stores.nodes.state();
-    let (ipam, _) = restore::restore(&restore::Sources {
-        subnets: &subnets,
-        ips: &ips,
-        pods: &pods,
-        nodes: &nodes,
-        ports,
-        join: &ctx.config.node_switch,
-    });
-    *ctx.ipam() = ipam;
-    Ok(())
 }
 
 /// Upstream writes `tcp:[10.0.0.1]:6641` even for IPv4; accept the brackets.
