@@ -151,7 +151,11 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> ApiResult<()> {
                 add_at(target, path, copied)?;
             }
             "test" => {
-                if target.pointer(path) != Some(&value()?) {
+                // As the API server's JSON patch library does, a missing member tests equal
+                // to null (clients add a first finalizer with test-null-then-add).
+                let expected = value()?;
+                let actual = target.pointer(path).unwrap_or(&Value::Null);
+                if *actual != expected {
                     return Err(ApiError::invalid(format!(
                         "json patch: test failed at {path:?}"
                     )));
@@ -416,6 +420,21 @@ mod tests {
                 .code,
             400
         );
+    }
+
+    #[test]
+    fn json_patch_test_of_a_missing_member_equals_null() {
+        let mut doc = json!({"metadata": {"name": "a"}});
+        let first = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+        ]);
+        json_patch(&mut doc, &first).unwrap();
+        assert_eq!(doc["metadata"]["finalizers"], json!(["f"]));
+        // Now the member exists: the same test fails, so a stale add cannot replace the list.
+        let err = json_patch(&mut doc, &first).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(doc["metadata"]["finalizers"], json!(["f"]));
     }
 
     #[test]
