@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use kube::api::{Api, PostParams};
 use kube::runtime::reflector::Store;
 use kube_ovn_ipam::Ipam;
 use kube_ovn_nb::{Plan, PlanError};
+use kube_ovn_runtime::events::{EventType, Recorder};
+use kube_ovn_runtime::{Queues, Seen};
 use ovsdb::Replica;
-use serde_json::json;
 use tracing::{debug, warn};
 
 use crate::config::Config;
@@ -51,19 +51,17 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// Reflector stores.
     pub stores: Stores,
-    /// Pod keys to reconcile again (e.g. their addresses no longer fit a changed subnet).
-    pub requeue_pods: tokio::sync::mpsc::UnboundedSender<String>,
-    /// Node names to reconcile again (a subnet stopped being distributed, or went, so the
-    /// nodes' per-subnet gateway rows must be re-stated).
-    pub requeue_nodes: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Every kind's queue: how a reconcile queues keys of other kinds (a subnet whose CIDR
+    /// moved queues its pods, an allocation queues its subnet's counters).
+    pub queues: Queues,
     /// Every IP CR, summarised (see [`crate::ipcr::IpIndex`]).
     pub ips: Arc<crate::ipcr::IpIndex>,
-    /// Subnets whose status counters are due (an address was allocated or released there).
-    pub subnet_status: tokio::sync::mpsc::UnboundedSender<String>,
-    /// The last [`crate::pod_info::PodInfo::signature`] seen or written per pod key (see
-    /// [`crate::pod_events`]): a reconcile records the one of its own annotation patch, so
-    /// that patch coming back through the watch is not reconciled a second time.
-    pub pod_seen: crate::pod_events::Seen,
+    /// The last [`crate::pod_info::PodInfo::signature`] seen or written per pod key: a
+    /// reconcile records the one of its own annotation patch, so that patch coming back
+    /// through the watch is not reconciled a second time.
+    pub pod_seen: Seen,
+    /// Aggregated Kubernetes Events.
+    pub recorder: Recorder,
 }
 
 /// Why a reconcile failed.
@@ -132,35 +130,16 @@ impl Ctx {
             .unwrap_or_else(|| Error::Other(format!("{what}: no progress"))))
     }
 
-    /// Records a Kubernetes Event on an object (best effort: a failed Event never fails the
-    /// reconcile).
+    /// Records a Kubernetes Event on an object (aggregated; best effort: a failed Event never
+    /// fails the reconcile).
     pub async fn event(
         &self,
         obj: &k8s_openapi::api::core::v1::ObjectReference,
-        type_: &str,
+        type_: EventType,
         reason: &str,
         message: &str,
     ) {
-        let ns = obj.namespace.clone().unwrap_or_else(|| "default".into());
-        let now = jiff::Timestamp::now().to_string();
-        let ev = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": format!("{}.{}", obj.name.clone().unwrap_or_default(), ovsdb::Uuid::new_v4().simple()), "namespace": ns},
-            "involvedObject": obj,
-            "type": type_, "reason": reason, "message": message,
-            "source": {"component": "kube-ovn-controller"},
-            "reportingComponent": "kube-ovn-controller",
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        });
-        let Ok(ev) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(ev) else {
-            return;
-        };
-        if let Err(e) =
-            Api::<k8s_openapi::api::core::v1::Event>::namespaced(self.client.clone(), &ns)
-                .create(&PostParams::default(), &ev)
-                .await
-        {
-            debug!("event not recorded: {e}");
-        }
+        // The recorder logs a refused Event itself.
+        let _ = self.recorder.publish(obj, type_, reason, message).await;
     }
 }

@@ -11,7 +11,6 @@ use kube_ovn_nb::objects::VENDOR;
 use tracing::info;
 
 use crate::context::{Ctx, Error};
-use crate::queue::Queue;
 
 /// Owners (pod keys, node names) with records but no object: what a GC pass found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -81,7 +80,7 @@ pub async fn find(ctx: &Ctx) -> Result<Orphans, Error> {
 }
 
 /// One GC pass: orphans are queued for cleanup.
-pub async fn run(ctx: &Ctx, pods: &Queue, nodes: &Queue) -> Result<Orphans, Error> {
+pub async fn run(ctx: &Ctx) -> Result<Orphans, Error> {
     let found = find(ctx).await?;
     if !found.pods.is_empty() || !found.nodes.is_empty() {
         info!(
@@ -91,10 +90,10 @@ pub async fn run(ctx: &Ctx, pods: &Queue, nodes: &Queue) -> Result<Orphans, Erro
         );
     }
     for p in &found.pods {
-        pods.add(p.clone());
+        ctx.queues.add(crate::pod_ctl::KIND, p.clone());
     }
     for n in &found.nodes {
-        nodes.add(n.clone());
+        ctx.queues.add(crate::node_ctl::KIND, n.clone());
     }
     Ok(found)
 }

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
+use kube_ovn_runtime::finalizer;
 use serde_json::json;
 use tracing::warn;
 
@@ -277,9 +278,8 @@ pub async fn ensure(ctx: &Ctx, r: &IpRecord) -> Result<(), Error> {
             if !old_subnet.is_empty() && old_subnet != r.subnet {
                 labels[old_subnet.as_str()] = serde_json::Value::Null;
             }
-            let mut finalizers = current.metadata.finalizers.clone().unwrap_or_default();
             if !fin_ok {
-                finalizers.push(ann::FINALIZER.into());
+                finalizer::add(&api, &current, ann::FINALIZER).await?;
             }
             let mut spec_json =
                 serde_json::to_value(&want).map_err(|e| Error::Other(e.to_string()))?;
@@ -288,7 +288,7 @@ pub async fn ensure(ctx: &Ctx, r: &IpRecord) -> Result<(), Error> {
                 .patch(
                     &r.name,
                     &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"labels": labels, "finalizers": finalizers}, "spec": spec_json})),
+                    &Patch::Merge(json!({"metadata": {"labels": labels}, "spec": spec_json})),
                 )
                 .await?;
             ctx.ips.observe(&patched);
@@ -317,31 +317,12 @@ pub async fn delete(ctx: &Ctx, name: &str) -> Result<(), Error> {
     {
         return Ok(());
     }
-    if current
-        .metadata
-        .finalizers
-        .as_ref()
-        .is_some_and(|f| !f.is_empty())
-    {
-        let kept: Vec<String> = current
-            .metadata
-            .finalizers
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|f| f != ann::FINALIZER && f != "kube-ovn-controller")
-            .collect();
-        match api
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": kept}})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-            Err(e) => return Err(e.into()),
+    // Ours, and the name older upstream releases used; each removal tests the list it
+    // edits, so the second goes from the object the first returned.
+    let mut current = current;
+    for f in [ann::FINALIZER, "kube-ovn-controller"] {
+        if let Some(patched) = finalizer::remove(&api, &current, f).await? {
+            current = patched;
         }
     }
     match api.delete(name, &DeleteParams::default()).await {

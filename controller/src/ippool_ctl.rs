@@ -13,8 +13,11 @@ use kube_ovn_ipam::{Family, Usage};
 use serde_json::json;
 
 use crate::context::{Ctx, Error};
+use crate::crd::condition::READY;
 use crate::crd::IpPool;
-use crate::queue::Outcome;
+use kube_ovn_runtime::conditions::{self, Status};
+use kube_ovn_runtime::events::EventType;
+use kube_ovn_runtime::Outcome;
 
 /// The pool a pod in `namespace` allocating from `subnet` uses when it names none: one whose
 /// `spec.namespaces` lists the namespace (first by name).
@@ -26,6 +29,17 @@ pub fn pool_for_namespace(pools: &[Arc<IpPool>], subnet: &str, namespace: &str) 
         .collect();
     names.sort();
     names.into_iter().next()
+}
+
+/// The IPPool queue's kind name.
+pub const KIND: &str = "ippool";
+
+/// What of an IPPool its reconciler acts on: spec and metadata, not its own status.
+pub fn signature(p: &IpPool) -> u64 {
+    kube_ovn_runtime::trigger::hash_of(&(
+        kube_ovn_runtime::trigger::hash_json(&p.spec),
+        kube_ovn_runtime::trigger::meta_signature(p),
+    ))
 }
 
 /// Reconciles the IPPool `name`.
@@ -49,7 +63,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         Some(Err(e)) => {
             ctx.event(
                 &pool.object_ref(&()),
-                "Warning",
+                EventType::Warning,
                 "InvalidIPPool",
                 &e.to_string(),
             )
@@ -82,24 +96,26 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         status.insert(k, v);
     }
     let current = serde_json::to_value(&pool.status).unwrap_or_default();
-    let cond_ok = pool.status.as_ref().is_some_and(|s| {
-        s.conditions.iter().any(|c| {
-            c.type_ == "Ready"
-                && c.status == if ready { "True" } else { "False" }
-                && c.reason == reason
-                && c.message == message
-        })
-    });
     let counters_ok = status.iter().all(|(k, v)| current.get(k) == Some(v));
-    if !(cond_ok && counters_ok) {
-        let now = jiff::Timestamp::now().to_string();
+    let old_conds = pool
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let mut conds = old_conds.clone();
+    conditions::set(
+        &mut conds,
+        READY,
+        Status::of(ready),
+        reason,
+        &message,
+        pool.metadata.generation.unwrap_or_default(),
+        jiff::Timestamp::now(),
+    );
+    if !counters_ok || conds != old_conds {
         status.insert(
             "conditions".into(),
-            json!([{
-                "type": "Ready", "status": if ready { "True" } else { "False" },
-                "reason": reason, "message": message,
-                "lastUpdateTime": now, "lastTransitionTime": now,
-            }]),
+            serde_json::to_value(&conds).map_err(|e| Error::Other(e.to_string()))?,
         );
         api.patch_status(
             &name,

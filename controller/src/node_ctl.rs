@@ -16,12 +16,42 @@ use serde_json::json;
 use crate::annotations as ann;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
-use crate::queue::Outcome;
 use crate::subnet_rules;
+use kube_ovn_runtime::Outcome;
 
 /// Owner key of a node's join allocation in IPAM.
 pub fn owner(node: &str) -> String {
     format!("node/{node}")
+}
+
+/// The node queue's kind name.
+pub const KIND: &str = "node";
+
+/// What of a Node the node reconciler reads: annotations, labels, addresses, readiness,
+/// deletion (heartbeats change none of them).
+pub fn signature(n: &Node) -> u64 {
+    let addresses = n.status.as_ref().and_then(|s| s.addresses.as_ref());
+    kube_ovn_runtime::trigger::hash_json(&(
+        &n.metadata.annotations,
+        &n.metadata.labels,
+        addresses,
+        ready(n),
+        n.metadata.deletion_timestamp.is_some(),
+    ))
+}
+
+/// What of a Node centralized subnets naming it as a gateway read: its join address and
+/// readiness.
+pub fn gateway_signature(n: &Node) -> u64 {
+    kube_ovn_runtime::trigger::hash_of(&(n.annotations().get(ann::IP_ADDRESS), ready(n)))
+}
+
+/// Whether the node's Ready condition is True.
+pub fn ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Reconciles the Node `name`.

@@ -24,8 +24,12 @@ use crate::annotations as ann;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
 use crate::pod_info::PodInfo;
-use crate::queue::Outcome;
 use crate::subnet_rules;
+use kube_ovn_runtime::events::EventType;
+use kube_ovn_runtime::Outcome;
+
+/// The pod queue's kind name.
+pub const KIND: &str = "pod";
 
 /// Queue key of a pod.
 pub fn key(namespace: &str, name: &str) -> String {
@@ -66,7 +70,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     if subnet_name == ctx.config.node_switch {
         ctx.event(
             &pod.object_ref(&()),
-            "Warning",
+            EventType::Warning,
             "AcquireAddressFailed",
             "pods cannot use the join subnet",
         )
@@ -80,7 +84,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     else {
         ctx.event(
             &pod.object_ref(&()),
-            "Warning",
+            EventType::Warning,
             "AcquireAddressFailed",
             &format!("subnet {subnet_name} not found"),
         )
@@ -104,7 +108,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             Err(why) => {
                 ctx.event(
                     &pod.object_ref(&()),
-                    "Warning",
+                    EventType::Warning,
                     "AcquireAddressFailed",
                     &why,
                 )
@@ -160,7 +164,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         Err(e) => {
             ctx.event(
                 &pod.object_ref(&()),
-                "Warning",
+                EventType::Warning,
                 "AcquireAddressFailed",
                 &e.to_string(),
             )
@@ -178,7 +182,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             .collect();
         for s in stale {
             ipam.release_nic(&s, &port);
-            let _ = ctx.subnet_status.send(s);
+            ctx.queues.add(crate::subnet_ctl::STATUS_KIND, s);
         }
     }
     let ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
@@ -251,7 +255,8 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     let changes = ann::diff(&annotations, &wanted);
     if !changes.is_empty() {
         // A new or changed allocation: the subnet's counters are due.
-        let _ = ctx.subnet_status.send(subnet_name.clone());
+        ctx.queues
+            .add(crate::subnet_ctl::STATUS_KIND, subnet_name.clone());
         let patched = Api::<PodInfo>::namespaced(ctx.client.clone(), ns)
             .patch(
                 name,
@@ -260,10 +265,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             )
             .await?;
         // The watch brings this version back; it needs no second reconcile.
-        ctx.pod_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), patched.signature());
+        ctx.pod_seen.record(&key, patched.signature());
     }
     Ok(Outcome::Done)
 }
@@ -354,7 +356,7 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Resu
     ipam.release_pod(&owner);
     drop(ipam);
     for s in held {
-        let _ = ctx.subnet_status.send(s);
+        ctx.queues.add(crate::subnet_ctl::STATUS_KIND, s);
     }
     Ok(Outcome::Done)
 }

@@ -34,7 +34,7 @@ pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
             Some(std::sync::Arc::new(n))
         })
         .collect();
-    crate::run::wait_until("the IP CRs are listed", || ctx.ips.synced()).await;
+    kube_ovn_runtime::registry::wait_until("the IP CRs are listed", || ctx.ips.synced()).await;
     let ips = ctx.ips.snapshot();
     let ports = {
         let cache = ctx.nb.cache();

@@ -2,10 +2,9 @@
 //! restore IPAM, then run the subnet, node and pod queues in upstream's order (pods only once
 //! the default and join switches exist and every node has its join address), with periodic GC.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node};
@@ -13,6 +12,9 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
+use kube_ovn_runtime::events::Recorder;
+use kube_ovn_runtime::registry::wait_until;
+use kube_ovn_runtime::{Backoff, Kind, Observer, Runtime, Seen, Trigger};
 use ovsdb::{Remote, Replica, ReplicaConfig, Timeouts};
 use tracing::{info, warn};
 
@@ -21,10 +23,7 @@ use crate::context::{Ctx, Stores, NB_DB};
 use crate::crd::{IpPool, Subnet};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
-use crate::queue::{self, Outcome, Queue};
-use crate::{
-    gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl, subnet_rules,
-};
+use crate::{gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl};
 
 /// NB tables the controller reads (one monitor for all of them).
 const NB_TABLES: &[&str] = &[
@@ -139,15 +138,6 @@ where
     (reader, stream)
 }
 
-fn keys<K: kube::Resource>(ev: &watcher::Event<K>, key: impl Fn(&K) -> String) -> Vec<String> {
-    match ev {
-        watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
-            vec![key(o)]
-        }
-        _ => Vec::new(),
-    }
-}
-
 /// Runs the controller until leadership is lost or the process is told to stop.
 pub async fn run(
     config: Config,
@@ -201,7 +191,52 @@ async fn shutdown_signal() {
     }
 }
 
-/// Everything the leader does.
+/// How often at most a subnet's counters are patched while its pods come and go: a burst of
+/// pods then costs a few status writes (and watch events for everyone watching Subnets), not
+/// one per pod.
+const STATUS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Upstream's gate for nodes: the default and join switches exist.
+fn switches_exist(ctx: &Ctx) -> bool {
+    let cache = ctx.nb.cache();
+    let has = |n: &str| {
+        cache
+            .table("Logical_Switch")
+            .is_some_and(|t| t.by_name(n).next().is_some())
+    };
+    has(&ctx.config.default_ls) && has(&ctx.config.node_switch)
+}
+
+/// Upstream's gate for pods: the switches exist and every node has its join address.
+fn pods_may_start(ctx: &Ctx) -> bool {
+    switches_exist(ctx)
+        && ctx
+            .stores
+            .nodes
+            .state()
+            .iter()
+            .all(|n| !subnet_ctl::node_join_ips(n).is_empty())
+}
+
+/// Reconcile counts and latencies by kind, from the runtime.
+struct Observed(Arc<Metrics>);
+
+impl Observer for Observed {
+    fn reconciled(&self, kind: &'static str, elapsed: Duration, ok: bool) {
+        let label = KindLabel { kind: kind.into() };
+        self.0.reconciles.get_or_create(&label).inc();
+        self.0
+            .reconcile_seconds
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+        if !ok {
+            self.0.reconcile_errors.get_or_create(&label).inc();
+        }
+    }
+}
+
+/// Everything the leader does: the reconcilers are registered with the runtime, which owns
+/// every task started here — returning (or being dropped when leadership is lost) stops them.
 pub async fn lead(
     config: Config,
     client: kube::Client,
@@ -230,117 +265,67 @@ pub async fn lead(
         ippools: ippools.clone(),
     };
 
-    // Event plumbing starts before the queues exist; keys wait in channels until then.
-    let (sub_tx, mut sub_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let (node_tx, mut node_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let (pod_tx, mut pod_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let (pool_tx, mut pool_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let node_seen: Arc<Mutex<HashMap<String, (String, bool)>>> = Arc::default();
-    let pod_seen = crate::pod_events::Seen::default();
-    {
-        let tx = sub_tx.clone();
-        // Only changes the reconciler acts on queue a subnet: its own status patches (and
-        // everybody's counters updates) would otherwise re-run it for nothing.
-        let mut seen: HashMap<String, SubnetSignature> = HashMap::new();
-        tokio::spawn(subnet_events.for_each(move |ev| {
-            match &ev {
-                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
-                    let sig = SubnetSignature::of(s);
-                    if seen.insert(s.name_any(), sig.clone()).as_ref() != Some(&sig) {
-                        let _ = tx.send(s.name_any());
-                    }
-                }
-                watcher::Event::Delete(s) => {
-                    seen.remove(&s.name_any());
-                    let _ = tx.send(s.name_any());
-                }
-                _ => {}
-            }
-            async {}
-        }));
-        let (ntx, stx, seen, subs) = (
-            node_tx.clone(),
-            sub_tx.clone(),
-            node_seen.clone(),
-            subnets.clone(),
-        );
-        // A node's own gateway rows are its reconcile's; only centralized subnets naming it
-        // as a gateway depend on its join address and readiness. Nodes first seen in the first
-        // list change nothing (every subnet is queued when the queues start anyway).
-        let mut listed = false;
-        let mut relevant: HashMap<String, String> = HashMap::new();
-        tokio::spawn(node_events.for_each(move |ev| {
-            // Heartbeats (status-only updates) do not queue the node.
-            match &ev {
-                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
-                    let sig = node_signature(n);
-                    if relevant.insert(n.name_any(), sig.clone()).as_ref() != Some(&sig) {
-                        let _ = ntx.send(n.name_any());
-                    }
-                }
-                watcher::Event::Delete(n) => {
-                    relevant.remove(&n.name_any());
-                    let _ = ntx.send(n.name_any());
-                }
-                _ => {}
-            }
-            let changed = match &ev {
-                watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
-                    let sig = (
-                        n.annotations()
-                            .get(crate::annotations::IP_ADDRESS)
-                            .cloned()
-                            .unwrap_or_default(),
-                        node_ready(n),
-                    );
-                    let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
-                    let before = s.insert(n.name_any(), sig.clone());
-                    ((listed || before.is_some()) && before != Some(sig)).then(|| n.name_any())
-                }
-                watcher::Event::InitDone => {
-                    listed = true;
-                    None
-                }
-                watcher::Event::Delete(n) => seen
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&n.name_any())
-                    .map(|_| n.name_any()),
-                _ => None,
-            };
-            if let Some(node) = changed {
-                for s in subs.state() {
-                    if s.spec.gateway_type == "centralized"
-                        && subnet_rules::gateway_nodes(&s.spec).contains(&node)
-                    {
-                        let _ = stx.send(s.name_any());
-                    }
-                }
-            }
-            async {}
-        }));
-        let ptx = pod_tx.clone();
-        let mut filter = crate::pod_events::PodEvents::new(pod_seen.clone());
-        tokio::spawn(pod_events.for_each(move |ev| {
-            for k in filter.keys(&ev) {
-                let _ = ptx.send(k);
-            }
-            async {}
-        }));
-        tokio::spawn(ns_events.for_each(|_| async {}));
-        let tx = pool_tx.clone();
-        tokio::spawn(pool_events.for_each(move |ev| {
-            for k in keys(&ev, |p: &IpPool| p.name_any()) {
-                let _ = tx.send(k);
-            }
-            async {}
-        }));
-    }
+    // The reconcilers, in upstream's start order (the gates hold nodes and pods back).
+    let mut rt = Runtime::<Ctx>::new(Backoff {
+        min: Duration::from_secs(config.cust_crd_retry_min_delay.max(1)),
+        max: Duration::from_secs(config.cust_crd_retry_max_delay.max(1)),
+    });
+    rt.observe(Arc::new(Observed(metrics.clone())));
+    let workers = config.worker_num as usize;
+    let subnet_q = rt.register(Kind::new(subnet_ctl::KIND, workers, subnet_ctl::reconcile));
+    rt.register(
+        Kind::new(
+            subnet_ctl::STATUS_KIND,
+            workers,
+            subnet_ctl::reconcile_status,
+        )
+        .interval(STATUS_INTERVAL),
+    );
+    let pool_q = rt.register(Kind::new(ippool_ctl::KIND, workers, ippool_ctl::reconcile));
+    let node_q = rt.register(
+        Kind::new(node_ctl::KIND, workers, node_ctl::reconcile)
+            .gate("default and join switches exist", switches_exist),
+    );
+    // Pods get more workers: they are the bulk, and each is one small NB transaction.
+    let pod_q = rt.register(
+        Kind::new(pod_ctl::KIND, workers * 8, pod_ctl::reconcile)
+            .gate("every node has a join address", pods_may_start),
+    );
+
+    // What each watch queues. Nodes also queue the centralized subnets naming them as a
+    // gateway (those depend on the node's join address and readiness).
+    let pod_seen = Seen::default();
+    rt.watch(
+        subnet_events,
+        vec![Trigger::own(
+            subnet_q.clone(),
+            subnet_ctl::signature,
+            Seen::default(),
+        )],
+    );
+    let gateway_of = subnets.clone();
+    rt.watch(
+        node_events,
+        vec![
+            Trigger::own(node_q, node_ctl::signature, Seen::default()),
+            Trigger::mapped(subnet_q, node_ctl::gateway_signature, move |n: &Node| {
+                subnet_ctl::centralized_on(&gateway_of.state(), &n.name_any())
+            }),
+        ],
+    );
+    rt.watch(
+        pod_events,
+        vec![Trigger::own(pod_q, PodInfo::signature, pod_seen.clone())],
+    );
+    rt.watch(ns_events, Vec::new());
+    rt.watch(
+        pool_events,
+        vec![Trigger::own(pool_q, ippool_ctl::signature, Seen::default())],
+    );
     let ips = Arc::new(crate::ipcr::IpIndex::default());
     {
         let (ips, client) = (ips.clone(), client.clone());
-        tokio::spawn(async move { ips.follow(client).await });
+        rt.spawn(async move { ips.follow(client).await });
     }
     // The watches list (in their tasks) while the NB replica syncs.
     let nb = loop {
@@ -378,11 +363,10 @@ pub async fn lead(
         ipam: Mutex::new(kube_ovn_ipam::Ipam::new()),
         metrics: metrics.clone(),
         stores,
-        requeue_pods: pod_tx.clone(),
-        requeue_nodes: node_tx.clone(),
-        subnet_status: status_tx,
+        queues: rt.queues(),
         ips: ips.clone(),
         pod_seen,
+        recorder: Recorder::new(client.clone(), "kube-ovn-controller"),
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {
@@ -402,88 +386,10 @@ pub async fn lead(
     restore::restore_ipam(&ctx).await?;
     milestone("initialised, IPAM restored");
 
-    let min = Duration::from_secs(config.cust_crd_retry_min_delay.max(1));
-    let max = Duration::from_secs(config.cust_crd_retry_max_delay.max(1));
-    let workers = config.worker_num as usize;
-    let subnet_q = start_queue(
-        "subnet",
-        workers,
-        min,
-        max,
-        ctx.clone(),
-        subnet_ctl::reconcile,
-    );
-    let node_q = start_queue("node", workers, min, max, ctx.clone(), node_ctl::reconcile);
-    tokio::spawn(forward(sub_rx_take(&mut sub_rx), subnet_q.clone()));
-    for s in ctx.stores.subnets.state() {
-        subnet_q.add(s.name_any());
-    }
-    let status_q = start_queue(
-        "subnet-status",
-        workers,
-        min,
-        max,
-        ctx.clone(),
-        subnet_ctl::reconcile_status,
-    );
-    tokio::spawn(forward_coalesced(
-        sub_rx_take(&mut status_rx),
-        status_q,
-        STATUS_INTERVAL,
-    ));
-    let pool_q = start_queue(
-        "ippool",
-        workers,
-        min,
-        max,
-        ctx.clone(),
-        ippool_ctl::reconcile,
-    );
-    tokio::spawn(forward(sub_rx_take(&mut pool_rx), pool_q.clone()));
-    for p in ctx.stores.ippools.state() {
-        pool_q.add(p.name_any());
-    }
-    // Upstream's gates: switches first, then nodes, then pods.
-    wait_until("default and join switches", || {
-        let cache = ctx.nb.cache();
-        let has = |n: &str| {
-            cache
-                .table("Logical_Switch")
-                .is_some_and(|t| t.by_name(n).next().is_some())
-        };
-        has(&config.default_ls) && has(&config.node_switch)
-    })
-    .await;
-    tokio::spawn(forward(sub_rx_take(&mut node_rx), node_q.clone()));
-    for n in ctx.stores.nodes.state() {
-        node_q.add(n.name_any());
-    }
-    wait_until("every node has a join address", || {
-        ctx.stores
-            .nodes
-            .state()
-            .iter()
-            .all(|n| !subnet_ctl::node_join_ips(n).is_empty())
-    })
-    .await;
+    rt.start(ctx.clone());
+    wait_until("pods may start", || pods_may_start(&ctx)).await;
     milestone("nodes ready, starting pods");
-    // Pods get more workers: they are the bulk, and each is one small NB transaction.
-    let pod_q = start_queue(
-        "pod",
-        workers * 8,
-        min,
-        max,
-        ctx.clone(),
-        pod_ctl::reconcile,
-    );
-    tokio::spawn(forward(sub_rx_take(&mut pod_rx), pod_q.clone()));
-    for p in ctx.stores.pods.state() {
-        pod_q.add(pod_ctl::key(
-            &p.namespace().unwrap_or_default(),
-            &p.name_any(),
-        ));
-    }
-    if let Err(e) = gc::run(&ctx, &pod_q, &node_q).await {
+    if let Err(e) = gc::run(&ctx).await {
         warn!("gc: {e}");
     }
     metrics.set_ready(true);
@@ -494,54 +400,10 @@ pub async fn lead(
             std::future::pending::<()>().await;
         }
         tokio::time::sleep(interval).await;
-        if let Err(e) = gc::run(&ctx, &pod_q, &node_q).await {
+        if let Err(e) = gc::run(&ctx).await {
             warn!("gc: {e}");
         }
     }
-}
-
-/// What of a Subnet its reconciler acts on: the spec, deletion, finalizers,
-/// labels and annotations — not the status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SubnetSignature {
-    spec: String,
-    deleting: bool,
-    finalizers: Vec<String>,
-    labels: Option<std::collections::BTreeMap<String, String>>,
-    annotations: Option<std::collections::BTreeMap<String, String>>,
-}
-
-impl SubnetSignature {
-    fn of(s: &Subnet) -> SubnetSignature {
-        let m = &s.metadata;
-        SubnetSignature {
-            spec: serde_json::to_string(&s.spec).unwrap_or_default(),
-            deleting: m.deletion_timestamp.is_some(),
-            finalizers: m.finalizers.clone().unwrap_or_default(),
-            labels: m.labels.clone(),
-            annotations: m.annotations.clone(),
-        }
-    }
-}
-
-/// What of a Node the node reconciler reads (annotations, labels, addresses, readiness).
-fn node_signature(n: &Node) -> String {
-    let addresses = n.status.as_ref().and_then(|s| s.addresses.as_ref());
-    serde_json::to_string(&(
-        &n.metadata.annotations,
-        &n.metadata.labels,
-        addresses,
-        node_ready(n),
-        n.metadata.deletion_timestamp.is_some(),
-    ))
-    .unwrap_or_default()
-}
-
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Logs a step of start-up with the process's memory then (`VmRSS`, and the peak `VmHWM`):
@@ -561,100 +423,6 @@ fn milestone(what: &str) {
         peak_mib = field("VmHWM:"),
         "{what}"
     );
-}
-
-fn sub_rx_take(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-) -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    let (_tx, empty) = tokio::sync::mpsc::unbounded_channel();
-    std::mem::replace(rx, empty)
-}
-
-/// How often at most a subnet's counters are patched while its pods come and go: a burst of
-/// pods then costs a few status writes (and watch events for everyone watching Subnets), not
-/// one per pod.
-const STATUS_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Forwards keys to `q`, each at most once per `every`: keys arriving meanwhile are held and
-/// sent together at the end of the interval.
-async fn forward_coalesced(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
-    q: Queue,
-    every: Duration,
-) {
-    while let Some(first) = rx.recv().await {
-        q.add(first);
-        let until = tokio::time::Instant::now() + every;
-        let mut held = std::collections::HashSet::new();
-        loop {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(k)) => {
-                    held.insert(k);
-                }
-                Ok(None) => {
-                    for k in held {
-                        q.add(k);
-                    }
-                    return;
-                }
-                Err(_) => break,
-            }
-        }
-        for k in held {
-            q.add(k);
-        }
-    }
-}
-
-async fn forward(mut rx: tokio::sync::mpsc::UnboundedReceiver<String>, q: Queue) {
-    while let Some(k) = rx.recv().await {
-        q.add(k);
-    }
-}
-
-pub(crate) async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    let mut logged = false;
-    while !cond() {
-        if !logged && start.elapsed() > Duration::from_secs(5) {
-            info!("waiting until {what}");
-            logged = true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn start_queue<F, Fut>(
-    name: &'static str,
-    workers: usize,
-    min: Duration,
-    max: Duration,
-    ctx: Arc<Ctx>,
-    f: F,
-) -> Queue
-where
-    F: Fn(Arc<Ctx>, String) -> Fut + Send + Sync + Copy + 'static,
-    Fut: std::future::Future<Output = Result<Outcome, crate::context::Error>> + Send + 'static,
-{
-    queue::start(name, workers, min, max, move |key| {
-        let ctx = ctx.clone();
-        async move {
-            let label = KindLabel {
-                kind: name.to_string(),
-            };
-            let started = Instant::now();
-            ctx.metrics.reconciles.get_or_create(&label).inc();
-            let r = f(ctx.clone(), key).await;
-            ctx.metrics
-                .reconcile_seconds
-                .get_or_create(&label)
-                .observe(started.elapsed().as_secs_f64());
-            r.map_err(|e| {
-                ctx.metrics.reconcile_errors.get_or_create(&label).inc();
-                e.to_string()
-            })
-        }
-    })
 }
 
 /// Upstream writes `tcp:[10.0.0.1]:6641` even for IPv4; accept the brackets.

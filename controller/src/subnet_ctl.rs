@@ -17,8 +17,9 @@ use serde_json::json;
 use crate::annotations::{self, FINALIZER};
 use crate::context::{Ctx, Error};
 use crate::crd::Subnet;
-use crate::queue::Outcome;
 use crate::subnet_rules::{self, Defaults};
+use kube_ovn_runtime::events::EventType;
+use kube_ovn_runtime::{conditions, finalizer, Outcome};
 
 /// The default VPC's load balancer names, from the flags.
 pub fn default_lbs(ctx: &Ctx) -> VpcLoadBalancers {
@@ -44,6 +45,36 @@ pub fn node_join_ips(node: &Node) -> Vec<IpAddr> {
         .unwrap_or_default()
 }
 
+/// The subnet queue's kind name.
+pub const KIND: &str = "subnet";
+/// The kind name of the queue that refreshes a subnet's address counters.
+pub const STATUS_KIND: &str = "subnet-status";
+
+/// What of a Subnet its reconciler acts on: the spec, deletion, finalizers, labels and
+/// annotations — not the status (its own status patches and everybody's counter updates would
+/// otherwise re-run it for nothing).
+pub fn signature(s: &Subnet) -> u64 {
+    kube_ovn_runtime::trigger::hash_of(&(
+        kube_ovn_runtime::trigger::hash_json(&s.spec),
+        kube_ovn_runtime::trigger::meta_signature(s),
+    ))
+}
+
+/// The centralized subnets that name `node` as a gateway (they depend on its join address
+/// and readiness).
+pub fn centralized_on(subnets: &[Arc<Subnet>], node: &str) -> Vec<String> {
+    subnets
+        .iter()
+        .filter(|s| {
+            s.spec.gateway_type == "centralized"
+                && subnet_rules::gateway_nodes(&s.spec)
+                    .iter()
+                    .any(|n| n == node)
+        })
+        .map(|s| s.name_any())
+        .collect()
+}
+
 /// Reconciles the Subnet `name`.
 pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     let Some(subnet) = ctx.stores.subnets.get(&ObjectRef::new(&name)) else {
@@ -58,7 +89,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         if is_default && name == ctx.config.default_ls {
             ctx.event(
                 &subnet.object_ref(&()),
-                "Warning",
+                EventType::Warning,
                 "DeleteSubnetFailed",
                 "the default subnet cannot be deleted",
             )
@@ -66,23 +97,14 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             return Ok(Outcome::Done);
         }
         release(&ctx, &name).await?;
-        remove_finalizer(&api, &subnet).await?;
+        finalizer::remove(&api, &*subnet, FINALIZER).await?;
         requeue_nodes(&ctx);
         return Ok(Outcome::Done);
     }
     let mut subnet = subnet;
-    if !subnet.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut f = subnet.finalizers().to_vec();
-        f.push(FINALIZER.into());
-        // Carry on with the patched object: waiting for its watch event costs a round.
-        subnet = Arc::new(
-            api.patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": f}})),
-            )
-            .await?,
-        );
+    // Carry on with the patched object: waiting for its watch event costs a round.
+    if let Some(patched) = finalizer::add(&api, &*subnet, FINALIZER).await? {
+        subnet = Arc::new(patched);
     }
     let defaults = Defaults {
         default_vpc: &ctx.config.cluster_router,
@@ -94,7 +116,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         Err(why) => {
             ctx.event(
                 &subnet.object_ref(&()),
-                "Warning",
+                EventType::Warning,
                 "ValidateLogicalSwitchFailed",
                 &why,
             )
@@ -124,7 +146,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             let why = e.to_string();
             ctx.event(
                 &subnet.object_ref(&()),
-                "Warning",
+                EventType::Warning,
                 "ValidateLogicalSwitchFailed",
                 &why,
             )
@@ -135,13 +157,13 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     };
     for (_, owner) in &dropped {
         if !owner.pod.starts_with("node/") {
-            let _ = ctx.requeue_pods.send(owner.pod.clone());
+            ctx.queues.add(crate::pod_ctl::KIND, owner.pod.clone());
         }
     }
     if !dropped.is_empty() {
         ctx.event(
             &subnet.object_ref(&()),
-            "Warning",
+            EventType::Warning,
             "AddressesOutOfRange",
             &format!(
                 "{} allocations no longer fit the subnet and were released",
@@ -158,8 +180,13 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
                 "VPC {} is not served by this controller yet: IPAM only",
                 spec.vpc
             );
-            ctx.event(&subnet.object_ref(&()), "Warning", "VpcNotSupported", &why)
-                .await;
+            ctx.event(
+                &subnet.object_ref(&()),
+                EventType::Warning,
+                "VpcNotSupported",
+                &why,
+            )
+            .await;
         } else {
             (reason, activate) = write_nb(&ctx, &name, &spec).await?;
             if spec.gateway_type == "centralized" {
@@ -176,7 +203,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
 
 fn requeue_nodes(ctx: &Ctx) {
     for n in ctx.stores.nodes.state() {
-        let _ = ctx.requeue_nodes.send(n.name_any());
+        ctx.queues.add(crate::node_ctl::KIND, n.name_any());
     }
 }
 
@@ -372,55 +399,8 @@ async fn release(ctx: &Ctx, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-async fn remove_finalizer(api: &Api<Subnet>, s: &Subnet) -> Result<(), Error> {
-    let kept: Vec<&String> = s
-        .finalizers()
-        .iter()
-        .filter(|f| f.as_str() != FINALIZER)
-        .collect();
-    match api
-        .patch(
-            &s.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": kept}})),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn condition(
-    existing: &[crate::crd::Condition],
-    type_: &str,
-    status: &str,
-    reason: &str,
-    message: &str,
-) -> serde_json::Value {
-    let now = jiff::Timestamp::now().to_string();
-    let old = existing.iter().find(|c| c.type_ == type_);
-    let unchanged =
-        old.is_some_and(|c| c.status == status && c.reason == reason && c.message == message);
-    let keep = |f: fn(&crate::crd::Condition) -> Option<String>| old.and_then(f);
-    let update_time = if unchanged {
-        keep(|c| c.last_update_time.as_ref().map(|t| t.0.to_string()))
-    } else {
-        None
-    };
-    let transition = if old.is_some_and(|c| c.status == status) {
-        keep(|c| c.last_transition_time.as_ref().map(|t| t.0.to_string()))
-    } else {
-        None
-    };
-    json!({
-        "type": type_, "status": status, "reason": reason, "message": message,
-        "lastUpdateTime": update_time.unwrap_or_else(|| now.clone()),
-        "lastTransitionTime": transition.unwrap_or(now),
-    })
-}
-
+/// Records the reconcile's outcome in the Ready/Validated/Error conditions (written only
+/// when they change).
 async fn set_conditions(
     api: &Api<Subnet>,
     s: &Subnet,
@@ -428,40 +408,21 @@ async fn set_conditions(
     reason: &str,
     message: &str,
 ) -> Result<(), Error> {
-    let existing = s
+    let current = s
         .status
         .as_ref()
         .map(|st| st.conditions.clone())
         .unwrap_or_default();
-    let status = if ok { "True" } else { "False" };
-    let conds = vec![
-        condition(&existing, "Ready", status, reason, message),
-        condition(&existing, "Validated", status, reason, message),
-        condition(
-            &existing,
-            "Error",
-            if ok { "Unknown" } else { "True" },
-            if ok { "Init" } else { reason },
-            if ok { "Not Observed" } else { message },
-        ),
-    ];
-    let unchanged = conds.iter().all(|c| {
-        existing.iter().any(|e| {
-            e.type_ == c["type"]
-                && e.status == c["status"]
-                && e.reason == c["reason"]
-                && e.message == c["message"]
-        })
-    });
-    if unchanged {
-        return Ok(());
-    }
-    api.patch_status(
-        &s.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"conditions": conds}})),
-    )
-    .await?;
+    let mut conds = current.clone();
+    conditions::set_outcome(
+        &mut conds,
+        ok,
+        reason,
+        message,
+        s.metadata.generation.unwrap_or_default(),
+        jiff::Timestamp::now(),
+    );
+    conditions::write(api, &s.name_any(), &current, &conds).await?;
     Ok(())
 }
 

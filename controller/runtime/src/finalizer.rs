@@ -37,13 +37,14 @@ where
     patch(api, obj, ops).await.map(Some)
 }
 
-/// Removes `finalizer` from `obj` if it has it (an object already gone is fine).
-pub async fn remove<K>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<(), kube::Error>
+/// Removes `finalizer` from `obj` if it has it (an object already gone is fine); returns the
+/// object as the API server has it after the patch, if one was made and it still exists.
+pub async fn remove<K>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<Option<K>, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     let Some(i) = obj.finalizers().iter().position(|f| f == finalizer) else {
-        return Ok(());
+        return Ok(None);
     };
     let path = format!("/metadata/finalizers/{i}");
     let ops = json!([
@@ -51,8 +52,8 @@ where
         {"op": "remove", "path": path},
     ]);
     match patch(api, obj, ops).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Ok(o) => Ok(Some(o)),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
         Err(e) => Err(e),
     }
 }
