@@ -36,13 +36,7 @@ pub fn start(dir: &Path, raft: bool, ic: bool) -> Result<CentralRemotes> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let nb = database(dir, "nb", NB_SCHEMA, "OVN_Northbound", raft)?;
     let sb = database(dir, "sb", SB_SCHEMA, "OVN_Southbound", raft)?;
-    let mut northd = Command::new("ovn-northd");
-    northd
-        .env("OVN_RUNDIR", dir)
-        .arg(format!("--ovnnb-db={nb}"))
-        .arg(format!("--ovnsb-db={sb}"));
-    daemon_args(&mut northd, dir, "northd");
-    run_command(&mut northd)?;
+    start_northd(dir, &nb, &sb)?;
     let (ic_nb, ic_sb) = if ic {
         let ic_nb = database(dir, "ic-nb", IC_NB_SCHEMA, "OVN_IC_Northbound", false)?;
         let ic_sb = database(dir, "ic-sb", IC_SB_SCHEMA, "OVN_IC_Southbound", false)?;
@@ -76,6 +70,25 @@ pub fn start(dir: &Path, raft: bool, ic: bool) -> Result<CentralRemotes> {
         ic_nb,
         ic_sb,
     })
+}
+
+/// Starts ovn-northd between `nb` and `sb` (pidfile, log and control socket in `dir`).
+fn start_northd(dir: &Path, nb: &str, sb: &str) -> Result<()> {
+    let mut northd = Command::new("ovn-northd");
+    northd
+        .env("OVN_RUNDIR", dir)
+        .arg(format!("--ovnnb-db={nb}"))
+        .arg(format!("--ovnsb-db={sb}"));
+    daemon_args(&mut northd, dir, "northd");
+    run_command(&mut northd).map(|_| ())
+}
+
+/// Kills ovn-northd with SIGKILL (no chance to clean up, as a crash) and starts it again with
+/// the same arguments; returns once the new one runs.
+pub fn restart_northd(run_dir: &Path, remotes: &CentralRemotes) -> Result<()> {
+    let dir = self::dir(run_dir);
+    crate::sys::kill_pidfile(&dir.join("northd.pid"))?;
+    start_northd(&dir, &remotes.nb, &remotes.sb)
 }
 
 /// `--detach` makes every OVS/OVN daemon return only once it is ready to serve, which is the

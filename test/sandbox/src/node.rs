@@ -257,6 +257,12 @@ pub fn start_node(
     underlay(&node, &fabric, index)?;
     provider_nic(&node, &fabric, index)?;
 
+    start_ovn_controller(&node)?;
+    Ok(node)
+}
+
+fn start_ovn_controller(node: &NodeInfo) -> Result<()> {
+    let dir = &node.dir;
     let mut controller = node.command("ovn-controller");
     controller
         .arg("--detach")
@@ -270,8 +276,14 @@ pub fn start_node(
             dir.join("ovn-controller.log").display()
         ))
         .arg(format!("unix:{}", dir.join("db.sock").display()));
-    run_command(&mut controller)?;
-    Ok(node)
+    run_command(&mut controller).map(|_| ())
+}
+
+/// Kills the node's ovn-controller with SIGKILL (as a crash) and starts it again; returns once
+/// the new one runs. OVS keeps forwarding with the flows it has meanwhile.
+pub fn restart_ovn_controller(node: &NodeInfo) -> Result<()> {
+    crate::sys::kill_pidfile(&node.dir.join("ovn-controller.pid"))?;
+    start_ovn_controller(node)
 }
 
 fn underlay(node: &NodeInfo, fabric: &str, index: usize) -> Result<()> {

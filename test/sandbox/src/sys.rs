@@ -137,6 +137,22 @@ pub fn stop_pid(pid: i32, grace: Duration) {
     wait_for(grace, || !alive(pid));
 }
 
+/// Kills the daemon of a pidfile with SIGKILL (a crash: no cleanup) and returns once it is
+/// gone, so a new one can take its pidfile and sockets.
+pub fn kill_pidfile(path: &Path) -> Result<()> {
+    let pid = read_pidfile(path)
+        .ok_or_else(|| Error::Invalid(format!("no pid in {}", path.display())))?;
+    signal(pid, 9);
+    if wait_for(Duration::from_secs(10), || !alive(pid)) {
+        Ok(())
+    } else {
+        Err(Error::Timeout {
+            what: format!("pid {pid} of {} to exit after SIGKILL", path.display()),
+            after: Duration::from_secs(10),
+        })
+    }
+}
+
 /// Polls `cond` until it holds or `deadline` passes; returns whether it held.
 pub fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
