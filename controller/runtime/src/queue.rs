@@ -115,11 +115,6 @@ impl Queue {
         }
     }
 
-    /// The queue's name (for logs and metrics).
-    pub fn name(&self) -> &'static str {
-        self.shared.name
-    }
-
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -97,18 +97,13 @@ pub struct Queues {
 }
 
 impl Queues {
-    /// The queue of `kind`. Kinds are fixed at registration, so an unknown name is a
-    /// programming error; it is reported once in the log and the key dropped.
+    /// Adds `key` to the queue of `kind`. Kinds are fixed at registration, so an unknown name
+    /// is a programming error; it is logged and the key dropped.
     pub fn add(&self, kind: &'static str, key: impl Into<String>) {
         match self.by_kind.get(kind) {
             Some(q) => q.add(key),
             None => tracing::error!(kind, "no such kind registered; key dropped"),
         }
-    }
-
-    /// The queue of `kind`, if registered.
-    pub fn get(&self, kind: &str) -> Option<&Queue> {
-        self.by_kind.get(kind)
     }
 }
 
@@ -147,11 +142,6 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         self.queues.insert(kind.name, q.clone());
         self.kinds.push((kind, q.clone()));
         q
-    }
-
-    /// The queue of a registered kind.
-    pub fn queue(&self, kind: &str) -> Option<Queue> {
-        self.queues.get(kind).cloned()
     }
 
     /// Every registered kind's queue, for the shared context.
