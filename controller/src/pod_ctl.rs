@@ -339,7 +339,7 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Resu
     }
     ctx.apply(&format!("delete pod {owner}"), |plan| {
         for p in &ports {
-            objects::delete_port(plan, p);
+            objects::delete_port(plan, p)?;
         }
         Ok(())
     })

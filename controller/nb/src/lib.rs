@@ -5,4 +5,28 @@
 pub mod objects;
 pub mod plan;
 
+use ovsdb::model::Model;
+use ovsdb::models::nb;
+
 pub use plan::{Parent, Plan, PlanError, RowRef};
+
+/// The NB tables the controller's replica must monitor: every table the object functions
+/// write or read. A plan refuses to touch any other ([`PlanError::Unmonitored`]).
+pub const MONITORED_TABLES: &[&str] = &[
+    nb::NbGlobal::TABLE,
+    nb::LogicalSwitch::TABLE,
+    nb::LogicalSwitchPort::TABLE,
+    nb::LogicalRouter::TABLE,
+    nb::LogicalRouterPort::TABLE,
+    nb::LogicalRouterPolicy::TABLE,
+    nb::LogicalRouterStaticRoute::TABLE,
+    nb::LoadBalancer::TABLE,
+    nb::PortGroup::TABLE,
+    nb::AddressSet::TABLE,
+    nb::Acl::TABLE,
+];
+
+/// The `external_ids` keys the replica must index: plans scoped to one subnet, node or pod
+/// find that object's rows through them instead of scanning whole tables.
+pub const INDEXED_EXTERNAL_IDS: &[&str] =
+    &[objects::key::POD, objects::key::SUBNET, objects::key::NODE];
