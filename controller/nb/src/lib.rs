@@ -1,9 +1,11 @@
 //! The OVN Northbound side of kube-ovn-controller: what upstream Kube-OVN writes for each
-//! Kubernetes object (names, columns, `external_ids`), as pure functions, and the planner that
-//! turns those desired rows into the minimal transaction against the replicated NB cache.
+//! Kubernetes object (names, columns, `external_ids`), as pure functions, the planner that
+//! turns those desired rows into the minimal transaction against the replicated NB cache, and
+//! the typed reads of kube-ovn's rows back from that cache.
 
 pub mod objects;
 pub mod plan;
+pub mod ports;
 
 use ovsdb::model::Model;
 use ovsdb::models::nb;

@@ -535,3 +535,88 @@ async fn an_unmonitored_table_is_an_error_not_a_duplicate_row() {
     }
     assert_eq!(dump(&full, "Logical_Router").await.len(), 1);
 }
+
+/// The typed reader gives back the owner, switch and addresses of the pod and node ports the
+/// object functions wrote, and skips the router patch port.
+#[tokio::test]
+async fn owned_ports_read_back_what_the_object_functions_wrote() {
+    use kube_ovn_nb::objects::{self, NodeObjects, OverlaySubnet, PodPort};
+    use kube_ovn_nb::ports::{owned_ports, pod_port_names, OwnedPort, PortOwner};
+    let s = server();
+    let r = replica(&s).await;
+    converge(&r, |p| {
+        objects::vpc_router(p, "ovn-cluster").unwrap();
+        for (name, cidr, gw) in [
+            ("join", "100.64.0.0/16", "100.64.0.1"),
+            ("ovn-default", "10.16.0.0/16", "10.16.0.1"),
+        ] {
+            objects::overlay_subnet(
+                p,
+                &OverlaySubnet {
+                    name,
+                    router: "ovn-cluster",
+                    cidrs: vec![cidr.into()],
+                    gateways: vec![gw.into()],
+                    load_balancers: None,
+                    detach_load_balancers: None,
+                    route_table: "",
+                },
+            )
+            .unwrap();
+        }
+        objects::node(
+            p,
+            &NodeObjects {
+                node: "n1",
+                join_switch: "join",
+                router: "ovn-cluster",
+                mac: "0a:00:00:00:00:02",
+                join_ips: vec!["100.64.0.2".parse().unwrap()],
+                node_ips: vec!["172.18.0.2".parse().unwrap()],
+            },
+        )
+        .unwrap();
+        objects::pod_port(
+            p,
+            &PodPort {
+                name: "web.default",
+                switch: "ovn-default",
+                pod_key: "default/web",
+                mac: "0a:00:00:00:00:03",
+                ips: vec!["10.16.0.2".parse().unwrap()],
+                port_security: false,
+            },
+        )
+        .unwrap();
+    })
+    .await;
+    let cache = r.cache();
+    let mut ports: Vec<OwnedPort<'_>> = owned_ports(&cache).unwrap().collect();
+    ports.sort_by_key(|p| p.name);
+    let seen: Vec<(&str, PortOwner<'_>, Option<&str>, Option<&str>)> = ports
+        .iter()
+        .map(|p| (p.name, p.owner, p.switch, p.addresses))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "node-n1",
+                PortOwner::Node("n1"),
+                Some("join"),
+                Some("0a:00:00:00:00:02 100.64.0.2")
+            ),
+            (
+                "web.default",
+                PortOwner::Pod("default/web"),
+                Some("ovn-default"),
+                Some("0a:00:00:00:00:03 10.16.0.2")
+            ),
+        ]
+    );
+    assert_eq!(
+        pod_port_names(&cache, "default/web").unwrap(),
+        vec!["web.default".to_string()]
+    );
+    assert!(pod_port_names(&cache, "default/gone").unwrap().is_empty());
+}
