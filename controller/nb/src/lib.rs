@@ -4,12 +4,13 @@
 //! the typed reads of kube-ovn's rows back from that cache.
 
 pub mod objects;
-pub mod plan;
 pub mod ports;
 
 use ovsdb::model::Model;
 use ovsdb::models::nb;
 
+/// The cache-diffing planner, shared through the `ovsdb` crate with the other writers.
+pub use ovsdb::plan;
 pub use plan::{Parent, Plan, PlanError, RowRef};
 
 /// The NB tables the controller's replica must monitor: every table the object functions

@@ -1,18 +1,23 @@
 //! Turning "this is how these rows should look" into the fewest OVSDB operations, by diffing
-//! against the replicated NB cache: nothing is written for a row that already matches, only the
+//! against a replica's cache: nothing is written for a row that already matches, only the
 //! changed columns are updated, children are attached to and detached from their parents with
 //! `mutate` (never by rewriting the parent's whole reference set, which would race other
 //! writers), and rows created in the same plan reference each other by named UUID.
 //!
 //! A plan only reads the cache snapshot it was built on; the caller sends the resulting
 //! transaction (through the group-commit batcher) and re-plans on conflict. Planning is pure, so
-//! "a converged NB gets zero writes" is a property of this module, testable without a server.
+//! "a converged database gets zero writes" is a property of this module, testable without a
+//! server. It lives here, not in one program, so every writer of a database kept in a
+//! [`crate::Replica`] (the controller's OVN_Northbound, a node's Open_vSwitch, the
+//! interconnection databases) converges it the same way.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use ovsdb::cache::TableCache;
-use ovsdb::{Atom, CacheData, Condition, Datum, Mutation, Row, Transaction, Uuid};
+use crate::cache::TableCache;
+use crate::{
+    Atom, AtomSet, CacheData, Condition, Datum, Mutation, Operation, Row, Transaction, Uuid,
+};
 
 /// A row the plan can point at: one that exists, or one it inserts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +114,7 @@ impl<'c> Plan<'c> {
         // Last: every row they reference is inserted before, and nothing in a plan reads a
         // parent's column after attaching to it.
         for (table, condition, column, children) in std::mem::take(&mut self.attaches) {
-            self.txn.push(ovsdb::Operation::Mutate {
+            self.txn.push(Operation::Mutate {
                 table,
                 conditions: vec![condition],
                 mutations: vec![Mutation::insert(&column, Datum::set(children))],
@@ -133,7 +138,7 @@ impl<'c> Plan<'c> {
             })
     }
 
-    fn push(&mut self, op: ovsdb::Operation) {
+    fn push(&mut self, op: Operation) {
         self.txn.push(op);
         self.ops += 1;
     }
@@ -197,7 +202,7 @@ impl<'c> Plan<'c> {
     /// Deletes a root row by UUID.
     pub fn delete_root_uuid(&mut self, table: &str, uuid: Uuid) -> Result<(), PlanError> {
         self.monitored(table)?;
-        self.push(ovsdb::Operation::Delete {
+        self.push(Operation::Delete {
             table: table.to_string(),
             conditions: vec![Condition::uuid(uuid)],
         });
@@ -221,7 +226,7 @@ impl<'c> Plan<'c> {
             .filter(|(col, want)| !same(existing.get(col), want))
             .collect();
         if !changed.is_empty() {
-            self.push(ovsdb::Operation::Update {
+            self.push(Operation::Update {
                 table: table.to_string(),
                 conditions: vec![at.condition()],
                 row: changed,
@@ -283,7 +288,7 @@ impl<'c> Plan<'c> {
     }
 
     fn detach(&mut self, table: &str, column: &str, parent: Uuid, child: Uuid) {
-        self.push(ovsdb::Operation::Mutate {
+        self.push(Operation::Mutate {
             table: table.to_string(),
             conditions: vec![Condition::uuid(parent)],
             mutations: vec![Mutation::delete(column, Datum::set([Atom::Uuid(child)]))],
@@ -526,8 +531,8 @@ impl<'c> Plan<'c> {
                 table: table.to_string(),
                 name: name.to_string(),
             })?;
-        let empty = ovsdb::AtomSet::new();
-        let current: &ovsdb::AtomSet = match &at {
+        let empty = AtomSet::new();
+        let current: &AtomSet = match &at {
             RowRef::Existing(u) => self
                 .row(table, u)
                 .and_then(|r| r.get(column))
@@ -553,7 +558,7 @@ impl<'c> Plan<'c> {
             mutations.push(Mutation::delete(column, Datum::set(del)));
         }
         if !mutations.is_empty() {
-            self.push(ovsdb::Operation::Mutate {
+            self.push(Operation::Mutate {
                 table: table.to_string(),
                 conditions: vec![at.condition()],
                 mutations,
