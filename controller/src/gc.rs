@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::ObjectRef;
-use kube_ovn_nb::objects::VENDOR;
+use kube_ovn_nb::ports::{owned_ports, PortOwner};
 use tracing::info;
 
 use crate::context::{Ctx, Error};
@@ -39,25 +39,15 @@ pub async fn find(ctx: &Ctx) -> Result<Orphans, Error> {
     };
     {
         let cache = ctx.nb.cache();
-        if let Some(t) = cache.table("Logical_Switch_Port") {
-            for (_, r) in t.iter() {
-                let ids = kube_ovn_nb::objects::string_map(r, "external_ids");
-                if ids.get("vendor").map(String::as_str) != Some(VENDOR) {
-                    continue;
-                }
-                let name = r
-                    .get("name")
-                    .and_then(|d| d.as_atom())
-                    .and_then(|a| a.as_str())
-                    .unwrap_or("");
-                if let Some(pod) = ids.get("pod") {
+        for port in owned_ports(&cache)? {
+            match port.owner {
+                PortOwner::Pod(pod) => {
                     if !pod_exists(pod) {
-                        out.pods.insert(pod.clone());
+                        out.pods.insert(pod.to_string());
                     }
-                } else if let Some(node) = name.strip_prefix("node-") {
-                    if ids.get("ls").map(String::as_str) == Some(ctx.config.node_switch.as_str())
-                        && !node_exists(node)
-                    {
+                }
+                PortOwner::Node(node) => {
+                    if port.switch == Some(ctx.config.node_switch.as_str()) && !node_exists(node) {
                         out.nodes.insert(node.to_string());
                     }
                 }

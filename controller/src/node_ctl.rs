@@ -60,7 +60,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     let router = ctx.config.cluster_router.clone();
     let Some(node) = ctx.stores.nodes.get(&ObjectRef::new(&name)) else {
         ctx.apply(&format!("delete node {name}"), |plan| {
-            objects::delete_node(plan, &name, &router);
+            objects::delete_node(plan, &name, &router)?;
             Ok(())
         })
         .await?;

@@ -314,17 +314,7 @@ async fn statefulset_keeps(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo
 
 async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Result<Outcome, Error> {
     let owner = key(ns, name);
-    let ports: Vec<String> = {
-        let cache = ctx.nb.cache();
-        cache
-            .table("Logical_Switch_Port")
-            .map(|t| {
-                t.by_external_id("pod", &owner)
-                    .filter_map(|(_, r)| r.get("name")?.as_atom()?.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let ports = kube_ovn_nb::ports::pod_port_names(&ctx.nb.cache(), &owner)?;
     if statefulset_keeps(ctx, ns, name, pod).await {
         // The next pod of this ordinal takes the same port and address: only leave the
         // node's port groups.
@@ -341,7 +331,7 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Resu
     }
     ctx.apply(&format!("delete pod {owner}"), |plan| {
         for p in &ports {
-            objects::delete_port(plan, p);
+            objects::delete_port(plan, p)?;
         }
         Ok(())
     })

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use kube::ResourceExt;
 use kube_ovn_ipam::{Ipam, Request, SubnetConfig};
+use kube_ovn_nb::ports::{owned_ports, PortOwner};
 use tracing::{info, warn};
 
 use crate::annotations as ann;
@@ -38,34 +39,22 @@ pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
     let ips = ctx.ips.snapshot();
     let ports = {
         let cache = ctx.nb.cache();
-        cache
-            .table("Logical_Switch_Port")
-            .map(|t| {
-                t.iter()
-                    .filter_map(|(_, r)| {
-                        let ids = kube_ovn_nb::objects::string_map(r, "external_ids");
-                        if ids.get("vendor").map(String::as_str)
-                            != Some(kube_ovn_nb::objects::VENDOR)
-                        {
-                            return None;
-                        }
-                        let name = r.get("name")?.as_atom()?.as_str()?.to_string();
-                        let owner = match ids.get("pod") {
-                            Some(p) => p.clone(),
-                            None => format!("node/{}", name.strip_prefix("node-")?),
-                        };
-                        let addresses = r
-                            .get("addresses")?
-                            .as_set()?
-                            .iter()
-                            .next()?
-                            .as_str()?
-                            .to_string();
-                        Some((name, owner, ids.get("ls")?.clone(), addresses))
-                    })
-                    .collect()
+        let ports: Vec<_> = owned_ports(&cache)
+            .map_err(|e| e.to_string())?
+            .filter_map(|p| {
+                let owner = match p.owner {
+                    PortOwner::Pod(pod) => pod.to_string(),
+                    PortOwner::Node(node) => format!("node/{node}"),
+                };
+                Some((
+                    p.name.to_string(),
+                    owner,
+                    p.switch?.to_string(),
+                    p.addresses?.to_string(),
+                ))
             })
-            .unwrap_or_default()
+            .collect();
+        ports
     };
     let pods = ctx.stores.pods.state();
     let nodes = ctx.stores.nodes.state();

@@ -25,11 +25,11 @@ pub async fn init_nb(ctx: &Ctx) -> Result<usize, Error> {
     let enable_lb = c.enable_lb;
     let prefer_local = c.enable_ovn_lb_prefer_local;
     ctx.apply("init", |plan| {
-        objects::nb_global(plan, &settings);
-        objects::vpc_router(plan, &router);
-        objects::ensure_u2o_sets(plan, &router);
+        objects::nb_global(plan, &settings)?;
+        objects::vpc_router(plan, &router)?;
+        objects::ensure_u2o_sets(plan, &router)?;
         if enable_lb {
-            objects::vpc_load_balancers(plan, &lbs, prefer_local);
+            objects::vpc_load_balancers(plan, &lbs, prefer_local)?;
         }
         Ok(())
     })

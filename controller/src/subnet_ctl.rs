@@ -368,7 +368,7 @@ async fn write_nb(
                 objects::distributed_gateway(plan, &router, name, &families, &nodes)?;
             }
         }
-        objects::u2o_overlay_cidrs(plan, &router, &vpc_cidrs);
+        objects::u2o_overlay_cidrs(plan, &router, &vpc_cidrs)?;
         Ok(())
     })
     .await?;
@@ -391,7 +391,7 @@ async fn write_nb(
 async fn release(ctx: &Ctx, name: &str) -> Result<(), Error> {
     let router = ctx.config.cluster_router.clone();
     ctx.apply(&format!("delete subnet {name}"), |plan| {
-        objects::delete_overlay_subnet(plan, name, &router);
+        objects::delete_overlay_subnet(plan, name, &router)?;
         Ok(())
     })
     .await?;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod model;
 pub mod models;
 pub mod ops;
+pub mod plan;
 pub mod replica;
 pub mod schema;
 pub mod schemas;

@@ -79,7 +79,8 @@ fn desire(plan: &mut Plan<'_>, ports: &[&str], policies: &[(i64, &str)]) {
         "Logical_Switch",
         "sw",
         row(&[("external_ids", ids(&[("vendor", "kube-ovn")]))]),
-    );
+    )
+    .unwrap();
     for p in ports {
         plan.ensure_named_child(
             Parent {
@@ -103,7 +104,8 @@ fn desire(plan: &mut Plan<'_>, ports: &[&str], policies: &[(i64, &str)]) {
         "Logical_Router",
         "lr",
         row(&[("external_ids", ids(&[("vendor", "kube-ovn")]))]),
-    );
+    )
+    .unwrap();
     let desired: Vec<Row> = policies
         .iter()
         .map(|(prio, m)| {
@@ -277,7 +279,7 @@ async fn converged_nb_plans_to_zero_writes_and_drift_is_repaired_minimally() {
     converge(&r, |p| {
         desire(p, &["a"], &[(31000, "ip4.dst == 10.0.0.0/24")]);
         if let Some(kube_ovn_nb::RowRef::Existing(u)) = p.lookup("Logical_Switch_Port", "bb") {
-            p.remove_child("Logical_Switch", "ports", u);
+            p.remove_child("Logical_Switch", "ports", u).unwrap();
         }
     })
     .await;
@@ -296,7 +298,7 @@ async fn a_port_moves_between_switches_in_one_transaction() {
     let put = |sw: &'static str| {
         move |p: &mut Plan<'_>| {
             for name in ["sw1", "sw2"] {
-                p.ensure_root("Logical_Switch", name, Row::new());
+                p.ensure_root("Logical_Switch", name, Row::new()).unwrap();
             }
             p.ensure_named_child(
                 Parent {
@@ -382,7 +384,7 @@ async fn object_plans_converge_to_zero_writes_for_each_gateway_type() {
         join_ips: vec![join],
     }];
     let subnet = |p: &mut Plan<'_>| {
-        objects::vpc_router(p, "ovn-cluster");
+        objects::vpc_router(p, "ovn-cluster").unwrap();
         objects::overlay_subnet(
             p,
             &OverlaySubnet {
@@ -448,7 +450,7 @@ async fn node_gateways_match_the_subnet_plans_and_drop_unlisted_subnets() {
     let (n1, n2) = (node("node1", "100.64.0.2"), node("node2", "100.64.0.3"));
     let both = [n1.clone(), n2.clone()];
     converge(&r, |p| {
-        objects::vpc_router(p, "ovn-cluster");
+        objects::vpc_router(p, "ovn-cluster").unwrap();
         objects::distributed_gateway(p, "ovn-cluster", "a", &["ip4"], &both).unwrap();
         objects::distributed_gateway(p, "ovn-cluster", "b", &["ip4"], &both).unwrap();
         objects::centralized_gateway(
@@ -507,4 +509,114 @@ async fn node_gateways_match_the_subnet_plans_and_drop_unlisted_subnets() {
     assert!(!groups.contains(&"b.node1".to_string()), "{groups:?}");
     assert!(groups.contains(&"b.node2".to_string()), "{groups:?}");
     assert!(groups.contains(&"a.node1".to_string()), "{groups:?}");
+}
+
+/// A replica that does not monitor a table cannot see its rows: planning a row there is an
+/// error, where an insert would have duplicated the row the NB already holds.
+#[tokio::test]
+async fn an_unmonitored_table_is_an_error_not_a_duplicate_row() {
+    use kube_ovn_nb::{objects, PlanError};
+    let s = server();
+    let full = replica(&s).await;
+    converge(&full, |p| objects::vpc_router(p, "ovn-cluster").unwrap()).await;
+    let mut cfg = ReplicaConfig::new(vec![Remote::Unix(s.sock.clone())], NB);
+    cfg.tables = vec!["Logical_Switch".into()];
+    let partial = Replica::start(cfg, Duration::from_secs(10)).await.unwrap();
+    {
+        let cache = partial.cache();
+        let mut plan = Plan::new(&cache, NB);
+        assert_eq!(
+            objects::vpc_router(&mut plan, "ovn-cluster"),
+            Err(PlanError::Unmonitored {
+                table: "Logical_Router".into()
+            })
+        );
+        assert!(plan.is_empty());
+    }
+    assert_eq!(dump(&full, "Logical_Router").await.len(), 1);
+}
+
+/// The typed reader gives back the owner, switch and addresses of the pod and node ports the
+/// object functions wrote, and skips the router patch port.
+#[tokio::test]
+async fn owned_ports_read_back_what_the_object_functions_wrote() {
+    use kube_ovn_nb::objects::{self, NodeObjects, OverlaySubnet, PodPort};
+    use kube_ovn_nb::ports::{owned_ports, pod_port_names, OwnedPort, PortOwner};
+    let s = server();
+    let r = replica(&s).await;
+    converge(&r, |p| {
+        objects::vpc_router(p, "ovn-cluster").unwrap();
+        for (name, cidr, gw) in [
+            ("join", "100.64.0.0/16", "100.64.0.1"),
+            ("ovn-default", "10.16.0.0/16", "10.16.0.1"),
+        ] {
+            objects::overlay_subnet(
+                p,
+                &OverlaySubnet {
+                    name,
+                    router: "ovn-cluster",
+                    cidrs: vec![cidr.into()],
+                    gateways: vec![gw.into()],
+                    load_balancers: None,
+                    detach_load_balancers: None,
+                    route_table: "",
+                },
+            )
+            .unwrap();
+        }
+        objects::node(
+            p,
+            &NodeObjects {
+                node: "n1",
+                join_switch: "join",
+                router: "ovn-cluster",
+                mac: "0a:00:00:00:00:02",
+                join_ips: vec!["100.64.0.2".parse().unwrap()],
+                node_ips: vec!["172.18.0.2".parse().unwrap()],
+            },
+        )
+        .unwrap();
+        objects::pod_port(
+            p,
+            &PodPort {
+                name: "web.default",
+                switch: "ovn-default",
+                pod_key: "default/web",
+                mac: "0a:00:00:00:00:03",
+                ips: vec!["10.16.0.2".parse().unwrap()],
+                port_security: false,
+            },
+        )
+        .unwrap();
+    })
+    .await;
+    let cache = r.cache();
+    let mut ports: Vec<OwnedPort<'_>> = owned_ports(&cache).unwrap().collect();
+    ports.sort_by_key(|p| p.name);
+    let seen: Vec<(&str, PortOwner<'_>, Option<&str>, Option<&str>)> = ports
+        .iter()
+        .map(|p| (p.name, p.owner, p.switch, p.addresses))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "node-n1",
+                PortOwner::Node("n1"),
+                Some("join"),
+                Some("0a:00:00:00:00:02 100.64.0.2")
+            ),
+            (
+                "web.default",
+                PortOwner::Pod("default/web"),
+                Some("ovn-default"),
+                Some("0a:00:00:00:00:03 10.16.0.2")
+            ),
+        ]
+    );
+    assert_eq!(
+        pod_port_names(&cache, "default/web").unwrap(),
+        vec!["web.default".to_string()]
+    );
+    assert!(pod_port_names(&cache, "default/gone").unwrap().is_empty());
 }

@@ -1,17 +1,23 @@
 //! Turning "this is how these rows should look" into the fewest OVSDB operations, by diffing
-//! against the replicated NB cache: nothing is written for a row that already matches, only the
+//! against a replica's cache: nothing is written for a row that already matches, only the
 //! changed columns are updated, children are attached to and detached from their parents with
 //! `mutate` (never by rewriting the parent's whole reference set, which would race other
 //! writers), and rows created in the same plan reference each other by named UUID.
 //!
 //! A plan only reads the cache snapshot it was built on; the caller sends the resulting
 //! transaction (through the group-commit batcher) and re-plans on conflict. Planning is pure, so
-//! "a converged NB gets zero writes" is a property of this module, testable without a server.
+//! "a converged database gets zero writes" is a property of this module, testable without a
+//! server. It lives here, not in one program, so every writer of a database kept in a
+//! [`crate::Replica`] (the controller's OVN_Northbound, a node's Open_vSwitch, the
+//! interconnection databases) converges it the same way.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use ovsdb::{Atom, CacheData, Condition, Datum, Mutation, Row, Transaction, Uuid};
+use crate::cache::TableCache;
+use crate::{
+    Atom, AtomSet, CacheData, Condition, Datum, Mutation, Operation, Row, Transaction, Uuid,
+};
 
 /// A row the plan can point at: one that exists, or one it inserts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +63,10 @@ pub enum PlanError {
     /// The parent row does not exist and is not created by this plan.
     #[error("{table} {name} does not exist")]
     MissingParent { table: String, name: String },
+    /// The table is not in the cache (not monitored), so the plan cannot tell what exists: an
+    /// insert would duplicate rows and a delete would miss them.
+    #[error("table {table} is not monitored")]
+    Unmonitored { table: String },
 }
 
 /// Operations to converge part of the NB on a desired state.
@@ -104,7 +114,7 @@ impl<'c> Plan<'c> {
         // Last: every row they reference is inserted before, and nothing in a plan reads a
         // parent's column after attaching to it.
         for (table, condition, column, children) in std::mem::take(&mut self.attaches) {
-            self.txn.push(ovsdb::Operation::Mutate {
+            self.txn.push(Operation::Mutate {
                 table,
                 conditions: vec![condition],
                 mutations: vec![Mutation::insert(&column, Datum::set(children))],
@@ -118,7 +128,17 @@ impl<'c> Plan<'c> {
         self.cache
     }
 
-    fn push(&mut self, op: ovsdb::Operation) {
+    /// The cached table: an error when it is not monitored, where the plan could neither
+    /// find its rows nor tell that there are none.
+    pub fn monitored(&self, table: &str) -> Result<&'c TableCache, PlanError> {
+        self.cache
+            .table(table)
+            .ok_or_else(|| PlanError::Unmonitored {
+                table: table.to_string(),
+            })
+    }
+
+    fn push(&mut self, op: Operation) {
         self.txn.push(op);
         self.ops += 1;
     }
@@ -144,48 +164,60 @@ impl<'c> Plan<'c> {
     /// Makes a root row (a table whose rows live on their own: Logical_Switch,
     /// Logical_Router, Load_Balancer, Port_Group, Address_Set…) named `name` match `desired`
     /// (the columns listed; others are left alone).
-    pub fn ensure_root(&mut self, table: &str, name: &str, desired: Row) -> RowRef {
+    pub fn ensure_root(
+        &mut self,
+        table: &str,
+        name: &str,
+        desired: Row,
+    ) -> Result<RowRef, PlanError> {
+        self.monitored(table)?;
         let mut desired = desired;
         desired.insert("name", Datum::from(name));
         match self.lookup(table, name) {
             Some(RowRef::Existing(u)) => {
                 let existing = self.row(table, &u).cloned().unwrap_or_default();
                 self.update_changed(table, &RowRef::Existing(u), &existing, desired);
-                RowRef::Existing(u)
+                Ok(RowRef::Existing(u))
             }
-            Some(r @ RowRef::New(_)) => r,
+            Some(r @ RowRef::New(_)) => Ok(r),
             None => {
                 let name_ref = RowRef::New(self.txn.insert(table, desired));
                 self.ops += 1;
                 self.refs
                     .insert((table.to_string(), name.to_string()), name_ref.clone());
-                name_ref
+                Ok(name_ref)
             }
         }
     }
 
     /// Deletes a root row by name (no-op if absent).
-    pub fn delete_root(&mut self, table: &str, name: &str) {
-        if let Some(RowRef::Existing(u)) = self.lookup(table, name) {
-            self.delete_root_uuid(table, u);
+    pub fn delete_root(&mut self, table: &str, name: &str) -> Result<(), PlanError> {
+        self.monitored(table)?;
+        match self.lookup(table, name) {
+            Some(RowRef::Existing(u)) => self.delete_root_uuid(table, u),
+            _ => Ok(()),
         }
     }
 
     /// Deletes a root row by UUID.
-    pub fn delete_root_uuid(&mut self, table: &str, uuid: Uuid) {
-        self.push(ovsdb::Operation::Delete {
+    pub fn delete_root_uuid(&mut self, table: &str, uuid: Uuid) -> Result<(), PlanError> {
+        self.monitored(table)?;
+        self.push(Operation::Delete {
             table: table.to_string(),
             conditions: vec![Condition::uuid(uuid)],
         });
+        Ok(())
     }
 
     /// Updates the columns of `desired` that differ on an existing (or planned) row.
-    pub fn update_row(&mut self, table: &str, at: &RowRef, desired: Row) {
+    pub fn update_row(&mut self, table: &str, at: &RowRef, desired: Row) -> Result<(), PlanError> {
+        self.monitored(table)?;
         let existing = match at {
             RowRef::Existing(u) => self.row(table, u).cloned().unwrap_or_default(),
             RowRef::New(_) => Row::new(),
         };
         self.update_changed(table, at, &existing, desired);
+        Ok(())
     }
 
     fn update_changed(&mut self, table: &str, at: &RowRef, existing: &Row, desired: Row) {
@@ -194,7 +226,7 @@ impl<'c> Plan<'c> {
             .filter(|(col, want)| !same(existing.get(col), want))
             .collect();
         if !changed.is_empty() {
-            self.push(ovsdb::Operation::Update {
+            self.push(Operation::Update {
                 table: table.to_string(),
                 conditions: vec![at.condition()],
                 row: changed,
@@ -202,7 +234,10 @@ impl<'c> Plan<'c> {
         }
     }
 
-    fn parent_ref(&self, parent: &Parent<'_>) -> Result<RowRef, PlanError> {
+    /// The parent row, checking that both its table and the children's are monitored.
+    fn parent_ref(&self, parent: &Parent<'_>, table: &str) -> Result<RowRef, PlanError> {
+        self.monitored(table)?;
+        self.monitored(parent.table)?;
         self.lookup(parent.table, parent.name)
             .ok_or_else(|| PlanError::MissingParent {
                 table: parent.table.to_string(),
@@ -253,7 +288,7 @@ impl<'c> Plan<'c> {
     }
 
     fn detach(&mut self, table: &str, column: &str, parent: Uuid, child: Uuid) {
-        self.push(ovsdb::Operation::Mutate {
+        self.push(Operation::Mutate {
             table: table.to_string(),
             conditions: vec![Condition::uuid(parent)],
             mutations: vec![Mutation::delete(column, Datum::set([Atom::Uuid(child)]))],
@@ -284,7 +319,7 @@ impl<'c> Plan<'c> {
         name: &str,
         desired: Row,
     ) -> Result<RowRef, PlanError> {
-        let at = self.parent_ref(&parent)?;
+        let at = self.parent_ref(&parent, table)?;
         let mut desired = desired;
         desired.insert("name", Datum::from(name));
         let child = match self.lookup(table, name) {
@@ -326,7 +361,7 @@ impl<'c> Plan<'c> {
         key: &[&str],
         desired: Row,
     ) -> Result<RowRef, PlanError> {
-        let at = self.parent_ref(&parent)?;
+        let at = self.parent_ref(&parent, table)?;
         let existing = self.children(&parent).into_iter().find(|u| {
             self.row(table, u).is_some_and(|r| {
                 key.iter()
@@ -379,7 +414,7 @@ impl<'c> Plan<'c> {
         scope: Option<(&str, &str)>,
         owned: impl Fn(&Row) -> bool,
     ) -> Result<(), PlanError> {
-        let at = self.parent_ref(&parent)?;
+        let at = self.parent_ref(&parent, table)?;
         let key_of = |r: &Row| -> Vec<Datum> {
             key.iter()
                 .map(|k| normalize(r.get(*k).cloned().unwrap_or_default()))
@@ -466,10 +501,17 @@ impl<'c> Plan<'c> {
     }
 
     /// Detaches a child (by UUID) from every row of the parent table holding it.
-    pub fn remove_child(&mut self, parent_table: &str, column: &str, child: Uuid) {
+    pub fn remove_child(
+        &mut self,
+        parent_table: &str,
+        column: &str,
+        child: Uuid,
+    ) -> Result<(), PlanError> {
+        self.monitored(parent_table)?;
         for holder in self.holders(parent_table, column, child) {
             self.detach(parent_table, column, holder, child);
         }
+        Ok(())
     }
 
     /// Adds and removes members of a set column of a named row (Port_Group `ports`,
@@ -482,14 +524,15 @@ impl<'c> Plan<'c> {
         present: &[Atom],
         absent: &[Atom],
     ) -> Result<(), PlanError> {
+        self.monitored(table)?;
         let at = self
             .lookup(table, name)
             .ok_or_else(|| PlanError::MissingParent {
                 table: table.to_string(),
                 name: name.to_string(),
             })?;
-        let empty = ovsdb::AtomSet::new();
-        let current: &ovsdb::AtomSet = match &at {
+        let empty = AtomSet::new();
+        let current: &AtomSet = match &at {
             RowRef::Existing(u) => self
                 .row(table, u)
                 .and_then(|r| r.get(column))
@@ -515,7 +558,7 @@ impl<'c> Plan<'c> {
             mutations.push(Mutation::delete(column, Datum::set(del)));
         }
         if !mutations.is_empty() {
-            self.push(ovsdb::Operation::Mutate {
+            self.push(Operation::Mutate {
                 table: table.to_string(),
                 conditions: vec![at.condition()],
                 mutations,
@@ -543,5 +586,44 @@ fn normalize(d: Datum) -> Datum {
         Datum::empty_set()
     } else {
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unmonitored_table_is_an_error_not_an_insert() {
+        let cache = CacheData::new(&["Logical_Switch".to_string()], &[]);
+        let mut plan = Plan::new(&cache, "OVN_Northbound");
+        let unmonitored = |table: &str| PlanError::Unmonitored {
+            table: table.to_string(),
+        };
+        assert_eq!(
+            plan.ensure_root("Logical_Router", "lr", Row::new()),
+            Err(unmonitored("Logical_Router"))
+        );
+        assert_eq!(
+            plan.delete_root("Logical_Router", "lr"),
+            Err(unmonitored("Logical_Router"))
+        );
+        assert!(plan.is_empty(), "nothing planned for an unmonitored table");
+        plan.ensure_root("Logical_Switch", "ls", Row::new())
+            .unwrap();
+        let ports = Parent {
+            table: "Logical_Switch",
+            name: "ls",
+            column: "ports",
+        };
+        assert_eq!(
+            plan.ensure_named_child(ports, "Logical_Switch_Port", "p", Row::new()),
+            Err(unmonitored("Logical_Switch_Port"))
+        );
+        assert_eq!(
+            plan.sync_keyed_children(ports, "ACL", &["priority"], vec![], None, |_| true),
+            Err(unmonitored("ACL"))
+        );
+        assert_eq!(plan.len(), 1, "only the monitored switch is inserted");
     }
 }

@@ -1,0 +1,74 @@
+//! The NB rows upstream kube-ovn-controller owns, with its names, columns and `external_ids`,
+//! so a cluster it built is adopted without a single changed row. Each function states the
+//! desired rows of one Kubernetes-level object into a [`Plan`](crate::Plan); the plan writes
+//! only what differs. Rows are built with the column constants of the generated models
+//! (`ovsdb::models::nb`), so a column a table lacks does not compile.
+//!
+//! Deliberate differences from upstream, all for stock OVN (≥ 23.03) and for zero churn:
+//! * ACLs carry no `tier` (the 23.03 schema has no such column; upstream's value 2 is kept on
+//!   adopted rows because we never write the column).
+//! * Session load balancers are created with `selection_fields = ["ip_src"]`: 23.03 rejects
+//!   upstream's `ipv6_src`. Existing load balancers keep theirs (upstream writes it only at
+//!   insert too).
+//! * Policies whose action or next hops differ are updated in place instead of deleted and
+//!   re-created; ACLs are converged instead of deleted and re-created on every reconcile.
+
+mod acl;
+mod gateway;
+mod global;
+pub(crate) mod names;
+mod node;
+mod pod;
+pub(crate) mod rows;
+mod subnet;
+mod vpc;
+
+pub use acl::{subnet_acls, switch_acls, SwitchAcl};
+pub use gateway::{
+    centralized_gateway, distributed_gateway, node_gateways, DistributedSubnet, NodeJoin,
+    GATEWAY_POLICY_PRIORITY,
+};
+pub use global::{nb_global, GlobalSettings, COMPAT_VERSION};
+pub use names::{node_lsp, node_of_lsp, node_pg, pg_name, pod_lsp, subnet_node_pg};
+pub use node::{delete_node, node, NodeObjects, NODE_POLICY_PRIORITY};
+pub use pod::{delete_port, is_routing_pg, pod_port, port_memberships, PodPort};
+pub use rows::{key, map, string_map, VENDOR};
+pub use subnet::{delete_overlay_subnet, overlay_subnet, OverlaySubnet, SUBNET_POLICY_PRIORITY};
+pub use vpc::{
+    default_routes, ensure_u2o_sets, u2o_overlay_cidrs, vpc_load_balancers, vpc_router,
+    VpcLoadBalancers,
+};
+
+/// Helpers of the object modules' unit tests: plans against an empty NB, read as JSON.
+#[cfg(test)]
+pub(crate) mod testing {
+    use ovsdb::CacheData;
+    use serde_json::Value;
+
+    use crate::Plan;
+
+    /// An empty replica of every table kube-ovn monitors.
+    pub fn empty_nb() -> CacheData {
+        let tables: Vec<String> = crate::MONITORED_TABLES
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let keys: Vec<String> = crate::INDEXED_EXTERNAL_IDS
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        CacheData::new(&tables, &keys)
+    }
+
+    /// The plan's operations as sent.
+    pub fn ops(plan: Plan<'_>) -> Vec<Value> {
+        plan.into_transaction().to_params().as_array().unwrap()[1..].to_vec()
+    }
+
+    /// The insert of row `name` into `table`.
+    pub fn inserted<'a>(ops: &'a [Value], table: &str, name: &str) -> &'a Value {
+        ops.iter()
+            .find(|o| o["op"] == "insert" && o["table"] == table && o["row"]["name"] == name)
+            .unwrap_or_else(|| panic!("no insert of {table} {name} in {ops:#?}"))
+    }
+}

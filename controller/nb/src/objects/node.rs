@@ -1,0 +1,236 @@
+//! A node's rows: its port on the join switch, its port group `node.<node>` and the 30000
+//! policies rerouting traffic for its InternalIPs to its join address.
+
+use std::net::IpAddr;
+
+use ovsdb::model::Model;
+use ovsdb::models::nb::{
+    LogicalRouter, LogicalRouterPolicy, LogicalSwitch, LogicalSwitchPort, PortGroup,
+};
+use ovsdb::Datum;
+
+use super::gateway::delete_subnet_node_pgs;
+use super::names::{node_lsp, node_pg};
+use super::rows::{ext, integer, key, map, ours, row, strings, VENDOR};
+use crate::plan::{Parent, Plan, PlanError, RowRef};
+
+type Policy = LogicalRouterPolicy;
+
+/// Priority of the per-node "reroute to the node" policy.
+pub const NODE_POLICY_PRIORITY: i64 = 30000;
+
+/// What the NB holds for a node: its join port, its port group and its 30000 reroute policies.
+#[derive(Debug, Clone)]
+pub struct NodeObjects<'a> {
+    /// Node name.
+    pub node: &'a str,
+    /// Join switch.
+    pub join_switch: &'a str,
+    /// VPC router.
+    pub router: &'a str,
+    /// Join port MAC.
+    pub mac: &'a str,
+    /// Join addresses (v4 first).
+    pub join_ips: Vec<IpAddr>,
+    /// The node's InternalIPs.
+    pub node_ips: Vec<IpAddr>,
+}
+
+/// States a node's NB rows.
+pub fn node(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), PlanError> {
+    let addresses = std::iter::once(n.mac.to_string())
+        .chain(n.join_ips.iter().map(|ip| ip.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    plan.ensure_named_child(
+        Parent {
+            table: LogicalSwitch::TABLE,
+            name: n.join_switch,
+            column: LogicalSwitch::PORTS,
+        },
+        LogicalSwitchPort::TABLE,
+        &node_lsp(n.node),
+        row!(LogicalSwitchPort {
+            ADDRESSES: strings([addresses]),
+            EXTERNAL_IDS: map([(key::LS, n.join_switch), (key::VENDOR, VENDOR)]),
+        }),
+    )?;
+    let np = format!("node/{}", n.node);
+    plan.ensure_root(
+        PortGroup::TABLE,
+        &node_pg(n.node),
+        row!(PortGroup {
+            EXTERNAL_IDS: map([
+                (key::NODE, n.node),
+                (key::NP, np.as_str()),
+                (key::VENDOR, VENDOR)
+            ]),
+        }),
+    )?;
+    let mut desired = Vec::new();
+    for join in &n.join_ips {
+        for node_ip in n
+            .node_ips
+            .iter()
+            .filter(|ip| ip.is_ipv4() == join.is_ipv4())
+        {
+            let (fam, af) = if join.is_ipv4() {
+                ("ip4", "4")
+            } else {
+                ("ip6", "6")
+            };
+            desired.push(row!(Policy {
+                PRIORITY: Datum::from(NODE_POLICY_PRIORITY),
+                MATCH: Datum::from(format!("{fam}.dst == {node_ip}")),
+                ACTION: Datum::from("reroute"),
+                NEXTHOPS: strings([join.to_string()]),
+                EXTERNAL_IDS: map([
+                    (key::ADDRESS_FAMILY, af),
+                    (key::NODE, n.node),
+                    (key::VENDOR, VENDOR)
+                ]),
+            }));
+        }
+    }
+    let owner = n.node.to_string();
+    plan.sync_keyed_children(
+        Parent {
+            table: LogicalRouter::TABLE,
+            name: n.router,
+            column: LogicalRouter::POLICIES,
+        },
+        Policy::TABLE,
+        &[Policy::PRIORITY, Policy::MATCH],
+        desired,
+        Some((key::NODE, n.node)),
+        move |r| {
+            integer(r, Policy::PRIORITY) == Some(NODE_POLICY_PRIORITY)
+                && ours(r)
+                && ext(r, key::NODE) == Some(owner.as_str())
+                && ext(r, key::IS_LOCAL_DNS_CACHE).is_none()
+        },
+    )
+}
+
+/// Removes a node's NB rows: join port, node port group, its policies (30000 and distributed
+/// 29000) and its per-subnet port groups.
+pub fn delete_node(plan: &mut Plan<'_>, node: &str, router: &str) -> Result<(), PlanError> {
+    if let Some(RowRef::Existing(u)) = plan.lookup(LogicalSwitchPort::TABLE, &node_lsp(node)) {
+        plan.remove_child(LogicalSwitch::TABLE, LogicalSwitch::PORTS, u)?;
+    }
+    plan.delete_root(PortGroup::TABLE, &node_pg(node))?;
+    delete_subnet_node_pgs(plan, (key::NODE, node), &[])?;
+    let parent = Parent {
+        table: LogicalRouter::TABLE,
+        name: router,
+        column: LogicalRouter::POLICIES,
+    };
+    let policies = plan.monitored(Policy::TABLE)?;
+    let owned: Vec<ovsdb::Uuid> = plan
+        .children(&parent)
+        .into_iter()
+        .filter(|u| {
+            policies
+                .get(u)
+                .is_some_and(|r| ours(r) && ext(r, key::NODE) == Some(node))
+        })
+        .collect();
+    for u in owned {
+        plan.remove_child(LogicalRouter::TABLE, LogicalRouter::POLICIES, u)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::objects::testing::{empty_nb, inserted, ops};
+    use crate::objects::{distributed_gateway, vpc_router, NodeJoin};
+
+    #[test]
+    fn node_rows_and_distributed_gateway_match_upstream() {
+        let cache = empty_nb();
+        let mut plan = Plan::new(&cache, "OVN_Northbound");
+        vpc_router(&mut plan, "ovn-cluster").unwrap();
+        plan.ensure_root(LogicalSwitch::TABLE, "join", ovsdb::Row::new())
+            .unwrap();
+        let join: IpAddr = "100.64.0.2".parse().unwrap();
+        node(
+            &mut plan,
+            &NodeObjects {
+                node: "kube-ovn-worker",
+                join_switch: "join",
+                router: "ovn-cluster",
+                mac: "0a:00:00:00:00:02",
+                join_ips: vec![join],
+                node_ips: vec!["172.18.0.3".parse().unwrap()],
+            },
+        )
+        .unwrap();
+        distributed_gateway(
+            &mut plan,
+            "ovn-cluster",
+            "ovn-default",
+            &["ip4"],
+            &[NodeJoin {
+                node: "kube-ovn-worker".into(),
+                join_ips: vec![join],
+            }],
+        )
+        .unwrap();
+        let ops = ops(plan);
+        let lsp = inserted(&ops, "Logical_Switch_Port", "node-kube-ovn-worker");
+        assert_eq!(lsp["row"]["addresses"], "0a:00:00:00:00:02 100.64.0.2");
+        let pg = inserted(&ops, "Port_Group", "node.kube.ovn.worker");
+        assert_eq!(
+            pg["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["node", "kube-ovn-worker"],
+                    ["np", "node/kube-ovn-worker"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
+        inserted(&ops, "Port_Group", "ovn.default.kube.ovn.worker");
+        let policy = |m: &str| {
+            ops.iter()
+                .find(|o| o["table"] == "Logical_Router_Policy" && o["row"]["match"] == m)
+                .unwrap_or_else(|| panic!("no policy {m}"))
+                .clone()
+        };
+        let p = policy("ip4.dst == 172.18.0.3");
+        assert_eq!(
+            (p["row"]["priority"].clone(), p["row"]["action"].clone()),
+            (json!(30000), json!("reroute"))
+        );
+        assert_eq!(p["row"]["nexthops"], "100.64.0.2");
+        assert_eq!(
+            p["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["address-family", "4"],
+                    ["node", "kube-ovn-worker"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
+        let g = policy("ip4.src == $ovn.default.kube.ovn.worker_ip4");
+        assert_eq!(g["row"]["priority"], 29000);
+        assert_eq!(
+            g["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["node", "kube-ovn-worker"],
+                    ["subnet", "ovn-default"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
+    }
+}

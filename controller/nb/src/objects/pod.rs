@@ -1,0 +1,167 @@
+//! A pod NIC's rows: its logical switch port and its memberships in the routing port groups
+//! (the node's and the subnet-on-node's) that the gateway and node policies match on.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ovsdb::model::Model;
+use ovsdb::models::nb::{LogicalSwitch, LogicalSwitchPort, PortGroup};
+use ovsdb::{Datum, Row};
+
+use super::rows::{ext, key, map, ours, row, strings, text, VENDOR};
+use crate::plan::{Parent, Plan, PlanError, RowRef};
+
+/// A pod NIC's logical switch port.
+#[derive(Debug, Clone)]
+pub struct PodPort<'a> {
+    /// Port name (`<pod>.<ns>`).
+    pub name: &'a str,
+    /// Logical switch (subnet).
+    pub switch: &'a str,
+    /// `<ns>/<pod>`.
+    pub pod_key: &'a str,
+    /// MAC.
+    pub mac: &'a str,
+    /// Addresses, v4 first.
+    pub ips: Vec<IpAddr>,
+    /// `ovn.kubernetes.io/port_security == "true"`.
+    pub port_security: bool,
+}
+
+/// States a pod NIC's port (moved from another switch in the same transaction if needed).
+pub fn pod_port(plan: &mut Plan<'_>, p: &PodPort<'_>) -> Result<RowRef, PlanError> {
+    let addresses = std::iter::once(p.mac.to_string())
+        .chain(p.ips.iter().map(|ip| ip.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let port_security = if p.port_security {
+        strings([addresses.clone()])
+    } else {
+        Datum::empty_set()
+    };
+    plan.ensure_named_child(
+        Parent {
+            table: LogicalSwitch::TABLE,
+            name: p.switch,
+            column: LogicalSwitch::PORTS,
+        },
+        LogicalSwitchPort::TABLE,
+        p.name,
+        row!(LogicalSwitchPort {
+            ADDRESSES: strings([addresses]),
+            PORT_SECURITY: port_security,
+            EXTERNAL_IDS: map([
+                (key::LS, p.switch),
+                (key::POD, p.pod_key),
+                (key::VENDOR, VENDOR)
+            ]),
+        }),
+    )
+}
+
+/// Removes a logical switch port by name from whichever switch holds it.
+pub fn delete_port(plan: &mut Plan<'_>, name: &str) -> Result<(), PlanError> {
+    plan.monitored(LogicalSwitchPort::TABLE)?;
+    match plan.lookup(LogicalSwitchPort::TABLE, name) {
+        Some(RowRef::Existing(u)) => {
+            plan.remove_child(LogicalSwitch::TABLE, LogicalSwitch::PORTS, u)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Puts a port (going on the switch `switch`) into exactly `pgs` among the routing port groups
+/// (node and per-subnet-node groups), adding and removing memberships as needed. Those groups carry
+/// `external_ids:node`, so with the port's `node` known only that node's groups (found through
+/// the replica's `node` index: one per subnet) are searched for it, not every group of the
+/// cluster; without it every routing group is.
+pub fn port_memberships(
+    plan: &mut Plan<'_>,
+    port: &RowRef,
+    pgs: &[String],
+    node: Option<&str>,
+    switch: &str,
+) -> Result<(), PlanError> {
+    let atom = port.atom();
+    let groups = plan.monitored(PortGroup::TABLE)?;
+    if settled(plan, port, pgs, switch) {
+        return Ok(());
+    }
+    // Only groups that hold the port can lose it; a port this plan inserts is in none yet.
+    let others: Vec<String> = match port {
+        RowRef::Existing(_) => {
+            let scope: Box<dyn Iterator<Item = (&ovsdb::Uuid, &Arc<Row>)>> = match node {
+                Some(n) => Box::new(groups.by_external_id(key::NODE, n)),
+                None => Box::new(groups.iter()),
+            };
+            // Membership first: a binary search, where the routing test compares strings.
+            scope
+                .filter(|(_, r)| {
+                    r.get(PortGroup::PORTS)
+                        .and_then(Datum::as_set)
+                        .is_some_and(|s| s.contains(&atom))
+                })
+                .filter(|(_, r)| is_routing_pg(r))
+                .filter_map(|(_, r)| text(r, PortGroup::NAME).map(str::to_string))
+                .filter(|n| !pgs.contains(n))
+                .collect()
+        }
+        RowRef::New(_) => Vec::new(),
+    };
+    for pg in pgs {
+        if plan.lookup(PortGroup::TABLE, pg).is_some() {
+            plan.set_members(
+                PortGroup::TABLE,
+                pg,
+                PortGroup::PORTS,
+                std::slice::from_ref(&atom),
+                &[],
+            )?;
+        }
+    }
+    for pg in others {
+        plan.set_members(
+            PortGroup::TABLE,
+            &pg,
+            PortGroup::PORTS,
+            &[],
+            std::slice::from_ref(&atom),
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether an existing port already is in every group of `pgs` and can be in no other routing
+/// group: it was on `switch` already (its cached `external_ids:ls`), so it never joined another
+/// subnet's groups, and its node does not change. A restart re-plans every pod, and this spares
+/// each of them the search through its node's groups. Never for an empty `pgs` (leaving every
+/// group must search).
+fn settled(plan: &Plan<'_>, port: &RowRef, pgs: &[String], switch: &str) -> bool {
+    let RowRef::Existing(u) = port else {
+        return false;
+    };
+    let cache = plan.cache();
+    let (Some(ports), Some(groups)) = (
+        cache.table(LogicalSwitchPort::TABLE),
+        cache.table(PortGroup::TABLE),
+    ) else {
+        return false;
+    };
+    if pgs.is_empty() || ports.get(u).and_then(|r| ext(r, key::LS)) != Some(switch) {
+        return false;
+    }
+    let atom = port.atom();
+    pgs.iter().all(|pg| {
+        groups.by_name(pg).any(|(_, g)| {
+            g.get(PortGroup::PORTS)
+                .and_then(Datum::as_set)
+                .is_some_and(|s| s.contains(&atom))
+        })
+    })
+}
+
+/// Whether a port group is one of kube-ovn's node or per-subnet-node groups (the ones pod
+/// routing manages).
+pub fn is_routing_pg(r: &Row) -> bool {
+    ours(r) && ext(r, key::NODE).is_some() && ext(r, key::NP).is_some()
+}
