@@ -13,8 +13,8 @@ use kube_ovn_ipam::{Family, Usage};
 use serde_json::json;
 
 use crate::context::{Ctx, Error};
-use crate::crd::IpPool;
 use crate::queue::Outcome;
+use kube_ovn_common::crd::IpPool;
 
 /// The pool a pod in `namespace` allocating from `subnet` uses when it names none: one whose
 /// `spec.namespaces` lists the namespace (first by name).

@@ -13,11 +13,11 @@ use kube_ovn_ipam::Request;
 use kube_ovn_nb::objects::{self, DistributedSubnet, NodeJoin, NodeObjects};
 use serde_json::json;
 
-use crate::annotations as ann;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
 use crate::queue::Outcome;
 use crate::subnet_rules;
+use kube_ovn_common::annotations as ann;
 
 /// Owner key of a node's join allocation in IPAM.
 pub fn owner(node: &str) -> String {

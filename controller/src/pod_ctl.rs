@@ -20,12 +20,12 @@ use kube_ovn_nb::objects::{self, PodPort};
 use kube_ovn_nb::RowRef;
 use serde_json::json;
 
-use crate::annotations as ann;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
 use crate::pod_info::PodInfo;
 use crate::queue::Outcome;
 use crate::subnet_rules;
+use kube_ovn_common::annotations as ann;
 
 /// Queue key of a pod.
 pub fn key(namespace: &str, name: &str) -> String {

@@ -11,9 +11,9 @@ use kube::ResourceExt;
 use kube_ovn_ipam::{Ipam, Request, SubnetConfig};
 use tracing::{info, warn};
 
-use crate::annotations as ann;
-use crate::crd::Subnet;
 use crate::ipcr::IpSummary;
+use kube_ovn_common::annotations as ann;
+use kube_ovn_common::crd::Subnet;
 
 /// Rebuilds the controller's IPAM from the stores, the IP index and the NB cache.
 pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {

@@ -18,13 +18,13 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::context::{Ctx, Stores, NB_DB};
-use crate::crd::{IpPool, Subnet};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
 use crate::queue::{self, Outcome, Queue};
 use crate::{
     gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl, subnet_rules,
 };
+use kube_ovn_common::crd::{IpPool, Subnet};
 
 /// NB tables the controller reads (one monitor for all of them).
 const NB_TABLES: &[&str] = &[
@@ -289,7 +289,7 @@ pub async fn lead(
                 watcher::Event::Apply(n) | watcher::Event::InitApply(n) => {
                     let sig = (
                         n.annotations()
-                            .get(crate::annotations::IP_ADDRESS)
+                            .get(kube_ovn_common::annotations::IP_ADDRESS)
                             .cloned()
                             .unwrap_or_default(),
                         node_ready(n),

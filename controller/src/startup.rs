@@ -7,8 +7,8 @@ use kube_ovn_nb::objects::{self, GlobalSettings};
 use serde_json::json;
 
 use crate::context::{Ctx, Error};
-use crate::crd::{Subnet, Vpc};
 use crate::subnet_ctl::default_lbs;
+use kube_ovn_common::crd::{Subnet, Vpc};
 
 /// Runs the NB side of initialisation.
 pub async fn init_nb(ctx: &Ctx) -> Result<usize, Error> {

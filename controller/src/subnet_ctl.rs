@@ -14,11 +14,11 @@ use kube_ovn_ipam::{Family, SubnetConfig};
 use kube_ovn_nb::objects::{self, NodeJoin, OverlaySubnet, VpcLoadBalancers};
 use serde_json::json;
 
-use crate::annotations::{self, FINALIZER};
 use crate::context::{Ctx, Error};
-use crate::crd::Subnet;
 use crate::queue::Outcome;
 use crate::subnet_rules::{self, Defaults};
+use kube_ovn_common::annotations::{self, FINALIZER};
+use kube_ovn_common::crd::Subnet;
 
 /// The default VPC's load balancer names, from the flags.
 pub fn default_lbs(ctx: &Ctx) -> VpcLoadBalancers {
@@ -202,7 +202,7 @@ pub async fn reconcile_status(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Er
 async fn write_nb(
     ctx: &Ctx,
     name: &str,
-    spec: &crate::crd::subnet::SubnetSpec,
+    spec: &kube_ovn_common::crd::subnet::SubnetSpec,
 ) -> Result<(&'static str, String), Error> {
     let router = ctx.config.cluster_router.clone();
     let is_join = name == ctx.config.node_switch;
@@ -393,7 +393,7 @@ async fn remove_finalizer(api: &Api<Subnet>, s: &Subnet) -> Result<(), Error> {
 }
 
 fn condition(
-    existing: &[crate::crd::Condition],
+    existing: &[kube_ovn_common::crd::Condition],
     type_: &str,
     status: &str,
     reason: &str,
@@ -403,7 +403,7 @@ fn condition(
     let old = existing.iter().find(|c| c.type_ == type_);
     let unchanged =
         old.is_some_and(|c| c.status == status && c.reason == reason && c.message == message);
-    let keep = |f: fn(&crate::crd::Condition) -> Option<String>| old.and_then(f);
+    let keep = |f: fn(&kube_ovn_common::crd::Condition) -> Option<String>| old.and_then(f);
     let update_time = if unchanged {
         keep(|c| c.last_update_time.as_ref().map(|t| t.0.to_string()))
     } else {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
-use crate::crd::subnet::SubnetSpec;
-use crate::crd::Subnet;
+use kube_ovn_common::crd::subnet::SubnetSpec;
+use kube_ovn_common::crd::Subnet;
 
 /// What the controller needs besides the spec to normalise it.
 #[derive(Debug, Clone)]
@@ -170,7 +170,7 @@ pub fn choose_subnet(
     default_subnet: &str,
 ) -> Result<String, String> {
     if let Some(ls) = pod_annotations
-        .get(crate::annotations::LOGICAL_SWITCH)
+        .get(kube_ovn_common::annotations::LOGICAL_SWITCH)
         .filter(|s| !s.is_empty())
     {
         return Ok(ls.clone());
@@ -186,7 +186,7 @@ pub fn choose_subnet(
     if let Some(first) = bound.first() {
         return Ok(first.to_string());
     }
-    if let Some(list) = namespace_annotations.get(crate::annotations::LOGICAL_SWITCH) {
+    if let Some(list) = namespace_annotations.get(kube_ovn_common::annotations::LOGICAL_SWITCH) {
         if let Some(first) = list.split(',').map(str::trim).find(|s| !s.is_empty()) {
             return Ok(first.to_string());
         }
@@ -301,7 +301,7 @@ mod tests {
             "ovn-default"
         );
         let pod: BTreeMap<String, String> = [(
-            crate::annotations::LOGICAL_SWITCH.to_string(),
+            kube_ovn_common::annotations::LOGICAL_SWITCH.to_string(),
             "mine".to_string(),
         )]
         .into();
@@ -310,7 +310,7 @@ mod tests {
             "mine"
         );
         let ns: BTreeMap<String, String> = [(
-            crate::annotations::LOGICAL_SWITCH.to_string(),
+            kube_ovn_common::annotations::LOGICAL_SWITCH.to_string(),
             "a,b".to_string(),
         )]
         .into();
