@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::ObjectRef;
+use kube_ovn_common::names;
 use kube_ovn_nb::objects::VENDOR;
 use tracing::info;
 
@@ -55,7 +56,7 @@ pub async fn find(ctx: &Ctx) -> Result<Orphans, Error> {
                     if !pod_exists(pod) {
                         out.pods.insert(pod.clone());
                     }
-                } else if let Some(node) = name.strip_prefix("node-") {
+                } else if let Some(node) = names::node_of_lsp(name) {
                     if ids.get("ls").map(String::as_str) == Some(ctx.config.node_switch.as_str())
                         && !node_exists(node)
                     {

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use crate::ipcr::IpSummary;
 use kube_ovn_common::annotations as ann;
 use kube_ovn_common::crd::Subnet;
+use kube_ovn_common::names;
 
 /// Rebuilds the controller's IPAM from the stores, the IP index and the NB cache.
 pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
@@ -52,7 +53,7 @@ pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
                         let name = r.get("name")?.as_atom()?.as_str()?.to_string();
                         let owner = match ids.get("pod") {
                             Some(p) => p.clone(),
-                            None => format!("node/{}", name.strip_prefix("node-")?),
+                            None => format!("node/{}", names::node_of_lsp(&name)?),
                         };
                         let addresses = r
                             .get("addresses")?
@@ -189,7 +190,7 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
                 &mut ipam,
                 src.join,
                 format!("node/{name}"),
-                format!("node-{name}"),
+                names::node_lsp(&name),
                 v,
                 a.get(ann::MAC_ADDRESS).cloned(),
             );
