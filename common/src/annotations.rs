@@ -1,8 +1,18 @@
 //! The `ovn.kubernetes.io/*` annotations upstream reads and writes on pods, nodes and
 //! namespaces, and the pure conversions between them and IPAM requests/results.
+//!
+//! Per-NIC keys are provider-aware: the default network's live under `ovn.kubernetes.io/`, an
+//! attachment network's (Multus) under `<provider>.kubernetes.io/`; [`key`] builds either from
+//! a typed [`Field`], and the `ovn.kubernetes.io` constants below stay for the default network.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::names::is_default_provider;
+use crate::net;
 
 /// Annotation key prefix of the default (provider `ovn`) NIC.
 pub const PREFIX: &str = "ovn.kubernetes.io";
@@ -42,16 +52,92 @@ pub const LABEL_IP_RESERVED: &str = "ovn.kubernetes.io/ip_reserved";
 /// Finalizer upstream puts on IP CRs and Subnets.
 pub const FINALIZER: &str = "kubeovn.io/kube-ovn-controller";
 
-/// Parses `v4[,v6]`-style address lists; a bad entry is an error naming it.
+/// A per-NIC annotation: the same suffix under every provider's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// [`ALLOCATED`].
+    Allocated,
+    /// [`ROUTED`].
+    Routed,
+    /// [`IP_ADDRESS`].
+    IpAddress,
+    /// [`MAC_ADDRESS`].
+    MacAddress,
+    /// [`CIDR`].
+    Cidr,
+    /// [`GATEWAY`].
+    Gateway,
+    /// [`LOGICAL_SWITCH`].
+    LogicalSwitch,
+    /// [`LOGICAL_ROUTER`].
+    LogicalRouter,
+    /// [`POD_NIC_TYPE`].
+    PodNicType,
+    /// [`IP_POOL`].
+    IpPool,
+    /// [`PORT_SECURITY`].
+    PortSecurity,
+}
+
+impl Field {
+    /// Every field, for code that walks all of a NIC's annotations.
+    pub const ALL: [Field; 11] = [
+        Field::Allocated,
+        Field::Routed,
+        Field::IpAddress,
+        Field::MacAddress,
+        Field::Cidr,
+        Field::Gateway,
+        Field::LogicalSwitch,
+        Field::LogicalRouter,
+        Field::PodNicType,
+        Field::IpPool,
+        Field::PortSecurity,
+    ];
+
+    /// The key on the default network (one of the constants above).
+    pub fn default_key(self) -> &'static str {
+        match self {
+            Field::Allocated => ALLOCATED,
+            Field::Routed => ROUTED,
+            Field::IpAddress => IP_ADDRESS,
+            Field::MacAddress => MAC_ADDRESS,
+            Field::Cidr => CIDR,
+            Field::Gateway => GATEWAY,
+            Field::LogicalSwitch => LOGICAL_SWITCH,
+            Field::LogicalRouter => LOGICAL_ROUTER,
+            Field::PodNicType => POD_NIC_TYPE,
+            Field::IpPool => IP_POOL,
+            Field::PortSecurity => PORT_SECURITY,
+        }
+    }
+
+    /// The part after `<provider>.kubernetes.io/` (`ip_address`, …).
+    pub fn suffix(self) -> &'static str {
+        &self.default_key()[PREFIX.len() + 1..]
+    }
+}
+
+/// The key of `field` for a NIC of `provider`: `ovn.kubernetes.io/<field>` for the default
+/// network (empty or `ovn`), `<provider>.kubernetes.io/<field>` for an attachment network.
+pub fn key(provider: &str, field: Field) -> Cow<'static, str> {
+    if is_default_provider(provider) {
+        Cow::Borrowed(field.default_key())
+    } else {
+        Cow::Owned(format!("{provider}.kubernetes.io/{}", field.suffix()))
+    }
+}
+
+/// Parses `v4[,v6]`-style address lists (`;` separates too, as in `ip_pool`); entries may carry
+/// a prefix length (`10.16.0.5/16`); a bad entry is an error naming it.
 pub fn parse_ips(value: &str) -> Result<Vec<IpAddr>, String> {
     value
-        .split([',', ';'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .split(';')
+        .flat_map(net::entries)
         .map(|s| {
-            // Requests may carry a prefix length ("10.16.0.5/16").
-            let addr = s.split('/').next().unwrap_or(s);
-            addr.parse::<IpAddr>()
+            s.parse::<IpNet>()
+                .map(|n| n.addr())
+                .or_else(|_| s.parse::<IpAddr>())
                 .map_err(|_| format!("{IP_ADDRESS}: {s:?} is not an IP address"))
         })
         .collect()
@@ -95,6 +181,27 @@ mod tests {
             format_ips(&parse_ips("fd00::1,10.0.0.1").unwrap()),
             "10.0.0.1,fd00::1"
         );
+    }
+
+    #[test]
+    fn keys_follow_the_provider() {
+        assert_eq!(key("ovn", Field::IpAddress), IP_ADDRESS);
+        assert_eq!(
+            key("", Field::LogicalSwitch),
+            "ovn.kubernetes.io/logical_switch"
+        );
+        assert_eq!(
+            key("attachnet.default.ovn", Field::IpAddress),
+            "attachnet.default.ovn.kubernetes.io/ip_address"
+        );
+        for f in Field::ALL {
+            assert_eq!(f.default_key(), format!("{PREFIX}/{}", f.suffix()));
+            assert_eq!(
+                key("n.ns.ovn", f),
+                format!("n.ns.ovn.kubernetes.io/{}", f.suffix())
+            );
+        }
+        assert_eq!(Field::Allocated.suffix(), "allocated");
     }
 
     #[test]

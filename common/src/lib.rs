@@ -1,8 +1,18 @@
 //! What every kube-ovn-rs binary shares, so the controller, the daemon, the CNI and the tools
-//! agree on one definition: the `kubeovn.io/v1` API types and the `ovn.kubernetes.io/*`
-//! annotation keys with their parsers.
+//! agree on one definition: the `kubeovn.io/v1` API types, the `ovn.kubernetes.io/*`
+//! annotation keys with their parsers, the names derived from objects, address/CIDR parsing,
+//! the Node's addresses, klog's flags and the health/metrics endpoint.
 
 #![warn(missing_docs)]
 
 pub mod annotations;
+#[cfg(feature = "api")]
 pub mod crd;
+#[cfg(feature = "server")]
+pub mod health;
+#[cfg(feature = "cli")]
+pub mod klog;
+pub mod names;
+pub mod net;
+#[cfg(feature = "api")]
+pub mod node;

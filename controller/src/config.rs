@@ -6,6 +6,8 @@
 use std::time::Duration;
 
 use clap::Parser;
+use kube_ovn_common::klog::LogFlags;
+use kube_ovn_common::net;
 
 /// kube-ovn-controller configuration.
 #[derive(Debug, Clone, Parser)]
@@ -275,21 +277,9 @@ pub struct Config {
     #[arg(long = "leader-elect-retry-period", default_value = "2s", value_parser = go_duration)]
     pub leader_elect_retry_period: Duration,
 
-    /// klog verbosity (mapped onto the tracing filter when RUST_LOG is unset).
-    #[arg(long = "v", default_value_t = 0)]
-    pub v: u8,
-    /// klog flags kept for argument compatibility; logs always go to stderr.
-    #[arg(long = "logtostderr", action = clap::ArgAction::Set, default_value_t = true)]
-    pub logtostderr: bool,
-    /// klog flag kept for argument compatibility.
-    #[arg(long = "alsologtostderr", action = clap::ArgAction::Set, default_value_t = false)]
-    pub alsologtostderr: bool,
-    /// klog flag kept for argument compatibility.
-    #[arg(long = "log_file", default_value = "")]
-    pub log_file: String,
-    /// klog flag kept for argument compatibility.
-    #[arg(long = "log_file_max_size", default_value_t = 0)]
-    pub log_file_max_size: u64,
+    /// klog's flags (`--v`, `--logtostderr`, …), shared with the daemon.
+    #[command(flatten)]
+    pub log: LogFlags,
 }
 
 /// Parses Go durations as Kubernetes flags write them: `15s`, `1m30s`, `500ms`, `2h`.
@@ -357,11 +347,7 @@ impl Config {
             ("--default-cidr", &self.default_cidr),
             ("--node-switch-cidr", &self.node_switch_cidr),
         ] {
-            for part in cidr.split(',') {
-                part.trim()
-                    .parse::<ipnet::IpNet>()
-                    .map_err(|_| format!("{flag}: {part:?} is not a CIDR"))?;
-            }
+            net::CidrBlock::parse(cidr).map_err(|e| format!("{flag}: {e}"))?;
         }
         Ok(())
     }
@@ -372,10 +358,9 @@ pub fn gateway_or_first(gateway: &str, cidrs: &str) -> String {
     if !gateway.trim().is_empty() {
         return gateway.trim().to_string();
     }
-    cidrs
-        .split(',')
-        .filter_map(|c| c.trim().parse::<ipnet::IpNet>().ok())
-        .map(|n| crate::subnet_rules::first_usable(&n).to_string())
+    net::entries(cidrs)
+        .filter_map(|c| c.parse::<ipnet::IpNet>().ok())
+        .map(|n| net::first_usable(&n).to_string())
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -430,7 +415,7 @@ mod tests {
         ];
         let c = Config::try_parse_from(args).unwrap();
         assert_eq!(c.default_ls, "ovn-default");
-        assert!(!c.logtostderr);
+        assert!(!c.log.logtostderr);
         assert_eq!(c.default_vlan_id, 100);
         assert_eq!(c.leader_elect_lease_duration, Duration::from_secs(15));
         assert!(c.validate().is_ok());

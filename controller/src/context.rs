@@ -13,8 +13,8 @@ use ovsdb::Replica;
 use tracing::{debug, warn};
 
 use crate::config::Config;
-use crate::crd::Subnet;
 use crate::metrics::Metrics;
+use kube_ovn_common::crd::Subnet;
 
 /// NB database name.
 pub const NB_DB: &str = "OVN_Northbound";
@@ -34,7 +34,7 @@ pub struct Stores {
     /// Namespaces.
     pub namespaces: Store<Namespace>,
     /// IP pools.
-    pub ippools: Store<crate::crd::IpPool>,
+    pub ippools: Store<kube_ovn_common::crd::IpPool>,
 }
 
 /// Shared controller state.

@@ -15,10 +15,10 @@ use kube_ovn_runtime::finalizer;
 use serde_json::json;
 use tracing::warn;
 
-use crate::annotations as ann;
 use crate::context::{Ctx, Error};
-use crate::crd::ip::IpSpec;
-use crate::crd::Ip;
+use kube_ovn_common::annotations as ann;
+use kube_ovn_common::crd::ip::IpSpec;
+use kube_ovn_common::crd::Ip;
 
 /// What an IP CR records.
 #[derive(Debug, Clone)]

@@ -13,8 +13,8 @@ use kube_ovn_ipam::{Family, Usage};
 use serde_json::json;
 
 use crate::context::{Ctx, Error};
-use crate::crd::condition::READY;
-use crate::crd::IpPool;
+use kube_ovn_common::crd::condition::READY;
+use kube_ovn_common::crd::IpPool;
 use kube_ovn_runtime::conditions::{self, Status};
 use kube_ovn_runtime::events::EventType;
 use kube_ovn_runtime::Outcome;

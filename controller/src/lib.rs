@@ -3,8 +3,6 @@
 
 #![warn(missing_docs)]
 
-pub use kube_ovn_common::{annotations, crd};
-
 pub mod config;
 pub mod context;
 pub mod gc;

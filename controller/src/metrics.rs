@@ -1,14 +1,11 @@
-//! Prometheus metrics and health endpoints on `--pprof-port` (upstream serves both there):
-//! `/metrics`, `/healthz`, `/livez`, `/readyz`.
+//! The controller's Prometheus metrics, served with the health endpoints on `--pprof-port`
+//! (upstream serves both there) by [`kube_ovn_common::health`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use kube_ovn_common::health::{self, Exposition};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +13,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tracing::warn;
 
 /// Labels of per-kind reconcile metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -127,45 +123,25 @@ impl Metrics {
         }
         out
     }
+}
 
-    fn respond(&self, path: &str, metrics_enabled: bool) -> Response<Full<Bytes>> {
-        let (status, body) = match path {
-            "/metrics" if metrics_enabled => (StatusCode::OK, self.render()),
-            "/healthz" | "/livez" => (StatusCode::OK, "ok".to_string()),
-            "/readyz" if self.ready.load(Ordering::SeqCst) => (StatusCode::OK, "ok".to_string()),
-            "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_string()),
-            _ => (StatusCode::NOT_FOUND, "not found".to_string()),
-        };
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        r
+impl Exposition for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
     }
 }
 
-/// Serves the endpoints until the task is aborted.
+/// Binds `addr` and serves the endpoints until the task is aborted; `Err` when it cannot bind.
 pub async fn serve(
     metrics: Arc<Metrics>,
     addr: SocketAddr,
     metrics_enabled: bool,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("metrics accept: {e}");
-                continue;
-            }
-        };
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let r = m.respond(req.uri().path(), metrics_enabled);
-                async move { Ok::<_, std::convert::Infallible>(r) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    let (listener, _) = health::bind(addr, None).await?;
+    health::serve(listener, metrics, metrics_enabled).await;
+    Ok(())
 }

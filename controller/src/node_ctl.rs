@@ -13,10 +13,10 @@ use kube_ovn_ipam::Request;
 use kube_ovn_nb::objects::{self, DistributedSubnet, NodeJoin, NodeObjects};
 use serde_json::json;
 
-use crate::annotations as ann;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
 use crate::subnet_rules;
+use kube_ovn_common::annotations as ann;
 use kube_ovn_runtime::Outcome;
 
 /// Owner key of a node's join allocation in IPAM.

@@ -20,11 +20,11 @@ use kube_ovn_nb::objects::{self, PodPort};
 use kube_ovn_nb::RowRef;
 use serde_json::json;
 
-use crate::annotations as ann;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
 use crate::pod_info::PodInfo;
 use crate::subnet_rules;
+use kube_ovn_common::annotations as ann;
 use kube_ovn_runtime::events::EventType;
 use kube_ovn_runtime::Outcome;
 

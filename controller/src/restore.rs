@@ -12,9 +12,10 @@ use kube_ovn_ipam::{Ipam, Request, SubnetConfig};
 use kube_ovn_nb::ports::{owned_ports, PortOwner};
 use tracing::{info, warn};
 
-use crate::annotations as ann;
-use crate::crd::Subnet;
 use crate::ipcr::IpSummary;
+use kube_ovn_common::annotations as ann;
+use kube_ovn_common::crd::Subnet;
+use kube_ovn_common::names;
 
 /// Rebuilds the controller's IPAM from the stores, the IP index and the NB cache.
 pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
@@ -178,7 +179,7 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
                 &mut ipam,
                 src.join,
                 format!("node/{name}"),
-                format!("node-{name}"),
+                names::node_lsp(&name),
                 v,
                 a.get(ann::MAC_ADDRESS).cloned(),
             );

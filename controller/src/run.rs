@@ -20,25 +20,10 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::context::{Ctx, Stores, NB_DB};
-use crate::crd::{IpPool, Subnet};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
 use crate::{gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl};
-
-/// NB tables the controller reads (one monitor for all of them).
-const NB_TABLES: &[&str] = &[
-    "NB_Global",
-    "Logical_Switch",
-    "Logical_Switch_Port",
-    "Logical_Router",
-    "Logical_Router_Port",
-    "Logical_Router_Policy",
-    "Logical_Router_Static_Route",
-    "Load_Balancer",
-    "Port_Group",
-    "Address_Set",
-    "ACL",
-];
+use kube_ovn_common::crd::{IpPool, Subnet};
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
 #[derive(Debug, Clone)]
@@ -245,8 +230,14 @@ pub async fn lead(
     let remotes = Remote::parse_list(&normalize_remotes(&config.ovn_nb_addr))
         .map_err(|e| format!("--ovn-nb-addr: {e}"))?;
     let mut rc = ReplicaConfig::new(remotes, NB_DB);
-    rc.tables = NB_TABLES.iter().map(|t| t.to_string()).collect();
-    rc.external_id_keys = vec!["pod".into(), "subnet".into(), "node".into()];
+    rc.tables = kube_ovn_nb::MONITORED_TABLES
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    rc.external_id_keys = kube_ovn_nb::INDEXED_EXTERNAL_IDS
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
     rc.timeouts = Timeouts {
         connect: Duration::from_secs(config.ovsdb_con_timeout.max(1)),
         request: Duration::from_secs(config.ovn_timeout.max(1)),

@@ -7,8 +7,9 @@ use kube_ovn_nb::objects::{self, GlobalSettings};
 use serde_json::json;
 
 use crate::context::{Ctx, Error};
-use crate::crd::{Subnet, Vpc};
 use crate::subnet_ctl::default_lbs;
+use kube_ovn_common::crd::{Subnet, Vpc};
+use kube_ovn_common::net::{self, Protocol};
 
 /// Runs the NB side of initialisation.
 pub async fn init_nb(ctx: &Ctx) -> Result<usize, Error> {
@@ -79,8 +80,8 @@ pub async fn init_crs(ctx: &Ctx) -> Result<(), Error> {
             "spec": {
                 "vpc": c.cluster_router, "default": false, "provider": "ovn",
                 "cidrBlock": c.node_switch_cidr, "gateway": gw,
-                "excludeIps": gw.split(',').collect::<Vec<_>>(),
-                "protocol": crate::subnet_rules::protocol_of(&c.node_switch_cidr),
+                "excludeIps": net::entries(&gw).collect::<Vec<_>>(),
+                "protocol": Protocol::of_list(&c.node_switch_cidr).as_str(),
                 "disableInterConnection": true,
             }
         }))
@@ -89,13 +90,10 @@ pub async fn init_crs(ctx: &Ctx) -> Result<(), Error> {
     }
     if subnets.get_opt(&c.default_ls).await?.is_none() {
         let gw = c.default_subnet_gateway();
-        let exclude: Vec<String> = if c.default_exclude_ips.trim().is_empty() {
-            gw.split(',').map(str::to_string).collect()
+        let exclude: Vec<&str> = if c.default_exclude_ips.trim().is_empty() {
+            net::entries(&gw).collect()
         } else {
-            c.default_exclude_ips
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .collect()
+            net::entries(&c.default_exclude_ips).collect()
         };
         let default: Subnet = serde_json::from_value(json!({
             "apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": c.default_ls},
@@ -104,7 +102,7 @@ pub async fn init_crs(ctx: &Ctx) -> Result<(), Error> {
                 "cidrBlock": c.default_cidr, "gateway": gw, "excludeIps": exclude,
                 "disableGatewayCheck": !c.default_gateway_check,
                 "natOutgoing": true, "gatewayType": "distributed",
-                "protocol": crate::subnet_rules::protocol_of(&c.default_cidr),
+                "protocol": Protocol::of_list(&c.default_cidr).as_str(),
                 "enableLb": c.enable_lb,
             }
         }))

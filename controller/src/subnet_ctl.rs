@@ -14,10 +14,10 @@ use kube_ovn_ipam::{Family, SubnetConfig};
 use kube_ovn_nb::objects::{self, NodeJoin, OverlaySubnet, VpcLoadBalancers};
 use serde_json::json;
 
-use crate::annotations::{self, FINALIZER};
 use crate::context::{Ctx, Error};
-use crate::crd::Subnet;
 use crate::subnet_rules::{self, Defaults};
+use kube_ovn_common::annotations::{self, FINALIZER};
+use kube_ovn_common::crd::Subnet;
 use kube_ovn_runtime::events::EventType;
 use kube_ovn_runtime::{conditions, finalizer, Outcome};
 
@@ -229,7 +229,7 @@ pub async fn reconcile_status(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Er
 async fn write_nb(
     ctx: &Ctx,
     name: &str,
-    spec: &crate::crd::subnet::SubnetSpec,
+    spec: &kube_ovn_common::crd::subnet::SubnetSpec,
 ) -> Result<(&'static str, String), Error> {
     let router = ctx.config.cluster_router.clone();
     let is_join = name == ctx.config.node_switch;

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use ipnet::IpNet;
-
-use crate::crd::subnet::SubnetSpec;
-use crate::crd::Subnet;
+use kube_ovn_common::crd::subnet::SubnetSpec;
+use kube_ovn_common::crd::Subnet;
+use kube_ovn_common::net::{self, first_usable, BlockError, CidrBlock};
 
 /// What the controller needs besides the spec to normalise it.
 #[derive(Debug, Clone)]
@@ -19,61 +18,19 @@ pub struct Defaults<'a> {
     pub enable_lb: bool,
 }
 
-/// `IPv4`, `IPv6` or `Dual` from a CIDR block.
-pub fn protocol_of(cidr_block: &str) -> String {
-    let (mut v4, mut v6) = (false, false);
-    for c in cidr_block
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-    {
-        if c.contains(':') {
-            v6 = true;
-        } else {
-            v4 = true;
-        }
-    }
-    match (v4, v6) {
-        (true, true) => "Dual",
-        (false, true) => "IPv6",
-        _ => "IPv4",
-    }
-    .to_string()
-}
-
 /// Upstream's `formatSubnet`: canonical CIDRs, gateway defaulting to the first address, the
 /// gateway in `excludeIps` (sorted), `protocol`, `provider` `ovn`, `vpc` the default VPC,
 /// `gatewayType` `distributed` (default VPC, not join), `enableLb` the flag (not join).
 /// Returns the normalised spec; the caller writes it back when it differs.
 pub fn normalize(spec: &SubnetSpec, name: &str, d: &Defaults<'_>) -> Result<SubnetSpec, String> {
     let mut s = spec.clone();
-    let mut cidrs = Vec::new();
-    for part in s
-        .cidr_block
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        let net: IpNet = part
-            .parse()
-            .map_err(|_| format!("cidrBlock: {part:?} is not a CIDR"))?;
-        cidrs.push(net.trunc());
-    }
-    if cidrs.is_empty() {
-        return Err("cidrBlock is empty".into());
-    }
-    cidrs.sort_by_key(|c| matches!(c, IpNet::V6(_)));
-    if cidrs.len() > 2
-        || (cidrs.len() == 2 && cidrs[0].addr().is_ipv4() == cidrs[1].addr().is_ipv4())
-    {
-        return Err("cidrBlock: at most one IPv4 and one IPv6 CIDR".into());
-    }
-    s.cidr_block = cidrs
-        .iter()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    s.protocol = protocol_of(&s.cidr_block);
+    let block = CidrBlock::parse(&s.cidr_block).map_err(|e| match e {
+        BlockError::Empty => "cidrBlock is empty".to_string(),
+        e => format!("cidrBlock: {e}"),
+    })?;
+    let cidrs = block.nets();
+    s.cidr_block = block.to_string();
+    s.protocol = block.protocol().to_string();
     if s.gateway.trim().is_empty() {
         s.gateway = cidrs
             .iter()
@@ -81,24 +38,16 @@ pub fn normalize(spec: &SubnetSpec, name: &str, d: &Defaults<'_>) -> Result<Subn
             .collect::<Vec<_>>()
             .join(",");
     } else {
-        let gws: Vec<std::net::IpAddr> = s
-            .gateway
-            .split(',')
-            .map(|g| {
-                g.trim()
-                    .parse()
-                    .map_err(|_| format!("gateway: {g:?} is not an IP address"))
-            })
-            .collect::<Result<_, _>>()?;
+        let gws = net::parse_ips(&s.gateway).map_err(|e| format!("gateway: {e}"))?;
         for gw in &gws {
             if !cidrs.iter().any(|c| c.contains(gw)) {
                 return Err(format!("gateway {gw} is not in cidrBlock {}", s.cidr_block));
             }
         }
     }
-    for gw in s.gateway.split(',').map(|g| g.trim().to_string()) {
-        if !s.exclude_ips.contains(&gw) {
-            s.exclude_ips.push(gw);
+    for gw in net::entries(&s.gateway) {
+        if !s.exclude_ips.iter().any(|e| e == gw) {
+            s.exclude_ips.push(gw.to_string());
         }
     }
     s.exclude_ips.sort();
@@ -131,19 +80,6 @@ pub fn normalize(spec: &SubnetSpec, name: &str, d: &Defaults<'_>) -> Result<Subn
     Ok(s)
 }
 
-/// The first address IPAM hands out in `net` (upstream's default gateway): network + 1, or the
-/// network address itself for /31, /32, /127 and /128.
-pub fn first_usable(net: &IpNet) -> std::net::IpAddr {
-    let net = net.trunc();
-    if net.max_prefix_len() - net.prefix_len() < 2 {
-        return net.network();
-    }
-    match net.network() {
-        std::net::IpAddr::V4(a) => std::net::IpAddr::V4((u32::from(a) + 1).into()),
-        std::net::IpAddr::V6(a) => std::net::IpAddr::V6((u128::from(a) + 1).into()),
-    }
-}
-
 /// Whether a provider means "logical switch" (`ovn`, `<nad>.<ns>.ovn`) rather than IPAM only.
 pub fn is_ovn_provider(provider: &str) -> bool {
     provider.is_empty() || provider == "ovn" || provider.ends_with(".ovn")
@@ -151,8 +87,7 @@ pub fn is_ovn_provider(provider: &str) -> bool {
 
 /// Gateway node names of a centralized subnet (`gatewayNode` is `n1,n2` or `n1:ip,…`).
 pub fn gateway_nodes(spec: &SubnetSpec) -> Vec<String> {
-    spec.gateway_node
-        .split(',')
+    net::entries(&spec.gateway_node)
         .map(|g| g.split(':').next().unwrap_or("").trim().to_string())
         .filter(|g| !g.is_empty())
         .collect()
@@ -170,7 +105,7 @@ pub fn choose_subnet(
     default_subnet: &str,
 ) -> Result<String, String> {
     if let Some(ls) = pod_annotations
-        .get(crate::annotations::LOGICAL_SWITCH)
+        .get(kube_ovn_common::annotations::LOGICAL_SWITCH)
         .filter(|s| !s.is_empty())
     {
         return Ok(ls.clone());
@@ -186,8 +121,8 @@ pub fn choose_subnet(
     if let Some(first) = bound.first() {
         return Ok(first.to_string());
     }
-    if let Some(list) = namespace_annotations.get(crate::annotations::LOGICAL_SWITCH) {
-        if let Some(first) = list.split(',').map(str::trim).find(|s| !s.is_empty()) {
+    if let Some(list) = namespace_annotations.get(kube_ovn_common::annotations::LOGICAL_SWITCH) {
+        if let Some(first) = net::entries(list).next() {
             return Ok(first.to_string());
         }
     }
@@ -301,7 +236,7 @@ mod tests {
             "ovn-default"
         );
         let pod: BTreeMap<String, String> = [(
-            crate::annotations::LOGICAL_SWITCH.to_string(),
+            kube_ovn_common::annotations::LOGICAL_SWITCH.to_string(),
             "mine".to_string(),
         )]
         .into();
@@ -310,7 +245,7 @@ mod tests {
             "mine"
         );
         let ns: BTreeMap<String, String> = [(
-            crate::annotations::LOGICAL_SWITCH.to_string(),
+            kube_ovn_common::annotations::LOGICAL_SWITCH.to_string(),
             "a,b".to_string(),
         )]
         .into();

@@ -10,7 +10,7 @@ use kube::core::GroupVersionKind;
 use kube::discovery::{self, Scope};
 use kube::{Client, ResourceExt};
 use kube_apiserver_fixture::{ApiServer, Options};
-use kube_ovn_controller::crd::{self, BigInt, Condition, Subnet, Vpc};
+use kube_ovn_common::crd::{self, BigInt, Condition, Subnet, Vpc};
 use serde_json::json;
 
 async fn server_with_crds() -> (ApiServer, Client) {

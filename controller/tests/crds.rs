@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube_ovn_controller::crd::{self, structural};
+use kube_ovn_common::crd::{self, structural};
 use serde_json::{json, Value};
 
 /// Upstream's served kinds (`pkg/apis/kubeovn/v1/register.go`) with plural,

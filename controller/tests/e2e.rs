@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::ResourceExt;
-use kube_ovn_controller::crd::{Ip, Subnet};
+use kube_ovn_common::crd::{Ip, Subnet};
 use kube_ovn_nb::objects::string_map;
 use ovsdb::{Atom, Datum};
 use support::{eventually, pod, World};

@@ -2,7 +2,7 @@
 //! shows them in a running cluster) survive a read and a write unchanged, and
 //! empty objects serialise to exactly the keys Go's `omitempty` tags keep.
 
-use kube_ovn_controller::crd::{
+use kube_ovn_common::crd::{
     ip::Ip, ippool::IpPool, ovn_nat::OvnEip, ovn_nat::OvnFip, provider_network::ProviderNetwork,
     security_group::SecurityGroup, subnet::Subnet, subnet::SubnetSpec, vlan::Vlan, vpc::Vpc,
     vpc::VpcSpec, vpc_egress_gateway::BandwidthRate, vpc_egress_gateway::VpcEgressGateway,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
-use kube_ovn_controller::crd::{IpPool, Subnet};
+use kube_ovn_common::crd::{IpPool, Subnet};
 use kube_ovn_nb::objects::string_map;
 use ovsdb::Datum;
 use serde_json::json;

@@ -1,11 +1,13 @@
 //! Command-line flags with upstream kube-ovn-daemon's names and defaults (`pkg/daemon/config.go`),
 //! so the DaemonSet's arguments work when only the image changes. Flags for node-level features
-//! this daemon does not implement yet are accepted, never a parse failure. klog's flags too.
+//! this daemon does not implement yet are accepted, never a parse failure. klog's flags too
+//! (shared with the controller: [`LogFlags`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use kube_ovn_common::klog::LogFlags;
 
 /// Upstream's default socket, shared with the shim through the conflist's `server_socket`.
 pub const DEFAULT_BIND_SOCKET: &str = "/run/openvswitch/kube-ovn-daemon.sock";
@@ -68,7 +70,7 @@ pub struct Config {
     /// Join subnet name: its CIDR gets no host route through `ovn0`.
     #[arg(long = "node-switch", default_value = "join")]
     pub node_switch: String,
-    /// Default VPC router (accepted).
+    /// The default VPC's router: subnets of this VPC (or of none) get host routes and NAT.
     #[arg(long = "cluster-router", default_value = "ovn-cluster")]
     pub cluster_router: String,
     /// Service CIDR (accepted; node NAT rules are not implemented yet).
@@ -108,21 +110,9 @@ pub struct Config {
     #[arg(long = "wait-ovn-installed-timeout", value_parser = seconds, default_value = "30")]
     pub wait_ovn_installed_timeout: Duration,
 
-    /// klog verbosity (mapped onto the tracing filter when RUST_LOG is unset).
-    #[arg(long = "v", default_value_t = 0)]
-    pub v: u8,
-    /// klog flag kept for argument compatibility; logs always go to stderr.
-    #[arg(long = "logtostderr", action = clap::ArgAction::Set, default_value_t = true)]
-    pub logtostderr: bool,
-    /// klog flag kept for argument compatibility.
-    #[arg(long = "alsologtostderr", action = clap::ArgAction::Set, default_value_t = false)]
-    pub alsologtostderr: bool,
-    /// klog flag kept for argument compatibility.
-    #[arg(long = "log_file", default_value = "")]
-    pub log_file: String,
-    /// klog flag kept for argument compatibility.
-    #[arg(long = "log_file_max_size", default_value_t = 0)]
-    pub log_file_max_size: u64,
+    /// klog's flags (`--v`, `--logtostderr`, …).
+    #[command(flatten)]
+    pub log: LogFlags,
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -219,7 +209,7 @@ mod tests {
         assert_eq!(c.pod_mtu(), 1450);
         assert_eq!(c.pod_tx_checksum_offload, TxChecksumOffload::Off);
         assert_eq!(c.wait_address_timeout, Duration::from_millis(2500));
-        assert_eq!(c.v, 3);
+        assert_eq!(c.log.v, 3);
     }
 
     #[test]

@@ -121,7 +121,7 @@ impl Daemon {
     ) -> Result<(), HandlerError> {
         let spec = PortSpec::for_pod(
             host,
-            &network::iface_id(&req.pod_name, &req.pod_namespace, provider),
+            &kube_ovn_common::names::pod_lsp(&req.pod_name, &req.pod_namespace, provider),
             &req.pod_name,
             &req.pod_namespace,
             &req.net_ns,

@@ -1,28 +1,24 @@
-//! Prometheus metrics and health endpoints on `--pprof-port`, as upstream's daemon serves them
-//! there: `/metrics` (when `--enable-metrics`), `/healthz`, `/livez`, `/readyz`. Metric names
-//! follow upstream's (`cni_op_latency_seconds`, `cni_wait_address_seconds_total`) so existing
-//! dashboards keep working; the ones upstream lacks are named in the same style.
+//! The daemon's Prometheus metrics, served with the health endpoints on `--pprof-port` by
+//! [`kube_ovn_common::health`]. Metric names follow upstream's (`cni_op_latency_seconds`,
+//! `cni_wait_address_seconds_total`) so existing dashboards keep working; the ones upstream
+//! lacks are named in the same style.
 //!
 //! Port 0 picks a free port (several sandbox nodes share one machine); the bound address is
-//! logged and written to `<bind-socket>.metrics-addr`, so whoever started the daemon can find it.
+//! logged and written to [`addr_file`], so whoever started the daemon can find it.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
+use kube_ovn_common::health::Exposition;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
 /// Labels of per-request metrics, upstream's set plus the outcome in words.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -169,59 +165,15 @@ impl Metrics {
         }
         out
     }
-
-    fn respond(&self, path: &str, metrics_enabled: bool) -> Response<Full<Bytes>> {
-        let (status, body) = match path {
-            "/metrics" if metrics_enabled => (StatusCode::OK, self.render()),
-            "/healthz" | "/livez" => (StatusCode::OK, "ok".to_string()),
-            "/readyz" if self.ready.load(Ordering::SeqCst) => (StatusCode::OK, "ok".to_string()),
-            "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_string()),
-            _ => (StatusCode::NOT_FOUND, "not found".to_string()),
-        };
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        r
-    }
 }
 
-/// Binds the endpoint (port 0 picks one) and records the bound address in `addr_file`, replacing
-/// what a previous run left there, so a reader never sees a stale port.
-pub async fn bind(
-    addr: SocketAddr,
-    addr_file: &Path,
-) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    if let Some(dir) = addr_file.parent() {
-        std::fs::create_dir_all(dir)?;
+impl Exposition for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
     }
-    let tmp = addr_file.with_extension("metrics-addr.tmp");
-    std::fs::write(&tmp, format!("{bound}\n"))?;
-    std::fs::rename(&tmp, addr_file)?;
-    Ok((listener, bound))
-}
 
-/// Serves the endpoints until the listener fails.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    metrics_enabled: bool,
-) -> std::io::Result<()> {
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let r = m.respond(req.uri().path(), metrics_enabled);
-                async move { Ok::<_, std::convert::Infallible>(r) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
-            }
-        });
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
     }
 }
 
@@ -251,16 +203,20 @@ mod tests {
 
     #[test]
     fn readiness_and_disabled_metrics() {
+        use kube_ovn_common::health::respond;
         let m = Metrics::new("n1");
         assert_eq!(
-            m.respond("/readyz", true).status(),
+            respond(&*m, "/readyz", true).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        assert_eq!(m.respond("/healthz", true).status(), StatusCode::OK);
-        assert_eq!(m.respond("/livez", true).status(), StatusCode::OK);
+        assert_eq!(respond(&*m, "/healthz", true).status(), StatusCode::OK);
+        assert_eq!(respond(&*m, "/livez", true).status(), StatusCode::OK);
         m.set_ready();
-        assert_eq!(m.respond("/readyz", true).status(), StatusCode::OK);
-        assert_eq!(m.respond("/metrics", true).status(), StatusCode::OK);
-        assert_eq!(m.respond("/metrics", false).status(), StatusCode::NOT_FOUND);
+        assert_eq!(respond(&*m, "/readyz", true).status(), StatusCode::OK);
+        assert_eq!(respond(&*m, "/metrics", true).status(), StatusCode::OK);
+        assert_eq!(
+            respond(&*m, "/metrics", false).status(),
+            StatusCode::NOT_FOUND
+        );
     }
 }

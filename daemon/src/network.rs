@@ -1,6 +1,6 @@
 //! What a pod's annotations say its network is, decided without any I/O: which annotations the
 //! controller still owes, the parsed addresses/MAC/gateways/routes, the veth names and the
-//! OVS `iface-id` upstream uses, and the ADD reply built from all of that.
+//! ADD reply built from all of that.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -33,16 +33,6 @@ pub fn provider(requested: &str) -> &str {
 /// Full annotation key for a provider, e.g. `ovn.kubernetes.io/ip_address`.
 pub fn annotation_key(provider: &str, suffix: &str) -> String {
     format!("{provider}.kubernetes.io/{suffix}")
-}
-
-/// The OVS `external_ids:iface-id` (the logical switch port name) of a pod's NIC, as upstream's
-/// `PodNameToPortName`: `<pod>.<ns>` for the default provider, `<pod>.<ns>.<provider>` otherwise.
-pub fn iface_id(pod: &str, namespace: &str, provider: &str) -> String {
-    if provider == DEFAULT_PROVIDER {
-        format!("{pod}.{namespace}")
-    } else {
-        format!("{pod}.{namespace}.{provider}")
-    }
 }
 
 /// Host and container veth names (upstream `generateNicName`): `<id[:12]>_h` / `<id[:12]>_c` for
@@ -402,6 +392,7 @@ mod tests {
             .map(|(k, v)| (k.replace("ovn.", "net1.ns1.ovn."), v))
             .collect();
         assert!(from_annotations(&a, "net1.ns1.ovn", &[]).is_ok());
+        let iface_id = kube_ovn_common::names::pod_lsp;
         assert_eq!(iface_id("p", "ns", "net1.ns1.ovn"), "p.ns.net1.ns1.ovn");
         assert_eq!(iface_id("p", "ns", provider("")), "p.ns");
     }

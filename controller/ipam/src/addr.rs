@@ -9,24 +9,8 @@ use ipnet::IpNet;
 use crate::error::{Error, Result};
 use crate::range::RangeSet;
 
-/// An IP family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    /// IPv4.
-    V4,
-    /// IPv6.
-    V6,
-}
-
-impl Family {
-    /// The family of an address.
-    pub fn of(ip: &IpAddr) -> Family {
-        match ip {
-            IpAddr::V4(_) => Family::V4,
-            IpAddr::V6(_) => Family::V6,
-        }
-    }
-}
+/// The address family, shared with every crate that parses addresses.
+pub use kube_ovn_common::net::Family;
 
 /// The IPAM key of an address (IPv4 in the low 32 bits; families are never mixed in one set).
 pub fn key(ip: &IpAddr) -> u128 {

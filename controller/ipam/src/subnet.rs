@@ -13,6 +13,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use kube_ovn_common::net::{self, CidrBlock};
+
 use crate::addr::{self, Family};
 use crate::error::{Error, Result};
 use crate::mac;
@@ -228,34 +230,15 @@ impl Subnet {
     /// Builds an empty address book for `config`.
     pub fn new(config: SubnetConfig) -> Result<Subnet> {
         let invalid = |why: String| Error::InvalidCidr(format!("{} ({why})", config.cidr_block));
-        let mut nets: Vec<IpNet> = Vec::new();
-        for part in config
-            .cidr_block
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            let net: IpNet = part
-                .parse()
-                .map_err(|_| invalid(format!("{part} is not a CIDR")))?;
-            nets.push(net.trunc());
-        }
-        let (v4nets, v6nets): (Vec<IpNet>, Vec<IpNet>) =
-            nets.into_iter().partition(|n| matches!(n, IpNet::V4(_)));
-        if v4nets.len() > 1 || v6nets.len() > 1 || (v4nets.is_empty() && v6nets.is_empty()) {
-            return Err(invalid("need one CIDR per family".into()));
-        }
+        let block = CidrBlock::parse(&config.cidr_block).map_err(|e| invalid(e.to_string()))?;
+        let (v4net, v6net) = (block.net(Family::V4), block.net(Family::V6));
         let mut gateways: HashMap<Family, IpAddr> = HashMap::new();
-        for g in config
-            .gateway
-            .split(',')
-            .map(str::trim)
-            .filter(|g| !g.is_empty())
-        {
-            let ip: IpAddr = g.parse().map_err(|_| Error::InvalidAddressList {
-                entry: g.to_string(),
+        let gateway_list =
+            net::parse_ips(&config.gateway).map_err(|e| Error::InvalidAddressList {
+                entry: e.entry,
                 reason: "gateway is not an IP address".into(),
             })?;
+        for ip in gateway_list {
             gateways.insert(Family::of(&ip), ip);
         }
         let (ex4, ex6) = addr::parse_list(&config.exclude_ips)?;
@@ -274,8 +257,8 @@ impl Subnet {
                 Ok(Some(FamilyBook::new(*net, gw, ex)))
             };
         Ok(Subnet {
-            v4: book(v4nets.first(), Family::V4, &ex4)?,
-            v6: book(v6nets.first(), Family::V6, &ex6)?,
+            v4: book(v4net.as_ref(), Family::V4, &ex4)?,
+            v6: book(v6net.as_ref(), Family::V6, &ex6)?,
             config,
             macs: HashMap::new(),
             mac_by_nic: HashMap::new(),

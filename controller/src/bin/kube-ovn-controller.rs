@@ -23,18 +23,13 @@ fn limit_malloc_arenas() {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let config = Config::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        match config.v {
-            0..=2 => "info",
-            3..=4 => "info,kube_ovn_controller=debug",
-            _ => "debug",
-        }
-        .to_string()
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = config
+        .log
+        .init(&["kube_ovn_controller", "kube_ovn_nb", "kube_ovn_ipam"])
+    {
+        eprintln!("kube-ovn-controller: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = config.validate() {
         eprintln!("kube-ovn-controller: {e}");
         return ExitCode::from(2);

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kube_ovn_controller::crd;
+use kube_ovn_common::crd;
 
 enum Mode {
     Print,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
-use kube_ovn_controller::crd;
+use kube_ovn_common::crd;
 use kube_ovn_sandbox::{Sandbox, SandboxConfig};
 use ovsdb::{Remote, Replica, ReplicaConfig};
 use serde_json::json;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use kube_ovn_common::health;
 use kube_ovn_daemon::config::Config;
 use kube_ovn_daemon::handler::Daemon;
 use kube_ovn_daemon::metrics::{self, Metrics};
@@ -39,17 +40,17 @@ async fn run(config: Config) -> Result<(), String> {
     let metrics = Metrics::new(&node);
     let listen = SocketAddr::from(([0, 0, 0, 0], config.pprof_port));
     let (metrics_listener, metrics_addr) =
-        metrics::bind(listen, &metrics::addr_file(&config.bind_socket))
+        health::bind(listen, Some(&metrics::addr_file(&config.bind_socket)))
             .await
             .map_err(|e| format!("metrics endpoint {listen}: {e}"))?;
     tracing::info!(addr = %metrics_addr, metrics = config.enable_metrics, "serving health and metrics");
-    let m = metrics.clone();
-    let enable_metrics = config.enable_metrics;
-    tokio::spawn(async move {
-        if let Err(e) = metrics::serve(metrics_listener, m, enable_metrics).await {
-            tracing::warn!(addr = %metrics_addr, error = %e, "metrics endpoint stopped");
-        }
-    });
+    // Spawned now, not polled in the select below: probes must get answers while start-up
+    // still waits for OVS.
+    let mut endpoint = tokio::spawn(health::serve(
+        metrics_listener,
+        metrics.clone(),
+        config.enable_metrics,
+    ));
     let ovs = Ovs::connect(&config.ovs_remote(), OVS_CONNECT_WAIT)
         .await
         .map_err(|e| format!("{}: {e}", config.ovs_remote()))?;
@@ -58,6 +59,7 @@ async fn run(config: Config) -> Result<(), String> {
         node: node.clone(),
         ovs: ovs.clone(),
         join_switch: config.node_switch.clone(),
+        cluster_router: config.cluster_router.clone(),
         mtu: config.pod_mtu(),
         tx_checksum: config.pod_tx_checksum_offload,
     }
@@ -79,6 +81,7 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     tokio::select! {
         r = server::serve(listener, daemon) => r.map_err(|e| e.to_string()),
+        _ = &mut endpoint => Err("health endpoint stopped".into()),
         _ = term.recv() => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
@@ -86,18 +89,10 @@ async fn run(config: Config) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        match config.v {
-            0..=2 => "info",
-            3..=4 => "debug",
-            _ => "trace",
-        }
-        .to_string()
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = config.log.init(&["kube_ovn_daemon"]) {
+        eprintln!("kube-ovn-daemon: {e}");
+        return ExitCode::FAILURE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

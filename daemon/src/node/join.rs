@@ -6,10 +6,18 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::network::{annotation_key, parse_mac, DEFAULT_PROVIDER};
+use kube_ovn_common::annotations::{Field, ALLOCATED};
+use kube_ovn_common::net::{self, Family};
 
-/// Annotation suffixes the controller writes on a Node once its join address is allocated.
-const REQUIRED: [&str; 4] = ["ip_address", "mac_address", "cidr", "gateway"];
+use crate::network::parse_mac;
+
+/// Annotations the controller writes on a Node once its join address is allocated.
+const REQUIRED: [Field; 4] = [
+    Field::IpAddress,
+    Field::MacAddress,
+    Field::Cidr,
+    Field::Gateway,
+];
 
 /// The node's `ovn0` as allocated on the join subnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +38,7 @@ impl JoinNic {
         self.gateways
             .iter()
             .copied()
-            .find(|g| g.is_ipv4() == addr.is_ipv4())
+            .find(|g| Family::of(g) == Family::of(&addr))
     }
 
     /// The `external_ids:ip` of `ovn0`: the join addresses, comma-separated.
@@ -43,48 +51,34 @@ impl JoinNic {
     }
 }
 
-fn list<T: std::str::FromStr>(key: &str, value: &str) -> Result<Vec<T>, String>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .split(',')
-        .map(|v| {
-            v.trim()
-                .parse::<T>()
-                .map_err(|e| format!("{key}: {v:?}: {e}"))
-        })
-        .collect()
-}
-
 /// Reads the join NIC from a Node's annotations; `Err` names what is missing or malformed.
 pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Result<JoinNic, String> {
-    let get = |suffix: &str| {
-        let key = annotation_key(DEFAULT_PROVIDER, suffix);
+    let get = |field: Field| {
         annotations
-            .get(&key)
+            .get(field.default_key())
+            .map(String::as_str)
             .filter(|v| !v.is_empty())
-            .map(|v| (key, v.as_str()))
     };
-    let allocated = annotation_key(DEFAULT_PROVIDER, "allocated");
     let mut missing: Vec<String> = REQUIRED
         .iter()
-        .filter(|s| get(s).is_none())
-        .map(|s| annotation_key(DEFAULT_PROVIDER, s))
+        .filter(|f| get(**f).is_none())
+        .map(|f| f.default_key().to_string())
         .collect();
-    if annotations.get(&allocated).map(String::as_str) != Some("true") {
-        missing.push(format!("{allocated}=true"));
+    if get(Field::Allocated) != Some("true") {
+        missing.push(format!("{ALLOCATED}=true"));
     }
     if !missing.is_empty() {
         return Err(format!("missing {}", missing.join(", ")));
     }
-    let (k, v) = get("ip_address").unwrap_or_default();
-    let ips: Vec<IpAddr> = list(&k, v)?;
-    let (k, v) = get("cidr").unwrap_or_default();
-    let cidrs: Vec<IpNet> = list::<IpNet>(&k, v)?.iter().map(IpNet::trunc).collect();
-    let (k, v) = get("gateway").unwrap_or_default();
-    let gateways: Vec<IpAddr> = list(&k, v)?;
-    let (k, v) = get("mac_address").unwrap_or_default();
+    let field = |f: Field| (f.default_key(), get(f).unwrap_or_default());
+    let bad = |key: &str, e: net::ParseError| format!("{key}: {e}");
+    let (k, v) = field(Field::IpAddress);
+    let ips = net::parse_ips(v).map_err(|e| bad(k, e))?;
+    let (k, v) = field(Field::Cidr);
+    let cidrs = net::parse_cidrs(v).map_err(|e| bad(k, e))?;
+    let (k, v) = field(Field::Gateway);
+    let gateways = net::parse_ips(v).map_err(|e| bad(k, e))?;
+    let (k, v) = field(Field::MacAddress);
     let mac = parse_mac(v).map_err(|e| format!("{k}: {e}"))?;
     let addresses = ips
         .iter()

@@ -19,6 +19,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::Client;
+use kube_ovn_common::names::node_lsp;
+use kube_ovn_common::node::internal_ips;
 use serde_json::json;
 
 use crate::config::TxChecksumOffload;
@@ -30,7 +32,7 @@ use subnets::SubnetView;
 /// The node's NIC on the join switch.
 pub const NODE_NIC: &str = "ovn0";
 /// Annotation carrying the node's OVN chassis name.
-pub const CHASSIS_ANNOTATION: &str = "ovn.kubernetes.io/chassis";
+pub const CHASSIS_ANNOTATION: &str = kube_ovn_common::annotations::CHASSIS;
 /// Node condition the daemon owns.
 pub const CONDITION: &str = "NetworkUnavailable";
 /// Reason of the condition once the join gateway answers.
@@ -51,6 +53,9 @@ pub struct NodeSetup {
     pub ovs: Ovs,
     /// Name of the join subnet (`--node-switch`).
     pub join_switch: String,
+    /// The default VPC's router (`--cluster-router`): its subnets, and those naming no VPC,
+    /// are the overlay the node routes to.
+    pub cluster_router: String,
     /// MTU of `ovn0` (the pod MTU, as upstream).
     pub mtu: u32,
     /// TX checksum offload policy, applied to `ovn0` like to pod NICs.
@@ -103,9 +108,7 @@ impl NodeSetup {
                 .store
                 .state()
                 .iter()
-                .filter_map(|s| {
-                    SubnetView::from_spec(s.metadata.name.as_deref()?, s.data.get("spec")?)
-                })
+                .filter_map(|s| SubnetView::from_subnet(s))
                 .collect();
             let retry = match node {
                 None => Some(format!("node {} not found", self.node)),
@@ -150,7 +153,12 @@ impl NodeSetup {
         let index = self.ovn0(host, &join).await?;
         enable_forwarding(&join)?;
         let node_ips = internal_ips(node);
-        let overlay = subnets::overlay(subnet_list, &self.join_switch, &node_ips);
+        let overlay = subnets::overlay(
+            subnet_list,
+            &self.join_switch,
+            &self.cluster_router,
+            &node_ips,
+        );
         self.sync_routes(host, index, &overlay.cidrs, &join, &node_ips)
             .await?;
         let mut cluster = overlay.cidrs.clone();
@@ -200,7 +208,7 @@ impl NodeSetup {
 
     /// Creates `ovn0` in OVS, waits for ovn-controller to bind it, then configures the link.
     async fn ovn0(&self, host: &Netns, join: &JoinNic) -> Result<u32, String> {
-        let spec = PortSpec::node_nic(NODE_NIC, &format!("node-{}", self.node), &join.ip_list());
+        let spec = PortSpec::node_nic(NODE_NIC, &node_lsp(&self.node), &join.ip_list());
         self.ovs
             .ensure_port(INTEGRATION_BRIDGE, &spec)
             .await
@@ -294,18 +302,6 @@ fn reachable_condition_set(node: &Node) -> bool {
                     && c.reason.as_deref() == Some(REACHABLE_REASON)
             })
         })
-}
-
-/// The Node's InternalIP addresses.
-fn internal_ips(node: &Node) -> Vec<IpAddr> {
-    node.status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|a| a.type_ == "InternalIP")
-        .filter_map(|a| a.address.parse().ok())
-        .collect()
 }
 
 /// Turns on IP forwarding in this namespace for the families the join subnet has.

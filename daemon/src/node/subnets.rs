@@ -4,10 +4,9 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde_json::Value;
-
-/// The default VPC's name (a subnet with no `vpc` belongs to it too).
-pub const DEFAULT_VPC: &str = "ovn-cluster";
+use kube_ovn_common::crd::Subnet;
+use kube_ovn_common::names::is_default_provider;
+use kube_ovn_common::net;
 
 /// What the node needs to know of a Subnet CR.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,35 +26,26 @@ pub struct SubnetView {
 }
 
 impl SubnetView {
-    /// Reads a Subnet from its name and `spec`; `None` when the CIDR block is unusable.
-    pub fn from_spec(name: &str, spec: &Value) -> Option<SubnetView> {
-        let text = |k: &str| {
-            spec.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let cidrs = text("cidrBlock")
-            .split(',')
-            .map(|c| c.trim().parse::<IpNet>().map(|n| n.trunc()))
-            .collect::<Result<Vec<_>, _>>()
-            .ok()?;
+    /// Reads what the node needs of a Subnet; `None` when it has no name or its CIDR block is
+    /// unusable.
+    pub fn from_subnet(subnet: &Subnet) -> Option<SubnetView> {
+        let spec = &subnet.spec;
+        let cidrs = net::parse_cidrs(&spec.cidr_block)
+            .ok()
+            .filter(|c| !c.is_empty())?;
         Some(SubnetView {
-            name: name.to_string(),
+            name: subnet.metadata.name.clone()?,
             cidrs,
-            provider: text("provider"),
-            vpc: text("vpc"),
-            vlan: text("vlan"),
-            nat_outgoing: spec
-                .get("natOutgoing")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            provider: spec.provider.clone(),
+            vpc: spec.vpc.clone(),
+            vlan: spec.vlan.clone(),
+            nat_outgoing: spec.nat_outgoing,
         })
     }
 
-    fn is_default_overlay(&self) -> bool {
-        matches!(self.provider.as_str(), "" | "ovn")
-            && matches!(self.vpc.as_str(), "" | DEFAULT_VPC)
+    fn is_default_overlay(&self, default_vpc: &str) -> bool {
+        is_default_provider(&self.provider)
+            && (self.vpc.is_empty() || self.vpc == default_vpc)
             && self.vlan.is_empty()
     }
 }
@@ -69,12 +59,18 @@ pub struct Overlay {
     pub nat: Vec<IpNet>,
 }
 
-/// Selects the default VPC's overlay subnets, skipping `join` and CIDRs containing a node IP.
-pub fn overlay(subnets: &[SubnetView], join: &str, node_ips: &[IpAddr]) -> Overlay {
+/// Selects the overlay subnets of `default_vpc` (`--cluster-router`), skipping `join` and CIDRs
+/// containing a node IP.
+pub fn overlay(
+    subnets: &[SubnetView],
+    join: &str,
+    default_vpc: &str,
+    node_ips: &[IpAddr],
+) -> Overlay {
     let mut out = Overlay::default();
     for s in subnets
         .iter()
-        .filter(|s| s.name != join && s.is_default_overlay())
+        .filter(|s| s.name != join && s.is_default_overlay(default_vpc))
     {
         for c in s
             .cidrs
@@ -97,10 +93,18 @@ pub fn overlay(subnets: &[SubnetView], join: &str, node_ips: &[IpAddr]) -> Overl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn typed(name: &str, spec: Value) -> Subnet {
+        serde_json::from_value(json!({
+            "apiVersion": "kubeovn.io/v1", "kind": "Subnet",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap()
+    }
 
     fn subnet(name: &str, spec: Value) -> SubnetView {
-        SubnetView::from_spec(name, &spec).unwrap()
+        SubnetView::from_subnet(&typed(name, spec)).unwrap()
     }
 
     #[test]
@@ -109,8 +113,8 @@ mod tests {
         assert_eq!(s.cidrs[0], "10.16.0.0/16".parse::<IpNet>().unwrap());
         assert_eq!(s.cidrs.len(), 2);
         assert!(!s.nat_outgoing);
-        assert!(SubnetView::from_spec("b", &json!({"cidrBlock": "nonsense"})).is_none());
-        assert!(SubnetView::from_spec("c", &json!({})).is_none());
+        assert!(SubnetView::from_subnet(&typed("b", json!({"cidrBlock": "nonsense"}))).is_none());
+        assert!(SubnetView::from_subnet(&typed("c", json!({}))).is_none());
     }
 
     #[test]
@@ -136,9 +140,30 @@ mod tests {
             ),
             subnet("holds-node", json!({"cidrBlock": "172.18.0.0/24"})),
         ];
-        let o = overlay(&subnets, "join", &["172.18.0.2".parse().unwrap()]);
+        let o = overlay(
+            &subnets,
+            "join",
+            "ovn-cluster",
+            &["172.18.0.2".parse().unwrap()],
+        );
         let n = |s: &str| s.parse::<IpNet>().unwrap();
         assert_eq!(o.cidrs, [n("10.16.0.0/16"), n("10.17.0.0/16")]);
         assert_eq!(o.nat, [n("10.16.0.0/16")]);
+    }
+
+    #[test]
+    fn the_default_vpc_is_the_configured_router() {
+        let subnets = [
+            subnet(
+                "a",
+                json!({"cidrBlock": "10.16.0.0/16", "vpc": "ovn-cluster"}),
+            ),
+            subnet(
+                "b",
+                json!({"cidrBlock": "10.17.0.0/16", "vpc": "my-router"}),
+            ),
+        ];
+        let o = overlay(&subnets, "join", "my-router", &[]);
+        assert_eq!(o.cidrs, ["10.17.0.0/16".parse::<IpNet>().unwrap()]);
     }
 }

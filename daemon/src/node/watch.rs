@@ -5,10 +5,11 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
+use kube_ovn_common::crd::Subnet;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -47,19 +48,7 @@ where
     Mirror { store, changes }
 }
 
-/// The Subnet CRD (`kubeovn.io/v1`, cluster-scoped).
-pub fn subnet_resource() -> ApiResource {
-    ApiResource {
-        group: "kubeovn.io".into(),
-        version: "v1".into(),
-        api_version: "kubeovn.io/v1".into(),
-        kind: "Subnet".into(),
-        plural: "subnets".into(),
-    }
-}
-
 /// Mirrors every Subnet.
-pub fn subnets(client: Client) -> Mirror<DynamicObject> {
-    let ar = subnet_resource();
-    mirror(Api::all_with(client, &ar), watcher::Config::default(), ar)
+pub fn subnets(client: Client) -> Mirror<Subnet> {
+    mirror(Api::all(client), watcher::Config::default(), ())
 }

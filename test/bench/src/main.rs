@@ -37,7 +37,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
-use kube_ovn_controller::crd::{self, Subnet};
+use kube_ovn_common::crd::{self, Subnet};
 use kube_ovn_sandbox::{Sandbox, SandboxConfig, SandboxState};
 use ovsdb::{Client, Operation, Remote, Replica, ReplicaConfig, Timeouts, Transaction};
 use serde_json::{json, Value};

@@ -1,0 +1,138 @@
+//! klog's command-line flags, which upstream's controller and daemon both accept (their
+//! Deployment and DaemonSet pass `--v`, `--logtostderr=false`, `--log_file=…`), as one
+//! `clap::Args` group flattened into each binary's flags, and the tracing set-up both run.
+//!
+//! Logs always go to stderr (the container runtime collects them); the file flags are accepted
+//! so upstream's arguments parse, and `--v` picks the tracing filter when `RUST_LOG` is unset.
+
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+/// klog's flags, names and defaults as `klog.InitFlags` registers them.
+#[derive(Debug, Clone, Args)]
+pub struct LogFlags {
+    /// Log verbosity: 0-2 info, 3-4 this binary's debug messages, 5-6 all debug, 7+ trace
+    /// (ignored when `RUST_LOG` is set).
+    #[arg(long = "v", default_value_t = 0)]
+    pub v: u8,
+    /// Accepted for compatibility; logs always go to stderr.
+    #[arg(long = "logtostderr", default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub logtostderr: bool,
+    /// Accepted for compatibility; logs always go to stderr.
+    #[arg(long = "alsologtostderr", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub alsologtostderr: bool,
+    /// Accepted for compatibility (no log file is written).
+    #[arg(long = "log_file", default_value = "")]
+    pub log_file: String,
+    /// Accepted for compatibility (no log file is written).
+    #[arg(long = "log_file_max_size", default_value_t = 0)]
+    pub log_file_max_size: u64,
+    /// Accepted for compatibility (no log file is written).
+    #[arg(long = "log_dir", default_value = "")]
+    pub log_dir: String,
+    /// Accepted for compatibility.
+    #[arg(long = "add_dir_header", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub add_dir_header: bool,
+    /// Accepted for compatibility.
+    #[arg(long = "skip_headers", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub skip_headers: bool,
+    /// Accepted for compatibility.
+    #[arg(long = "skip_log_headers", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub skip_log_headers: bool,
+    /// Accepted for compatibility.
+    #[arg(long = "one_output", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub one_output: bool,
+    /// Accepted for compatibility (klog severity name or number).
+    #[arg(long = "stderrthreshold", default_value = "2")]
+    pub stderrthreshold: String,
+    /// Accepted for compatibility; per-module verbosity is `RUST_LOG`'s job.
+    #[arg(long = "vmodule", default_value = "")]
+    pub vmodule: String,
+    /// Accepted for compatibility.
+    #[arg(long = "log_backtrace_at", default_value = "")]
+    pub log_backtrace_at: String,
+}
+
+impl LogFlags {
+    /// The tracing filter `--v` means for a binary whose own code lives in `own_crates`
+    /// (`kube_ovn_controller`, …; the shared crate is always included).
+    pub fn filter(&self, own_crates: &[&str]) -> String {
+        match self.v {
+            0..=2 => "info".to_string(),
+            3..=4 => own_crates
+                .iter()
+                .chain(["kube_ovn_common"].iter())
+                .fold("info".to_string(), |f, c| format!("{f},{c}=debug")),
+            5..=6 => "debug".to_string(),
+            _ => "trace".to_string(),
+        }
+    }
+
+    /// Installs the process's tracing subscriber on stderr: `RUST_LOG` when set, else the
+    /// filter `--v` means. Fails if a subscriber is already installed or `RUST_LOG` is invalid.
+    pub fn init(&self, own_crates: &[&str]) -> Result<(), String> {
+        let filter = match std::env::var("RUST_LOG") {
+            Ok(f) => EnvFilter::try_new(&f).map_err(|e| format!("RUST_LOG={f:?}: {e}"))?,
+            Err(_) => EnvFilter::new(self.filter(own_crates)),
+        };
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init()
+            .map_err(|e| format!("logging: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        log: LogFlags,
+    }
+
+    fn parse(args: &[&str]) -> Result<LogFlags, clap::Error> {
+        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied())).map(|c| c.log)
+    }
+
+    #[test]
+    fn upstream_arguments_parse() {
+        let f = parse(&[
+            "--v=3",
+            "--logtostderr=false",
+            "--alsologtostderr=true",
+            "--log_file=/var/log/kube-ovn/kube-ovn-cni.log",
+            "--log_file_max_size=200",
+            "--skip_headers",
+            "--vmodule=foo=4",
+        ])
+        .unwrap();
+        assert_eq!(f.v, 3);
+        assert!(!f.logtostderr && f.alsologtostderr && f.skip_headers);
+        assert_eq!(f.log_file_max_size, 200);
+        let d = parse(&[]).unwrap();
+        assert!(d.logtostderr && !d.alsologtostderr);
+        assert_eq!(d.v, 0);
+        assert!(parse(&["--v=x"]).is_err());
+        assert!(parse(&["--logtostderr=maybe"]).is_err());
+    }
+
+    #[test]
+    fn verbosity_maps_onto_filters() {
+        let at = |v: &str| {
+            parse(&[&format!("--v={v}")])
+                .unwrap()
+                .filter(&["kube_ovn_x"])
+        };
+        assert_eq!(at("0"), "info");
+        assert_eq!(at("3"), "info,kube_ovn_x=debug,kube_ovn_common=debug");
+        assert_eq!(at("5"), "debug");
+        assert_eq!(at("9"), "trace");
+        for v in ["0", "3", "5", "9"] {
+            assert!(EnvFilter::try_new(at(v)).is_ok());
+        }
+    }
+}
