@@ -69,8 +69,8 @@ struct Head {
     method: Option<serde::de::IgnoredAny>,
 }
 
-/// A live connection. Cloning shares it; it closes when the server goes, the probe fails, or
-/// [`Connection::close`] is called.
+/// A live connection. Cloning shares it; it closes when the server goes, the probe fails,
+/// [`Connection::close`] is called, or the last clone is dropped.
 #[derive(Clone)]
 pub struct Connection {
     remote: Arc<str>,
@@ -79,11 +79,25 @@ pub struct Connection {
     next_id: Arc<AtomicU64>,
     request_timeout: Duration,
     closed: watch::Receiver<bool>,
-    shutdown: Arc<watch::Sender<bool>>,
+    /// Shared by the handles only, never by the connection's own tasks: when the last handle
+    /// goes, its drop closes the connection.
+    owner: Arc<Owner>,
     /// Notifications handed to the receiver so far. The reader hands a notification over
     /// before it dispatches any later reply, so after a reply this counts every notification
     /// the server sent before it — what a cache must have applied to reflect that reply.
     delivered: Arc<AtomicU64>,
+}
+
+/// The users' hold on a connection. The reader and writer only watch the signal it raises,
+/// so answered echo probes cannot keep a connection alive that nobody can use any more.
+struct Owner {
+    closed: Arc<watch::Sender<bool>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.closed.send_replace(true);
+    }
 }
 
 impl Connection {
@@ -107,17 +121,22 @@ impl Connection {
 
         // Writer: one task owns the write half, so requests from many callers never interleave.
         let mut stop = closed_rx.clone();
+        // A write the peer does not drain must not outlive the connection: it is cancelled too.
         tokio::spawn(async move {
             loop {
-                tokio::select! {
+                let bytes = tokio::select! {
                     msg = out_rx.recv() => match msg {
-                        Some(bytes) => if wr.write_all(&bytes).await.is_err() { break },
+                        Some(bytes) => bytes,
                         None => break,
                     },
                     _ = until_closed(&mut stop) => break,
+                };
+                tokio::select! {
+                    r = wr.write_all(&bytes) => if r.is_err() { break },
+                    _ = until_closed(&mut stop) => break,
                 }
             }
-            let _ = wr.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
         });
 
         // Reader: frames, dispatch, and the inactivity probe.
@@ -179,7 +198,7 @@ impl Connection {
                 next_id: Arc::new(AtomicU64::new(1)),
                 request_timeout: timeouts.request,
                 closed: closed_rx,
-                shutdown: closed_tx,
+                owner: Arc::new(Owner { closed: closed_tx }),
                 delivered,
             },
             note_rx,
@@ -212,8 +231,9 @@ impl Connection {
         until_closed(&mut self.closed.clone()).await;
     }
 
+    /// Closes the connection now, for every handle; dropping the last handle does the same.
     pub fn close(&self) {
-        let _ = self.shutdown.send(true);
+        self.owner.closed.send_replace(true);
     }
 
     /// The default request timeout.
