@@ -373,8 +373,9 @@ fn not_committed(e: &Error) -> bool {
 /// errors).
 fn copy_error(e: &Error) -> Error {
     match e {
-        Error::Disconnected { remote } => Error::Disconnected {
+        Error::Disconnected { remote, reason } => Error::Disconnected {
             remote: remote.clone(),
+            reason: reason.clone(),
         },
         Error::Timeout { what, after } => Error::Timeout {
             what: what.clone(),

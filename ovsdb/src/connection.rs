@@ -91,12 +91,48 @@ pub struct Connection {
 /// The users' hold on a connection. The reader and writer only watch the signal it raises,
 /// so answered echo probes cannot keep a connection alive that nobody can use any more.
 struct Owner {
-    closed: Arc<watch::Sender<bool>>,
+    closer: Arc<Closer>,
 }
 
 impl Drop for Owner {
     fn drop(&mut self) {
+        self.closer
+            .close("every handle to it was dropped".into(), false);
+    }
+}
+
+/// Ends a connection once and remembers why: callers waiting on it, and any that try it later,
+/// are told the first cause (a protocol error, an unanswered probe) rather than a bare "lost".
+struct Closer {
+    remote: Arc<str>,
+    closed: watch::Sender<bool>,
+    reason: Mutex<Option<String>>,
+}
+
+impl Closer {
+    /// Closes with `reason` unless already closed; a `fault` (the peer misbehaved or the
+    /// transport broke) is logged as a warning, anything else at info level.
+    fn close(&self, reason: String, fault: bool) {
+        let mut first = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_some() {
+            return;
+        }
+        if fault {
+            tracing::warn!(remote = %self.remote, %reason, "ovsdb connection failed");
+        } else {
+            tracing::info!(remote = %self.remote, %reason, "ovsdb connection closed");
+        }
+        *first = Some(reason);
+        drop(first);
         self.closed.send_replace(true);
+    }
+
+    fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "closed".into())
     }
 }
 
@@ -113,14 +149,19 @@ impl Connection {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let (note_tx, note_rx) = mpsc::unbounded_channel();
         let (closed_tx, closed_rx) = watch::channel(false);
-        let closed_tx = Arc::new(closed_tx);
         let pending: Pending = Arc::default();
         let name: Arc<str> = remote.to_string().into();
+        let closer = Arc::new(Closer {
+            remote: name.clone(),
+            closed: closed_tx,
+            reason: Mutex::default(),
+        });
         let delivered = Arc::new(AtomicU64::new(0));
         let counter = delivered.clone();
 
         // Writer: one task owns the write half, so requests from many callers never interleave.
         let mut stop = closed_rx.clone();
+        let write_closer = closer.clone();
         // A write the peer does not drain must not outlive the connection: it is cancelled too.
         tokio::spawn(async move {
             loop {
@@ -132,7 +173,10 @@ impl Connection {
                     _ = until_closed(&mut stop) => break,
                 };
                 tokio::select! {
-                    r = wr.write_all(&bytes) => if r.is_err() { break },
+                    r = wr.write_all(&bytes) => if let Err(e) = r {
+                        write_closer.close(format!("write failed: {e}"), true);
+                        break;
+                    },
                     _ = until_closed(&mut stop) => break,
                 }
             }
@@ -140,10 +184,9 @@ impl Connection {
         });
 
         // Reader: frames, dispatch, and the inactivity probe.
-        let conn_name = name.clone();
         let out = out_tx.clone();
         let pend = pending.clone();
-        let closer = closed_tx.clone();
+        let read_closer = closer.clone();
         let probe = timeouts.probe_interval;
         let mut stop = closed_rx.clone();
         tokio::spawn(async move {
@@ -151,12 +194,13 @@ impl Connection {
             let mut buf = vec![0u8; 64 * 1024];
             let mut last_rx = Instant::now();
             let mut probe_sent = false;
-            let reason: String = 'conn: loop {
+            // Why the reader ended: `None` when the connection was closed from elsewhere.
+            let ended: Option<(String, bool)> = 'conn: loop {
                 let deadline = last_rx + if probe_sent { probe * 2 } else { probe };
                 tokio::select! {
                     r = rd.read(&mut buf) => match r {
-                        Ok(0) => break 'conn "closed by peer".into(),
-                        Err(e) => break 'conn e.to_string(),
+                        Ok(0) => break 'conn Some(("closed by the server".into(), false)),
+                        Err(e) => break 'conn Some((format!("read failed: {e}"), true)),
                         Ok(n) => {
                             last_rx = Instant::now();
                             probe_sent = false;
@@ -165,28 +209,29 @@ impl Connection {
                                 match split.next_frame() {
                                     Ok(Some(frame)) => {
                                         if let Err(e) = dispatch(&frame, &out, &pend, &note_tx, &counter) {
-                                            break 'conn e.to_string();
+                                            break 'conn Some((e.to_string(), true));
                                         }
                                     }
                                     Ok(None) => break,
-                                    Err(e) => break 'conn e.to_string(),
+                                    Err(e) => break 'conn Some((e.to_string(), true)),
                                 }
                             }
                         }
                     },
                     _ = tokio::time::sleep_until(deadline) => {
                         if probe_sent {
-                            break 'conn format!("no answer to inactivity probe within {:?}", probe * 2);
+                            break 'conn Some((format!("no answer to inactivity probe within {:?}", probe * 2), true));
                         }
                         probe_sent = true;
                         let _ = out.send(frame_bytes(&json!({"method": "echo", "params": [], "id": "echo"})));
                     }
-                    _ = until_closed(&mut stop) => break 'conn "closed".into(),
+                    _ = until_closed(&mut stop) => break 'conn None,
                 }
             };
-            tracing::debug!(remote = %conn_name, %reason, "ovsdb connection ended");
-            let _ = closer.send(true);
-            // Dropping the senders fails every waiter with Disconnected.
+            if let Some((reason, fault)) = ended {
+                read_closer.close(reason, fault);
+            }
+            // Dropping the senders fails every waiter with Disconnected, and the closer's reason.
             *pend.lock().unwrap_or_else(|p| p.into_inner()) = PendingMap::default();
         });
 
@@ -198,7 +243,7 @@ impl Connection {
                 next_id: Arc::new(AtomicU64::new(1)),
                 request_timeout: timeouts.request,
                 closed: closed_rx,
-                owner: Arc::new(Owner { closed: closed_tx }),
+                owner: Arc::new(Owner { closer }),
                 delivered,
             },
             note_rx,
@@ -233,7 +278,9 @@ impl Connection {
 
     /// Closes the connection now, for every handle; dropping the last handle does the same.
     pub fn close(&self) {
-        self.owner.closed.send_replace(true);
+        self.owner
+            .closer
+            .close("closed by the client".into(), false);
     }
 
     /// The default request timeout.
@@ -346,6 +393,7 @@ impl Connection {
     fn disconnected(&self) -> Error {
         Error::Disconnected {
             remote: self.remote.to_string(),
+            reason: self.owner.closer.reason(),
         }
     }
 }

@@ -239,6 +239,7 @@ impl Replica {
         r.unwrap_or_else(|_| {
             Err(Error::Disconnected {
                 remote: "no connected server".into(),
+                reason: format!("none reconnected within {limit:?}"),
             })
         })
     }

@@ -1,0 +1,129 @@
+//! A scripted peer that speaks JSON-RPC 1.0 badly on purpose: what a misbehaving or hostile
+//! server does to the client must come back as a clear error, never as unbounded memory, a
+//! hang, or a bare "connection lost".
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ovsdb::{Client, Error, Remote, Timeouts};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinHandle;
+
+/// Serves one connection on a unix socket in `dir` with `script`.
+fn peer<F, Fut>(dir: &tempfile::TempDir, script: F) -> (Remote, JoinHandle<()>)
+where
+    F: FnOnce(UnixStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let path = dir.path().join("peer.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let h = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        script(s).await;
+    });
+    (Remote::Unix(path), h)
+}
+
+/// Reads the next complete JSON value the client sent (`pending` keeps bytes read past it).
+async fn read_message(s: &mut UnixStream, pending: &mut Vec<u8>) -> Value {
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut it = serde_json::Deserializer::from_slice(pending).into_iter::<Value>();
+        if let Some(Ok(v)) = it.next() {
+            let used = it.byte_offset();
+            pending.drain(..used);
+            return v;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the client sends a message within 10s")
+            .unwrap();
+        assert!(n > 0, "the client closed before sending a message");
+        pending.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Reads and discards until the client closes; `true` when it did within `limit`.
+async fn closed_by_client(s: &mut UnixStream, limit: Duration) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Log lines at warn level and above, as a deployment would see them.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Captures this thread's warnings (a current-thread runtime runs the client's tasks here).
+    fn warnings() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let c = Captured::default();
+        let w = c.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .finish();
+        (c, tracing::subscriber::set_default(sub))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn invalid_json_reaches_waiting_callers_and_the_warn_log() {
+    let (log, _guard) = Captured::warnings();
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, peer) = peer(&dir, |mut s| async move {
+        let mut pending = Vec::new();
+        read_message(&mut s, &mut pending).await;
+        // Frames as one value, but is not JSON.
+        s.write_all(br#"{"id":1,"result":[1,]}"#).await.unwrap();
+        assert!(closed_by_client(&mut s, Duration::from_secs(10)).await);
+    });
+    let (c, _notes) = Client::connect(&remote, None, &Timeouts::default())
+        .await
+        .unwrap();
+    let e = c.list_dbs().await.unwrap_err();
+    assert!(matches!(e, Error::Disconnected { .. }), "{e}");
+    assert!(
+        e.to_string().contains("invalid JSON"),
+        "waiting caller got: {e}"
+    );
+    let later = c.echo().await.unwrap_err();
+    assert!(
+        later.to_string().contains("invalid JSON"),
+        "later caller got: {later}"
+    );
+    let logged = log.text();
+    assert!(
+        logged.contains("WARN") && logged.contains("invalid JSON"),
+        "warn log: {logged:?}"
+    );
+    drop(c);
+    peer.await.unwrap();
+}
