@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::connection::{Connection, Notification, Timeouts};
+use crate::connection::{Connection, Limits, Notification, Timeouts};
 use crate::error::{Error, Result};
 use crate::ops::{Transaction, TxnOutcome};
 use crate::schema::DatabaseSchema;
@@ -34,7 +34,17 @@ impl Client {
         tls: Option<&TlsFiles>,
         timeouts: &Timeouts,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>)> {
-        let (conn, notes) = Connection::open(remote, tls, timeouts).await?;
+        Self::connect_with_limits(remote, tls, timeouts, &Limits::default()).await
+    }
+
+    /// [`Client::connect`] with memory bounds other than the defaults.
+    pub async fn connect_with_limits(
+        remote: &Remote,
+        tls: Option<&TlsFiles>,
+        timeouts: &Timeouts,
+        limits: &Limits,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>)> {
+        let (conn, notes) = Connection::open_with_limits(remote, tls, timeouts, limits).await?;
         Ok((Client { conn }, notes))
     }
 

@@ -16,6 +16,12 @@ use crate::codec::FrameSplitter;
 use crate::error::{Error, Result};
 use crate::transport::{self, Remote, TlsFiles};
 
+mod closer;
+mod outbox;
+
+use closer::{Closer, Owner};
+use outbox::Outbox;
+
 /// A server-initiated message other than `echo`: `update`, `update2`, `update3`, `locked`, `stolen`.
 #[derive(Debug, Clone)]
 pub struct Notification {
@@ -39,6 +45,23 @@ impl Default for Timeouts {
             connect: Duration::from_secs(3),
             request: Duration::from_secs(60),
             probe_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Memory bounds of one connection, so a misbehaving server fails it with a clear error
+/// instead of growing the client without limit.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Bytes of outgoing messages the server has not read yet. A server that keeps sending
+    /// (echo requests, say) while it reads nothing passes this bound, and the connection fails.
+    pub max_queued: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_queued: 64 * 1024 * 1024,
         }
     }
 }
@@ -74,7 +97,7 @@ struct Head {
 #[derive(Clone)]
 pub struct Connection {
     remote: Arc<str>,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Outbox,
     pending: Pending,
     next_id: Arc<AtomicU64>,
     request_timeout: Duration,
@@ -88,54 +111,6 @@ pub struct Connection {
     delivered: Arc<AtomicU64>,
 }
 
-/// The users' hold on a connection. The reader and writer only watch the signal it raises,
-/// so answered echo probes cannot keep a connection alive that nobody can use any more.
-struct Owner {
-    closer: Arc<Closer>,
-}
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        self.closer
-            .close("every handle to it was dropped".into(), false);
-    }
-}
-
-/// Ends a connection once and remembers why: callers waiting on it, and any that try it later,
-/// are told the first cause (a protocol error, an unanswered probe) rather than a bare "lost".
-struct Closer {
-    remote: Arc<str>,
-    closed: watch::Sender<bool>,
-    reason: Mutex<Option<String>>,
-}
-
-impl Closer {
-    /// Closes with `reason` unless already closed; a `fault` (the peer misbehaved or the
-    /// transport broke) is logged as a warning, anything else at info level.
-    fn close(&self, reason: String, fault: bool) {
-        let mut first = self.reason.lock().unwrap_or_else(|p| p.into_inner());
-        if first.is_some() {
-            return;
-        }
-        if fault {
-            tracing::warn!(remote = %self.remote, %reason, "ovsdb connection failed");
-        } else {
-            tracing::info!(remote = %self.remote, %reason, "ovsdb connection closed");
-        }
-        *first = Some(reason);
-        drop(first);
-        self.closed.send_replace(true);
-    }
-
-    fn reason(&self) -> String {
-        self.reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_else(|| "closed".into())
-    }
-}
-
 impl Connection {
     /// Connects and starts the reader, writer and probe tasks. Notifications arrive on the
     /// returned receiver, in order; it ends when the connection does.
@@ -144,18 +119,24 @@ impl Connection {
         tls: Option<&TlsFiles>,
         timeouts: &Timeouts,
     ) -> Result<(Connection, mpsc::UnboundedReceiver<Notification>)> {
+        Self::open_with_limits(remote, tls, timeouts, &Limits::default()).await
+    }
+
+    /// [`Connection::open`] with memory bounds other than the defaults.
+    pub async fn open_with_limits(
+        remote: &Remote,
+        tls: Option<&TlsFiles>,
+        timeouts: &Timeouts,
+        limits: &Limits,
+    ) -> Result<(Connection, mpsc::UnboundedReceiver<Notification>)> {
         let stream = transport::connect(remote, tls, timeouts.connect).await?;
         let (mut rd, mut wr) = tokio::io::split(stream);
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let (note_tx, note_rx) = mpsc::unbounded_channel();
         let (closed_tx, closed_rx) = watch::channel(false);
         let pending: Pending = Arc::default();
         let name: Arc<str> = remote.to_string().into();
-        let closer = Arc::new(Closer {
-            remote: name.clone(),
-            closed: closed_tx,
-            reason: Mutex::default(),
-        });
+        let closer = Arc::new(Closer::new(name.clone(), closed_tx));
+        let (out_tx, mut out_rx) = Outbox::new(limits.max_queued, closer.clone());
         let delivered = Arc::new(AtomicU64::new(0));
         let counter = delivered.clone();
 
@@ -179,6 +160,7 @@ impl Connection {
                     },
                     _ = until_closed(&mut stop) => break,
                 }
+                out_rx.written(bytes.len());
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
         });
@@ -197,7 +179,10 @@ impl Connection {
             // Why the reader ended: `None` when the connection was closed from elsewhere.
             let ended: Option<(String, bool)> = 'conn: loop {
                 let deadline = last_rx + if probe_sent { probe * 2 } else { probe };
+                // Closing comes first: a flood of input must not keep a failed connection going.
                 tokio::select! {
+                    biased;
+                    _ = until_closed(&mut stop) => break 'conn None,
                     r = rd.read(&mut buf) => match r {
                         Ok(0) => break 'conn Some(("closed by the server".into(), false)),
                         Err(e) => break 'conn Some((format!("read failed: {e}"), true)),
@@ -223,9 +208,8 @@ impl Connection {
                             break 'conn Some((format!("no answer to inactivity probe within {:?}", probe * 2), true));
                         }
                         probe_sent = true;
-                        let _ = out.send(frame_bytes(&json!({"method": "echo", "params": [], "id": "echo"})));
+                        let _ = out.push(frame_bytes(&json!({"method": "echo", "params": [], "id": "echo"})));
                     }
-                    _ = until_closed(&mut stop) => break 'conn None,
                 }
             };
             if let Some((reason, fault)) = ended {
@@ -330,7 +314,7 @@ impl Connection {
             p.waiters.insert(id, waiter);
         }
         let bytes = frame_bytes(&json!({"method": method, "params": params, "id": id}));
-        if self.out.send(bytes).is_err() {
+        if self.out.push(bytes).is_err() {
             let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(Waiter::Raw(_)) = p.waiters.remove(&id) {
                 p.raw -= 1;
@@ -387,7 +371,7 @@ impl Connection {
     /// Sends a notification-style request (`id: null`), such as `monitor_cancel` replies never needed.
     pub fn notify(&self, method: &str, params: Value) -> Result<()> {
         let bytes = frame_bytes(&json!({"method": method, "params": params, "id": null}));
-        self.out.send(bytes).map_err(|_| self.disconnected())
+        self.out.push(bytes).map_err(|_| self.disconnected())
     }
 
     fn disconnected(&self) -> Error {
@@ -409,7 +393,7 @@ fn frame_bytes(v: &Value) -> Vec<u8> {
 /// Routes one incoming message. Malformed messages are protocol errors that end the connection.
 fn dispatch(
     frame: &[u8],
-    out: &mpsc::UnboundedSender<Vec<u8>>,
+    out: &Outbox,
     pending: &Pending,
     notes: &mpsc::UnboundedSender<Notification>,
     delivered: &AtomicU64,
@@ -443,14 +427,14 @@ fn dispatch(
         let id = obj.remove("id").unwrap_or(Value::Null);
         if method == "echo" {
             if !id.is_null() {
-                let _ = out.send(frame_bytes(
+                let _ = out.push(frame_bytes(
                     &json!({"result": params, "error": null, "id": id}),
                 ));
             }
             return Ok(());
         }
         if !id.is_null() {
-            let _ = out.send(frame_bytes(
+            let _ = out.push(frame_bytes(
                 &json!({"result": null, "error": format!("unknown method {method}"), "id": id}),
             ));
             return Ok(());

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ovsdb::{Client, Error, Remote, Timeouts};
+use ovsdb::{Client, Error, Limits, Remote, Timeouts};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -125,5 +125,41 @@ async fn invalid_json_reaches_waiting_callers_and_the_warn_log() {
         "warn log: {logged:?}"
     );
     drop(c);
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_peer_that_sends_but_never_reads_fails_the_connection_at_the_queue_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, peer) = peer(&dir, |mut s| async move {
+        // Each echo's reply repeats its 64 KiB parameter; the peer never reads one of them.
+        let big = "x".repeat(64 * 1024);
+        for i in 0..2048 {
+            let echo = serde_json::json!({"method": "echo", "params": [big], "id": i});
+            if s.write_all(echo.to_string().as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        assert!(
+            closed_by_client(&mut s, Duration::from_secs(10)).await,
+            "the client kept the connection of a peer that does not read"
+        );
+    });
+    let limits = Limits {
+        max_queued: 1024 * 1024,
+    };
+    // No probe during the test: only the queue bound may end the connection.
+    let timeouts = Timeouts {
+        probe_interval: Duration::from_secs(600),
+        ..Timeouts::default()
+    };
+    let (c, _notes) = Client::connect_with_limits(&remote, None, &timeouts, &limits)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), c.connection().closed())
+        .await
+        .expect("the connection failed once the outgoing queue passed its bound");
+    let e = c.echo().await.unwrap_err();
+    assert!(e.to_string().contains("not reading"), "{e}");
     peer.await.unwrap();
 }
