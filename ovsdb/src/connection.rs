@@ -53,6 +53,9 @@ impl Default for Timeouts {
 /// instead of growing the client without limit.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Largest message accepted from the server; a larger one fails the connection with that
+    /// error. An initial monitor reply is the whole database, so this must exceed it.
+    pub max_message: usize,
     /// Bytes of outgoing messages the server has not read yet. A server that keeps sending
     /// (echo requests, say) while it reads nothing passes this bound, and the connection fails.
     pub max_queued: usize,
@@ -61,6 +64,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            max_message: crate::codec::DEFAULT_MAX_FRAME,
             max_queued: 64 * 1024 * 1024,
         }
     }
@@ -170,9 +174,10 @@ impl Connection {
         let pend = pending.clone();
         let read_closer = closer.clone();
         let probe = timeouts.probe_interval;
+        let max_message = limits.max_message;
         let mut stop = closed_rx.clone();
         tokio::spawn(async move {
-            let mut split = FrameSplitter::new();
+            let mut split = FrameSplitter::with_limit(max_message);
             let mut buf = vec![0u8; 64 * 1024];
             let mut last_rx = Instant::now();
             let mut probe_sent = false;
@@ -193,7 +198,7 @@ impl Connection {
                             loop {
                                 match split.next_frame() {
                                     Ok(Some(frame)) => {
-                                        if let Err(e) = dispatch(&frame, &out, &pend, &note_tx, &counter) {
+                                        if let Err(e) = dispatch(frame, &out, &pend, &note_tx, &counter) {
                                             break 'conn Some((e.to_string(), true));
                                         }
                                     }
@@ -392,28 +397,30 @@ fn frame_bytes(v: &Value) -> Vec<u8> {
 
 /// Routes one incoming message. Malformed messages are protocol errors that end the connection.
 fn dispatch(
-    frame: &[u8],
+    frame: Vec<u8>,
     out: &Outbox,
     pending: &Pending,
     notes: &mpsc::UnboundedSender<Notification>,
     delivered: &AtomicU64,
 ) -> Result<()> {
     if pending.lock().unwrap_or_else(|p| p.into_inner()).raw > 0 {
-        let head: Head = serde_json::from_slice(frame)
+        let head: Head = serde_json::from_slice(&frame)
             .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
         if let (None, Some(id)) = (&head.method, head.id.as_u64()) {
             let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
             if matches!(p.waiters.get(&id), Some(Waiter::Raw(_))) {
                 p.raw -= 1;
                 if let Some(Waiter::Raw(tx)) = p.waiters.remove(&id) {
-                    let _ = tx.send(Ok(frame.to_vec()));
+                    let _ = tx.send(Ok(frame));
                 }
                 return Ok(());
             }
         }
     }
-    let mut msg: Value = serde_json::from_slice(frame)
+    let mut msg: Value = serde_json::from_slice(&frame)
         .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
+    // The frame is not needed once parsed: a large one is freed before the reply is handled.
+    drop(frame);
     // Parts are moved out, never copied: an initial monitor reply is the whole database.
     let obj = msg
         .as_object_mut()

@@ -147,6 +147,7 @@ async fn a_peer_that_sends_but_never_reads_fails_the_connection_at_the_queue_bou
     });
     let limits = Limits {
         max_queued: 1024 * 1024,
+        ..Limits::default()
     };
     // No probe during the test: only the queue bound may end the connection.
     let timeouts = Timeouts {
@@ -161,5 +162,33 @@ async fn a_peer_that_sends_but_never_reads_fails_the_connection_at_the_queue_bou
         .expect("the connection failed once the outgoing queue passed its bound");
     let e = c.echo().await.unwrap_err();
     assert!(e.to_string().contains("not reading"), "{e}");
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_fails_the_connection_with_that_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, peer) = peer(&dir, |mut s| async move {
+        let mut pending = Vec::new();
+        let req = read_message(&mut s, &mut pending).await;
+        let reply = serde_json::json!({"id": req["id"], "error": null,
+            "result": ["x".repeat(2 * 1024 * 1024)]});
+        // The client may close before it has read all of it.
+        let _ = s.write_all(reply.to_string().as_bytes()).await;
+        assert!(closed_by_client(&mut s, Duration::from_secs(10)).await);
+    });
+    let limits = Limits {
+        max_message: 1024 * 1024,
+        ..Limits::default()
+    };
+    let (c, _notes) = Client::connect_with_limits(&remote, None, &Timeouts::default(), &limits)
+        .await
+        .unwrap();
+    let e = c.list_dbs().await.unwrap_err();
+    assert!(
+        e.to_string().contains("larger than 1048576 bytes"),
+        "oversized reply gave: {e}"
+    );
+    drop(c);
     peer.await.unwrap();
 }
