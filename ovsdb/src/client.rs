@@ -83,14 +83,15 @@ impl Client {
         txn.parse_reply(&reply)
     }
 
-    /// Sends a transaction without waiting, so many can be in flight on one connection.
+    /// Sends a transaction without waiting, so many can be in flight on one connection. The
+    /// returned future waits for the outcome within the connection's request timeout.
     pub fn transact_pipelined(
         &self,
         txn: Transaction,
     ) -> Result<impl std::future::Future<Output = Result<TxnOutcome>> + Send + 'static> {
         let rx = self.conn.send_request("transact", txn.to_params())?;
         let conn = self.conn.clone();
-        let timeout = Timeouts::default().request;
+        let timeout = conn.request_timeout();
         Ok(async move {
             let reply = conn.await_reply("transact", rx, timeout).await?;
             txn.parse_reply(&reply)

@@ -87,6 +87,30 @@ struct PendingMap {
 
 type Pending = Arc<Mutex<PendingMap>>;
 
+/// Forgets a request once its caller stops waiting (reply taken, timed out, or abandoned), so
+/// nothing stays in the pending map and a late reply is skipped; a forgotten raw request no
+/// longer makes every frame's head parsed twice.
+struct Forget {
+    id: u64,
+    pending: Pending,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(Waiter::Raw(_)) = p.waiters.remove(&self.id) {
+            p.raw -= 1;
+        }
+    }
+}
+
+/// A reply on its way, from [`Connection::send_request`]; wait for it with
+/// [`Connection::await_reply`]. Dropping it forgets the request.
+pub struct PendingReply {
+    rx: oneshot::Receiver<Result<Value>>,
+    _forget: Forget,
+}
+
 /// The envelope fields dispatch needs to route a frame; everything else is skipped unparsed.
 #[derive(serde::Deserialize)]
 struct Head {
@@ -272,6 +296,16 @@ impl Connection {
             .close("closed by the client".into(), false);
     }
 
+    /// Requests sent whose caller still waits for the reply: for health checks and metrics,
+    /// and the proof that a request timed out or abandoned is forgotten.
+    pub fn in_flight(&self) -> usize {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .waiters
+            .len()
+    }
+
     /// The default request timeout.
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
@@ -291,22 +325,22 @@ impl Connection {
         params: Value,
         timeout: Duration,
     ) -> Result<Value> {
-        let rx = self.send_request(method, params)?;
-        self.await_reply(method, rx, timeout).await
+        let reply = self.send_request(method, params)?;
+        self.await_reply(method, reply, timeout).await
     }
 
-    /// Queues a request and returns the receiver of its reply, so callers can pipeline many.
-    pub fn send_request(
-        &self,
-        method: &str,
-        params: Value,
-    ) -> Result<oneshot::Receiver<Result<Value>>> {
+    /// Queues a request and returns its reply to come, so callers can pipeline many.
+    pub fn send_request(&self, method: &str, params: Value) -> Result<PendingReply> {
         let (tx, rx) = oneshot::channel();
-        self.queue_request(method, params, Waiter::Parsed(tx))?;
-        Ok(rx)
+        let forget = self.queue_request(method, params, Waiter::Parsed(tx))?;
+        Ok(PendingReply {
+            rx,
+            _forget: forget,
+        })
     }
 
-    fn queue_request(&self, method: &str, params: Value, waiter: Waiter) -> Result<()> {
+    /// Registers `waiter` and queues the request; the guard returned forgets it when dropped.
+    fn queue_request(&self, method: &str, params: Value, waiter: Waiter) -> Result<Forget> {
         if self.is_closed() {
             return Err(self.disconnected());
         }
@@ -318,15 +352,15 @@ impl Connection {
             }
             p.waiters.insert(id, waiter);
         }
+        let forget = Forget {
+            id,
+            pending: self.pending.clone(),
+        };
         let bytes = frame_bytes(&json!({"method": method, "params": params, "id": id}));
         if self.out.push(bytes).is_err() {
-            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(Waiter::Raw(_)) = p.waiters.remove(&id) {
-                p.raw -= 1;
-            }
             return Err(self.disconnected());
         }
-        Ok(())
+        Ok(forget)
     }
 
     /// Sends a request and returns its whole reply frame, unparsed (`{"id":…,"result":…,
@@ -339,7 +373,7 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Vec<u8>> {
         let (tx, rx) = oneshot::channel();
-        self.queue_request(method, params, Waiter::Raw(tx))?;
+        let _forget = self.queue_request(method, params, Waiter::Raw(tx))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(self.disconnected()),
@@ -350,14 +384,15 @@ impl Connection {
         }
     }
 
-    /// Waits for a reply obtained from [`Connection::send_request`].
+    /// Waits for a reply obtained from [`Connection::send_request`]; on a timeout the request
+    /// is forgotten.
     pub async fn await_reply(
         &self,
         method: &str,
-        rx: oneshot::Receiver<Result<Value>>,
+        mut reply: PendingReply,
         timeout: Duration,
     ) -> Result<Value> {
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout(timeout, &mut reply.rx).await {
             Ok(Ok(r)) => r.map_err(|e| match e {
                 Error::Rpc { error, .. } => Error::Rpc {
                     method: method.to_string(),

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ovsdb::{Client, Error, Limits, Remote, Timeouts};
-use serde_json::Value;
+use ovsdb::{Client, Error, Limits, Remote, Timeouts, Transaction};
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
@@ -189,6 +189,62 @@ async fn a_message_over_the_size_limit_fails_the_connection_with_that_error() {
         e.to_string().contains("larger than 1048576 bytes"),
         "oversized reply gave: {e}"
     );
+    drop(c);
+    peer.await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_that_time_out_use_the_configured_timeout_and_leave_nothing_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reads every request, answers none.
+    let (remote, peer) = peer(&dir, |mut s| async move {
+        assert!(closed_by_client(&mut s, Duration::from_secs(60)).await);
+    });
+    let request = Duration::from_millis(300);
+    let timeouts = Timeouts {
+        request,
+        ..Timeouts::default()
+    };
+    let (c, _notes) = Client::connect(&remote, None, &timeouts).await.unwrap();
+    let conn = c.connection();
+
+    let pipelined = c
+        .transact_pipelined(Transaction::new("OVN_Northbound"))
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), pipelined)
+        .await
+        .expect("a pipelined transaction timed out by the configured timeout, not the default")
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Timeout { after, .. } if after == request),
+        "{e}"
+    );
+    assert_eq!(
+        conn.in_flight(),
+        0,
+        "a timed-out pipelined request stayed pending"
+    );
+
+    let e = conn
+        .request_raw("list_dbs", json!([]), Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    assert_eq!(
+        conn.in_flight(),
+        0,
+        "a timed-out raw request stayed pending"
+    );
+
+    let e = c.echo().await.unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    assert_eq!(conn.in_flight(), 0, "a timed-out request stayed pending");
+
+    // A caller that gives up (drops the reply) forgets its request too.
+    let gave_up = conn.send_request("list_dbs", json!([])).unwrap();
+    assert_eq!(conn.in_flight(), 1);
+    drop(gave_up);
+    assert_eq!(conn.in_flight(), 0, "an abandoned request stayed pending");
     drop(c);
     peer.await.unwrap();
 }
