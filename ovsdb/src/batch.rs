@@ -79,7 +79,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::client::Client;
-use crate::connection::Timeouts;
+use crate::connection::{PendingReply, Timeouts};
 use crate::datum::{Atom, Datum, Row};
 use crate::error::{Error, Result};
 use crate::ops::{Operation, Transaction, TxnOutcome};
@@ -305,11 +305,7 @@ impl Engine {
             })
     }
 
-    async fn await_outcome(
-        &self,
-        txn: &Transaction,
-        rx: oneshot::Receiver<Result<Value>>,
-    ) -> Result<TxnOutcome> {
+    async fn await_outcome(&self, txn: &Transaction, rx: PendingReply) -> Result<TxnOutcome> {
         let reply = self
             .client
             .connection()
@@ -318,7 +314,7 @@ impl Engine {
         txn.parse_reply(&reply)
     }
 
-    async fn finish(&self, merged: Merged, rx: Result<oneshot::Receiver<Result<Value>>>) {
+    async fn finish(&self, merged: Merged, rx: Result<PendingReply>) {
         let reply = match rx {
             Ok(rx) => {
                 self.client
@@ -373,8 +369,9 @@ fn not_committed(e: &Error) -> bool {
 /// errors).
 fn copy_error(e: &Error) -> Error {
     match e {
-        Error::Disconnected { remote } => Error::Disconnected {
+        Error::Disconnected { remote, reason } => Error::Disconnected {
             remote: remote.clone(),
+            reason: reason.clone(),
         },
         Error::Timeout { what, after } => Error::Timeout {
             what: what.clone(),

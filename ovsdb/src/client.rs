@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::connection::{Connection, Notification, Timeouts};
+use crate::connection::{Connection, Limits, Notification, Timeouts};
 use crate::error::{Error, Result};
 use crate::ops::{Transaction, TxnOutcome};
 use crate::schema::DatabaseSchema;
@@ -34,7 +34,17 @@ impl Client {
         tls: Option<&TlsFiles>,
         timeouts: &Timeouts,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>)> {
-        let (conn, notes) = Connection::open(remote, tls, timeouts).await?;
+        Self::connect_with_limits(remote, tls, timeouts, &Limits::default()).await
+    }
+
+    /// [`Client::connect`] with memory bounds other than the defaults.
+    pub async fn connect_with_limits(
+        remote: &Remote,
+        tls: Option<&TlsFiles>,
+        timeouts: &Timeouts,
+        limits: &Limits,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>)> {
+        let (conn, notes) = Connection::open_with_limits(remote, tls, timeouts, limits).await?;
         Ok((Client { conn }, notes))
     }
 
@@ -73,14 +83,15 @@ impl Client {
         txn.parse_reply(&reply)
     }
 
-    /// Sends a transaction without waiting, so many can be in flight on one connection.
+    /// Sends a transaction without waiting, so many can be in flight on one connection. The
+    /// returned future waits for the outcome within the connection's request timeout.
     pub fn transact_pipelined(
         &self,
         txn: Transaction,
     ) -> Result<impl std::future::Future<Output = Result<TxnOutcome>> + Send + 'static> {
         let rx = self.conn.send_request("transact", txn.to_params())?;
         let conn = self.conn.clone();
-        let timeout = Timeouts::default().request;
+        let timeout = conn.request_timeout();
         Ok(async move {
             let reply = conn.await_reply("transact", rx, timeout).await?;
             txn.parse_reply(&reply)

@@ -1,16 +1,28 @@
 //! Framing of ovsdb-server's stream: JSON values sent back to back with no delimiter. The splitter
 //! finds value boundaries by tracking nesting and strings, so a message split across reads, or many
 //! messages in one read, are both handled without re-parsing.
+//!
+//! A large message is handed over in the very buffer it was read into (never copied), and the
+//! splitter starts afresh after it, so the memory a large reply took is given back with the frame.
 
 use crate::error::{Error, Result};
 
-/// Largest message accepted; a bigger one is a protocol error rather than unbounded memory.
-pub const MAX_FRAME: usize = 256 * 1024 * 1024;
+/// Default largest message accepted: a bigger one is a protocol error rather than unbounded
+/// memory. Far above a large OVN database's initial monitor reply.
+pub const DEFAULT_MAX_FRAME: usize = 256 * 1024 * 1024;
+
+/// Frames at least this long are handed over in the read buffer itself instead of copied out.
+const HAND_OVER: usize = 64 * 1024;
+
+/// Capacity the read buffer keeps between frames; anything above is given back.
+const KEEP: usize = 256 * 1024;
 
 /// Incremental splitter of a byte stream into complete top-level JSON values.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameSplitter {
     buf: Vec<u8>,
+    /// Largest frame accepted.
+    max: usize,
     /// Bytes of `buf` already scanned (all part of the current, incomplete value).
     scanned: usize,
     depth: usize,
@@ -19,9 +31,29 @@ pub struct FrameSplitter {
     started: bool,
 }
 
+impl Default for FrameSplitter {
+    fn default() -> Self {
+        Self::with_limit(DEFAULT_MAX_FRAME)
+    }
+}
+
 impl FrameSplitter {
+    /// A splitter accepting frames up to [`DEFAULT_MAX_FRAME`] bytes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A splitter accepting frames up to `max` bytes.
+    pub fn with_limit(max: usize) -> Self {
+        FrameSplitter {
+            buf: Vec::new(),
+            max,
+            scanned: 0,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            started: false,
+        }
     }
 
     /// Appends bytes read from the connection.
@@ -66,21 +98,45 @@ impl FrameSplitter {
                 b'}' | b']' => {
                     self.depth -= 1;
                     if self.depth == 0 {
-                        let frame: Vec<u8> = self.buf.drain(..self.scanned).collect();
-                        self.scanned = 0;
-                        self.started = false;
-                        return Ok(Some(frame));
+                        self.check_size(self.scanned)?;
+                        return Ok(Some(self.take_frame()));
                     }
                 }
                 _ => {}
             }
         }
-        if self.buf.len() > MAX_FRAME {
+        self.check_size(self.buf.len())?;
+        Ok(None)
+    }
+
+    fn check_size(&self, len: usize) -> Result<()> {
+        if len > self.max {
             return Err(Error::Protocol(format!(
-                "message larger than {MAX_FRAME} bytes"
+                "message larger than {} bytes (the client's max_message limit)",
+                self.max
             )));
         }
-        Ok(None)
+        Ok(())
+    }
+
+    /// Removes the first `scanned` bytes, the complete frame, from the buffer.
+    fn take_frame(&mut self) -> Vec<u8> {
+        let len = std::mem::take(&mut self.scanned);
+        self.started = false;
+        if len < HAND_OVER {
+            let frame = self.buf.drain(..len).collect();
+            if self.buf.capacity() > KEEP && self.buf.len() < KEEP {
+                self.buf.shrink_to(KEEP);
+            }
+            return frame;
+        }
+        // The rest is at most one read's worth: the start of the next message.
+        let rest = self.buf[len..].to_vec();
+        let mut frame = std::mem::replace(&mut self.buf, rest);
+        frame.truncate(len);
+        // The buffer grew by doubling; its unused half goes back now, not with the frame.
+        frame.shrink_to_fit();
+        frame
     }
 }
 
@@ -105,6 +161,33 @@ mod tests {
     fn splits_back_to_back_values_and_partial_reads() {
         let out = split_all(&[br#"{"a":"}{\"x"} [1,[2]]{"b"#, br#"":{}}"#]);
         assert_eq!(out, vec![r#"{"a":"}{\"x"}"#, "[1,[2]]", r#"{"b":{}}"#]);
+    }
+
+    #[test]
+    fn large_frames_are_handed_over_and_the_buffer_shrinks() {
+        let mut s = FrameSplitter::new();
+        let big = format!("[\"{}\"]", "x".repeat(4 * KEEP));
+        s.push(big.as_bytes());
+        s.push(b"{\"next\":");
+        let frame = s.next_frame().unwrap().unwrap();
+        assert_eq!(frame, big.as_bytes());
+        assert!(s.buf.capacity() <= KEEP, "kept {} bytes", s.buf.capacity());
+        s.push(b"1}");
+        assert_eq!(s.next_frame().unwrap().unwrap(), br#"{"next":1}"#);
+    }
+
+    #[test]
+    fn frames_over_the_limit_are_refused() {
+        let mut s = FrameSplitter::with_limit(8);
+        s.push(b"[1,2,3,4,5]");
+        let e = s.next_frame().unwrap_err().to_string();
+        assert!(e.contains("larger than 8 bytes"), "{e}");
+        let mut s = FrameSplitter::with_limit(8);
+        s.push(b"[1,2,3,4,");
+        assert!(
+            s.next_frame().is_err(),
+            "an incomplete frame past the limit"
+        );
     }
 
     #[test]

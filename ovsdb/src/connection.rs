@@ -16,6 +16,12 @@ use crate::codec::FrameSplitter;
 use crate::error::{Error, Result};
 use crate::transport::{self, Remote, TlsFiles};
 
+mod closer;
+mod outbox;
+
+use closer::{Closer, Owner};
+use outbox::Outbox;
+
 /// A server-initiated message other than `echo`: `update`, `update2`, `update3`, `locked`, `stolen`.
 #[derive(Debug, Clone)]
 pub struct Notification {
@@ -43,6 +49,27 @@ impl Default for Timeouts {
     }
 }
 
+/// Memory bounds of one connection, so a misbehaving server fails it with a clear error
+/// instead of growing the client without limit.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest message accepted from the server; a larger one fails the connection with that
+    /// error. An initial monitor reply is the whole database, so this must exceed it.
+    pub max_message: usize,
+    /// Bytes of outgoing messages the server has not read yet. A server that keeps sending
+    /// (echo requests, say) while it reads nothing passes this bound, and the connection fails.
+    pub max_queued: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message: crate::codec::DEFAULT_MAX_FRAME,
+            max_queued: 64 * 1024 * 1024,
+        }
+    }
+}
+
 /// Who waits for a reply: most callers want it parsed; a caller that decodes a very large
 /// reply itself (an initial monitor: the whole database) takes the frame's bytes instead, so
 /// the reply is never built as one JSON tree.
@@ -60,6 +87,30 @@ struct PendingMap {
 
 type Pending = Arc<Mutex<PendingMap>>;
 
+/// Forgets a request once its caller stops waiting (reply taken, timed out, or abandoned), so
+/// nothing stays in the pending map and a late reply is skipped; a forgotten raw request no
+/// longer makes every frame's head parsed twice.
+struct Forget {
+    id: u64,
+    pending: Pending,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(Waiter::Raw(_)) = p.waiters.remove(&self.id) {
+            p.raw -= 1;
+        }
+    }
+}
+
+/// A reply on its way, from [`Connection::send_request`]; wait for it with
+/// [`Connection::await_reply`]. Dropping it forgets the request.
+pub struct PendingReply {
+    rx: oneshot::Receiver<Result<Value>>,
+    _forget: Forget,
+}
+
 /// The envelope fields dispatch needs to route a frame; everything else is skipped unparsed.
 #[derive(serde::Deserialize)]
 struct Head {
@@ -69,17 +120,19 @@ struct Head {
     method: Option<serde::de::IgnoredAny>,
 }
 
-/// A live connection. Cloning shares it; it closes when the server goes, the probe fails, or
-/// [`Connection::close`] is called.
+/// A live connection. Cloning shares it; it closes when the server goes, the probe fails,
+/// [`Connection::close`] is called, or the last clone is dropped.
 #[derive(Clone)]
 pub struct Connection {
     remote: Arc<str>,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Outbox,
     pending: Pending,
     next_id: Arc<AtomicU64>,
     request_timeout: Duration,
     closed: watch::Receiver<bool>,
-    shutdown: Arc<watch::Sender<bool>>,
+    /// Shared by the handles only, never by the connection's own tasks: when the last handle
+    /// goes, its drop closes the connection.
+    owner: Arc<Owner>,
     /// Notifications handed to the receiver so far. The reader hands a notification over
     /// before it dispatches any later reply, so after a reply this counts every notification
     /// the server sent before it — what a cache must have applied to reflect that reply.
@@ -94,50 +147,74 @@ impl Connection {
         tls: Option<&TlsFiles>,
         timeouts: &Timeouts,
     ) -> Result<(Connection, mpsc::UnboundedReceiver<Notification>)> {
+        Self::open_with_limits(remote, tls, timeouts, &Limits::default()).await
+    }
+
+    /// [`Connection::open`] with memory bounds other than the defaults.
+    pub async fn open_with_limits(
+        remote: &Remote,
+        tls: Option<&TlsFiles>,
+        timeouts: &Timeouts,
+        limits: &Limits,
+    ) -> Result<(Connection, mpsc::UnboundedReceiver<Notification>)> {
         let stream = transport::connect(remote, tls, timeouts.connect).await?;
         let (mut rd, mut wr) = tokio::io::split(stream);
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let (note_tx, note_rx) = mpsc::unbounded_channel();
         let (closed_tx, closed_rx) = watch::channel(false);
-        let closed_tx = Arc::new(closed_tx);
         let pending: Pending = Arc::default();
         let name: Arc<str> = remote.to_string().into();
+        let closer = Arc::new(Closer::new(name.clone(), closed_tx));
+        let (out_tx, mut out_rx) = Outbox::new(limits.max_queued, closer.clone());
         let delivered = Arc::new(AtomicU64::new(0));
         let counter = delivered.clone();
 
         // Writer: one task owns the write half, so requests from many callers never interleave.
         let mut stop = closed_rx.clone();
+        let write_closer = closer.clone();
+        // A write the peer does not drain must not outlive the connection: it is cancelled too.
         tokio::spawn(async move {
             loop {
-                tokio::select! {
+                let bytes = tokio::select! {
                     msg = out_rx.recv() => match msg {
-                        Some(bytes) => if wr.write_all(&bytes).await.is_err() { break },
+                        Some(bytes) => bytes,
                         None => break,
                     },
                     _ = until_closed(&mut stop) => break,
+                };
+                tokio::select! {
+                    r = wr.write_all(&bytes) => if let Err(e) = r {
+                        write_closer.close(format!("write failed: {e}"), true);
+                        break;
+                    },
+                    _ = until_closed(&mut stop) => break,
                 }
+                out_rx.written(bytes.len());
             }
-            let _ = wr.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
         });
 
         // Reader: frames, dispatch, and the inactivity probe.
-        let conn_name = name.clone();
         let out = out_tx.clone();
         let pend = pending.clone();
-        let closer = closed_tx.clone();
+        let read_closer = closer.clone();
         let probe = timeouts.probe_interval;
+        let max_message = limits.max_message;
         let mut stop = closed_rx.clone();
         tokio::spawn(async move {
-            let mut split = FrameSplitter::new();
+            let mut split = FrameSplitter::with_limit(max_message);
             let mut buf = vec![0u8; 64 * 1024];
             let mut last_rx = Instant::now();
             let mut probe_sent = false;
-            let reason: String = 'conn: loop {
+            // Why the reader ended: `None` when the connection was closed from elsewhere.
+            let ended: Option<(String, bool)> = 'conn: loop {
                 let deadline = last_rx + if probe_sent { probe * 2 } else { probe };
+                // Closing comes first: a flood of input must not keep a failed connection going.
                 tokio::select! {
+                    biased;
+                    _ = until_closed(&mut stop) => break 'conn None,
                     r = rd.read(&mut buf) => match r {
-                        Ok(0) => break 'conn "closed by peer".into(),
-                        Err(e) => break 'conn e.to_string(),
+                        Ok(0) => break 'conn Some(("closed by the server".into(), false)),
+                        Err(e) => break 'conn Some((format!("read failed: {e}"), true)),
                         Ok(n) => {
                             last_rx = Instant::now();
                             probe_sent = false;
@@ -145,29 +222,29 @@ impl Connection {
                             loop {
                                 match split.next_frame() {
                                     Ok(Some(frame)) => {
-                                        if let Err(e) = dispatch(&frame, &out, &pend, &note_tx, &counter) {
-                                            break 'conn e.to_string();
+                                        if let Err(e) = dispatch(frame, &out, &pend, &note_tx, &counter) {
+                                            break 'conn Some((e.to_string(), true));
                                         }
                                     }
                                     Ok(None) => break,
-                                    Err(e) => break 'conn e.to_string(),
+                                    Err(e) => break 'conn Some((e.to_string(), true)),
                                 }
                             }
                         }
                     },
                     _ = tokio::time::sleep_until(deadline) => {
                         if probe_sent {
-                            break 'conn format!("no answer to inactivity probe within {:?}", probe * 2);
+                            break 'conn Some((format!("no answer to inactivity probe within {:?}", probe * 2), true));
                         }
                         probe_sent = true;
-                        let _ = out.send(frame_bytes(&json!({"method": "echo", "params": [], "id": "echo"})));
+                        let _ = out.push(frame_bytes(&json!({"method": "echo", "params": [], "id": "echo"})));
                     }
-                    _ = until_closed(&mut stop) => break 'conn "closed".into(),
                 }
             };
-            tracing::debug!(remote = %conn_name, %reason, "ovsdb connection ended");
-            let _ = closer.send(true);
-            // Dropping the senders fails every waiter with Disconnected.
+            if let Some((reason, fault)) = ended {
+                read_closer.close(reason, fault);
+            }
+            // Dropping the senders fails every waiter with Disconnected, and the closer's reason.
             *pend.lock().unwrap_or_else(|p| p.into_inner()) = PendingMap::default();
         });
 
@@ -179,7 +256,7 @@ impl Connection {
                 next_id: Arc::new(AtomicU64::new(1)),
                 request_timeout: timeouts.request,
                 closed: closed_rx,
-                shutdown: closed_tx,
+                owner: Arc::new(Owner { closer }),
                 delivered,
             },
             note_rx,
@@ -212,8 +289,21 @@ impl Connection {
         until_closed(&mut self.closed.clone()).await;
     }
 
+    /// Closes the connection now, for every handle; dropping the last handle does the same.
     pub fn close(&self) {
-        let _ = self.shutdown.send(true);
+        self.owner
+            .closer
+            .close("closed by the client".into(), false);
+    }
+
+    /// Requests sent whose caller still waits for the reply: for health checks and metrics,
+    /// and the proof that a request timed out or abandoned is forgotten.
+    pub fn in_flight(&self) -> usize {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .waiters
+            .len()
     }
 
     /// The default request timeout.
@@ -235,22 +325,22 @@ impl Connection {
         params: Value,
         timeout: Duration,
     ) -> Result<Value> {
-        let rx = self.send_request(method, params)?;
-        self.await_reply(method, rx, timeout).await
+        let reply = self.send_request(method, params)?;
+        self.await_reply(method, reply, timeout).await
     }
 
-    /// Queues a request and returns the receiver of its reply, so callers can pipeline many.
-    pub fn send_request(
-        &self,
-        method: &str,
-        params: Value,
-    ) -> Result<oneshot::Receiver<Result<Value>>> {
+    /// Queues a request and returns its reply to come, so callers can pipeline many.
+    pub fn send_request(&self, method: &str, params: Value) -> Result<PendingReply> {
         let (tx, rx) = oneshot::channel();
-        self.queue_request(method, params, Waiter::Parsed(tx))?;
-        Ok(rx)
+        let forget = self.queue_request(method, params, Waiter::Parsed(tx))?;
+        Ok(PendingReply {
+            rx,
+            _forget: forget,
+        })
     }
 
-    fn queue_request(&self, method: &str, params: Value, waiter: Waiter) -> Result<()> {
+    /// Registers `waiter` and queues the request; the guard returned forgets it when dropped.
+    fn queue_request(&self, method: &str, params: Value, waiter: Waiter) -> Result<Forget> {
         if self.is_closed() {
             return Err(self.disconnected());
         }
@@ -262,15 +352,15 @@ impl Connection {
             }
             p.waiters.insert(id, waiter);
         }
+        let forget = Forget {
+            id,
+            pending: self.pending.clone(),
+        };
         let bytes = frame_bytes(&json!({"method": method, "params": params, "id": id}));
-        if self.out.send(bytes).is_err() {
-            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(Waiter::Raw(_)) = p.waiters.remove(&id) {
-                p.raw -= 1;
-            }
+        if self.out.push(bytes).is_err() {
             return Err(self.disconnected());
         }
-        Ok(())
+        Ok(forget)
     }
 
     /// Sends a request and returns its whole reply frame, unparsed (`{"id":…,"result":…,
@@ -283,7 +373,7 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Vec<u8>> {
         let (tx, rx) = oneshot::channel();
-        self.queue_request(method, params, Waiter::Raw(tx))?;
+        let _forget = self.queue_request(method, params, Waiter::Raw(tx))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(self.disconnected()),
@@ -294,14 +384,15 @@ impl Connection {
         }
     }
 
-    /// Waits for a reply obtained from [`Connection::send_request`].
+    /// Waits for a reply obtained from [`Connection::send_request`]; on a timeout the request
+    /// is forgotten.
     pub async fn await_reply(
         &self,
         method: &str,
-        rx: oneshot::Receiver<Result<Value>>,
+        mut reply: PendingReply,
         timeout: Duration,
     ) -> Result<Value> {
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout(timeout, &mut reply.rx).await {
             Ok(Ok(r)) => r.map_err(|e| match e {
                 Error::Rpc { error, .. } => Error::Rpc {
                     method: method.to_string(),
@@ -320,12 +411,13 @@ impl Connection {
     /// Sends a notification-style request (`id: null`), such as `monitor_cancel` replies never needed.
     pub fn notify(&self, method: &str, params: Value) -> Result<()> {
         let bytes = frame_bytes(&json!({"method": method, "params": params, "id": null}));
-        self.out.send(bytes).map_err(|_| self.disconnected())
+        self.out.push(bytes).map_err(|_| self.disconnected())
     }
 
     fn disconnected(&self) -> Error {
         Error::Disconnected {
             remote: self.remote.to_string(),
+            reason: self.owner.closer.reason(),
         }
     }
 }
@@ -340,28 +432,30 @@ fn frame_bytes(v: &Value) -> Vec<u8> {
 
 /// Routes one incoming message. Malformed messages are protocol errors that end the connection.
 fn dispatch(
-    frame: &[u8],
-    out: &mpsc::UnboundedSender<Vec<u8>>,
+    frame: Vec<u8>,
+    out: &Outbox,
     pending: &Pending,
     notes: &mpsc::UnboundedSender<Notification>,
     delivered: &AtomicU64,
 ) -> Result<()> {
     if pending.lock().unwrap_or_else(|p| p.into_inner()).raw > 0 {
-        let head: Head = serde_json::from_slice(frame)
+        let head: Head = serde_json::from_slice(&frame)
             .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
         if let (None, Some(id)) = (&head.method, head.id.as_u64()) {
             let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
             if matches!(p.waiters.get(&id), Some(Waiter::Raw(_))) {
                 p.raw -= 1;
                 if let Some(Waiter::Raw(tx)) = p.waiters.remove(&id) {
-                    let _ = tx.send(Ok(frame.to_vec()));
+                    let _ = tx.send(Ok(frame));
                 }
                 return Ok(());
             }
         }
     }
-    let mut msg: Value = serde_json::from_slice(frame)
+    let mut msg: Value = serde_json::from_slice(&frame)
         .map_err(|e| Error::Protocol(format!("invalid JSON from server: {e}")))?;
+    // The frame is not needed once parsed: a large one is freed before the reply is handled.
+    drop(frame);
     // Parts are moved out, never copied: an initial monitor reply is the whole database.
     let obj = msg
         .as_object_mut()
@@ -375,14 +469,14 @@ fn dispatch(
         let id = obj.remove("id").unwrap_or(Value::Null);
         if method == "echo" {
             if !id.is_null() {
-                let _ = out.send(frame_bytes(
+                let _ = out.push(frame_bytes(
                     &json!({"result": params, "error": null, "id": id}),
                 ));
             }
             return Ok(());
         }
         if !id.is_null() {
-            let _ = out.send(frame_bytes(
+            let _ = out.push(frame_bytes(
                 &json!({"result": null, "error": format!("unknown method {method}"), "id": id}),
             ));
             return Ok(());

@@ -112,9 +112,10 @@ pub enum Error {
     #[error("{what} timed out after {after:?}")]
     Timeout { what: String, after: Duration },
     /// The connection closed. For a transaction this means its outcome is unknown: it may or may
-    /// not have been committed, so it must not be blindly resent.
-    #[error("connection to {remote} lost")]
-    Disconnected { remote: String },
+    /// not have been committed, so it must not be blindly resent. `reason` is why it closed
+    /// (e.g. the protocol error that ended it), so the cause reaches the caller, not just a log.
+    #[error("connection to {remote} lost: {reason}")]
+    Disconnected { remote: String, reason: String },
     #[error("{method} failed: {error}")]
     Rpc { method: String, error: Value },
     #[error(transparent)]

@@ -19,7 +19,7 @@ pub mod transport;
 
 pub use cache::{CacheData, Change, ChangeBatch};
 pub use client::{Client, SinceReply};
-pub use connection::{Connection, Notification, Timeouts};
+pub use connection::{Connection, Limits, Notification, Timeouts};
 pub use datum::{column, Atom, AtomMap, AtomSet, Column, Datum, Row};
 pub use error::{Error, Result, TxnError, TxnErrorKind};
 pub use ops::{Condition, Mutation, Operation, Transaction, TxnOutcome};

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::batch::{BatchConfig, Batcher};
 use crate::cache::{CacheData, ChangeBatch, DecodedUpdates};
 use crate::client::Client;
-use crate::connection::{Notification, Timeouts};
+use crate::connection::{Limits, Notification, Timeouts};
 use crate::error::{Error, Result};
 use crate::ops::{Condition, Transaction, TxnOutcome};
 use crate::schema::DatabaseSchema;
@@ -38,6 +38,8 @@ pub struct ReplicaConfig {
     /// Only use a raft cluster's leader (writes then never bounce through a follower).
     pub leader_only: bool,
     pub timeouts: Timeouts,
+    /// Memory bounds of each connection.
+    pub limits: Limits,
     /// Longest pause between rounds of reconnect attempts.
     pub max_backoff: Duration,
 }
@@ -53,6 +55,7 @@ impl ReplicaConfig {
             external_id_keys: Vec::new(),
             leader_only: true,
             timeouts: Timeouts::default(),
+            limits: Limits::default(),
             max_backoff: Duration::from_secs(10),
         }
     }
@@ -239,6 +242,7 @@ impl Replica {
         r.unwrap_or_else(|_| {
             Err(Error::Disconnected {
                 remote: "no connected server".into(),
+                reason: format!("none reconnected within {limit:?}"),
             })
         })
     }
@@ -287,7 +291,8 @@ async fn session(
     shared: &Shared,
     resyncs: &mut u64,
 ) -> Result<()> {
-    let (client, mut notes) = Client::connect(remote, cfg.tls.as_ref(), &cfg.timeouts).await?;
+    let (client, mut notes) =
+        Client::connect_with_limits(remote, cfg.tls.as_ref(), &cfg.timeouts, &cfg.limits).await?;
     let dbs = client.list_dbs().await?;
     if !dbs.contains(&cfg.db) {
         return Err(Error::UnknownDatabase(cfg.db.clone()));

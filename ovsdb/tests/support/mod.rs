@@ -72,6 +72,21 @@ impl Server {
         }
     }
 
+    /// Client sessions the server holds now (`sessions` of `memory/show`; absent means none).
+    pub fn sessions(&self) -> usize {
+        let out = Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(self.dir.path().join("ctl"))
+            .arg("memory/show")
+            .output()
+            .expect("ovs-appctl");
+        assert!(out.status.success(), "ovs-appctl memory/show failed");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("sessions:"))
+            .map_or(0, |n| n.parse().expect("sessions count"))
+    }
+
     pub async fn client(&self) -> (Client, mpsc::UnboundedReceiver<Notification>) {
         Client::connect(&self.remote(), None, &Timeouts::default())
             .await
@@ -91,6 +106,16 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// [`wait_until`] for async tests: polls without blocking the runtime, so the client's own
+/// tasks keep running meanwhile.
+pub async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
