@@ -12,9 +12,10 @@ use crate::config::TxChecksumOffload;
 use crate::metrics::Metrics;
 use crate::netdev::{LinkError, Netns, PodNic};
 use crate::network::{self, NetworkError, PodNetwork};
+use crate::nic_check::{self, Expected};
 use crate::ovs::{Ovs, OvsError, PortSpec, INTEGRATION_BRIDGE};
 use crate::pods::NodePods;
-use crate::protocol::{CniRequest, CniResponse};
+use crate::protocol::{CheckRequest, CniRequest, CniResponse};
 
 /// Why a request failed, and which HTTP status says so.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum HandlerError {
     /// The controller never finished the pod's network (500).
     #[error("{0}")]
     NotReady(String),
+    /// CHECK: the NIC or its port is missing or differs from the ADD's result (500).
+    #[error("{0}")]
+    Mismatch(String),
     /// Links (500).
     #[error(transparent)]
     Link(#[from] LinkError),
@@ -70,7 +74,7 @@ fn validate(req: &CniRequest) -> Result<(), HandlerError> {
     Ok(())
 }
 
-fn if_name(req: &CniRequest) -> &str {
+pub(crate) fn if_name(req: &CniRequest) -> &str {
     if req.if_name.is_empty() {
         "eth0"
     } else {
@@ -193,6 +197,19 @@ impl Daemon {
                     req.pod_namespace, req.pod_name, self.wait_address
                 ))
             })
+    }
+
+    /// Handles `POST /api/v1/check`: the pod's interface must still have the result's MAC,
+    /// addresses and routes, and its host end must still be plugged into br-int, bound to the
+    /// pod's logical port. The first difference found is the error.
+    pub async fn check(&self, check: &CheckRequest) -> Result<(), HandlerError> {
+        let req = &check.request;
+        validate(req)?;
+        if req.net_ns.is_empty() {
+            return Err(HandlerError::BadRequest("request has no net_ns".into()));
+        }
+        let expected = Expected::parse(check).map_err(HandlerError::BadRequest)?;
+        nic_check::verify(&self.ovs, req, &expected).await
     }
 
     /// Handles `POST /api/v1/del`: the port and the host veth go; already gone is success.

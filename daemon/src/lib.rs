@@ -6,6 +6,7 @@ pub mod handler;
 pub mod metrics;
 pub mod netdev;
 pub mod network;
+pub mod nic_check;
 pub mod node;
 pub mod ovs;
 pub mod pods;

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::Api;
-use kube_ovn_daemon::protocol::{CniRequest, CniResponse};
+use kube_ovn_daemon::protocol::{CheckRequest, CniRequest, CniResponse, Route};
 use kube_ovn_sandbox::node::NodeInfo;
 use kube_ovn_sandbox::{probe, sys, Sandbox, SandboxConfig};
 
@@ -66,7 +66,7 @@ fn start_daemon(node: &NodeInfo) -> DaemonProc {
 }
 
 /// One request over the unix socket, as the shim sends it.
-async fn call(socket: &Path, path: &str, req: &CniRequest) -> (StatusCode, String) {
+async fn call(socket: &Path, path: &str, req: &impl serde::Serialize) -> (StatusCode, String) {
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -258,6 +258,57 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
     // Packets between the nodes (the first may be lost while the tunnel neighbour resolves).
     probe::reach(sb.state(), &ns1, "10.16.0.6").expect("pod1 cannot reach pod2 across nodes");
 
+    // CHECK with what the ADD reported passes; any difference is named.
+    let check1 = CheckRequest {
+        request: request(&sb, "pod1", id1),
+        mac: resp.mac_address.clone(),
+        addresses: vec!["10.16.0.5/16".into()],
+        routes: vec![
+            Route {
+                dst: "0.0.0.0/0".into(),
+                gw: "10.16.0.1".into(),
+            },
+            Route {
+                dst: "10.16.0.0/16".into(),
+                gw: String::new(),
+            },
+        ],
+    };
+    let (status, body) = call(&d1.socket, "/api/v1/check", &check1).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let netns1 = sys::netns_path(&ns1);
+    for (change, want) in [
+        (
+            CheckRequest {
+                mac: "00:00:00:10:00:99".into(),
+                ..check1.clone()
+            },
+            "MAC is 00:00:00:10:00:05, the result has 00:00:00:10:00:99",
+        ),
+        (
+            CheckRequest {
+                addresses: vec!["10.16.0.55/16".into()],
+                ..check1.clone()
+            },
+            "address 10.16.0.55/16 is missing",
+        ),
+        (
+            CheckRequest {
+                routes: vec![Route {
+                    dst: "192.168.77.0/24".into(),
+                    gw: "10.16.0.254".into(),
+                }],
+                ..check1.clone()
+            },
+            "route 192.168.77.0/24 via 10.16.0.254 is missing",
+        ),
+    ] {
+        let (status, body) = call(&d1.socket, "/api/v1/check", &change).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        let resp: CniResponse = serde_json::from_str(&body).unwrap();
+        assert_eq!(resp.error, format!("eth0 in {netns1}: {want}"));
+    }
+
     // DEL removes port and veth; a second DEL is still 204.
     // A new sandbox of the same pod (new container, new netns) takes over the iface-id: the
     // stale port goes (upstream's CleanDuplicatePort), the new one is bound.
@@ -275,6 +326,14 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
 
     let (status, body) = call(&d1.socket, "/api/v1/del", &request(&sb, "pod1", id1)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // CHECK after DEL fails: the port (and the NIC) are gone.
+    let (status, body) = call(&d1.socket, "/api/v1/check", &check1).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let gone: CniResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        gone.error,
+        format!("eth0 in {netns1}: no port {host1} on br-int")
+    );
     assert!(!link_exists(&nodes[0].netns, host1));
     assert!(!link_exists(&ns1, "eth0"));
     assert_eq!(vsctl_get(&nodes[0], "name", host1), None);
