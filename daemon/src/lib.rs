@@ -11,4 +11,5 @@ pub mod node;
 pub mod ovs;
 pub mod pods;
 pub mod protocol;
+pub mod providers;
 pub mod server;

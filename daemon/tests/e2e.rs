@@ -373,6 +373,29 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
     );
     assert!(!link_exists(&nodes[0].netns, "cccccccccccc_h"));
 
+    // No annotation can ever come: a pod the API server does not have, a pod bound to
+    // another node, a provider no Subnet or attachment defines. Each fails at once, saying so.
+    let ghost = request(&sb, "ghost", "gggggggggggg0000000000000000");
+    let elsewhere = request(&sb, "pod2", "hhhhhhhhhhhh0000000000000000");
+    let mut unknown = request(&sb, "pod3", "iiiiiiiiiiii0000000000000000");
+    unknown.provider = "net9.default.ovn".into();
+    for (req, want) in [
+        (ghost, "pod default/ghost provider ovn: pod does not exist in the API server"),
+        (elsewhere, "pod default/pod2 provider ovn: pod is bound to node node2, not to this node"),
+        (
+            unknown,
+            "pod default/pod3 provider net9.default.ovn: unknown provider net9.default.ovn: no Subnet has it as spec.provider and no NetworkAttachmentDefinition default/net9 exists",
+        ),
+    ] {
+        let started = Instant::now();
+        let (status, body) = call(&d1.socket, "/api/v1/add", &req).await;
+        let took = started.elapsed();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        let resp: CniResponse = serde_json::from_str(&body).unwrap();
+        assert_eq!(resp.error, want);
+        assert!(took < Duration::from_secs(WAIT_ADDRESS_SECS), "{took:?}");
+    }
+
     // ovn-controller never installs the port: 500 after the bound, port and veth removed.
     let id4 = "eeeeeeeeeeee4444444444444444";
     let (status, body) = call(&d1.socket, "/api/v1/add", &request(&sb, "pod4", id4)).await;
