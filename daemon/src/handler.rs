@@ -109,6 +109,15 @@ impl Daemon {
         let ifname = if_name(req);
         let (host, peer) = network::veth_names(&req.container_id, ifname)
             .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
+        // A repeated ADD (a runtime's retry, or concurrent ones served in turn) finds the NIC
+        // already as the annotations say: it is kept, since rebuilding it would replace a
+        // working port with a same-named one.
+        if let Ok(expected) = Expected::of(&net) {
+            if nic_check::verify(&self.ovs, req, &expected).await.is_ok() {
+                tracing::info!(pod = %req.pod_name, ns = %req.pod_namespace, nic = ifname, "NIC already configured, kept");
+                return Ok(net.response(self.mtu, ifname));
+            }
+        }
         let node = Netns::current()?;
         // A previous, failed or repeated ADD of this container may have left its pair behind.
         node.delete_link(&host).await?;

@@ -3,6 +3,7 @@
 //! `external_ids`, so it replaces the Go daemon under an unchanged shim and controller.
 pub mod config;
 pub mod handler;
+pub mod keyed_lock;
 pub mod metrics;
 pub mod netdev;
 pub mod network;

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::handler::{if_name, HandlerError};
 use crate::netdev::Netns;
-use crate::network::{self, parse_mac};
+use crate::network::{self, parse_mac, PodNetwork};
 use crate::ovs::{Ovs, INTEGRATION_BRIDGE};
 use crate::protocol::{CheckRequest, CniRequest, Route};
 
@@ -41,6 +41,17 @@ impl Expected {
             mac,
             addresses,
             routes,
+        })
+    }
+}
+
+impl Expected {
+    /// What an ADD makes of `net`: its MAC, addresses and routes.
+    pub fn of(net: &PodNetwork) -> Result<Expected, String> {
+        Ok(Expected {
+            mac: Some(net.mac),
+            addresses: net.addresses.clone(),
+            routes: parse_routes(&net.configured_routes())?,
         })
     }
 }

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 
 use crate::handler::{Daemon, HandlerError};
+use crate::keyed_lock::KeyedLocks;
 use crate::protocol::{CheckRequest, CniRequest, CniResponse};
 
 /// Binds the socket, replacing a stale one left by a previous run.
@@ -28,15 +29,19 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     UnixListener::bind(path)
 }
 
-/// Serves connections until the listener fails.
+/// Serves connections until the listener fails. Requests for the same container are served
+/// one at a time (see [`KeyedLocks`]).
 pub async fn serve(listener: UnixListener, daemon: Daemon) -> std::io::Result<()> {
     let daemon = Arc::new(daemon);
+    let containers = KeyedLocks::default();
     loop {
         let (stream, _) = listener.accept().await?;
         let daemon = daemon.clone();
+        let containers = containers.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let daemon = daemon.clone();
+                let containers = containers.clone();
                 async move {
                     let started = Instant::now();
                     let method = match req.uri().path() {
@@ -44,7 +49,7 @@ pub async fn serve(listener: UnixListener, daemon: Daemon) -> std::io::Result<()
                         "/api/v1/del" => Some("del"),
                         _ => None,
                     };
-                    let resp = route(&daemon, req).await;
+                    let resp = route(&daemon, &containers, req).await;
                     if let Some(method) = method {
                         daemon
                             .metrics
@@ -103,7 +108,11 @@ impl Op {
     }
 }
 
-async fn route(daemon: &Daemon, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    daemon: &Daemon,
+    containers: &KeyedLocks,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let op = match (req.method(), req.uri().path()) {
         (&Method::POST, "/api/v1/add") => Op::Add,
         (&Method::POST, "/api/v1/del") => Op::Del,
@@ -142,6 +151,9 @@ async fn route(daemon: &Daemon, req: Request<Incoming>) -> Response<Full<Bytes>>
     };
     let cni = &check.request;
     tracing::info!(op = op.name(), pod = %cni.pod_name, ns = %cni.pod_namespace, container = %cni.container_id, "request");
+    // A runtime should not send two requests for one container at once, but if it does the
+    // second must not undo the first: one ADD's cleanup would remove the other's port and veth.
+    let _container = containers.lock(&cni.container_id).await;
     let result = match op {
         Op::Add => daemon
             .add(cni)

@@ -163,6 +163,14 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
             "lsp-set-addresses",
             "pod2.default",
             "00:00:00:10:00:06 10.16.0.6",
+            "--",
+            "lsp-add",
+            "ovn-default",
+            "pod5.default",
+            "--",
+            "lsp-set-addresses",
+            "pod5.default",
+            "00:00:00:10:00:09 10.16.0.9",
         ],
     )
     .unwrap();
@@ -190,7 +198,14 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
         annotations("10.16.0.8", "00:00:00:10:00:08", true),
     )
     .await;
-    for p in ["pod1", "pod1-restarted", "pod2", "pod3", "pod4"] {
+    create_pod(
+        &pods,
+        "pod5",
+        "node1",
+        annotations("10.16.0.9", "00:00:00:10:00:09", true),
+    )
+    .await;
+    for p in ["pod1", "pod1-restarted", "pod2", "pod3", "pod4", "pod5"] {
         sys::netns_add(&sb.state().pod_netns("default", p)).unwrap();
     }
     let d1 = start_daemon(&nodes[0]);
@@ -407,6 +422,28 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
     let ns4 = sb.state().pod_netns("default", "pod4");
     let left = sys::run("ip", ["-n", &ns4, "-o", "link", "show"]).unwrap();
     assert_eq!(left.lines().count(), 1, "only lo may remain: {left}");
+
+    // Several ADDs of one container at once (a runtime should not, but one that does must not
+    // break the pod): each is served in turn, every one succeeds, and the pod ends up with its
+    // NIC and exactly one bound port.
+    let id5 = "ffffffffffff5555555555555555";
+    let req5 = request(&sb, "pod5", id5);
+    let adds = (0..3).map(|_| call(&d1.socket, "/api/v1/add", &req5));
+    for (status, body) in futures::future::join_all(adds).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let ns5 = sb.state().pod_netns("default", "pod5");
+    let addr = sys::run("ip", ["-n", &ns5, "-o", "addr", "show", "dev", "eth0"]).unwrap();
+    assert!(addr.contains("inet 10.16.0.9/16"), "{addr}");
+    let ports = nodes[0].vsctl(["list-ports", "br-int"]).unwrap();
+    assert_eq!(
+        ports.lines().filter(|l| *l == "ffffffffffff_h").count(),
+        1,
+        "{ports}"
+    );
+    let ids = vsctl_get(&nodes[0], "external_ids", "ffffffffffff_h").unwrap();
+    assert!(ids.contains("ovn-installed=\"true\""), "{ids}");
+    probe::reach(sb.state(), &ns5, "10.16.0.6").expect("pod5 cannot reach pod2");
 
     // Malformed body: 400 with the error.
     let stream = tokio::net::UnixStream::connect(&d1.socket).await.unwrap();
