@@ -14,7 +14,11 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
-use crate::protocol::{CniRequest, CniResponse, ADD_PATH, DEL_PATH, DUMMY_HOST};
+use serde::Serialize;
+
+use crate::protocol::{
+    CheckRequest, CniRequest, CniResponse, ADD_PATH, CHECK_PATH, DEL_PATH, DUMMY_HOST,
+};
 
 /// Largest answer we read; the daemon's are a few hundred bytes.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -107,6 +111,20 @@ impl DaemonClient {
         })
     }
 
+    /// `POST /api/v1/check`: success is 204, when the pod's NIC and its port are still what
+    /// the ADD made. Upstream's daemon has no such endpoint and answers 404.
+    pub async fn check(&self, req: &CheckRequest) -> Result<(), RpcError> {
+        let (status, body) = self.post(CHECK_PATH, req).await?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        Err(RpcError::Status {
+            call: "check",
+            status: status.as_u16(),
+            message: error_message(&body),
+        })
+    }
+
     /// Whether something accepts connections on the socket (the daemon's own liveness
     /// probe does the same); the API has no endpoint without side effects.
     pub async fn probe(&self) -> Result<(), RpcError> {
@@ -126,8 +144,12 @@ impl DaemonClient {
         })
     }
 
-    async fn post(&self, path: &str, req: &CniRequest) -> Result<(StatusCode, Bytes), RpcError> {
-        let body = serde_json::to_vec(req).expect("a CniRequest always encodes");
+    async fn post(
+        &self,
+        path: &str,
+        req: &impl Serialize,
+    ) -> Result<(StatusCode, Bytes), RpcError> {
+        let body = serde_json::to_vec(req).expect("the API's requests always encode");
         tokio::time::timeout(self.timeout, self.exchange(path, body))
             .await
             .map_err(|_| RpcError::Timeout(self.timeout))?

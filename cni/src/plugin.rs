@@ -11,7 +11,7 @@ use crate::env::{Command, Invocation};
 use crate::error::{CniError, ErrorCode};
 use crate::netconf::{declared_version, Mode, NetConf};
 use crate::netns;
-use crate::protocol::CniRequest;
+use crate::protocol::{CheckRequest, CniRequest, Route};
 use crate::render::render;
 use crate::result::AddResult;
 use crate::version::CniVersion;
@@ -23,6 +23,8 @@ use crate::version::CniVersion;
 pub const ADD_TIMEOUT: Duration = Duration::from_secs(300);
 /// Deadline of a DEL call: removing a port is quick, and a runtime retries a failed DEL.
 pub const DEL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline of a CHECK call: the daemon only reads the pod's links and its OVS replica.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deadline of STATUS's connect, as the daemon's own liveness probe uses.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -43,7 +45,11 @@ pub async fn run(inv: &Invocation, stdin: &[u8]) -> Result<Option<Value>, CniErr
         Command::Version => Ok(Some(version_info(stdin))),
         Command::Add => add(inv, &NetConf::parse(stdin)?).await.map(Some),
         Command::Del => del(inv, &NetConf::parse(stdin)?).await.map(|()| None),
-        Command::Check => check(inv, &at_least(stdin, CniVersion::V0_4_0, "CHECK")?).map(|()| None),
+        Command::Check => {
+            let conf = at_least(stdin, CniVersion::V0_4_0, "CHECK")?;
+            check(inv, &conf)?;
+            check_with_daemon(inv, &conf).await.map(|()| None)
+        }
         Command::Status => status(&at_least(stdin, CniVersion::V1_1_0, "STATUS")?)
             .await
             .map(|()| None),
@@ -118,8 +124,8 @@ async fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     }
 }
 
-/// CHECK without a daemon endpoint (upstream's daemon has none): the namespace must still
-/// exist and the chain's result must still show what our ADD reported.
+/// CHECK's first half, without the daemon: the namespace must still exist and the chain's
+/// result must still show what our ADD reported.
 fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     if let Err(e) = std::fs::metadata(&inv.netns) {
         let code = match e.kind() {
@@ -145,18 +151,12 @@ fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
         Mode::Ipam if ips.is_empty() => Err(failed("prevResult has no IP address".into())),
         Mode::Ipam => Ok(()),
         Mode::Plugin => {
-            let index = list(prev, "interfaces")
-                .iter()
-                .position(|i| {
-                    i["name"].as_str() == Some(inv.ifname.as_str())
-                        && i["sandbox"].as_str() == Some(inv.netns.as_str())
-                })
-                .ok_or_else(|| {
-                    failed(format!(
-                        "prevResult has no interface {} in {}",
-                        inv.ifname, inv.netns
-                    ))
-                })?;
+            let index = our_interface(inv, prev).ok_or_else(|| {
+                failed(format!(
+                    "prevResult has no interface {} in {}",
+                    inv.ifname, inv.netns
+                ))
+            })?;
             if ips
                 .iter()
                 .any(|ip| ip["interface"].as_u64() == Some(index as u64))
@@ -169,6 +169,64 @@ fn check(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
                 )))
             }
         }
+    }
+}
+
+/// CHECK's second half: the daemon compares the pod's interface (MAC, addresses, routes) and
+/// its OVS port with the result. As IPAM the interface is the delegating plugin's, which checks
+/// it itself. Upstream's daemon has no CHECK endpoint (404): then only the first half applies.
+async fn check_with_daemon(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
+    let (Mode::Plugin, Some(prev)) = (conf.mode, conf.prev_result.as_ref()) else {
+        return Ok(());
+    };
+    let req = expected_nic(inv, prev, daemon_request(inv, conf)?);
+    let client = DaemonClient::new(&conf.server_socket, CHECK_TIMEOUT);
+    match client.check(&req).await {
+        Ok(()) => Ok(()),
+        Err(RpcError::Status { status: 404, .. }) => {
+            eprintln!(
+                "kube-ovn: CHECK of {} {}: kube-ovn-daemon has no CHECK endpoint, only the result was checked",
+                inv.container_id, inv.ifname
+            );
+            Ok(())
+        }
+        Err(RpcError::Status { message, .. }) => {
+            Err(CniError::new(ErrorCode::Internal, "CHECK failed", message))
+        }
+        Err(e) => Err(rpc_failed(e)),
+    }
+}
+
+/// The index in `prevResult.interfaces` of the interface our ADD created.
+fn our_interface(inv: &Invocation, prev: &Map<String, Value>) -> Option<usize> {
+    list(prev, "interfaces").iter().position(|i| {
+        i["name"].as_str() == Some(inv.ifname.as_str())
+            && i["sandbox"].as_str() == Some(inv.netns.as_str())
+    })
+}
+
+/// What `prevResult` says our interface has: its MAC, the addresses on it, and every route
+/// (a route does not name its interface, and a later plugin may have changed them, so the
+/// result's list is what must be in the pod).
+fn expected_nic(inv: &Invocation, prev: &Map<String, Value>, request: CniRequest) -> CheckRequest {
+    let index = our_interface(inv, prev);
+    let interfaces = list(prev, "interfaces");
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
+    CheckRequest {
+        request,
+        mac: index.map_or(String::new(), |i| text(&interfaces[i], "mac")),
+        addresses: list(prev, "ips")
+            .iter()
+            .filter(|ip| index.is_some() && ip["interface"].as_u64() == index.map(|i| i as u64))
+            .map(|ip| text(ip, "address"))
+            .collect(),
+        routes: list(prev, "routes")
+            .iter()
+            .map(|r| Route {
+                dst: text(r, "dst"),
+                gw: text(r, "gw"),
+            })
+            .collect(),
     }
 }
 

@@ -10,6 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const ADD_PATH: &str = "/api/v1/add";
 /// Path of the DEL endpoint; the daemon answers 204 with no body.
 pub const DEL_PATH: &str = "/api/v1/del";
+/// Path of the CHECK endpoint (ours; upstream's daemon has none and answers 404); the daemon
+/// answers 204 when the NIC is as a [`CheckRequest`] expects it.
+pub const CHECK_PATH: &str = "/api/v1/check";
 /// Host header value: the socket, not the URL, addresses the daemon, and upstream's client
 /// sends this placeholder.
 pub const DUMMY_HOST: &str = "dummy";
@@ -175,6 +178,21 @@ pub struct CniResponse {
     /// The daemon's error message on a non-success status.
     #[serde(rename = "error", deserialize_with = "go_null")]
     pub error: String,
+}
+
+/// The body of CHECK: the request as for ADD and what that ADD's result (the runtime's
+/// `prevResult`) says the NIC has, which the daemon compares with the pod and OVS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CheckRequest {
+    /// Pod, container, netns, interface and provider, as ADD sent them.
+    pub request: CniRequest,
+    /// The interface's MAC; empty when the result has none.
+    pub mac: String,
+    /// The interface's addresses in CIDR notation (`10.16.0.5/16`).
+    pub addresses: Vec<String>,
+    /// Routes the result lists; each must be in the pod's main table.
+    pub routes: Vec<Route>,
 }
 
 /// Go encodes a nil slice as `null`; the upstream daemon and shim send that for "none", so

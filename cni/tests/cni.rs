@@ -266,7 +266,11 @@ fn check_accepts_the_add_result_and_rejects_a_different_one() {
     stdin["prevResult"] = add.json();
     let out = cni(&attachment_env("CHECK", ns.path()), &stdin.to_string());
     assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
-    assert_eq!(d.requests().len(), 1, "CHECK does not call the daemon");
+    // The double is upstream's daemon, which has no CHECK endpoint (404): the result alone is
+    // checked.
+    let reqs = d.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].path, "/api/v1/check");
 
     stdin["prevResult"]["interfaces"][0]["sandbox"] = json!("/var/run/netns/other");
     let e = cni(&attachment_env("CHECK", ns.path()), &stdin.to_string()).error(999);
@@ -275,6 +279,70 @@ fn check_accepts_the_add_result_and_rejects_a_different_one() {
     // CHECK exists from 0.4.0 on.
     stdin["cniVersion"] = json!("0.3.1");
     cni(&attachment_env("CHECK", ns.path()), &stdin.to_string()).error(1);
+}
+
+#[test]
+fn check_asks_the_daemon_about_the_results_nic_and_fails_with_it() {
+    let ns = TestNetns::new();
+    let prev_result = |socket: &std::path::Path| {
+        let add = cni(&attachment_env("ADD", ns.path()), &conf("1.1.0", socket));
+        assert_eq!(add.code, 0, "{add:?}");
+        let mut stdin: Value = serde_json::from_str(&conf("1.1.0", socket)).unwrap();
+        stdin["prevResult"] = add.json();
+        stdin.to_string()
+    };
+    let ok = DaemonDouble::start_with_check(
+        Reply::json(200, DUAL_STACK),
+        Reply::no_content(),
+        Reply::no_content(),
+    );
+    let out = cni(
+        &attachment_env("CHECK", ns.path()),
+        &prev_result(&ok.socket()),
+    );
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
+    let reqs = ok.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        (reqs[1].method.as_str(), reqs[1].path.as_str()),
+        ("POST", "/api/v1/check")
+    );
+    let body = &reqs[1].body;
+    assert_eq!(
+        body["request"], reqs[0].body,
+        "CHECK names the NIC as ADD did"
+    );
+    assert_eq!(body["mac"], "00:00:00:5e:11:ab");
+    assert_eq!(
+        body["addresses"],
+        json!(["10.16.0.5/16", "fd00:10:16::5/64"])
+    );
+    assert_eq!(
+        body["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.16.0.1"}, {"dst": "::/0", "gw": "fd00:10:16::1"}])
+    );
+
+    // What is gone (after a DEL, say) fails CHECK with the daemon's explanation.
+    let gone = DaemonDouble::start_with_check(
+        Reply::json(200, DUAL_STACK),
+        Reply::no_content(),
+        Reply::json(
+            500,
+            &go_error("eth0 in /var/run/netns/x: no such interface"),
+        ),
+    );
+    let e = cni(
+        &attachment_env("CHECK", ns.path()),
+        &prev_result(&gone.socket()),
+    )
+    .error(999);
+    assert_eq!(e["msg"], "CHECK failed");
+    assert_eq!(e["details"], "eth0 in /var/run/netns/x: no such interface");
+
+    // No daemon to ask: the NIC cannot be vouched for.
+    let mut stdin: Value = serde_json::from_str(&prev_result(&ok.socket())).unwrap();
+    stdin["server_socket"] = json!(ok.absent_socket());
+    cni(&attachment_env("CHECK", ns.path()), &stdin.to_string()).error(11);
 }
 
 #[test]

@@ -12,9 +12,11 @@ use crate::config::TxChecksumOffload;
 use crate::metrics::Metrics;
 use crate::netdev::{LinkError, Netns, PodNic};
 use crate::network::{self, NetworkError, PodNetwork};
+use crate::nic_check::{self, Expected};
 use crate::ovs::{Ovs, OvsError, PortSpec, INTEGRATION_BRIDGE};
-use crate::pods::NodePods;
-use crate::protocol::{CniRequest, CniResponse};
+use crate::pods::{NodePods, PodLookup};
+use crate::protocol::{CheckRequest, CniRequest, CniResponse};
+use crate::providers;
 
 /// Why a request failed, and which HTTP status says so.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum HandlerError {
     /// The controller never finished the pod's network (500).
     #[error("{0}")]
     NotReady(String),
+    /// CHECK: the NIC or its port is missing or differs from the ADD's result (500).
+    #[error("{0}")]
+    Mismatch(String),
     /// Links (500).
     #[error(transparent)]
     Link(#[from] LinkError),
@@ -70,7 +75,18 @@ fn validate(req: &CniRequest) -> Result<(), HandlerError> {
     Ok(())
 }
 
-fn if_name(req: &CniRequest) -> &str {
+/// The error for a provider nothing in the cluster defines.
+fn unknown_provider(provider: &str) -> String {
+    let attachment = match providers::attachment_of(provider) {
+        Some((namespace, name)) => {
+            format!("no NetworkAttachmentDefinition {namespace}/{name} exists")
+        }
+        None => "it names no NetworkAttachmentDefinition".into(),
+    };
+    format!("unknown provider {provider}: no Subnet has it as spec.provider and {attachment}")
+}
+
+pub(crate) fn if_name(req: &CniRequest) -> &str {
     if req.if_name.is_empty() {
         "eth0"
     } else {
@@ -93,6 +109,15 @@ impl Daemon {
         let ifname = if_name(req);
         let (host, peer) = network::veth_names(&req.container_id, ifname)
             .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
+        // A repeated ADD (a runtime's retry, or concurrent ones served in turn) finds the NIC
+        // already as the annotations say: it is kept, since rebuilding it would replace a
+        // working port with a same-named one.
+        if let Ok(expected) = Expected::of(&net) {
+            if nic_check::verify(&self.ovs, req, &expected).await.is_ok() {
+                tracing::info!(pod = %req.pod_name, ns = %req.pod_namespace, nic = ifname, "NIC already configured, kept");
+                return Ok(net.response(self.mtu, ifname));
+            }
+        }
         let node = Netns::current()?;
         // A previous, failed or repeated ADD of this container may have left its pair behind.
         node.delete_link(&host).await?;
@@ -160,6 +185,9 @@ impl Daemon {
         Ok(())
     }
 
+    /// Waits (bounded) for the controller's annotations. Meanwhile the API server is asked
+    /// whether waiting can help at all: a pod that does not exist, is bound elsewhere, or asks
+    /// for a provider nothing defines fails at once, since no annotation will ever come.
     async fn wait_network(
         &self,
         req: &CniRequest,
@@ -178,21 +206,67 @@ impl Daemon {
                 })
             }
         };
-        self.pods
-            .wait_for(
+        let fail = |why: String| {
+            HandlerError::NotReady(format!(
+                "pod {}/{} provider {provider}: {why}",
+                req.pod_namespace, req.pod_name
+            ))
+        };
+        // Biased: when the view already has the annotations the API server is not asked.
+        tokio::select! {
+            biased;
+            r = self.pods.wait_for(
                 &req.pod_namespace,
                 &req.pod_name,
                 self.wait_address,
                 decide,
                 "the node's pod list has not synced yet".to_string(),
-            )
+            ) => r.map_err(|why| fail(format!("{why} (waited {:?})", self.wait_address))),
+            Some(why) = self.hopeless(req, provider) => Err(fail(why)),
+        }
+    }
+
+    /// Why no annotation can ever come for this request, when the API server says so; `None`
+    /// when waiting may help (or the server could not be asked: the bounded wait decides then).
+    async fn hopeless(&self, req: &CniRequest, provider: &str) -> Option<String> {
+        let lookup = self
+            .pods
+            .lookup(&req.pod_namespace, &req.pod_name)
             .await
-            .map_err(|why| {
-                HandlerError::NotReady(format!(
-                    "pod {}/{} provider {provider}: {why} (waited {:?})",
-                    req.pod_namespace, req.pod_name, self.wait_address
-                ))
-            })
+            .inspect_err(|e| tracing::warn!(pod = %req.pod_name, ns = %req.pod_namespace, error = %e, "reading the pod from the API server failed"))
+            .ok()?;
+        let pod = match lookup {
+            PodLookup::Absent => return Some("pod does not exist in the API server".into()),
+            PodLookup::OtherNode(node) => {
+                return Some(format!("pod is bound to node {node}, not to this node"))
+            }
+            PodLookup::Here(pod) => pod,
+        };
+        let annotations = pod.metadata.annotations.unwrap_or_default();
+        if network::has_annotations_of(&annotations, provider) {
+            return None;
+        }
+        match providers::is_known(self.pods.client(), provider).await {
+            Ok(true) => None,
+            Ok(false) => Some(unknown_provider(provider)),
+            Err(e) => {
+                tracing::warn!(provider, error = %e, "looking the provider up failed");
+                None
+            }
+        }
+    }
+
+    /// Handles `POST /api/v1/check`: the pod's interface must still have the result's MAC,
+    /// addresses and routes, and its host end must still be plugged into br-int, bound to the
+    /// pod's logical port. The first difference found is the error.
+    pub async fn check(&self, check: &CheckRequest) -> Result<(), HandlerError> {
+        let req = &check.request;
+        validate(req)?;
+        if req.net_ns.is_empty() {
+            return Err(HandlerError::BadRequest("request has no net_ns".into()));
+        }
+        let expected = Expected::parse(check).map_err(HandlerError::BadRequest)?;
+        nic_check::verify(&self.ovs, req, &expected).await
     }
 
     /// Handles `POST /api/v1/del`: the port and the host veth go; already gone is success.
@@ -206,5 +280,22 @@ impl Daemon {
         self.ovs.del_port(&host).await?;
         Netns::current()?.delete_link(&host).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_providers_name_what_was_looked_for() {
+        assert_eq!(
+            unknown_provider("net1.ns1.ovn"),
+            "unknown provider net1.ns1.ovn: no Subnet has it as spec.provider and no NetworkAttachmentDefinition ns1/net1 exists"
+        );
+        assert_eq!(
+            unknown_provider("custom"),
+            "unknown provider custom: no Subnet has it as spec.provider and it names no NetworkAttachmentDefinition"
+        );
     }
 }

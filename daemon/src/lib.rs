@@ -3,11 +3,14 @@
 //! `external_ids`, so it replaces the Go daemon under an unchanged shim and controller.
 pub mod config;
 pub mod handler;
+pub mod keyed_lock;
 pub mod metrics;
 pub mod netdev;
 pub mod network;
+pub mod nic_check;
 pub mod node;
 pub mod ovs;
 pub mod pods;
 pub mod protocol;
+pub mod providers;
 pub mod server;

@@ -15,7 +15,9 @@ use std::path::Path;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, IpVersion, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::node::routes::HostRoute;
@@ -397,6 +399,73 @@ impl Netns {
         }
     }
 
+    /// What link `name` has now (MAC and addresses), `None` when there is no such link; what a
+    /// CHECK compares with the ADD's result.
+    pub async fn link_state(&self, name: &str) -> Result<Option<LinkState>, LinkError> {
+        let r = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_next()
+            .await;
+        let link = match r {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(None),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::ENODEV => {
+                return Ok(None)
+            }
+            Err(e) => return Err(link_err(format!("find link {name}"))(e)),
+        };
+        let mac = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Address(m) => Some(m.clone()),
+            _ => None,
+        });
+        let index = link.header.index;
+        let mut addresses = Vec::new();
+        let mut msgs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(m) = msgs
+            .try_next()
+            .await
+            .map_err(link_err(format!("list addresses of {name}")))?
+        {
+            let ip = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            if let Some(net) = ip.and_then(|ip| IpNet::new(ip, m.header.prefix_len).ok()) {
+                addresses.push(net);
+            }
+        }
+        Ok(Some(LinkState {
+            mac: mac.unwrap_or_default(),
+            addresses,
+        }))
+    }
+
+    /// The main table's unicast routes, IPv4 and IPv6, as (destination, gateway).
+    pub async fn main_routes(&self) -> Result<Vec<(IpNet, Option<IpAddr>)>, LinkError> {
+        let mut out = Vec::new();
+        for msg in [
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        ] {
+            let mut routes = self.handle.route().get(msg).execute();
+            while let Some(r) = routes.try_next().await.map_err(link_err("list routes"))? {
+                if let Some(route) = main_route(&r) {
+                    out.push(route);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Turns TX checksum offload off on `name` (`ethtool -K <name> tx off`); the kernel drops
     /// the features that depend on it (TSO…) by itself.
     pub fn tx_checksum_off(&self, name: &str) -> Result<(), LinkError> {
@@ -411,6 +480,31 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
         _ => None,
     }
+}
+
+/// A main-table route as (destination, gateway); a default route has no destination attribute.
+fn main_route(r: &RouteMessage) -> Option<(IpNet, Option<IpAddr>)> {
+    if r.header.table != libc::RT_TABLE_MAIN {
+        return None;
+    }
+    let (mut dst, mut gateway) = (None, None);
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = route_ip(d),
+            RouteAttribute::Gateway(g) => gateway = route_ip(g),
+            _ => {}
+        }
+    }
+    let dst = match (dst, r.header.address_family) {
+        (Some(d), _) => d,
+        (None, AddressFamily::Inet) => IpAddr::from([0u8; 4]),
+        (None, AddressFamily::Inet6) => IpAddr::from([0u16; 8]),
+        (None, _) => return None,
+    };
+    Some((
+        IpNet::new(dst, r.header.destination_prefix_length).ok()?,
+        gateway,
+    ))
 }
 
 /// A main-table route with a gateway through link `index`, as a [`HostRoute`].
@@ -451,6 +545,15 @@ fn host_route_message(index: u32, route: &HostRoute) -> Result<RouteMessage, Lin
         b = b.pref_source(src).map_err(bad)?;
     }
     Ok(b.output_interface(index).build())
+}
+
+/// A link as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    /// Hardware address (empty when the link has none).
+    pub mac: Vec<u8>,
+    /// Addresses with their prefix length.
+    pub addresses: Vec<IpNet>,
 }
 
 /// What the pod side of the veth becomes.

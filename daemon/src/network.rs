@@ -35,6 +35,13 @@ pub fn annotation_key(provider: &str, suffix: &str) -> String {
     format!("{provider}.kubernetes.io/{suffix}")
 }
 
+/// Whether the controller has written any annotation for `provider` on the pod, which proves
+/// the provider exists (it allocated for it) without asking the API server.
+pub fn has_annotations_of(annotations: &BTreeMap<String, String>, provider: &str) -> bool {
+    let prefix = annotation_key(provider, "");
+    annotations.keys().any(|k| k.starts_with(&prefix))
+}
+
 /// Host and container veth names (upstream `generateNicName`): `<id[:12]>_h` / `<id[:12]>_c` for
 /// `eth0`, with any other ifname folded in so the names stay within 15 bytes.
 pub fn veth_names(container_id: &str, if_name: &str) -> Result<(String, String), NetworkError> {
@@ -395,6 +402,20 @@ mod tests {
         let iface_id = kube_ovn_common::names::pod_lsp;
         assert_eq!(iface_id("p", "ns", "net1.ns1.ovn"), "p.ns.net1.ns1.ovn");
         assert_eq!(iface_id("p", "ns", provider("")), "p.ns");
+    }
+
+    #[test]
+    fn a_providers_annotations_are_told_from_anothers() {
+        let a = full();
+        assert!(has_annotations_of(&a, "ovn"));
+        assert!(!has_annotations_of(&a, "net1.ns1.ovn"));
+        let mut b = BTreeMap::new();
+        b.insert(
+            "net1.ns1.ovn.kubernetes.io/ip_address".to_string(),
+            "x".into(),
+        );
+        assert!(has_annotations_of(&b, "net1.ns1.ovn"));
+        assert!(!has_annotations_of(&b, "ovn"));
     }
 
     #[test]

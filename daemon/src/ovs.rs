@@ -293,6 +293,44 @@ pub fn has_port(cache: &CacheData, bridge: &str, spec: &PortSpec) -> bool {
     })
 }
 
+/// Interface `name` as plugged into a bridge: what a CHECK verifies on the OVS side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plugged {
+    /// Its `external_ids:iface-id` (empty when unset).
+    pub iface_id: String,
+    /// Whether ovn-controller has bound it (`ovn-installed=true`).
+    pub installed: bool,
+}
+
+/// Interface `name`, when a port of `bridge` holds it.
+pub fn plugged(cache: &CacheData, bridge: &str, name: &str) -> Option<Plugged> {
+    let ifaces = interfaces_where(cache, |r| str_col(r, "name") == Some(name));
+    let ports = ports_of(cache, &ifaces);
+    let on_bridge = cache.table("Bridge").is_some_and(|t| {
+        t.by_name(bridge).any(|(_, r)| {
+            r.get("ports").and_then(Datum::as_set).is_some_and(|s| {
+                s.iter()
+                    .any(|a| a.as_uuid().is_some_and(|u| ports.contains(&u)))
+            })
+        })
+    });
+    if !on_bridge {
+        return None;
+    }
+    let row = cache.table("Interface")?.by_name(name).next()?.1;
+    let id = |key: &str| {
+        row.get("external_ids")
+            .and_then(|d| d.map_get(key))
+            .and_then(Atom::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some(Plugged {
+        iface_id: id(IFACE_ID),
+        installed: id("ovn-installed") == "true",
+    })
+}
+
 /// The chassis name ovn-controller registers: `Open_vSwitch` `external_ids:system-id`.
 pub fn system_id(cache: &CacheData) -> Option<String> {
     cache.table("Open_vSwitch")?.iter().find_map(|(_, r)| {
@@ -364,6 +402,11 @@ impl Ovs {
             return Ok(());
         }
         self.add_port(bridge, spec).await
+    }
+
+    /// Interface `name` as plugged into `bridge` (see [`plugged`]).
+    pub fn plugged(&self, bridge: &str, name: &str) -> Option<Plugged> {
+        plugged(&self.replica.cache(), bridge, name)
     }
 
     /// The OVS `system-id` (the chassis name), once the database has one.

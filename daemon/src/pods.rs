@@ -19,13 +19,26 @@ pub type PodMap = BTreeMap<(String, String), Arc<Pod>>;
 #[derive(Clone)]
 pub struct NodePods {
     rx: watch::Receiver<Option<Arc<PodMap>>>,
+    client: Client,
+    node: String,
+}
+
+/// What the API server itself says about a pod.
+#[derive(Debug)]
+pub enum PodLookup {
+    /// No such pod: no annotation will ever come for it.
+    Absent,
+    /// The pod is bound to another node (named); this node will never see it.
+    OtherNode(String),
+    /// The pod, bound to this node or not bound yet.
+    Here(Box<Pod>),
 }
 
 impl NodePods {
     /// Starts watching the node's pods; the view is empty until the first full list arrives.
     pub fn start(client: Client, node: &str) -> NodePods {
         let (tx, rx) = watch::channel(None);
-        let api: Api<Pod> = Api::all(client);
+        let api: Api<Pod> = Api::all(client.clone());
         let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         tokio::spawn(async move {
             let mut stream = watcher(api, cfg).boxed();
@@ -54,7 +67,32 @@ impl NodePods {
                 }
             }
         });
-        NodePods { rx }
+        NodePods {
+            rx,
+            client,
+            node: node.to_string(),
+        }
+    }
+
+    /// The kube client the view was started with.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Reads the pod from the API server rather than the view, which can lag behind it: only
+    /// the server can say that a pod does not exist.
+    pub async fn lookup(&self, namespace: &str, name: &str) -> Result<PodLookup, kube::Error> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        Ok(match api.get_opt(name).await? {
+            None => PodLookup::Absent,
+            Some(p) => {
+                let bound = p.spec.as_ref().and_then(|s| s.node_name.clone());
+                match bound {
+                    Some(n) if !n.is_empty() && n != self.node => PodLookup::OtherNode(n),
+                    _ => PodLookup::Here(Box::new(p)),
+                }
+            }
+        })
     }
 
     /// Waits until `decide` returns `Ok` for the pod (or `None` when it is not on this node),

@@ -1,5 +1,6 @@
 //! The shim's API: HTTP/1.1 on a unix socket, `POST /api/v1/add` (200 + `CniResponse`, 400, 500)
-//! and `POST /api/v1/del` (204), as upstream's go-restful server.
+//! and `POST /api/v1/del` (204), as upstream's go-restful server, plus our `POST /api/v1/check`
+//! (204, 400, 500) for the shim's CHECK.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +14,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 
 use crate::handler::{Daemon, HandlerError};
-use crate::protocol::{CniRequest, CniResponse};
+use crate::keyed_lock::KeyedLocks;
+use crate::protocol::{CheckRequest, CniRequest, CniResponse};
 
 /// Binds the socket, replacing a stale one left by a previous run.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
@@ -27,15 +29,19 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     UnixListener::bind(path)
 }
 
-/// Serves connections until the listener fails.
+/// Serves connections until the listener fails. Requests for the same container are served
+/// one at a time (see [`KeyedLocks`]).
 pub async fn serve(listener: UnixListener, daemon: Daemon) -> std::io::Result<()> {
     let daemon = Arc::new(daemon);
+    let containers = KeyedLocks::default();
     loop {
         let (stream, _) = listener.accept().await?;
         let daemon = daemon.clone();
+        let containers = containers.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let daemon = daemon.clone();
+                let containers = containers.clone();
                 async move {
                     let started = Instant::now();
                     let method = match req.uri().path() {
@@ -43,7 +49,7 @@ pub async fn serve(listener: UnixListener, daemon: Daemon) -> std::io::Result<()
                         "/api/v1/del" => Some("del"),
                         _ => None,
                     };
-                    let resp = route(&daemon, req).await;
+                    let resp = route(&daemon, &containers, req).await;
                     if let Some(method) = method {
                         daemon
                             .metrics
@@ -84,11 +90,36 @@ fn error_status(e: &HandlerError) -> StatusCode {
     }
 }
 
-async fn route(daemon: &Daemon, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let add = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/api/v1/add") => true,
-        (&Method::POST, "/api/v1/del") => false,
-        (_, "/api/v1/add" | "/api/v1/del") => return status(StatusCode::METHOD_NOT_ALLOWED),
+/// The three calls the shim makes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Del,
+    Check,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Del => "del",
+            Op::Check => "check",
+        }
+    }
+}
+
+async fn route(
+    daemon: &Daemon,
+    containers: &KeyedLocks,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let op = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/api/v1/add") => Op::Add,
+        (&Method::POST, "/api/v1/del") => Op::Del,
+        (&Method::POST, "/api/v1/check") => Op::Check,
+        (_, "/api/v1/add" | "/api/v1/del" | "/api/v1/check") => {
+            return status(StatusCode::METHOD_NOT_ALLOWED)
+        }
         _ => return status(StatusCode::NOT_FOUND),
     };
     let body = match req.into_body().collect().await {
@@ -100,35 +131,47 @@ async fn route(daemon: &Daemon, req: Request<Incoming>) -> Response<Full<Bytes>>
             )
         }
     };
-    let cni: CniRequest = match serde_json::from_slice(&body) {
+    let parsed = match op {
+        Op::Check => serde_json::from_slice::<CheckRequest>(&body),
+        Op::Add | Op::Del => {
+            serde_json::from_slice::<CniRequest>(&body).map(|request| CheckRequest {
+                request,
+                ..CheckRequest::default()
+            })
+        }
+    };
+    let check = match parsed {
         Ok(r) => r,
         Err(e) => {
-            let what = if add { "add" } else { "del" };
             return json(
                 StatusCode::BAD_REQUEST,
-                &failure(format!("parse {what} request failed {e}")),
+                &failure(format!("parse {} request failed {e}", op.name())),
             );
         }
     };
-    let span = if add { "add" } else { "del" };
-    tracing::info!(op = span, pod = %cni.pod_name, ns = %cni.pod_namespace, container = %cni.container_id, "request");
-    if add {
-        match daemon.add(&cni).await {
-            Ok(resp) => json(StatusCode::OK, &resp),
-            Err(e) => {
-                tracing::warn!(pod = %cni.pod_name, ns = %cni.pod_namespace, error = %e, "add failed");
-                json(error_status(&e), &failure(e.to_string()))
-            }
-        }
-    } else {
-        match daemon.del(&cni).await {
-            Ok(()) => status(StatusCode::NO_CONTENT),
-            Err(e) => {
-                tracing::warn!(pod = %cni.pod_name, ns = %cni.pod_namespace, error = %e, "del failed");
-                json(error_status(&e), &failure(e.to_string()))
-            }
-        }
-    }
+    let cni = &check.request;
+    tracing::info!(op = op.name(), pod = %cni.pod_name, ns = %cni.pod_namespace, container = %cni.container_id, "request");
+    // A runtime should not send two requests for one container at once, but if it does the
+    // second must not undo the first: one ADD's cleanup would remove the other's port and veth.
+    let _container = containers.lock(&cni.container_id).await;
+    let result = match op {
+        Op::Add => daemon
+            .add(cni)
+            .await
+            .map(|resp| json(StatusCode::OK, &resp)),
+        Op::Del => daemon
+            .del(cni)
+            .await
+            .map(|()| status(StatusCode::NO_CONTENT)),
+        Op::Check => daemon
+            .check(&check)
+            .await
+            .map(|()| status(StatusCode::NO_CONTENT)),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::warn!(op = op.name(), pod = %cni.pod_name, ns = %cni.pod_namespace, error = %e, "request failed");
+        json(error_status(&e), &failure(e.to_string()))
+    })
 }
 
 /// A reply carrying only an error, as upstream's daemon answers failures.

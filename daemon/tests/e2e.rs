@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::PostParams;
 use kube::Api;
-use kube_ovn_daemon::protocol::{CniRequest, CniResponse};
+use kube_ovn_daemon::protocol::{CheckRequest, CniRequest, CniResponse, Route};
 use kube_ovn_sandbox::node::NodeInfo;
 use kube_ovn_sandbox::{probe, sys, Sandbox, SandboxConfig};
 
@@ -66,7 +66,7 @@ fn start_daemon(node: &NodeInfo) -> DaemonProc {
 }
 
 /// One request over the unix socket, as the shim sends it.
-async fn call(socket: &Path, path: &str, req: &CniRequest) -> (StatusCode, String) {
+async fn call(socket: &Path, path: &str, req: &impl serde::Serialize) -> (StatusCode, String) {
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -163,6 +163,14 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
             "lsp-set-addresses",
             "pod2.default",
             "00:00:00:10:00:06 10.16.0.6",
+            "--",
+            "lsp-add",
+            "ovn-default",
+            "pod5.default",
+            "--",
+            "lsp-set-addresses",
+            "pod5.default",
+            "00:00:00:10:00:09 10.16.0.9",
         ],
     )
     .unwrap();
@@ -190,7 +198,14 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
         annotations("10.16.0.8", "00:00:00:10:00:08", true),
     )
     .await;
-    for p in ["pod1", "pod1-restarted", "pod2", "pod3", "pod4"] {
+    create_pod(
+        &pods,
+        "pod5",
+        "node1",
+        annotations("10.16.0.9", "00:00:00:10:00:09", true),
+    )
+    .await;
+    for p in ["pod1", "pod1-restarted", "pod2", "pod3", "pod4", "pod5"] {
         sys::netns_add(&sb.state().pod_netns("default", p)).unwrap();
     }
     let d1 = start_daemon(&nodes[0]);
@@ -258,6 +273,57 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
     // Packets between the nodes (the first may be lost while the tunnel neighbour resolves).
     probe::reach(sb.state(), &ns1, "10.16.0.6").expect("pod1 cannot reach pod2 across nodes");
 
+    // CHECK with what the ADD reported passes; any difference is named.
+    let check1 = CheckRequest {
+        request: request(&sb, "pod1", id1),
+        mac: resp.mac_address.clone(),
+        addresses: vec!["10.16.0.5/16".into()],
+        routes: vec![
+            Route {
+                dst: "0.0.0.0/0".into(),
+                gw: "10.16.0.1".into(),
+            },
+            Route {
+                dst: "10.16.0.0/16".into(),
+                gw: String::new(),
+            },
+        ],
+    };
+    let (status, body) = call(&d1.socket, "/api/v1/check", &check1).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let netns1 = sys::netns_path(&ns1);
+    for (change, want) in [
+        (
+            CheckRequest {
+                mac: "00:00:00:10:00:99".into(),
+                ..check1.clone()
+            },
+            "MAC is 00:00:00:10:00:05, the result has 00:00:00:10:00:99",
+        ),
+        (
+            CheckRequest {
+                addresses: vec!["10.16.0.55/16".into()],
+                ..check1.clone()
+            },
+            "address 10.16.0.55/16 is missing",
+        ),
+        (
+            CheckRequest {
+                routes: vec![Route {
+                    dst: "192.168.77.0/24".into(),
+                    gw: "10.16.0.254".into(),
+                }],
+                ..check1.clone()
+            },
+            "route 192.168.77.0/24 via 10.16.0.254 is missing",
+        ),
+    ] {
+        let (status, body) = call(&d1.socket, "/api/v1/check", &change).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        let resp: CniResponse = serde_json::from_str(&body).unwrap();
+        assert_eq!(resp.error, format!("eth0 in {netns1}: {want}"));
+    }
+
     // DEL removes port and veth; a second DEL is still 204.
     // A new sandbox of the same pod (new container, new netns) takes over the iface-id: the
     // stale port goes (upstream's CleanDuplicatePort), the new one is bound.
@@ -275,6 +341,14 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
 
     let (status, body) = call(&d1.socket, "/api/v1/del", &request(&sb, "pod1", id1)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // CHECK after DEL fails: the port (and the NIC) are gone.
+    let (status, body) = call(&d1.socket, "/api/v1/check", &check1).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let gone: CniResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        gone.error,
+        format!("eth0 in {netns1}: no port {host1} on br-int")
+    );
     assert!(!link_exists(&nodes[0].netns, host1));
     assert!(!link_exists(&ns1, "eth0"));
     assert_eq!(vsctl_get(&nodes[0], "name", host1), None);
@@ -314,6 +388,29 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
     );
     assert!(!link_exists(&nodes[0].netns, "cccccccccccc_h"));
 
+    // No annotation can ever come: a pod the API server does not have, a pod bound to
+    // another node, a provider no Subnet or attachment defines. Each fails at once, saying so.
+    let ghost = request(&sb, "ghost", "gggggggggggg0000000000000000");
+    let elsewhere = request(&sb, "pod2", "hhhhhhhhhhhh0000000000000000");
+    let mut unknown = request(&sb, "pod3", "iiiiiiiiiiii0000000000000000");
+    unknown.provider = "net9.default.ovn".into();
+    for (req, want) in [
+        (ghost, "pod default/ghost provider ovn: pod does not exist in the API server"),
+        (elsewhere, "pod default/pod2 provider ovn: pod is bound to node node2, not to this node"),
+        (
+            unknown,
+            "pod default/pod3 provider net9.default.ovn: unknown provider net9.default.ovn: no Subnet has it as spec.provider and no NetworkAttachmentDefinition default/net9 exists",
+        ),
+    ] {
+        let started = Instant::now();
+        let (status, body) = call(&d1.socket, "/api/v1/add", &req).await;
+        let took = started.elapsed();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        let resp: CniResponse = serde_json::from_str(&body).unwrap();
+        assert_eq!(resp.error, want);
+        assert!(took < Duration::from_secs(WAIT_ADDRESS_SECS), "{took:?}");
+    }
+
     // ovn-controller never installs the port: 500 after the bound, port and veth removed.
     let id4 = "eeeeeeeeeeee4444444444444444";
     let (status, body) = call(&d1.socket, "/api/v1/add", &request(&sb, "pod4", id4)).await;
@@ -325,6 +422,28 @@ async fn daemon_wires_pods_across_nodes_and_unwires_them() {
     let ns4 = sb.state().pod_netns("default", "pod4");
     let left = sys::run("ip", ["-n", &ns4, "-o", "link", "show"]).unwrap();
     assert_eq!(left.lines().count(), 1, "only lo may remain: {left}");
+
+    // Several ADDs of one container at once (a runtime should not, but one that does must not
+    // break the pod): each is served in turn, every one succeeds, and the pod ends up with its
+    // NIC and exactly one bound port.
+    let id5 = "ffffffffffff5555555555555555";
+    let req5 = request(&sb, "pod5", id5);
+    let adds = (0..3).map(|_| call(&d1.socket, "/api/v1/add", &req5));
+    for (status, body) in futures::future::join_all(adds).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let ns5 = sb.state().pod_netns("default", "pod5");
+    let addr = sys::run("ip", ["-n", &ns5, "-o", "addr", "show", "dev", "eth0"]).unwrap();
+    assert!(addr.contains("inet 10.16.0.9/16"), "{addr}");
+    let ports = nodes[0].vsctl(["list-ports", "br-int"]).unwrap();
+    assert_eq!(
+        ports.lines().filter(|l| *l == "ffffffffffff_h").count(),
+        1,
+        "{ports}"
+    );
+    let ids = vsctl_get(&nodes[0], "external_ids", "ffffffffffff_h").unwrap();
+    assert!(ids.contains("ovn-installed=\"true\""), "{ids}");
+    probe::reach(sb.state(), &ns5, "10.16.0.6").expect("pod5 cannot reach pod2");
 
     // Malformed body: 400 with the error.
     let stream = tokio::net::UnixStream::connect(&d1.socket).await.unwrap();

@@ -1,7 +1,8 @@
 //! A test double of kube-ovn-daemon's CNI API — not a daemon: it configures nothing. It
 //! listens on a unix socket in a temporary directory, records every request, and answers
 //! `POST /api/v1/add` and `POST /api/v1/del` with canned replies shaped like upstream's
-//! (bodies as Go encodes upstream's `CniResponse`). It stands in for the daemon so the
+//! (bodies as Go encodes upstream's `CniResponse`), and `POST /api/v1/check` with 404 as
+//! upstream's daemon does unless told otherwise. It stands in for the daemon so the
 //! binary's side of the protocol can be tested on its own.
 
 use std::convert::Infallible;
@@ -67,9 +68,15 @@ pub struct DaemonDouble {
 }
 
 impl DaemonDouble {
-    /// Starts answering ADD with `add` and DEL with `del`. The socket accepts connections
-    /// when this returns (it is bound before the serving thread starts).
+    /// Starts answering ADD with `add` and DEL with `del`, and CHECK with 404 (upstream's
+    /// daemon has no such endpoint). The socket accepts connections when this returns (it is
+    /// bound before the serving thread starts).
     pub fn start(add: Reply, del: Reply) -> DaemonDouble {
+        DaemonDouble::start_with_check(add, del, Reply::json(404, "404 page not found"))
+    }
+
+    /// As [`DaemonDouble::start`], answering CHECK with `check` (our daemon's endpoint).
+    pub fn start_with_check(add: Reply, del: Reply, check: Reply) -> DaemonDouble {
         let dir = tempfile::tempdir().unwrap();
         let listener =
             std::os::unix::net::UnixListener::bind(dir.path().join("daemon.sock")).unwrap();
@@ -82,7 +89,7 @@ impl DaemonDouble {
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(serve(listener, add, del, log, stopped))
+                .block_on(serve(listener, [add, del, check], log, stopped))
         });
         DaemonDouble {
             dir,
@@ -119,10 +126,12 @@ impl Drop for DaemonDouble {
     }
 }
 
+/// Replies to ADD, DEL and CHECK, in that order.
+type Replies = [Reply; 3];
+
 async fn serve(
     listener: std::os::unix::net::UnixListener,
-    add: Reply,
-    del: Reply,
+    replies: Replies,
     log: Arc<Mutex<Vec<Recorded>>>,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -132,11 +141,11 @@ async fn serve(
             _ = &mut stopped => return,
             accepted = listener.accept() => accepted.unwrap().0,
         };
-        let (add, del, log) = (add.clone(), del.clone(), log.clone());
+        let (replies, log) = (replies.clone(), log.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let (add, del, log) = (add.clone(), del.clone(), log.clone());
-                async move { Ok::<_, Infallible>(answer(req, &add, &del, &log).await) }
+                let (replies, log) = (replies.clone(), log.clone());
+                async move { Ok::<_, Infallible>(answer(req, &replies, &log).await) }
             });
             // A client that goes away mid-exchange is the binary's business, not the double's.
             let _ = hyper::server::conn::http1::Builder::new()
@@ -148,8 +157,7 @@ async fn serve(
 
 async fn answer(
     req: Request<Incoming>,
-    add: &Reply,
-    del: &Reply,
+    [add, del, check]: &Replies,
     log: &Mutex<Vec<Recorded>>,
 ) -> Response<Full<Bytes>> {
     let header = |name: &str| {
@@ -174,6 +182,7 @@ async fn answer(
     let reply = match (method.as_str(), path.as_str()) {
         ("POST", "/api/v1/add") => add.clone(),
         ("POST", "/api/v1/del") => del.clone(),
+        ("POST", "/api/v1/check") => check.clone(),
         _ => Reply::json(404, "404 page not found"),
     };
     let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
