@@ -17,6 +17,7 @@ use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
 use crate::subnet_rules;
 use kube_ovn_common::annotations as ann;
+use kube_ovn_common::net::{self, Family};
 use kube_ovn_runtime::Outcome;
 
 /// Owner key of a node's join allocation in IPAM.
@@ -92,15 +93,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     }
     let alloc = ctx.ipam().allocate(&join, &req)?;
     let join_ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
-    let node_ips: Vec<IpAddr> = node
-        .status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|a| a.type_ == "InternalIP")
-        .filter_map(|a| a.address.parse().ok())
-        .collect();
+    let node_ips: Vec<IpAddr> = kube_ovn_common::node::internal_ips(&node);
     let gateway = NodeJoin {
         node: name.clone(),
         join_ips: join_ips.clone(),
@@ -178,11 +171,9 @@ fn distributed_subnets(ctx: &Ctx) -> Vec<DistributedSubnet> {
         })
         .map(|s| DistributedSubnet {
             name: s.name_any(),
-            families: s
-                .spec
-                .cidr_block
-                .split(',')
-                .map(|c| if c.contains(':') { "ip6" } else { "ip4" })
+            families: net::families(&s.spec.cidr_block)
+                .into_iter()
+                .map(Family::match_prefix)
                 .collect(),
         })
         .collect()

@@ -18,6 +18,7 @@ use crate::context::{Ctx, Error};
 use crate::subnet_rules::{self, Defaults};
 use kube_ovn_common::annotations::{self, FINALIZER};
 use kube_ovn_common::crd::Subnet;
+use kube_ovn_common::net;
 use kube_ovn_runtime::events::EventType;
 use kube_ovn_runtime::{conditions, finalizer, Outcome};
 
@@ -233,18 +234,14 @@ async fn write_nb(
 ) -> Result<(&'static str, String), Error> {
     let router = ctx.config.cluster_router.clone();
     let is_join = name == ctx.config.node_switch;
-    let cidrs: Vec<String> = spec.cidr_block.split(',').map(str::to_string).collect();
-    let gateways: Vec<String> = spec
-        .gateway
-        .split(',')
-        .map(|g| g.trim().to_string())
-        .collect();
+    let cidrs: Vec<String> = net::entries(&spec.cidr_block).map(str::to_string).collect();
+    let gateways: Vec<String> = net::entries(&spec.gateway).map(str::to_string).collect();
     let lbs = default_lbs(ctx);
     let enable_lb =
         !is_join && spec.enable_lb.unwrap_or(ctx.config.enable_lb) && ctx.config.enable_lb;
-    let families: Vec<&'static str> = cidrs
-        .iter()
-        .map(|c| if c.contains(':') { "ip6" } else { "ip4" })
+    let families: Vec<&'static str> = net::families(&spec.cidr_block)
+        .into_iter()
+        .map(Family::match_prefix)
         .collect();
     let nodes: Vec<NodeJoin> = ctx
         .stores
@@ -286,11 +283,13 @@ async fn write_nb(
         .stores
         .subnets
         .get(&ObjectRef::new(&ctx.config.node_switch))
-        .map(|j| j.spec.cidr_block.split(',').map(str::to_string).collect())
+        .map(|j| {
+            net::entries(&j.spec.cidr_block)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_else(|| {
-            ctx.config
-                .node_switch_cidr
-                .split(',')
+            net::entries(&ctx.config.node_switch_cidr)
                 .map(str::to_string)
                 .collect()
         });
@@ -331,9 +330,7 @@ async fn write_nb(
                 && subnet_rules::is_ovn_provider(&s.spec.provider)
         })
         .flat_map(|s| {
-            s.spec
-                .cidr_block
-                .split(',')
+            net::entries(&s.spec.cidr_block)
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use kube_ovn_common::net;
 
 use crate::protocol::{CniResponse, IpConfig, Route};
 
-/// The provider of the default network; its annotations live under `ovn.kubernetes.io/`.
-pub const DEFAULT_PROVIDER: &str = "ovn";
+pub use kube_ovn_common::names::DEFAULT_PROVIDER;
 
 /// Annotation suffixes the controller writes for every pod, in the order they are checked.
 const REQUIRED: [&str; 5] = [
@@ -126,9 +126,11 @@ pub fn from_annotations(
             field(suffix)
         ))
     };
-    let ips = split_parse::<IpAddr>(field("ip_address")).map_err(|e| invalid("ip_address", e))?;
-    let cidrs = split_parse::<IpNet>(field("cidr")).map_err(|e| invalid("cidr", e))?;
-    let gateways = split_parse::<IpAddr>(field("gateway")).map_err(|e| invalid("gateway", e))?;
+    let ips =
+        net::parse_ips(field("ip_address")).map_err(|e| invalid("ip_address", e.to_string()))?;
+    let cidrs = net::parse_cidrs(field("cidr")).map_err(|e| invalid("cidr", e.to_string()))?;
+    let gateways =
+        net::parse_ips(field("gateway")).map_err(|e| invalid("gateway", e.to_string()))?;
     let mut addresses = Vec::new();
     let mut ordered_cidrs = Vec::new();
     for ip in &ips {
@@ -167,18 +169,6 @@ pub fn from_annotations(
         logical_switch: field("logical_switch").to_string(),
         routes,
     })
-}
-
-fn split_parse<T: std::str::FromStr>(value: &str) -> Result<Vec<T>, String>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<T>().map_err(|e| format!("{s:?}: {e}")))
-        .collect()
 }
 
 fn check_route(r: &Route) -> Result<(), String> {

@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use kube_ovn_common::net::Family;
+
 /// Port group names cannot contain `-` in OVN match expressions: upstream replaces every `-`
 /// with `.` (`node-a` → `node.a`).
 pub fn pg_name(raw: &str) -> String {
@@ -19,24 +21,7 @@ pub fn subnet_node_pg(subnet: &str, node: &str) -> String {
     pg_name(&format!("{subnet}.{node}"))
 }
 
-/// The logical switch port of a node on the join switch.
-pub fn node_lsp(node: &str) -> String {
-    format!("node-{node}")
-}
-
-/// The node whose join port is named `port` (the inverse of [`node_lsp`]).
-pub fn node_of_lsp(port: &str) -> Option<&str> {
-    port.strip_prefix("node-")
-}
-
-/// The logical switch port of a pod's NIC (`<pod>.<ns>`, or `<pod>.<ns>.<provider>`).
-pub fn pod_lsp(pod: &str, namespace: &str, provider: &str) -> String {
-    if provider == "ovn" || provider.is_empty() {
-        format!("{pod}.{namespace}")
-    } else {
-        format!("{pod}.{namespace}.{provider}")
-    }
-}
+pub use kube_ovn_common::names::{node_lsp, node_of_lsp, pod_lsp};
 
 /// A switch's router patch port (`<switch>-<router>`).
 pub(crate) fn switch_router_lsp(switch: &str, router: &str) -> String {
@@ -50,20 +35,12 @@ pub(crate) fn router_switch_lrp(router: &str, switch: &str) -> String {
 
 /// The match prefix of an address's family (`ip4`, `ip6`).
 pub(crate) fn family_prefix(ip: &IpAddr) -> &'static str {
-    if ip.is_ipv4() {
-        "ip4"
-    } else {
-        "ip6"
-    }
+    Family::of(ip).match_prefix()
 }
 
-/// The match prefix of a CIDR's family (`ip4`, `ip6`).
+/// The match prefix of a CIDR's family (`ip4`, `ip6`); an unreadable one is taken as IPv4.
 pub(crate) fn cidr_prefix(cidr: &str) -> &'static str {
-    if cidr.contains(':') {
-        "ip6"
-    } else {
-        "ip4"
-    }
+    Family::of_entry(cidr).unwrap_or(Family::V4).match_prefix()
 }
 
 #[cfg(test)]
