@@ -14,7 +14,7 @@ use std::path::Path;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::AddressFamily;
@@ -301,26 +301,7 @@ impl Netns {
         .execute()
         .await
         .map_err(link_err(format!("set mac/mtu/up on {name}")))?;
-        let mut current = Vec::new();
-        let mut msgs = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
-        while let Some(m) = msgs
-            .try_next()
-            .await
-            .map_err(link_err(format!("list addresses of {name}")))?
-        {
-            let addr = m.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(ip) => Some(*ip),
-                _ => None,
-            });
-            if let Some(ip) = addr {
-                current.push((IpNet::new(ip, m.header.prefix_len).ok(), m));
-            }
-        }
+        let current = self.addresses_of(index, name).await?;
         for (net, msg) in current.iter() {
             let link_local =
                 matches!(net.map(|n| n.addr()), Some(IpAddr::V6(a)) if a.is_unicast_link_local());
@@ -423,7 +404,27 @@ impl Netns {
             _ => None,
         });
         let index = link.header.index;
-        let mut addresses = Vec::new();
+        let addresses = self
+            .addresses_of(index, name)
+            .await?
+            .into_iter()
+            .filter_map(|(net, _)| net)
+            .collect();
+        Ok(Some(LinkState {
+            mac: mac.unwrap_or_default(),
+            addresses,
+        }))
+    }
+
+    /// The addresses on link `index` (named `name` for errors), each with its netlink message
+    /// (which a removal needs); the network is `None` for a prefix length the kernel should
+    /// never report.
+    async fn addresses_of(
+        &self,
+        index: u32,
+        name: &str,
+    ) -> Result<Vec<(Option<IpNet>, AddressMessage)>, LinkError> {
+        let mut out = Vec::new();
         let mut msgs = self
             .handle
             .address()
@@ -435,18 +436,15 @@ impl Netns {
             .await
             .map_err(link_err(format!("list addresses of {name}")))?
         {
-            let ip = m.attributes.iter().find_map(|a| match a {
+            let addr = m.attributes.iter().find_map(|a| match a {
                 AddressAttribute::Address(ip) => Some(*ip),
                 _ => None,
             });
-            if let Some(net) = ip.and_then(|ip| IpNet::new(ip, m.header.prefix_len).ok()) {
-                addresses.push(net);
+            if let Some(ip) = addr {
+                out.push((IpNet::new(ip, m.header.prefix_len).ok(), m));
             }
         }
-        Ok(Some(LinkState {
-            mac: mac.unwrap_or_default(),
-            addresses,
-        }))
+        Ok(out)
     }
 
     /// The main table's unicast routes, IPv4 and IPv6, as (destination, gateway).

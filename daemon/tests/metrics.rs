@@ -3,7 +3,6 @@
 //! answers `/healthz`, `/livez` and `/readyz` with 200 once serving, and `/metrics` counts a
 //! pod's CNI ADD and the time spent waiting for annotations and `ovn-installed`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -12,19 +11,6 @@ use kube_ovn_daemon::metrics::addr_file;
 use kube_ovn_sandbox::kubeovn::{daemon_socket, KubeOvnBuild};
 use kube_ovn_sandbox::{leftovers, sys, Sandbox, SandboxConfig};
 use serde_json::json;
-
-fn build() -> KubeOvnBuild {
-    // Test binaries live in target/<profile>/deps; the product binaries one level up.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    KubeOvnBuild::beside(dir, &source).unwrap_or_else(|| {
-        panic!(
-            "kube-ovn binaries missing in {}: build the workspace first (cargo build --workspace)",
-            dir.display()
-        )
-    })
-}
 
 /// `GET http://127.0.0.1:<port><path>` from inside the node's namespace, where the daemon runs:
 /// the status code and the body.
@@ -48,7 +34,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_on_the_runtime_port() {
     let mut config = SandboxConfig::isolated(1);
-    config.kube_ovn = Some(build());
+    config.kube_ovn = Some(KubeOvnBuild::of_test_binary().expect("kube-ovn build"));
     let (run_dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
     let node = sandbox.state().node("node1").unwrap().clone();

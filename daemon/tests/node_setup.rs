@@ -6,7 +6,6 @@
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -18,19 +17,6 @@ use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
 use kube_ovn_sandbox::node::{external_netns, EXTERNAL_IP};
 use kube_ovn_sandbox::{leftovers, probe, sys, Sandbox, SandboxConfig};
 use serde_json::json;
-
-fn build() -> KubeOvnBuild {
-    // Test binaries live in target/<profile>/deps; the product binaries one level up.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    KubeOvnBuild::beside(dir, &source).unwrap_or_else(|| {
-        panic!(
-            "kube-ovn binaries missing in {}: build the workspace first (cargo build --workspace)",
-            dir.display()
-        )
-    })
-}
 
 /// Polls the API until `check` holds (the API has no watch this test could block on cheaply).
 async fn eventually<T>(
@@ -51,20 +37,11 @@ async fn eventually<T>(
     }
 }
 
-async fn running(pods: &Api<Pod>, name: &str) -> String {
-    eventually(
-        &format!("pod {name} Running"),
-        Duration::from_secs(90),
-        async || {
-            let st = pods.get(name).await.ok()?.status?;
-            (st.phase.as_deref() == Some("Running")).then_some(st.pod_ip?)
-        },
-    )
-    .await
-}
-
 /// Connects from `netns` to the external listener until one connection lands, and returns the
 /// source address the external host saw.
+/// How long a new pod may take to be wired and Running.
+const POD_READY: Duration = Duration::from_secs(90);
+
 fn seen_from(netns: &str, port: u16, accepted: &mpsc::Receiver<IpAddr>) -> IpAddr {
     let target = EXTERNAL_IP.to_string();
     let connected = sys::wait_for(Duration::from_secs(15), || {
@@ -104,7 +81,7 @@ fn external_listener(prefix: &str, port: u16) -> mpsc::Receiver<IpAddr> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ovn0_routes_nat_chassis_and_condition() {
     let mut config = SandboxConfig::isolated(2);
-    config.kube_ovn = Some(build());
+    config.kube_ovn = Some(KubeOvnBuild::of_test_binary().expect("kube-ovn build"));
     let (run_dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
     let state = sandbox.state().clone();
@@ -189,8 +166,8 @@ async fn ovn0_routes_nat_chassis_and_condition() {
         .unwrap();
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
-    let nat_ip = running(&pods, "nat").await;
-    let plain_ip = running(&pods, "plain").await;
+    let nat_ip = probe::running_pod_ip(&pods, "nat", POD_READY).await.unwrap();
+    let plain_ip = probe::running_pod_ip(&pods, "plain", POD_READY).await.unwrap();
     assert!(nat_ip.starts_with("10.16."), "{nat_ip}");
     assert!(plain_ip.starts_with("10.66.0."), "{plain_ip}");
     let ns = |p: &str| state.pod_netns("default", p);

@@ -43,6 +43,24 @@ impl KubeOvnBuild {
             .all(|p| p.is_file())
             .then_some(b)
     }
+
+    /// The build a test binary of this workspace runs beside: test binaries live in
+    /// `target/<profile>/deps`, the product binaries one level up. The error says how to get
+    /// them when they are missing.
+    pub fn of_test_binary() -> Result<KubeOvnBuild, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| format!("{} has no target directory", exe.display()))?;
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        KubeOvnBuild::beside(dir, &source).ok_or_else(|| {
+            format!(
+                "kube-ovn binaries missing in {}: build the workspace first (cargo test --workspace --all-targets does)",
+                dir.display()
+            )
+        })
+    }
 }
 
 /// Installs every CRD of the bundle (already installed ones are left as they are).

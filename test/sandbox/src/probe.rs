@@ -10,6 +10,30 @@ use std::time::Duration;
 use crate::sys::{in_netns, run, run_command, wait_for};
 use crate::{central, SandboxState};
 
+/// The pod's IP once the API reports it Running, polling until `within` passes (a kubelet
+/// stand-in's status update has no cheaper signal to wait on).
+pub async fn running_pod_ip(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    within: Duration,
+) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Ok(p) = pods.get(name).await {
+            let st = p.status.unwrap_or_default();
+            if st.phase.as_deref() == Some("Running") {
+                if let Some(ip) = st.pod_ip {
+                    return Ok(ip);
+                }
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("pod {name} not Running within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Pings `to` from `netns` once a second until one reply arrives or `within` passes. The first
 /// packets to a new tunnel endpoint may be lost while OVS resolves its neighbour, so a single
 /// ping proves nothing either way.

@@ -13,39 +13,13 @@ use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
 use kube_ovn_sandbox::{leftovers, probe, sys, Sandbox, SandboxConfig};
 use serde_json::json;
 
-fn build() -> KubeOvnBuild {
-    // Test binaries live in target/<profile>/deps; the product binaries one level up.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    KubeOvnBuild::beside(dir, &source).unwrap_or_else(|| {
-        panic!(
-            "kube-ovn binaries missing in {}: build the workspace first (cargo test --workspace --all-targets does)",
-            dir.display()
-        )
-    })
-}
-
-async fn running(pods: &Api<Pod>, name: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(p) = pods.get(name).await {
-            let st = p.status.unwrap_or_default();
-            if st.phase.as_deref() == Some("Running") {
-                if let Some(ip) = st.pod_ip {
-                    return ip;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "pod {name} never Running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// How long a new pod may take to be wired and Running.
+const POD_READY: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_get_wired_by_kube_ovn_and_talk_within_and_across_nodes() {
     let mut config = SandboxConfig::isolated(2);
-    config.kube_ovn = Some(build());
+    config.kube_ovn = Some(KubeOvnBuild::of_test_binary().expect("kube-ovn build"));
     let (run_dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
     let state = sandbox.state().clone();
@@ -58,9 +32,9 @@ async fn pods_get_wired_by_kube_ovn_and_talk_within_and_across_nodes() {
         .unwrap();
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
-    let a1 = running(&pods, "a1").await;
-    let a2 = running(&pods, "a2").await;
-    let b1 = running(&pods, "b1").await;
+    let a1 = probe::running_pod_ip(&pods, "a1", POD_READY).await.unwrap();
+    let a2 = probe::running_pod_ip(&pods, "a2", POD_READY).await.unwrap();
+    let b1 = probe::running_pod_ip(&pods, "b1", POD_READY).await.unwrap();
     for ip in [&a1, &a2, &b1] {
         assert!(ip.starts_with("10.16."), "{ip} is not from ovn-default");
     }
@@ -122,7 +96,7 @@ async fn pods_get_wired_by_kube_ovn_and_talk_within_and_across_nodes() {
     }))
     .unwrap();
     team.create(&PostParams::default(), &pod).await.unwrap();
-    let t1 = running(&team, "t1").await;
+    let t1 = probe::running_pod_ip(&team, "t1", POD_READY).await.unwrap();
     assert!(
         t1.starts_with("10.70.0."),
         "{t1} is not from the team subnet"

@@ -2,27 +2,13 @@
 //! node and ovn-northd are killed with SIGKILL and restarted, existing pods keep talking across
 //! nodes and new pods on the restarted node get wired and talk too.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
 use kube_ovn_sandbox::{central, node, probe, Sandbox, SandboxConfig};
 use serde_json::json;
-
-fn build() -> KubeOvnBuild {
-    // Test binaries live in target/<profile>/deps; the product binaries one level up.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    KubeOvnBuild::beside(dir, &source).unwrap_or_else(|| {
-        panic!(
-            "kube-ovn binaries missing in {}: build the workspace first (cargo test --workspace --all-targets does)",
-            dir.display()
-        )
-    })
-}
 
 async fn create_running(pods: &Api<Pod>, name: &str, node: &str) -> String {
     let pod: Pod = serde_json::from_value(json!({
@@ -31,25 +17,15 @@ async fn create_running(pods: &Api<Pod>, name: &str, node: &str) -> String {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(p) = pods.get(name).await {
-            let st = p.status.unwrap_or_default();
-            if st.phase.as_deref() == Some("Running") {
-                if let Some(ip) = st.pod_ip {
-                    return ip;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "pod {name} never Running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    probe::running_pod_ip(pods, name, Duration::from_secs(90))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_keep_and_gain_connectivity_across_ovn_controller_and_northd_crashes() {
     let mut config = SandboxConfig::isolated(2);
-    config.kube_ovn = Some(build());
+    config.kube_ovn = Some(KubeOvnBuild::of_test_binary().expect("kube-ovn build"));
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
     let state = sandbox.state().clone();
     let pods: Api<Pod> = Api::namespaced(sandbox.client(), "default");
