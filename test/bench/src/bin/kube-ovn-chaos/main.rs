@@ -434,8 +434,10 @@ async fn daemon_scenario(ctx: &Ctx, args: &Args) -> Res {
         .iter()
         .map(|p| {
             sys::in_netns(&ctx.state.pod_netns(NAMESPACE, p), "ping")
-                .args(["-q", "-i", "0.2", "-w"])
-                .arg(window.as_secs().to_string())
+                // A count, not a deadline (`-w`): with a deadline the echo in flight when it
+                // expires counts as lost.
+                .args(["-q", "-i", "0.2", "-W", "2", "-c"])
+                .arg((window.as_secs() * 5).to_string())
                 .arg(&peer_ip)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -545,19 +547,29 @@ async fn run(args: Args) -> Res {
         pace: Duration::from_secs_f64(1.0 / args.rate.max(0.01)),
     };
     let all = args.scenario == Scenario::All;
-    let result = async {
-        if all || args.scenario == Scenario::Daemon {
-            daemon_scenario(&ctx, &args).await?;
+    let wanted = |s: Scenario| all || args.scenario == s;
+    // Every scenario runs even when an earlier one failed: each prints its own figures.
+    let mut failed = Vec::new();
+    if wanted(Scenario::Daemon) {
+        if let Err(e) = daemon_scenario(&ctx, &args).await {
+            failed.push(format!("daemon: {e}"));
         }
-        if all || args.scenario == Scenario::Nb {
-            nb_scenario(&ctx, &args).await?;
-        }
-        if all || args.scenario == Scenario::Controller {
-            controller_scenario(&ctx, &args, &mut rng).await?;
-        }
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     }
-    .await;
+    if wanted(Scenario::Nb) {
+        if let Err(e) = nb_scenario(&ctx, &args).await {
+            failed.push(format!("nb: {e}"));
+        }
+    }
+    if wanted(Scenario::Controller) {
+        if let Err(e) = controller_scenario(&ctx, &args, &mut rng).await {
+            failed.push(format!("controller: {e}"));
+        }
+    }
+    let result: Res = if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n").into())
+    };
     drop(ctx);
     let down = sandbox.down().await;
     result?;
