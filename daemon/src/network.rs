@@ -56,7 +56,8 @@ pub fn veth_names(container_id: &str, if_name: &str) -> Result<(String, String),
     }
     let mut name = if_name;
     if name.starts_with("pod") && name.len() == 14 {
-        name = &name[3..name.len() - 4];
+        // `get`: a request's ifname may be any UTF-8, and byte 10 need not end a character.
+        name = name.get(3..name.len() - 4).unwrap_or(name);
     }
     let keep = 12usize
         .checked_sub(name.len())
@@ -422,5 +423,14 @@ mod tests {
         assert!(veth_names("short", "eth0").is_err());
         assert!(veth_names(id, "averyveryverylongname").is_err());
         assert!(veth_names(id, "eth0").unwrap().0.len() <= 15);
+    }
+
+    /// Found by the `daemon_api` fuzz target: a 14-byte `pod…` ifname whose tenth byte is
+    /// inside a character made the daemon panic slicing it.
+    #[test]
+    fn veth_names_reject_a_pod_ifname_cut_inside_a_character() {
+        let if_name = "podaaaaaa\u{e9}abc";
+        assert_eq!(if_name.len(), 14);
+        assert!(veth_names("0123456789abcdef", if_name).is_err());
     }
 }
