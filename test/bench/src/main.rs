@@ -450,10 +450,15 @@ impl RoutedPods {
     }
 }
 
-/// A plain OVSDB connection to the NB for one-off reads.
+/// A plain OVSDB connection to the NB for one-off reads. At 50,000 pods the NB server can be
+/// too busy to answer an inactivity probe for many seconds, so this reader probes rarely and
+/// reconnects once when its connection was lost.
 struct NbReader {
-    client: Client,
-    _notes: tokio::sync::mpsc::UnboundedReceiver<ovsdb::Notification>,
+    remote: Remote,
+    conn: tokio::sync::Mutex<(
+        Client,
+        tokio::sync::mpsc::UnboundedReceiver<ovsdb::Notification>,
+    )>,
 }
 
 impl NbReader {
@@ -462,11 +467,37 @@ impl NbReader {
             .into_iter()
             .next()
             .ok_or("no NB remote")?;
-        let (client, notes) = Client::connect(&remote, None, &Timeouts::default()).await?;
+        let conn = Self::open(&remote).await?;
         Ok(NbReader {
-            client,
-            _notes: notes,
+            remote,
+            conn: tokio::sync::Mutex::new(conn),
         })
+    }
+
+    async fn open(
+        remote: &Remote,
+    ) -> Result<(
+        Client,
+        tokio::sync::mpsc::UnboundedReceiver<ovsdb::Notification>,
+    )> {
+        let timeouts = Timeouts {
+            probe_interval: Duration::from_secs(60),
+            ..Timeouts::default()
+        };
+        Ok(Client::connect(remote, None, &timeouts).await?)
+    }
+
+    /// Runs `txn`, reconnecting once if the connection was lost.
+    async fn transact(&self, txn: &Transaction) -> Result<ovsdb::TxnOutcome> {
+        let mut conn = self.conn.lock().await;
+        match conn.0.transact(txn).await {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                say(&format!("  NB reader: {e}; reconnecting"));
+                *conn = Self::open(&self.remote).await?;
+                Ok(conn.0.transact(txn).await?)
+            }
+        }
     }
 
     /// Logical switch ports carrying `external_ids:pod` (the pods' ports).
@@ -477,7 +508,7 @@ impl NbReader {
             conditions: Vec::new(),
             columns: Some(vec!["external_ids".into()]),
         });
-        let out = self.client.transact(&txn).await?;
+        let out = self.transact(&txn).await?;
         let rows = out
             .results
             .first()
@@ -886,7 +917,7 @@ async fn measure(sandbox: &Sandbox, args: &Args, binary: &Path, logs: &Path) -> 
     northd_caught_up(&st.central.nb, limit).await?;
     let replica = Replica::start(
         ReplicaConfig::new(Remote::parse_list(&st.central.nb)?, NB_DB),
-        Duration::from_secs(60),
+        limit,
     )
     .await?;
     nb_quiet(&replica, limit).await?;
