@@ -267,14 +267,14 @@ pub struct Config {
     #[arg(long = "skip-conntrack-dst-cidrs", default_value = "")]
     pub skip_conntrack_dst_cidrs: String,
 
-    /// Lease duration for leader election.
-    #[arg(long = "leader-elect-lease-duration", default_value = "15s", value_parser = go_duration)]
+    /// Lease duration for leader election (upstream's `cmd/controller`: 30 s).
+    #[arg(long = "leader-elect-lease-duration", default_value = "30s", value_parser = go_duration)]
     pub leader_elect_lease_duration: Duration,
-    /// How long the leader keeps trying to renew before giving up.
-    #[arg(long = "leader-elect-renew-deadline", default_value = "10s", value_parser = go_duration)]
+    /// How long the leader keeps trying to renew before giving up (upstream: 20 s).
+    #[arg(long = "leader-elect-renew-deadline", default_value = "20s", value_parser = go_duration)]
     pub leader_elect_renew_deadline: Duration,
-    /// Pause between leader election attempts.
-    #[arg(long = "leader-elect-retry-period", default_value = "2s", value_parser = go_duration)]
+    /// Pause between leader election attempts (upstream: 6 s).
+    #[arg(long = "leader-elect-retry-period", default_value = "6s", value_parser = go_duration)]
     pub leader_elect_retry_period: Duration,
 
     /// klog's flags (`--v`, `--logtostderr`, …), shared with the daemon.
@@ -417,7 +417,9 @@ mod tests {
         assert_eq!(c.default_ls, "ovn-default");
         assert!(!c.log.logtostderr);
         assert_eq!(c.default_vlan_id, 100);
-        assert_eq!(c.leader_elect_lease_duration, Duration::from_secs(15));
+        assert_eq!(c.leader_elect_lease_duration, Duration::from_secs(30));
+        assert_eq!(c.leader_elect_renew_deadline, Duration::from_secs(20));
+        assert_eq!(c.leader_elect_retry_period, Duration::from_secs(6));
         assert!(c.validate().is_ok());
     }
 

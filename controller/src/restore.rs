@@ -112,45 +112,40 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
             warn!(subnet = %s.name_any(), "not restored: {e}");
         }
     }
-    let mut put = |ipam: &mut Ipam,
-                   subnet: &str,
-                   owner: String,
-                   nic: String,
-                   ips: &str,
-                   mac: Option<String>| {
-        let Ok(ips) = ann::parse_ips(ips) else {
-            sum.skipped += 1;
-            return;
+    // Owner, NIC and MAC are borrowed: most records repeat an allocation already restored
+    // from another source, and those need no request built.
+    let mut put =
+        |ipam: &mut Ipam, subnet: &str, owner: &str, nic: &str, ips: &str, mac: Option<&str>| {
+            let Ok(ips) = ann::parse_ips(ips) else {
+                sum.skipped += 1;
+                return;
+            };
+            let Some(book) = ipam.subnet(subnet).filter(|_| !ips.is_empty()) else {
+                sum.skipped += 1;
+                return;
+            };
+            if book.holds_exactly(owner, nic, &ips, mac) {
+                sum.restored += 1;
+                return;
+            }
+            let req = Request {
+                pod: owner.to_string(),
+                nic: nic.to_string(),
+                ips,
+                mac: mac.map(str::to_string),
+                check_conflict: false,
+                ..Request::default()
+            };
+            match ipam.allocate(subnet, &req) {
+                Ok(_) => sum.restored += 1,
+                Err(_) => sum.skipped += 1,
+            }
         };
-        if ips.is_empty() || ipam.subnet(subnet).is_none() {
-            sum.skipped += 1;
-            return;
-        }
-        let req = Request {
-            pod: owner,
-            nic,
-            ips,
-            mac,
-            check_conflict: false,
-            ..Request::default()
-        };
-        match ipam.allocate(subnet, &req) {
-            Ok(_) => sum.restored += 1,
-            Err(_) => sum.skipped += 1,
-        }
-    };
     for (port, pod, ls, addresses) in &src.ports {
         let mut parts = addresses.split_whitespace();
-        let mac = parts.next().map(str::to_string);
+        let mac = parts.next();
         let ips: Vec<&str> = parts.collect();
-        put(
-            &mut ipam,
-            ls,
-            pod.clone(),
-            port.clone(),
-            &ips.join(","),
-            mac,
-        );
+        put(&mut ipam, ls, pod, port, &ips.join(","), mac);
     }
     for (name, s) in src.ips {
         let owner = if s.namespace.is_empty() {
@@ -158,15 +153,8 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
         } else {
             format!("{}/{}", s.namespace, s.pod_name)
         };
-        let mac = (!s.mac_address.is_empty()).then(|| s.mac_address.clone());
-        put(
-            &mut ipam,
-            &s.subnet,
-            owner,
-            name.clone(),
-            &s.ip_address,
-            mac,
-        );
+        let mac = (!s.mac_address.is_empty()).then_some(s.mac_address.as_str());
+        put(&mut ipam, &s.subnet, &owner, name, &s.ip_address, mac);
     }
     for n in src.nodes {
         let a = n.annotations();
@@ -178,10 +166,10 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
             put(
                 &mut ipam,
                 src.join,
-                format!("node/{name}"),
-                names::node_lsp(&name),
+                &format!("node/{name}"),
+                &names::node_lsp(&name),
                 v,
-                a.get(ann::MAC_ADDRESS).cloned(),
+                a.get(ann::MAC_ADDRESS).map(String::as_str),
             );
         }
     }
@@ -197,10 +185,10 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
         put(
             &mut ipam,
             ls,
-            format!("{ns}/{name}"),
-            format!("{name}.{ns}"),
+            &format!("{ns}/{name}"),
+            &format!("{name}.{ns}"),
             v,
-            a.get(ann::MAC_ADDRESS).cloned(),
+            a.get(ann::MAC_ADDRESS).map(String::as_str),
         );
     }
     info!(restored = sum.restored, skipped = sum.skipped, elapsed = ?start.elapsed(), "IPAM restored");

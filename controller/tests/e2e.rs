@@ -510,17 +510,55 @@ async fn only_the_lease_holder_acts_and_a_standby_takes_over_after_a_crash() {
     })
     .await;
 
-    let mut b = w.spawn_controller("ctl-b", support::free_port());
-    // While a renews, b stays a standby.
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let b_port = support::free_port();
+    let mut b = w.spawn_controller("ctl-b", b_port);
+    // b listens on its metrics port before it campaigns, so from here on it reads the lease.
+    eventually("ctl-b listens", LONG, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", b_port))
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+    // While a renews, b stays a standby for twice the lease duration: a standby that ignored
+    // the renewals would take the lease one lease duration after its first look at it. Every
+    // change to the lease in that window is seen through a watch.
+    let window_end = tokio::time::Instant::now() + 2 * support::LEASE_DURATION;
+    let mut changes = kube::runtime::watcher(leases.clone(), Default::default()).boxed();
+    let mut renewals = BTreeSet::new();
+    loop {
+        let ev = match tokio::time::timeout_at(window_end, changes.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(ev))) => ev,
+            Ok(other) => panic!("the lease watch failed: {other:?}"),
+        };
+        let (kube::runtime::watcher::Event::Apply(l) | kube::runtime::watcher::Event::InitApply(l)) =
+            ev
+        else {
+            continue;
+        };
+        if l.name_any() != "kube-ovn-controller" {
+            continue;
+        }
+        let spec = l.spec.unwrap_or_default();
         assert_eq!(
-            holder().await.as_deref(),
+            spec.holder_identity.as_deref(),
             Some("ctl-a"),
             "the standby took the lease from a live leader"
         );
+        renewals.insert(spec.renew_time.map(|t| t.0));
         assert!(b.try_wait().unwrap().is_none(), "the standby exited");
     }
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("ctl-a"),
+        "the standby took the lease from a live leader"
+    );
+    assert!(b.try_wait().unwrap().is_none(), "the standby exited");
+    assert!(
+        renewals.len() >= 2,
+        "the leader did not renew during the window ({renewals:?})"
+    );
     let _ = a.kill();
     let _ = a.wait();
     eventually("ctl-b takes over", LONG, || async {

@@ -166,8 +166,12 @@ async fn ovn0_routes_nat_chassis_and_condition() {
         .unwrap();
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
-    let nat_ip = probe::running_pod_ip(&pods, "nat", POD_READY).await.unwrap();
-    let plain_ip = probe::running_pod_ip(&pods, "plain", POD_READY).await.unwrap();
+    let nat_ip = probe::running_pod_ip(&pods, "nat", POD_READY)
+        .await
+        .unwrap();
+    let plain_ip = probe::running_pod_ip(&pods, "plain", POD_READY)
+        .await
+        .unwrap();
     assert!(nat_ip.starts_with("10.16."), "{nat_ip}");
     assert!(plain_ip.starts_with("10.66.0."), "{plain_ip}");
     let ns = |p: &str| state.pod_netns("default", p);

@@ -2,7 +2,8 @@
 //! the names it derives from a request; a decoded request must survive the shim's re-encoding.
 #![no_main]
 
-use kube_ovn_daemon::network::{iface_id, provider, veth_names};
+use kube_ovn_common::names::pod_lsp as iface_id;
+use kube_ovn_daemon::network::{provider, veth_names};
 use kube_ovn_daemon::protocol::{CniRequest, CniResponse};
 use libfuzzer_sys::fuzz_target;
 

@@ -4,8 +4,9 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use kube_ovn_controller::crd::subnet::SubnetSpec;
-use kube_ovn_controller::subnet_rules::{gateway_nodes, normalize, protocol_of, Defaults};
+use kube_ovn_common::crd::subnet::SubnetSpec;
+use kube_ovn_common::net::Protocol;
+use kube_ovn_controller::subnet_rules::{gateway_nodes, normalize, Defaults};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
@@ -29,7 +30,7 @@ const DEFAULTS: Defaults<'static> = Defaults {
 };
 
 fn check(spec: &SubnetSpec, name: &str) {
-    let _ = protocol_of(&spec.cidr_block);
+    let _ = Protocol::of_list(&spec.cidr_block);
     let _ = gateway_nodes(spec);
     if let Ok(once) = normalize(spec, name, &DEFAULTS) {
         let twice = normalize(&once, name, &DEFAULTS).expect("a normalised spec stays valid");

@@ -20,30 +20,41 @@ pub fn random() -> String {
 }
 
 fn format(b: &[u8; 6]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(17);
+    for (i, x) in b.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        let _ = write!(out, "{x:02x}");
+    }
+    out
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` or `aa-bb-…` (any case) into the canonical form; refuses
 /// multicast addresses, which no NIC may use.
 pub fn normalize(mac: &str) -> Result<String> {
-    let parts: Vec<&str> = mac.trim().split([':', '-']).collect();
-    if parts.len() != 6 {
-        return Err(Error::InvalidMac(mac.to_string()));
-    }
+    let bad = || Error::InvalidMac(mac.to_string());
     let mut b = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.len() != 2 {
-            return Err(Error::InvalidMac(mac.to_string()));
-        }
-        b[i] = u8::from_str_radix(p, 16).map_err(|_| Error::InvalidMac(mac.to_string()))?;
+    let mut parts = mac.trim().split([':', '-']);
+    for byte in b.iter_mut() {
+        let p = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
+        *byte = u8::from_str_radix(p, 16).map_err(|_| bad())?;
     }
-    if b[0] & 1 == 1 {
-        return Err(Error::InvalidMac(mac.to_string()));
+    if parts.next().is_some() || b[0] & 1 == 1 {
+        return Err(bad());
     }
     Ok(format(&b))
+}
+
+/// Whether `mac` (any case, `:` or `-`) is the canonical `canonical`, without allocating.
+pub fn same(mac: &str, canonical: &str) -> bool {
+    let mac = mac.trim();
+    mac.len() == canonical.len()
+        && mac
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'-' && b == b':'))
 }
 
 #[cfg(test)]
@@ -72,5 +83,13 @@ mod tests {
         ] {
             assert!(normalize(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn same_compares_with_the_canonical_form() {
+        assert!(same("0A-00-00-00-00-01", "0a:00:00:00:00:01"));
+        assert!(same(" 0a:00:00:00:00:01", "0a:00:00:00:00:01"));
+        assert!(!same("0a:00:00:00:00:02", "0a:00:00:00:00:01"));
+        assert!(!same("0a:00:00:00:00:0", "0a:00:00:00:00:01"));
     }
 }

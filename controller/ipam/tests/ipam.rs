@@ -402,3 +402,33 @@ fn pool_usage_counts_only_the_pool() {
         .pool_usage("p", Family::V4)
         .is_none());
 }
+
+#[test]
+fn holds_exactly_recognises_only_an_identical_allocation() {
+    let mut ipam = Ipam::new();
+    ipam.add_or_update_subnet(config(
+        "s",
+        "10.0.0.0/24,fd00::/120",
+        "10.0.0.1,fd00::1",
+        &[],
+    ))
+    .unwrap();
+    let mut r = auto("a");
+    r.ips = vec![ip("10.0.0.7"), ip("fd00::7")];
+    r.mac = Some("0a:00:00:00:00:07".into());
+    r.check_conflict = false;
+    ipam.allocate("s", &r).unwrap();
+    let s = ipam.subnet("s").unwrap();
+    let both = [ip("10.0.0.7"), ip("fd00::7")];
+    assert!(s.holds_exactly("a", "a.nic", &both, Some("0A-00-00-00-00-07")));
+    assert!(s.holds_exactly("a", "a.nic", &both, None));
+    assert!(!s.holds_exactly("a", "a.nic", &both, Some("0a:00:00:00:00:08")));
+    assert!(!s.holds_exactly("b", "a.nic", &both, None), "another owner");
+    assert!(!s.holds_exactly("a", "b.nic", &both, None), "another NIC");
+    assert!(
+        !s.holds_exactly("a", "a.nic", &both[..1], None),
+        "a family missing"
+    );
+    assert!(!s.holds_exactly("a", "a.nic", &[ip("10.0.0.7"), ip("10.0.0.7")], None));
+    assert!(!s.holds_exactly("a", "a.nic", &[ip("10.0.0.8"), ip("fd00::7")], None));
+}

@@ -37,6 +37,9 @@ where
     }
 }
 
+/// The lease duration every test controller runs with (`--leader-elect-lease-duration`).
+pub const LEASE_DURATION: Duration = Duration::from_secs(3);
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -102,7 +105,10 @@ impl World {
             .arg(format!("--kubeconfig={}", st.kubeconfig.display()))
             .arg(format!("--ovn-nb-addr={}", st.central.nb))
             .arg(format!("--pprof-port={metrics_port}"))
-            .arg("--leader-elect-lease-duration=3s")
+            .arg(format!(
+                "--leader-elect-lease-duration={}s",
+                LEASE_DURATION.as_secs()
+            ))
             .arg("--leader-elect-renew-deadline=2s")
             .arg("--leader-elect-retry-period=200ms")
             .env("POD_NAME", identity)

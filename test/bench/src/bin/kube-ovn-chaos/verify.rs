@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use kube_ovn_controller::crd::Ip;
+use kube_ovn_common::crd::Ip;
 use ovsdb::{Client, Operation, Remote, Timeouts, Transaction};
 use serde_json::Value;
 

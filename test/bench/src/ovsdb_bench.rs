@@ -1,3 +1,5 @@
+//! `ovsdb-bench`: the OVSDB write path at scale, against a real NB server it starts itself.
+//!
 //! Creates N Logical_Switch_Ports on one Logical_Switch the way a controller does (each port its
 //! own request: insert the port, add it to the switch's `ports`) and compares ports/s of:
 //! our group-commit [`Batcher`], our client pipelining one transaction per port, `ovn-nbctl` one
@@ -36,7 +38,7 @@ struct Args {
     /// Merged transactions in flight at once (default: the Batcher's).
     #[arg(long)]
     in_flight: Option<usize>,
-    /// NB schema; defaults to the one shipped with this crate.
+    /// NB schema; defaults to the one shipped with the ovsdb crate.
     #[arg(long)]
     schema: Option<PathBuf>,
 }
@@ -347,7 +349,7 @@ async fn main() {
     let schema = args.schema.clone().unwrap_or_else(|| {
         PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/schemas/ovn-nb.ovsschema"
+            "/../../ovsdb/schemas/ovn-nb.ovsschema"
         ))
     });
     let n = args.ports;
