@@ -167,6 +167,26 @@ fn database(dir: &Path, name: &str, schema: &str, db: &str, raft: bool) -> Resul
         .join(","))
 }
 
+/// Starts the ovsdb-server of database `name` (`nb`, or a raft member such as `nb2`) on its
+/// existing database file, socket and pidfile in the run directory: how a crashed server is
+/// brought back exactly as the sandbox started it.
+pub fn restart_server(run_dir: &Path, name: &str) -> Result<()> {
+    server(&dir(run_dir), name)
+}
+
+/// The NB raft member (`nb1`…) that is the cluster's leader now, if one is.
+pub fn nb_leader(run_dir: &Path) -> Option<String> {
+    let dir = dir(run_dir);
+    (1..=RAFT_MEMBERS).map(|i| format!("nb{i}")).find(|m| {
+        let ctl = path(&dir.join(format!("{m}.ctl")));
+        run(
+            "ovs-appctl",
+            ["-t", &ctl, "cluster/status", "OVN_Northbound"],
+        )
+        .is_ok_and(|s| s.contains("Role: leader"))
+    })
+}
+
 fn server(dir: &Path, name: &str) -> Result<()> {
     let mut cmd = Command::new("ovsdb-server");
     cmd.arg(format!(

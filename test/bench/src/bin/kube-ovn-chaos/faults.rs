@@ -3,7 +3,7 @@
 //! sandbox's teardown finds the replacement too.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
 use kube_ovn_sandbox::central;
@@ -36,20 +36,22 @@ pub fn kill9(pidfile: &Path) -> Res<i32> {
     Ok(pid)
 }
 
-/// The NB ovsdb-server of a standalone sandbox: its pidfile.
-pub fn nb_pidfile(st: &SandboxState) -> std::path::PathBuf {
-    central::dir(&st.run_dir).join("nb.pid")
+/// The NB ovsdb-server to kill: the standalone one, or in a raft sandbox the current leader
+/// (`nb`, `nb2`…), with its pidfile.
+pub fn nb_target(st: &SandboxState) -> Res<(String, std::path::PathBuf)> {
+    let name = if st.central.nb.contains(',') {
+        central::nb_leader(&st.run_dir).ok_or("the NB raft cluster has no leader")?
+    } else {
+        "nb".to_string()
+    };
+    let pidfile = central::dir(&st.run_dir).join(format!("{name}.pid"));
+    Ok((name, pidfile))
 }
 
-/// Restarts the standalone NB ovsdb-server on the database file the killed one used; returns
-/// once it serves again (`--detach` returns when the server is ready).
-pub fn restart_nb(st: &SandboxState) -> Res {
-    let dir = central::dir(&st.run_dir);
-    let mut cmd = Command::new("ovsdb-server");
-    cmd.arg(format!("--remote=punix:{}", dir.join("nb.sock").display()));
-    central::daemon_args(&mut cmd, &dir, "nb");
-    cmd.arg(dir.join("nb.db"));
-    sys::run_command(&mut cmd)?;
+/// Restarts the NB ovsdb-server `name` on the database file the killed one used; returns once
+/// it serves again (`--detach` returns when the server is ready).
+pub fn restart_nb(st: &SandboxState, name: &str) -> Res {
+    central::restart_server(&st.run_dir, name)?;
     Ok(())
 }
 

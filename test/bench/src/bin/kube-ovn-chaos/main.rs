@@ -61,6 +61,9 @@ struct Args {
     /// R1: pods in the churn (every fourth is deleted again).
     #[arg(long, default_value_t = 1000)]
     nb_pods: usize,
+    /// Run central OVN as 3-member raft clusters; R1 then kills the NB leader each time.
+    #[arg(long)]
+    raft: bool,
     /// R1: NB kills during the churn.
     #[arg(long, default_value_t = 3)]
     nb_kills: usize,
@@ -273,13 +276,17 @@ async fn nb_scenario(ctx: &Ctx, args: &Args) -> Res {
         for k in 0..args.nb_kills {
             reach(&progress, (k + 1) * n / (args.nb_kills + 1), ctx.limit).await?;
             let st = ctx.state.clone();
-            let pid = blocking(move || faults::kill9(&faults::nb_pidfile(&st))).await?;
+            let (name, pid) = blocking(move || {
+                let (name, pidfile) = faults::nb_target(&st)?;
+                faults::kill9(&pidfile).map(|pid| (name, pid))
+            })
+            .await?;
             tokio::time::sleep(down).await;
-            let st = ctx.state.clone();
-            blocking(move || faults::restart_nb(&st)).await?;
+            let (st, member) = (ctx.state.clone(), name.clone());
+            blocking(move || faults::restart_nb(&st, &member)).await?;
             restarts.push(Instant::now());
             eprintln!(
-                "  NB (pid {pid}) killed at {} of {n} creates, back after {down:?}",
+                "  NB {name} (pid {pid}) killed at {} of {n} creates, back after {down:?}",
                 progress.load(Ordering::SeqCst)
             );
         }
@@ -300,8 +307,9 @@ async fn nb_scenario(ctx: &Ctx, args: &Args) -> Res {
     let (took, tally) = converge(ctx, prefix, &live, &gone, true).await?;
     let done = churn_end + took;
     println!(
-        "R1 NB kill -9 ×{} (standalone, restarted on its database file after {} ms) during a churn of {n} pods at {}/s ({} deleted again), churn {:.1} s:",
+        "R1 NB kill -9 ×{} ({}, restarted on its database file after {} ms) during a churn of {n} pods at {}/s ({} deleted again), churn {:.1} s:",
         restarts.len(),
+        if args.raft { "the raft leader each time" } else { "standalone" },
         args.nb_down_ms,
         args.rate,
         gone.len(),
@@ -524,6 +532,7 @@ async fn run(args: Args) -> Res {
     let mut rng = Rng(seed);
     let mut config = SandboxConfig::isolated(2);
     config.kube_ovn = Some(build.clone());
+    config.raft = args.raft;
     let (run_dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
     let sandbox = match Sandbox::up(config).await {
         Ok(s) => s,
