@@ -158,6 +158,29 @@ pub fn node_gateways(
 
 /// Deletes the per-subnet-node port groups (`<subnet>.<node>`) tagged `external_ids:key=value`
 /// — one subnet's or one node's — except those named in `keep`.
+/// Removes from `router` every kube-ovn policy whose `external_ids:<key>` is `value` (what a
+/// deleted node or subnet leaves among the router's policies).
+pub(crate) fn remove_owned_policies(
+    plan: &mut Plan<'_>,
+    router: &str,
+    (key, value): (&str, &str),
+) -> Result<(), PlanError> {
+    let table = plan.monitored(LogicalRouterPolicy::TABLE)?;
+    let owned: Vec<ovsdb::Uuid> = plan
+        .children(&policies(router))
+        .into_iter()
+        .filter(|u| {
+            table
+                .get(u)
+                .is_some_and(|r| ours(r) && ext(r, key) == Some(value))
+        })
+        .collect();
+    for u in owned {
+        plan.remove_child(LogicalRouter::TABLE, LogicalRouter::POLICIES, u)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn delete_subnet_node_pgs(
     plan: &mut Plan<'_>,
     (tag, value): (&str, &str),

@@ -9,7 +9,7 @@ use ovsdb::models::nb::{
 };
 use ovsdb::Datum;
 
-use super::gateway::delete_subnet_node_pgs;
+use super::gateway::{delete_subnet_node_pgs, remove_owned_policies};
 use super::names::{node_lsp, node_pg};
 use super::rows::{ext, integer, key, map, ours, row, strings, VENDOR};
 use crate::plan::{Parent, Plan, PlanError, RowRef};
@@ -120,24 +120,7 @@ pub fn delete_node(plan: &mut Plan<'_>, node: &str, router: &str) -> Result<(), 
     }
     plan.delete_root(PortGroup::TABLE, &node_pg(node))?;
     delete_subnet_node_pgs(plan, (key::NODE, node), &[])?;
-    let parent = Parent {
-        table: LogicalRouter::TABLE,
-        name: router,
-        column: LogicalRouter::POLICIES,
-    };
-    let policies = plan.monitored(Policy::TABLE)?;
-    let owned: Vec<ovsdb::Uuid> = plan
-        .children(&parent)
-        .into_iter()
-        .filter(|u| {
-            policies
-                .get(u)
-                .is_some_and(|r| ours(r) && ext(r, key::NODE) == Some(node))
-        })
-        .collect();
-    for u in owned {
-        plan.remove_child(LogicalRouter::TABLE, LogicalRouter::POLICIES, u)?;
-    }
+    remove_owned_policies(plan, router, (key::NODE, node))?;
     Ok(())
 }
 

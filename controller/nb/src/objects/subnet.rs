@@ -8,6 +8,7 @@ use ovsdb::models::nb::{
 };
 use ovsdb::{Atom, Datum, Row};
 
+use super::gateway::remove_owned_policies;
 use super::names::{cidr_prefix, router_switch_lrp, switch_router_lsp};
 use super::rows::{ext, integer, key, map, ours, row, strings, tagged, VENDOR};
 use super::vpc::VpcLoadBalancers;
@@ -159,24 +160,7 @@ pub fn delete_overlay_subnet(
     subnet: &str,
     router: &str,
 ) -> Result<(), PlanError> {
-    let parent = Parent {
-        table: LogicalRouter::TABLE,
-        name: router,
-        column: LogicalRouter::POLICIES,
-    };
-    let policies = plan.monitored(Policy::TABLE)?;
-    let owned: Vec<ovsdb::Uuid> = plan
-        .children(&parent)
-        .into_iter()
-        .filter(|u| {
-            policies
-                .get(u)
-                .is_some_and(|r| ours(r) && ext(r, key::SUBNET) == Some(subnet))
-        })
-        .collect();
-    for u in owned {
-        plan.remove_child(LogicalRouter::TABLE, LogicalRouter::POLICIES, u)?;
-    }
+    remove_owned_policies(plan, router, (key::SUBNET, subnet))?;
     plan.monitored(PortGroup::TABLE)?;
     let pgs: Vec<ovsdb::Uuid> = tagged(plan.cache(), PortGroup::TABLE, key::SUBNET, subnet)
         .into_iter()
