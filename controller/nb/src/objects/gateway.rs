@@ -107,6 +107,17 @@ pub fn distributed_gateway(
         .map(|n| subnet_node_pg(subnet, &n.node))
         .collect();
     delete_subnet_node_pgs(plan, (key::SUBNET, subnet), &keep)?;
+    sync_gateway_policies(plan, router, subnet, desired)
+}
+
+/// Makes `desired` the subnet's gateway policies (priority 29000, `external_ids:subnet`) on
+/// `router`, distributed or centralized alike: matching rows stay, others go.
+fn sync_gateway_policies(
+    plan: &mut Plan<'_>,
+    router: &str,
+    subnet: &str,
+    desired: Vec<Row>,
+) -> Result<(), PlanError> {
     let subnet_owned = subnet.to_string();
     plan.sync_keyed_children(
         policies(router),
@@ -241,17 +252,5 @@ pub fn centralized_gateway(
     // The per-node groups go; the policy sync below replaces the distributed policies (same
     // priority and subnet) with the centralized ones.
     delete_subnet_node_pgs(plan, (key::SUBNET, subnet), &[])?;
-    let subnet_owned = subnet.to_string();
-    plan.sync_keyed_children(
-        policies(router),
-        Policy::TABLE,
-        &[Policy::PRIORITY, Policy::MATCH],
-        desired,
-        Some((key::SUBNET, subnet)),
-        move |r| {
-            integer(r, Policy::PRIORITY) == Some(GATEWAY_POLICY_PRIORITY)
-                && ours(r)
-                && ext(r, key::SUBNET) == Some(subnet_owned.as_str())
-        },
-    )
+    sync_gateway_policies(plan, router, subnet, desired)
 }
