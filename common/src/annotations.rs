@@ -43,6 +43,23 @@ pub const PORT_NAME: &str = "ovn.kubernetes.io/port_name";
 /// The node's OVN chassis (written by the daemon).
 pub const CHASSIS: &str = "ovn.kubernetes.io/chassis";
 
+/// On a Service: the VPC whose load balancers hold its VIPs (upstream writes it back after
+/// resolving it from the endpoints).
+pub const VPC: &str = "ovn.kubernetes.io/vpc";
+/// On a Service generated for a SwitchLBRule: the rule's VIP, which replaces the ClusterIPs and
+/// turns on health checks.
+pub const SWITCH_LB_VIP: &str = "ovn.kubernetes.io/switch_lb_vip";
+/// On a Service generated for a RouterLBRule: its VIPs, comma separated.
+pub const ROUTER_LB_VIP: &str = "ovn.kubernetes.io/router_lb_vip";
+/// On a Service: the subnet whose CIDR holds its LoadBalancer ingress IP (those IPs then get
+/// VIPs too).
+pub const SERVICE_EXTERNAL_IP_FROM_SUBNET: &str =
+    "ovn.kubernetes.io/service_external_ip_from_subnet";
+/// On a Service: "false" turns off the health checks of its switch LB rule VIP.
+pub const SERVICE_HEALTH_CHECK: &str = "ovn.kubernetes.io/service_health_check";
+/// On a pod: the Vip objects whose addresses the pod may answer for.
+pub const VIP: &str = "ovn.kubernetes.io/vip";
+
 /// Labels on IP CRs.
 pub const LABEL_SUBNET: &str = "ovn.kubernetes.io/subnet";
 /// See [`LABEL_SUBNET`].

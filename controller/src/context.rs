@@ -35,6 +35,30 @@ pub struct Stores {
     pub namespaces: Store<Namespace>,
     /// IP pools.
     pub ippools: Store<kube_ovn_common::crd::IpPool>,
+    /// Services.
+    pub services: Store<k8s_openapi::api::core::v1::Service>,
+    /// EndpointSlices, with [`Stores::slices_of`] finding a Service's.
+    pub endpoint_slices: Store<k8s_openapi::api::discovery::v1::EndpointSlice>,
+    /// Which EndpointSlices name which Service (see [`crate::slice_index`]).
+    pub slice_index: Arc<crate::slice_index::SliceIndex>,
+    /// Vips.
+    pub vips: Store<kube_ovn_common::crd::Vip>,
+    /// SwitchLBRules.
+    pub switch_lb_rules: Store<kube_ovn_common::crd::SwitchLbRule>,
+}
+
+impl Stores {
+    /// The EndpointSlices of the Service `namespace/name` (by their
+    /// `kubernetes.io/service-name` label), sorted by name so the result does not depend on
+    /// arrival order.
+    pub fn slices_of(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>> {
+        self.slice_index
+            .slices_of(&self.endpoint_slices, namespace, name)
+    }
 }
 
 /// Shared controller state.

@@ -15,6 +15,7 @@ pub mod pod_ctl;
 pub mod pod_info;
 pub mod restore;
 pub mod run;
+pub mod slice_index;
 pub mod startup;
 pub mod subnet_ctl;
 pub mod subnet_rules;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -23,7 +24,7 @@ use crate::context::{Ctx, Stores, NB_DB};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
 use crate::{gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl};
-use kube_ovn_common::crd::{IpPool, Subnet};
+use kube_ovn_common::crd::{IpPool, Subnet, SwitchLbRule, Vip};
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
 #[derive(Debug, Clone)]
@@ -86,6 +87,33 @@ impl Trim for Subnet {
 }
 
 impl Trim for IpPool {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for Service {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        if let Some(a) = self.metadata.annotations.as_mut() {
+            a.remove(crate::pod_info::LAST_APPLIED);
+        }
+    }
+}
+
+impl Trim for EndpointSlice {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for Vip {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for SwitchLbRule {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
     }
@@ -248,12 +276,28 @@ pub async fn lead(
     let (pods, pod_events) = store::<PodInfo>(client.clone(), watcher::Config::default());
     let (namespaces, ns_events) = store::<Namespace>(client.clone(), watcher::Config::default());
     let (ippools, pool_events) = store::<IpPool>(client.clone(), watcher::Config::default());
+    let (services, service_events) = store::<Service>(client.clone(), watcher::Config::default());
+    let (endpoint_slices, slice_events) =
+        store::<EndpointSlice>(client.clone(), watcher::Config::default());
+    let slice_index = Arc::new(crate::slice_index::SliceIndex::default());
+    let slice_events = {
+        let index = slice_index.clone();
+        slice_events.inspect(move |e| index.observe(e))
+    };
+    let (vips, vip_events) = store::<Vip>(client.clone(), watcher::Config::default());
+    let (switch_lb_rules, slr_events) =
+        store::<SwitchLbRule>(client.clone(), watcher::Config::default());
     let stores = Stores {
         subnets: subnets.clone(),
         nodes: nodes.clone(),
         pods: pods.clone(),
         namespaces: namespaces.clone(),
         ippools: ippools.clone(),
+        services: services.clone(),
+        endpoint_slices: endpoint_slices.clone(),
+        slice_index,
+        vips: vips.clone(),
+        switch_lb_rules: switch_lb_rules.clone(),
     };
 
     // The reconcilers, in upstream's start order (the gates hold nodes and pods back).
@@ -309,6 +353,10 @@ pub async fn lead(
         vec![Trigger::own(pod_q, PodInfo::signature, pod_seen.clone())],
     );
     rt.watch(ns_events, Vec::new());
+    rt.watch(service_events, Vec::new());
+    rt.watch(slice_events, Vec::new());
+    rt.watch(vip_events, Vec::new());
+    rt.watch(slr_events, Vec::new());
     rt.watch(
         pool_events,
         vec![Trigger::own(pool_q, ippool_ctl::signature, Seen::default())],
@@ -345,6 +393,22 @@ pub async fn lead(
         .wait_until_ready()
         .await
         .map_err(|e| format!("namespaces never synced: {e}"))?;
+    for (what, ready) in [
+        ("services", services.wait_until_ready().await.is_ok()),
+        (
+            "endpointslices",
+            endpoint_slices.wait_until_ready().await.is_ok(),
+        ),
+        ("vips", vips.wait_until_ready().await.is_ok()),
+        (
+            "switch-lb-rules",
+            switch_lb_rules.wait_until_ready().await.is_ok(),
+        ),
+    ] {
+        if !ready {
+            return Err(format!("{what} never synced"));
+        }
+    }
     milestone("kubernetes caches synced");
 
     let ctx = Arc::new(Ctx {

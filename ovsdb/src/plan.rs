@@ -566,6 +566,68 @@ impl<'c> Plan<'c> {
         }
         Ok(())
     }
+
+    /// Sets keys of a string map column of a named row (Load_Balancer `vips`,
+    /// `ip_port_mappings`…) to the `set` values and removes the `remove` keys, leaving every
+    /// other key alone. One `mutate` carries only the keys that differ (delete by key, then
+    /// insert), so writers of different keys of the same row never overwrite each other and a
+    /// map of 50,000 entries is not rewritten to change one.
+    pub fn set_map_entries(
+        &mut self,
+        table: &str,
+        name: &str,
+        column: &str,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> Result<(), PlanError> {
+        self.monitored(table)?;
+        let at = self
+            .lookup(table, name)
+            .ok_or_else(|| PlanError::MissingParent {
+                table: table.to_string(),
+                name: name.to_string(),
+            })?;
+        let current = match &at {
+            RowRef::Existing(u) => self
+                .row(table, u)
+                .and_then(|r| r.get(column))
+                .and_then(Datum::as_map),
+            RowRef::New(_) => None,
+        };
+        let value = |k: &str| current.and_then(|m| m.get_str(k)).and_then(Atom::as_str);
+        let mut delete: Vec<Atom> = Vec::new();
+        let mut insert: Vec<(Atom, Atom)> = Vec::new();
+        for (k, v) in set {
+            match value(k) {
+                Some(have) if have == v => {}
+                Some(_) => {
+                    delete.push(Atom::from(k.as_str()));
+                    insert.push((Atom::from(k.as_str()), Atom::from(v.as_str())));
+                }
+                None => insert.push((Atom::from(k.as_str()), Atom::from(v.as_str()))),
+            }
+        }
+        for k in remove {
+            if value(k).is_some() && !set.iter().any(|(s, _)| s == k) {
+                delete.push(Atom::from(k.as_str()));
+            }
+        }
+        let mut mutations = Vec::new();
+        if !delete.is_empty() {
+            mutations.push(Mutation::delete(column, Datum::set(delete)));
+        }
+        if !insert.is_empty() {
+            mutations.push(Mutation::insert(column, Datum::map(insert)));
+        }
+        if !mutations.is_empty() {
+            self.push(Operation::Mutate {
+                table: table.to_string(),
+                conditions: vec![at.condition()],
+                mutations,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A row's column, with a missing or empty value as `empty` (see [`normalize`]).

@@ -24,6 +24,7 @@ pub const MONITORED_TABLES: &[&str] = &[
     nb::LogicalRouterPolicy::TABLE,
     nb::LogicalRouterStaticRoute::TABLE,
     nb::LoadBalancer::TABLE,
+    nb::LoadBalancerHealthCheck::TABLE,
     nb::PortGroup::TABLE,
     nb::AddressSet::TABLE,
     nb::Acl::TABLE,

@@ -164,6 +164,18 @@ impl AtomMap {
         self.find(key).is_ok()
     }
 
+    /// The string keys starting with `prefix`, in order: one range of the sorted map found by
+    /// binary search (a load balancer's VIPs of one address among 50,000, without a scan).
+    pub fn keys_with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Atom> + 'a {
+        let start = self
+            .0
+            .partition_point(|(k, _)| k.cmp_str(prefix) == std::cmp::Ordering::Less);
+        self.0[start..]
+            .iter()
+            .take_while(move |(k, _)| k.as_str().is_some_and(|s| s.starts_with(prefix)))
+            .map(|(k, _)| k)
+    }
+
     /// Sets `key` to `value`, returning the value it replaces.
     pub fn insert(&mut self, key: Atom, value: Atom) -> Option<Atom> {
         match self.find(&key) {
@@ -233,6 +245,34 @@ impl<'a> IntoIterator for &'a AtomMap {
     >;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn keys_with_a_prefix_are_one_sorted_range() {
+        let m: AtomMap = [
+            "10.96.0.1:443",
+            "10.96.0.10:53",
+            "10.96.0.1:80",
+            "10.96.0.2:80",
+            "[fd00::1]:80",
+        ]
+        .into_iter()
+        .map(|k| (Atom::from(k), Atom::from("x")))
+        .collect();
+        let keys = |p: &str| -> Vec<String> {
+            m.keys_with_prefix(p)
+                .filter_map(Atom::as_str)
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(keys("10.96.0.1:"), ["10.96.0.1:443", "10.96.0.1:80"]);
+        assert_eq!(keys("[fd00::1]:"), ["[fd00::1]:80"]);
+        assert!(keys("10.96.0.3:").is_empty());
     }
 }
 

@@ -16,6 +16,7 @@
 mod acl;
 mod gateway;
 mod global;
+mod lb;
 pub(crate) mod names;
 mod node;
 mod pod;
@@ -29,6 +30,11 @@ pub use gateway::{
     GATEWAY_POLICY_PRIORITY,
 };
 pub use global::{nb_global, GlobalSettings, COMPAT_VERSION};
+pub use lb::{
+    ensure_health_check, lb_vips, remove_health_check, remove_ip_port_mappings,
+    set_ip_port_mappings, set_vips, vip_host, vips_of_host, HEALTH_CHECK_OPTIONS,
+    LOCAL_EXTERNAL_VIP_PREFIX,
+};
 pub use names::{node_lsp, node_of_lsp, node_pg, pg_name, pod_lsp, subnet_node_pg};
 pub use node::{delete_node, node, NodeObjects, NODE_POLICY_PRIORITY};
 pub use pod::{delete_port, is_routing_pg, pod_port, port_memberships, PodPort};
