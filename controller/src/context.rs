@@ -86,6 +86,8 @@ pub struct Ctx {
     pub pod_seen: Seen,
     /// Aggregated Kubernetes Events.
     pub recorder: Recorder,
+    /// The VIPs each Service holds on the load balancers.
+    pub lb_claims: crate::service_ctl::Claims,
 }
 
 /// Why a reconcile failed.

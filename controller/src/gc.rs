@@ -85,5 +85,6 @@ pub async fn run(ctx: &Ctx) -> Result<Orphans, Error> {
     for n in &found.nodes {
         ctx.queues.add(crate::node_ctl::KIND, n.clone());
     }
+    crate::service_ctl::gc(ctx).await?;
     Ok(found)
 }

@@ -15,6 +15,8 @@ pub mod pod_ctl;
 pub mod pod_info;
 pub mod restore;
 pub mod run;
+pub mod service_ctl;
+pub mod service_lb;
 pub mod slice_index;
 pub mod startup;
 pub mod subnet_ctl;

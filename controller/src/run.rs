@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::context::{Ctx, Stores, NB_DB};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
-use crate::{gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, startup, subnet_ctl};
+use crate::{gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, service_ctl, startup, subnet_ctl};
 use kube_ovn_common::crd::{IpPool, Subnet, SwitchLbRule, Vip};
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
@@ -327,6 +327,13 @@ pub async fn lead(
             .gate("every node has a join address", pods_may_start),
     );
 
+    // Services wait for the VPC load balancers start-up creates.
+    let service_q = rt.register(Kind::new(
+        service_ctl::KIND,
+        workers * 4,
+        service_ctl::reconcile,
+    ));
+
     // What each watch queues. Nodes also queue the centralized subnets naming them as a
     // gateway (those depend on the node's join address and readiness).
     let pod_seen = Seen::default();
@@ -353,8 +360,22 @@ pub async fn lead(
         vec![Trigger::own(pod_q, PodInfo::signature, pod_seen.clone())],
     );
     rt.watch(ns_events, Vec::new());
-    rt.watch(service_events, Vec::new());
-    rt.watch(slice_events, Vec::new());
+    rt.watch(
+        service_events,
+        vec![Trigger::own(
+            service_q.clone(),
+            service_ctl::signature,
+            Seen::default(),
+        )],
+    );
+    rt.watch(
+        slice_events,
+        vec![Trigger::mapped(
+            service_q,
+            service_ctl::slice_signature,
+            service_ctl::slice_service,
+        )],
+    );
     rt.watch(vip_events, Vec::new());
     rt.watch(slr_events, Vec::new());
     rt.watch(
@@ -422,6 +443,7 @@ pub async fn lead(
         ips: ips.clone(),
         pod_seen,
         recorder: Recorder::new(client.clone(), "kube-ovn-controller"),
+        lb_claims: Default::default(),
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {
