@@ -657,7 +657,7 @@ mod tests {
         let hosts = vip_hosts(&s, false);
         assert!(hosts.health_check);
         assert_eq!(claimed_ips(&s), ["10.16.0.100"]);
-        let d = desired(&s, &[sl.clone()], &p, &hosts, &|v6| {
+        let d = desired(&s, std::slice::from_ref(&sl), &p, &hosts, &|v6| {
             (!v6).then(|| "10.16.0.2".to_string())
         });
         assert_eq!(d.vips[0].vip, "10.16.0.100:443");
@@ -688,7 +688,13 @@ mod tests {
             ("default", "y", "10.16.0.5", "ovn-default"),
         ]);
         assert_eq!(
-            vpc_and_subnet(&s, &[sl.clone()], &p, "ovn-cluster", "ovn-default"),
+            vpc_and_subnet(
+                &s,
+                std::slice::from_ref(&sl),
+                &p,
+                "ovn-cluster",
+                "ovn-default"
+            ),
             ("ovn-cluster".to_string(), "sub17".to_string())
         );
         // Nothing matches: the vpc annotation, else the default VPC and subnet.

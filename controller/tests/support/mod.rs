@@ -113,7 +113,7 @@ impl World {
             .arg("--leader-elect-retry-period=200ms")
             .env("POD_NAME", identity)
             .env("KUBE_NAMESPACE", "kube-system")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,kube_ovn_controller::context=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -162,6 +162,25 @@ impl World {
             }
         }
         found.then_some(sum)
+    }
+
+    /// The NB transactions the controllers of this world logged (what wrote, how many ops), to
+    /// say what an unexpected write was.
+    pub fn logged_nb_writes(&self) -> Vec<String> {
+        let dir = &self.sandbox.state().run_dir;
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("controller-") {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                out.extend(
+                    text.lines()
+                        .filter(|l| l.contains("nb transaction"))
+                        .map(|l| format!("{name}: {l}")),
+                );
+            }
+        }
+        out
     }
 
     pub fn nbctl(&self, args: &[&str]) -> String {
