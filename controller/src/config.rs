@@ -349,7 +349,18 @@ impl Config {
         ] {
             net::CidrBlock::parse(cidr).map_err(|e| format!("{flag}: {e}"))?;
         }
+        self.node_local_dns_ips()?;
         Ok(())
+    }
+
+    /// `--node-local-dns-ip` as addresses (upstream refuses to start on an invalid one).
+    pub fn node_local_dns_ips(&self) -> Result<Vec<std::net::IpAddr>, String> {
+        net::entries(&self.node_local_dns_ip)
+            .map(|ip| {
+                ip.parse()
+                    .map_err(|_| format!("--node-local-dns-ip: {ip:?} is not an IP address"))
+            })
+            .collect()
     }
 }
 

@@ -99,6 +99,8 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         join_ips: join_ips.clone(),
     };
     let distributed = distributed_subnets(&ctx);
+    // Validated at start-up.
+    let local_dns = ctx.config.node_local_dns_ips().unwrap_or_default();
     ctx.apply(&format!("node {name}"), |plan| {
         objects::node(
             plan,
@@ -109,6 +111,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
                 mac: &alloc.mac,
                 join_ips: join_ips.clone(),
                 node_ips: node_ips.clone(),
+                local_dns_ips: &local_dns,
             },
         )?;
         objects::node_gateways(plan, &router, &gateway, &distributed)

@@ -573,6 +573,7 @@ async fn owned_ports_read_back_what_the_object_functions_wrote() {
                 mac: "0a:00:00:00:00:02",
                 join_ips: vec!["100.64.0.2".parse().unwrap()],
                 node_ips: vec!["172.18.0.2".parse().unwrap()],
+                local_dns_ips: &[],
             },
         )
         .unwrap();

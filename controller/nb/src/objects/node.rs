@@ -34,9 +34,13 @@ pub struct NodeObjects<'a> {
     pub join_ips: Vec<IpAddr>,
     /// The node's InternalIPs.
     pub node_ips: Vec<IpAddr>,
+    /// `--node-local-dns-ip`: traffic from the node's pods to these is rerouted to the node,
+    /// where the node-local DNS cache listens.
+    pub local_dns_ips: &'a [IpAddr],
 }
 
-/// States a node's NB rows.
+/// States a node's NB rows: join port, port group, the 30000 reroute policies for its
+/// InternalIPs and, with node-local DNS, those for its pods' DNS traffic.
 pub fn node(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), PlanError> {
     let addresses = std::iter::once(n.mac.to_string())
         .chain(n.join_ips.iter().map(|ip| ip.to_string()))
@@ -109,6 +113,58 @@ pub fn node(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), PlanError> {
                 && ext(r, key::NODE) == Some(owner.as_str())
                 && ext(r, key::IS_LOCAL_DNS_CACHE).is_none()
         },
+    )?;
+    local_dns_policies(plan, n)
+}
+
+/// Upstream's node-local DNS cache policies: per family with a DNS address, traffic from the
+/// node's pods (`$node.<node>_ip4`, the port group's address set) to each DNS address is
+/// rerouted to the node's join address.
+fn local_dns_policies(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), PlanError> {
+    let pg = node_pg(n.node);
+    let mut desired = Vec::new();
+    for join in &n.join_ips {
+        let (fam, af) = if join.is_ipv4() {
+            ("ip4", "4")
+        } else {
+            ("ip6", "6")
+        };
+        for dns in n
+            .local_dns_ips
+            .iter()
+            .filter(|ip| ip.is_ipv4() == join.is_ipv4())
+        {
+            desired.push(row!(Policy {
+                PRIORITY: Datum::from(NODE_POLICY_PRIORITY),
+                MATCH: Datum::from(format!("{fam}.src == ${pg}_{fam} && {fam}.dst == {dns}")),
+                ACTION: Datum::from("reroute"),
+                NEXTHOPS: strings([join.to_string()]),
+                EXTERNAL_IDS: map([
+                    (key::ADDRESS_FAMILY, af),
+                    (key::IS_LOCAL_DNS_CACHE, "true"),
+                    (key::NODE, n.node),
+                    (key::VENDOR, VENDOR)
+                ]),
+            }));
+        }
+    }
+    let owner = n.node.to_string();
+    plan.sync_keyed_children(
+        Parent {
+            table: LogicalRouter::TABLE,
+            name: n.router,
+            column: LogicalRouter::POLICIES,
+        },
+        Policy::TABLE,
+        &[Policy::PRIORITY, Policy::MATCH],
+        desired,
+        Some((key::NODE, n.node)),
+        move |r| {
+            integer(r, Policy::PRIORITY) == Some(NODE_POLICY_PRIORITY)
+                && ours(r)
+                && ext(r, key::NODE) == Some(owner.as_str())
+                && ext(r, key::IS_LOCAL_DNS_CACHE) == Some("true")
+        },
     )
 }
 
@@ -149,6 +205,7 @@ mod tests {
                 mac: "0a:00:00:00:00:02",
                 join_ips: vec![join],
                 node_ips: vec!["172.18.0.3".parse().unwrap()],
+                local_dns_ips: &["169.254.20.10".parse().unwrap()],
             },
         )
         .unwrap();
@@ -197,6 +254,26 @@ mod tests {
                 "map",
                 [
                     ["address-family", "4"],
+                    ["node", "kube-ovn-worker"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
+        let dns = policy("ip4.src == $node.kube.ovn.worker_ip4 && ip4.dst == 169.254.20.10");
+        assert_eq!(
+            (
+                dns["row"]["priority"].clone(),
+                dns["row"]["nexthops"].clone()
+            ),
+            (json!(30000), json!("100.64.0.2"))
+        );
+        assert_eq!(
+            dns["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["address-family", "4"],
+                    ["isLocalDnsCache", "true"],
                     ["node", "kube-ovn-worker"],
                     ["vendor", "kube-ovn"]
                 ]
