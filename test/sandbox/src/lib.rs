@@ -5,7 +5,8 @@
 //! ovn-northd, optionally ovn-ic with its databases); N nodes, each a network namespace with its
 //! own Open vSwitch and ovn-controller, tunnelling Geneve over a shared fabric namespace; an
 //! external namespace on a provider network; and per node a kubelet stand-in that registers the
-//! Node and runs pods as network namespaces through the real CNI contract. Everything it creates
+//! Node and runs pods as network namespaces through the real CNI contract, and kube-proxy's
+//! rejects for Service ports without endpoints. Everything it creates
 //! carries its `prefix` (namespaces) or lives under its `run_dir` (files, sockets, pidfiles), so
 //! sandboxes run side by side and a teardown — [`Sandbox::down`], [`sweep`] from another process,
 //! or `Drop` after a failed test — provably leaves nothing behind.
@@ -16,6 +17,7 @@ pub mod cni;
 pub mod error;
 pub mod kubelet;
 pub mod kubeovn;
+pub mod kubeproxy;
 pub mod node;
 pub mod probe;
 pub mod scheduler;
@@ -247,6 +249,15 @@ impl Sandbox {
             sandbox
                 .tasks
                 .push(tokio::spawn(scheduler::run(client.clone())));
+            let node_netns = sandbox
+                .state
+                .nodes
+                .iter()
+                .map(|n| n.netns.clone())
+                .collect();
+            sandbox
+                .tasks
+                .push(tokio::spawn(kubeproxy::run(node_netns, client.clone())));
             let api: Api<Node> = Api::all(client);
             let want = config.nodes.len();
             let deadline = Instant::now() + Duration::from_secs(30);
