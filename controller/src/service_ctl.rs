@@ -387,36 +387,37 @@ fn plan_service(
     }
     let lb_names: BTreeSet<&str> = set.keys().chain(remove.keys()).copied().collect();
     for lb in lb_names {
-        let before = objects::lb_vips(plan, lb);
         let sets = set.remove(lb).unwrap_or_default();
         let mut removes = remove.remove(lb).unwrap_or_default();
         removes.sort();
         removes.dedup();
-        removes.retain(|v| before.contains_key(v) && !sets.iter().any(|(s, _)| s == v));
+        removes.retain(|v| !sets.iter().any(|(s, _)| s == v));
         // Mappings and checks of removed VIPs go with them (upstream's LoadBalancerDeleteVip).
-        for vip in &removes {
-            objects::remove_ip_port_mappings(plan, lb, vip, &before)?;
-            objects::remove_health_check(plan, lb, vip)?;
-        }
-        let mut after = before.clone();
-        for v in &removes {
-            after.remove(v);
-        }
-        for (v, b) in &sets {
-            after.insert(v.clone(), b.clone());
-        }
-        for v in want.vips.iter().filter(|v| !v.backends.is_empty()) {
-            if v.proto.lb(lbs, want.session) != lb || v.mappings.is_empty() {
-                continue;
+        objects::remove_vips(plan, lb, &removes)?;
+        let checked = want.health_check || want.prefer_local;
+        let mapped: Vec<_> = want
+            .vips
+            .iter()
+            .filter(|v| !v.backends.is_empty() && !v.mappings.is_empty())
+            .filter(|v| v.proto.lb(lbs, want.session) == lb)
+            .collect();
+        if checked && !mapped.is_empty() {
+            // The VIP map as this plan leaves it: mappings other VIPs use are kept.
+            let mut after = objects::lb_vips(plan, lb);
+            for v in &removes {
+                after.remove(v);
             }
-            if want.health_check || want.prefer_local {
+            for (v, b) in &sets {
+                after.insert(v.clone(), b.clone());
+            }
+            for v in mapped {
                 objects::set_ip_port_mappings(plan, lb, &v.vip, &v.mappings, &after)?;
-            }
-            if want.health_check {
-                objects::ensure_health_check(plan, lb, &v.vip, externals)?;
+                if want.health_check {
+                    objects::ensure_health_check(plan, lb, &v.vip, externals)?;
+                }
             }
         }
-        objects::set_vips(plan, lb, &sets, &removes)?;
+        objects::set_vips(plan, lb, &sets, &[])?;
     }
     Ok(())
 }
@@ -441,17 +442,7 @@ async fn remove_service(ctx: &Ctx, key: &str, gone: bool) -> Result<Outcome, Err
     }
     ctx.apply(&format!("delete service {key}"), |plan| {
         for (lb, vips) in &by_lb {
-            let before = objects::lb_vips(plan, lb);
-            let vips: Vec<String> = vips
-                .iter()
-                .filter(|v| before.contains_key(*v))
-                .cloned()
-                .collect();
-            for vip in &vips {
-                objects::remove_ip_port_mappings(plan, lb, vip, &before)?;
-                objects::remove_health_check(plan, lb, vip)?;
-            }
-            objects::set_vips(plan, lb, &[], &vips)?;
+            objects::remove_vips(plan, lb, vips)?;
         }
         Ok(())
     })
@@ -497,17 +488,11 @@ pub async fn gc(ctx: &Ctx) -> Result<usize, Error> {
     let n = ctx
         .apply("gc load balancer vips", |plan| {
             for (lb, _, _) in lbs.all() {
-                let before = objects::lb_vips(plan, lb);
-                let stale: Vec<String> = before
-                    .keys()
-                    .filter(|v| !claimed.contains(&(lb.to_string(), (*v).clone())))
-                    .cloned()
+                let stale: Vec<String> = objects::lb_vips(plan, lb)
+                    .into_keys()
+                    .filter(|v| !claimed.contains(&(lb.to_string(), v.clone())))
                     .collect();
-                for vip in &stale {
-                    objects::remove_ip_port_mappings(plan, lb, vip, &before)?;
-                    objects::remove_health_check(plan, lb, vip)?;
-                }
-                objects::set_vips(plan, lb, &[], &stale)?;
+                objects::remove_vips(plan, lb, &stale)?;
             }
             Ok(())
         })

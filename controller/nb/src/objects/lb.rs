@@ -43,6 +43,48 @@ pub fn lb_vips(plan: &Plan<'_>, lb: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The backends of `vip` on `lb`, found by a binary search of the map (a load balancer holds
+/// tens of thousands of VIPs; copying the map per Service would make a cold start quadratic).
+pub fn vip_backends<'c>(plan: &Plan<'c>, lb: &str, vip: &str) -> Option<&'c str> {
+    existing_lb(plan, lb)?
+        .get(LoadBalancer::VIPS)?
+        .as_map()?
+        .get_str(vip)?
+        .as_str()
+}
+
+/// Whether `lb` has any `ip_port_mappings` (only then does removing a VIP need the whole map
+/// to know which mappings other VIPs still use).
+pub fn has_ip_port_mappings(plan: &Plan<'_>, lb: &str) -> bool {
+    existing_lb(plan, lb)
+        .and_then(|r| r.get(LoadBalancer::IP_PORT_MAPPINGS))
+        .is_some_and(|d| !d.is_empty())
+}
+
+/// Removes `vips` from `lb` as upstream's VIP deletion does: their `ip_port_mappings` no other
+/// VIP needs, their health checks, the VIPs and their local-external-VIP marks. VIPs not on
+/// the load balancer are skipped.
+pub fn remove_vips(plan: &mut Plan<'_>, lb: &str, vips: &[String]) -> Result<(), PlanError> {
+    let present: Vec<String> = vips
+        .iter()
+        .filter(|v| vip_backends(plan, lb, v).is_some())
+        .cloned()
+        .collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    if has_ip_port_mappings(plan, lb) {
+        let before = lb_vips(plan, lb);
+        for vip in &present {
+            remove_ip_port_mappings(plan, lb, vip, &before)?;
+        }
+    }
+    for vip in &present {
+        remove_health_check(plan, lb, vip)?;
+    }
+    set_vips(plan, lb, &[], &present)
+}
+
 /// The VIP keys on `lb` whose host is `ip`, found by a range of the sorted map (no scan).
 pub fn vips_of_host(plan: &Plan<'_>, lb: &str, ip: &str) -> Vec<String> {
     let Some(map) = existing_lb(plan, lb)

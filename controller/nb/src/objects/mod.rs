@@ -31,9 +31,9 @@ pub use gateway::{
 };
 pub use global::{nb_global, GlobalSettings, COMPAT_VERSION};
 pub use lb::{
-    ensure_health_check, lb_vips, remove_health_check, remove_ip_port_mappings,
-    set_ip_port_mappings, set_vips, vip_host, vips_of_host, HEALTH_CHECK_OPTIONS,
-    LOCAL_EXTERNAL_VIP_PREFIX,
+    ensure_health_check, has_ip_port_mappings, lb_vips, remove_health_check,
+    remove_ip_port_mappings, remove_vips, set_ip_port_mappings, set_vips, vip_backends, vip_host,
+    vips_of_host, HEALTH_CHECK_OPTIONS, LOCAL_EXTERNAL_VIP_PREFIX,
 };
 pub use names::{node_lsp, node_of_lsp, node_pg, pg_name, pod_lsp, subnet_node_pg};
 pub use node::{delete_node, node, NodeObjects, NODE_POLICY_PRIORITY};
