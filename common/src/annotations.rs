@@ -57,8 +57,11 @@ pub const SERVICE_EXTERNAL_IP_FROM_SUBNET: &str =
     "ovn.kubernetes.io/service_external_ip_from_subnet";
 /// On a Service: "false" turns off the health checks of its switch LB rule VIP.
 pub const SERVICE_HEALTH_CHECK: &str = "ovn.kubernetes.io/service_health_check";
-/// On a pod: the Vip objects whose addresses the pod may answer for.
+/// On a pod: the Vip whose reserved address the pod takes as its own.
 pub const VIP: &str = "ovn.kubernetes.io/vip";
+/// On a pod: the Vips (comma-separated) whose addresses the pod may answer for (allowed
+/// address pairs: the pod becomes a virtual parent of each Vip's virtual port).
+pub const AAPS: &str = "ovn.kubernetes.io/aaps";
 
 /// Labels on IP CRs.
 pub const LABEL_SUBNET: &str = "ovn.kubernetes.io/subnet";

@@ -37,10 +37,13 @@ pub async fn find(ctx: &Ctx) -> Result<Orphans, Error> {
             .get(&ObjectRef::<Node>::new(name))
             .is_some()
     };
+    let vip_ports =
+        crate::vip_ctl::typed_ports(&ctx.stores.vips.state(), &ctx.stores.subnets.state());
     {
         let cache = ctx.nb.cache();
         for port in owned_ports(&cache)? {
             match port.owner {
+                PortOwner::Pod(_) if vip_ports.contains(port.name) => {}
                 PortOwner::Pod(pod) => {
                     if !pod_exists(pod) {
                         out.pods.insert(pod.to_string());

@@ -21,3 +21,4 @@ pub mod slice_index;
 pub mod startup;
 pub mod subnet_ctl;
 pub mod subnet_rules;
+pub mod vip_ctl;

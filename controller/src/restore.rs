@@ -1,5 +1,5 @@
 //! Rebuilding IPAM before any allocation is served, from every durable record of an
-//! allocation: NB ports (`external_ids:pod`), IP CRs, node annotations and pod annotations, in
+//! allocation: NB ports (`external_ids:pod`), IP CRs, node annotations, Vip statuses and pod annotations, in
 //! that order, so the most authoritative (live objects' annotations) wins a conflict. Conflict
 //! checks are off: what exists is the truth. Upstream trusts pod annotations only (its issue
 //! #4304); reading the NB and IP CRs too means a crash between writes never hands out an address
@@ -59,11 +59,13 @@ pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
     };
     let pods = ctx.stores.pods.state();
     let nodes = ctx.stores.nodes.state();
+    let vips = ctx.stores.vips.state();
     let (ipam, _) = restore(&Sources {
         subnets: &subnets,
         ips: &ips,
         pods: &pods,
         nodes: &nodes,
+        vips: &vips,
         ports,
         join: &ctx.config.node_switch,
     });
@@ -81,6 +83,8 @@ pub struct Sources<'a> {
     pub pods: &'a [std::sync::Arc<crate::pod_info::PodInfo>],
     /// Nodes.
     pub nodes: &'a [std::sync::Arc<k8s_openapi::api::core::v1::Node>],
+    /// Vips (their status is the reservation).
+    pub vips: &'a [std::sync::Arc<kube_ovn_common::crd::Vip>],
     /// NB ports: (port name, `external_ids:pod`, `external_ids:ls`, addresses string).
     pub ports: Vec<(String, String, String, String)>,
     /// `--node-switch`.
@@ -141,7 +145,12 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
                 Err(_) => sum.skipped += 1,
             }
         };
+    let vip_ports = crate::vip_ctl::typed_ports(src.vips, src.subnets);
     for (port, pod, ls, addresses) in &src.ports {
+        if vip_ports.contains(port) {
+            // A Vip's: restored from the Vip below, under the Vip's key.
+            continue;
+        }
         let mut parts = addresses.split_whitespace();
         let mac = parts.next();
         let ips: Vec<&str> = parts.collect();
@@ -172,6 +181,33 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
                 a.get(ann::MAC_ADDRESS).map(String::as_str),
             );
         }
+    }
+    for v in src.vips {
+        let Some(st) = v.status.as_ref().filter(|s| !s.mac.is_empty()) else {
+            continue;
+        };
+        let ips: Vec<&str> = [st.v4ip.as_str(), st.v6ip.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        let provider = src
+            .subnets
+            .iter()
+            .find(|s| s.name_any() == v.spec.subnet)
+            .map(|s| s.spec.provider.as_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("ovn");
+        let name = v.name_any();
+        // A switch LB rule's address wears the gateway's MAC: no reservation of its own.
+        let mac = (v.spec.type_ != crate::vip_ctl::SWITCH_LB_VIP).then_some(st.mac.as_str());
+        put(
+            &mut ipam,
+            &v.spec.subnet,
+            &name,
+            &names::pod_lsp(&name, &v.spec.namespace, provider),
+            &ips.join(","),
+            mac,
+        );
     }
     for p in src.pods {
         let a = p.annotations();

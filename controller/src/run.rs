@@ -23,7 +23,9 @@ use crate::config::Config;
 use crate::context::{Ctx, Stores, NB_DB};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
-use crate::{gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, service_ctl, startup, subnet_ctl};
+use crate::{
+    gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, service_ctl, startup, subnet_ctl, vip_ctl,
+};
 use kube_ovn_common::crd::{IpPool, Subnet, SwitchLbRule, Vip};
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
@@ -334,6 +336,8 @@ pub async fn lead(
         service_ctl::reconcile,
     ));
 
+    let vip_q = rt.register(Kind::new(vip_ctl::KIND, workers, vip_ctl::reconcile));
+
     // What each watch queues. Nodes also queue the centralized subnets naming them as a
     // gateway (those depend on the node's join address and readiness).
     let pod_seen = Seen::default();
@@ -357,7 +361,10 @@ pub async fn lead(
     );
     rt.watch(
         pod_events,
-        vec![Trigger::own(pod_q, PodInfo::signature, pod_seen.clone())],
+        vec![
+            Trigger::own(pod_q, PodInfo::signature, pod_seen.clone()),
+            Trigger::mapped(vip_q.clone(), vip_ctl::pod_signature, vip_ctl::vips_of_pod),
+        ],
     );
     rt.watch(ns_events, Vec::new());
     rt.watch(
@@ -376,7 +383,10 @@ pub async fn lead(
             service_ctl::slice_service,
         )],
     );
-    rt.watch(vip_events, Vec::new());
+    rt.watch(
+        vip_events,
+        vec![Trigger::own(vip_q, vip_ctl::signature, Seen::default())],
+    );
     rt.watch(slr_events, Vec::new());
     rt.watch(
         pool_events,

@@ -22,6 +22,7 @@ mod node;
 mod pod;
 pub(crate) mod rows;
 mod subnet;
+mod vip;
 mod vpc;
 
 pub use acl::{subnet_acls, switch_acls, SwitchAcl};
@@ -40,6 +41,7 @@ pub use node::{delete_node, node, NodeObjects, NODE_POLICY_PRIORITY};
 pub use pod::{delete_port, is_routing_pg, pod_port, port_memberships, PodPort};
 pub use rows::{key, map, string_map, VENDOR};
 pub use subnet::{delete_overlay_subnet, overlay_subnet, OverlaySubnet, SUBNET_POLICY_PRIORITY};
+pub use vip::{router_port_mac, vip_port, virtual_port, VipPort};
 pub use vpc::{
     default_routes, ensure_u2o_sets, u2o_overlay_cidrs, vpc_load_balancers, vpc_router,
     VpcLoadBalancers,

@@ -1,0 +1,469 @@
+//! Vip reconciler: a `kubeovn.io/v1` Vip reserves an address (random, or the requested
+//! `v4ip`/`v6ip`/`macAddress`) in its subnet, as upstream does — the reservation is written back
+//! to spec and status with the `ovn.kubernetes.io/subnet` and `ovn.kubernetes.io/ip_reserved`
+//! labels and our finalizer, in one update. With a namespace, the address gets a `virtual` port
+//! named after the Vip whose `virtual-parents` are the selected pods of that namespace that list
+//! the Vip in their `ovn.kubernetes.io/aaps` annotation; a `switch_lb_vip` Vip (a SwitchLBRule's
+//! address) also gets a port answering ARP with the gateway's MAC, a `kube_host_vm_vip` one a
+//! plain port. Spec addresses are immutable once reserved; deletion releases the address and
+//! the ports before the finalizer goes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use kube_ovn_ipam::Request;
+use kube_ovn_nb::objects::{self, VipPort};
+use tracing::info;
+
+use crate::context::{Ctx, Error};
+use crate::pod_info::PodInfo;
+use kube_ovn_common::annotations as ann;
+use kube_ovn_common::crd::Vip;
+use kube_ovn_runtime::events::EventType;
+use kube_ovn_runtime::finalizer;
+use kube_ovn_runtime::trigger::{hash_json, hash_of};
+use kube_ovn_runtime::Outcome;
+
+/// The Vip queue's kind name.
+pub const KIND: &str = "vip";
+/// `spec.type` of a SwitchLBRule's address.
+pub const SWITCH_LB_VIP: &str = "switch_lb_vip";
+/// `spec.type` of a host-network VM's address.
+pub const KUBE_HOST_VM_VIP: &str = "kube_host_vm_vip";
+/// The finalizer name older upstream releases used; dropped where found.
+const DEPRECATED_FINALIZER: &str = "kube-ovn-controller";
+
+/// What of a Vip the reconciler reads: spec, deletion, what it wrote (status, labels,
+/// finalizers — so a tampered record is put back).
+pub fn signature(v: &Vip) -> u64 {
+    hash_of(&(
+        hash_json(&v.spec),
+        hash_json(&v.status),
+        hash_json(&v.metadata.labels),
+        hash_json(&v.metadata.finalizers),
+        v.metadata.deletion_timestamp.is_some(),
+    ))
+}
+
+/// What of a pod its Vips' virtual parents depend on.
+pub fn pod_signature(p: &PodInfo) -> u64 {
+    let a = p.annotations();
+    hash_of(&(
+        a.get(ann::AAPS),
+        a.get(ann::LOGICAL_SWITCH),
+        hash_json(&p.metadata.labels),
+        p.metadata.deletion_timestamp.is_some(),
+    ))
+}
+
+/// The Vips a pod names in `ovn.kubernetes.io/aaps`.
+pub fn vips_of_pod(p: &PodInfo) -> Vec<String> {
+    aaps(p).map(str::to_string).collect()
+}
+
+fn aaps(p: &PodInfo) -> impl Iterator<Item = &str> {
+    p.annotations()
+        .get(ann::AAPS)
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// The IPAM owner key of a Vip (upstream keys a Vip's reservation by its name).
+fn owner(name: &str) -> String {
+    name.to_string()
+}
+
+/// The port name of a Vip: upstream's pod port naming with the Vip's name and namespace.
+fn port_name(vip: &Vip, provider: &str) -> String {
+    objects::pod_lsp(&vip.name_any(), &vip.spec.namespace, provider)
+}
+
+/// The address-holding ports of the typed Vips (`switch_lb_vip`, `kube_host_vm_vip`): they
+/// carry `external_ids:pod` like a pod's port, but belong to the Vip — GC and IPAM restore
+/// must not take them for a vanished pod's.
+pub fn typed_ports(
+    vips: &[Arc<Vip>],
+    subnets: &[Arc<kube_ovn_common::crd::Subnet>],
+) -> std::collections::HashSet<String> {
+    vips.iter()
+        .filter(|v| !v.spec.type_.is_empty())
+        .map(|v| {
+            let provider = subnets
+                .iter()
+                .find(|s| s.name_any() == v.spec.subnet)
+                .map(|s| s.spec.provider.as_str())
+                .filter(|p| !p.is_empty())
+                .unwrap_or("ovn");
+            port_name(v, provider)
+        })
+        .collect()
+}
+
+/// `spec.selector` (`key: value` strings) as labels every parent must carry.
+pub fn selector(vip: &Vip) -> BTreeMap<String, String> {
+    vip.spec
+        .selector
+        .iter()
+        .filter_map(|s| {
+            let (k, v) = s.split_once(':')?;
+            (!v.contains(':')).then(|| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The virtual parents of a Vip: ports of the pods of its namespace that match its selector,
+/// list it in `ovn.kubernetes.io/aaps` and sit on its subnet, sorted.
+pub fn virtual_parents(vip: &Vip, pods: &[Arc<PodInfo>]) -> Vec<String> {
+    let name = vip.name_any();
+    let want = selector(vip);
+    let mut out: Vec<String> = pods
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(vip.spec.namespace.as_str()))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            let labels = p.labels();
+            want.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
+        .filter(|p| aaps(p).any(|a| a == name))
+        .filter(|p| p.annotations().get(ann::LOGICAL_SWITCH) == Some(&vip.spec.subnet))
+        .map(|p| objects::pod_lsp(&p.name_any(), &vip.spec.namespace, "ovn"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Why a Vip's spec cannot be served, if it cannot.
+pub fn invalid(vip: &Vip) -> Option<String> {
+    if vip.spec.subnet.is_empty() {
+        return Some("spec.subnet must be set".into());
+    }
+    if vip.spec.v6ip.chars().any(|c| c.is_ascii_uppercase()) {
+        return Some(format!(
+            "v6ip {} must not contain upper case letters",
+            vip.spec.v6ip
+        ));
+    }
+    for (what, v) in [("v4ip", &vip.spec.v4ip), ("v6ip", &vip.spec.v6ip)] {
+        if !v.is_empty() && v.parse::<IpAddr>().is_err() {
+            return Some(format!("{what} {v:?} is not an IP address"));
+        }
+    }
+    let st = vip.status.clone().unwrap_or_default();
+    for (what, have, want) in [
+        ("mac", &st.mac, &vip.spec.mac_address),
+        ("v4 ip", &st.v4ip, &vip.spec.v4ip),
+        ("v6 ip", &st.v6ip, &vip.spec.v6ip),
+    ] {
+        if !have.is_empty() && have != want {
+            return Some(format!(
+                "changing the {what} of a vip is not supported ({have} → {want})"
+            ));
+        }
+    }
+    None
+}
+
+/// Reconciles the Vip `name`.
+pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
+    let api: Api<Vip> = Api::all(ctx.client.clone());
+    let Some(vip) = ctx.stores.vips.get(&ObjectRef::new(&name)) else {
+        // Gone without our finalizer: give back what may still be held.
+        release(&ctx, &name, None).await?;
+        return Ok(Outcome::Done);
+    };
+    if vip.metadata.deletion_timestamp.is_some() {
+        release(&ctx, &name, Some(&vip)).await?;
+        let mut current = (*vip).clone();
+        for f in [ann::FINALIZER, DEPRECATED_FINALIZER] {
+            if let Some(patched) = finalizer::remove(&api, &current, f).await? {
+                current = patched;
+            }
+        }
+        return Ok(Outcome::Done);
+    }
+    if let Some(why) = invalid(&vip) {
+        ctx.event(&vip.object_ref(&()), EventType::Warning, "InvalidVip", &why)
+            .await;
+        return Ok(Outcome::Done);
+    }
+    let subnet_name = vip.spec.subnet.clone();
+    let Some(subnet) = ctx.stores.subnets.get(&ObjectRef::new(&subnet_name)) else {
+        let msg = format!("subnet {subnet_name} not found");
+        ctx.event(
+            &vip.object_ref(&()),
+            EventType::Warning,
+            "AcquireAddressFailed",
+            &msg,
+        )
+        .await;
+        return Ok(Outcome::After(Duration::from_secs(5)));
+    };
+    if ctx.ipam().subnet(&subnet_name).is_none() {
+        return Ok(Outcome::After(Duration::from_secs(1)));
+    }
+    let provider = if subnet.spec.provider.is_empty() {
+        "ovn"
+    } else {
+        subnet.spec.provider.as_str()
+    };
+    let port = port_name(&vip, provider);
+    let status = vip.status.clone().unwrap_or_default();
+    let reserved = !status.mac.is_empty();
+    let parse = |s: &str| s.parse::<IpAddr>().ok();
+    let mut req = Request {
+        pod: owner(&name),
+        nic: port.clone(),
+        check_conflict: !reserved,
+        ..Request::default()
+    };
+    let (v4, v6, mac) = if reserved {
+        (&status.v4ip, &status.v6ip, &status.mac)
+    } else {
+        (&vip.spec.v4ip, &vip.spec.v6ip, &vip.spec.mac_address)
+    };
+    req.ips = [parse(v4), parse(v6)].into_iter().flatten().collect();
+    // A switch LB rule's address wears the gateway's MAC, which is no reservation of its own.
+    req.mac = (!mac.is_empty() && vip.spec.type_ != SWITCH_LB_VIP).then(|| mac.clone());
+    let allocated = ctx.ipam().allocate(&subnet_name, &req);
+    let alloc = match allocated {
+        Ok(a) => a,
+        Err(e) => {
+            ctx.event(
+                &vip.object_ref(&()),
+                EventType::Warning,
+                "AcquireAddressFailed",
+                &e.to_string(),
+            )
+            .await;
+            return Err(e.into());
+        }
+    };
+    if !reserved {
+        ctx.queues
+            .add(crate::subnet_ctl::STATUS_KIND, subnet_name.clone());
+    }
+    let ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
+    let ip_str = alloc.ip_address();
+    let vpc = if subnet.spec.vpc.is_empty() {
+        ctx.config.cluster_router.clone()
+    } else {
+        subnet.spec.vpc.clone()
+    };
+    let mut mac = alloc.mac.clone();
+    let kind = vip.spec.type_.as_str();
+    if kind == SWITCH_LB_VIP {
+        // Answers ARP for the address with the gateway port's MAC.
+        let lrp = format!("{vpc}-{subnet_name}");
+        let gw = {
+            let cache = ctx.nb.cache();
+            let plan = kube_ovn_nb::Plan::new(&cache, "OVN_Northbound");
+            objects::router_port_mac(&plan, &lrp)
+        };
+        match gw {
+            Some(m) => mac = m,
+            None => {
+                let msg = format!("logical router port {lrp} (with a MAC) not found");
+                ctx.event(
+                    &vip.object_ref(&()),
+                    EventType::Warning,
+                    "CreateVipFailed",
+                    &msg,
+                )
+                .await;
+                return Ok(Outcome::After(Duration::from_secs(2)));
+            }
+        }
+    }
+    let owner_key =
+        (!vip.spec.namespace.is_empty()).then(|| format!("{}/{}", vip.spec.namespace, name));
+    let parents =
+        (kind != SWITCH_LB_VIP).then(|| virtual_parents(&vip, &ctx.stores.pods.state()).join(","));
+    let custom_vpc = vpc != ctx.config.cluster_router;
+    ctx.apply(&format!("vip {name}"), |plan| {
+        if kind == SWITCH_LB_VIP || kind == KUBE_HOST_VM_VIP {
+            objects::vip_port(
+                plan,
+                &VipPort {
+                    name: &port,
+                    switch: &subnet_name,
+                    owner: owner_key.as_deref(),
+                    mac: &mac,
+                    ips: &ips,
+                    arp_proxy: kind == SWITCH_LB_VIP,
+                    custom_vpc,
+                },
+            )?;
+        }
+        if kind != KUBE_HOST_VM_VIP && !vip.spec.namespace.is_empty() {
+            objects::virtual_port(plan, &name, &subnet_name, &ip_str, parents.as_deref())?;
+        }
+        Ok(())
+    })
+    .await?;
+    record(&api, &vip, &subnet_name, &alloc, &mac).await?;
+    Ok(Outcome::Done)
+}
+
+/// Writes the reservation back as upstream does, in one update: spec and status addresses,
+/// type, the subnet and reserved labels, our finalizer (the deprecated one dropped).
+async fn record(
+    api: &Api<Vip>,
+    vip: &Vip,
+    subnet: &str,
+    alloc: &kube_ovn_ipam::Allocation,
+    mac: &str,
+) -> Result<(), Error> {
+    let ip = |a: Option<IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let (v4, v6) = (ip(alloc.v4), ip(alloc.v6));
+    let mut want = vip.clone();
+    let labels = want.metadata.labels.get_or_insert_with(Default::default);
+    labels.insert(ann::LABEL_SUBNET.into(), subnet.into());
+    labels.entry(ann::LABEL_IP_RESERVED.into()).or_default();
+    let finalizers = want.metadata.finalizers.get_or_insert_with(Vec::new);
+    finalizers.retain(|f| f != DEPRECATED_FINALIZER);
+    if !finalizers.iter().any(|f| f == ann::FINALIZER) {
+        finalizers.push(ann::FINALIZER.into());
+    }
+    want.spec.v4ip = v4.clone();
+    want.spec.v6ip = v6.clone();
+    want.spec.mac_address = mac.to_string();
+    let status = want.status.get_or_insert_with(Default::default);
+    status.v4ip = v4;
+    status.v6ip = v6;
+    status.mac = mac.to_string();
+    status.type_ = vip.spec.type_.clone();
+    if &want == vip {
+        return Ok(());
+    }
+    match api
+        .replace(&vip.name_any(), &PostParams::default(), &want)
+        .await
+    {
+        Ok(_) => {
+            info!(vip = %vip.name_any(), ip = %alloc.ip_address(), "vip reserved");
+            Ok(())
+        }
+        // A newer version arrives with its own event and reconcile.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gives back a Vip's address and removes its ports (`vip` known: its subnet's typed port too).
+async fn release(ctx: &Ctx, name: &str, vip: Option<&Vip>) -> Result<(), Error> {
+    let typed_port = vip.filter(|v| !v.spec.type_.is_empty()).map(|v| {
+        let provider = ctx
+            .stores
+            .subnets
+            .get(&ObjectRef::new(&v.spec.subnet))
+            .map(|s| s.spec.provider.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "ovn".into());
+        port_name(v, &provider)
+    });
+    ctx.apply(&format!("delete vip {name}"), |plan| {
+        if let Some(p) = &typed_port {
+            objects::delete_port(plan, p)?;
+        }
+        if is_virtual_port(plan, name) {
+            objects::delete_port(plan, name)?;
+        }
+        Ok(())
+    })
+    .await?;
+    let released = ctx.ipam().release_pod(&owner(name));
+    if !released.is_empty() {
+        if let Some(v) = vip {
+            ctx.queues
+                .add(crate::subnet_ctl::STATUS_KIND, v.spec.subnet.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is a `virtual` port kube-ovn made (never a pod's or a user's other port).
+fn is_virtual_port(plan: &kube_ovn_nb::Plan<'_>, name: &str) -> bool {
+    use ovsdb::model::Model;
+    use ovsdb::models::nb::LogicalSwitchPort;
+    let Some(kube_ovn_nb::RowRef::Existing(u)) = plan.lookup(LogicalSwitchPort::TABLE, name) else {
+        return false;
+    };
+    plan.monitored(LogicalSwitchPort::TABLE)
+        .ok()
+        .and_then(|t| t.get(&u).cloned())
+        .is_some_and(|r| {
+            r.get(LogicalSwitchPort::TYPE)
+                .and_then(|d| d.as_atom()?.as_str().map(str::to_string))
+                == Some("virtual".into())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn vip(spec: serde_json::Value, status: serde_json::Value) -> Vip {
+        serde_json::from_value(json!({
+            "apiVersion": "kubeovn.io/v1", "kind": "Vip",
+            "metadata": {"name": "vip1"}, "spec": spec, "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn pod(name: &str, labels: serde_json::Value, aaps: &str, ls: &str) -> Arc<PodInfo> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "default", "labels": labels,
+                             "annotations": {"ovn.kubernetes.io/aaps": aaps, "ovn.kubernetes.io/logical_switch": ls}},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn virtual_parents_are_selected_pods_naming_the_vip_on_its_subnet() {
+        let v = vip(
+            json!({"namespace": "default", "subnet": "ovn-default", "selector": ["app: web"]}),
+            json!({}),
+        );
+        let pods = vec![
+            pod("b", json!({"app": "web"}), "vip1", "ovn-default"),
+            pod("a", json!({"app": "web"}), "other, vip1", "ovn-default"),
+            pod("c", json!({"app": "db"}), "vip1", "ovn-default"),
+            pod("d", json!({"app": "web"}), "other", "ovn-default"),
+            pod("e", json!({"app": "web"}), "vip1", "net2"),
+        ];
+        assert_eq!(virtual_parents(&v, &pods), ["a.default", "b.default"]);
+    }
+
+    #[test]
+    fn bad_specs_and_address_changes_are_refused() {
+        assert!(invalid(&vip(json!({}), json!({}))).is_some());
+        assert!(invalid(&vip(json!({"subnet": "s", "v6ip": "FD00::1"}), json!({}))).is_some());
+        assert!(invalid(&vip(
+            json!({"subnet": "s", "v4ip": "10.0.0.300"}),
+            json!({})
+        ))
+        .is_some());
+        let moved = vip(
+            json!({"subnet": "s", "v4ip": "10.16.0.9", "macAddress": "00:00:00:00:00:01"}),
+            json!({"v4ip": "10.16.0.8", "mac": "00:00:00:00:00:01"}),
+        );
+        assert!(invalid(&moved).unwrap().contains("v4 ip"));
+        let same = vip(
+            json!({"subnet": "s", "v4ip": "10.16.0.8", "macAddress": "00:00:00:00:00:01"}),
+            json!({"v4ip": "10.16.0.8", "mac": "00:00:00:00:00:01"}),
+        );
+        assert_eq!(invalid(&same), None);
+    }
+}
