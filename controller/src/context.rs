@@ -88,6 +88,8 @@ pub struct Ctx {
     pub recorder: Recorder,
     /// The VIPs each Service holds on the load balancers.
     pub lb_claims: crate::service_ctl::Claims,
+    /// What each SwitchLBRule placed, to undo it once the rule is gone.
+    pub slr_records: crate::slr_ctl::SlrRecords,
 }
 
 /// Why a reconcile failed.

@@ -18,6 +18,7 @@ pub mod run;
 pub mod service_ctl;
 pub mod service_lb;
 pub mod slice_index;
+pub mod slr_ctl;
 pub mod startup;
 pub mod subnet_ctl;
 pub mod subnet_rules;

@@ -24,7 +24,8 @@ use crate::context::{Ctx, Stores, NB_DB};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
 use crate::{
-    gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, service_ctl, startup, subnet_ctl, vip_ctl,
+    gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, service_ctl, slr_ctl, startup, subnet_ctl,
+    vip_ctl,
 };
 use kube_ovn_common::crd::{IpPool, Subnet, SwitchLbRule, Vip};
 
@@ -337,6 +338,7 @@ pub async fn lead(
     ));
 
     let vip_q = rt.register(Kind::new(vip_ctl::KIND, workers, vip_ctl::reconcile));
+    let slr_q = rt.register(Kind::new(slr_ctl::KIND, workers, slr_ctl::reconcile));
 
     // What each watch queues. Nodes also queue the centralized subnets naming them as a
     // gateway (those depend on the node's join address and readiness).
@@ -369,11 +371,15 @@ pub async fn lead(
     rt.watch(ns_events, Vec::new());
     rt.watch(
         service_events,
-        vec![Trigger::own(
-            service_q.clone(),
-            service_ctl::signature,
-            Seen::default(),
-        )],
+        vec![
+            Trigger::own(service_q.clone(), service_ctl::signature, Seen::default()),
+            // A rule's Service changed or deleted by someone else is put back.
+            Trigger::mapped(
+                slr_q.clone(),
+                service_ctl::signature,
+                slr_ctl::rule_of_service,
+            ),
+        ],
     );
     rt.watch(
         slice_events,
@@ -387,7 +393,14 @@ pub async fn lead(
         vip_events,
         vec![Trigger::own(vip_q, vip_ctl::signature, Seen::default())],
     );
-    rt.watch(slr_events, Vec::new());
+    rt.watch(
+        slr_events,
+        vec![Trigger::own(
+            slr_q.clone(),
+            slr_ctl::signature,
+            Seen::default(),
+        )],
+    );
     rt.watch(
         pool_events,
         vec![Trigger::own(pool_q, ippool_ctl::signature, Seen::default())],
@@ -454,6 +467,7 @@ pub async fn lead(
         pod_seen,
         recorder: Recorder::new(client.clone(), "kube-ovn-controller"),
         lb_claims: Default::default(),
+        slr_records: Default::default(),
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube_ovn_common::crd::{SwitchLbRule, Vip};
 use kube_ovn_nb::objects::string_map;
 use ovsdb::Datum;
 use serde_json::{json, Value};
@@ -462,4 +463,126 @@ async fn upstream_written_service_vips_are_adopted_without_writes() {
             .map(String::as_str),
         Some("10.16.1.0:8080,10.16.2.0:8080")
     );
+}
+
+/// The health-check rows: vip → external_ids.
+fn health_checks(w: &World) -> BTreeMap<String, BTreeMap<String, String>> {
+    let c = w.nb.cache();
+    c.table("Load_Balancer_Health_Check")
+        .map(|t| {
+            t.iter()
+                .map(|(_, r)| {
+                    let vip = r
+                        .get("vip")
+                        .and_then(|d| d.as_atom()?.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    (vip, string_map(r, "external_ids"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_lb_rule_with_static_endpoints_gets_a_checked_vip() {
+    let mut w = World::new(1, false).await;
+    w.start_controller();
+    cluster_lbs(&w).await;
+    let mut ips = Vec::new();
+    for p in ["be1", "be2"] {
+        w.pods()
+            .create(&PostParams::default(), &support::pod(p, Some("node1")))
+            .await
+            .unwrap();
+    }
+    for p in ["be1", "be2"] {
+        let ip = eventually(&format!("{p} allocated"), LONG, || async {
+            let pod = w.pods().get(p).await.ok()?;
+            pod.metadata
+                .annotations?
+                .get("ovn.kubernetes.io/ip_address")
+                .cloned()
+        })
+        .await;
+        ips.push(ip);
+    }
+    let rules: Api<SwitchLbRule> = Api::all(w.client.clone());
+    let rule: SwitchLbRule = serde_json::from_value(json!({
+        "apiVersion": "kubeovn.io/v1", "kind": "SwitchLBRule", "metadata": {"name": "r1"},
+        "spec": {"vip": "10.16.0.250", "namespace": "default", "endpoints": ips,
+                 "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]},
+    }))
+    .unwrap();
+    rules.create(&PostParams::default(), &rule).await.unwrap();
+
+    // The Service, its mirrored endpoints, the health-check Vip of the subnet, then the VIP.
+    let mut backends = ips
+        .iter()
+        .map(|ip| format!("{ip}:8080"))
+        .collect::<Vec<_>>();
+    backends.sort();
+    vip_is(&w, TCP, "10.16.0.250:80", Some(&backends.join(","))).await;
+    let check = eventually("the subnet's health-check vip", LONG, || async {
+        let v = Api::<Vip>::all(w.client.clone())
+            .get("ovn-default")
+            .await
+            .ok()?;
+        let ip = v.status?.v4ip;
+        (!ip.is_empty()).then_some(ip)
+    })
+    .await;
+    let mappings = eventually("ip_port_mappings", LONG, || async {
+        let c = w.nb.cache();
+        let t = c.table("Load_Balancer")?;
+        let (_, r) = t
+            .iter()
+            .find(|(_, r)| r.get("name") == Some(&Datum::from(TCP)))?;
+        let m = string_map(r, "ip_port_mappings");
+        (m.len() == 2).then_some(m)
+    })
+    .await;
+    assert_eq!(mappings.get(&ips[0]), Some(&format!("be1.default:{check}")));
+    assert_eq!(mappings.get(&ips[1]), Some(&format!("be2.default:{check}")));
+    let hc = eventually("the health check", LONG, || async {
+        health_checks(&w).remove("10.16.0.250:80")
+    })
+    .await;
+    assert_eq!(
+        hc.get("switch_lb_subnet").map(String::as_str),
+        Some("ovn-default")
+    );
+    let st = eventually("the rule's status", LONG, || async {
+        let r = rules.get("r1").await.ok()?;
+        r.status.filter(|s| !s.service.is_empty())
+    })
+    .await;
+    assert_eq!(
+        (st.service.as_str(), st.ports.as_str()),
+        ("default/slr-r1", "80/TCP")
+    );
+
+    // Deleting the rule takes its Service, VIP, mappings, check and the check Vip away.
+    rules.delete("r1", &DeleteParams::default()).await.unwrap();
+    vip_is(&w, TCP, "10.16.0.250:80", None).await;
+    eventually("the rule's leftovers gone", LONG, || async {
+        let svc_gone = Api::<Service>::namespaced(w.client.clone(), "default")
+            .get_opt("slr-r1")
+            .await
+            .ok()?
+            .is_none();
+        let vip_gone = Api::<Vip>::all(w.client.clone())
+            .get_opt("ovn-default")
+            .await
+            .ok()?
+            .is_none();
+        let checks_gone = health_checks(&w).is_empty();
+        let c = w.nb.cache();
+        let t = c.table("Load_Balancer")?;
+        let (_, r) = t
+            .iter()
+            .find(|(_, r)| r.get("name") == Some(&Datum::from(TCP)))?;
+        let mappings_gone = string_map(r, "ip_port_mappings").is_empty();
+        (svc_gone && vip_gone && checks_gone && mappings_gone).then_some(())
+    })
+    .await;
 }

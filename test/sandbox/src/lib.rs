@@ -18,6 +18,7 @@ pub mod error;
 pub mod kubelet;
 pub mod kubeovn;
 pub mod kubeproxy;
+pub mod mirroring;
 pub mod node;
 pub mod probe;
 pub mod scheduler;
@@ -236,6 +237,10 @@ impl Sandbox {
             children: Vec::new(),
             down: false,
         };
+        // kube-controller-manager's part every cluster has, kubelets or not.
+        sandbox
+            .tasks
+            .push(tokio::spawn(mirroring::run(client.clone())));
         if config.kubelets {
             for (i, node) in nodes.into_iter().enumerate() {
                 let prefix = config.prefix.clone();
