@@ -121,6 +121,17 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         .get(ann::MAC_ADDRESS)
         .filter(|m| !m.is_empty())
         .cloned();
+    if let Some(vip) = annotations.get(ann::VIP).filter(|v| !v.is_empty()) {
+        // The pod takes a reserved Vip's address and MAC as its own.
+        match crate::vip_ctl::claim_for_pod(&ctx, &pod, vip, &port).await? {
+            Some((ips, mac)) => {
+                req.ips = ips;
+                req.mac = Some(mac);
+                req.check_conflict = false;
+            }
+            None => return Ok(Outcome::After(Duration::from_secs(2))),
+        }
+    }
     if let Some(pool) = annotations.get(ann::IP_POOL).filter(|p| !p.is_empty()) {
         // An IPPool name selects the pool; an address list is a set of candidates.
         match ann::parse_ips(pool) {
@@ -337,16 +348,19 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Resu
     })
     .await?;
     ipcr::delete(ctx, &objects::pod_lsp(name, ns, "ovn")).await?;
-    let mut ipam = ctx.ipam();
-    let held: Vec<String> = ipam
-        .subnets()
-        .filter(|s| s.has_pod(&owner))
-        .map(|s| s.config().name.clone())
-        .collect();
-    ipam.release_pod(&owner);
-    drop(ipam);
+    let held: Vec<String> = {
+        let mut ipam = ctx.ipam();
+        let held = ipam
+            .subnets()
+            .filter(|s| s.has_pod(&owner))
+            .map(|s| s.config().name.clone())
+            .collect();
+        ipam.release_pod(&owner);
+        held
+    };
     for s in held {
         ctx.queues.add(crate::subnet_ctl::STATUS_KIND, s);
     }
+    crate::vip_ctl::release_for_pod(ctx, &objects::pod_lsp(name, ns, "ovn")).await?;
     Ok(Outcome::Done)
 }

@@ -186,6 +186,10 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
         let Some(st) = v.status.as_ref().filter(|s| !s.mac.is_empty()) else {
             continue;
         };
+        if crate::vip_ctl::user_of(v).is_some() {
+            // A pod wears the address: restored with the pod.
+            continue;
+        }
         let ips: Vec<&str> = [st.v4ip.as_str(), st.v6ip.as_str()]
             .into_iter()
             .filter(|s| !s.is_empty())

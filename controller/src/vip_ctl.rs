@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use kube_ovn_ipam::Request;
@@ -232,7 +232,15 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     req.ips = [parse(v4), parse(v6)].into_iter().flatten().collect();
     // A switch LB rule's address wears the gateway's MAC, which is no reservation of its own.
     req.mac = (!mac.is_empty() && vip.spec.type_ != SWITCH_LB_VIP).then(|| mac.clone());
-    let allocated = ctx.ipam().allocate(&subnet_name, &req);
+    // A pod wearing the address (`ovn.kubernetes.io/vip`) holds it in IPAM meanwhile.
+    let allocated = match user_of(&vip) {
+        Some(_) if reserved => Ok(kube_ovn_ipam::Allocation {
+            v4: parse(&status.v4ip),
+            v6: parse(&status.v6ip),
+            mac: status.mac.clone(),
+        }),
+        _ => ctx.ipam().allocate(&subnet_name, &req),
+    };
     let alloc = match allocated {
         Ok(a) => a,
         Err(e) => {
@@ -310,6 +318,101 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     .await?;
     record(&api, &vip, &subnet_name, &alloc, &mac).await?;
     Ok(Outcome::Done)
+}
+
+/// The port of the pod using the Vip's address, from the `ovn.kubernetes.io/ip_reserved` label.
+pub fn user_of(vip: &Vip) -> Option<&str> {
+    vip.labels()
+        .get(ann::LABEL_IP_RESERVED)
+        .map(String::as_str)
+        .filter(|p| !p.is_empty())
+}
+
+/// Hands the Vip `name`'s address to the pod NIC `port` (upstream's pod `ovn.kubernetes.io/vip`
+/// annotation): the Vip is labelled as used by the port and its own IPAM reservation released,
+/// so the pod can take the address. `Ok(None)` while that cannot happen yet (no such Vip, no
+/// address yet, or another pod uses it — each with an event on the pod).
+pub async fn claim_for_pod(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    name: &str,
+    port: &str,
+) -> Result<Option<(Vec<IpAddr>, String)>, Error> {
+    let why = match ctx.stores.vips.get(&ObjectRef::new(name)) {
+        None => format!("vip {name} not found"),
+        Some(v) => {
+            let st = v.status.clone().unwrap_or_default();
+            match user_of(&v) {
+                _ if st.mac.is_empty() => format!("vip {name} has no address yet"),
+                Some(other) if other != port => format!("vip {name} is in use by {other}"),
+                used => {
+                    if used.is_none() {
+                        // Tested: of two pods racing for the address, one wins.
+                        let path = format!(
+                            "/metadata/labels/{}",
+                            ann::LABEL_IP_RESERVED.replace('~', "~0").replace('/', "~1")
+                        );
+                        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+                            {"op": "test", "path": path, "value": ""},
+                            {"op": "replace", "path": path, "value": port},
+                        ]))
+                        .map_err(|e| Error::Other(e.to_string()))?;
+                        match Api::<Vip>::all(ctx.client.clone())
+                            .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                            .await
+                        {
+                            Ok(_) => {}
+                            Err(kube::Error::Api(e)) if e.code == 422 || e.code == 409 => {
+                                return Ok(None);
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                        ctx.ipam().release_pod(&owner(name));
+                    }
+                    let ips = [&st.v4ip, &st.v6ip]
+                        .into_iter()
+                        .filter_map(|s| s.parse().ok())
+                        .collect();
+                    return Ok(Some((ips, st.mac)));
+                }
+            }
+        }
+    };
+    ctx.event(
+        &pod.object_ref(&()),
+        EventType::Warning,
+        "AcquireAddressFailed",
+        &why,
+    )
+    .await;
+    Ok(None)
+}
+
+/// Gives the addresses of the Vips the pod NIC `port` used back to them (pod gone): the label
+/// is cleared and the Vip's own reservation restored.
+pub async fn release_for_pod(ctx: &Ctx, port: &str) -> Result<(), Error> {
+    let used: Vec<Arc<Vip>> = ctx
+        .stores
+        .vips
+        .state()
+        .into_iter()
+        .filter(|v| user_of(v) == Some(port))
+        .collect();
+    for v in used {
+        let name = v.name_any();
+        Api::<Vip>::all(ctx.client.clone())
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"metadata": {"labels": {ann::LABEL_IP_RESERVED: ""}}}),
+                ),
+            )
+            .await?;
+        // The label change queues the Vip, whose reconcile reserves its address again.
+        ctx.queues.add(KIND, name);
+    }
+    Ok(())
 }
 
 /// Writes the reservation back as upstream does, in one update: spec and status addresses,

@@ -313,3 +313,100 @@ async fn vips_reserve_addresses_and_wire_virtual_ports() {
         "10.16.0.200"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_takes_a_reserved_vip_address_and_gives_it_back() {
+    let mut w = World::new(1, false).await;
+    w.start_controller();
+    let api: Api<Vip> = Api::all(w.client.clone());
+    create_vip(
+        &w,
+        "fixed",
+        json!({"subnet": "ovn-default", "v4ip": "10.16.0.210"}),
+    )
+    .await;
+    let v = reserved(&w, "fixed").await;
+    let mac = v.status.unwrap().mac;
+
+    create_pod(
+        &w,
+        "user",
+        json!({}),
+        json!({"ovn.kubernetes.io/vip": "fixed"}),
+    )
+    .await;
+    let a = eventually("user allocated", LONG, || async {
+        let p = w.pods().get("user").await.ok()?;
+        let a = p.annotations().clone();
+        (a.get("ovn.kubernetes.io/allocated").map(String::as_str) == Some("true")).then_some(a)
+    })
+    .await;
+    assert_eq!(
+        a.get("ovn.kubernetes.io/ip_address").map(String::as_str),
+        Some("10.16.0.210")
+    );
+    assert_eq!(a.get("ovn.kubernetes.io/mac_address"), Some(&mac));
+    let labelled = api.get("fixed").await.unwrap();
+    assert_eq!(
+        labelled
+            .labels()
+            .get("ovn.kubernetes.io/ip_reserved")
+            .map(String::as_str),
+        Some("user.default")
+    );
+
+    // A second pod asking for it waits, told why.
+    create_pod(
+        &w,
+        "user2",
+        json!({}),
+        json!({"ovn.kubernetes.io/vip": "fixed"}),
+    )
+    .await;
+    let events: Api<Event> = Api::namespaced(w.client.clone(), "default");
+    eventually("user2 told the vip is in use", LONG, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.involved_object.name.as_deref() == Some("user2")
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("in use by user.default"))
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(!w
+        .pods()
+        .get("user2")
+        .await
+        .unwrap()
+        .annotations()
+        .contains_key("ovn.kubernetes.io/allocated"));
+
+    // The first pod goes: the address passes to the second.
+    w.pods()
+        .delete("user", &DeleteParams::default())
+        .await
+        .unwrap();
+    let a = eventually("user2 allocated", LONG, || async {
+        let p = w.pods().get("user2").await.ok()?;
+        let a = p.annotations().clone();
+        (a.get("ovn.kubernetes.io/allocated").map(String::as_str) == Some("true")).then_some(a)
+    })
+    .await;
+    assert_eq!(
+        a.get("ovn.kubernetes.io/ip_address").map(String::as_str),
+        Some("10.16.0.210")
+    );
+    eventually("the vip labelled for user2", LONG, || async {
+        let v = api.get("fixed").await.ok()?;
+        (v.labels()
+            .get("ovn.kubernetes.io/ip_reserved")
+            .map(String::as_str)
+            == Some("user2.default"))
+        .then_some(())
+    })
+    .await;
+}
