@@ -62,6 +62,8 @@ pub const VIP: &str = "ovn.kubernetes.io/vip";
 /// On a pod: the Vips (comma-separated) whose addresses the pod may answer for (allowed
 /// address pairs: the pod becomes a virtual parent of each Vip's virtual port).
 pub const AAPS: &str = "ovn.kubernetes.io/aaps";
+/// On a pod: extra addresses (comma-separated) its port may use, next to its Vips'.
+pub const PORT_VIPS: &str = "ovn.kubernetes.io/port_vips";
 
 /// Labels on IP CRs.
 pub const LABEL_SUBNET: &str = "ovn.kubernetes.io/subnet";

@@ -206,6 +206,9 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         subnet.spec.vpc.clone()
     };
     let in_default_vpc = vpc == ctx.config.cluster_router;
+    let vips = crate::vip_ctl::pod_vips(&pod, &subnet_name, &|n| {
+        ctx.stores.vips.get(&ObjectRef::new(n))
+    });
     ctx.apply(&format!("pod {key}"), |plan| {
         let port_ref = objects::pod_port(
             plan,
@@ -216,6 +219,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
                 mac: &alloc.mac,
                 ips: ips.clone(),
                 port_security,
+                vips: vips.clone(),
             },
         )?;
         if !node.is_empty() && in_default_vpc {

@@ -364,7 +364,7 @@ pub async fn lead(
     rt.watch(
         pod_events,
         vec![
-            Trigger::own(pod_q, PodInfo::signature, pod_seen.clone()),
+            Trigger::own(pod_q.clone(), PodInfo::signature, pod_seen.clone()),
             Trigger::mapped(vip_q.clone(), vip_ctl::pod_signature, vip_ctl::vips_of_pod),
         ],
     );
@@ -389,9 +389,16 @@ pub async fn lead(
             service_ctl::slice_service,
         )],
     );
+    let pods_of_vip = pods.clone();
     rt.watch(
         vip_events,
-        vec![Trigger::own(vip_q, vip_ctl::signature, Seen::default())],
+        vec![
+            Trigger::own(vip_q, vip_ctl::signature, Seen::default()),
+            // Ports of the pods naming a Vip in their aaps carry its address.
+            Trigger::mapped(pod_q.clone(), vip_ctl::address_signature, move |v: &Vip| {
+                vip_ctl::pods_naming(v, &pods_of_vip.state())
+            }),
+        ],
     );
     rt.watch(
         slr_events,

@@ -76,6 +76,70 @@ fn aaps(p: &PodInfo) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The addresses a pod's port on `subnet` may use besides its own, in upstream's order: those of
+/// the Vips of its namespace on that subnet it lists in `ovn.kubernetes.io/aaps` (v4, then v6),
+/// then the valid ones of `ovn.kubernetes.io/port_vips`.
+pub fn pod_vips(
+    pod: &PodInfo,
+    subnet: &str,
+    vips: &dyn Fn(&str) -> Option<Arc<Vip>>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = Vec::new();
+    for name in aaps(pod) {
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name);
+        let Some(v) = vips(name) else { continue };
+        if Some(v.spec.namespace.as_str()) != pod.metadata.namespace.as_deref()
+            || v.spec.subnet != subnet
+        {
+            continue;
+        }
+        let Some(st) = v.status.as_ref() else {
+            continue;
+        };
+        for ip in [&st.v4ip, &st.v6ip] {
+            if ip.parse::<IpAddr>().is_ok() {
+                out.push(ip.clone());
+            }
+        }
+    }
+    let extra = pod
+        .annotations()
+        .get(ann::PORT_VIPS)
+        .map(String::as_str)
+        .unwrap_or("");
+    for ip in extra.split(',') {
+        if ip.parse::<IpAddr>().is_ok() && !out.iter().any(|o| o == ip) {
+            out.push(ip.to_string());
+        }
+    }
+    out
+}
+
+/// The pods (`namespace/name`) that list the Vip in `ovn.kubernetes.io/aaps`: their ports
+/// carry its address.
+pub fn pods_naming(vip: &Vip, pods: &[Arc<PodInfo>]) -> Vec<String> {
+    let name = vip.name_any();
+    pods.iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(vip.spec.namespace.as_str()))
+        .filter(|p| aaps(p).any(|a| a == name))
+        .map(|p| crate::pod_ctl::key(&vip.spec.namespace, &p.name_any()))
+        .collect()
+}
+
+/// What of a Vip its pods' ports depend on: its address and placement.
+pub fn address_signature(v: &Vip) -> u64 {
+    hash_of(&(
+        hash_json(&v.status),
+        &v.spec.namespace,
+        &v.spec.subnet,
+        v.metadata.deletion_timestamp.is_some(),
+    ))
+}
+
 /// The IPAM owner key of a Vip (upstream keys a Vip's reservation by its name).
 fn owner(name: &str) -> String {
     name.to_string()
@@ -547,6 +611,34 @@ mod tests {
             pod("e", json!({"app": "web"}), "vip1", "net2"),
         ];
         assert_eq!(virtual_parents(&v, &pods), ["a.default", "b.default"]);
+    }
+
+    #[test]
+    fn pod_vips_follow_upstream_order_and_scope() {
+        let mk = |name: &str, ns: &str, subnet: &str, v4: &str, v6: &str| {
+            let mut v = vip(
+                json!({"namespace": ns, "subnet": subnet}),
+                json!({"v4ip": v4, "v6ip": v6}),
+            );
+            v.metadata.name = Some(name.into());
+            Arc::new(v)
+        };
+        let all = [
+            mk("a", "default", "ovn-default", "10.16.0.5", "fd00::5"),
+            mk("b", "default", "ovn-default", "10.16.0.6", ""),
+            mk("other-ns", "kube-system", "ovn-default", "10.16.0.7", ""),
+            mk("other-subnet", "default", "net2", "10.17.0.7", ""),
+        ];
+        let lookup = |n: &str| all.iter().find(|v| v.name_any() == n).cloned();
+        let p: PodInfo =
+            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default",
+            "annotations": {"ovn.kubernetes.io/aaps": "b, a,a,other-ns,other-subnet,missing",
+                            "ovn.kubernetes.io/port_vips": "10.16.0.6,10.16.0.9,junk"}}}))
+            .unwrap();
+        assert_eq!(
+            pod_vips(&p, "ovn-default", &lookup),
+            ["10.16.0.6", "10.16.0.5", "fd00::5", "10.16.0.9"]
+        );
     }
 
     #[test]

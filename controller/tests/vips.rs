@@ -161,6 +161,14 @@ async fn vips_reserve_addresses_and_wire_virtual_ports() {
             .map(String::as_str),
         Some("10.16.0.200")
     );
+    // The parents' ports carry the address (upstream's external_ids:vips, attach-vips).
+    eventually("web-a's port carries the vip", LONG, || async {
+        let ext = string_map(&port(&w, "web-a.default")?, "external_ids");
+        (ext.get("vips").map(String::as_str) == Some("10.16.0.200")
+            && ext.get("attach-vips").map(String::as_str) == Some("true"))
+        .then_some(())
+    })
+    .await;
     // A pod leaving drops out of the parents.
     w.pods()
         .delete("web-b", &DeleteParams::default())

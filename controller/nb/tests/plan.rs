@@ -586,6 +586,7 @@ async fn owned_ports_read_back_what_the_object_functions_wrote() {
                 mac: "0a:00:00:00:00:03",
                 ips: vec!["10.16.0.2".parse().unwrap()],
                 port_security: false,
+                vips: Vec::new(),
             },
         )
         .unwrap();

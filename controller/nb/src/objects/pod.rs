@@ -26,6 +26,10 @@ pub struct PodPort<'a> {
     pub ips: Vec<IpAddr>,
     /// `ovn.kubernetes.io/port_security == "true"`.
     pub port_security: bool,
+    /// Addresses of the Vips the pod may answer for (`ovn.kubernetes.io/aaps`) and its
+    /// `port_vips`, in upstream's order: allowed by port security and recorded in
+    /// `external_ids:vips` with `attach-vips=true`.
+    pub vips: Vec<String>,
 }
 
 /// States a pod NIC's port (moved from another switch in the same transaction if needed).
@@ -35,10 +39,25 @@ pub fn pod_port(plan: &mut Plan<'_>, p: &PodPort<'_>) -> Result<RowRef, PlanErro
         .collect::<Vec<_>>()
         .join(" ");
     let port_security = if p.port_security {
-        strings([addresses.clone()])
+        let mut allowed = addresses.clone();
+        for v in &p.vips {
+            allowed.push(' ');
+            allowed.push_str(v);
+        }
+        strings([allowed])
     } else {
         Datum::empty_set()
     };
+    let vips = p.vips.join(",");
+    let mut ext = vec![
+        (key::LS, p.switch),
+        (key::POD, p.pod_key),
+        (key::VENDOR, VENDOR),
+    ];
+    if !vips.is_empty() {
+        ext.push(("vips", vips.as_str()));
+        ext.push(("attach-vips", "true"));
+    }
     plan.ensure_named_child(
         Parent {
             table: LogicalSwitch::TABLE,
@@ -50,11 +69,7 @@ pub fn pod_port(plan: &mut Plan<'_>, p: &PodPort<'_>) -> Result<RowRef, PlanErro
         row!(LogicalSwitchPort {
             ADDRESSES: strings([addresses]),
             PORT_SECURITY: port_security,
-            EXTERNAL_IDS: map([
-                (key::LS, p.switch),
-                (key::POD, p.pod_key),
-                (key::VENDOR, VENDOR)
-            ]),
+            EXTERNAL_IDS: map(ext),
         }),
     )
 }
