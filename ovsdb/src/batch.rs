@@ -103,6 +103,10 @@ pub struct BatchConfig {
     pub max_in_flight: usize,
     /// How long to wait for the reply to one merged transaction.
     pub request_timeout: Duration,
+    /// Transactions waiting to be sent. Past it, [`Batcher::submit`] fails at once with
+    /// [`Error::Overloaded`] instead of letting the queue grow: callers run far ahead of the
+    /// server. The default is far above what the controller's bounded workers can queue.
+    pub max_queued: usize,
 }
 
 impl Default for BatchConfig {
@@ -111,6 +115,7 @@ impl Default for BatchConfig {
             max_ops: 2_000,
             max_in_flight: 2,
             request_timeout: Timeouts::default().request,
+            max_queued: 65_536,
         }
     }
 }
@@ -149,14 +154,14 @@ struct Job {
 /// background task ends when the last clone is dropped.
 #[derive(Clone)]
 pub struct Batcher {
-    queue: mpsc::UnboundedSender<Job>,
+    queue: mpsc::Sender<Job>,
     counters: Arc<Counters>,
 }
 
 impl Batcher {
     /// Starts the background task that sends batches for `db` over `client`.
     pub fn new(client: Client, db: impl Into<String>, config: BatchConfig) -> Batcher {
-        let (queue, rx) = mpsc::unbounded_channel();
+        let (queue, rx) = mpsc::channel(config.max_queued.max(1));
         let counters = Arc::new(Counters::default());
         let engine = Engine {
             client,
@@ -183,11 +188,16 @@ impl Batcher {
         txn: Transaction,
     ) -> impl Future<Output = Result<TxnOutcome>> + Send + 'static {
         let (reply, rx) = oneshot::channel();
-        let queued = self.queue.send(Job { txn, reply }).is_ok();
+        let queued = match self.queue.try_send(Job { txn, reply }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Error::Overloaded(format!(
+                "batcher queue over {} transactions: submitted faster than the server commits",
+                self.queue.max_capacity()
+            ))),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Closed),
+        };
         async move {
-            if !queued {
-                return Err(Error::Closed);
-            }
+            queued?;
             rx.await.unwrap_or(Err(Error::Closed))
         }
     }
@@ -215,7 +225,7 @@ struct Engine {
 impl Engine {
     /// Takes whatever is queued once a send slot is free, so batches grow exactly as large as
     /// the server's latency makes them: an idle server gets each transaction at once.
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Job>) {
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(this.config.max_in_flight));
         let mut carry: Option<Job> = None;

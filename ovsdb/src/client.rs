@@ -33,7 +33,7 @@ impl Client {
         remote: &Remote,
         tls: Option<&TlsFiles>,
         timeouts: &Timeouts,
-    ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>)> {
+    ) -> Result<(Client, mpsc::Receiver<Notification>)> {
         Self::connect_with_limits(remote, tls, timeouts, &Limits::default()).await
     }
 
@@ -43,7 +43,7 @@ impl Client {
         tls: Option<&TlsFiles>,
         timeouts: &Timeouts,
         limits: &Limits,
-    ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>)> {
+    ) -> Result<(Client, mpsc::Receiver<Notification>)> {
         let (conn, notes) = Connection::open_with_limits(remote, tls, timeouts, limits).await?;
         Ok((Client { conn }, notes))
     }

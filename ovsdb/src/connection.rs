@@ -59,6 +59,10 @@ pub struct Limits {
     /// Bytes of outgoing messages the server has not read yet. A server that keeps sending
     /// (echo requests, say) while it reads nothing passes this bound, and the connection fails.
     pub max_queued: usize,
+    /// Notifications (monitor updates) received but not yet taken by the connection's user.
+    /// A user that stops taking them while the server keeps sending passes this bound, and the
+    /// connection fails (a replica then reconnects and resumes).
+    pub max_notifications: usize,
 }
 
 impl Default for Limits {
@@ -66,6 +70,7 @@ impl Default for Limits {
         Limits {
             max_message: crate::codec::DEFAULT_MAX_FRAME,
             max_queued: 64 * 1024 * 1024,
+            max_notifications: 65_536,
         }
     }
 }
@@ -146,7 +151,7 @@ impl Connection {
         remote: &Remote,
         tls: Option<&TlsFiles>,
         timeouts: &Timeouts,
-    ) -> Result<(Connection, mpsc::UnboundedReceiver<Notification>)> {
+    ) -> Result<(Connection, mpsc::Receiver<Notification>)> {
         Self::open_with_limits(remote, tls, timeouts, &Limits::default()).await
     }
 
@@ -156,10 +161,10 @@ impl Connection {
         tls: Option<&TlsFiles>,
         timeouts: &Timeouts,
         limits: &Limits,
-    ) -> Result<(Connection, mpsc::UnboundedReceiver<Notification>)> {
+    ) -> Result<(Connection, mpsc::Receiver<Notification>)> {
         let stream = transport::connect(remote, tls, timeouts.connect).await?;
         let (mut rd, mut wr) = tokio::io::split(stream);
-        let (note_tx, note_rx) = mpsc::unbounded_channel();
+        let (note_tx, note_rx) = mpsc::channel(limits.max_notifications.max(1));
         let (closed_tx, closed_rx) = watch::channel(false);
         let pending: Pending = Arc::default();
         let name: Arc<str> = remote.to_string().into();
@@ -435,7 +440,7 @@ fn dispatch(
     frame: Vec<u8>,
     out: &Outbox,
     pending: &Pending,
-    notes: &mpsc::UnboundedSender<Notification>,
+    notes: &mpsc::Sender<Notification>,
     delivered: &AtomicU64,
 ) -> Result<()> {
     if pending.lock().unwrap_or_else(|p| p.into_inner()).raw > 0 {
@@ -481,7 +486,16 @@ fn dispatch(
             ));
             return Ok(());
         }
-        let _ = notes.send(Notification { method, params });
+        match notes.try_send(Notification { method, params }) {
+            // Nobody listens (a client used for transactions only): nothing to keep.
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(Error::Overloaded(format!(
+                    "notification queue over {} messages: the client is not taking them",
+                    notes.max_capacity()
+                )));
+            }
+        }
         delivered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         return Ok(());
     }

@@ -109,6 +109,11 @@ pub enum Error {
     Tls(String),
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A bounded queue of the connection overflowed: the other side (server or the
+    /// connection's own user) does not keep up, and the connection was failed rather than let
+    /// memory grow.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     #[error("{what} timed out after {after:?}")]
     Timeout { what: String, after: Duration },
     /// The connection closed. For a transaction this means its outcome is unknown: it may or may

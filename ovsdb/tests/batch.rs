@@ -280,11 +280,23 @@ fn gated_batcher(
     Batcher,
     impl std::future::Future<Output = ovsdb::Result<TxnOutcome>>,
 ) {
+    gated_batcher_queueing(c, BatchConfig::default().max_queued)
+}
+
+/// [`gated_batcher`] with room for `max_queued` waiting transactions.
+fn gated_batcher_queueing(
+    c: &ovsdb::Client,
+    max_queued: usize,
+) -> (
+    Batcher,
+    impl std::future::Future<Output = ovsdb::Result<TxnOutcome>>,
+) {
     let b = Batcher::new(
         c.clone(),
         NB,
         BatchConfig {
             max_in_flight: 1,
+            max_queued,
             ..BatchConfig::default()
         },
     );
@@ -517,4 +529,49 @@ async fn refused_merged_transaction_blames_only_the_guilty_members() {
     );
     let sw = select(&c, "Logical_Switch").await;
     assert_eq!(port_uuids(&sw[0]), ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_at_once_and_what_was_queued_still_lands() {
+    let s = Server::start("ovn-nb.ovsschema");
+    let (c, _) = s.client().await;
+    make_switch(&c, "sw").await;
+    let bound = 8;
+    let (b, gate) = gated_batcher_queueing(&c, bound);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..20 {
+        let (t, _) = port_txn("sw", i);
+        let mut fut = Box::pin(b.submit(t));
+        // A refusal is decided at submit time: the future is ready at its first poll.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(fut.as_mut(), &mut cx) {
+            std::task::Poll::Ready(Err(e @ Error::Overloaded(_))) => {
+                assert!(e.to_string().contains("batcher queue over 8"), "{e}");
+                refused += 1;
+            }
+            std::task::Poll::Ready(other) => {
+                panic!("member {i} finished while the gate is closed: {other:?}")
+            }
+            std::task::Poll::Pending => accepted.push((i, fut)),
+        }
+    }
+    // The gate itself may or may not have left the queue yet.
+    assert!(
+        (bound - 1..=bound).contains(&accepted.len()),
+        "{} accepted with a bound of {bound}",
+        accepted.len()
+    );
+    assert_eq!(refused, 20 - accepted.len());
+    open_gate(&c).await;
+    gate.await.unwrap();
+    for (i, fut) in accepted {
+        let out = fut
+            .await
+            .unwrap_or_else(|e| panic!("queued member {i}: {e}"));
+        assert!(out.results[0].uuid.is_some(), "member {i}");
+    }
+    // Submitting again works once the queue drained.
+    let (t, _) = port_txn("sw", 100);
+    b.submit(t).await.unwrap();
 }

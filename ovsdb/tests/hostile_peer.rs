@@ -248,3 +248,43 @@ async fn requests_that_time_out_use_the_configured_timeout_and_leave_nothing_pen
     drop(c);
     peer.await.unwrap();
 }
+
+#[tokio::test]
+async fn notifications_nobody_takes_fail_the_connection_instead_of_piling_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, peer) = peer(&dir, |mut s| async move {
+        // Update notifications, as fast as the socket takes them, until the client hangs up.
+        let note = json!({"method": "update", "id": null,
+            "params": [null, {"Logical_Switch": {"00000000-0000-0000-0000-000000000000": {"new": {"name": "x"}}}}]});
+        let bytes = note.to_string().into_bytes();
+        let sent = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut n = 0u64;
+            while s.write_all(&bytes).await.is_ok() {
+                n += 1;
+            }
+            n
+        })
+        .await
+        .expect("the client hung up on a flood of notifications it does not take");
+        assert!(sent >= 100, "only {sent} notifications went out");
+    });
+    let limits = Limits {
+        max_notifications: 100,
+        ..Limits::default()
+    };
+    let timeouts = Timeouts {
+        probe_interval: Duration::from_secs(600),
+        ..Timeouts::default()
+    };
+    // The receiver is kept, and never read.
+    let (c, notes) = Client::connect_with_limits(&remote, None, &timeouts, &limits)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), c.connection().closed())
+        .await
+        .expect("the connection failed once the notification queue passed its bound");
+    let e = c.echo().await.unwrap_err();
+    assert!(e.to_string().contains("notification queue over 100"), "{e}");
+    assert_eq!(notes.len(), 100, "exactly the bound was kept");
+    peer.await.unwrap();
+}

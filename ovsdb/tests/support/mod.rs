@@ -87,7 +87,7 @@ impl Server {
             .map_or(0, |n| n.parse().expect("sessions count"))
     }
 
-    pub async fn client(&self) -> (Client, mpsc::UnboundedReceiver<Notification>) {
+    pub async fn client(&self) -> (Client, mpsc::Receiver<Notification>) {
         Client::connect(&self.remote(), None, &Timeouts::default())
             .await
             .unwrap()
@@ -120,7 +120,7 @@ pub async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) 
 }
 
 /// Waits for the next notification with a deadline.
-pub async fn next_note(rx: &mut mpsc::UnboundedReceiver<Notification>) -> Notification {
+pub async fn next_note(rx: &mut mpsc::Receiver<Notification>) -> Notification {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("notification within 10s")

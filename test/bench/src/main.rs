@@ -457,7 +457,7 @@ struct NbReader {
     remote: Remote,
     conn: tokio::sync::Mutex<(
         Client,
-        tokio::sync::mpsc::UnboundedReceiver<ovsdb::Notification>,
+        tokio::sync::mpsc::Receiver<ovsdb::Notification>,
     )>,
 }
 
@@ -478,7 +478,7 @@ impl NbReader {
         remote: &Remote,
     ) -> Result<(
         Client,
-        tokio::sync::mpsc::UnboundedReceiver<ovsdb::Notification>,
+        tokio::sync::mpsc::Receiver<ovsdb::Notification>,
     )> {
         let timeouts = Timeouts {
             probe_interval: Duration::from_secs(60),
