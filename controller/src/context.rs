@@ -45,6 +45,8 @@ pub struct Stores {
     pub vips: Store<kube_ovn_common::crd::Vip>,
     /// SwitchLBRules.
     pub switch_lb_rules: Store<kube_ovn_common::crd::SwitchLbRule>,
+    /// NetworkPolicies.
+    pub network_policies: Store<k8s_openapi::api::networking::v1::NetworkPolicy>,
 }
 
 impl Stores {
@@ -90,6 +92,8 @@ pub struct Ctx {
     pub lb_claims: crate::service_ctl::Claims,
     /// What each SwitchLBRule placed, to undo it once the rule is gone.
     pub slr_records: crate::slr_ctl::SlrRecords,
+    /// Which pods each NetworkPolicy holds (see [`crate::np_ctl::Members`]).
+    pub np_members: Arc<crate::np_ctl::Members>,
 }
 
 /// Why a reconcile failed.

@@ -89,5 +89,6 @@ pub async fn run(ctx: &Ctx) -> Result<Orphans, Error> {
         ctx.queues.add(crate::node_ctl::KIND, n.clone());
     }
     crate::service_ctl::gc(ctx).await?;
+    crate::np_ctl::gc(ctx).await?;
     Ok(found)
 }

@@ -35,6 +35,36 @@ pub struct PodInfoSpec {
     /// Host-network pods get no logical port.
     #[serde(default)]
     pub host_network: Option<bool>,
+    /// Containers: their named ports resolve NetworkPolicy ports.
+    #[serde(default)]
+    pub containers: Vec<ContainerPorts>,
+    /// Init containers: restartable ones (sidecars) serve named ports too.
+    #[serde(default, rename = "initContainers")]
+    pub init_containers: Vec<ContainerPorts>,
+}
+
+/// The ports of a container (the rest of it is skipped).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPorts {
+    /// `Always` marks a sidecar init container.
+    #[serde(default)]
+    pub restart_policy: Option<String>,
+    /// Declared ports.
+    #[serde(default)]
+    pub ports: Vec<NamedContainerPort>,
+}
+
+/// One declared container port.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedContainerPort {
+    /// The port's name, if any.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The number.
+    #[serde(default)]
+    pub container_port: i32,
 }
 
 /// `status` fields the controller reads.
@@ -49,6 +79,19 @@ impl PodInfo {
     /// The node the pod is bound to, or "".
     pub fn node_name(&self) -> &str {
         self.spec.node_name.as_deref().unwrap_or("")
+    }
+
+    /// The number of the pod's container port called `name` (sidecar init containers
+    /// included), as NetworkPolicy named ports resolve.
+    pub fn named_port(&self, name: &str) -> Option<i32> {
+        self.spec
+            .init_containers
+            .iter()
+            .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+            .chain(self.spec.containers.iter())
+            .flat_map(|c| c.ports.iter())
+            .find(|p| p.name.as_deref() == Some(name) && p.container_port != 0)
+            .map(|p| p.container_port)
     }
 
     /// Whether the pod uses the host's network.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -24,8 +25,8 @@ use crate::context::{Ctx, Stores, NB_DB};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
 use crate::{
-    gc, ippool_ctl, leader, node_ctl, pod_ctl, restore, service_ctl, slr_ctl, startup, subnet_ctl,
-    vip_ctl,
+    gc, ippool_ctl, leader, node_ctl, np_ctl, pod_ctl, restore, service_ctl, slr_ctl, startup,
+    subnet_ctl, vip_ctl,
 };
 use kube_ovn_common::crd::{IpPool, Subnet, SwitchLbRule, Vip};
 
@@ -113,6 +114,15 @@ impl Trim for EndpointSlice {
 impl Trim for Vip {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for NetworkPolicy {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        if let Some(a) = self.metadata.annotations.as_mut() {
+            a.remove(crate::pod_info::LAST_APPLIED);
+        }
     }
 }
 
@@ -290,6 +300,8 @@ pub async fn lead(
     let (vips, vip_events) = store::<Vip>(client.clone(), watcher::Config::default());
     let (switch_lb_rules, slr_events) =
         store::<SwitchLbRule>(client.clone(), watcher::Config::default());
+    let (network_policies, np_events) =
+        store::<NetworkPolicy>(client.clone(), watcher::Config::default());
     let stores = Stores {
         subnets: subnets.clone(),
         nodes: nodes.clone(),
@@ -301,6 +313,7 @@ pub async fn lead(
         slice_index,
         vips: vips.clone(),
         switch_lb_rules: switch_lb_rules.clone(),
+        network_policies: network_policies.clone(),
     };
 
     // The reconcilers, in upstream's start order (the gates hold nodes and pods back).
@@ -339,10 +352,13 @@ pub async fn lead(
 
     let vip_q = rt.register(Kind::new(vip_ctl::KIND, workers, vip_ctl::reconcile));
     let slr_q = rt.register(Kind::new(slr_ctl::KIND, workers, slr_ctl::reconcile));
+    let np_q = rt.register(Kind::new(np_ctl::KIND, workers, np_ctl::reconcile));
+    let np_nodes_q = rt.register(Kind::new(np_ctl::NODES_KIND, 1, np_ctl::reconcile_nodes));
 
     // What each watch queues. Nodes also queue the centralized subnets naming them as a
     // gateway (those depend on the node's join address and readiness).
     let pod_seen = Seen::default();
+    let np_members = Arc::new(np_ctl::Members::default());
     rt.watch(
         subnet_events,
         vec![Trigger::own(
@@ -356,6 +372,9 @@ pub async fn lead(
         node_events,
         vec![
             Trigger::own(node_q, node_ctl::signature, Seen::default()),
+            Trigger::mapped(np_nodes_q, node_ctl::signature, |_: &Node| {
+                vec![np_ctl::NODES_KEY.to_string()]
+            }),
             Trigger::mapped(subnet_q, node_ctl::gateway_signature, move |n: &Node| {
                 subnet_ctl::centralized_on(&gateway_of.state(), &n.name_any())
             }),
@@ -366,9 +385,28 @@ pub async fn lead(
         vec![
             Trigger::own(pod_q.clone(), PodInfo::signature, pod_seen.clone()),
             Trigger::mapped(vip_q.clone(), vip_ctl::pod_signature, vip_ctl::vips_of_pod),
+            Trigger::mapped(np_q.clone(), np_ctl::pod_signature, {
+                let (nps, nss) = (network_policies.clone(), namespaces.clone());
+                let members = np_members.clone();
+                move |p: &PodInfo| np_ctl::policies_of_pod(&nps.state(), &nss, &members, p)
+            }),
         ],
     );
-    rt.watch(ns_events, Vec::new());
+    rt.watch(
+        ns_events,
+        vec![Trigger::mapped(
+            np_q.clone(),
+            np_ctl::namespace_signature,
+            {
+                let nps = network_policies.clone();
+                move |_: &Namespace| np_ctl::policies_selecting_namespaces(&nps.state())
+            },
+        )],
+    );
+    rt.watch(
+        np_events,
+        vec![Trigger::own(np_q, np_ctl::signature, Seen::default())],
+    );
     rt.watch(
         service_events,
         vec![
@@ -455,6 +493,10 @@ pub async fn lead(
             "switch-lb-rules",
             switch_lb_rules.wait_until_ready().await.is_ok(),
         ),
+        (
+            "networkpolicies",
+            network_policies.wait_until_ready().await.is_ok(),
+        ),
     ] {
         if !ready {
             return Err(format!("{what} never synced"));
@@ -475,6 +517,7 @@ pub async fn lead(
         recorder: Recorder::new(client.clone(), "kube-ovn-controller"),
         lb_claims: Default::default(),
         slr_records: Default::default(),
+        np_members: np_members.clone(),
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {

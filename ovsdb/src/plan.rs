@@ -190,6 +190,16 @@ impl<'c> Plan<'c> {
         }
     }
 
+    /// Inserts a non-root row that a row inserted later in this plan references from birth —
+    /// a Meter must be inserted with its band (its `bands` column may not be empty). Its
+    /// [`RowRef`] is what the referencing row's column takes.
+    pub fn insert_referenced(&mut self, table: &str, row: Row) -> Result<RowRef, PlanError> {
+        self.monitored(table)?;
+        let r = RowRef::New(self.txn.insert(table, row));
+        self.ops += 1;
+        Ok(r)
+    }
+
     /// Deletes a root row by name (no-op if absent).
     pub fn delete_root(&mut self, table: &str, name: &str) -> Result<(), PlanError> {
         self.monitored(table)?;

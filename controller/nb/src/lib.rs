@@ -28,9 +28,15 @@ pub const MONITORED_TABLES: &[&str] = &[
     nb::PortGroup::TABLE,
     nb::AddressSet::TABLE,
     nb::Acl::TABLE,
+    nb::Meter::TABLE,
+    nb::MeterBand::TABLE,
 ];
 
 /// The `external_ids` keys the replica must index: plans scoped to one subnet, node or pod
 /// find that object's rows through them instead of scanning whole tables.
-pub const INDEXED_EXTERNAL_IDS: &[&str] =
-    &[objects::key::POD, objects::key::SUBNET, objects::key::NODE];
+pub const INDEXED_EXTERNAL_IDS: &[&str] = &[
+    objects::key::POD,
+    objects::key::SUBNET,
+    objects::key::NODE,
+    objects::key::NP,
+];

@@ -139,7 +139,8 @@ impl<K: Resource> Trigger<K> {
     }
 
     /// Queues the keys `map` gives in another kind's `queue` when the object's `signature`
-    /// changes (and on its delete, the keys it last mapped to). Objects of the first list
+    /// changes (and on its delete, the keys it last mapped to and those its last state maps
+    /// to now). Objects of the first list
     /// queue nothing unless [`Trigger::on_first_list`] is set.
     pub fn mapped(
         queue: Queue,
@@ -211,7 +212,13 @@ impl<K: Resource> Trigger<K> {
             Event::Delete(o) => {
                 let k = key_of(o);
                 self.seen.lock().remove(&k);
-                self.forget(k)
+                let mut keys = self.forget(k);
+                // The object's last state may map to keys its earlier events did not (the
+                // mapping reads other objects, which changed since).
+                if let Target::Mapped { map, .. } = &self.target {
+                    keys = union(keys, map(o));
+                }
+                keys
             }
             Event::InitDone => {
                 self.lists = self.lists.saturating_add(1);
@@ -324,8 +331,9 @@ mod tests {
         assert_eq!(f.keys(&Event::Apply(pod("a", "y+z"))), ["x", "y", "z"]);
         // An object first seen after the first list queues its targets.
         assert_eq!(f.keys(&Event::Apply(pod("b", "w"))), ["w"]);
-        // A delete queues what the object last mapped to.
-        assert_eq!(f.keys(&Event::Delete(pod("a", "ignored"))), ["y", "z"]);
+        // A delete queues what the object last mapped to, and what its last state maps to
+        // now.
+        assert_eq!(f.keys(&Event::Delete(pod("a", "now"))), ["y", "z", "now"]);
         // A relist that no longer shows b queues b's targets.
         assert!(f.keys(&Event::Init).is_empty());
         assert_eq!(f.keys(&Event::InitDone), ["w"]);

@@ -455,10 +455,7 @@ impl RoutedPods {
 /// reconnects once when its connection was lost.
 struct NbReader {
     remote: Remote,
-    conn: tokio::sync::Mutex<(
-        Client,
-        tokio::sync::mpsc::Receiver<ovsdb::Notification>,
-    )>,
+    conn: tokio::sync::Mutex<(Client, tokio::sync::mpsc::Receiver<ovsdb::Notification>)>,
 }
 
 impl NbReader {
@@ -476,10 +473,7 @@ impl NbReader {
 
     async fn open(
         remote: &Remote,
-    ) -> Result<(
-        Client,
-        tokio::sync::mpsc::Receiver<ovsdb::Notification>,
-    )> {
+    ) -> Result<(Client, tokio::sync::mpsc::Receiver<ovsdb::Notification>)> {
         let timeouts = Timeouts {
             probe_interval: Duration::from_secs(60),
             ..Timeouts::default()

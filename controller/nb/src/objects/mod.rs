@@ -18,6 +18,7 @@ mod gateway;
 mod global;
 mod lb;
 pub(crate) mod names;
+mod netpol;
 mod node;
 mod pod;
 pub(crate) mod rows;
@@ -37,6 +38,10 @@ pub use lb::{
     vips_of_host, HEALTH_CHECK_OPTIONS, LOCAL_EXTERNAL_VIP_PREFIX,
 };
 pub use names::{node_lsp, node_of_lsp, node_pg, pg_name, pod_lsp, subnet_node_pg};
+pub use netpol::{
+    acl_meter, acl_name, delete_np, np_address_set, np_port_group, np_port_groups, pg_acls,
+    prune_np_address_sets, NpAddressSet, PgAcl,
+};
 pub use node::{delete_node, node, NodeObjects, NODE_POLICY_PRIORITY};
 pub use pod::{delete_port, is_routing_pg, pod_port, port_memberships, PodPort};
 pub use rows::{key, map, string_map, VENDOR};

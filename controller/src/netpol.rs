@@ -1,0 +1,907 @@
+//! What a NetworkPolicy puts in the NB, as upstream computes it (pure): the port group of the
+//! selected pods, the per-rule, per-family allow/except address sets of pod and namespace
+//! peers, the default-drop ACLs of the isolated directions (or only TCP/UDP/SCTP in "lax"
+//! enforcement, with DHCP let through), and the allow ACLs per rule — ipBlock peers inline
+//! with their `except`s, ports as `==`, ranges as `a <= x <= b`, named ports resolved through
+//! the pods' container ports.
+//!
+//! Names and match text follow upstream byte for byte, so an upstream-written NB is adopted
+//! without writes. One deliberate difference: a named port that maps to different numbers on
+//! different pods is resolved per pod (one ACL per number, limited to those pods' ports or
+//! addresses); upstream takes the first number it saw for the whole namespace.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::core::{Selector, SelectorExt};
+use kube::ResourceExt;
+use kube_ovn_nb::objects::{acl_name, NpAddressSet, PgAcl};
+
+use crate::pod_info::PodInfo;
+use kube_ovn_common::annotations as ann;
+
+/// Priority of a policy's default drop.
+pub const DEFAULT_DROP: i64 = 2000;
+/// Priority of a policy's allows.
+pub const ALLOW: i64 = 2001;
+/// Priority of the node's allow of its own traffic to its pods (kubelet probes).
+pub const NODE_ALLOW: i64 = 3000;
+
+/// `ovn.kubernetes.io/enable_log` on a policy.
+pub const ENABLE_LOG: &str = "ovn.kubernetes.io/enable_log";
+/// `ovn.kubernetes.io/log_acl_actions` on a policy (`allow`, `drop`, comma-separated).
+pub const LOG_ACL_ACTIONS: &str = "ovn.kubernetes.io/log_acl_actions";
+/// `ovn.kubernetes.io/acl_log_meter_rate` on a policy (packets per second).
+pub const ACL_LOG_METER_RATE: &str = "ovn.kubernetes.io/acl_log_meter_rate";
+/// `ovn.kubernetes.io/network_policy_enforcement` on a policy (`standard` or `lax`).
+pub const ENFORCEMENT: &str = "ovn.kubernetes.io/network_policy_enforcement";
+
+/// What the policy reads of the rest of the cluster.
+pub struct Cluster<'a> {
+    /// Every pod.
+    pub pods: &'a [Arc<PodInfo>],
+    /// Every namespace.
+    pub namespaces: &'a [Arc<Namespace>],
+    /// `spec.protocol` of a subnet (`IPv4`, `IPv6`, `Dual`).
+    pub subnet_protocol: &'a dyn Fn(&str) -> Option<String>,
+    /// `--np-enforcement=lax`.
+    pub lax_default: bool,
+}
+
+/// The NB state of one policy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    /// Port group name.
+    pub pg: String,
+    /// `<ns>/<np>`: the port group's and (with `/<direction>`) the address sets' mark.
+    pub np: String,
+    /// Ports of the selected pods.
+    pub ports: Vec<String>,
+    /// Whether ingress is isolated (its ACLs and sets are kept; else removed).
+    pub ingress: bool,
+    /// Whether egress is isolated.
+    pub egress: bool,
+    /// Address sets.
+    pub address_sets: Vec<NpAddressSet>,
+    /// Ingress ACLs.
+    pub ingress_acls: Vec<PgAcl>,
+    /// Egress ACLs.
+    pub egress_acls: Vec<PgAcl>,
+    /// Log meters: name → rate (`None`: not wanted).
+    pub meters: Vec<(String, Option<i64>)>,
+    /// The pods (`namespace/name`) selected or named as peers: their changes concern it.
+    pub concerned: BTreeSet<String>,
+}
+
+/// Upstream's policy name in NB names: prefixed with `np` unless it starts with a letter.
+pub fn np_name(name: &str) -> String {
+    if name.chars().next().is_some_and(char::is_alphabetic) {
+        name.to_string()
+    } else {
+        format!("np{name}")
+    }
+}
+
+/// The port group of a policy.
+pub fn pg_name(namespace: &str, np: &str) -> String {
+    format!("{}.{namespace}", np_name(np)).replace('-', ".")
+}
+
+/// A label selector as a matcher; an invalid one matches nothing.
+fn matcher(s: &LabelSelector) -> Option<Selector> {
+    Selector::try_from(s.clone()).ok()
+}
+
+fn labels_of(
+    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> BTreeMap<String, String> {
+    m.labels.clone().unwrap_or_default()
+}
+
+/// Whether the policy isolates ingress / egress: `policyTypes` as the API server defaults it
+/// (always Ingress, Egress with egress rules), then upstream's reading (a listed type, or a
+/// rules field of that direction present even if empty).
+pub fn directions(np: &NetworkPolicy) -> (bool, bool) {
+    let spec = np.spec.clone().unwrap_or_default();
+    let mut types = spec.policy_types.clone().unwrap_or_default();
+    if types.is_empty() {
+        types.push("Ingress".into());
+        if spec.egress.as_ref().is_some_and(|e| !e.is_empty()) {
+            types.push("Egress".into());
+        }
+    }
+    let has = |t: &str| types.iter().any(|p| p.contains(t));
+    (
+        has("Ingress") || spec.ingress.is_some(),
+        has("Egress") || spec.egress.is_some(),
+    )
+}
+
+fn family_of(addr: &str) -> Option<&'static str> {
+    let host = addr.split('/').next()?;
+    match host.parse::<IpAddr>().ok()? {
+        IpAddr::V4(_) => Some("IPv4"),
+        IpAddr::V6(_) => Some("IPv6"),
+    }
+}
+
+/// The pods (not host-network) a peer selects, from the policy's namespace when the peer has
+/// no namespace selector.
+fn peer_pods<'a>(np_ns: &str, peer: &NetworkPolicyPeer, cx: &Cluster<'a>) -> Vec<&'a Arc<PodInfo>> {
+    let namespaces: BTreeSet<String> = match &peer.namespace_selector {
+        None => [np_ns.to_string()].into(),
+        Some(sel) => match matcher(sel) {
+            None => BTreeSet::new(),
+            Some(m) => cx
+                .namespaces
+                .iter()
+                .filter(|n| m.matches(&labels_of(&n.metadata)))
+                .map(|n| n.name_any())
+                .collect(),
+        },
+    };
+    let pod_sel = match &peer.pod_selector {
+        None => None,
+        Some(sel) => match matcher(sel) {
+            Some(m) => Some(m),
+            None => return Vec::new(),
+        },
+    };
+    cx.pods
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| namespaces.contains(ns))
+        })
+        .filter(|p| {
+            pod_sel
+                .as_ref()
+                .is_none_or(|m| m.matches(&labels_of(&p.metadata)))
+        })
+        .collect()
+}
+
+/// A pod's addresses of `family` (`ovn.kubernetes.io/ip_address`).
+fn pod_ips(p: &PodInfo, family: &str) -> Vec<String> {
+    p.annotations()
+        .get(ann::IP_ADDRESS)
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+        .filter(|ip| !ip.is_empty() && family_of(ip) == Some(family))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The numbers a named port has on `pods` (container and restartable init container ports).
+fn named_port_numbers<'a>(
+    name: &str,
+    pods: impl Iterator<Item = &'a Arc<PodInfo>>,
+) -> BTreeMap<i32, Vec<&'a Arc<PodInfo>>> {
+    let mut out: BTreeMap<i32, Vec<&Arc<PodInfo>>> = BTreeMap::new();
+    for p in pods {
+        if let Some(n) = p.named_port(name) {
+            out.entry(n).or_default().push(p);
+        }
+    }
+    out
+}
+
+/// One direction's vocabulary.
+struct Dir {
+    /// `ingress` / `egress`.
+    word: &'static str,
+    /// `to-lport` / `from-lport`.
+    ovn: &'static str,
+    /// `outport` / `inport`.
+    port: &'static str,
+    /// `src` / `dst`: the peer's side.
+    peer: &'static str,
+}
+
+const INGRESS: Dir = Dir {
+    word: "ingress",
+    ovn: "to-lport",
+    port: "outport",
+    peer: "src",
+};
+const EGRESS: Dir = Dir {
+    word: "egress",
+    ovn: "from-lport",
+    port: "inport",
+    peer: "dst",
+};
+
+/// How a rule's ports narrow a base match, as upstream writes them; a named port with several
+/// numbers among `targets` becomes one match per number restricted by `restrict(pods)`.
+fn port_matches(
+    base: &str,
+    ports: Option<&Vec<NetworkPolicyPort>>,
+    targets: &[&Arc<PodInfo>],
+    restrict: &dyn Fn(&[&Arc<PodInfo>]) -> String,
+) -> Vec<String> {
+    let Some(ports) = ports.filter(|p| !p.is_empty()) else {
+        return vec![base.to_string()];
+    };
+    let mut out = Vec::new();
+    for p in ports {
+        let proto = p.protocol.as_deref().unwrap_or("TCP").to_lowercase();
+        match (&p.port, p.end_port) {
+            (None, _) => out.push(format!("{base} && {proto}")),
+            (Some(IntOrString::Int(n)), None) => out.push(format!("{base} && {proto}.dst == {n}")),
+            (Some(IntOrString::Int(n)), Some(end)) => {
+                out.push(format!("{base} && {n} <= {proto}.dst <= {end}"))
+            }
+            // Named ports with a range are not valid Kubernetes; upstream skips them.
+            (Some(IntOrString::String(_)), Some(_)) => {}
+            (Some(IntOrString::String(name)), None) => {
+                let numbers = named_port_numbers(name, targets.iter().copied());
+                if numbers.len() == 1 {
+                    let n = numbers.keys().next().copied().unwrap_or_default();
+                    out.push(format!("{base} && {proto}.dst == {n}"));
+                } else {
+                    for (n, pods) in &numbers {
+                        out.push(format!(
+                            "{base} && {proto}.dst == {n} && {}",
+                            restrict(pods)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The inline match of a rule's ipBlock peers of `family` (per-block `except`s, blocks OR'd).
+fn ip_block_match(blocks: &[&IPBlock], family: &str, key: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for b in blocks {
+        if family_of(&b.cidr) != Some(family) {
+            continue;
+        }
+        let Ok(net) = b.cidr.parse::<IpNet>() else {
+            continue;
+        };
+        let excepts: Vec<&str> = b
+            .except
+            .iter()
+            .flatten()
+            .filter(|e| family_of(e) == Some(family))
+            .filter(|e| e.parse::<IpNet>().is_ok_and(|x| net.contains(&x)))
+            .map(String::as_str)
+            .collect();
+        if excepts.is_empty() {
+            parts.push(format!("{key} == {}", b.cidr));
+        } else {
+            parts.push(format!(
+                "{key} == {} && {key} != {{{}}}",
+                b.cidr,
+                excepts.join(", ")
+            ));
+        }
+    }
+    match parts.len() {
+        0 => None,
+        1 => Some(format!("({})", parts[0])),
+        _ => Some(format!(
+            "({})",
+            parts
+                .iter()
+                .map(|p| if p.contains("&&") {
+                    format!("({p})")
+                } else {
+                    p.clone()
+                })
+                .collect::<Vec<_>>()
+                .join(" || ")
+        )),
+    }
+}
+
+/// The policy's NB state.
+pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
+    let ns = np.namespace().unwrap_or_default();
+    let name = np_name(&np.name_any());
+    let key = format!("{ns}/{}", np.name_any());
+    let pg = pg_name(&ns, &np.name_any());
+    let spec = np.spec.clone().unwrap_or_default();
+    let a = np.annotations();
+    let log = a.get(ENABLE_LOG).map(String::as_str) == Some("true");
+    let log_actions: Vec<String> = match a.get(LOG_ACL_ACTIONS).filter(|v| !v.is_empty()) {
+        Some(v) => v.split(',').map(|s| s.to_string()).collect(),
+        None => vec!["drop".into()],
+    };
+    let rate = a
+        .get(ACL_LOG_METER_RATE)
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|r| *r > 0);
+    let lax = match a.get(ENFORCEMENT) {
+        Some(v) => v == "lax",
+        None => cx.lax_default,
+    };
+    let (ingress, egress) = directions(np);
+
+    // The selected pods: their ports and their subnets' families.
+    let selected: Vec<&Arc<PodInfo>> = match matcher(&spec.pod_selector.clone().unwrap_or_default())
+    {
+        None => Vec::new(),
+        Some(m) => cx
+            .pods
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .filter(|p| !p.host_network())
+            .filter(|p| m.matches(&labels_of(&p.metadata)))
+            .collect(),
+    };
+    let allocated =
+        |p: &PodInfo| p.annotations().get(ann::ALLOCATED).map(String::as_str) == Some("true");
+    let mut ports = Vec::new();
+    let mut families = BTreeSet::new();
+    for p in selected.iter().filter(|p| allocated(p)) {
+        ports.push(kube_ovn_common::names::pod_lsp(&p.name_any(), &ns, "ovn"));
+        if let Some(proto) = p
+            .annotations()
+            .get(ann::LOGICAL_SWITCH)
+            .and_then(|s| (cx.subnet_protocol)(s))
+        {
+            if proto == "Dual" {
+                families.insert("IPv4");
+                families.insert("IPv6");
+            } else if proto == "IPv4" || proto == "IPv6" {
+                families.insert(if proto == "IPv4" { "IPv4" } else { "IPv6" });
+            }
+        }
+    }
+    ports.sort();
+
+    let pod_key = |p: &PodInfo| {
+        format!(
+            "{}/{}",
+            p.metadata.namespace.as_deref().unwrap_or(""),
+            p.name_any()
+        )
+    };
+    let mut concerned: BTreeSet<String> = selected.iter().map(|p| pod_key(p)).collect();
+    let peers = spec
+        .ingress
+        .iter()
+        .flatten()
+        .flat_map(|r| r.from.iter().flatten())
+        .chain(
+            spec.egress
+                .iter()
+                .flatten()
+                .flat_map(|r| r.to.iter().flatten()),
+        );
+    for peer in peers.filter(|p| p.pod_selector.is_some() || p.namespace_selector.is_some()) {
+        concerned.extend(peer_pods(&ns, peer, cx).into_iter().map(|p| pod_key(p)));
+    }
+    let mut out = Desired {
+        concerned,
+        pg: pg.clone(),
+        np: format!("{ns}/{name}"),
+        ports,
+        ingress,
+        egress,
+        ..Desired::default()
+    };
+    for (dir, isolated, rules) in [
+        (
+            &INGRESS,
+            ingress,
+            spec.ingress
+                .clone()
+                .map(|r| r.into_iter().map(|r| (r.from, r.ports)).collect::<Vec<_>>()),
+        ),
+        (
+            &EGRESS,
+            egress,
+            spec.egress
+                .clone()
+                .map(|r| r.into_iter().map(|r| (r.to, r.ports)).collect::<Vec<_>>()),
+        ),
+    ] {
+        let meter = format!("{pg}_{}_meter", dir.ovn);
+        if !isolated {
+            continue;
+        }
+        out.meters.push((meter.clone(), rate.filter(|_| log)));
+        let meter_of = |on: bool| (on && rate.is_some()).then(|| meter.clone());
+        let egress_side = dir.ovn == "from-lport";
+        let mut acls = Vec::new();
+        if !families.is_empty() {
+            let m = if lax {
+                format!("{} == @{pg} && (tcp || udp || sctp)", dir.port)
+            } else {
+                format!("{} == @{pg} && ip", dir.port)
+            };
+            acls.push(PgAcl {
+                direction: dir.ovn,
+                priority: DEFAULT_DROP,
+                r#match: m,
+                action: "drop",
+                name: Some(acl_name(&key)),
+                log,
+                severity: log.then_some("warning"),
+                meter: meter_of(log),
+                apply_after_lb: egress_side,
+            });
+            if lax {
+                let (v6, v4) = if egress_side {
+                    (("546", "547"), ("68", "67"))
+                } else {
+                    (("547", "546"), ("67", "68"))
+                };
+                for (fam, (src, dst)) in [("ip6", v6), ("ip4", v4)] {
+                    acls.push(PgAcl {
+                        direction: dir.ovn,
+                        priority: ALLOW,
+                        r#match: format!(
+                            "{} == @{pg} && udp.src == {src} && udp.dst == {dst} && {fam}",
+                            dir.port
+                        ),
+                        action: "allow-related",
+                        name: Some(acl_name(&key)),
+                        log: false,
+                        severity: None,
+                        meter: None,
+                        apply_after_lb: egress_side,
+                    });
+                }
+            }
+        }
+        let allow_log = log && log_actions.iter().any(|a| a == "allow");
+        let allow = |m: String, name: &str| PgAcl {
+            direction: dir.ovn,
+            priority: ALLOW,
+            r#match: m,
+            action: "allow-related",
+            name: Some(acl_name(name)),
+            log: allow_log,
+            severity: None,
+            meter: meter_of(allow_log),
+            apply_after_lb: egress_side,
+        };
+        let prefix = |kind: &str| format!("{name}.{ns}.{}.{kind}", dir.word).replace('-', ".");
+        let set = |n: String, addresses: Vec<String>| NpAddressSet {
+            name: n,
+            np: format!("{ns}/{name}/{}", dir.word),
+            addresses,
+        };
+        for family in &families {
+            let ipk = format!(
+                "{}.{}",
+                if *family == "IPv4" { "ip4" } else { "ip6" },
+                dir.peer
+            );
+            let base = |allow_set: &str, except_set: &str| {
+                format!(
+                    "{} == @{pg} && ip && {ipk} == ${allow_set} && {ipk} != ${except_set}",
+                    dir.port
+                )
+            };
+            match &rules {
+                Some(rules) if !rules.is_empty() => {
+                    for (idx, (peers, rule_ports)) in rules.iter().enumerate() {
+                        let allow_name = format!("{}.{family}.{idx}", prefix("allow"));
+                        let except_name = format!("{}.{family}.{idx}", prefix("except"));
+                        let acl = format!("np/{name}.{ns}/{}/{family}/{idx}", dir.word);
+                        let mut addresses = Vec::new();
+                        let mut blocks = Vec::new();
+                        // Pods a named port is resolved on: the selected ones for ingress,
+                        // the peers for egress.
+                        let mut targets: Vec<&Arc<PodInfo>> = Vec::new();
+                        match peers.as_ref().filter(|p| !p.is_empty()) {
+                            None => {
+                                addresses.push(
+                                    if *family == "IPv4" {
+                                        "0.0.0.0/0"
+                                    } else {
+                                        "::/0"
+                                    }
+                                    .to_string(),
+                                );
+                                if egress_side {
+                                    targets.extend(cx.pods.iter().filter(|p| {
+                                        p.metadata.namespace.as_deref() == Some(ns.as_str())
+                                    }));
+                                }
+                            }
+                            Some(peers) => {
+                                for peer in peers {
+                                    if let Some(b) = &peer.ip_block {
+                                        blocks.push(b);
+                                    }
+                                    if peer.pod_selector.is_some()
+                                        || peer.namespace_selector.is_some()
+                                    {
+                                        for p in peer_pods(&ns, peer, cx) {
+                                            addresses.extend(pod_ips(p, family));
+                                            targets.push(p);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        if !egress_side {
+                            targets = selected.clone();
+                        }
+                        let restrict = |pods: &[&Arc<PodInfo>]| -> String {
+                            if egress_side {
+                                let ips: Vec<String> =
+                                    pods.iter().flat_map(|p| pod_ips(p, family)).collect();
+                                format!("{ipk} == {{{}}}", ips.join(", "))
+                            } else {
+                                let names: Vec<String> = pods
+                                    .iter()
+                                    .map(|p| {
+                                        format!(
+                                            "\"{}\"",
+                                            kube_ovn_common::names::pod_lsp(
+                                                &p.name_any(),
+                                                &ns,
+                                                "ovn"
+                                            )
+                                        )
+                                    })
+                                    .collect();
+                                format!("outport == {{{}}}", names.join(", "))
+                            }
+                        };
+                        addresses.sort();
+                        addresses.dedup();
+                        let has_selector_allows = !addresses.is_empty();
+                        out.address_sets.push(set(allow_name.clone(), addresses));
+                        out.address_sets.push(set(except_name.clone(), Vec::new()));
+                        if has_selector_allows {
+                            for m in port_matches(
+                                &base(&allow_name, &except_name),
+                                rule_ports.as_ref(),
+                                &targets,
+                                &restrict,
+                            ) {
+                                acls.push(allow(m, &acl));
+                            }
+                        }
+                        if let Some(l3) = ip_block_match(&blocks, family, &ipk) {
+                            let b = format!("{} == @{pg} && ip && {l3}", dir.port);
+                            for m in port_matches(&b, rule_ports.as_ref(), &targets, &restrict) {
+                                acls.push(allow(m, &format!("{acl}/ipBlock")));
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    let allow_name = format!("{}.{family}.all", prefix("allow"));
+                    let except_name = format!("{}.{family}.all", prefix("except"));
+                    out.address_sets.push(set(allow_name.clone(), Vec::new()));
+                    out.address_sets.push(set(except_name.clone(), Vec::new()));
+                    acls.push(allow(
+                        base(&allow_name, &except_name),
+                        &format!("np/{name}.{ns}/{}/{family}/all", dir.word),
+                    ));
+                }
+            }
+        }
+        if egress_side {
+            out.egress_acls = acls;
+        } else {
+            out.ingress_acls = acls;
+        }
+    }
+    out
+}
+
+/// Whether a change of `pod` can change the policy: it is (or was) selected or a peer.
+pub fn pod_concerns(np: &NetworkPolicy, pod: &PodInfo, pod_ns: Option<&Namespace>) -> bool {
+    let ns = np.namespace().unwrap_or_default();
+    let spec = np.spec.clone().unwrap_or_default();
+    let pod_labels = labels_of(&pod.metadata);
+    if pod.metadata.namespace.as_deref() == Some(ns.as_str())
+        && matcher(&spec.pod_selector.clone().unwrap_or_default())
+            .is_some_and(|m| m.matches(&pod_labels))
+    {
+        return true;
+    }
+    let peers = spec
+        .ingress
+        .iter()
+        .flatten()
+        .flat_map(|r| r.from.iter().flatten())
+        .chain(
+            spec.egress
+                .iter()
+                .flatten()
+                .flat_map(|r| r.to.iter().flatten()),
+        );
+    for peer in peers {
+        if peer.ip_block.is_some() {
+            continue;
+        }
+        let ns_ok = match &peer.namespace_selector {
+            None => pod.metadata.namespace.as_deref() == Some(ns.as_str()),
+            Some(sel) => pod_ns
+                .is_some_and(|n| matcher(sel).is_some_and(|m| m.matches(&labels_of(&n.metadata)))),
+        };
+        let pod_ok = peer
+            .pod_selector
+            .as_ref()
+            .is_none_or(|sel| matcher(sel).is_some_and(|m| m.matches(&pod_labels)));
+        if ns_ok && pod_ok {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether a namespace's labels matter to the policy (a peer selects namespaces).
+pub fn selects_namespaces(np: &NetworkPolicy) -> bool {
+    let spec = np.spec.clone().unwrap_or_default();
+    spec.ingress
+        .iter()
+        .flatten()
+        .flat_map(|r| r.from.iter().flatten())
+        .chain(
+            spec.egress
+                .iter()
+                .flatten()
+                .flat_map(|r| r.to.iter().flatten()),
+        )
+        .any(|p| p.namespace_selector.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn np(name: &str, spec: Value, annotations: Value) -> NetworkPolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": "ns-a", "annotations": annotations},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn pod(name: &str, ns: &str, labels: Value, ip: &str, ports: Value) -> Arc<PodInfo> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": {
+                    "ovn.kubernetes.io/allocated": "true", "ovn.kubernetes.io/ip_address": ip,
+                    "ovn.kubernetes.io/logical_switch": "ovn-default"}},
+                "spec": {"containers": [{"name": "c", "ports": ports}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn namespace(name: &str, labels: Value) -> Arc<Namespace> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap(),
+        )
+    }
+
+    fn world() -> (Vec<Arc<PodInfo>>, Vec<Arc<Namespace>>) {
+        (
+            vec![
+                pod(
+                    "web",
+                    "ns-a",
+                    json!({"app": "web"}),
+                    "10.16.0.2",
+                    json!([{"name": "http", "containerPort": 8080}]),
+                ),
+                pod("db", "ns-a", json!({"app": "db"}), "10.16.0.3", json!([])),
+                pod("cli", "ns-b", json!({"app": "cli"}), "10.16.0.4", json!([])),
+            ],
+            vec![
+                namespace("ns-a", json!({"team": "a"})),
+                namespace("ns-b", json!({"team": "b"})),
+            ],
+        )
+    }
+
+    fn cluster<'a>(
+        pods: &'a [Arc<PodInfo>],
+        nss: &'a [Arc<Namespace>],
+        proto: &'a dyn Fn(&str) -> Option<String>,
+    ) -> Cluster<'a> {
+        Cluster {
+            pods,
+            namespaces: nss,
+            subnet_protocol: proto,
+            lax_default: false,
+        }
+    }
+
+    fn matches(acls: &[PgAcl]) -> Vec<(i64, String, Option<String>)> {
+        acls.iter()
+            .map(|a| (a.priority, a.r#match.clone(), a.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn ingress_from_pods_of_a_namespace_on_a_port_and_a_named_port() {
+        let (pods, nss) = world();
+        let v4 = |_: &str| Some("IPv4".to_string());
+        let p = np(
+            "allow-web",
+            json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"],
+                   "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "b"}}}],
+                                "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": "http"}]}]}),
+            json!({}),
+        );
+        let d = desired(&p, &cluster(&pods, &nss, &v4));
+        assert_eq!(d.pg, "allow.web.ns.a");
+        assert_eq!(d.np, "ns-a/allow-web");
+        assert_eq!(d.ports, ["web.ns-a"]);
+        assert!(d.ingress && !d.egress);
+        assert!(d.egress_acls.is_empty());
+        assert_eq!(
+            matches(&d.ingress_acls),
+            [
+                (2000, "outport == @allow.web.ns.a && ip".to_string(), Some("ns-a/allow-web".to_string())),
+                (2001, "outport == @allow.web.ns.a && ip && ip4.src == $allow.web.ns.a.ingress.allow.IPv4.0 && ip4.src != $allow.web.ns.a.ingress.except.IPv4.0 && tcp.dst == 80".to_string(), Some("np/allow-web.ns-a/ingress/IPv4/0".to_string())),
+                (2001, "outport == @allow.web.ns.a && ip && ip4.src == $allow.web.ns.a.ingress.allow.IPv4.0 && ip4.src != $allow.web.ns.a.ingress.except.IPv4.0 && tcp.dst == 8080".to_string(), Some("np/allow-web.ns-a/ingress/IPv4/0".to_string())),
+            ]
+        );
+        assert_eq!(
+            d.address_sets,
+            [
+                NpAddressSet {
+                    name: "allow.web.ns.a.ingress.allow.IPv4.0".into(),
+                    np: "ns-a/allow-web/ingress".into(),
+                    addresses: vec!["10.16.0.4".into()]
+                },
+                NpAddressSet {
+                    name: "allow.web.ns.a.ingress.except.IPv4.0".into(),
+                    np: "ns-a/allow-web/ingress".into(),
+                    addresses: vec![]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn egress_to_ip_blocks_with_excepts_and_a_range_and_everything() {
+        let (pods, nss) = world();
+        let dual = |_: &str| Some("Dual".to_string());
+        let p = np(
+            "1st",
+            json!({"podSelector": {}, "egress": [
+                {"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16", "192.168.0.0/16"]}},
+                        {"ipBlock": {"cidr": "172.16.0.0/12"}}],
+                 "ports": [{"protocol": "UDP", "port": 5000, "endPort": 5010}]},
+                {}]}),
+            json!({"ovn.kubernetes.io/enable_log": "true", "ovn.kubernetes.io/log_acl_actions": "allow,drop",
+                   "ovn.kubernetes.io/acl_log_meter_rate": "10"}),
+        );
+        let d = desired(&p, &cluster(&pods, &nss, &dual));
+        // No policyTypes: defaulted as the API server does — Ingress always, Egress with rules.
+        assert!(d.ingress && d.egress);
+        assert_eq!(d.pg, "np1st.ns.a");
+        let m = matches(&d.egress_acls);
+        assert_eq!(
+            m[0],
+            (
+                2000,
+                "inport == @np1st.ns.a && ip".to_string(),
+                Some("ns-a/1st".to_string())
+            )
+        );
+        assert!(m.contains(&(2001, "inport == @np1st.ns.a && ip && ((ip4.dst == 10.0.0.0/8 && ip4.dst != {10.1.0.0/16}) || ip4.dst == 172.16.0.0/12) && 5000 <= udp.dst <= 5010".to_string(), Some("np/np1st.ns-a/egress/IPv4/0/ipBlock".to_string()))), "{m:#?}");
+        assert!(m.contains(&(2001, "inport == @np1st.ns.a && ip && ip6.dst == $np1st.ns.a.egress.allow.IPv6.1 && ip6.dst != $np1st.ns.a.egress.except.IPv6.1".to_string(), Some("np/np1st.ns-a/egress/IPv6/1".to_string()))), "{m:#?}");
+        // No selector peers in rule 0: no selector ACL, but its (empty) sets exist.
+        assert!(!m.iter().any(|(_, x, _)| x.contains("egress.allow.IPv4.0")));
+        assert!(d
+            .address_sets
+            .iter()
+            .any(|s| s.name == "np1st.ns.a.egress.allow.IPv4.0" && s.addresses.is_empty()));
+        assert!(d
+            .address_sets
+            .iter()
+            .any(|s| s.name == "np1st.ns.a.egress.allow.IPv6.1" && s.addresses == ["::/0"]));
+        // Logging: the drop logs with severity and meter, the allows log with the meter.
+        let drop = &d.egress_acls[0];
+        assert!(drop.log && drop.severity == Some("warning") && drop.apply_after_lb);
+        assert_eq!(drop.meter.as_deref(), Some("np1st.ns.a_from-lport_meter"));
+        assert!(d.egress_acls[1].log && d.egress_acls[1].severity.is_none());
+        assert_eq!(
+            d.meters,
+            [
+                ("np1st.ns.a_to-lport_meter".to_string(), Some(10)),
+                ("np1st.ns.a_from-lport_meter".to_string(), Some(10))
+            ]
+        );
+    }
+
+    #[test]
+    fn lax_enforcement_drops_only_l4_and_lets_dhcp_through() {
+        let (pods, nss) = world();
+        let v4 = |_: &str| Some("IPv4".to_string());
+        let p = np(
+            "deny",
+            json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+            json!({"ovn.kubernetes.io/network_policy_enforcement": "lax"}),
+        );
+        let d = desired(&p, &cluster(&pods, &nss, &v4));
+        assert_eq!(
+            matches(&d.ingress_acls),
+            [
+                (2000, "outport == @deny.ns.a && (tcp || udp || sctp)".to_string(), Some("ns-a/deny".to_string())),
+                (2001, "outport == @deny.ns.a && udp.src == 547 && udp.dst == 546 && ip6".to_string(), Some("ns-a/deny".to_string())),
+                (2001, "outport == @deny.ns.a && udp.src == 67 && udp.dst == 68 && ip4".to_string(), Some("ns-a/deny".to_string())),
+                (2001, "outport == @deny.ns.a && ip && ip4.src == $deny.ns.a.ingress.allow.IPv4.all && ip4.src != $deny.ns.a.ingress.except.IPv4.all".to_string(), Some("np/deny.ns-a/ingress/IPv4/all".to_string())),
+            ]
+        );
+        assert_eq!(d.ports, ["db.ns-a", "web.ns-a"]);
+    }
+
+    #[test]
+    fn a_named_port_with_two_numbers_is_resolved_per_pod() {
+        let pods = vec![
+            pod(
+                "a",
+                "ns-a",
+                json!({"app": "web"}),
+                "10.16.0.2",
+                json!([{"name": "http", "containerPort": 8080}]),
+            ),
+            pod(
+                "b",
+                "ns-a",
+                json!({"app": "web"}),
+                "10.16.0.3",
+                json!([{"name": "http", "containerPort": 9090}]),
+            ),
+        ];
+        let nss = vec![namespace("ns-a", json!({}))];
+        let v4 = |_: &str| Some("IPv4".to_string());
+        let p = np(
+            "n",
+            json!({"podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"ports": [{"protocol": "TCP", "port": "http"}]}]}),
+            json!({}),
+        );
+        let d = desired(&p, &cluster(&pods, &nss, &v4));
+        let m: Vec<String> = d.ingress_acls.iter().map(|a| a.r#match.clone()).collect();
+        assert!(
+            m.iter()
+                .any(|x| x.ends_with("tcp.dst == 8080 && outport == {\"a.ns-a\"}")),
+            "{m:#?}"
+        );
+        assert!(
+            m.iter()
+                .any(|x| x.ends_with("tcp.dst == 9090 && outport == {\"b.ns-a\"}")),
+            "{m:#?}"
+        );
+    }
+
+    #[test]
+    fn peers_and_selected_pods_concern_the_policy() {
+        let (pods, nss) = world();
+        let p = np(
+            "p",
+            json!({"podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "b"}}, "podSelector": {"matchLabels": {"app": "cli"}}}]}]}),
+            json!({}),
+        );
+        assert!(pod_concerns(&p, &pods[0], Some(&nss[0])));
+        assert!(!pod_concerns(&p, &pods[1], Some(&nss[0])));
+        assert!(pod_concerns(&p, &pods[2], Some(&nss[1])));
+        assert!(selects_namespaces(&p));
+    }
+}

@@ -1,0 +1,341 @@
+//! NetworkPolicy reconciler (`--enable-np`): keeps each policy's port group, address sets,
+//! ACLs and log meters (see [`crate::netpol`]) in step with the policy, the pods it selects or
+//! names as peers, and the namespaces its peers select. A reconcile is one batched
+//! transaction of what differs — a pod joining a policy is one port-group mutate and one
+//! address-set mutate, never a rewrite of the ACLs. A deleted policy's rows go with it; while
+//! any policy exists, every node's port group carries upstream's 3000 allows of the node's own
+//! traffic to its pods (kubelet probes).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use kube_ovn_nb::objects::{self, PgAcl};
+
+use crate::context::{Ctx, Error};
+use crate::netpol::{self, Cluster};
+use crate::pod_info::PodInfo;
+use kube_ovn_common::annotations as ann;
+use kube_ovn_runtime::events::EventType;
+use kube_ovn_runtime::trigger::{hash_json, hash_of};
+use kube_ovn_runtime::Outcome;
+
+/// The NetworkPolicy queue's kind name.
+pub const KIND: &str = "network-policy";
+/// The queue of the nodes' policy allows (one key: every node is converged at once).
+pub const NODES_KIND: &str = "network-policy-nodes";
+/// The single key of [`NODES_KIND`].
+pub const NODES_KEY: &str = "nodes";
+
+/// What of a policy the reconciler reads.
+pub fn signature(np: &NetworkPolicy) -> u64 {
+    let a = np.annotations();
+    let steer: Vec<Option<&String>> = [
+        netpol::ENABLE_LOG,
+        netpol::LOG_ACL_ACTIONS,
+        netpol::ACL_LOG_METER_RATE,
+        netpol::ENFORCEMENT,
+    ]
+    .iter()
+    .map(|k| a.get(*k))
+    .collect();
+    hash_of(&(
+        hash_json(&np.spec),
+        hash_json(&steer),
+        np.metadata.deletion_timestamp.is_some(),
+    ))
+}
+
+/// What of a pod its policies read: namespace, labels, addresses, subnet, allocation,
+/// host network, deletion.
+pub fn pod_signature(p: &PodInfo) -> u64 {
+    let a = p.annotations();
+    hash_of(&(
+        &p.metadata.namespace,
+        hash_json(&p.metadata.labels),
+        a.get(ann::IP_ADDRESS),
+        a.get(ann::LOGICAL_SWITCH),
+        a.get(ann::ALLOCATED),
+        p.host_network(),
+        p.metadata.deletion_timestamp.is_some(),
+    ))
+}
+
+/// What of a namespace policies read: its labels.
+pub fn namespace_signature(n: &Namespace) -> u64 {
+    hash_json(&n.metadata.labels)
+}
+
+/// Which pods each policy's last reconcile found selected or named as peers, and the reverse:
+/// a pod's change (relabelled away, deleted) reaches the policies that still hold it, even
+/// those created after the pod's previous event.
+#[derive(Default)]
+pub struct Members {
+    inner: std::sync::Mutex<MemberMaps>,
+}
+
+#[derive(Default)]
+struct MemberMaps {
+    by_np: std::collections::HashMap<String, BTreeSet<String>>,
+    by_pod: std::collections::HashMap<String, BTreeSet<String>>,
+}
+
+impl Members {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemberMaps> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the pods policy `np` concerns now (none: forgotten).
+    pub fn record(&self, np: &str, pods: BTreeSet<String>) {
+        let mut m = self.lock();
+        let old = m.by_np.remove(np).unwrap_or_default();
+        for p in old.difference(&pods) {
+            if let Some(set) = m.by_pod.get_mut(p) {
+                set.remove(np);
+                if set.is_empty() {
+                    m.by_pod.remove(p);
+                }
+            }
+        }
+        for p in &pods {
+            m.by_pod
+                .entry(p.clone())
+                .or_default()
+                .insert(np.to_string());
+        }
+        if !pods.is_empty() {
+            m.by_np.insert(np.to_string(), pods);
+        }
+    }
+
+    /// The policies that last held pod `key`.
+    pub fn of_pod(&self, key: &str) -> Vec<String> {
+        self.lock()
+            .by_pod
+            .get(key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The policies a pod concerns (selected, or a peer) now or held it at their last reconcile.
+pub fn policies_of_pod(
+    nps: &[Arc<NetworkPolicy>],
+    namespaces: &kube::runtime::reflector::Store<Namespace>,
+    members: &Members,
+    p: &PodInfo,
+) -> Vec<String> {
+    let ns = p
+        .metadata
+        .namespace
+        .as_deref()
+        .and_then(|n| namespaces.get(&ObjectRef::new(n)));
+    let mut keys: Vec<String> = nps
+        .iter()
+        .filter(|np| netpol::pod_concerns(np, p, ns.as_deref()))
+        .map(|np| key_of(np))
+        .collect();
+    let pod = format!(
+        "{}/{}",
+        p.metadata.namespace.as_deref().unwrap_or(""),
+        p.name_any()
+    );
+    for k in members.of_pod(&pod) {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+/// The policies whose peers select namespaces (a namespace's labels changed).
+pub fn policies_selecting_namespaces(nps: &[Arc<NetworkPolicy>]) -> Vec<String> {
+    nps.iter()
+        .filter(|np| netpol::selects_namespaces(np))
+        .map(|np| key_of(np))
+        .collect()
+}
+
+fn key_of(np: &NetworkPolicy) -> String {
+    format!("{}/{}", np.namespace().unwrap_or_default(), np.name_any())
+}
+
+/// Reconciles the policy `namespace/name`.
+pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
+    if !ctx.config.enable_np {
+        return Ok(Outcome::Done);
+    }
+    let Some((ns, name)) = key.split_once('/') else {
+        return Ok(Outcome::Done);
+    };
+    let np = ctx
+        .stores
+        .network_policies
+        .get(&ObjectRef::new(name).within(ns))
+        .filter(|n| n.metadata.deletion_timestamp.is_none());
+    ctx.queues.add(NODES_KIND, NODES_KEY.to_string());
+    let Some(np) = np else {
+        let pg = netpol::pg_name(ns, name);
+        let mark = format!("{ns}/{}", netpol::np_name(name));
+        ctx.apply(&format!("delete network policy {key}"), |plan| {
+            objects::delete_np(plan, &pg, &mark)
+        })
+        .await?;
+        ctx.np_members.record(&key, BTreeSet::new());
+        return Ok(Outcome::Done);
+    };
+    let pods = ctx.stores.pods.state();
+    let namespaces = ctx.stores.namespaces.state();
+    let subnets = ctx.stores.subnets.state();
+    let protocol = |s: &str| {
+        subnets
+            .iter()
+            .find(|x| x.name_any() == s)
+            .map(|x| x.spec.protocol.clone())
+    };
+    let want = netpol::desired(
+        &np,
+        &Cluster {
+            pods: &pods,
+            namespaces: &namespaces,
+            subnet_protocol: &protocol,
+            lax_default: ctx.config.np_enforcement == "lax",
+        },
+    );
+    let r = ctx
+        .apply(&format!("network policy {key}"), |plan| {
+            objects::np_port_group(plan, &want.pg, &want.np, &want.ports)?;
+            for set in &want.address_sets {
+                objects::np_address_set(plan, set)?;
+            }
+            for (dir, isolated) in [("ingress", want.ingress), ("egress", want.egress)] {
+                let keep: BTreeSet<String> = if isolated {
+                    want.address_sets
+                        .iter()
+                        .filter(|s| s.np.ends_with(&format!("/{dir}")))
+                        .map(|s| s.name.clone())
+                        .collect()
+                } else {
+                    BTreeSet::new()
+                };
+                objects::prune_np_address_sets(plan, &format!("{}/{dir}", want.np), &keep)?;
+            }
+            for (meter, rate) in &want.meters {
+                objects::acl_meter(plan, meter, *rate)?;
+            }
+            objects::pg_acls(plan, &want.pg, Some("to-lport"), &want.ingress_acls)?;
+            objects::pg_acls(plan, &want.pg, Some("from-lport"), &want.egress_acls)
+        })
+        .await;
+    ctx.np_members.record(&key, want.concerned.clone());
+    if let Err(e) = r {
+        ctx.event(
+            &np.object_ref(&()),
+            EventType::Warning,
+            "CreateACLFailed",
+            &e.to_string(),
+        )
+        .await;
+        return Err(e);
+    }
+    Ok(Outcome::Done)
+}
+
+/// The node's 3000 allows of its own traffic to and from its pods (upstream's node ACLs).
+pub fn node_acls(pg: &str, node_ips: &[std::net::IpAddr]) -> Vec<PgAcl> {
+    let mut out = Vec::new();
+    for ip in node_ips {
+        let f = if ip.is_ipv4() { "ip4" } else { "ip6" };
+        let set = format!("{pg}_{f}");
+        out.push(PgAcl {
+            direction: "to-lport",
+            priority: netpol::NODE_ALLOW,
+            r#match: format!("{f}.src == {ip} && {f}.dst == ${set}"),
+            action: "allow-related",
+            name: None,
+            log: false,
+            severity: None,
+            meter: None,
+            apply_after_lb: false,
+        });
+        out.push(PgAcl {
+            direction: "from-lport",
+            priority: netpol::NODE_ALLOW,
+            r#match: format!("{f}.dst == {ip} && {f}.src == ${set}"),
+            action: "allow-related",
+            name: None,
+            log: false,
+            severity: None,
+            meter: None,
+            apply_after_lb: true,
+        });
+    }
+    out
+}
+
+/// The addresses a node's allows name: its InternalIPs, the join address for a family
+/// without one (upstream).
+fn node_addresses(node: &Node) -> Vec<std::net::IpAddr> {
+    let mut ips = kube_ovn_common::node::internal_ips(node);
+    let join: Vec<std::net::IpAddr> = node
+        .annotations()
+        .get(ann::IP_ADDRESS)
+        .map(|v| ann::parse_ips(v).unwrap_or_default())
+        .unwrap_or_default();
+    for j in join {
+        if !ips.iter().any(|i| i.is_ipv4() == j.is_ipv4()) {
+            ips.push(j);
+        }
+    }
+    ips.sort_by_key(|i| i.is_ipv6());
+    ips
+}
+
+/// Converges every node's policy allows: present while any policy exists, absent otherwise.
+pub async fn reconcile_nodes(ctx: Arc<Ctx>, _key: String) -> Result<Outcome, Error> {
+    let any = ctx.config.enable_np && !ctx.stores.network_policies.state().is_empty();
+    let nodes = ctx.stores.nodes.state();
+    ctx.apply("network policy node allows", |plan| {
+        for n in &nodes {
+            let pg = objects::node_pg(&n.name_any());
+            if plan.lookup("Port_Group", &pg).is_none() {
+                continue;
+            }
+            let acls = if any {
+                node_acls(&pg, &node_addresses(n))
+            } else {
+                Vec::new()
+            };
+            objects::pg_acls(plan, &pg, None, &acls)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Outcome::Done)
+}
+
+/// Removes the rows of policies that no longer exist (deleted while the controller was down).
+pub async fn gc(ctx: &Ctx) -> Result<usize, Error> {
+    if !ctx.config.enable_np {
+        return Ok(0);
+    }
+    let live: BTreeSet<String> = ctx
+        .stores
+        .network_policies
+        .state()
+        .iter()
+        .map(|np| netpol::pg_name(&np.namespace().unwrap_or_default(), &np.name_any()))
+        .collect();
+    ctx.apply("gc network policies", |plan| {
+        for (pg, mark) in objects::np_port_groups(plan)? {
+            if !live.contains(&pg) {
+                objects::delete_np(plan, &pg, &mark)?;
+            }
+        }
+        Ok(())
+    })
+    .await
+}
