@@ -21,6 +21,7 @@ pub mod probe;
 pub mod scheduler;
 pub mod sys;
 pub mod wire;
+pub mod workload;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -306,6 +307,33 @@ impl Sandbox {
     /// A client of the sandbox's Kubernetes API.
     pub fn client(&self) -> kube::Client {
         self.client.clone()
+    }
+
+    /// Starts a test server in the running pod `namespace/pod` (see [`workload::serve`]): each
+    /// TCP connection on `tcp_ports` gets `name` and a newline, each UDP datagram on `udp_ports`
+    /// gets `name`. The process lives in the pod's namespace (so a sweep stops it too) and is
+    /// killed when the returned handle is dropped.
+    pub fn serve_pod(
+        &self,
+        namespace: &str,
+        pod: &str,
+        name: &str,
+        tcp_ports: &[u16],
+        udp_ports: &[u16],
+    ) -> Result<workload::PodServer> {
+        let netns = self.state.pod_netns(namespace, pod);
+        if !Path::new(&sys::netns_path(&netns)).exists() {
+            return Err(Error::Invalid(format!(
+                "pod {namespace}/{pod} has no network namespace (not running?)"
+            )));
+        }
+        workload::PodServer::start(
+            &workload::sandbox_binary()?,
+            &netns,
+            name,
+            tcp_ports,
+            udp_ports,
+        )
     }
 
     /// Stops everything and removes every namespace and file; returns what was removed.
