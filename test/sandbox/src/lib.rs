@@ -13,6 +13,7 @@
 pub mod apiproxy;
 pub mod central;
 pub mod cni;
+pub mod endpointslice;
 pub mod error;
 pub mod kubelet;
 pub mod kubeovn;
