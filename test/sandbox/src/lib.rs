@@ -19,6 +19,7 @@ pub mod kubelet;
 pub mod kubeovn;
 pub mod node;
 pub mod probe;
+pub mod prober;
 pub mod scheduler;
 pub mod sys;
 pub mod wire;
@@ -38,6 +39,9 @@ use tokio::task::JoinHandle;
 pub use central::CentralRemotes;
 pub use error::{Error, Result};
 pub use node::NodeInfo;
+
+/// kube-apiserver's default service CIDR.
+pub const DEFAULT_SERVICE_CIDR: &str = kube_apiserver_fixture::services::DEFAULT_SERVICE_CIDR;
 
 /// How long bring-up may take before it is declared failed.
 const BRING_UP_DEADLINE: Duration = Duration::from_secs(60);
@@ -62,6 +66,9 @@ pub struct SandboxConfig {
     pub kubelets: bool,
     /// Install and run kube-ovn-rs (CRDs, controller, a daemon and the CNI on every node).
     pub kube_ovn: Option<kubeovn::KubeOvnBuild>,
+    /// Service CIDRs of the API server (`--service-cluster-ip-range`): one, or one per family
+    /// for dual-stack (the first is primary). The `kubernetes` Service gets the first address.
+    pub service_cidrs: Vec<String>,
 }
 
 impl SandboxConfig {
@@ -79,6 +86,7 @@ impl SandboxConfig {
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubelets: true,
             kube_ovn: None,
+            service_cidrs: vec![DEFAULT_SERVICE_CIDR.to_string()],
         }
     }
 }
@@ -106,6 +114,13 @@ pub struct SandboxState {
     /// Whether kube-ovn-rs (controller, daemons, CNI) runs in the sandbox.
     #[serde(default)]
     pub kube_ovn: bool,
+    /// The API server's service CIDRs (primary first).
+    #[serde(default)]
+    pub service_cidrs: Vec<String>,
+    /// Where pods reach the API server behind the `kubernetes` Service: the first node's
+    /// InternalIP and port 6443 (the endpoint of its EndpointSlice).
+    #[serde(default)]
+    pub api_endpoint: Option<SocketAddr>,
 }
 
 impl SandboxState {
@@ -192,6 +207,8 @@ impl Sandbox {
     async fn build(config: &SandboxConfig, start: Instant) -> Result<Sandbox> {
         let api = ApiServer::start(Options {
             listen: config.api_listen,
+            service_cidrs: config.service_cidrs.clone(),
+            api_port: apiproxy::NODE_API_PORT,
             ..Options::default()
         })
         .await
@@ -207,17 +224,37 @@ impl Sandbox {
             .map_err(|e| Error::Invalid(format!("bring-up task: {e}")))??;
         wait_for_chassis(&central.sb, &config.nodes).await?;
         let mut relays = Vec::new();
-        for n in &nodes {
+        for (i, n) in nodes.iter().enumerate() {
             let listener = apiproxy::bind_in_netns(
                 &sys::netns_path(&n.netns),
                 SocketAddr::from(([127, 0, 0, 1], apiproxy::NODE_API_PORT)),
             )?;
             relays.push(apiproxy::relay(listener, api.address())?);
+            if i == 0 {
+                // The `kubernetes` Service's endpoint: the control-plane node's InternalIP.
+                let listener = apiproxy::bind_in_netns(
+                    &sys::netns_path(&n.netns),
+                    SocketAddr::from((n.ip, apiproxy::NODE_API_PORT)),
+                )?;
+                relays.push(apiproxy::relay(listener, api.address())?);
+            }
             let path = n.kubeconfig();
             std::fs::write(&path, apiproxy::node_kubeconfig(&n.name))
                 .map_err(|e| Error::io(&path, e))?;
         }
 
+        let api_endpoint = SocketAddr::from((nodes[0].ip, apiproxy::NODE_API_PORT));
+        apiproxy::write_kubernetes_endpoints(
+            client.clone(),
+            api_endpoint.ip(),
+            api_endpoint.port(),
+        )
+        .await?;
+        relays.push(tokio::spawn(apiproxy::kubernetes_endpoints(
+            client.clone(),
+            api_endpoint.ip(),
+            api_endpoint.port(),
+        )));
         let mut sandbox = Sandbox {
             state: SandboxState {
                 prefix: config.prefix.clone(),
@@ -229,6 +266,8 @@ impl Sandbox {
                 bring_up_seconds: 0.0,
                 supervisor_pid: None,
                 kube_ovn: config.kube_ovn.is_some(),
+                service_cidrs: config.service_cidrs.clone(),
+                api_endpoint: Some(api_endpoint),
             },
             api: Some(api),
             tasks: relays,
@@ -249,6 +288,9 @@ impl Sandbox {
             sandbox
                 .tasks
                 .push(tokio::spawn(scheduler::run(client.clone())));
+            sandbox
+                .tasks
+                .push(tokio::spawn(endpointslice::run(client.clone())));
             let api: Api<Node> = Api::all(client);
             let want = config.nodes.len();
             let deadline = Instant::now() + Duration::from_secs(30);

@@ -68,8 +68,8 @@ fn enter_netns(path: &str) -> std::io::Result<()> {
 }
 
 /// From the network namespace `netns` (a name under /run/netns), connects to `to` over `proto`
-/// within `timeout` and returns the reply (TCP: the first line the server sends; UDP: the first
-/// datagram answering `payload`), trimmed. Runs on a dedicated thread that enters the namespace
+/// within `timeout` and returns the reply (TCP: `payload` is sent first when not empty, then the
+/// first line the server sends; UDP: the first datagram answering `payload`), trimmed. Runs on a dedicated thread that enters the namespace
 /// and ends with the probe, so no other thread changes namespace.
 pub fn connect(
     netns: &str,
@@ -83,7 +83,7 @@ pub fn connect(
     std::thread::spawn(move || {
         enter_netns(&path).map_err(|e| ConnectError::Other(format!("entering {path}: {e}")))?;
         match proto {
-            Proto::Tcp => tcp_probe(to, timeout),
+            Proto::Tcp => tcp_probe(to, &payload, timeout),
             Proto::Udp => udp_probe(to, &payload, timeout),
         }
     })
@@ -91,9 +91,31 @@ pub fn connect(
     .unwrap_or_else(|_| Err(ConnectError::Other("probe thread panicked".into())))
 }
 
-fn tcp_probe(to: SocketAddr, timeout: Duration) -> Result<String, ConnectError> {
+/// From the network namespace `netns`, opens a TCP connection to `to` within `timeout` and closes
+/// it again (what kubelet's tcpSocket probe does): nothing is sent or awaited.
+pub fn tcp_open(netns: &str, to: SocketAddr, timeout: Duration) -> Result<(), ConnectError> {
+    let path = sys::netns_path(netns);
+    std::thread::spawn(move || {
+        enter_netns(&path).map_err(|e| ConnectError::Other(format!("entering {path}: {e}")))?;
+        TcpStream::connect_timeout(&to, timeout)
+            .map(drop)
+            .map_err(|e| classify(&e, timeout))
+    })
+    .join()
+    .unwrap_or_else(|_| Err(ConnectError::Other("probe thread panicked".into())))
+}
+
+fn tcp_probe(to: SocketAddr, payload: &[u8], timeout: Duration) -> Result<String, ConnectError> {
     let start = Instant::now();
-    let stream = TcpStream::connect_timeout(&to, timeout).map_err(|e| classify(&e, timeout))?;
+    let mut stream = TcpStream::connect_timeout(&to, timeout).map_err(|e| classify(&e, timeout))?;
+    if !payload.is_empty() {
+        stream
+            .set_write_timeout(Some(timeout))
+            .map_err(|e| ConnectError::Other(e.to_string()))?;
+        stream
+            .write_all(payload)
+            .map_err(|e| classify(&e, timeout))?;
+    }
     let left = timeout
         .saturating_sub(start.elapsed())
         .max(Duration::from_millis(1));

@@ -98,6 +98,10 @@ struct UpArgs {
     /// Bring up the bare world only: no kube-ovn controller, daemons or CNI.
     #[arg(long)]
     no_kube_ovn: bool,
+    /// Service CIDRs of the API server, comma-separated, one per IP family (the first is the
+    /// primary family), as kube-apiserver's flag.
+    #[arg(long, value_delimiter = ',', default_value = kube_ovn_sandbox::DEFAULT_SERVICE_CIDR)]
+    service_cluster_ip_range: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -212,7 +216,11 @@ fn up(cli: &Cli, args: &UpArgs) -> Res {
         .arg(format!("--prefix={}", cli.prefix))
         .arg("serve")
         .arg(format!("--nodes={}", args.nodes))
-        .arg(format!("--api-listen={}", args.api_listen));
+        .arg(format!("--api-listen={}", args.api_listen))
+        .arg(format!(
+            "--service-cluster-ip-range={}",
+            args.service_cluster_ip_range.join(",")
+        ));
     if args.raft {
         serve.arg("--raft");
     }
@@ -365,6 +373,7 @@ async fn serve(cli: &Cli, args: &UpArgs) -> Res {
         ic: args.ic,
         api_listen: args.api_listen,
         kubelets: true,
+        service_cidrs: args.service_cluster_ip_range.clone(),
         kube_ovn: if args.no_kube_ovn {
             None
         } else {
