@@ -5,7 +5,10 @@
 //! ovn-northd, optionally ovn-ic with its databases); N nodes, each a network namespace with its
 //! own Open vSwitch and ovn-controller, tunnelling Geneve over a shared fabric namespace; an
 //! external namespace on a provider network; and per node a kubelet stand-in that registers the
-//! Node and runs pods as network namespaces through the real CNI contract. Everything it creates
+//! Node and runs pods as network namespaces through the real CNI contract (with kubelet's
+//! readiness probes and pod conditions); for Services, what kube-controller-manager's
+//! EndpointSlice controller does ([`endpointslice`]) and the `kubernetes` Service's endpoint on
+//! the first node ([`apiproxy`]); and test workloads ([`workload`]). Everything it creates
 //! carries its `prefix` (namespaces) or lives under its `run_dir` (files, sockets, pidfiles), so
 //! sandboxes run side by side and a teardown — [`Sandbox::down`], [`sweep`] from another process,
 //! or `Drop` after a failed test — provably leaves nothing behind.
