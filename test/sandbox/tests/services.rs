@@ -253,6 +253,18 @@ async fn kubernetes_endpoint_probes_and_slices() {
     })
     .await;
 
+    // Probes keep running every second, but an unchanged result writes nothing.
+    let rv = pods.get("web").await.unwrap().metadata.resource_version;
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < quiet_until {
+        assert_eq!(
+            pods.get("web").await.unwrap().metadata.resource_version,
+            rv,
+            "status rewritten without a change"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     // httpGet: a hostNetwork pod on node1 probing the API relay on its own InternalIP.
     for (name, path) in [("http-ok", "/version"), ("http-404", "/no/such/path")] {
         let p: Pod = serde_json::from_value(json!({
