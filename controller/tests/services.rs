@@ -387,33 +387,17 @@ async fn upstream_written_service_vips_are_adopted_without_writes() {
             &format!("vips:\"10.96.20.{i}:80\"=\"10.16.1.{i}:8080,10.16.2.{i}:8080\""),
         ]);
     }
-    // The kubernetes Service as every cluster has it.
-    create_service(
-        &w,
-        "kubernetes",
-        json!({"clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
-               "ports": [{"name": "https", "port": 443, "targetPort": 6443, "protocol": "TCP"}]}),
-        vpc.clone(),
-    )
-    .await;
-    put_slice(
-        &w,
-        slice(
-            "kubernetes",
-            "kubernetes",
-            "IPv4",
-            json!([{"name": "https", "port": 6443, "protocol": "TCP"}]),
-            &[("172.18.0.2", true)],
-        ),
-    )
-    .await;
+    // The kubernetes Service every cluster has (the API fixture makes it, the sandbox keeps its
+    // endpoint at node1's address), with the VIP upstream writes for it.
+    let node1 = w.sandbox.state().nodes[0].ip;
+    let api_backend = format!("{node1}:6443");
     w.nbctl(&[
         "set",
         "load_balancer",
         TCP,
-        "vips:\"10.96.0.1:443\"=\"172.18.0.2:6443\"",
+        &format!("vips:\"10.96.0.1:443\"=\"{api_backend}\""),
     ]);
-    vip_is(&w, TCP, "10.96.0.1:443", Some("172.18.0.2:6443")).await;
+    vip_is(&w, TCP, "10.96.0.1:443", Some(&api_backend)).await;
 
     let mut changes = w.nb.subscribe();
     w.start_controller();

@@ -53,6 +53,8 @@ impl World {
     pub async fn new(nodes: usize, kubelets: bool) -> World {
         let mut cfg = SandboxConfig::isolated(nodes);
         cfg.kubelets = kubelets;
+        // Dual-stack Services are allowed (the cluster's IPv4 range stays the first).
+        cfg.service_cidrs = vec!["10.96.0.0/12".into(), "fd00:10:96::/112".into()];
         let sandbox = Sandbox::up(cfg).await.expect("sandbox");
         let client = sandbox.client();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());

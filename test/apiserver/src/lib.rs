@@ -23,7 +23,8 @@
 //! Deliberate simplifications: no authentication or TLS, no admission or
 //! schema validation, server-side apply is a merge without field ownership,
 //! lists are never paginated, `dryRun` is rejected, and nothing reconciles
-//! objects (pods stay `Pending`).
+//! objects (pods stay `Pending`). Services are defaulted and get cluster IPs and node ports
+//! as from kube-apiserver's registry (see [`services`]), and the `kubernetes` Service exists.
 
 #![warn(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod resources;
 mod route;
 pub mod selectors;
 mod server;
+pub mod services;
 mod store;
 mod table;
 mod watch;
@@ -67,6 +69,13 @@ pub struct Options {
     pub history_capacity: usize,
     /// How often watches that allow bookmarks receive one.
     pub bookmark_interval: Duration,
+    /// Service CIDRs (`--service-cluster-ip-range`): one, or two of different families for a
+    /// dual-stack cluster, the first being the primary family. Cluster IPs come from them.
+    pub service_cidrs: Vec<String>,
+    /// Node ports (`--service-node-port-range`), inclusive.
+    pub node_port_range: (u16, u16),
+    /// Port the `kubernetes` Service's `https` port targets (kube-apiserver's secure port).
+    pub api_port: u16,
 }
 
 impl Default for Options {
@@ -76,6 +85,9 @@ impl Default for Options {
             data_dir: None,
             history_capacity: 1000,
             bookmark_interval: Duration::from_secs(10),
+            service_cidrs: vec![services::DEFAULT_SERVICE_CIDR.to_string()],
+            node_port_range: services::DEFAULT_NODE_PORTS,
+            api_port: 6443,
         }
     }
 }
@@ -89,6 +101,9 @@ pub enum StartError {
     /// Reading or initialising the data directory failed.
     #[error("opening the data directory failed: {0}")]
     DataDir(std::io::Error),
+    /// The options are inconsistent (e.g. two service CIDRs of one family).
+    #[error("invalid options: {0}")]
+    Options(String),
 }
 
 /// A running fixture; it stops when dropped or when [`ApiServer::shutdown`] is called.
@@ -107,7 +122,16 @@ impl ApiServer {
             .map(Snapshot::in_dir)
             .transpose()
             .map_err(StartError::DataDir)?;
-        let store = Store::open(options.history_capacity, snapshot).map_err(StartError::DataDir)?;
+        let network =
+            services::ServiceNetwork::new(&options.service_cidrs, options.node_port_range)
+                .map_err(StartError::Options)?;
+        let store = Store::open(
+            options.history_capacity,
+            snapshot,
+            network,
+            options.api_port,
+        )
+        .map_err(StartError::DataDir)?;
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|e| StartError::Bind(options.listen, e))?;

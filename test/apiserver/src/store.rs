@@ -16,6 +16,7 @@ use crate::patch::{apply_merge, json_patch, merge_patch, strategic_merge_patch, 
 use crate::persistence::Snapshot;
 use crate::resources::{types_from_crd, Registry, ResourceType};
 use crate::selectors::{FieldSelector, LabelSelector};
+use crate::services::{kubernetes_service, ServiceNetwork};
 
 const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_RESOURCE: &str = "customresourcedefinitions";
@@ -113,6 +114,8 @@ pub struct Store {
     watchers: Vec<Watcher>,
     registry: Registry,
     snapshot: Option<Snapshot>,
+    /// Cluster IPs and node ports handed out to Services.
+    services: ServiceNetwork,
 }
 
 /// Which page of a list to serve.
@@ -139,6 +142,10 @@ fn key(rt: &ResourceType, namespace: Option<&str>, name: &str) -> ObjectKey {
 
 fn is_crd(rt: &ResourceType) -> bool {
     rt.group == CRD_GROUP && rt.plural == CRD_RESOURCE
+}
+
+fn is_service(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && rt.plural == "services"
 }
 
 fn is_namespace(rt: &ResourceType) -> bool {
@@ -189,9 +196,17 @@ impl serde::Serialize for Presented<'_> {
 }
 
 impl Store {
-    /// An empty store with the default namespaces, or the one saved in `snapshot`.
-    pub fn open(history_capacity: usize, snapshot: Option<Snapshot>) -> std::io::Result<Self> {
+    /// An empty store with the default namespaces, or the one saved in `snapshot` (whose
+    /// Services' cluster IPs and node ports are marked allocated again); either way with the
+    /// `kubernetes` Service the API server keeps in `default` (`api_port` is its target port).
+    pub fn open(
+        history_capacity: usize,
+        snapshot: Option<Snapshot>,
+        services: ServiceNetwork,
+        api_port: u16,
+    ) -> std::io::Result<Self> {
         let mut store = Self {
+            services,
             resource_version: 0,
             objects: BTreeMap::new(),
             history: VecDeque::new(),
@@ -220,6 +235,9 @@ impl Store {
                         namespace: namespace.to_string(),
                         name: name.to_string(),
                     };
+                    if stored.group.is_empty() && stored.resource == "services" {
+                        store.services.restore(&stored.object);
+                    }
                     if stored.group == CRD_GROUP && stored.resource == CRD_RESOURCE {
                         if let Err(e) = store.registry.install_crd(&stored.object) {
                             tracing::warn!("ignoring saved CRD {name}: {e}");
@@ -239,7 +257,26 @@ impl Store {
                 }
             }
         }
+        store
+            .ensure_kubernetes_service(api_port)
+            .map_err(std::io::Error::other)?;
         Ok(store)
+    }
+
+    /// Creates the `kubernetes` Service if it is missing, as kube-apiserver's reconciler does at
+    /// start (an existing one keeps its cluster IP).
+    fn ensure_kubernetes_service(&mut self, api_port: u16) -> ApiResult<()> {
+        let Some(rt) = self.lookup("", "v1", "services").cloned() else {
+            return Ok(());
+        };
+        if self
+            .objects
+            .contains_key(&key(&rt, Some("default"), "kubernetes"))
+        {
+            return Ok(());
+        }
+        let body = kubernetes_service(self.services.first_ip(), api_port);
+        self.create(&rt, Some("default"), body).map(|_| ())
     }
 
     /// The latest committed resourceVersion.
@@ -384,6 +421,9 @@ impl Store {
         match change_type {
             ChangeType::Deleted => {
                 self.objects.remove(&key);
+                if key.group.is_empty() && key.resource == "services" {
+                    self.services.release(&object);
+                }
             }
             _ => {
                 self.objects.insert(key.clone(), object.clone());
@@ -494,6 +534,8 @@ impl Store {
     fn default_on_create(&mut self, rt: &ResourceType, object: &mut Value) -> ApiResult<()> {
         if is_crd(rt) {
             self.accept_crd(object)?;
+        } else if is_service(rt) {
+            self.services.create(object)?;
         } else if rt.status_subresource && rt.custom {
             // Custom resources with a status subresource ignore status on create.
             if let Some(map) = object.as_object_mut() {
@@ -632,6 +674,9 @@ impl Store {
         stamp(rt, &mut new);
         if is_crd(rt) && !status_only {
             self.accept_crd(&mut new)?;
+        }
+        if is_service(rt) && !status_only {
+            self.services.update(&old, &mut new)?;
         }
         if !same_desired_state(&new, &old) {
             let generation = old

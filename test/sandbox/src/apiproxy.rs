@@ -3,13 +3,24 @@
 //! `127.0.0.1:6443` *inside* the node namespace (a socket keeps the namespace it was created
 //! in) and every connection is relayed to the fixture — what a node's route to the real API
 //! server provides. No interface, route or process is added for it.
+//!
+//! Pods reach the API as they do in a cluster: through the `kubernetes` Service's cluster IP,
+//! whose EndpointSlice names the control-plane node's InternalIP and port 6443. A relay bound on
+//! that address inside the first node's namespace makes it answer, and
+//! [`kubernetes_endpoints`] keeps the slice as kube-apiserver's endpoint reconciler writes it.
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
+use futures::StreamExt;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde_json::json;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
 
@@ -71,4 +82,99 @@ pub fn node_kubeconfig(node: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: http://127.0.0.1:{NODE_API_PORT}\ncontexts:\n- name: {node}\n  context:\n    cluster: sandbox\n    user: {node}\ncurrent-context: {node}\nusers:\n- name: {node}\n  user: {{}}\n"
     )
+}
+
+/// How often kube-apiserver's endpoint reconciler rewrites the `kubernetes` endpoints
+/// (`--endpoint-reconciler` lease, 10 s).
+pub const ENDPOINT_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The `kubernetes` EndpointSlice as kube-apiserver's reconciler writes it: named after the
+/// Service, only the `kubernetes.io/service-name` label, the API server's address as one ready
+/// endpoint and the port `https`.
+pub fn kubernetes_endpoint_slice(ip: IpAddr, port: u16) -> EndpointSlice {
+    let address_type = if ip.is_ipv6() { "IPv6" } else { "IPv4" };
+    serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes"},
+        },
+        "addressType": address_type,
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    }))
+    .unwrap_or_default()
+}
+
+/// Creates or corrects the `kubernetes` EndpointSlice; true when it wrote.
+async fn ensure_kubernetes_slice(
+    api: &Api<EndpointSlice>,
+    want: &EndpointSlice,
+) -> kube::Result<bool> {
+    match api.get_opt("kubernetes").await? {
+        None => {
+            api.create(&PostParams::default(), want).await?;
+            Ok(true)
+        }
+        Some(have) => {
+            if have.address_type != want.address_type {
+                // addressType cannot change: replace the slice, as the reconciler does.
+                api.delete("kubernetes", &Default::default()).await?;
+                api.create(&PostParams::default(), want).await?;
+                return Ok(true);
+            }
+            if have.endpoints == want.endpoints
+                && have.ports == want.ports
+                && have.metadata.labels == want.metadata.labels
+            {
+                return Ok(false);
+            }
+            let mut fixed = want.clone();
+            fixed.metadata.resource_version = have.metadata.resource_version;
+            api.replace("kubernetes", &PostParams::default(), &fixed)
+                .await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Keeps the `kubernetes` EndpointSlice in `default` pointing at `ip:port` until aborted: at
+/// once, whenever it changes or disappears, and every [`ENDPOINT_RECONCILE_INTERVAL`].
+pub async fn kubernetes_endpoints(client: kube::Client, ip: IpAddr, port: u16) {
+    let api: Api<EndpointSlice> = Api::namespaced(client, "default");
+    let want = kubernetes_endpoint_slice(ip, port);
+    let config = watcher::Config::default().fields("metadata.name=kubernetes");
+    let mut changes = watcher(api.clone(), config).default_backoff().boxed();
+    let mut tick = tokio::time::interval(ENDPOINT_RECONCILE_INTERVAL);
+    loop {
+        tokio::select! {
+            event = changes.next() => match event {
+                Some(Ok(watcher::Event::InitApply(_))) | Some(Ok(watcher::Event::Init)) => continue,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    warn!("kubernetes endpoints watch: {e}");
+                    continue;
+                }
+                None => return,
+            },
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = ensure_kubernetes_slice(&api, &want).await {
+            warn!("kubernetes endpoints: {e}");
+        }
+    }
+}
+
+/// Makes sure the `kubernetes` EndpointSlice exists now (bring-up waits for it).
+pub async fn write_kubernetes_endpoints(
+    client: kube::Client,
+    ip: IpAddr,
+    port: u16,
+) -> kube::Result<()> {
+    let api: Api<EndpointSlice> = Api::namespaced(client, "default");
+    ensure_kubernetes_slice(&api, &kubernetes_endpoint_slice(ip, port))
+        .await
+        .map(|_| ())
 }

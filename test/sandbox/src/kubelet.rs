@@ -5,8 +5,14 @@
 //! failed ADDs with back-off (reporting each failure as an Event, as kubelet does), and on delete
 //! calls CNI DEL and removes the namespace. Containers themselves do not exist: a pod *is* its
 //! network namespace, which `kube-ovn-sandbox exec` enters.
+//!
+//! Readiness is kubelet's: a container without a readiness probe is ready once running, one with
+//! a probe when the probe says so ([`crate::prober`], run from the node's namespace against the
+//! pod IP); the pod conditions (ContainersReady, Ready with readiness gates, ...) follow and the
+//! status is written only when it changes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +22,14 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::cni::{self, Attachment, NetworkConfig};
 use crate::error::{Error, Result};
 use crate::node::NodeInfo;
+use crate::prober;
 use crate::sys;
 
 /// How often the node's Ready condition is re-evaluated (a CNI config may be installed any time).
@@ -216,19 +224,78 @@ async fn pod_loop(ctx: Arc<Ctx>) {
 struct Sandboxed {
     attachment: Attachment,
     config: Option<NetworkConfig>,
+    /// The pod's IPs (the node's for hostNetwork pods).
+    ips: Vec<String>,
+    /// When the containers "started" (RFC 3339), as reported in their status.
+    started_at: String,
+}
+
+/// The running part of a pod: readiness probes and the status last written.
+struct Running {
+    probes: Vec<JoinHandle<()>>,
+    results: mpsc::Receiver<(String, bool)>,
+    ready: BTreeMap<String, bool>,
+    written: Option<Value>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for p in &self.probes {
+            p.abort();
+        }
+    }
+}
+
+/// Starts a readiness prober per container that has a readiness probe; those containers start
+/// not ready, as in kubelet.
+fn start_probes(ctx: &Ctx, pod: &Pod, s: &Sandboxed) -> Running {
+    let (tx, results) = mpsc::channel(16);
+    let mut running = Running {
+        probes: Vec::new(),
+        results,
+        ready: BTreeMap::new(),
+        written: None,
+    };
+    let ip: Option<IpAddr> = s.ips.first().and_then(|ip| ip.parse().ok());
+    let started = tokio::time::Instant::now();
+    for c in pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+    {
+        let Some(probe) = &c.readiness_probe else {
+            continue;
+        };
+        running.ready.insert(c.name.clone(), false);
+        let Some(ip) = ip else { continue };
+        running.probes.push(tokio::spawn(prober::run(
+            ctx.node.netns.clone(),
+            ip,
+            c.clone(),
+            prober::ProbeSpec::of(probe),
+            started,
+            tx.clone(),
+        )));
+    }
+    running
 }
 
 /// Owns one pod from first sight to teardown, so a slow CNI call for one pod never holds up
 /// another.
 async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
-    let mut current: Option<Sandboxed> = None;
+    let mut current: Option<(Sandboxed, Running)> = None;
     let mut backoff = Duration::from_millis(500);
     loop {
         let desired = rx.borrow_and_update().clone();
         match desired {
             Some(pod) if current.is_none() => match start_pod(&ctx, &pod).await {
                 Ok(s) => {
-                    current = Some(s);
+                    let mut running = start_probes(&ctx, &pod, &s);
+                    if let Err(e) = report_status(&ctx, &pod, &s, &mut running).await {
+                        warn!(node = %ctx.node.name, "pod {}: status: {e}", pod_key(&pod));
+                    }
+                    current = Some((s, running));
                     backoff = Duration::from_millis(500);
                 }
                 Err(e) => {
@@ -245,13 +312,26 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             },
-            Some(_) => {
-                if rx.changed().await.is_err() {
-                    break;
+            Some(pod) => {
+                let Some((s, running)) = current.as_mut() else {
+                    continue;
+                };
+                // The pod changed (a readiness gate, a status write of ours) or a probe flipped:
+                // recompute, write only if different.
+                if let Err(e) = report_status(&ctx, &pod, s, running).await {
+                    warn!(node = %ctx.node.name, "pod {}: status: {e}", pod_key(&pod));
+                    running.written = None;
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { break },
+                    Some((container, ready)) = running.results.recv() => {
+                        running.ready.insert(container, ready);
+                    }
                 }
             }
             None => {
-                if let Some(s) = current.take() {
+                if let Some((s, running)) = current.take() {
+                    drop(running);
                     stop_pod(&ctx, s).await;
                 }
                 break;
@@ -293,10 +373,11 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
         pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
     };
     if host_network {
-        report_running(ctx, pod, &[ctx.node.ip.to_string()]).await?;
         return Ok(Sandboxed {
             attachment,
             config: None,
+            ips: vec![ctx.node.ip.to_string()],
+            started_at: now(),
         });
     }
     let config = cni::load_config(&ctx.node.cni_conf_dir())?.ok_or_else(|| {
@@ -330,15 +411,12 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
         detail,
     })?;
     info!(node = %ctx.node.name, "pod {namespace}/{name} up with {ips:?}");
-    let sandboxed = Sandboxed {
+    Ok(Sandboxed {
         attachment,
         config: Some(config),
-    };
-    if let Err(e) = report_running(ctx, pod, &ips).await {
-        stop_pod(ctx, sandboxed).await;
-        return Err(e);
-    }
-    Ok(sandboxed)
+        ips,
+        started_at: now(),
+    })
 }
 
 async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {
@@ -378,11 +456,14 @@ async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {
     }
 }
 
-async fn report_running(ctx: &Ctx, pod: &Pod, ips: &[String]) -> Result<()> {
+/// Writes the pod's status (phase Running, IPs, containers, conditions) when it differs from what
+/// was last written. Conditions go by strategic merge, so conditions other components own (a
+/// readiness gate's) stay.
+async fn report_status(ctx: &Ctx, pod: &Pod, s: &Sandboxed, running: &mut Running) -> Result<()> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let now = now();
-    // No container runs: each is reported ready and running inside the pod's namespace.
+    let ips = &s.ips;
     let containers: Vec<Value> = pod
         .spec
         .as_ref()
@@ -390,32 +471,45 @@ async fn report_running(ctx: &Ctx, pod: &Pod, ips: &[String]) -> Result<()> {
         .unwrap_or_default()
         .iter()
         .map(|c| {
+            let ready = running.ready.get(&c.name).copied().unwrap_or(true);
             json!({
-                "name": c.name, "ready": true, "started": true, "restartCount": 0,
+                "name": c.name, "ready": ready, "started": true, "restartCount": 0,
                 "image": c.image.clone().unwrap_or_default(), "imageID": "",
                 "containerID": format!("netns://{namespace}_{name}"),
-                "state": {"running": {"startedAt": now}},
+                "state": {"running": {"startedAt": s.started_at}},
             })
         })
         .collect();
-    let condition = |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": now});
-    let conditions: Vec<Value> = ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
-        .into_iter()
-        .map(condition)
-        .collect();
+    let conditions = prober::conditions(pod, &running.ready, &now);
     let status = json!({"status": {
         "phase": "Running",
         "hostIP": ctx.node.ip.to_string(),
         "hostIPs": [{"ip": ctx.node.ip.to_string()}],
         "podIP": ips.first(),
         "podIPs": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<Value>>(),
-        "startTime": now,
+        "startTime": s.started_at,
         "conditions": conditions,
         "containerStatuses": containers,
     }});
+    // Compare without transition times: they only move when a status does.
+    let mut comparable = status.clone();
+    if let Some(cs) = comparable
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
+        for c in cs {
+            if let Some(c) = c.as_object_mut() {
+                c.remove("lastTransitionTime");
+            }
+        }
+    }
+    if running.written.as_ref() == Some(&comparable) {
+        return Ok(());
+    }
     Api::<Pod>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(&status))
         .await?;
+    running.written = Some(comparable);
     Ok(())
 }
 

@@ -5,8 +5,12 @@
 //! ovn-northd, optionally ovn-ic with its databases); N nodes, each a network namespace with its
 //! own Open vSwitch and ovn-controller, tunnelling Geneve over a shared fabric namespace; an
 //! external namespace on a provider network; and per node a kubelet stand-in that registers the
-//! Node and runs pods as network namespaces through the real CNI contract, and kube-proxy's
-//! rejects for Service ports without endpoints. Everything it creates
+//! Node and runs pods as network namespaces through the real CNI contract (with kubelet's
+//! readiness probes and pod conditions); for Services, what kube-controller-manager's
+//! EndpointSlice and EndpointSlice-mirroring controllers do ([`endpointslice`], [`mirroring`]),
+//! kube-proxy's rejects for Service ports without endpoints ([`kubeproxy`]) and the
+//! `kubernetes` Service's endpoint on the first node ([`apiproxy`]); and test workloads
+//! ([`workload`]). Everything it creates
 //! carries its `prefix` (namespaces) or lives under its `run_dir` (files, sockets, pidfiles), so
 //! sandboxes run side by side and a teardown — [`Sandbox::down`], [`sweep`] from another process,
 //! or `Drop` after a failed test — provably leaves nothing behind.
@@ -14,6 +18,7 @@
 pub mod apiproxy;
 pub mod central;
 pub mod cni;
+pub mod endpointslice;
 pub mod error;
 pub mod kubelet;
 pub mod kubeovn;
@@ -21,9 +26,11 @@ pub mod kubeproxy;
 pub mod mirroring;
 pub mod node;
 pub mod probe;
+pub mod prober;
 pub mod scheduler;
 pub mod sys;
 pub mod wire;
+pub mod workload;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +46,9 @@ use tokio::task::JoinHandle;
 pub use central::CentralRemotes;
 pub use error::{Error, Result};
 pub use node::NodeInfo;
+
+/// kube-apiserver's default service CIDR.
+pub const DEFAULT_SERVICE_CIDR: &str = kube_apiserver_fixture::services::DEFAULT_SERVICE_CIDR;
 
 /// How long bring-up may take before it is declared failed.
 const BRING_UP_DEADLINE: Duration = Duration::from_secs(60);
@@ -63,6 +73,9 @@ pub struct SandboxConfig {
     pub kubelets: bool,
     /// Install and run kube-ovn-rs (CRDs, controller, a daemon and the CNI on every node).
     pub kube_ovn: Option<kubeovn::KubeOvnBuild>,
+    /// Service CIDRs of the API server (`--service-cluster-ip-range`): one, or one per family
+    /// for dual-stack (the first is primary). The `kubernetes` Service gets the first address.
+    pub service_cidrs: Vec<String>,
 }
 
 impl SandboxConfig {
@@ -80,6 +93,7 @@ impl SandboxConfig {
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubelets: true,
             kube_ovn: None,
+            service_cidrs: vec![DEFAULT_SERVICE_CIDR.to_string()],
         }
     }
 }
@@ -107,6 +121,13 @@ pub struct SandboxState {
     /// Whether kube-ovn-rs (controller, daemons, CNI) runs in the sandbox.
     #[serde(default)]
     pub kube_ovn: bool,
+    /// The API server's service CIDRs (primary first).
+    #[serde(default)]
+    pub service_cidrs: Vec<String>,
+    /// Where pods reach the API server behind the `kubernetes` Service: the first node's
+    /// InternalIP and port 6443 (the endpoint of its EndpointSlice).
+    #[serde(default)]
+    pub api_endpoint: Option<SocketAddr>,
 }
 
 impl SandboxState {
@@ -193,6 +214,8 @@ impl Sandbox {
     async fn build(config: &SandboxConfig, start: Instant) -> Result<Sandbox> {
         let api = ApiServer::start(Options {
             listen: config.api_listen,
+            service_cidrs: config.service_cidrs.clone(),
+            api_port: apiproxy::NODE_API_PORT,
             ..Options::default()
         })
         .await
@@ -208,17 +231,37 @@ impl Sandbox {
             .map_err(|e| Error::Invalid(format!("bring-up task: {e}")))??;
         wait_for_chassis(&central.sb, &config.nodes).await?;
         let mut relays = Vec::new();
-        for n in &nodes {
+        for (i, n) in nodes.iter().enumerate() {
             let listener = apiproxy::bind_in_netns(
                 &sys::netns_path(&n.netns),
                 SocketAddr::from(([127, 0, 0, 1], apiproxy::NODE_API_PORT)),
             )?;
             relays.push(apiproxy::relay(listener, api.address())?);
+            if i == 0 {
+                // The `kubernetes` Service's endpoint: the control-plane node's InternalIP.
+                let listener = apiproxy::bind_in_netns(
+                    &sys::netns_path(&n.netns),
+                    SocketAddr::from((n.ip, apiproxy::NODE_API_PORT)),
+                )?;
+                relays.push(apiproxy::relay(listener, api.address())?);
+            }
             let path = n.kubeconfig();
             std::fs::write(&path, apiproxy::node_kubeconfig(&n.name))
                 .map_err(|e| Error::io(&path, e))?;
         }
 
+        let api_endpoint = SocketAddr::from((nodes[0].ip, apiproxy::NODE_API_PORT));
+        apiproxy::write_kubernetes_endpoints(
+            client.clone(),
+            api_endpoint.ip(),
+            api_endpoint.port(),
+        )
+        .await?;
+        relays.push(tokio::spawn(apiproxy::kubernetes_endpoints(
+            client.clone(),
+            api_endpoint.ip(),
+            api_endpoint.port(),
+        )));
         let mut sandbox = Sandbox {
             state: SandboxState {
                 prefix: config.prefix.clone(),
@@ -230,6 +273,8 @@ impl Sandbox {
                 bring_up_seconds: 0.0,
                 supervisor_pid: None,
                 kube_ovn: config.kube_ovn.is_some(),
+                service_cidrs: config.service_cidrs.clone(),
+                api_endpoint: Some(api_endpoint),
             },
             api: Some(api),
             tasks: relays,
@@ -263,6 +308,9 @@ impl Sandbox {
             sandbox
                 .tasks
                 .push(tokio::spawn(kubeproxy::run(node_netns, client.clone())));
+            sandbox
+                .tasks
+                .push(tokio::spawn(endpointslice::run(client.clone())));
             let api: Api<Node> = Api::all(client);
             let want = config.nodes.len();
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -322,6 +370,33 @@ impl Sandbox {
     /// A client of the sandbox's Kubernetes API.
     pub fn client(&self) -> kube::Client {
         self.client.clone()
+    }
+
+    /// Starts a test server in the running pod `namespace/pod` (see [`workload::serve`]): each
+    /// TCP connection on `tcp_ports` gets `name` and a newline, each UDP datagram on `udp_ports`
+    /// gets `name`. The process lives in the pod's namespace (so a sweep stops it too) and is
+    /// killed when the returned handle is dropped.
+    pub fn serve_pod(
+        &self,
+        namespace: &str,
+        pod: &str,
+        name: &str,
+        tcp_ports: &[u16],
+        udp_ports: &[u16],
+    ) -> Result<workload::PodServer> {
+        let netns = self.state.pod_netns(namespace, pod);
+        if !Path::new(&sys::netns_path(&netns)).exists() {
+            return Err(Error::Invalid(format!(
+                "pod {namespace}/{pod} has no network namespace (not running?)"
+            )));
+        }
+        workload::PodServer::start(
+            &workload::sandbox_binary()?,
+            &netns,
+            name,
+            tcp_ports,
+            udp_ports,
+        )
     }
 
     /// Stops everything and removes every namespace and file; returns what was removed.

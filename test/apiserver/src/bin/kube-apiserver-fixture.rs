@@ -20,6 +20,27 @@ struct Args {
     /// Write a kubeconfig for this server to the file.
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// Service CIDRs, comma-separated (one per IP family), as kube-apiserver's flag.
+    #[arg(long, default_value = kube_apiserver_fixture::services::DEFAULT_SERVICE_CIDR, value_delimiter = ',')]
+    service_cluster_ip_range: Vec<String>,
+    /// Node-port range `first-last`, as kube-apiserver's flag.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: (u16, u16),
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let (a, b) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not first-last"))?;
+    let first = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port"))?;
+    let last = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port"))?;
+    Ok((first, last))
 }
 
 #[tokio::main]
@@ -32,6 +53,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = ApiServer::start(Options {
         listen: args.listen,
         data_dir: args.data_dir,
+        service_cidrs: args.service_cluster_ip_range,
+        node_port_range: args.service_node_port_range,
         ..Options::default()
     })
     .await?;

@@ -1,4 +1,4 @@
-//! `kube-ovn-sandbox up|down|status|kubeconfig|exec`: a whole Kube-OVN world on this machine,
+//! `kube-ovn-sandbox up|down|status|kubeconfig|exec|serve-pod`: a whole Kube-OVN world on this machine,
 //! like `kind` for kube-ovn-rs but with network namespaces instead of containers.
 //!
 //! `up` starts a supervisor process (`serve`) that owns the API-server fixture and the kubelet
@@ -59,6 +59,26 @@ enum Cmd {
     },
     /// Run the sandbox in the foreground until SIGTERM/SIGINT (what `up` starts in background).
     Serve(UpArgs),
+    /// Test workload: enter a pod's network namespace and, until killed, answer every TCP
+    /// connection with `--name` and a newline and every UDP datagram with `--name`, on IPv4 and
+    /// IPv6. Prints `serving` once bound.
+    ServePod {
+        /// The pod, as `namespace/name` or `name` in `default`.
+        #[arg(required_unless_present = "netns")]
+        pod: Option<String>,
+        /// A network namespace by name instead of a pod.
+        #[arg(long, conflicts_with = "pod")]
+        netns: Option<String>,
+        /// What to answer with (e.g. the pod name); defaults to the pod or namespace name.
+        #[arg(long)]
+        name: Option<String>,
+        /// TCP ports to serve (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        tcp: Vec<u16>,
+        /// UDP ports to serve (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        udp: Vec<u16>,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -78,6 +98,10 @@ struct UpArgs {
     /// Bring up the bare world only: no kube-ovn controller, daemons or CNI.
     #[arg(long)]
     no_kube_ovn: bool,
+    /// Service CIDRs of the API server, comma-separated, one per IP family (the first is the
+    /// primary family), as kube-apiserver's flag.
+    #[arg(long, value_delimiter = ',', default_value = kube_ovn_sandbox::DEFAULT_SERVICE_CIDR)]
+    service_cluster_ip_range: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +115,20 @@ fn main() -> ExitCode {
             return exec(&cli, pod.as_deref(), node.as_deref(), command)
         }
         Cmd::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(&cli, args))),
+        Cmd::ServePod {
+            pod,
+            netns,
+            name,
+            tcp,
+            udp,
+        } => serve_pod(
+            &cli,
+            pod.as_deref(),
+            netns.as_deref(),
+            name.as_deref(),
+            tcp,
+            udp,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -178,7 +216,11 @@ fn up(cli: &Cli, args: &UpArgs) -> Res {
         .arg(format!("--prefix={}", cli.prefix))
         .arg("serve")
         .arg(format!("--nodes={}", args.nodes))
-        .arg(format!("--api-listen={}", args.api_listen));
+        .arg(format!("--api-listen={}", args.api_listen))
+        .arg(format!(
+            "--service-cluster-ip-range={}",
+            args.service_cluster_ip_range.join(",")
+        ));
     if args.raft {
         serve.arg("--raft");
     }
@@ -331,6 +373,7 @@ async fn serve(cli: &Cli, args: &UpArgs) -> Res {
         ic: args.ic,
         api_listen: args.api_listen,
         kubelets: true,
+        service_cidrs: args.service_cluster_ip_range.clone(),
         kube_ovn: if args.no_kube_ovn {
             None
         } else {
@@ -483,6 +526,36 @@ fn kubeconfig(cli: &Cli) -> Res {
     let state = SandboxState::load(&cli.run_dir)
         .map_err(|e| format!("no sandbox in {} ({e})", cli.run_dir.display()))?;
     print!("{}", std::fs::read_to_string(&state.kubeconfig)?);
+    Ok(())
+}
+
+/// `serve-pod`: runs before any other thread exists, so the whole process enters the namespace.
+fn serve_pod(
+    cli: &Cli,
+    pod: Option<&str>,
+    netns: Option<&str>,
+    name: Option<&str>,
+    tcp: &[u16],
+    udp: &[u16],
+) -> Res {
+    if tcp.is_empty() && udp.is_empty() {
+        return Err("nothing to serve: give --tcp and/or --udp ports".into());
+    }
+    let (netns, default_name) = match (netns, pod) {
+        (Some(n), _) => (n.to_string(), n.to_string()),
+        (None, Some(pod)) => {
+            let state = SandboxState::load(&cli.run_dir)
+                .map_err(|e| format!("no sandbox in {} ({e})", cli.run_dir.display()))?;
+            let (ns, name) = pod.split_once('/').unwrap_or(("default", pod));
+            (state.pod_netns(ns, name), name.to_string())
+        }
+        (None, None) => return Err("give a pod or --netns".into()),
+    };
+    let path = sys::netns_path(&netns);
+    if !Path::new(&path).exists() {
+        return Err(format!("no network namespace {netns} (pod not running?)").into());
+    }
+    kube_ovn_sandbox::workload::serve(&path, name.unwrap_or(&default_name), tcp, udp)?;
     Ok(())
 }
 
