@@ -3,7 +3,7 @@
 //! backend reaches its own Service (hairpin); ClientIP affinity pins a client to one backend;
 //! a backend going unready and a new backend are reflected (and how fast is printed); a Service
 //! without ready endpoints is refused at once; a deleted Service's VIPs are gone; a
-//! SwitchLBRule with static endpoints answers on its VIP.
+//! SwitchLBRule with static endpoints answers on a switch_lb_vip Vip.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -263,8 +263,16 @@ async fn services_carry_real_traffic_across_nodes_families_and_changes() {
         "refusal took {refused_in:?}"
     );
 
-    // A switch LB rule with static endpoints (the backends' IPv4 addresses) on a VIP of the
-    // subnet answers on it.
+    // A switch LB rule with static endpoints (the backends' IPv4 addresses) on a Vip of the
+    // subnet (type switch_lb_vip: a port answering ARP for it with the gateway's MAC) answers
+    // on it.
+    let vips: Api<kube_ovn_common::crd::Vip> = Api::all(client.clone());
+    let vip: kube_ovn_common::crd::Vip = serde_json::from_value(json!({
+        "apiVersion": "kubeovn.io/v1", "kind": "Vip", "metadata": {"name": "slr-vip"},
+        "spec": {"subnet": "dual", "namespace": "svc", "type": "switch_lb_vip", "v4ip": "10.66.0.250"},
+    }))
+    .unwrap();
+    vips.create(&PostParams::default(), &vip).await.unwrap();
     let web1_ip = pod_ips(&pods, "web-1").await[0].clone();
     let web3_ip = pod_ips(&pods, "web-3").await[0].clone();
     let rules: Api<kube_ovn_common::crd::SwitchLbRule> = Api::all(client.clone());
@@ -296,7 +304,9 @@ async fn services_carry_real_traffic_across_nodes_families_and_changes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ask(&client_ns, Proto::Tcp, tcp4).await.is_err());
+    // The flows follow the NB a moment later.
+    let got = ask_until(&client_ns, Proto::Tcp, tcp4, CONVERGE, |r| r.is_err()).await;
+    assert!(got.is_err(), "the deleted Service still answers: {got:?}");
 
     println!(
         "service paths: unready backend out of rotation in {:.2}s, new backend in rotation in {:.2}s, refusal without endpoints in {:.1}ms",
