@@ -263,3 +263,191 @@ async fn a_network_policy_becomes_upstreams_port_group_sets_and_acls() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_written_policy_is_adopted_without_writes() {
+    let mut w = World::new(1, false).await;
+    w.start_controller();
+    let web_ip = create_pod(&w, "default", "web", json!({"app": "web"})).await;
+    let cli_ip = create_pod(&w, "default", "cli", json!({"role": "client"})).await;
+    let _ = web_ip;
+    eventually("the node reconciled", LONG, || async {
+        w.counter("kube_ovn_controller_reconciles_total", "kind=\"node\"")
+            .await
+            .filter(|n| *n >= 1.0)
+    })
+    .await;
+    w.kill_controller();
+
+    // What upstream writes for this policy, built with ovn-nbctl from its naming rules.
+    let pg = "db.access.default";
+    let allow = "db.access.default.ingress.allow.IPv4.0";
+    let except = "db.access.default.ingress.except.IPv4.0";
+    let web_port = {
+        let out = w.nbctl(&[
+            "--bare",
+            "--columns=_uuid",
+            "find",
+            "logical_switch_port",
+            "name=web.default",
+        ]);
+        out.trim().to_string()
+    };
+    w.nbctl(&[
+        "--",
+        "--id=@pg",
+        "create",
+        "port_group",
+        &format!("name={pg}"),
+        "external_ids:np=default/db-access",
+        "external_ids:vendor=kube-ovn",
+        &format!("ports={web_port}"),
+    ]);
+    for (name, addrs) in [(allow, format!("\"{cli_ip}\"")), (except, String::new())] {
+        let mut args = vec![
+            "create".to_string(),
+            "address_set".into(),
+            format!("name={name}"),
+            "external_ids:np=\"default/db-access/ingress\"".into(),
+            "external_ids:vendor=kube-ovn".into(),
+        ];
+        if !addrs.is_empty() {
+            args.push(format!("addresses={addrs}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        w.nbctl(&args);
+    }
+    let acl = |m: &str, prio: &str, action: &str, name: &str| {
+        w.nbctl(&[
+            "--",
+            "--id=@a",
+            "create",
+            "acl",
+            "direction=to-lport",
+            &format!("priority={prio}"),
+            &format!("match=\"{m}\""),
+            &format!("action={action}"),
+            &format!("name=\"{name}\""),
+            &format!("external_ids:parent={pg}"),
+            "external_ids:vendor=kube-ovn",
+            "--",
+            "add",
+            "port_group",
+            pg,
+            "acls",
+            "@a",
+        ]);
+    };
+    acl(
+        &format!("outport == @{pg} && ip"),
+        "2000",
+        "drop",
+        "default/db-access",
+    );
+    acl(
+        &format!("outport == @{pg} && ip && ip4.src == ${allow} && ip4.src != ${except} && tcp.dst == 5432"),
+        "2001",
+        "allow-related",
+        "np/db-access.default/ingress/IPv4/0",
+    );
+    // The node allows upstream keeps while a policy exists.
+    let node_ip = w.sandbox.state().nodes[0].ip;
+    w.nbctl(&[
+        "--",
+        "--id=@a",
+        "create",
+        "acl",
+        "direction=to-lport",
+        "priority=3000",
+        &format!("match=\"ip4.src == {node_ip} && ip4.dst == $node.node1_ip4\""),
+        "action=allow-related",
+        "external_ids:parent=node.node1",
+        "external_ids:vendor=kube-ovn",
+        "--",
+        "add",
+        "port_group",
+        "node.node1",
+        "acls",
+        "@a",
+    ]);
+    w.nbctl(&[
+        "--",
+        "--id=@a",
+        "create",
+        "acl",
+        "direction=from-lport",
+        "priority=3000",
+        &format!("match=\"ip4.dst == {node_ip} && ip4.src == $node.node1_ip4\""),
+        "action=allow-related",
+        "options:apply-after-lb=true",
+        "external_ids:parent=node.node1",
+        "external_ids:vendor=kube-ovn",
+        "--",
+        "add",
+        "port_group",
+        "node.node1",
+        "acls",
+        "@a",
+    ]);
+    let np: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "db-access", "namespace": "default"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}],
+                              "ports": [{"protocol": "TCP", "port": 5432}]}]},
+    }))
+    .unwrap();
+    Api::<NetworkPolicy>::namespaced(w.client.clone(), "default")
+        .create(&PostParams::default(), &np)
+        .await
+        .unwrap();
+    eventually("the replica has the upstream rows", LONG, || async {
+        (pg_acls(&w, pg).len() == 2 && pg_acls(&w, "node.node1").len() == 2).then_some(())
+    })
+    .await;
+
+    let mut changes = w.nb.subscribe();
+    w.start_controller();
+    eventually("everything reconciled", LONG, || async {
+        let n = w
+            .counter(
+                "kube_ovn_controller_reconciles_total",
+                "kind=\"network-policy\"",
+            )
+            .await?;
+        let nodes = w
+            .counter(
+                "kube_ovn_controller_reconciles_total",
+                "kind=\"network-policy-nodes\"",
+            )
+            .await?;
+        let pods = w
+            .counter("kube_ovn_controller_reconciles_total", "kind=\"pod\"")
+            .await?;
+        let s = w
+            .counter("kube_ovn_controller_reconciles_total", "kind=\"subnet\"")
+            .await?;
+        (n >= 1.0 && nodes >= 1.0 && pods >= 2.0 && s >= 2.0).then_some(())
+    })
+    .await;
+    let writes = w
+        .counter("kube_ovn_controller_nb_transactions_total", "")
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(
+        writes,
+        0.0,
+        "adopting upstream's policy wrote: {:#?}",
+        w.logged_nb_writes()
+    );
+    let mut batches = 0;
+    while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+        changes.try_recv()
+    {
+        batches += 1;
+    }
+    assert_eq!(
+        batches, 0,
+        "the NB changed while adopting upstream's policy"
+    );
+}
