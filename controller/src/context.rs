@@ -86,6 +86,9 @@ pub struct Ctx {
     /// reconcile records the one of its own annotation patch, so that patch coming back
     /// through the watch is not reconciled a second time.
     pub pod_seen: Seen,
+    /// Service signatures the Service reconciler caused itself (its `ovn.kubernetes.io/vpc`
+    /// patch): their watch events queue nothing.
+    pub service_seen: Seen,
     /// Aggregated Kubernetes Events.
     pub recorder: Recorder,
     /// The VIPs each Service holds on the load balancers.

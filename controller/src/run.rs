@@ -358,6 +358,7 @@ pub async fn lead(
     // What each watch queues. Nodes also queue the centralized subnets naming them as a
     // gateway (those depend on the node's join address and readiness).
     let pod_seen = Seen::default();
+    let service_seen = Seen::default();
     let np_members = Arc::new(np_ctl::Members::default());
     rt.watch(
         subnet_events,
@@ -410,7 +411,11 @@ pub async fn lead(
     rt.watch(
         service_events,
         vec![
-            Trigger::own(service_q.clone(), service_ctl::signature, Seen::default()),
+            Trigger::own(
+                service_q.clone(),
+                service_ctl::signature,
+                service_seen.clone(),
+            ),
             // A rule's Service changed or deleted by someone else is put back.
             Trigger::mapped(
                 slr_q.clone(),
@@ -514,6 +519,7 @@ pub async fn lead(
         queues: rt.queues(),
         ips: ips.clone(),
         pod_seen,
+        service_seen,
         recorder: Recorder::new(client.clone(), "kube-ovn-controller"),
         lb_claims: Default::default(),
         slr_records: Default::default(),

@@ -297,13 +297,15 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         .await;
     }
     if svc.annotations().get(ann::VPC) != Some(&vpc) {
-        Api::<Service>::namespaced(ctx.client.clone(), namespace)
+        let patched = Api::<Service>::namespaced(ctx.client.clone(), namespace)
             .patch(
                 name,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"metadata": {"annotations": {ann::VPC: vpc}}})),
             )
             .await?;
+        // Its own write: the watch event it causes needs no second reconcile.
+        ctx.service_seen.record(&key, signature(&patched));
     }
     Ok(Outcome::Done)
 }
