@@ -1,7 +1,7 @@
 //! Services with real packets through kube-ovn-rs on two nodes: a client on node2 reaches a
 //! dual-stack ClusterIP Service whose backends are on node1 over TCP and UDP, IPv4 and IPv6; a
 //! backend reaches its own Service (hairpin); ClientIP affinity pins a client to one backend;
-//! a backend going unready and a new backend are reflected (and how fast is printed); a Service
+//! a backend going unready, a new backend and a deleted one are reflected (and how fast is printed); a Service
 //! without ready endpoints is refused at once; a deleted Service's VIPs are gone; a
 //! SwitchLBRule with static endpoints answers on a switch_lb_vip Vip.
 
@@ -237,6 +237,32 @@ async fn services_carry_real_traffic_across_nodes_families_and_changes() {
     }
     let joined = started.elapsed();
 
+    // Scaling down: web-3's pod is deleted; time until 20 connections in a row miss it.
+    pods.delete("web-3", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleted = Instant::now();
+    loop {
+        let got = answers(&client_ns, Proto::Tcp, tcp4, 20).await;
+        if got.iter().all(|b| b == "web-1") {
+            break;
+        }
+        assert!(
+            deleted.elapsed() < Duration::from_secs(60),
+            "web-3 never left: {got:?}"
+        );
+    }
+    let removed = deleted.elapsed();
+    drop(servers.remove("web-3"));
+    pod(&pods, "web-4", "node2", "web").await;
+    pod_ips(&pods, "web-4").await;
+    servers.insert(
+        "web-4",
+        sandbox
+            .serve_pod("svc", "web-4", "web-4", &[8080], &[8080])
+            .unwrap(),
+    );
+
     // No ready endpoint: refused, fast.
     let empty: Service = serde_json::from_value(json!({"metadata": {"name": "empty"}, "spec": {
         "selector": {"app": "nothing"}, "ports": [{"port": 80, "targetPort": 8080}]}}))
@@ -274,11 +300,11 @@ async fn services_carry_real_traffic_across_nodes_families_and_changes() {
     .unwrap();
     vips.create(&PostParams::default(), &vip).await.unwrap();
     let web1_ip = pod_ips(&pods, "web-1").await[0].clone();
-    let web3_ip = pod_ips(&pods, "web-3").await[0].clone();
+    let web4_ip = pod_ips(&pods, "web-4").await[0].clone();
     let rules: Api<kube_ovn_common::crd::SwitchLbRule> = Api::all(client.clone());
     let rule: kube_ovn_common::crd::SwitchLbRule = serde_json::from_value(json!({
         "apiVersion": "kubeovn.io/v1", "kind": "SwitchLBRule", "metadata": {"name": "static"},
-        "spec": {"vip": "10.66.0.250", "namespace": "svc", "endpoints": [web1_ip, web3_ip],
+        "spec": {"vip": "10.66.0.250", "namespace": "svc", "endpoints": [web1_ip, web4_ip],
                  "ports": [{"name": "http", "port": 8081, "targetPort": 8080, "protocol": "TCP"}]},
     }))
     .unwrap();
@@ -286,7 +312,7 @@ async fn services_carry_real_traffic_across_nodes_families_and_changes() {
     let slr_to = addr("10.66.0.250", 8081);
     let got = ask_until(&client_ns, Proto::Tcp, slr_to, CONVERGE, |r| r.is_ok()).await;
     assert!(
-        got.as_deref().is_ok_and(|b| b == "web-1" || b == "web-3"),
+        got.as_deref().is_ok_and(|b| b == "web-1" || b == "web-4"),
         "SwitchLBRule {slr_to}: {got:?}\n{}",
         probe::report(&state)
     );
@@ -309,9 +335,10 @@ async fn services_carry_real_traffic_across_nodes_families_and_changes() {
     assert!(got.is_err(), "the deleted Service still answers: {got:?}");
 
     println!(
-        "service paths: unready backend out of rotation in {:.2}s, new backend in rotation in {:.2}s, refusal without endpoints in {:.1}ms",
+        "service paths: unready backend out of rotation in {:.2}s, new backend in rotation in {:.2}s, deleted backend out in {:.2}s, refusal without endpoints in {:.1}ms",
         unready.as_secs_f64(),
         joined.as_secs_f64(),
+        removed.as_secs_f64(),
         refused_in.as_secs_f64() * 1000.0
     );
     drop(servers);

@@ -361,6 +361,9 @@ struct World {
     services: Mutex<Vec<Svc>>,
     initial: Vec<Svc>,
     next_ip: AtomicUsize,
+    /// VIPs of the Services every cluster has on its own (the `kubernetes` Service), read from
+    /// the API before the controller starts.
+    cluster: Mutex<BTreeMap<&'static str, BTreeMap<String, String>>>,
 }
 
 impl World {
@@ -381,6 +384,7 @@ impl World {
             initial: services.clone(),
             services: Mutex::new(services),
             next_ip: AtomicUsize::new(args.services * args.endpoints),
+            cluster: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -398,11 +402,57 @@ impl World {
     }
 
     fn current_vips(&self) -> BTreeMap<&'static str, BTreeMap<String, String>> {
-        Self::vips_of(&self.lock())
+        self.with_cluster(Self::vips_of(&self.lock()))
     }
 
     fn initial_vips(&self) -> BTreeMap<&'static str, BTreeMap<String, String>> {
-        Self::vips_of(&self.initial)
+        self.with_cluster(Self::vips_of(&self.initial))
+    }
+
+    fn with_cluster(
+        &self,
+        mut vips: BTreeMap<&'static str, BTreeMap<String, String>>,
+    ) -> BTreeMap<&'static str, BTreeMap<String, String>> {
+        let cluster = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+        for (lb, m) in cluster.iter() {
+            vips.entry(lb)
+                .or_default()
+                .extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        vips
+    }
+
+    /// Reads the `kubernetes` Service (the API fixture's, as kube-apiserver's) and its
+    /// EndpointSlice: its VIP is on the TCP load balancer too.
+    async fn learn_cluster_services(&self, client: &kube::Client) -> Result<()> {
+        use k8s_openapi::api::core::v1::Service;
+        use k8s_openapi::api::discovery::v1::EndpointSlice;
+        let svc: Service = Api::namespaced(client.clone(), "default")
+            .get("kubernetes")
+            .await?;
+        let slice: EndpointSlice = Api::namespaced(client.clone(), "default")
+            .get("kubernetes")
+            .await?;
+        let ip = svc.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
+        let port = slice
+            .ports
+            .iter()
+            .flatten()
+            .find_map(|p| p.port)
+            .unwrap_or(6443);
+        let backends: Vec<String> = slice
+            .endpoints
+            .iter()
+            .flat_map(|e| e.addresses.iter())
+            .map(|a| format!("{a}:{port}"))
+            .collect();
+        self.cluster
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry("cluster-tcp-loadbalancer")
+            .or_default()
+            .insert(format!("{ip}:443"), backends.join(","));
+        Ok(())
     }
 
     fn counts(&self) -> (usize, usize, usize) {
@@ -927,6 +977,7 @@ async fn measure(
         args.services, args.endpoints
     ));
     report.setup = create_world(&client, args, world).await?;
+    world.learn_cluster_services(&client).await?;
     say(&format!(
         "created: Services in {:.1} s ({:.0}/s), slices in {:.1} s ({:.0}/s)",
         report.setup.services.as_secs_f64(),
