@@ -17,7 +17,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
+    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -373,17 +373,7 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
         )
     };
     let mut concerned: BTreeSet<String> = selected.iter().map(|p| pod_key(p)).collect();
-    let peers = spec
-        .ingress
-        .iter()
-        .flatten()
-        .flat_map(|r| r.from.iter().flatten())
-        .chain(
-            spec.egress
-                .iter()
-                .flatten()
-                .flat_map(|r| r.to.iter().flatten()),
-        );
+    let peers = all_peers(&spec);
     for peer in peers.filter(|p| p.pod_selector.is_some() || p.namespace_selector.is_some()) {
         concerned.extend(peer_pods(&ns, peer, cx).into_iter().map(|p| pod_key(p)));
     }
@@ -603,6 +593,21 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
     out
 }
 
+/// Every peer of every rule, ingress and egress.
+fn all_peers(spec: &NetworkPolicySpec) -> impl Iterator<Item = &NetworkPolicyPeer> {
+    let from = spec
+        .ingress
+        .iter()
+        .flatten()
+        .flat_map(|r| r.from.iter().flatten());
+    let to = spec
+        .egress
+        .iter()
+        .flatten()
+        .flat_map(|r| r.to.iter().flatten());
+    from.chain(to)
+}
+
 /// Whether a change of `pod` can change the policy: it is (or was) selected or a peer.
 pub fn pod_concerns(np: &NetworkPolicy, pod: &PodInfo, pod_ns: Option<&Namespace>) -> bool {
     let ns = np.namespace().unwrap_or_default();
@@ -614,17 +619,7 @@ pub fn pod_concerns(np: &NetworkPolicy, pod: &PodInfo, pod_ns: Option<&Namespace
     {
         return true;
     }
-    let peers = spec
-        .ingress
-        .iter()
-        .flatten()
-        .flat_map(|r| r.from.iter().flatten())
-        .chain(
-            spec.egress
-                .iter()
-                .flatten()
-                .flat_map(|r| r.to.iter().flatten()),
-        );
+    let peers = all_peers(&spec);
     for peer in peers {
         if peer.ip_block.is_some() {
             continue;
@@ -648,17 +643,8 @@ pub fn pod_concerns(np: &NetworkPolicy, pod: &PodInfo, pod_ns: Option<&Namespace
 /// Whether a namespace's labels matter to the policy (a peer selects namespaces).
 pub fn selects_namespaces(np: &NetworkPolicy) -> bool {
     let spec = np.spec.clone().unwrap_or_default();
-    spec.ingress
-        .iter()
-        .flatten()
-        .flat_map(|r| r.from.iter().flatten())
-        .chain(
-            spec.egress
-                .iter()
-                .flatten()
-                .flat_map(|r| r.to.iter().flatten()),
-        )
-        .any(|p| p.namespace_selector.is_some())
+    let selects = all_peers(&spec).any(|p| p.namespace_selector.is_some());
+    selects
 }
 
 #[cfg(test)]

@@ -234,12 +234,7 @@ async fn a_network_policy_becomes_upstreams_port_group_sets_and_acls() {
         .await
         .unwrap_or(0.0);
     assert_eq!(writes, 0.0, "restart wrote: {:#?}", w.logged_nb_writes());
-    let mut batches = 0;
-    while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-        changes.try_recv()
-    {
-        batches += 1;
-    }
+    let batches = World::nb_change_batches(&mut changes);
     assert_eq!(batches, 0, "the NB changed during the restart");
 
     // Deleting the policy leaves no port group, set, ACL or meter, and the node allows go.
@@ -440,12 +435,7 @@ async fn an_upstream_written_policy_is_adopted_without_writes() {
         "adopting upstream's policy wrote: {:#?}",
         w.logged_nb_writes()
     );
-    let mut batches = 0;
-    while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-        changes.try_recv()
-    {
-        batches += 1;
-    }
+    let batches = World::nb_change_batches(&mut changes);
     assert_eq!(
         batches, 0,
         "the NB changed while adopting upstream's policy"

@@ -429,12 +429,7 @@ async fn upstream_written_service_vips_are_adopted_without_writes() {
         "adopting upstream's VIPs wrote {writes} transactions: {:#?}",
         w.logged_nb_writes()
     );
-    let mut batches = 0;
-    while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-        changes.try_recv()
-    {
-        batches += 1;
-    }
+    let batches = World::nb_change_batches(&mut changes);
     assert_eq!(batches, 0, "the NB changed while adopting upstream's VIPs");
     assert_eq!(
         vips(&w, TCP).len(),

@@ -283,12 +283,7 @@ async fn vips_reserve_addresses_and_wire_virtual_ports() {
         .await
         .unwrap_or(0.0);
     assert_eq!(writes, 0.0, "restart wrote: {:#?}", w.logged_nb_writes());
-    let mut batches = 0;
-    while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
-        changes.try_recv()
-    {
-        batches += 1;
-    }
+    let batches = World::nb_change_batches(&mut changes);
     assert_eq!(batches, 0, "the NB changed during the restart");
     for (name, ip) in &before {
         assert_eq!(

@@ -185,6 +185,20 @@ impl World {
         out
     }
 
+    /// How many NB change batches arrived on `changes` (a subscription to the replica) since it
+    /// was taken: a restart that writes nothing leaves it at 0.
+    pub fn nb_change_batches(
+        changes: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<ovsdb::ChangeBatch>>,
+    ) -> usize {
+        let mut batches = 0;
+        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+            changes.try_recv()
+        {
+            batches += 1;
+        }
+        batches
+    }
+
     pub fn nbctl(&self, args: &[&str]) -> String {
         let out = Command::new("ovn-nbctl")
             .arg(format!("--db={}", self.sandbox.state().central.nb))

@@ -96,6 +96,18 @@ pub fn node(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), PlanError> {
             }));
         }
     }
+    sync_node_policies(plan, n, desired, false)?;
+    local_dns_policies(plan, n)
+}
+
+/// Converges the node's 30000 policies of one kind — the InternalIP reroutes or (`dns`) the
+/// node-local DNS ones — on exactly `desired`.
+fn sync_node_policies(
+    plan: &mut Plan<'_>,
+    n: &NodeObjects<'_>,
+    desired: Vec<ovsdb::Row>,
+    dns: bool,
+) -> Result<(), PlanError> {
     let owner = n.node.to_string();
     plan.sync_keyed_children(
         Parent {
@@ -111,10 +123,9 @@ pub fn node(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), PlanError> {
             integer(r, Policy::PRIORITY) == Some(NODE_POLICY_PRIORITY)
                 && ours(r)
                 && ext(r, key::NODE) == Some(owner.as_str())
-                && ext(r, key::IS_LOCAL_DNS_CACHE).is_none()
+                && (ext(r, key::IS_LOCAL_DNS_CACHE) == Some("true")) == dns
         },
-    )?;
-    local_dns_policies(plan, n)
+    )
 }
 
 /// Upstream's node-local DNS cache policies: per family with a DNS address, traffic from the
@@ -148,24 +159,7 @@ fn local_dns_policies(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), Pl
             }));
         }
     }
-    let owner = n.node.to_string();
-    plan.sync_keyed_children(
-        Parent {
-            table: LogicalRouter::TABLE,
-            name: n.router,
-            column: LogicalRouter::POLICIES,
-        },
-        Policy::TABLE,
-        &[Policy::PRIORITY, Policy::MATCH],
-        desired,
-        Some((key::NODE, n.node)),
-        move |r| {
-            integer(r, Policy::PRIORITY) == Some(NODE_POLICY_PRIORITY)
-                && ours(r)
-                && ext(r, key::NODE) == Some(owner.as_str())
-                && ext(r, key::IS_LOCAL_DNS_CACHE) == Some("true")
-        },
-    )
+    sync_node_policies(plan, n, desired, true)
 }
 
 /// Removes a node's NB rows: join port, node port group, its policies (30000 and distributed
