@@ -95,6 +95,16 @@ fn vip_keys(rule: &SwitchLbRule) -> BTreeSet<String> {
         .collect()
 }
 
+/// A rule port's backend port: its `targetPort`, or the port itself when unset (as the API
+/// server defaults a Service's).
+fn target_port(p: &kube_ovn_common::crd::lb_rule::LbRulePort) -> i32 {
+    if p.target_port == 0 {
+        p.port
+    } else {
+        p.target_port
+    }
+}
+
 fn protocol(p: &str) -> &str {
     if p.is_empty() {
         "TCP"
@@ -142,11 +152,7 @@ pub fn desired_service(rule: &SwitchLbRule, existing: Option<&Service>) -> Servi
         .ports
         .iter()
         .map(|p| {
-            let target = if p.target_port == 0 {
-                p.port
-            } else {
-                p.target_port
-            };
+            let target = target_port(p);
             let mut v =
                 json!({"protocol": protocol(&p.protocol), "port": p.port, "targetPort": target});
             if !p.name.is_empty() {
@@ -209,11 +215,7 @@ pub fn desired_endpoints(rule: &SwitchLbRule, existing: Option<&Endpoints>) -> E
         .ports
         .iter()
         .map(|p| {
-            let target = if p.target_port == 0 {
-                p.port
-            } else {
-                p.target_port
-            };
+            let target = target_port(p);
             let mut v = json!({"protocol": protocol(&p.protocol), "port": target});
             if !p.name.is_empty() {
                 v["name"] = json!(p.name);

@@ -229,13 +229,7 @@ async fn a_network_policy_becomes_upstreams_port_group_sets_and_acls() {
         (n >= 1.0 && s >= 2.0 && nodes >= 1.0 && pods >= 3.0).then_some(())
     })
     .await;
-    let writes = w
-        .counter("kube_ovn_controller_nb_transactions_total", "")
-        .await
-        .unwrap_or(0.0);
-    assert_eq!(writes, 0.0, "restart wrote: {:#?}", w.logged_nb_writes());
-    let batches = World::nb_change_batches(&mut changes);
-    assert_eq!(batches, 0, "the NB changed during the restart");
+    w.assert_wrote_nothing(&mut changes, "the restart").await;
 
     // Deleting the policy leaves no port group, set, ACL or meter, and the node allows go.
     nps.delete("allow-web", &DeleteParams::default())
@@ -425,19 +419,6 @@ async fn an_upstream_written_policy_is_adopted_without_writes() {
         (n >= 1.0 && nodes >= 1.0 && pods >= 2.0 && s >= 2.0).then_some(())
     })
     .await;
-    let writes = w
-        .counter("kube_ovn_controller_nb_transactions_total", "")
-        .await
-        .unwrap_or(0.0);
-    assert_eq!(
-        writes,
-        0.0,
-        "adopting upstream's policy wrote: {:#?}",
-        w.logged_nb_writes()
-    );
-    let batches = World::nb_change_batches(&mut changes);
-    assert_eq!(
-        batches, 0,
-        "the NB changed while adopting upstream's policy"
-    );
+    w.assert_wrote_nothing(&mut changes, "adopting upstream's policy")
+        .await;
 }

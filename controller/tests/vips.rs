@@ -278,13 +278,7 @@ async fn vips_reserve_addresses_and_wire_virtual_ports() {
         (s >= 2.0 && n >= 1.0 && p >= 2.0).then_some(())
     })
     .await;
-    let writes = w
-        .counter("kube_ovn_controller_nb_transactions_total", "")
-        .await
-        .unwrap_or(0.0);
-    assert_eq!(writes, 0.0, "restart wrote: {:#?}", w.logged_nb_writes());
-    let batches = World::nb_change_batches(&mut changes);
-    assert_eq!(batches, 0, "the NB changed during the restart");
+    w.assert_wrote_nothing(&mut changes, "the restart").await;
     for (name, ip) in &before {
         assert_eq!(
             &api.get(name).await.unwrap().status.unwrap().v4ip,

@@ -199,6 +199,27 @@ impl World {
         batches
     }
 
+    /// Asserts that the controller wrote nothing to the NB (its own counter) and that the NB did
+    /// not change (`changes`, subscribed before the controller started) during `what`.
+    pub async fn assert_wrote_nothing(
+        &self,
+        changes: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<ovsdb::ChangeBatch>>,
+        what: &str,
+    ) {
+        let writes = self
+            .counter("kube_ovn_controller_nb_transactions_total", "")
+            .await
+            .unwrap_or(0.0);
+        assert_eq!(
+            writes,
+            0.0,
+            "{what} wrote {writes} transactions: {:#?}",
+            self.logged_nb_writes()
+        );
+        let batches = Self::nb_change_batches(changes);
+        assert_eq!(batches, 0, "the NB changed during {what}");
+    }
+
     pub fn nbctl(&self, args: &[&str]) -> String {
         let out = Command::new("ovn-nbctl")
             .arg(format!("--db={}", self.sandbox.state().central.nb))
