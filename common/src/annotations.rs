@@ -38,6 +38,8 @@ pub const POD_NIC_TYPE: &str = "ovn.kubernetes.io/pod_nic_type";
 pub const IP_POOL: &str = "ovn.kubernetes.io/ip_pool";
 /// "true" turns on port security for the pod's port.
 pub const PORT_SECURITY: &str = "ovn.kubernetes.io/port_security";
+/// The pod's security groups (`sg1,sg2`): its port joins their port groups.
+pub const SECURITY_GROUPS: &str = "ovn.kubernetes.io/security_groups";
 /// The node's join port name.
 pub const PORT_NAME: &str = "ovn.kubernetes.io/port_name";
 /// The node's OVN chassis (written by the daemon).

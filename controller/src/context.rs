@@ -47,6 +47,8 @@ pub struct Stores {
     pub switch_lb_rules: Store<kube_ovn_common::crd::SwitchLbRule>,
     /// NetworkPolicies.
     pub network_policies: Store<k8s_openapi::api::networking::v1::NetworkPolicy>,
+    /// SecurityGroups.
+    pub security_groups: Store<kube_ovn_common::crd::SecurityGroup>,
 }
 
 impl Stores {

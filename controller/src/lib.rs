@@ -19,6 +19,8 @@ pub mod restore;
 pub mod run;
 pub mod service_ctl;
 pub mod service_lb;
+pub mod sg;
+pub mod sg_ctl;
 pub mod slice_index;
 pub mod slr_ctl;
 pub mod startup;

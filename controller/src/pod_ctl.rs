@@ -209,29 +209,37 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     let vips = crate::vip_ctl::pod_vips(&pod, &subnet_name, &|n| {
         ctx.stores.vips.get(&ObjectRef::new(n))
     });
-    ctx.apply(&format!("pod {key}"), |plan| {
-        let port_ref = objects::pod_port(
-            plan,
-            &PodPort {
-                name: &port,
-                switch: &subnet_name,
-                pod_key: &owner,
-                mac: &alloc.mac,
-                ips: ips.clone(),
-                port_security,
-                vips: vips.clone(),
-            },
-        )?;
-        if !node.is_empty() && in_default_vpc {
-            let mut pgs = vec![objects::node_pg(&node)];
-            if distributed {
-                pgs.push(objects::subnet_node_pg(&subnet_name, &node));
+    let groups = crate::sg::pod_groups(annotations.get(ann::SECURITY_GROUPS).map(String::as_str));
+    let old_groups = port_groups_now(&ctx, &port)?;
+    let wrote = ctx
+        .apply(&format!("pod {key}"), |plan| {
+            let port_ref = objects::pod_port(
+                plan,
+                &PodPort {
+                    name: &port,
+                    switch: &subnet_name,
+                    pod_key: &owner,
+                    mac: &alloc.mac,
+                    ips: ips.clone(),
+                    port_security,
+                    vips: vips.clone(),
+                    security_groups: groups.clone(),
+                    custom_vpc: !in_default_vpc,
+                },
+            )?;
+            if !node.is_empty() && in_default_vpc {
+                let mut pgs = vec![objects::node_pg(&node)];
+                if distributed {
+                    pgs.push(objects::subnet_node_pg(&subnet_name, &node));
+                }
+                objects::port_memberships(plan, &port_ref, &pgs, Some(&node), &subnet_name)?;
             }
-            objects::port_memberships(plan, &port_ref, &pgs, Some(&node), &subnet_name)?;
-        }
-        Ok(())
-    })
-    .await?;
+            Ok(())
+        })
+        .await?;
+    if wrote > 0 {
+        crate::sg_ctl::queue_groups(&ctx, &old_groups, &groups);
+    }
     let sts = owner_kind(&pod) == Some("StatefulSet");
     ipcr::ensure(
         &ctx,
@@ -327,6 +335,13 @@ async fn statefulset_keeps(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo
     }
 }
 
+/// The security groups port `port` is marked with in the NB now.
+fn port_groups_now(ctx: &Ctx, port: &str) -> Result<Vec<String>, Error> {
+    let cache = ctx.nb.cache();
+    let plan = kube_ovn_nb::Plan::new(&cache, crate::context::NB_DB);
+    Ok(objects::port_security_groups(&plan, port)?)
+}
+
 async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Result<Outcome, Error> {
     let owner = key(ns, name);
     let ports = kube_ovn_nb::ports::pod_port_names(&ctx.nb.cache(), &owner)?;
@@ -344,6 +359,10 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Resu
         .await?;
         return Ok(Outcome::Done);
     }
+    let mut old_groups = Vec::new();
+    for p in &ports {
+        old_groups.extend(port_groups_now(ctx, p)?);
+    }
     ctx.apply(&format!("delete pod {owner}"), |plan| {
         for p in &ports {
             objects::delete_port(plan, p)?;
@@ -351,6 +370,7 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Resu
         Ok(())
     })
     .await?;
+    crate::sg_ctl::queue_groups(ctx, &old_groups, &[]);
     ipcr::delete(ctx, &objects::pod_lsp(name, ns, "ovn")).await?;
     let held: Vec<String> = {
         let mut ipam = ctx.ipam();

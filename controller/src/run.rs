@@ -25,10 +25,10 @@ use crate::context::{Ctx, Stores, NB_DB};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
 use crate::{
-    gc, ippool_ctl, leader, node_ctl, np_ctl, pod_ctl, restore, service_ctl, slr_ctl, startup,
-    subnet_ctl, vip_ctl,
+    gc, ippool_ctl, leader, node_ctl, np_ctl, pod_ctl, restore, service_ctl, sg_ctl, slr_ctl,
+    startup, subnet_ctl, vip_ctl,
 };
-use kube_ovn_common::crd::{IpPool, Subnet, SwitchLbRule, Vip};
+use kube_ovn_common::crd::{IpPool, SecurityGroup, Subnet, SwitchLbRule, Vip};
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
 #[derive(Debug, Clone)]
@@ -123,6 +123,12 @@ impl Trim for NetworkPolicy {
         if let Some(a) = self.metadata.annotations.as_mut() {
             a.remove(crate::pod_info::LAST_APPLIED);
         }
+    }
+}
+
+impl Trim for SecurityGroup {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
     }
 }
 
@@ -302,6 +308,8 @@ pub async fn lead(
         store::<SwitchLbRule>(client.clone(), watcher::Config::default());
     let (network_policies, np_events) =
         store::<NetworkPolicy>(client.clone(), watcher::Config::default());
+    let (security_groups, sg_events) =
+        store::<SecurityGroup>(client.clone(), watcher::Config::default());
     let stores = Stores {
         subnets: subnets.clone(),
         nodes: nodes.clone(),
@@ -314,6 +322,7 @@ pub async fn lead(
         vips: vips.clone(),
         switch_lb_rules: switch_lb_rules.clone(),
         network_policies: network_policies.clone(),
+        security_groups: security_groups.clone(),
     };
 
     // The reconcilers, in upstream's start order (the gates hold nodes and pods back).
@@ -354,6 +363,7 @@ pub async fn lead(
     let slr_q = rt.register(Kind::new(slr_ctl::KIND, workers, slr_ctl::reconcile));
     let np_q = rt.register(Kind::new(np_ctl::KIND, workers, np_ctl::reconcile));
     let np_nodes_q = rt.register(Kind::new(np_ctl::NODES_KIND, 1, np_ctl::reconcile_nodes));
+    let sg_q = rt.register(Kind::new(sg_ctl::KIND, workers, sg_ctl::reconcile));
 
     // What each watch queues. Nodes also queue the centralized subnets naming them as a
     // gateway (those depend on the node's join address and readiness).
@@ -407,6 +417,18 @@ pub async fn lead(
     rt.watch(
         np_events,
         vec![Trigger::own(np_q, np_ctl::signature, Seen::default())],
+    );
+    let all_groups = security_groups.clone();
+    rt.watch(
+        sg_events,
+        vec![
+            Trigger::own(sg_q.clone(), sg_ctl::signature, Seen::default()),
+            // Groups naming this one as a remote wait for it; ports naming it change their
+            // deny-all membership.
+            Trigger::mapped(sg_q, sg_ctl::signature, move |g: &SecurityGroup| {
+                sg_ctl::referencing(&all_groups.state(), g)
+            }),
+        ],
     );
     rt.watch(
         service_events,
@@ -502,6 +524,10 @@ pub async fn lead(
             "networkpolicies",
             network_policies.wait_until_ready().await.is_ok(),
         ),
+        (
+            "security-groups",
+            security_groups.wait_until_ready().await.is_ok(),
+        ),
     ] {
         if !ready {
             return Err(format!("{what} never synced"));
@@ -549,6 +575,9 @@ pub async fn lead(
     if let Err(e) = gc::run(&ctx).await {
         warn!("gc: {e}");
     }
+    // Upstream converges the deny-all group's members at every start.
+    ctx.queues
+        .add(sg_ctl::KIND, kube_ovn_nb::objects::DENY_ALL_SG.to_string());
     metrics.set_ready(true);
     milestone("controller running");
     let interval = Duration::from_secs(config.gc_interval);

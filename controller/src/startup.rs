@@ -32,7 +32,7 @@ pub async fn init_nb(ctx: &Ctx) -> Result<usize, Error> {
         if enable_lb {
             objects::vpc_load_balancers(plan, &lbs, prefer_local)?;
         }
-        Ok(())
+        objects::deny_all_group(plan)
     })
     .await
 }

@@ -56,7 +56,7 @@ pub use lb_rule::{RouterLbRule, SwitchLbRule};
 pub use ovn_nat::{OvnDnatRule, OvnEip, OvnFip, OvnSnatRule};
 pub use provider_network::ProviderNetwork;
 pub use qos_policy::QoSPolicy;
-pub use security_group::SecurityGroup;
+pub use security_group::{SecurityGroup, SecurityGroupRule, SecurityGroupStatus};
 pub use subnet::Subnet;
 pub use vip::Vip;
 pub use vlan::Vlan;

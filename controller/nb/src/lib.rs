@@ -39,4 +39,5 @@ pub const INDEXED_EXTERNAL_IDS: &[&str] = &[
     objects::key::SUBNET,
     objects::key::NODE,
     objects::key::NP,
+    objects::SG_KEY,
 ];

@@ -587,6 +587,8 @@ async fn owned_ports_read_back_what_the_object_functions_wrote() {
                 ips: vec!["10.16.0.2".parse().unwrap()],
                 port_security: false,
                 vips: Vec::new(),
+                security_groups: Vec::new(),
+                custom_vpc: false,
             },
         )
         .unwrap();

@@ -7,6 +7,8 @@
 //! Deliberate differences from upstream, all for stock OVN (≥ 23.03) and for zero churn:
 //! * ACLs carry no `tier` (the 23.03 schema has no such column; upstream's value 2 is kept on
 //!   adopted rows because we never write the column).
+//! * Security groups: no `tier` either, so upstream's per-tier copies of the deny-all drops
+//!   and base allows (equal but for the tier) are one ACL each.
 //! * Session load balancers are created with `selection_fields = ["ip_src"]`: 23.03 rejects
 //!   upstream's `ipv6_src`. Existing load balancers keep theirs (upstream writes it only at
 //!   insert too).
@@ -22,6 +24,7 @@ mod netpol;
 mod node;
 mod pod;
 pub(crate) mod rows;
+mod sg;
 mod subnet;
 mod vip;
 mod vpc;
@@ -45,6 +48,12 @@ pub use netpol::{
 pub use node::{delete_node, node, NodeObjects, NODE_POLICY_PRIORITY};
 pub use pod::{delete_port, is_routing_pg, pod_port, port_memberships, PodPort};
 pub use rows::{key, map, string_map, VENDOR};
+pub use sg::{
+    delete_sg, deny_all_acls, deny_all_group, deny_all_members, ensure_sg_address_sets,
+    port_security_groups, sg_acls, sg_address_set, sg_address_sets, sg_groups_present, sg_members,
+    sg_pg, sg_port_group, sg_port_groups, SgMembers, ASSOCIATED_PREFIX, DEFAULT_SG, DENY_ALL_SG,
+    SGS_KEY, SG_DROP_PRIORITY, SG_KEY,
+};
 pub use subnet::{delete_overlay_subnet, overlay_subnet, OverlaySubnet, SUBNET_POLICY_PRIORITY};
 pub use vip::{router_port_mac, vip_port, virtual_port, VipPort};
 pub use vpc::{

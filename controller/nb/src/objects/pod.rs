@@ -1,6 +1,7 @@
 //! A pod NIC's rows: its logical switch port and its memberships in the routing port groups
 //! (the node's and the subnet-on-node's) that the gateway and node policies match on.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use ovsdb::model::Model;
 use ovsdb::models::nb::{LogicalSwitch, LogicalSwitchPort, PortGroup};
 use ovsdb::{Datum, Row};
 
-use super::rows::{ext, key, map, ours, row, strings, text, VENDOR};
+use super::rows::{ext, key, ours, owned_map, row, string_map, strings, text, VENDOR};
+use super::sg::{ASSOCIATED_PREFIX, DEFAULT_SG, SGS_KEY};
 use crate::plan::{Parent, Plan, PlanError, RowRef};
 
 /// A pod NIC's logical switch port.
@@ -30,6 +32,12 @@ pub struct PodPort<'a> {
     /// `port_vips`, in upstream's order: allowed by port security and recorded in
     /// `external_ids:vips` with `attach-vips=true`.
     pub vips: Vec<String>,
+    /// The security groups of `ovn.kubernetes.io/security_groups` (spaces removed), marked
+    /// on the port as upstream does (`security_groups=a/b`, `associated_sg_<name>=true`).
+    pub security_groups: Vec<String>,
+    /// The port is outside the default VPC: upstream marks it out of the default security
+    /// group (`associated_sg_default-securitygroup=false`) unless it names that group.
+    pub custom_vpc: bool,
 }
 
 /// States a pod NIC's port (moved from another switch in the same transaction if needed).
@@ -49,15 +57,27 @@ pub fn pod_port(plan: &mut Plan<'_>, p: &PodPort<'_>) -> Result<RowRef, PlanErro
         Datum::empty_set()
     };
     let vips = p.vips.join(",");
-    let mut ext = vec![
+    let mut ext: BTreeMap<String, String> = [
         (key::LS, p.switch),
         (key::POD, p.pod_key),
         (key::VENDOR, VENDOR),
-    ];
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     if !vips.is_empty() {
-        ext.push(("vips", vips.as_str()));
-        ext.push(("attach-vips", "true"));
+        ext.insert("vips".into(), vips);
+        ext.insert("attach-vips".into(), "true".into());
     }
+    let existing = match plan.lookup(LogicalSwitchPort::TABLE, p.name) {
+        Some(RowRef::Existing(u)) => plan
+            .monitored(LogicalSwitchPort::TABLE)?
+            .get(&u)
+            .map(|r| string_map(r, LogicalSwitchPort::EXTERNAL_IDS))
+            .unwrap_or_default(),
+        _ => BTreeMap::new(),
+    };
+    ext.extend(security_group_marks(p, &existing));
     plan.ensure_named_child(
         Parent {
             table: LogicalSwitch::TABLE,
@@ -69,9 +89,43 @@ pub fn pod_port(plan: &mut Plan<'_>, p: &PodPort<'_>) -> Result<RowRef, PlanErro
         row!(LogicalSwitchPort {
             ADDRESSES: strings([addresses]),
             PORT_SECURITY: port_security,
-            EXTERNAL_IDS: map(ext),
+            EXTERNAL_IDS: owned_map(&ext),
         }),
     )
+}
+
+/// A port's security-group marks as upstream leaves them: `security_groups=a/b` and
+/// `associated_sg_<name>=true` for the groups named now; a group named before and not now
+/// keeps its mark as `false`, and a port that had groups keeps `security_groups=""` (upstream
+/// sets marks, it never removes them). Outside the default VPC the default group is marked
+/// `false` unless named.
+fn security_group_marks(
+    p: &PodPort<'_>,
+    existing: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if !p.security_groups.is_empty() {
+        out.insert(SGS_KEY.to_string(), p.security_groups.join("/"));
+    } else if existing.contains_key(SGS_KEY) {
+        out.insert(SGS_KEY.to_string(), String::new());
+    }
+    for k in existing.keys() {
+        if let Some(sg) = k.strip_prefix(ASSOCIATED_PREFIX) {
+            if !p.security_groups.iter().any(|s| s == sg) {
+                out.insert(k.clone(), "false".to_string());
+            }
+        }
+    }
+    if p.custom_vpc && !p.security_groups.iter().any(|s| s == DEFAULT_SG) {
+        out.insert(
+            format!("{ASSOCIATED_PREFIX}{DEFAULT_SG}"),
+            "false".to_string(),
+        );
+    }
+    for sg in &p.security_groups {
+        out.insert(format!("{ASSOCIATED_PREFIX}{sg}"), "true".to_string());
+    }
+    out
 }
 
 /// Removes a logical switch port by name from whichever switch holds it.
