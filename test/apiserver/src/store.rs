@@ -152,6 +152,24 @@ fn is_namespace(rt: &ResourceType) -> bool {
     rt.group.is_empty() && rt.plural == "namespaces"
 }
 
+/// The label kube-apiserver keeps on every Namespace, set to its name (on create and on every
+/// update, whatever the client sent), so selectors can pick namespaces by name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Sets [`NAMESPACE_NAME_LABEL`] of a Namespace to its `name`.
+fn label_namespace_name(object: &mut Value, name: &str) {
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert(NAMESPACE_NAME_LABEL.into(), name.into());
+    }
+}
+
 /// The object as served for `rt`: stored objects are version-independent,
 /// so `apiVersion`/`kind` are stamped on the way out.
 pub fn present(rt: &ResourceType, object: &Value) -> Value {
@@ -545,6 +563,9 @@ impl Store {
         let phase = if rt.group.is_empty() && rt.plural == "pods" {
             Some("Pending")
         } else if is_namespace(rt) {
+            if let Some(name) = meta_str(object, "name").map(str::to_string) {
+                label_namespace_name(object, &name);
+            }
             Some("Active")
         } else {
             None
@@ -672,6 +693,9 @@ impl Store {
             new
         };
         stamp(rt, &mut new);
+        if is_namespace(rt) {
+            label_namespace_name(&mut new, name);
+        }
         if is_crd(rt) && !status_only {
             self.accept_crd(&mut new)?;
         }

@@ -620,6 +620,45 @@ async fn server_side_apply_creates_then_merges() {
     assert_eq!(merged.metadata.labels.unwrap()["x"], "y");
 }
 
+/// Like kube-apiserver, the fixture keeps `kubernetes.io/metadata.name` on every Namespace
+/// (NetworkPolicy namespace selectors rely on it): set on create, restored on updates.
+#[tokio::test]
+async fn namespaces_carry_their_name_label() {
+    const LABEL: &str = "kubernetes.io/metadata.name";
+    let (_server, client) = start(Options::default()).await;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let default = api.get("default").await.unwrap();
+    assert_eq!(
+        default.labels().get(LABEL).map(String::as_str),
+        Some("default")
+    );
+    namespace(&client, "x").await;
+    let x = api.get("x").await.unwrap();
+    assert_eq!(x.labels().get(LABEL).map(String::as_str), Some("x"));
+    let patched = api
+        .patch(
+            "x",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {LABEL: "other", "ns": "x"}}})),
+        )
+        .await
+        .unwrap();
+    let labels = patched.labels();
+    assert_eq!(labels.get(LABEL).map(String::as_str), Some("x"));
+    assert_eq!(labels.get("ns").map(String::as_str), Some("x"));
+    let mut replaced = patched.clone();
+    replaced.metadata.labels = None;
+    let replaced = api
+        .replace("x", &PostParams::default(), &replaced)
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.labels().get(LABEL).map(String::as_str),
+        Some("x"),
+        "a replace without labels keeps the name label"
+    );
+}
+
 #[tokio::test]
 async fn bad_requests_get_status_errors() {
     let (_server, client) = start(Options::default()).await;

@@ -10,7 +10,7 @@
 //! EndpointSlice and EndpointSlice-mirroring controllers do ([`endpointslice`], [`mirroring`]),
 //! kube-proxy's rejects for Service ports without endpoints ([`kubeproxy`]) and the
 //! `kubernetes` Service's endpoint on the first node ([`apiproxy`]); and test workloads
-//! ([`workload`]). Everything it creates
+//! ([`workload`]), with the netpol e2e suite's pods and reachability matrix ([`matrix`]). Everything it creates
 //! carries its `prefix` (namespaces) or lives under its `run_dir` (files, sockets, pidfiles), so
 //! sandboxes run side by side and a teardown — [`Sandbox::down`], [`sweep`] from another process,
 //! or `Drop` after a failed test — provably leaves nothing behind.
@@ -23,6 +23,7 @@ pub mod error;
 pub mod kubelet;
 pub mod kubeovn;
 pub mod kubeproxy;
+pub mod matrix;
 pub mod mirroring;
 pub mod node;
 pub mod probe;

@@ -226,6 +226,11 @@ pub fn start_node(
     ])?;
     let mut vswitchd = node.command("ovs-vswitchd");
     daemon_args(&mut vswitchd, dir, "vswitchd");
+    // Restarted after a crash, as ovs-ctl runs it: this OVS's userspace conntrack can abort
+    // under the churn of many short connections (an assertion in conn_update_state), and a
+    // node must not stay dark for the rest of a test because of it. A SIGTERM or SIGKILL
+    // still ends both it and its monitor.
+    vswitchd.arg("--monitor");
     vswitchd.arg(format!("unix:{}", dir.join("db.sock").display()));
     run_command(&mut vswitchd)?;
 
