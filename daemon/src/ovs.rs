@@ -449,7 +449,8 @@ impl Ovs {
     /// Sets `external_ids` keys of the `Open_vSwitch` row; returns whether anything was
     /// written (nothing is when the values are already there).
     pub async fn set_root_external_ids(&self, pairs: &[(&str, String)]) -> Result<bool, OvsError> {
-        match plan_root_external_ids(&self.replica.cache(), pairs) {
+        let planned = plan_root_external_ids(&self.replica.cache(), pairs);
+        match planned {
             Some(txn) => {
                 self.replica.transact(&txn).await?;
                 Ok(true)
