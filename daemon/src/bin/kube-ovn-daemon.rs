@@ -22,6 +22,8 @@ use kube_ovn_daemon::server;
 
 /// How long start-up waits for the OVS database before giving up (the DaemonSet restarts us).
 const OVS_CONNECT_WAIT: Duration = Duration::from_secs(30);
+/// How long start-up waits for this node's Node object.
+const NODE_GET_WAIT: Duration = Duration::from_secs(10);
 
 async fn kube_client(config: &Config) -> Result<kube::Client, String> {
     let kube_config = if config.kubeconfig.is_empty() {
@@ -101,13 +103,21 @@ async fn set_up_tunnel(
     node: &str,
     ovs: &Ovs,
 ) -> Result<u32, String> {
-    let node_obj = Api::<Node>::all(client.clone())
-        .get(node)
-        .await
-        .map_err(|e| format!("get node {node}: {e}"))?;
+    let pod_ip = std::env::var("POD_IP").ok().filter(|p| !p.is_empty());
+    let got = tokio::time::timeout(NODE_GET_WAIT, Api::<Node>::all(client.clone()).get(node)).await;
+    let node_obj = match got {
+        Ok(Ok(n)) => n,
+        // Upstream exits here; with an explicit address source the tunnel can still be picked,
+        // only the Node's tunnel_interface annotation and DPDK label are then not seen.
+        failed if pod_ip.is_some() || !config.iface.is_empty() => {
+            tracing::warn!(node, result = ?failed.map(|r| r.map(|_| ())), "Node unreadable; picking the tunnel from POD_IP/--iface alone");
+            Node::default()
+        }
+        Ok(Err(e)) => return Err(format!("get node {node}: {e}")),
+        Err(_) => return Err(format!("get node {node}: no answer in {NODE_GET_WAIT:?}")),
+    };
     let host = Netns::current().map_err(|e| e.to_string())?;
     let links = host.host_links().await.map_err(|e| e.to_string())?;
-    let pod_ip = std::env::var("POD_IP").ok();
     let flags = TunnelFlags {
         iface: &config.iface,
         dpdk_iface: &config.dpdk_tunnel_iface,
