@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 pub struct LogFlags {
     /// Log verbosity: 0-2 info, 3-4 this binary's debug messages, 5-6 all debug, 7+ trace
     /// (ignored when `RUST_LOG` is set).
-    #[arg(long = "v", default_value_t = 0)]
+    #[arg(long = "v", short = 'v', default_value_t = 0)]
     pub v: u8,
     /// Accepted for compatibility; logs always go to stderr.
     #[arg(long = "logtostderr", default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -25,7 +25,7 @@ pub struct LogFlags {
     #[arg(long = "log_file", default_value = "")]
     pub log_file: String,
     /// Accepted for compatibility (no log file is written).
-    #[arg(long = "log_file_max_size", default_value_t = 0)]
+    #[arg(long = "log_file_max_size", default_value_t = 1800)]
     pub log_file_max_size: u64,
     /// Accepted for compatibility (no log file is written).
     #[arg(long = "log_dir", default_value = "")]
@@ -45,15 +45,62 @@ pub struct LogFlags {
     /// Accepted for compatibility (klog severity name or number).
     #[arg(long = "stderrthreshold", default_value = "2")]
     pub stderrthreshold: String,
+    /// Accepted for compatibility (klog severity name or number).
+    #[arg(long = "alsologtostderrthreshold", default_value = "0")]
+    pub alsologtostderrthreshold: String,
+    /// Accepted for compatibility.
+    #[arg(long = "legacy_stderr_threshold_behavior", default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub legacy_stderr_threshold_behavior: bool,
     /// Accepted for compatibility; per-module verbosity is `RUST_LOG`'s job.
     #[arg(long = "vmodule", default_value = "")]
     pub vmodule: String,
     /// Accepted for compatibility.
-    #[arg(long = "log_backtrace_at", default_value = "")]
+    #[arg(long = "log_backtrace_at", default_value = ":0")]
     pub log_backtrace_at: String,
 }
 
 impl LogFlags {
+    /// One warning per klog flag whose non-default value asks for something this logging does
+    /// not do (log files, headers, per-module levels); empty for klog's defaults.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut note = |set: bool, flag: String, why: &str| {
+            if set {
+                out.push(format!("{flag}: {why}"));
+            }
+        };
+        let stderr_only = "ignored, logs always go to stderr only";
+        note(
+            !self.logtostderr && self.log_file.is_empty() && self.log_dir.is_empty(),
+            "--logtostderr=false".into(),
+            stderr_only,
+        );
+        note(
+            !self.log_file.is_empty(),
+            format!("--log_file={}", self.log_file),
+            stderr_only,
+        );
+        note(
+            !self.log_dir.is_empty(),
+            format!("--log_dir={}", self.log_dir),
+            stderr_only,
+        );
+        note(
+            !self.vmodule.is_empty(),
+            format!("--vmodule={}", self.vmodule),
+            "ignored, per-module levels are RUST_LOG's job",
+        );
+        note(
+            !matches!(self.log_backtrace_at.as_str(), "" | ":0"),
+            format!("--log_backtrace_at={}", self.log_backtrace_at),
+            "ignored, no stack traces are logged",
+        );
+        let format = "ignored, the log line format is fixed";
+        note(self.add_dir_header, "--add_dir_header".into(), format);
+        note(self.skip_headers, "--skip_headers".into(), format);
+        out
+    }
+
     /// The tracing filter `--v` means for a binary whose own code lives in `own_crates`
     /// (`kube_ovn_controller`, …; the shared crate is always included).
     pub fn filter(&self, own_crates: &[&str]) -> String {

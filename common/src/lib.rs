@@ -8,6 +8,8 @@
 pub mod annotations;
 #[cfg(feature = "api")]
 pub mod crd;
+#[cfg(feature = "cli")]
+pub mod goflags;
 #[cfg(feature = "server")]
 pub mod health;
 #[cfg(feature = "cli")]

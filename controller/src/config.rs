@@ -1,11 +1,15 @@
-//! Command-line flags, with upstream kube-ovn-controller's names, meanings and defaults, so the
-//! same Deployment arguments work when only the image is swapped. Every upstream flag parses;
-//! the ones for features this controller does not implement yet are accepted and reported at
-//! start, never a crash. klog's flags (`--v`, `--logtostderr`, …) are accepted too.
+//! Command-line flags, with upstream kube-ovn-controller's names, meanings, defaults and Go
+//! value syntax, so the same Deployment arguments work when only the image is swapped. Every
+//! upstream flag parses (`common/upstream-flags/controller.txt` lists them, a test checks it):
+//! the implemented ones are fields of [`Config`], the others are accepted from one table,
+//! [`NotImplemented`], and reported at start-up when set to a non-default value. klog's flags
+//! (`--v`, `--logtostderr`, …) are accepted too. Parse with [`Config::parse_go`] /
+//! [`Config::try_parse_go`], which read arguments the way Go's pflag does.
 
 use std::time::Duration;
 
 use clap::Parser;
+use kube_ovn_common::goflags::{self, flag, go_duration, FlagTable, GoFlag, Kind, Unimplemented};
 use kube_ovn_common::klog::LogFlags;
 use kube_ovn_common::net;
 
@@ -20,18 +24,12 @@ pub struct Config {
     /// OVN NB address list (`tcp:IP:6641,…`, `ssl:…`, `unix:…`).
     #[arg(long = "ovn-nb-addr", default_value = "")]
     pub ovn_nb_addr: String,
-    /// OVN SB address list.
-    #[arg(long = "ovn-sb-addr", default_value = "")]
-    pub ovn_sb_addr: String,
     /// Seconds an OVN request may take.
     #[arg(long = "ovn-timeout", default_value_t = 60)]
     pub ovn_timeout: u64,
     /// Seconds an OVSDB connection attempt may take.
     #[arg(long = "ovsdb-con-timeout", default_value_t = 3)]
     pub ovsdb_con_timeout: u64,
-    /// Upstream's connect retry count; we retry forever with back-off (accepted for compatibility).
-    #[arg(long = "ovsdb-con-maxretry", default_value_t = 60)]
-    pub ovsdb_con_maxretry: u64,
     /// Seconds without traffic before an OVSDB connection is probed.
     #[arg(long = "ovsdb-inactivity-timeout", default_value_t = 10)]
     pub ovsdb_inactivity_timeout: u64,
@@ -61,15 +59,9 @@ pub struct Config {
     /// Check the default subnet's gateway from nodes.
     #[arg(long = "default-gateway-check", default_value_t = true, action = clap::ArgAction::Set)]
     pub default_gateway_check: bool,
-    /// Logical gateway for an underlay default subnet.
-    #[arg(long = "default-logical-gateway", default_value_t = false, action = clap::ArgAction::Set)]
-    pub default_logical_gateway: bool,
     /// Excluded addresses of the default subnet; the gateway when empty.
     #[arg(long = "default-exclude-ips", default_value = "")]
     pub default_exclude_ips: String,
-    /// Underlay-to-overlay interconnection for the default subnet.
-    #[arg(long = "default-u2o-interconnection", default_value_t = false, action = clap::ArgAction::Set)]
-    pub default_u2o_interconnection: bool,
 
     /// Name of the default VPC's logical router.
     #[arg(long = "cluster-router", default_value = "ovn-cluster")]
@@ -127,37 +119,10 @@ pub struct Config {
     /// Parallel reconciles per kind.
     #[arg(long = "worker-num", default_value_t = 3)]
     pub worker_num: u16,
-    /// Serve profiling data (accepted; Rust has no pprof endpoint).
-    #[arg(long = "enable-pprof", default_value_t = false, action = clap::ArgAction::Set)]
-    pub enable_pprof: bool,
     /// Port of the metrics and health endpoint.
     #[arg(long = "pprof-port", default_value_t = 10660)]
     pub pprof_port: u16,
-    /// Serve metrics over TLS with authentication (accepted; plain HTTP is served).
-    #[arg(long = "secure-serving", default_value_t = false, action = clap::ArgAction::Set)]
-    pub secure_serving: bool,
-    /// Minutes between node port-group refreshes.
-    #[arg(long = "nodepg-probe-time", default_value_t = 1)]
-    pub nodepg_probe_time: u64,
 
-    /// Tunnel type (geneve, vxlan, stt) or vlan.
-    #[arg(long = "network-type", default_value = "geneve")]
-    pub network_type: String,
-    /// Default provider network name in vlan mode.
-    #[arg(long = "default-provider-name", default_value = "provider")]
-    pub default_provider_name: String,
-    /// Default host interface in vlan mode.
-    #[arg(long = "default-interface-name", default_value = "")]
-    pub default_interface_name: String,
-    /// Exchange link names of OVS bridge and provider NIC.
-    #[arg(long = "default-exchange-link-name", default_value_t = false, action = clap::ArgAction::Set)]
-    pub default_exchange_link_name: bool,
-    /// Default VLAN name in vlan mode.
-    #[arg(long = "default-vlan-name", default_value = "ovn-vlan")]
-    pub default_vlan_name: String,
-    /// Default VLAN id in vlan mode.
-    #[arg(long = "default-vlan-id", default_value_t = 1)]
-    pub default_vlan_id: u16,
     /// NB_Global `ls_dnat_mod_dl_dst` (only patched OVN reads it; written for adoption parity).
     #[arg(long = "ls-dnat-mod-dl-dst", default_value_t = true, action = clap::ArgAction::Set)]
     pub ls_dnat_mod_dl_dst: bool,
@@ -176,21 +141,9 @@ pub struct Config {
     /// NetworkPolicy enforcement mode: standard or lax.
     #[arg(long = "np-enforcement", default_value = "standard")]
     pub np_enforcement: String,
-    /// EIP and SNAT support.
-    #[arg(long = "enable-eip-snat", default_value_t = true, action = clap::ArgAction::Set)]
-    pub enable_eip_snat: bool,
-    /// External VPC support.
-    #[arg(long = "enable-external-vpc", default_value_t = false, action = clap::ArgAction::Set)]
-    pub enable_external_vpc: bool,
     /// ECMP routes for centralized subnets.
     #[arg(long = "enable-ecmp", default_value_t = false, action = clap::ArgAction::Set)]
     pub enable_ecmp: bool,
-    /// Keep KubeVirt VM IPs across pod rebuilds.
-    #[arg(long = "keep-vm-ip", default_value_t = true, action = clap::ArgAction::Set)]
-    pub keep_vm_ip: bool,
-    /// LoadBalancer Services through lb-svc pods.
-    #[arg(long = "enable-lb-svc", default_value_t = false, action = clap::ArgAction::Set)]
-    pub enable_lb_svc: bool,
     /// Load balancers prefer local backends.
     #[arg(long = "enable-ovn-lb-prefer-local", default_value_t = false, action = clap::ArgAction::Set)]
     pub enable_ovn_lb_prefer_local: bool,
@@ -200,69 +153,15 @@ pub struct Config {
     /// AdminNetworkPolicy support.
     #[arg(long = "enable-anp", default_value_t = false, action = clap::ArgAction::Set)]
     pub enable_anp: bool,
-    /// DNSNameResolver support.
-    #[arg(long = "enable-dns-name-resolver", default_value_t = false, action = clap::ArgAction::Set)]
-    pub enable_dns_name_resolver: bool,
     /// OVN IPsec.
     #[arg(long = "enable-ovn-ipsec", default_value_t = false, action = clap::ArgAction::Set)]
     pub enable_ovn_ipsec: bool,
-    /// IPsec certificates from cert-manager.
-    #[arg(long = "cert-manager-ipsec-cert", default_value_t = false, action = clap::ArgAction::Set)]
-    pub cert_manager_ipsec_cert: bool,
-    /// KubeVirt live-migration optimisation.
-    #[arg(long = "enable-live-migration-optimize", default_value_t = true, action = clap::ArgAction::Set)]
-    pub enable_live_migration_optimize: bool,
-    /// Namespace of the external gateway ConfigMap.
-    #[arg(long = "external-gateway-config-ns", default_value = "kube-system")]
-    pub external_gateway_config_ns: String,
-    /// External gateway switch name.
-    #[arg(long = "external-gateway-switch", default_value = "external")]
-    pub external_gateway_switch: String,
-    /// External network name.
-    #[arg(long = "external-gateway-net", default_value = "external")]
-    pub external_gateway_net: String,
-    /// External gateway VLAN id.
-    #[arg(long = "external-gateway-vlanid", default_value_t = 0)]
-    pub external_gateway_vlanid: u16,
     /// Node-local DNS addresses.
     #[arg(long = "node-local-dns-ip", default_value = "")]
     pub node_local_dns_ip: String,
     /// Seconds between GC runs; 0 disables GC.
     #[arg(long = "gc-interval", default_value_t = 360)]
     pub gc_interval: u64,
-    /// Seconds between inspections.
-    #[arg(long = "inspect-interval", default_value_t = 20)]
-    pub inspect_interval: u64,
-    /// BFD minimum transmit interval (ms).
-    #[arg(long = "bfd-min-tx", default_value_t = 100)]
-    pub bfd_min_tx: u32,
-    /// BFD minimum receive interval (ms).
-    #[arg(long = "bfd-min-rx", default_value_t = 100)]
-    pub bfd_min_rx: u32,
-    /// BFD detection multiplier.
-    #[arg(long = "detect-mult", default_value_t = 3)]
-    pub detect_mult: u32,
-    /// Image for vpc-egress-gateway pods.
-    #[arg(long = "image", default_value = "")]
-    pub image: String,
-    /// FRR image for BGP/EVPN.
-    #[arg(long = "frr-image", default_value = "quay.io/frrouting/frr:10.5.1")]
-    pub frr_image: String,
-    /// Log file permission (accepted; logs go to stderr).
-    #[arg(long = "log-perm", default_value = "640")]
-    pub log_perm: String,
-    /// TLS minimum version for secure serving.
-    #[arg(long = "tls-min-version", default_value = "")]
-    pub tls_min_version: String,
-    /// TLS maximum version for secure serving.
-    #[arg(long = "tls-max-version", default_value = "")]
-    pub tls_max_version: String,
-    /// TLS cipher suites for secure serving.
-    #[arg(long = "tls-cipher-suites", default_value = "")]
-    pub tls_cipher_suites: String,
-    /// Only manage attachment networks.
-    #[arg(long = "non-primary-cni-mode", default_value_t = false, action = clap::ArgAction::Set)]
-    pub non_primary_cni_mode: bool,
     /// Destination CIDRs that skip conntrack.
     #[arg(long = "skip-conntrack-dst-cidrs", default_value = "")]
     pub skip_conntrack_dst_cidrs: String,
@@ -280,45 +179,82 @@ pub struct Config {
     /// klog's flags (`--v`, `--logtostderr`, …), shared with the daemon.
     #[command(flatten)]
     pub log: LogFlags,
+
+    /// Upstream flags accepted but not implemented, and stray positional arguments.
+    #[command(flatten)]
+    pub upstream: Unimplemented<NotImplemented>,
 }
 
-/// Parses Go durations as Kubernetes flags write them: `15s`, `1m30s`, `500ms`, `2h`.
-pub fn go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}");
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(bad)?;
-        let (num, tail) = rest.split_at(digits);
-        let value: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let secs = match unit {
-            "ns" => value / 1e9,
-            "us" | "µs" => value / 1e6,
-            "ms" => value / 1e3,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return Err(bad()),
-        };
-        total += Duration::from_secs_f64(secs);
-        rest = next;
-    }
-    Ok(total)
+/// Upstream kube-ovn-controller flags this controller accepts without acting on them yet.
+/// Implementing one means moving it from here to a [`Config`] field.
+#[derive(Debug, Clone)]
+pub struct NotImplemented;
+
+impl FlagTable for NotImplemented {
+    #[rustfmt::skip]
+    const FLAGS: &'static [GoFlag] = &[
+        flag("ovn-sb-addr", Kind::Str, "", "OVN Southbound address, for chassis and IC cleanup"),
+        flag("ovsdb-con-maxretry", Kind::Int, "60", "connection retries before exiting; here retries never stop"),
+        flag("default-logical-gateway", Kind::Bool, "false", "logical gateway for an underlay default subnet"),
+        flag("default-u2o-interconnection", Kind::Bool, "false", "underlay-to-overlay interconnection of the default subnet"),
+        flag("nodepg-probe-time", Kind::Int, "1", "minutes between node port-group checks"),
+        flag("enable-pprof", Kind::Bool, "false", "Go pprof endpoint"),
+        flag("secure-serving", Kind::Bool, "false", "metrics over TLS with authentication"),
+        flag("network-type", Kind::Str, "geneve", "geneve/vxlan/stt overlay or vlan underlay default subnet"),
+        flag("default-provider-name", Kind::Str, "provider", "provider network of a vlan default subnet"),
+        flag("default-interface-name", Kind::Str, "", "host NIC of a vlan default subnet"),
+        flag("default-exchange-link-name", Kind::Bool, "false", "swap names of OVS bridge and provider NIC"),
+        flag("default-vlan-name", Kind::Str, "ovn-vlan", "Vlan of a vlan default subnet"),
+        flag("default-vlan-id", Kind::Int, "1", "VLAN id of a vlan default subnet"),
+        flag("enable-eip-snat", Kind::Bool, "true", "EIP and SNAT through the external gateway"),
+        flag("enable-external-vpc", Kind::Bool, "false", "VPCs managed outside Kube-OVN"),
+        flag("keep-vm-ip", Kind::Bool, "true", "KubeVirt VMs keep their IP across pod rebuilds"),
+        flag("enable-lb-svc", Kind::Bool, "false", "LoadBalancer Services through lb-svc pods"),
+        flag("enable-dns-name-resolver", Kind::Bool, "false", "DNSNameResolver-based policies"),
+        flag("cert-manager-ipsec-cert", Kind::Bool, "false", "IPsec certificates from cert-manager"),
+        flag("enable-live-migration-optimize", Kind::Bool, "true", "KubeVirt live-migration port handling"),
+        flag("external-gateway-config-ns", Kind::Str, "kube-system", "namespace of ovn-external-gw-config"),
+        flag("external-gateway-switch", Kind::Str, "external", "external gateway switch"),
+        flag("external-gateway-net", Kind::Str, "external", "external network name"),
+        flag("external-gateway-vlanid", Kind::Int, "0", "VLAN id of ln-ovn-external"),
+        flag("inspect-interval", Kind::Int, "20", "seconds between consistency inspections"),
+        flag("bfd-min-tx", Kind::Int, "100", "BFD transmit interval (ms)"),
+        flag("bfd-min-rx", Kind::Int, "100", "BFD receive interval (ms)"),
+        flag("detect-mult", Kind::Int, "3", "BFD detection multiplier"),
+        flag("image", Kind::Str, "", "image of vpc-egress-gateway pods"),
+        flag("frr-image", Kind::Str, "quay.io/frrouting/frr:10.5.1", "FRR image for vpc-egress-gateway BGP/EVPN"),
+        flag("log-perm", Kind::Str, "640", "log file mode; no log file is written here"),
+        flag("tls-min-version", Kind::Str, "", "minimum TLS version of secure serving"),
+        flag("tls-max-version", Kind::Str, "", "maximum TLS version of secure serving"),
+        flag("tls-cipher-suites", Kind::StrSlice, "", "TLS cipher suites of secure serving"),
+        flag("non-primary-cni-mode", Kind::Bool, "false", "manage only attachment networks"),
+    ];
 }
 
 impl Config {
+    /// Parses the process's arguments as upstream's pflag would (exits on `--help` or a bad
+    /// argument, like upstream).
+    pub fn parse_go() -> Config {
+        goflags::parse_go()
+    }
+
+    /// Parses `args` (program name first) as upstream's pflag would.
+    pub fn try_parse_go<I, S>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::ffi::OsString> + Clone,
+    {
+        goflags::try_parse_go(args)
+    }
+
+    /// The start-up warnings: one per upstream flag that is accepted but not implemented and
+    /// set to a non-default value, one per klog option the logging does not follow.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = self.upstream.warnings();
+        w.extend(self.log.warnings());
+        w
+    }
+
     /// Gateway of the default subnet (explicit, or the CIDR's first usable address per family).
     pub fn default_subnet_gateway(&self) -> String {
         gateway_or_first(&self.default_gateway, &self.default_cidr)
@@ -424,10 +360,16 @@ mod tests {
             "--ovn-nb-addr=tcp:[10.0.0.1]:6641",
             "--v=3",
         ];
-        let c = Config::try_parse_from(args).unwrap();
+        let c = Config::try_parse_go(args).unwrap();
         assert_eq!(c.default_ls, "ovn-default");
         assert!(!c.log.logtostderr);
-        assert_eq!(c.default_vlan_id, 100);
+        assert_eq!(c.upstream.value("default-vlan-id"), Some("100"));
+        // Only the non-default unimplemented ones, and the log file, are reported.
+        let w = c.warnings();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("--default-vlan-id=100"), "{w:?}");
+        assert!(w[1].starts_with("--enable-external-vpc=true"), "{w:?}");
+        assert!(w[2].starts_with("--log_file="), "{w:?}");
         assert_eq!(c.leader_elect_lease_duration, Duration::from_secs(30));
         assert_eq!(c.leader_elect_renew_deadline, Duration::from_secs(20));
         assert_eq!(c.leader_elect_retry_period, Duration::from_secs(6));
@@ -436,7 +378,7 @@ mod tests {
 
     #[test]
     fn gateways_default_to_the_first_address() {
-        let c = Config::try_parse_from([
+        let c = Config::try_parse_go([
             "x",
             "--ovn-nb-addr=unix:/x",
             "--default-cidr=10.16.0.0/16,fd00:10:16::/112",
@@ -444,13 +386,5 @@ mod tests {
         .unwrap();
         assert_eq!(c.default_subnet_gateway(), "10.16.0.1,fd00:10:16::1");
         assert_eq!(c.join_gateway(), "100.64.0.1");
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(go_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert!(go_duration("10").is_err());
-        assert!(go_duration("").is_err());
     }
 }

@@ -416,6 +416,43 @@ impl Netns {
         }))
     }
 
+    /// Every link of the namespace with its MTU and addresses, in index order: what picking
+    /// the tunnel interface looks at.
+    pub async fn host_links(&self) -> Result<Vec<HostLink>, LinkError> {
+        let mut links = Vec::new();
+        let mut msgs = self.handle.link().get().execute();
+        while let Some(m) = msgs.try_next().await.map_err(link_err("list links"))? {
+            let name = m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            let mtu = m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(v) => Some(*v),
+                _ => None,
+            });
+            if let Some(name) = name {
+                links.push((m.header.index, name, mtu.unwrap_or(0)));
+            }
+        }
+        let mut out = Vec::with_capacity(links.len());
+        for (index, name, mtu) in links {
+            let addresses = self
+                .addresses_of(index, &name)
+                .await?
+                .into_iter()
+                .filter_map(|(net, _)| net)
+                .collect();
+            out.push(HostLink {
+                index,
+                name,
+                mtu,
+                addresses,
+            });
+        }
+        out.sort_by_key(|l| l.index);
+        Ok(out)
+    }
+
     /// The addresses on link `index` (named `name` for errors), each with its netlink message
     /// (which a removal needs); the network is `None` for a prefix length the kernel should
     /// never report.
@@ -551,6 +588,19 @@ pub struct LinkState {
     /// Hardware address (empty when the link has none).
     pub mac: Vec<u8>,
     /// Addresses with their prefix length.
+    pub addresses: Vec<IpNet>,
+}
+
+/// A link of the node as [`Netns::host_links`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLink {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Its MTU.
+    pub mtu: u32,
+    /// Its addresses, in the kernel's order, with prefix lengths.
     pub addresses: Vec<IpNet>,
 }
 

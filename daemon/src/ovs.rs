@@ -333,12 +333,44 @@ pub fn plugged(cache: &CacheData, bridge: &str, name: &str) -> Option<Plugged> {
 
 /// The chassis name ovn-controller registers: `Open_vSwitch` `external_ids:system-id`.
 pub fn system_id(cache: &CacheData) -> Option<String> {
+    root_external_id(cache, "system-id")
+}
+
+/// `Open_vSwitch` `external_ids:<key>`, if set.
+pub fn root_external_id(cache: &CacheData, key: &str) -> Option<String> {
     cache.table("Open_vSwitch")?.iter().find_map(|(_, r)| {
         r.get("external_ids")?
-            .map_get("system-id")?
+            .map_get(key)?
             .as_str()
             .map(str::to_string)
     })
+}
+
+/// Plans setting `external_ids` keys of the `Open_vSwitch` row (`ovs-vsctl set open .
+/// external-ids:k=v`), other keys untouched; `None` when every key already has its value.
+pub fn plan_root_external_ids(cache: &CacheData, pairs: &[(&str, String)]) -> Option<Transaction> {
+    let changed: Vec<&(&str, String)> = pairs
+        .iter()
+        .filter(|(k, v)| root_external_id(cache, k).as_deref() != Some(v.as_str()))
+        .collect();
+    if changed.is_empty() {
+        return None;
+    }
+    let mut txn = Transaction::new(DB);
+    txn.mutate(
+        "Open_vSwitch",
+        vec![],
+        vec![
+            Mutation::delete("external_ids", Datum::set(changed.iter().map(|(k, _)| *k))),
+            Mutation::insert(
+                "external_ids",
+                Datum::map(changed.iter().map(|(k, v)| (*k, v.as_str()))),
+            ),
+        ],
+    );
+    let keys: Vec<&str> = changed.iter().map(|(k, _)| *k).collect();
+    txn.comment(format!("kube-ovn-daemon: set {}", keys.join(", ")));
+    Some(txn)
 }
 
 /// Whether the interface called `name` has been bound by ovn-controller.
@@ -412,6 +444,19 @@ impl Ovs {
     /// The OVS `system-id` (the chassis name), once the database has one.
     pub fn system_id(&self) -> Option<String> {
         system_id(&self.replica.cache())
+    }
+
+    /// Sets `external_ids` keys of the `Open_vSwitch` row; returns whether anything was
+    /// written (nothing is when the values are already there).
+    pub async fn set_root_external_ids(&self, pairs: &[(&str, String)]) -> Result<bool, OvsError> {
+        let planned = plan_root_external_ids(&self.replica.cache(), pairs);
+        match planned {
+            Some(txn) => {
+                self.replica.transact(&txn).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Removes the port with interface `name`; nothing to remove is success.

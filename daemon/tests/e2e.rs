@@ -42,6 +42,8 @@ fn start_daemon(node: &NodeInfo) -> DaemonProc {
     let log = std::fs::File::create(node.dir.join("kube-ovn-daemon.log")).unwrap();
     let child = sys::in_netns(&node.netns, env!("CARGO_BIN_EXE_kube-ovn-daemon"))
         .env("NODE_NAME", &node.name)
+        // Without kubelets the Node objects do not exist: the tunnel address comes from here.
+        .env("POD_IP", node.ip.to_string())
         .env("RUST_LOG", "debug")
         .arg(format!("--kubeconfig={}", node.kubeconfig().display()))
         .arg(format!("--ovs-socket={}", node.ovs_remote()))

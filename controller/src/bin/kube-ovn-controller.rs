@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use kube_ovn_controller::config::Config;
 use kube_ovn_controller::metrics::Metrics;
 use kube_ovn_controller::run::{run, Identity};
@@ -22,13 +21,16 @@ fn limit_malloc_arenas() {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    let config = Config::parse();
+    let config = Config::parse_go();
     if let Err(e) = config
         .log
         .init(&["kube_ovn_controller", "kube_ovn_nb", "kube_ovn_ipam"])
     {
         eprintln!("kube-ovn-controller: {e}");
         return ExitCode::FAILURE;
+    }
+    for w in config.warnings() {
+        tracing::warn!("{w}");
     }
     if let Err(e) = config.validate() {
         eprintln!("kube-ovn-controller: {e}");

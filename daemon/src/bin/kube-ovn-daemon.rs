@@ -1,15 +1,20 @@
-//! kube-ovn-daemon: connects to the API server and the node's OVS database, then serves the CNI
-//! shim on `--bind-socket` until SIGTERM/SIGINT.
+//! kube-ovn-daemon: connects to the API server and the node's OVS database, picks the tunnel
+//! endpoint (OVS `ovn-encap-ip`, the pod MTU), then serves the CNI shim on `--bind-socket` until
+//! SIGTERM/SIGINT. With `--install-cni-config` it only installs the CNI configuration and exits.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
 use kube_ovn_common::health;
+use kube_ovn_daemon::cni_conf;
 use kube_ovn_daemon::config::Config;
 use kube_ovn_daemon::handler::Daemon;
 use kube_ovn_daemon::metrics::{self, Metrics};
+use kube_ovn_daemon::netdev::Netns;
+use kube_ovn_daemon::node::tunnel::{self, TunnelFlags};
 use kube_ovn_daemon::node::NodeSetup;
 use kube_ovn_daemon::ovs::Ovs;
 use kube_ovn_daemon::pods::NodePods;
@@ -17,6 +22,8 @@ use kube_ovn_daemon::server;
 
 /// How long start-up waits for the OVS database before giving up (the DaemonSet restarts us).
 const OVS_CONNECT_WAIT: Duration = Duration::from_secs(30);
+/// How long start-up waits for this node's Node object.
+const NODE_GET_WAIT: Duration = Duration::from_secs(10);
 
 async fn kube_client(config: &Config) -> Result<kube::Client, String> {
     let kube_config = if config.kubeconfig.is_empty() {
@@ -54,20 +61,21 @@ async fn run(config: Config) -> Result<(), String> {
     let ovs = Ovs::connect(&config.ovs_remote(), OVS_CONNECT_WAIT)
         .await
         .map_err(|e| format!("{}: {e}", config.ovs_remote()))?;
+    let mtu = set_up_tunnel(&config, &client, &node, &ovs).await?;
     NodeSetup {
         client: client.clone(),
         node: node.clone(),
         ovs: ovs.clone(),
         join_switch: config.node_switch.clone(),
         cluster_router: config.cluster_router.clone(),
-        mtu: config.pod_mtu(),
+        mtu,
         tx_checksum: config.pod_tx_checksum_offload,
     }
     .start();
     let daemon = Daemon {
         pods: NodePods::start(client, &node),
         ovs,
-        mtu: config.pod_mtu(),
+        mtu,
         tx_checksum: config.pod_tx_checksum_offload,
         wait_address: config.wait_address_timeout,
         wait_installed: config.wait_ovn_installed_timeout,
@@ -87,11 +95,70 @@ async fn run(config: Config) -> Result<(), String> {
     }
 }
 
+/// Picks the tunnel interface and address as upstream does, writes them (and the checksum
+/// setting) to the local OVS, and returns the pod MTU.
+async fn set_up_tunnel(
+    config: &Config,
+    client: &kube::Client,
+    node: &str,
+    ovs: &Ovs,
+) -> Result<u32, String> {
+    let pod_ip = std::env::var("POD_IP").ok().filter(|p| !p.is_empty());
+    let got = tokio::time::timeout(NODE_GET_WAIT, Api::<Node>::all(client.clone()).get(node)).await;
+    let node_obj = match got {
+        Ok(Ok(n)) => n,
+        // Upstream exits here; with an explicit address source the tunnel can still be picked,
+        // only the Node's tunnel_interface annotation and DPDK label are then not seen.
+        failed if pod_ip.is_some() || !config.iface.is_empty() => {
+            tracing::warn!(node, result = ?failed.map(|r| r.map(|_| ())), "Node unreadable; picking the tunnel from POD_IP/--iface alone");
+            Node::default()
+        }
+        Ok(Err(e)) => return Err(format!("get node {node}: {e}")),
+        Err(_) => return Err(format!("get node {node}: no answer in {NODE_GET_WAIT:?}")),
+    };
+    let host = Netns::current().map_err(|e| e.to_string())?;
+    let links = host.host_links().await.map_err(|e| e.to_string())?;
+    let flags = TunnelFlags {
+        iface: &config.iface,
+        dpdk_iface: &config.dpdk_tunnel_iface,
+        host_tunnel_src: config.host_tunnel_src,
+        pod_ip: pod_ip.as_deref(),
+    };
+    let t = tunnel::pick(&flags, &node_obj, &links)?;
+    let mtu = config.pod_mtu(t.nic_mtu, t.encap_ip.is_ipv6())?;
+    let wrote = ovs
+        .set_root_external_ids(&t.external_ids(config.encap_checksum))
+        .await
+        .map_err(|e| format!("set ovn-encap-ip: {e}"))?;
+    tracing::info!(iface = %t.iface, encap_ip = %t.encap_ip, nic_mtu = t.nic_mtu, mtu,
+        encap_checksum = config.encap_checksum, changed = wrote, "tunnel endpoint");
+    Ok(mtu)
+}
+
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = Config::parse_go();
     if let Err(e) = config.log.init(&["kube_ovn_daemon"]) {
         eprintln!("kube-ovn-daemon: {e}");
         return ExitCode::FAILURE;
+    }
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    if config.install_cni_config {
+        return match cni_conf::install(
+            &config.cni_conf_dir,
+            &config.cni_conf_file,
+            &config.cni_conf_name,
+        ) {
+            Ok(done) => {
+                tracing::info!(?done, "CNI configuration installed");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,6 +8,7 @@ pub mod join;
 pub mod nat;
 pub mod routes;
 pub mod subnets;
+pub mod tunnel;
 pub mod watch;
 
 use std::net::IpAddr;

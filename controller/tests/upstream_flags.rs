@@ -1,0 +1,160 @@
+//! Upstream parity of kube-ovn-controller's command line, against the lists checked in under
+//! `common/upstream-flags/` (taken from upstream Kube-OVN; the commit is in each file): every
+//! upstream flag parses with a value of its type (both `--f=v` and `--f v`), implemented flags
+//! default to upstream's defaults, the exact arguments of upstream's charts and install.sh
+//! parse without leftovers and validate, and the README lists the not-implemented ones.
+
+#[path = "../../common/upstream-flags/lists.rs"]
+mod lists;
+
+use clap::CommandFactory;
+use kube_ovn_common::goflags::{go_style, FlagTable};
+use kube_ovn_controller::config::{Config, NotImplemented};
+
+fn upstream() -> Vec<lists::UpstreamFlag> {
+    let mut f = lists::flags("controller.txt");
+    f.extend(lists::flags("klog.txt"));
+    f
+}
+
+fn parse(args: &[String]) -> Result<Config, clap::Error> {
+    Config::try_parse_go(
+        std::iter::once("kube-ovn-controller".to_string()).chain(args.iter().cloned()),
+    )
+}
+
+#[test]
+fn every_upstream_flag_parses() {
+    let flags = upstream();
+    assert!(flags.len() >= 77 + 15, "lists shrank: {}", flags.len());
+    let mut all = Vec::new();
+    for f in &flags {
+        let v = lists::sample(f);
+        let joined = format!("--{}={v}", f.name);
+        parse(std::slice::from_ref(&joined)).unwrap_or_else(|e| panic!("{joined}: {e}"));
+        if f.kind == "bool" {
+            parse(&[format!("--{}", f.name)]).unwrap_or_else(|e| panic!("--{}: {e}", f.name));
+        } else {
+            let split = [format!("--{}", f.name), v.clone()];
+            let c = parse(&split).unwrap_or_else(|e| panic!("{split:?}: {e}"));
+            assert!(
+                c.upstream.positional.is_empty(),
+                "{split:?} left {:?}",
+                c.upstream.positional
+            );
+        }
+        all.push(joined);
+    }
+    let c = parse(&all).expect("all upstream flags at once");
+    assert!(c.upstream.positional.is_empty());
+    // Each not-implemented flag set off its default is reported once, by name.
+    let w = c.upstream.warnings();
+    for f in NotImplemented::FLAGS {
+        let n = w
+            .iter()
+            .filter(|w| w.starts_with(&format!("--{}=", f.name)))
+            .count();
+        let sample_is_default = lists::same_default(
+            flags
+                .iter()
+                .find(|u| u.name == f.name)
+                .map_or("", |u| u.kind.as_str()),
+            &lists::sample(flags.iter().find(|u| u.name == f.name).unwrap()),
+            f.default,
+        );
+        assert_eq!(n, usize::from(!sample_is_default), "--{}: {w:?}", f.name);
+    }
+    // A value of the wrong type is refused, as pflag refuses it.
+    assert!(parse(&["--enable-lb=maybe".to_string()]).is_err());
+    assert!(parse(&["--gc-interval=soon".to_string()]).is_err());
+    assert!(parse(&["--keep-vm-ip=2".to_string()]).is_err());
+    assert!(parse(&["--no-such-flag".to_string()]).is_err());
+    // One-letter klog flag with one dash, as pflag allows.
+    for v in [["-v=4"].as_slice(), &["-v", "4"], &["-v4"]] {
+        let args: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            parse(&args).unwrap_or_else(|e| panic!("{v:?}: {e}")).log.v,
+            4,
+            "{v:?}"
+        );
+    }
+}
+
+#[test]
+fn defaults_equal_upstream() {
+    let cmd = go_style(Config::command());
+    let upstream = upstream();
+    let mut ours = 0;
+    for f in &upstream {
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(f.name.as_str()))
+            .unwrap_or_else(|| panic!("--{} is not accepted", f.name));
+        let default: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = default.join(",");
+        assert!(
+            lists::same_default(&f.kind, &default, &f.default),
+            "--{}: our default {default:?}, upstream's {:?}",
+            f.name,
+            f.default
+        );
+        ours += 1;
+    }
+    assert_eq!(ours, upstream.len());
+    // The table's own defaults (what warnings compare against) are upstream's too.
+    for f in NotImplemented::FLAGS {
+        let u = upstream
+            .iter()
+            .find(|u| u.name == f.name)
+            .unwrap_or_else(|| panic!("--{} is not upstream's", f.name));
+        assert!(
+            lists::same_default(&u.kind, f.default, &u.default),
+            "--{}",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn upstream_chart_and_install_sh_arguments_parse() {
+    let sections: Vec<_> = lists::invocations()
+        .into_iter()
+        .filter(|i| i.label.starts_with("controller "))
+        .collect();
+    assert_eq!(sections.len(), 3, "chart, chart-v2 and install.sh");
+    for inv in sections {
+        let argv = lists::binary_argv(&inv);
+        let c = Config::try_parse_go(&argv)
+            .unwrap_or_else(|e| panic!("{} ({}): {e}", inv.label, inv.source));
+        assert!(
+            c.upstream.positional.is_empty(),
+            "{}: {:?}",
+            inv.label,
+            c.upstream.positional
+        );
+        c.validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", inv.label));
+        assert_eq!(c.default_cidr, "10.16.0.0/16", "{}", inv.label);
+        assert_eq!(c.leader_elect_lease_duration.as_secs(), 30);
+        // What the controller reads from the environment is set by every one of them.
+        for var in ["POD_NAME", "POD_NAMESPACE"] {
+            assert!(
+                inv.env.iter().any(|(k, _)| k == var),
+                "{}: no {var}",
+                inv.label
+            );
+        }
+    }
+}
+
+#[test]
+fn readme_lists_the_not_implemented_flags() {
+    lists::assert_readme_has(&lists::readme_block(
+        "kube-ovn-controller",
+        NotImplemented::FLAGS,
+    ));
+}
