@@ -1078,7 +1078,14 @@ impl Expect {
                 })
             });
             // The address may already be another pod's.
-            return !in_sets || lsps.iter().any(|(_, r)| lsp_ip(r).as_deref() == Some(ip));
+            return !in_sets
+                || lsps.iter().any(|(_, r)| {
+                    r.get("addresses").and_then(Datum::as_set).is_some_and(|s| {
+                        s.iter()
+                            .filter_map(Atom::as_str)
+                            .any(|a| a.split_whitespace().nth(1) == Some(ip.as_str()))
+                    })
+                });
         }
         let Some((uuid, row)) = port else {
             return false;
