@@ -391,7 +391,9 @@ impl World {
                 } else {
                     "backend"
                 },
-                node: i % args.nodes,
+                // Round-robin within each namespace: every node (the bound first one too)
+                // holds pods of every namespace.
+                node: (k + ns) % args.nodes,
             };
             pods.insert(p.key(), p);
         }
