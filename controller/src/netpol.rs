@@ -100,17 +100,21 @@ fn matcher(s: &LabelSelector) -> Option<Selector> {
     Selector::try_from(s.clone()).ok()
 }
 
+/// An object's labels, borrowed (none: the empty map): selectors are matched against every
+/// pod of the cluster on each reconcile, and a copy per match was most of that time.
 fn labels_of(
     m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> BTreeMap<String, String> {
-    m.labels.clone().unwrap_or_default()
+) -> &BTreeMap<String, String> {
+    static NONE: BTreeMap<String, String> = BTreeMap::new();
+    m.labels.as_ref().unwrap_or(&NONE)
 }
 
 /// Whether the policy isolates ingress / egress: `policyTypes` as the API server defaults it
 /// (always Ingress, Egress with egress rules), then upstream's reading (a listed type, or a
 /// rules field of that direction present even if empty).
 pub fn directions(np: &NetworkPolicy) -> (bool, bool) {
-    let spec = np.spec.clone().unwrap_or_default();
+    let default = NetworkPolicySpec::default();
+    let spec = np.spec.as_ref().unwrap_or(&default);
     let mut types = spec.policy_types.clone().unwrap_or_default();
     if types.is_empty() {
         types.push("Ingress".into());
@@ -143,7 +147,7 @@ fn peer_pods<'a>(np_ns: &str, peer: &NetworkPolicyPeer, cx: &Cluster<'a>) -> Vec
             Some(m) => cx
                 .namespaces
                 .iter()
-                .filter(|n| m.matches(&labels_of(&n.metadata)))
+                .filter(|n| m.matches(labels_of(&n.metadata)))
                 .map(|n| n.name_any())
                 .collect(),
         },
@@ -166,7 +170,7 @@ fn peer_pods<'a>(np_ns: &str, peer: &NetworkPolicyPeer, cx: &Cluster<'a>) -> Vec
         .filter(|p| {
             pod_sel
                 .as_ref()
-                .is_none_or(|m| m.matches(&labels_of(&p.metadata)))
+                .is_none_or(|m| m.matches(labels_of(&p.metadata)))
         })
         .collect()
 }
@@ -341,7 +345,7 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
             .iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
             .filter(|p| !p.host_network())
-            .filter(|p| m.matches(&labels_of(&p.metadata)))
+            .filter(|p| m.matches(labels_of(&p.metadata)))
             .collect(),
     };
     let allocated =
@@ -610,29 +614,34 @@ fn all_peers(spec: &NetworkPolicySpec) -> impl Iterator<Item = &NetworkPolicyPee
 
 /// Whether a change of `pod` can change the policy: it is (or was) selected or a peer.
 pub fn pod_concerns(np: &NetworkPolicy, pod: &PodInfo, pod_ns: Option<&Namespace>) -> bool {
-    let ns = np.namespace().unwrap_or_default();
-    let spec = np.spec.clone().unwrap_or_default();
+    let ns = np.metadata.namespace.as_deref().unwrap_or_default();
+    // Asked of every policy on each pod event: nothing of the policy is copied.
+    let default = NetworkPolicySpec::default();
+    let spec = np.spec.as_ref().unwrap_or(&default);
     let pod_labels = labels_of(&pod.metadata);
-    if pod.metadata.namespace.as_deref() == Some(ns.as_str())
-        && matcher(&spec.pod_selector.clone().unwrap_or_default())
-            .is_some_and(|m| m.matches(&pod_labels))
+    if pod.metadata.namespace.as_deref() == Some(ns)
+        && spec
+            .pod_selector
+            .as_ref()
+            .map_or_else(|| matcher(&LabelSelector::default()), matcher)
+            .is_some_and(|m| m.matches(pod_labels))
     {
         return true;
     }
-    let peers = all_peers(&spec);
+    let peers = all_peers(spec);
     for peer in peers {
         if peer.ip_block.is_some() {
             continue;
         }
         let ns_ok = match &peer.namespace_selector {
-            None => pod.metadata.namespace.as_deref() == Some(ns.as_str()),
+            None => pod.metadata.namespace.as_deref() == Some(ns),
             Some(sel) => pod_ns
-                .is_some_and(|n| matcher(sel).is_some_and(|m| m.matches(&labels_of(&n.metadata)))),
+                .is_some_and(|n| matcher(sel).is_some_and(|m| m.matches(labels_of(&n.metadata)))),
         };
         let pod_ok = peer
             .pod_selector
             .as_ref()
-            .is_none_or(|sel| matcher(sel).is_some_and(|m| m.matches(&pod_labels)));
+            .is_none_or(|sel| matcher(sel).is_some_and(|m| m.matches(pod_labels)));
         if ns_ok && pod_ok {
             return true;
         }
@@ -642,9 +651,9 @@ pub fn pod_concerns(np: &NetworkPolicy, pod: &PodInfo, pod_ns: Option<&Namespace
 
 /// Whether a namespace's labels matter to the policy (a peer selects namespaces).
 pub fn selects_namespaces(np: &NetworkPolicy) -> bool {
-    let spec = np.spec.clone().unwrap_or_default();
-    let selects = all_peers(&spec).any(|p| p.namespace_selector.is_some());
-    selects
+    np.spec
+        .as_ref()
+        .is_some_and(|spec| all_peers(spec).any(|p| p.namespace_selector.is_some()))
 }
 
 #[cfg(test)]
@@ -874,6 +883,34 @@ mod tests {
                 .any(|x| x.ends_with("tcp.dst == 9090 && outport == {\"b.ns-a\"}")),
             "{m:#?}"
         );
+    }
+
+    #[test]
+    fn a_policy_without_spec_concerns_its_namespace_and_unlabelled_pods_match_empty_selectors() {
+        let bare: NetworkPolicy = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "bare", "namespace": "ns-a"},
+        }))
+        .unwrap();
+        let unlabelled: PodInfo = serde_json::from_value(json!({
+            "metadata": {"name": "u", "namespace": "ns-a"}, "spec": {"containers": []},
+        }))
+        .unwrap();
+        let elsewhere: PodInfo = serde_json::from_value(json!({
+            "metadata": {"name": "e", "namespace": "ns-b"}, "spec": {"containers": []},
+        }))
+        .unwrap();
+        assert!(pod_concerns(&bare, &unlabelled, None));
+        assert!(!pod_concerns(&bare, &elsewhere, None));
+        assert_eq!(directions(&bare), (true, false));
+        assert!(!selects_namespaces(&bare));
+        let all = np(
+            "all",
+            json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}),
+            json!({}),
+        );
+        assert!(pod_concerns(&all, &unlabelled, None));
+        assert!(!pod_concerns(&all, &elsewhere, None));
     }
 
     #[test]

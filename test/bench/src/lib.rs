@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use kube_ovn_sandbox::SandboxState;
@@ -335,8 +335,8 @@ impl Metrics {
 pub struct CpuUse(pub Vec<(&'static str, f64)>);
 
 impl CpuUse {
-    /// The controller, the NB and SB servers, northd, and this process (the API fixture and
-    /// the bench's own watches).
+    /// The controller, the NB and SB servers, northd, the first node's ovn-controller, and
+    /// this process (the API fixture and the bench's own watches).
     pub fn sample(ctl: &Controller, st: &SandboxState) -> CpuUse {
         let central = kube_ovn_sandbox::central::dir(&st.run_dir);
         let pidfile = |name: &str| {
@@ -349,6 +349,13 @@ impl CpuUse {
             ("NB ovsdb-server", pidfile("nb")),
             ("SB ovsdb-server", pidfile("sb")),
             ("ovn-northd", pidfile("northd")),
+            (
+                "ovn-controller (node 1)",
+                st.nodes.first().and_then(|n| {
+                    kube_ovn_sandbox::sys::read_pidfile(&n.dir.join("ovn-controller.pid"))
+                        .and_then(|p| u32::try_from(p).ok())
+                }),
+            ),
         ];
         CpuUse(
             procs
@@ -477,4 +484,268 @@ pub fn table(head: &[&str], rows: &[Vec<String>]) {
 pub fn megabytes(b: Option<u64>) -> String {
     b.map(|b| format!("{:.1} MB", b as f64 / 1e6))
         .unwrap_or_else(|| "—".into())
+}
+
+/// How long the controller's NB counter must stay still before a phase counts as settled.
+pub const QUIET: Duration = Duration::from_secs(3);
+
+/// A small deterministic generator (splitmix64): a benchmark's choices repeat with its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// A mutex's guard, a poisoned one taken as it is (a panicked watcher task must not hide the
+/// figures of the others).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The `q` quantile of `sorted` (nearest rank), `None` when empty.
+pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let at = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[at - 1])
+}
+
+/// Seconds since the Unix epoch, as a float.
+fn wall(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// The controller's start-up milestones (its `milestone` log lines) as offsets from `started`
+/// (the wall clock when the process was spawned). The log's timestamps are RFC 3339 UTC;
+/// only the time of day is read, so a run across midnight wraps correctly within a day.
+pub fn milestones(log: &Path, started: SystemTime) -> Vec<(String, f64)> {
+    let names = [
+        "nb replica synced",
+        "kubernetes caches synced",
+        "initialised, IPAM restored",
+        "controller running",
+    ];
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return Vec::new();
+    };
+    let start_of_day = wall(started) % 86_400.0;
+    let mut out = Vec::new();
+    for name in names {
+        let Some(line) = text.lines().find(|l| l.contains(name)) else {
+            continue;
+        };
+        let line = strip_ansi(line);
+        let Some(ts) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(time) = ts.split_once('T').map(|(_, t)| t.trim_end_matches('Z')) else {
+            continue;
+        };
+        let parts: Vec<f64> = time.split(':').filter_map(|p| p.parse().ok()).collect();
+        if let [h, m, s] = parts[..] {
+            let of_day = h * 3600.0 + m * 60.0 + s;
+            let mut d = of_day - start_of_day;
+            if d < -43_200.0 {
+                d += 86_400.0;
+            }
+            out.push((name.to_string(), d));
+        }
+    }
+    out
+}
+
+/// CPU seconds of the benchmark's processes (see [`CpuUse::sample`]) and of the whole machine:
+/// the difference is what other tenants of the machine took meanwhile.
+pub fn cpu_sample(ctl: &Controller, st: &SandboxState) -> CpuUse {
+    let mut c = CpuUse::sample(ctl, st);
+    if let Some(busy) = machine_busy() {
+        c.0.push(("whole machine", busy));
+    }
+    c
+}
+
+/// Busy CPU seconds of the whole machine since boot (`/proc/stat`: user, nice, system, irq,
+/// softirq, steal).
+fn machine_busy() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|i| f.get(*i))
+        .sum::<f64>();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| busy / hz as f64)
+}
+
+/// The controller after its NB writes stopped.
+pub struct Settled {
+    /// The last exposition read (the counter unchanged for [`QUIET`]).
+    pub metrics: Metrics,
+    /// Scrapes of /metrics that got no answer within 5 s (a starved runtime).
+    pub unanswered: usize,
+    /// The longest scrape.
+    pub slowest: Duration,
+}
+
+/// Waits until the controller's NB transaction counter has not moved for [`QUIET`]. A scrape
+/// that times out is counted, not fatal: a controller busy on every core answers late.
+pub async fn settle(ctl: &mut Controller, limit: Duration) -> Result<Settled> {
+    let mut last = -1.0;
+    let mut changed_at = ctl.started.elapsed();
+    let deadline = Instant::now() + limit;
+
+    let (mut unanswered, mut slowest) = (0, Duration::ZERO);
+    loop {
+        if let Some(status) = ctl.exited() {
+            return Err(format!("the controller exited ({status}) while settling").into());
+        }
+        let asked = Instant::now();
+        let m = ctl.metrics().await;
+        slowest = slowest.max(asked.elapsed());
+        let t = ctl.started.elapsed();
+        match m {
+            None => unanswered += 1,
+            Some(m) => {
+                let n = m.transactions();
+                if n != last {
+                    last = n;
+                    changed_at = t;
+                } else if t - changed_at >= QUIET {
+                    return Ok(Settled {
+                        metrics: m,
+                        unanswered,
+                        slowest,
+                    });
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the NB writes never stopped ({last} transactions so far, {unanswered} scrapes unanswered)"
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The NB schema the standalone peers are created with.
+const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
+
+/// A standalone NB ovsdb-server in its own directory (a benchmark's peer: the same rows
+/// written with `ovn-nbctl`); killed and removed on drop.
+pub struct NbServer {
+    dir: PathBuf,
+    child: Child,
+}
+
+impl NbServer {
+    /// Creates an empty NB in `base/peer-<tag>` and serves it on a Unix socket.
+    pub fn start(base: &Path, tag: &str) -> Result<NbServer> {
+        let dir = base.join(format!("peer-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let db = dir.join("nb.db");
+        let st = Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(&db)
+            .arg(NB_SCHEMA)
+            .status()
+            .map_err(|e| format!("ovsdb-tool: {e}"))?;
+        if !st.success() {
+            return Err("ovsdb-tool create failed".into());
+        }
+        let sock = dir.join("nb.sock");
+        let child = Command::new("ovsdb-server")
+            .arg(format!("--remote=punix:{}", sock.display()))
+            .arg(format!("--unixctl={}", dir.join("ctl").display()))
+            .arg(format!("--log-file={}", dir.join("ovsdb.log").display()))
+            .arg("--no-chdir")
+            .arg(&db)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("ovsdb-server: {e}"))?;
+        let s = NbServer { dir, child };
+        let end = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(s.sock()).is_err() {
+            if Instant::now() > end {
+                return Err("the peer ovsdb-server did not come up".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(s)
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.join("nb.sock")
+    }
+
+    /// The `--db=` argument of ovn-nbctl for this server.
+    pub fn db(&self) -> String {
+        format!("--db=unix:{}", self.sock().display())
+    }
+
+    /// A fresh OVSDB client connection.
+    pub async fn client(&self) -> Result<ovsdb::Client> {
+        Ok(ovsdb::Client::connect(
+            &ovsdb::Remote::Unix(self.sock()),
+            None,
+            &ovsdb::Timeouts::default(),
+        )
+        .await?
+        .0)
+    }
+}
+
+impl Drop for NbServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs an `ovn-nbctl` command; its stderr is the error.
+pub fn nbctl(mut cmd: Command) -> Result<()> {
+    let out = cmd.output().map_err(|e| format!("ovn-nbctl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ovn-nbctl: {}", String::from_utf8_lossy(&out.stderr).trim()).into())
+    }
+}
+
+/// What execve may take in arguments and environment together, less a margin.
+pub fn argument_budget() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let max = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+    let env: usize = std::env::vars_os()
+        .map(|(k, v)| k.len() + v.len() + 2 + std::mem::size_of::<usize>())
+        .sum();
+    usize::try_from(max)
+        .unwrap_or(131_072)
+        .saturating_sub(env + 65_536)
 }

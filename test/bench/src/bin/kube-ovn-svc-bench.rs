@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -40,14 +40,15 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube_ovn_bench::{
-    bounded, controller_binary, fine_secs, from_json, megabytes, nb_quiet, northd_caught_up, say,
-    secs, table, verdict, Controller, CpuUse, Metrics, Result, NB_DB,
+    argument_budget, bounded, controller_binary, cpu_sample, fine_secs, from_json, lock, megabytes,
+    milestones, nb_quiet, nbctl, northd_caught_up, quantile, say, secs, settle, table, verdict,
+    Controller, CpuUse, Metrics, NbServer, Result, Rng, NB_DB, QUIET,
 };
 use kube_ovn_common::crd;
 use kube_ovn_sandbox::{Sandbox, SandboxConfig};
 use ovsdb::{
-    Atom, ChangeBatch, Client, Condition, Datum, Mutation, Operation, Remote, Replica,
-    ReplicaConfig, Row, Timeouts, Transaction,
+    Atom, ChangeBatch, Condition, Datum, Mutation, Operation, Remote, Replica, ReplicaConfig, Row,
+    Transaction,
 };
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -68,8 +69,6 @@ const LBS: [(&str, &str, bool); 6] = [
     ("cluster-udp-session-loadbalancer", "udp", true),
     ("cluster-sctp-session-loadbalancer", "sctp", true),
 ];
-/// How long the controller's NB counter must stay still before a phase counts as settled.
-const QUIET: Duration = Duration::from_secs(3);
 /// How long one churn change may take to show in the NB before it counts as lost.
 const CHANGE_LIMIT: Duration = Duration::from_secs(60);
 /// Churn changes in flight at most (a slow controller makes the schedule slip, not the queue
@@ -223,23 +222,6 @@ async fn bench(args: Args) -> Result<()> {
         Ok(())
     } else {
         Err(failed.join("; ").into())
-    }
-}
-
-/// A small deterministic generator (splitmix64): the churn's choices repeat with the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
     }
 }
 
@@ -793,85 +775,6 @@ impl Observer {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Seconds since the Unix epoch, as a float.
-fn wall(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
-
-/// The controller's start-up milestones (its `milestone` log lines) as offsets from `started`
-/// (the wall clock when the process was spawned). The log's timestamps are RFC 3339 UTC;
-/// only the time of day is read, so a run across midnight wraps correctly within a day.
-fn milestones(log: &Path, started: SystemTime) -> Vec<(String, f64)> {
-    let names = [
-        "nb replica synced",
-        "kubernetes caches synced",
-        "initialised, IPAM restored",
-        "controller running",
-    ];
-    let Ok(text) = std::fs::read_to_string(log) else {
-        return Vec::new();
-    };
-    let start_of_day = wall(started) % 86_400.0;
-    let mut out = Vec::new();
-    for name in names {
-        let Some(line) = text.lines().find(|l| l.contains(name)) else {
-            continue;
-        };
-        let line = kube_ovn_bench::strip_ansi(line);
-        let Some(ts) = line.split_whitespace().next() else {
-            continue;
-        };
-        let Some(time) = ts.split_once('T').map(|(_, t)| t.trim_end_matches('Z')) else {
-            continue;
-        };
-        let parts: Vec<f64> = time.split(':').filter_map(|p| p.parse().ok()).collect();
-        if let [h, m, s] = parts[..] {
-            let of_day = h * 3600.0 + m * 60.0 + s;
-            let mut d = of_day - start_of_day;
-            if d < -43_200.0 {
-                d += 86_400.0;
-            }
-            out.push((name.to_string(), d));
-        }
-    }
-    out
-}
-
-/// CPU seconds of the benchmark's processes (see [`CpuUse::sample`]) and of the whole machine:
-/// the difference is what other tenants of the machine took meanwhile.
-fn cpu_sample(ctl: &Controller, st: &kube_ovn_sandbox::SandboxState) -> CpuUse {
-    let mut c = CpuUse::sample(ctl, st);
-    if let Some(busy) = machine_busy() {
-        c.0.push(("whole machine", busy));
-    }
-    c
-}
-
-/// Busy CPU seconds of the whole machine since boot (`/proc/stat`: user, nice, system, irq,
-/// softirq, steal).
-fn machine_busy() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let f: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let busy = [0, 1, 2, 5, 6, 7]
-        .iter()
-        .filter_map(|i| f.get(*i))
-        .sum::<f64>();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| busy / hz as f64)
-}
-
 /// The cold phase's figures.
 #[derive(Default)]
 struct Cold {
@@ -921,11 +824,7 @@ struct Churn {
 
 impl Churn {
     fn quantile(&self, q: f64) -> Option<Duration> {
-        if self.latencies.is_empty() {
-            return None;
-        }
-        let at = ((q * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
-        Some(self.latencies[at - 1])
+        quantile(&self.latencies, q)
     }
 }
 
@@ -1145,57 +1044,6 @@ async fn measure(
     Ok(report)
 }
 
-/// The controller after its NB writes stopped.
-struct Settled {
-    metrics: Metrics,
-    /// Scrapes of /metrics that got no answer within 5 s (a starved runtime), and the
-    /// longest scrape.
-    unanswered: usize,
-    slowest: Duration,
-}
-
-/// Waits until the controller's NB transaction counter has not moved for `QUIET`. A scrape
-/// that times out is counted, not fatal: a controller busy on every core answers late.
-async fn settle(ctl: &mut Controller, limit: Duration) -> Result<Settled> {
-    let mut last = -1.0;
-    let mut changed_at = ctl.started.elapsed();
-    let deadline = Instant::now() + limit;
-
-    let (mut unanswered, mut slowest) = (0, Duration::ZERO);
-    loop {
-        if let Some(status) = ctl.exited() {
-            return Err(format!("the controller exited ({status}) while settling").into());
-        }
-        let asked = Instant::now();
-        let m = ctl.metrics().await;
-        slowest = slowest.max(asked.elapsed());
-        let t = ctl.started.elapsed();
-        match m {
-            None => unanswered += 1,
-            Some(m) => {
-                let n = m.transactions();
-                if n != last {
-                    last = n;
-                    changed_at = t;
-                } else if t - changed_at >= QUIET {
-                    return Ok(Settled {
-                        metrics: m,
-                        unanswered,
-                        slowest,
-                    });
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the NB writes never stopped ({last} transactions so far, {unanswered} scrapes unanswered)"
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// One churn change to a Service's endpoints: a fresh address for one endpoint, or one
 /// endpoint's `ready` flipped (never the last ready one off).
 fn change_endpoints(svc: &mut Svc, rng: &mut Rng, next_ip: &AtomicUsize) -> &'static str {
@@ -1385,165 +1233,73 @@ mod peer {
         }
     }
 
-    /// A standalone NB ovsdb-server in its own directory; killed and removed on drop.
-    struct Server {
-        dir: PathBuf,
-        child: std::process::Child,
+    /// The six load balancers, as the controller creates them, in one ovn-nbctl call.
+    fn create_lbs(s: &NbServer) -> Result<()> {
+        let mut cmd = Command::new("ovn-nbctl");
+        cmd.arg(s.db());
+        for (i, (name, proto, session)) in LBS.iter().enumerate() {
+            if i > 0 {
+                cmd.arg("--");
+            }
+            cmd.args([
+                "create",
+                "load_balancer",
+                &format!("name={name}"),
+                &format!("protocol={proto}"),
+                "external_ids:vendor=kube-ovn",
+                "options:prefer_local_backend=false",
+            ]);
+            if *session {
+                cmd.args(["selection_fields=ip_src", "options:affinity_timeout=10800"]);
+            } else if *proto == "udp" {
+                cmd.arg("options:ct_flush=true");
+            }
+        }
+        nbctl(cmd)
     }
 
-    const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
-
-    impl Server {
-        fn start(base: &Path, tag: &str) -> Result<Server> {
-            let dir = base.join(format!("peer-{tag}"));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)?;
-            let db = dir.join("nb.db");
-            let st = Command::new("ovsdb-tool")
-                .arg("create")
-                .arg(&db)
-                .arg(NB_SCHEMA)
-                .status()
-                .map_err(|e| format!("ovsdb-tool: {e}"))?;
-            if !st.success() {
-                return Err("ovsdb-tool create failed".into());
-            }
-            let sock = dir.join("nb.sock");
-            let child = Command::new("ovsdb-server")
-                .arg(format!("--remote=punix:{}", sock.display()))
-                .arg(format!("--unixctl={}", dir.join("ctl").display()))
-                .arg(format!("--log-file={}", dir.join("ovsdb.log").display()))
-                .arg("--no-chdir")
-                .arg(&db)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| format!("ovsdb-server: {e}"))?;
-            let s = Server { dir, child };
-            let end = Instant::now() + Duration::from_secs(10);
-            while std::os::unix::net::UnixStream::connect(s.sock()).is_err() {
-                if Instant::now() > end {
-                    return Err("the peer ovsdb-server did not come up".into());
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(s)
-        }
-
-        fn sock(&self) -> PathBuf {
-            self.dir.join("nb.sock")
-        }
-
-        fn db(&self) -> String {
-            format!("--db=unix:{}", self.sock().display())
-        }
-
-        async fn client(&self) -> Result<Client> {
-            Ok(
-                Client::connect(&Remote::Unix(self.sock()), None, &Timeouts::default())
-                    .await?
-                    .0,
-            )
-        }
-
-        /// The six load balancers, as the controller creates them, in one ovn-nbctl call.
-        fn create_lbs(&self) -> Result<()> {
-            let mut cmd = Command::new("ovn-nbctl");
-            cmd.arg(self.db());
-            for (i, (name, proto, session)) in LBS.iter().enumerate() {
-                if i > 0 {
-                    cmd.arg("--");
-                }
-                cmd.args([
-                    "create",
-                    "load_balancer",
-                    &format!("name={name}"),
-                    &format!("protocol={proto}"),
-                    "external_ids:vendor=kube-ovn",
-                    "options:prefer_local_backend=false",
-                ]);
-                if *session {
-                    cmd.args(["selection_fields=ip_src", "options:affinity_timeout=10800"]);
-                } else if *proto == "udp" {
-                    cmd.arg("options:ct_flush=true");
+    /// Fails unless the load balancers hold exactly `want`.
+    async fn verify(
+        s: &NbServer,
+        want: &BTreeMap<&'static str, BTreeMap<String, String>>,
+        variant: &str,
+    ) -> Result<()> {
+        let c = s.client().await?;
+        let mut t = Transaction::new(NB_DB);
+        t.push(Operation::Select {
+            table: "Load_Balancer".into(),
+            conditions: Vec::new(),
+            columns: Some(vec!["name".into(), "vips".into()]),
+        });
+        let out = c.transact(&t).await?;
+        let rows = out
+            .results
+            .first()
+            .and_then(|r| r.rows.as_ref())
+            .ok_or("select returned no rows")?;
+        let mut have: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
+        for r in rows {
+            let Some((lb, _, _)) = LBS.iter().find(|(n, _, _)| r["name"] == *n) else {
+                continue;
+            };
+            let e = have.entry(lb).or_default();
+            for kv in r["vips"][1].as_array().into_iter().flatten() {
+                if let (Some(k), Some(v)) = (kv[0].as_str(), kv[1].as_str()) {
+                    e.insert(k.to_string(), v.to_string());
                 }
             }
-            nbctl(cmd)
         }
-
-        /// Fails unless the load balancers hold exactly `want`.
-        async fn verify(
-            &self,
-            want: &BTreeMap<&'static str, BTreeMap<String, String>>,
-            variant: &str,
-        ) -> Result<()> {
-            let c = self.client().await?;
-            let mut t = Transaction::new(NB_DB);
-            t.push(Operation::Select {
-                table: "Load_Balancer".into(),
-                conditions: Vec::new(),
-                columns: Some(vec!["name".into(), "vips".into()]),
-            });
-            let out = c.transact(&t).await?;
-            let rows = out
-                .results
-                .first()
-                .and_then(|r| r.rows.as_ref())
-                .ok_or("select returned no rows")?;
-            let mut have: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
-            for r in rows {
-                let Some((lb, _, _)) = LBS.iter().find(|(n, _, _)| r["name"] == *n) else {
-                    continue;
-                };
-                let e = have.entry(lb).or_default();
-                for kv in r["vips"][1].as_array().into_iter().flatten() {
-                    if let (Some(k), Some(v)) = (kv[0].as_str(), kv[1].as_str()) {
-                        e.insert(k.to_string(), v.to_string());
-                    }
-                }
-            }
-            let diff = differences(&have, want);
-            if diff.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "peer {variant}: {} VIPs differ, first: {:?}",
-                    diff.len(),
-                    &diff[..diff.len().min(5)]
-                )
-                .into())
-            }
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn nbctl(mut cmd: Command) -> Result<()> {
-        let out = cmd.output().map_err(|e| format!("ovn-nbctl: {e}"))?;
-        if out.status.success() {
+        let diff = differences(&have, want);
+        if diff.is_empty() {
             Ok(())
         } else {
-            Err(format!("ovn-nbctl: {}", String::from_utf8_lossy(&out.stderr).trim()).into())
+            Err(format!(
+                "peer {variant}: {} VIPs differ, first: {:?}",
+                diff.len(),
+                &diff[..diff.len().min(5)]
+            )
+            .into())
         }
-    }
-
-    /// What execve may take in arguments and environment together, less a margin.
-    fn argument_budget() -> usize {
-        // SAFETY: sysconf has no preconditions.
-        let max = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
-        let env: usize = std::env::vars_os()
-            .map(|(k, v)| k.len() + v.len() + 2 + std::mem::size_of::<usize>())
-            .sum();
-        usize::try_from(max)
-            .unwrap_or(131_072)
-            .saturating_sub(env + 65_536)
     }
 
     /// ovn-nbctl command lines writing `vips` (per load balancer, in order) with `form`:
@@ -1626,8 +1382,8 @@ mod peer {
             Form::SetKeys => "set",
             Form::AddMap => "add",
         };
-        let s = Server::start(base, tag)?;
-        s.create_lbs()?;
+        let s = NbServer::start(base, tag)?;
+        create_lbs(&s)?;
         let lines = command_lines(&s.db(), vips, form);
         let bytes: usize = lines.iter().flatten().map(|a| a.len() + 1).sum();
         let t = Instant::now();
@@ -1642,7 +1398,7 @@ mod peer {
             Form::SetKeys => "ovn-nbctl set load_balancer LB vips:\"K\"=\"V\" … -- set …",
             Form::AddMap => "ovn-nbctl add load_balancer LB vips \"K\"=\"V\" … -- add …",
         };
-        s.verify(vips, name).await?;
+        verify(&s, vips, name).await?;
         Ok(Variant {
             name: format!(
                 "{name} ({} process{}, {:.1} MB of arguments)",
@@ -1661,8 +1417,8 @@ mod peer {
         base: &Path,
         vips: &BTreeMap<&'static str, BTreeMap<String, String>>,
     ) -> Result<Variant> {
-        let s = Server::start(base, "client")?;
-        s.create_lbs()?;
+        let s = NbServer::start(base, "client")?;
+        create_lbs(&s)?;
         let c = s.client().await?;
         let t = Instant::now();
         let mut txn = Transaction::new(NB_DB);
@@ -1678,7 +1434,7 @@ mod peer {
         }
         c.transact(&txn).await?;
         let took = t.elapsed();
-        s.verify(vips, "client").await?;
+        verify(&s, vips, "client").await?;
         Ok(Variant {
             name: "our ovsdb client: 1 JSON-RPC transaction, 1 mutate per LB".into(),
             took,
