@@ -3,6 +3,7 @@
 
 #![warn(missing_docs)]
 
+pub mod anp;
 pub mod config;
 pub mod context;
 pub mod gc;

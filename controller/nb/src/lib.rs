@@ -39,4 +39,6 @@ pub const INDEXED_EXTERNAL_IDS: &[&str] = &[
     objects::key::SUBNET,
     objects::key::NODE,
     objects::key::NP,
+    objects::key::ANP,
+    objects::key::BANP,
 ];

@@ -61,7 +61,7 @@ pub fn acl_name(name: &str) -> String {
 
 /// Makes the set column `column` of the named row hold exactly `want`, by mutates of the
 /// differing members.
-fn converge_members(
+pub(super) fn converge_members(
     plan: &mut Plan<'_>,
     table: &str,
     name: &str,
