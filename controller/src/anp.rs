@@ -57,6 +57,14 @@ pub const BANP_ACL_MAX_PRIORITY: i64 = 1800;
 pub const ANP_MAX_PRIORITY: i32 = 99;
 /// The most ingress (or egress) rules a policy may have.
 pub const MAX_RULES: usize = 100;
+// The bands must stay disjoint (see the module doc): the BANP's highest priority below
+// NetworkPolicy's lowest, ANP's lowest (priority 99, last rule) above the node allows.
+const _: () = assert!(BANP_ACL_MAX_PRIORITY < crate::netpol::DEFAULT_DROP);
+const _: () = assert!(
+    crate::netpol::NODE_ALLOW
+        < ANP_ACL_MAX_PRIORITY - 100 * ANP_MAX_PRIORITY as i64 - (MAX_RULES as i64 - 1)
+);
+
 /// `ovn.kubernetes.io/log_acl_actions`: the ACL actions (`allow-related`, `drop`) to log.
 pub const LOG_ACL_ACTIONS: &str = "ovn.kubernetes.io/log_acl_actions";
 
@@ -333,13 +341,16 @@ fn subject_pods<'a>(
     }
 }
 
-/// A peer's addresses per family ([IPv4, IPv6]) and the pods it names.
+/// Addresses per family: [IPv4, IPv6].
+type Families = [BTreeSet<String>; 2];
+
+/// A peer's addresses per family and the pods it names.
 fn peer_addresses<'a>(
     peer: &Peer<'_>,
     ingress: bool,
     cx: &Cluster<'a>,
-) -> Result<([BTreeSet<String>; 2], Vec<&'a Arc<PodInfo>>), String> {
-    let mut out: [BTreeSet<String>; 2] = Default::default();
+) -> Result<(Families, Vec<&'a Arc<PodInfo>>), String> {
+    let mut out: Families = Default::default();
     let mut pods = Vec::new();
     match peer {
         Peer::Namespaces(ns) => pods = select_pods(ns, None, cx)?,
@@ -558,7 +569,7 @@ fn compile(v: View<'_>, top_priority: i64, cx: &Cluster<'_>) -> Result<Desired, 
 /// egress peers it cannot resolve).
 pub fn desired_anp(anp: &AdminNetworkPolicy, cx: &Cluster<'_>) -> Result<Desired, String> {
     let p = anp.spec.priority;
-    if p > ANP_MAX_PRIORITY || p < 0 {
+    if !(0..=ANP_MAX_PRIORITY).contains(&p) {
         return Err(format!(
             "the priority {p} is outside 0..={ANP_MAX_PRIORITY}, the range kube-ovn supports"
         ));
@@ -893,12 +904,6 @@ mod tests {
         assert_eq!((m[2].0, m[2].2), (1799, "drop"));
         // BANP has no Pass: an unknown action denies, as upstream.
         assert_eq!(acls(&d.egress_acls)[0].2, "drop");
-        // Every band is disjoint: BANP < NetworkPolicy < ANP.
-        assert!(BANP_ACL_MAX_PRIORITY < crate::netpol::DEFAULT_DROP);
-        assert!(
-            crate::netpol::NODE_ALLOW
-                < ANP_ACL_MAX_PRIORITY - 100 * i64::from(ANP_MAX_PRIORITY) - MAX_RULES as i64 + 1
-        );
     }
 
     #[test]

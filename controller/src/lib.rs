@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod anp;
+pub mod anp_ctl;
 pub mod config;
 pub mod context;
 pub mod gc;
