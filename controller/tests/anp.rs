@@ -659,3 +659,163 @@ async fn an_upstream_written_admin_policy_layout_is_adopted_without_writes() {
     assert!(pg_acls(&w, "web.guard").is_empty());
     println!("upstream layout adoption: {:?}", started.elapsed());
 }
+
+/// A pod's port, MAC and IPv4 address once it is allocated.
+async fn endpoint(w: &World, name: &str, labels: Value) -> (String, String, String) {
+    let ip = create_pod(w, "default", name, labels).await;
+    let p = Api::<Pod>::namespaced(w.client.clone(), "default")
+        .get(name)
+        .await
+        .unwrap();
+    let mac = p.metadata.annotations.unwrap()["ovn.kubernetes.io/mac_address"].clone();
+    (format!("{name}.default"), mac, ip)
+}
+
+/// Whether OVN's logical pipeline (ovn-trace on the SB northd wrote, the same expression
+/// parser ovn-controller uses) delivers a new TCP connection from `from` to `to` on `port`.
+fn delivered(
+    w: &World,
+    from: &(String, String, String),
+    to: &(String, String, String),
+    port: u16,
+) -> bool {
+    let flow = format!(
+        "inport == \"{}\" && eth.src == {} && eth.dst == {} && ip4.src == {} && ip4.dst == {} && ip.ttl == 64 && tcp.src == 40000 && tcp.dst == {port}",
+        from.0, from.1, to.1, from.2, to.2
+    );
+    let out = std::process::Command::new("ovn-trace")
+        .arg(format!("--db={}", w.sandbox.state().central.sb))
+        .args(["--ct=new", "--ct=new", "--minimal", "ovn-default", &flow])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ovn-trace: {stderr}");
+    assert!(
+        !stderr.contains("parsing expression failed"),
+        "a logical flow does not parse: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).contains(&format!("output(\"{}\")", to.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anp_then_network_policy_then_banp_in_ovns_pipeline() {
+    let started = Instant::now();
+    let mut w = World::new(1, false).await;
+    w.controller_args = vec!["--enable-anp=true".into()];
+    w.start_controller();
+    let web = endpoint(&w, "web", json!({"app": "web"})).await;
+    let cli = endpoint(&w, "cli", json!({"role": "client"})).await;
+    let other = endpoint(&w, "other", json!({})).await;
+
+    // ANP: clients are passed on, everyone else is denied.
+    Api::<AdminNetworkPolicy>::all(w.client.clone())
+        .create(
+            &PostParams::default(),
+            &anp(
+                "pass-clients",
+                1,
+                json!({
+                    "subject": {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "web"}}}},
+                    "ingress": [
+                        {"name": "clients", "action": "Pass",
+                         "from": [{"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "client"}}}}]},
+                        {"name": "rest", "action": "Deny", "from": [{"namespaces": {}}]}
+                    ]
+                }),
+            ),
+        )
+        .await
+        .unwrap();
+    // NetworkPolicy: every pod of the namespace may reach 8080 (others default-dropped).
+    let nps: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(w.client.clone(), "default");
+    nps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "web-8080", "namespace": "default"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 8080}]}]}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // BANP: allow everything.
+    let banps: Api<BaselineAdminNetworkPolicy> = Api::all(w.client.clone());
+    let baseline = |action: &str| {
+        banp(json!({"subject": {"namespaces": {}},
+                    "ingress": [{"name": "all", "action": action, "from": [{"namespaces": {}}]}]}))
+    };
+    banps
+        .create(&PostParams::default(), &baseline("Allow"))
+        .await
+        .unwrap();
+    eventually("the three layers in the NB", LONG, || async {
+        let anp_ok = pg_acls(&w, "pass.clients").len() == 1
+            && named(&w, "Address_Set", "pass.clients.ingress.0.clients.IPv4")
+                .is_some_and(|s| set_of(&s, "addresses") == [cli.2.clone()].into());
+        let np_ok = pg_acls(&w, "web.8080.default").len() == 2;
+        let banp_ok = pg_acls(&w, "default")
+            .iter()
+            .any(|a| a.3 == "allow-related");
+        (anp_ok && np_ok && banp_ok).then_some(())
+    })
+    .await;
+    w.nbctl(&["--wait=sb", "sync"]);
+    // A client is passed to the NetworkPolicy: 8080 allowed there, 9090 default-dropped there
+    // (the BANP's allow is never reached).
+    assert!(
+        delivered(&w, &cli, &web, 8080),
+        "pass → NetworkPolicy allow"
+    );
+    assert!(
+        !delivered(&w, &cli, &web, 9090),
+        "pass → NetworkPolicy drop"
+    );
+    // The ANP's Deny wins over the NetworkPolicy's allow.
+    assert!(!delivered(&w, &other, &web, 8080), "ANP deny over NP allow");
+
+    // Without the NetworkPolicy, passed traffic reaches the BANP.
+    nps.delete("web-8080", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the NetworkPolicy gone", LONG, || async {
+        named(&w, "Port_Group", "web.8080.default")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    w.nbctl(&["--wait=sb", "sync"]);
+    assert!(delivered(&w, &cli, &web, 9090), "pass → BANP allow");
+    assert!(
+        !delivered(&w, &other, &web, 8080),
+        "ANP deny over BANP allow"
+    );
+    banps
+        .replace("default", &PostParams::default(), &{
+            let mut b = baseline("Deny");
+            b.metadata.resource_version = banps
+                .get("default")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version;
+            b
+        })
+        .await
+        .unwrap();
+    eventually("the BANP denies", LONG, || async {
+        pg_acls(&w, "default")
+            .iter()
+            .any(|a| a.3 == "drop")
+            .then_some(())
+    })
+    .await;
+    w.nbctl(&["--wait=sb", "sync"]);
+    assert!(!delivered(&w, &cli, &web, 9090), "pass → BANP deny");
+    println!(
+        "three-layer precedence in OVN's pipeline: {:?}",
+        started.elapsed()
+    );
+}
