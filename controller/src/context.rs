@@ -49,6 +49,10 @@ pub struct Stores {
     pub network_policies: Store<k8s_openapi::api::networking::v1::NetworkPolicy>,
     /// SecurityGroups.
     pub security_groups: Store<kube_ovn_common::crd::SecurityGroup>,
+    /// AdminNetworkPolicies (empty unless `--enable-anp`).
+    pub admin_network_policies: Store<kube_ovn_common::crd::AdminNetworkPolicy>,
+    /// BaselineAdminNetworkPolicies (empty unless `--enable-anp`).
+    pub baseline_admin_network_policies: Store<kube_ovn_common::crd::BaselineAdminNetworkPolicy>,
 }
 
 impl Stores {
@@ -99,6 +103,8 @@ pub struct Ctx {
     pub slr_records: crate::slr_ctl::SlrRecords,
     /// Which pods each NetworkPolicy holds (see [`crate::np_ctl::Members`]).
     pub np_members: Arc<crate::np_ctl::Members>,
+    /// Which pods each admin policy holds (see [`crate::anp_ctl::AdminMembers`]).
+    pub admin_members: Arc<crate::anp_ctl::AdminMembers>,
 }
 
 /// Why a reconcile failed.

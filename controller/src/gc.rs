@@ -91,5 +91,6 @@ pub async fn run(ctx: &Ctx) -> Result<Orphans, Error> {
     crate::service_ctl::gc(ctx).await?;
     crate::np_ctl::gc(ctx).await?;
     crate::sg_ctl::gc(ctx).await?;
+    crate::anp_ctl::gc(ctx).await?;
     Ok(found)
 }

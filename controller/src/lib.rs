@@ -3,6 +3,8 @@
 
 #![warn(missing_docs)]
 
+pub mod anp;
+pub mod anp_ctl;
 pub mod config;
 pub mod context;
 pub mod gc;

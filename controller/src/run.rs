@@ -25,10 +25,13 @@ use crate::context::{Ctx, Stores, NB_DB};
 use crate::metrics::{KindLabel, Metrics};
 use crate::pod_info::PodInfo;
 use crate::{
-    gc, ippool_ctl, leader, node_ctl, np_ctl, pod_ctl, restore, service_ctl, sg_ctl, slr_ctl,
-    startup, subnet_ctl, vip_ctl,
+    anp_ctl, gc, ippool_ctl, leader, node_ctl, np_ctl, pod_ctl, restore, service_ctl, sg_ctl,
+    slr_ctl, startup, subnet_ctl, vip_ctl,
 };
-use kube_ovn_common::crd::{IpPool, SecurityGroup, Subnet, SwitchLbRule, Vip};
+use kube_ovn_common::crd::{
+    AdminNetworkPolicy, BaselineAdminNetworkPolicy, IpPool, SecurityGroup, Subnet, SwitchLbRule,
+    Vip,
+};
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
 #[derive(Debug, Clone)]
@@ -127,6 +130,18 @@ impl Trim for NetworkPolicy {
 }
 
 impl Trim for SecurityGroup {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for AdminNetworkPolicy {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for BaselineAdminNetworkPolicy {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
     }
@@ -310,6 +325,11 @@ pub async fn lead(
         store::<NetworkPolicy>(client.clone(), watcher::Config::default());
     let (security_groups, sg_events) =
         store::<SecurityGroup>(client.clone(), watcher::Config::default());
+    // Admin policies are only watched with --enable-anp (their CRDs may not be installed).
+    let (admin_network_policies, anp_events) =
+        store::<AdminNetworkPolicy>(client.clone(), watcher::Config::default());
+    let (baseline_admin_network_policies, banp_events) =
+        store::<BaselineAdminNetworkPolicy>(client.clone(), watcher::Config::default());
     let stores = Stores {
         subnets: subnets.clone(),
         nodes: nodes.clone(),
@@ -323,6 +343,8 @@ pub async fn lead(
         switch_lb_rules: switch_lb_rules.clone(),
         network_policies: network_policies.clone(),
         security_groups: security_groups.clone(),
+        admin_network_policies: admin_network_policies.clone(),
+        baseline_admin_network_policies: baseline_admin_network_policies.clone(),
     };
 
     // The reconcilers, in upstream's start order (the gates hold nodes and pods back).
@@ -364,6 +386,13 @@ pub async fn lead(
     let np_q = rt.register(Kind::new(np_ctl::KIND, workers, np_ctl::reconcile));
     let np_nodes_q = rt.register(Kind::new(np_ctl::NODES_KIND, 1, np_ctl::reconcile_nodes));
     let sg_q = rt.register(Kind::new(sg_ctl::KIND, workers, sg_ctl::reconcile));
+    let anp_q = rt.register(Kind::new(anp_ctl::KIND, workers, anp_ctl::reconcile));
+    let banp_q = rt.register(Kind::new(
+        anp_ctl::BASELINE_KIND,
+        1,
+        anp_ctl::reconcile_baseline,
+    ));
+    let admin_members = Arc::new(anp_ctl::AdminMembers::default());
 
     // What each watch queues. Nodes also queue the centralized subnets naming them as a
     // gateway (those depend on the node's join address and readiness).
@@ -389,6 +418,14 @@ pub async fn lead(
             Trigger::mapped(subnet_q, node_ctl::gateway_signature, move |n: &Node| {
                 subnet_ctl::centralized_on(&gateway_of.state(), &n.name_any())
             }),
+            Trigger::mapped(anp_q.clone(), anp_ctl::node_signature, {
+                let anps = admin_network_policies.clone();
+                move |_: &Node| anp_ctl::anps_selecting_nodes(&anps.state())
+            }),
+            Trigger::mapped(banp_q.clone(), anp_ctl::node_signature, {
+                let banps = baseline_admin_network_policies.clone();
+                move |_: &Node| anp_ctl::banps_selecting_nodes(&banps.state())
+            }),
         ],
     );
     rt.watch(
@@ -401,18 +438,34 @@ pub async fn lead(
                 let members = np_members.clone();
                 move |p: &PodInfo| np_ctl::policies_of_pod(&nps.state(), &nss, &members, p)
             }),
+            Trigger::mapped(anp_q.clone(), np_ctl::pod_signature, {
+                let (anps, nss) = (admin_network_policies.clone(), namespaces.clone());
+                let members = admin_members.clone();
+                move |p: &PodInfo| anp_ctl::anps_of_pod(&anps.state(), &nss, &members.anp, p)
+            }),
+            Trigger::mapped(banp_q.clone(), np_ctl::pod_signature, {
+                let (banps, nss) = (baseline_admin_network_policies.clone(), namespaces.clone());
+                let members = admin_members.clone();
+                move |p: &PodInfo| anp_ctl::banps_of_pod(&banps.state(), &nss, &members.banp, p)
+            }),
         ],
     );
     rt.watch(
         ns_events,
-        vec![Trigger::mapped(
-            np_q.clone(),
-            np_ctl::namespace_signature,
-            {
+        vec![
+            Trigger::mapped(np_q.clone(), np_ctl::namespace_signature, {
                 let nps = network_policies.clone();
                 move |_: &Namespace| np_ctl::policies_selecting_namespaces(&nps.state())
-            },
-        )],
+            }),
+            Trigger::mapped(anp_q.clone(), np_ctl::namespace_signature, {
+                let anps = admin_network_policies.clone();
+                move |_: &Namespace| anp_ctl::all_keys(&anps.state())
+            }),
+            Trigger::mapped(banp_q.clone(), np_ctl::namespace_signature, {
+                let banps = baseline_admin_network_policies.clone();
+                move |_: &Namespace| anp_ctl::all_keys(&banps.state())
+            }),
+        ],
     );
     rt.watch(
         np_events,
@@ -430,6 +483,33 @@ pub async fn lead(
             }),
         ],
     );
+    if config.enable_anp {
+        let others = admin_network_policies.clone();
+        rt.watch(
+            anp_events,
+            vec![
+                Trigger::own(anp_q.clone(), anp_ctl::signature, Seen::default()),
+                // A priority freed or taken decides which of its contenders holds it.
+                Trigger::mapped(
+                    anp_q.clone(),
+                    anp_ctl::priority_signature,
+                    move |a: &AdminNetworkPolicy| {
+                        let mut keys = anp_ctl::all_keys(&others.state());
+                        keys.retain(|k| *k != a.name_any());
+                        keys
+                    },
+                ),
+            ],
+        );
+        rt.watch(
+            banp_events,
+            vec![Trigger::own(
+                banp_q.clone(),
+                anp_ctl::baseline_signature,
+                Seen::default(),
+            )],
+        );
+    }
     rt.watch(
         service_events,
         vec![
@@ -533,6 +613,25 @@ pub async fn lead(
             return Err(format!("{what} never synced"));
         }
     }
+    if config.enable_anp {
+        for (what, ready) in [
+            (
+                "adminnetworkpolicies",
+                admin_network_policies.wait_until_ready().await.is_ok(),
+            ),
+            (
+                "baselineadminnetworkpolicies",
+                baseline_admin_network_policies
+                    .wait_until_ready()
+                    .await
+                    .is_ok(),
+            ),
+        ] {
+            if !ready {
+                return Err(format!("{what} never synced"));
+            }
+        }
+    }
     milestone("kubernetes caches synced");
 
     let ctx = Arc::new(Ctx {
@@ -550,6 +649,7 @@ pub async fn lead(
         lb_claims: Default::default(),
         slr_records: Default::default(),
         np_members: np_members.clone(),
+        admin_members,
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {

@@ -17,6 +17,7 @@ mod omit;
 pub mod schema;
 pub mod structural;
 
+pub mod admin_network_policy;
 pub mod bgp_evpn;
 pub mod dns_name_resolver;
 pub mod ip;
@@ -44,6 +45,7 @@ use schemars::generate::SchemaSettings;
 use schemars::transform::AddNullable;
 use schemars::JsonSchema;
 
+pub use admin_network_policy::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 pub use bgp_evpn::{BgpConf, EvpnConf};
 pub use big_int::BigInt;
 pub use condition::Condition;

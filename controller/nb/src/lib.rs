@@ -40,4 +40,6 @@ pub const INDEXED_EXTERNAL_IDS: &[&str] = &[
     objects::key::NODE,
     objects::key::NP,
     objects::SG_KEY,
+    objects::key::ANP,
+    objects::key::BANP,
 ];

@@ -20,6 +20,8 @@ pub struct World {
     pub nb: Replica,
     pub controller: Option<Child>,
     pub metrics_port: u16,
+    /// Flags every controller started by this world gets in addition to the defaults.
+    pub controller_args: Vec<String>,
 }
 
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
@@ -86,6 +88,7 @@ impl World {
             nb,
             controller: None,
             metrics_port: free_port(),
+            controller_args: Vec::new(),
         }
     }
 
@@ -113,6 +116,7 @@ impl World {
             ))
             .arg("--leader-elect-renew-deadline=2s")
             .arg("--leader-elect-retry-period=200ms")
+            .args(&self.controller_args)
             .env("POD_NAME", identity)
             .env("KUBE_NAMESPACE", "kube-system")
             .env("RUST_LOG", "info,kube_ovn_controller::context=debug")

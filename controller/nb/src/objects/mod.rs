@@ -16,6 +16,7 @@
 //!   re-created; ACLs are converged instead of deleted and re-created on every reconcile.
 
 mod acl;
+mod anp;
 mod gateway;
 mod global;
 mod lb;
@@ -30,6 +31,10 @@ mod vip;
 mod vpc;
 
 pub use acl::{subnet_acls, switch_acls, SwitchAcl};
+pub use anp::{
+    admin_address_set, admin_policies, admin_port_group, delete_admin_policy, delete_marked,
+    prune_admin_address_sets, AdminAddressSet, AdminKind,
+};
 pub use gateway::{
     centralized_gateway, distributed_gateway, node_gateways, DistributedSubnet, NodeJoin,
     GATEWAY_POLICY_PRIORITY,

@@ -25,6 +25,12 @@ pub mod key {
     pub const NODE: &str = "node";
     /// A routing port group's `<subnet or "node">/<node>`.
     pub const NP: &str = "np";
+    /// An AdminNetworkPolicy's port group (`<name>`) and address sets (`<name>/<direction>`).
+    pub const ANP: &str = "anp";
+    /// A BaselineAdminNetworkPolicy's port group and address sets, as [`ANP`].
+    pub const BANP: &str = "banp";
+    /// A ClusterNetworkPolicy's rows (only ever removed here, with `--enable-anp` off).
+    pub const CNP: &str = "cnp";
     /// The logical switch an ACL hangs from.
     pub const PARENT: &str = "parent";
     /// The VPC of an address set.
