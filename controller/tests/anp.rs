@@ -13,90 +13,42 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube_ovn_common::crd::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use kube_ovn_nb::objects::string_map;
-use ovsdb::{Atom, Datum, Row};
+use ovsdb::{Atom, Datum};
 use serde_json::{json, Value};
+use support::nb::{named, pg_acl_rows, port_uuid, priority, rows, set_of, text};
 use support::{eventually, World};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn rows(w: &World, table: &str) -> Vec<Row> {
-    let c = w.nb.cache();
-    c.table(table)
-        .map(|t| t.iter().map(|(_, r)| (**r).clone()).collect())
-        .unwrap_or_default()
-}
-
-fn text(r: &Row, c: &str) -> String {
-    r.get(c)
-        .and_then(Datum::as_atom)
-        .and_then(Atom::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn named(w: &World, table: &str, name: &str) -> Option<Row> {
-    rows(w, table).into_iter().find(|r| text(r, "name") == name)
-}
-
-fn set_of(r: &Row, c: &str) -> BTreeSet<String> {
-    r.get(c)
-        .and_then(Datum::as_set)
-        .map(|s| {
-            s.iter()
-                .filter_map(Atom::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// An ACL as compared here: direction, priority, match, action, name, log, apply-after-lb.
 type AclView = (String, i64, String, String, String, bool, bool);
 
 /// The ACLs hanging from port group `pg`.
 fn pg_acls(w: &World, pg: &str) -> BTreeSet<AclView> {
-    let Some(p) = named(w, "Port_Group", pg) else {
-        return BTreeSet::new();
-    };
-    let ids: BTreeSet<Atom> = p
-        .get("acls")
-        .and_then(Datum::as_set)
-        .map(|s| s.iter().cloned().collect())
-        .unwrap_or_default();
-    let c = w.nb.cache();
-    c.table("ACL")
-        .map(|t| {
-            t.iter()
-                .filter(|(u, _)| ids.contains(&Atom::Uuid(**u)))
-                .map(|(_, r)| {
-                    let prio = r
-                        .get("priority")
-                        .and_then(Datum::as_atom)
-                        .and_then(Atom::as_i64)
-                        .unwrap_or_default();
-                    let log = r
-                        .get("log")
-                        .and_then(Datum::as_atom)
-                        .and_then(Atom::as_bool)
-                        .unwrap_or_default();
-                    let ids = string_map(r, "external_ids");
-                    assert_eq!(ids.get("parent").map(String::as_str), Some(pg));
-                    assert_eq!(ids.get("vendor").map(String::as_str), Some("kube-ovn"));
-                    let after_lb =
-                        string_map(r, "options").get("apply-after-lb") == Some(&"true".to_string());
-                    (
-                        text(r, "direction"),
-                        prio,
-                        text(r, "match"),
-                        text(r, "action"),
-                        text(r, "name"),
-                        log,
-                        after_lb,
-                    )
-                })
-                .collect()
+    pg_acl_rows(w, pg)
+        .iter()
+        .map(|r| {
+            let log = r
+                .get("log")
+                .and_then(Datum::as_atom)
+                .and_then(Atom::as_bool)
+                .unwrap_or_default();
+            let ids = string_map(r, "external_ids");
+            assert_eq!(ids.get("parent").map(String::as_str), Some(pg));
+            assert_eq!(ids.get("vendor").map(String::as_str), Some("kube-ovn"));
+            let after_lb =
+                string_map(r, "options").get("apply-after-lb") == Some(&"true".to_string());
+            (
+                text(r, "direction"),
+                priority(r),
+                text(r, "match"),
+                text(r, "action"),
+                text(r, "name"),
+                log,
+                after_lb,
+            )
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 fn acl(dir: &str, prio: i64, m: &str, action: &str, name: &str) -> AclView {
@@ -109,16 +61,6 @@ fn acl(dir: &str, prio: i64, m: &str, action: &str, name: &str) -> AclView {
         false,
         true,
     )
-}
-
-fn port_uuid(w: &World, name: &str) -> Option<Atom> {
-    let c = w.nb.cache();
-    let found = c
-        .table("Logical_Switch_Port")?
-        .by_name(name)
-        .next()
-        .map(|(u, _)| Atom::Uuid(*u));
-    found
 }
 
 fn pg_ports(w: &World, pg: &str) -> Option<BTreeSet<Atom>> {

@@ -13,38 +13,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube_ovn_common::crd::SecurityGroup;
 use kube_ovn_nb::objects::string_map;
-use ovsdb::{Atom, Datum, Row};
+use ovsdb::{Atom, Datum};
 use serde_json::{json, Value};
+use support::nb::{named, pg_acl_rows, priority, set_of, text};
 use support::{eventually, World};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn text(r: &Row, c: &str) -> String {
-    r.get(c)
-        .and_then(Datum::as_atom)
-        .and_then(Atom::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn named(w: &World, table: &str, name: &str) -> Option<Row> {
-    let c = w.nb.cache();
-    let t = c.table(table)?;
-    let found = t.by_name(name).next().map(|(_, r)| (**r).clone());
-    found
-}
-
-fn set_of(r: &Row, c: &str) -> BTreeSet<String> {
-    r.get(c)
-        .and_then(Datum::as_set)
-        .map(|s| {
-            s.iter()
-                .filter_map(Atom::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// The names of the ports in port group `pg`.
 fn pg_ports(w: &World, pg: &str) -> Option<BTreeSet<String>> {
@@ -66,35 +40,13 @@ fn pg_ports(w: &World, pg: &str) -> Option<BTreeSet<String>> {
 
 /// The ACLs hanging from port group `pg`: (direction, priority, match, action).
 fn pg_acls(w: &World, pg: &str) -> BTreeSet<(String, i64, String, String)> {
-    let Some(p) = named(w, "Port_Group", pg) else {
-        return BTreeSet::new();
-    };
-    let ids: BTreeSet<Atom> = p
-        .get("acls")
-        .and_then(Datum::as_set)
-        .map(|s| s.iter().cloned().collect())
-        .unwrap_or_default();
-    let c = w.nb.cache();
-    c.table("ACL")
-        .map(|t| {
-            t.iter()
-                .filter(|(u, _)| ids.contains(&Atom::Uuid(**u)))
-                .map(|(_, r)| {
-                    let prio = r
-                        .get("priority")
-                        .and_then(Datum::as_atom)
-                        .and_then(Atom::as_i64)
-                        .unwrap_or_default();
-                    (
-                        text(r, "direction"),
-                        prio,
-                        text(r, "match"),
-                        text(r, "action"),
-                    )
-                })
-                .collect()
+    pg_acl_rows(w, pg)
+        .iter()
+        .map(|r| {
+            let d = text(r, "direction");
+            (d, priority(r), text(r, "match"), text(r, "action"))
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 fn port_ext(w: &World, port: &str) -> BTreeMap<String, String> {

@@ -2,6 +2,8 @@
 //! `kube-ovn-controller` binary run as a process that can be killed -9 and restarted.
 #![allow(dead_code)]
 
+pub mod nb;
+
 use std::future::Future;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
