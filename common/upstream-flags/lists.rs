@@ -181,3 +181,37 @@ pub fn assert_readme_has(block: &str) {
         "README.md's list of accepted-but-not-implemented flags is out of date; it should read:\n{block}"
     );
 }
+
+/// Asserts that `cmd` (a binary's go-style command) accepts every flag of `upstream` with
+/// upstream's default, and that `table` (its not-implemented flags) carries upstream's defaults.
+pub fn assert_defaults_equal(
+    cmd: &clap::Command,
+    upstream: &[UpstreamFlag],
+    table: &[kube_ovn_common::goflags::GoFlag],
+) {
+    for f in upstream {
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(f.name.as_str()))
+            .unwrap_or_else(|| panic!("--{} is not accepted", f.name));
+        let default: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = default.join(",");
+        assert!(
+            same_default(&f.kind, &default, &f.default),
+            "--{}: our default {default:?}, upstream's {:?}",
+            f.name,
+            f.default
+        );
+    }
+    for f in table {
+        let u = upstream
+            .iter()
+            .find(|u| u.name == f.name)
+            .unwrap_or_else(|| panic!("--{} is not upstream's", f.name));
+        assert!(same_default(&u.kind, f.default, &u.default), "--{}", f.name);
+    }
+}

@@ -80,41 +80,11 @@ fn every_upstream_flag_parses() {
 
 #[test]
 fn defaults_equal_upstream() {
-    let cmd = go_style(Config::command());
-    let upstream = upstream();
-    let mut ours = 0;
-    for f in &upstream {
-        let arg = cmd
-            .get_arguments()
-            .find(|a| a.get_long() == Some(f.name.as_str()))
-            .unwrap_or_else(|| panic!("--{} is not accepted", f.name));
-        let default: Vec<String> = arg
-            .get_default_values()
-            .iter()
-            .map(|v| v.to_string_lossy().into_owned())
-            .collect();
-        let default = default.join(",");
-        assert!(
-            lists::same_default(&f.kind, &default, &f.default),
-            "--{}: our default {default:?}, upstream's {:?}",
-            f.name,
-            f.default
-        );
-        ours += 1;
-    }
-    assert_eq!(ours, upstream.len());
-    // The table's own defaults (what warnings compare against) are upstream's too.
-    for f in NotImplemented::FLAGS {
-        let u = upstream
-            .iter()
-            .find(|u| u.name == f.name)
-            .unwrap_or_else(|| panic!("--{} is not upstream's", f.name));
-        assert!(
-            lists::same_default(&u.kind, f.default, &u.default),
-            "--{}",
-            f.name
-        );
-    }
+    lists::assert_defaults_equal(
+        &go_style(Config::command()),
+        &upstream(),
+        NotImplemented::FLAGS,
+    );
 }
 
 #[test]
