@@ -91,6 +91,38 @@ pub fn connect(
     .unwrap_or_else(|_| Err(ConnectError::Other("probe thread panicked".into())))
 }
 
+/// How long one [`ask_tcp`] waits for an answer.
+pub const ASK_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// From `netns`, connects to `to` over TCP and reads the server's answer (see [`connect`]),
+/// on a blocking thread so an async test keeps its runtime free.
+pub async fn ask_tcp(netns: &str, to: SocketAddr) -> std::result::Result<String, ConnectError> {
+    let ns = netns.to_string();
+    tokio::task::spawn_blocking(move || connect(&ns, Proto::Tcp, to, b"", ASK_TIMEOUT))
+        .await
+        .unwrap_or_else(|e| Err(ConnectError::Other(format!("probe task: {e}"))))
+}
+
+/// Asks `to` from `netns` until getting an answer is what `reach` says, or `limit` passes;
+/// returns whether it got there and how long it took (policy convergence in tests).
+pub async fn until_reach(
+    netns: &str,
+    to: SocketAddr,
+    reach: bool,
+    limit: Duration,
+) -> (bool, Duration) {
+    let start = Instant::now();
+    loop {
+        if ask_tcp(netns, to).await.is_ok() == reach {
+            return (true, start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return (false, start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// From the network namespace `netns`, opens a TCP connection to `to` within `timeout` and closes
 /// it again (what kubelet's tcpSocket probe does): nothing is sent or awaited.
 pub fn tcp_open(netns: &str, to: SocketAddr, timeout: Duration) -> Result<(), ConnectError> {

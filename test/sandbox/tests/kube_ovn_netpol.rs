@@ -10,36 +10,15 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
-use kube_ovn_sandbox::workload::{connect, ConnectError, Proto};
+use kube_ovn_sandbox::workload::{ask_tcp, until_reach};
 use kube_ovn_sandbox::{leftovers, probe, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 const POD_READY: Duration = Duration::from_secs(90);
 const CONVERGE: Duration = Duration::from_secs(30);
 
-async fn ask(netns: &str, to: SocketAddr) -> Result<String, ConnectError> {
-    let ns = netns.to_string();
-    tokio::task::spawn_blocking(move || {
-        connect(&ns, Proto::Tcp, to, b"", Duration::from_millis(1500))
-    })
-    .await
-    .unwrap()
-}
-
-/// Asks until the answer is what `reach` says (a reply or not), or `CONVERGE` passes; returns
-/// whether it got there and how long it took.
 async fn until(netns: &str, to: SocketAddr, reach: bool) -> (bool, Duration) {
-    let start = Instant::now();
-    loop {
-        let got = ask(netns, to).await;
-        if got.is_ok() == reach {
-            return (true, start.elapsed());
-        }
-        if start.elapsed() > CONVERGE {
-            return (false, start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_reach(netns, to, reach, CONVERGE).await
 }
 
 async fn pod(api: &Api<Pod>, name: &str, node: &str, labels: Value) {
@@ -116,7 +95,7 @@ async fn policies_cut_and_allow_real_traffic() {
     .await;
     let (ok, deny_in) = until(&friend, http, false).await;
     assert!(ok, "the default deny did not cut {http} off");
-    assert!(ask(&stranger, http).await.is_err());
+    assert!(ask_tcp(&stranger, http).await.is_err());
     // The node's own traffic (the readiness probe) still reaches it.
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
@@ -138,9 +117,9 @@ async fn policies_cut_and_allow_real_traffic() {
     .await;
     let (ok, allow_in) = until(&friend, http, true).await;
     assert!(ok, "the allow rule did not open {http} to friend");
-    assert!(ask(&stranger, http).await.is_err(), "a stranger got in");
+    assert!(ask_tcp(&stranger, http).await.is_err(), "a stranger got in");
     assert!(
-        ask(&friend, other).await.is_err(),
+        ask_tcp(&friend, other).await.is_err(),
         "friend got in on another port"
     );
 

@@ -4,41 +4,21 @@
 //! the server out of its group opens it again.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube_ovn_common::crd::SecurityGroup;
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
-use kube_ovn_sandbox::workload::{connect, ConnectError, Proto};
+use kube_ovn_sandbox::workload::{ask_tcp, until_reach};
 use kube_ovn_sandbox::{leftovers, probe, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 const POD_READY: Duration = Duration::from_secs(90);
 const CONVERGE: Duration = Duration::from_secs(30);
 
-async fn ask(netns: &str, to: SocketAddr) -> Result<String, ConnectError> {
-    let ns = netns.to_string();
-    tokio::task::spawn_blocking(move || {
-        connect(&ns, Proto::Tcp, to, b"", Duration::from_millis(1500))
-    })
-    .await
-    .unwrap()
-}
-
-/// Asks until the answer is what `reach` says, or `CONVERGE` passes; returns whether it got
-/// there and how long it took.
 async fn until(netns: &str, to: SocketAddr, reach: bool) -> (bool, Duration) {
-    let start = Instant::now();
-    loop {
-        if ask(netns, to).await.is_ok() == reach {
-            return (true, start.elapsed());
-        }
-        if start.elapsed() > CONVERGE {
-            return (false, start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_reach(netns, to, reach, CONVERGE).await
 }
 
 async fn pod(api: &Api<Pod>, name: &str, node: &str, groups: Option<&str>) {
@@ -121,7 +101,7 @@ async fn security_groups_admit_and_drop_real_traffic() {
     let (ok, dropped) = until(&stranger, http, false).await;
     assert!(ok, "a pod in no group still reaches {http}");
     assert!(
-        ask(&friend, other).await.is_err(),
+        ask_tcp(&friend, other).await.is_err(),
         "a member of clients got in on a port no rule admits"
     );
 
