@@ -215,3 +215,67 @@ pub fn assert_defaults_equal(
         assert!(same_default(&u.kind, f.default, &u.default), "--{}", f.name);
     }
 }
+
+/// What one parse of a binary's command line gave, as the parity checks read it.
+pub struct Parsed {
+    /// Stray positional arguments left over.
+    pub positional: Vec<String>,
+    /// The start-up warnings of not-implemented flags.
+    pub warnings: Vec<String>,
+    /// klog's `-v`.
+    pub v: u8,
+}
+
+/// Asserts that every flag of `upstream` parses with a value of its type (`--f=v`, and `--f v`
+/// or a bare boolean) without leftovers, that all of them parse at once, that each flag of
+/// `table` set off its default warns exactly once by name, and that `-v` takes pflag's three
+/// one-dash forms.
+pub fn assert_every_flag_parses(
+    upstream: &[UpstreamFlag],
+    table: &[kube_ovn_common::goflags::GoFlag],
+    parse: impl Fn(&[String]) -> Result<Parsed, String>,
+) {
+    let mut all = Vec::new();
+    for f in upstream {
+        let v = sample(f);
+        let joined = format!("--{}={v}", f.name);
+        parse(std::slice::from_ref(&joined)).unwrap_or_else(|e| panic!("{joined}: {e}"));
+        if f.kind == "bool" {
+            parse(&[format!("--{}", f.name)]).unwrap_or_else(|e| panic!("--{}: {e}", f.name));
+        } else {
+            let split = [format!("--{}", f.name), v.clone()];
+            let c = parse(&split).unwrap_or_else(|e| panic!("{split:?}: {e}"));
+            assert!(c.positional.is_empty(), "{split:?} left {:?}", c.positional);
+        }
+        all.push(joined);
+    }
+    let c = parse(&all).expect("all upstream flags at once");
+    assert!(c.positional.is_empty());
+    for f in table {
+        let n = c
+            .warnings
+            .iter()
+            .filter(|w| w.starts_with(&format!("--{}=", f.name)))
+            .count();
+        let u = upstream
+            .iter()
+            .find(|u| u.name == f.name)
+            .unwrap_or_else(|| panic!("--{} is not upstream's", f.name));
+        let sample_is_default = same_default(&u.kind, &sample(u), f.default);
+        assert_eq!(
+            n,
+            usize::from(!sample_is_default),
+            "--{}: {:?}",
+            f.name,
+            c.warnings
+        );
+    }
+    for v in [["-v=4"].as_slice(), &["-v", "4"], &["-v4"]] {
+        let args: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            parse(&args).unwrap_or_else(|e| panic!("{v:?}: {e}")).v,
+            4,
+            "{v:?}"
+        );
+    }
+}

@@ -27,57 +27,20 @@ fn parse(args: &[String]) -> Result<Config, clap::Error> {
 fn every_upstream_flag_parses() {
     let flags = upstream();
     assert!(flags.len() >= 77 + 15, "lists shrank: {}", flags.len());
-    let mut all = Vec::new();
-    for f in &flags {
-        let v = lists::sample(f);
-        let joined = format!("--{}={v}", f.name);
-        parse(std::slice::from_ref(&joined)).unwrap_or_else(|e| panic!("{joined}: {e}"));
-        if f.kind == "bool" {
-            parse(&[format!("--{}", f.name)]).unwrap_or_else(|e| panic!("--{}: {e}", f.name));
-        } else {
-            let split = [format!("--{}", f.name), v.clone()];
-            let c = parse(&split).unwrap_or_else(|e| panic!("{split:?}: {e}"));
-            assert!(
-                c.upstream.positional.is_empty(),
-                "{split:?} left {:?}",
-                c.upstream.positional
-            );
-        }
-        all.push(joined);
-    }
-    let c = parse(&all).expect("all upstream flags at once");
-    assert!(c.upstream.positional.is_empty());
-    // Each not-implemented flag set off its default is reported once, by name.
-    let w = c.upstream.warnings();
-    for f in NotImplemented::FLAGS {
-        let n = w
-            .iter()
-            .filter(|w| w.starts_with(&format!("--{}=", f.name)))
-            .count();
-        let sample_is_default = lists::same_default(
-            flags
-                .iter()
-                .find(|u| u.name == f.name)
-                .map_or("", |u| u.kind.as_str()),
-            &lists::sample(flags.iter().find(|u| u.name == f.name).unwrap()),
-            f.default,
-        );
-        assert_eq!(n, usize::from(!sample_is_default), "--{}: {w:?}", f.name);
-    }
+    lists::assert_every_flag_parses(&flags, NotImplemented::FLAGS, |args| {
+        parse(args)
+            .map(|c| lists::Parsed {
+                positional: c.upstream.positional.clone(),
+                warnings: c.upstream.warnings(),
+                v: c.log.v,
+            })
+            .map_err(|e| e.to_string())
+    });
     // A value of the wrong type is refused, as pflag refuses it.
     assert!(parse(&["--enable-lb=maybe".to_string()]).is_err());
     assert!(parse(&["--gc-interval=soon".to_string()]).is_err());
     assert!(parse(&["--keep-vm-ip=2".to_string()]).is_err());
     assert!(parse(&["--no-such-flag".to_string()]).is_err());
-    // One-letter klog flag with one dash, as pflag allows.
-    for v in [["-v=4"].as_slice(), &["-v", "4"], &["-v4"]] {
-        let args: Vec<String> = v.iter().map(|s| s.to_string()).collect();
-        assert_eq!(
-            parse(&args).unwrap_or_else(|e| panic!("{v:?}: {e}")).log.v,
-            4,
-            "{v:?}"
-        );
-    }
 }
 
 #[test]
