@@ -749,3 +749,28 @@ pub fn argument_budget() -> usize {
         .unwrap_or(131_072)
         .saturating_sub(env + 65_536)
 }
+
+/// A benchmark binary's `main`: runs `body` on a multi-threaded runtime and turns its outcome
+/// into the exit code, printing a failure with the binary's `name`.
+pub fn run_main<F>(name: &str, body: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<()>>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(body) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

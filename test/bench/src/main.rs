@@ -88,24 +88,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kube-ovn-controller-bench: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(bench(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kube-ovn-controller-bench: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    kube_ovn_bench::run_main("kube-ovn-controller-bench", bench(Args::parse()))
 }
 
 async fn bench(args: Args) -> Result<()> {

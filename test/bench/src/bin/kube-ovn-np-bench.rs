@@ -125,24 +125,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kube-ovn-np-bench: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(bench(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kube-ovn-np-bench: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    kube_ovn_bench::run_main("kube-ovn-np-bench", bench(Args::parse()))
 }
 
 fn validate(args: &Args) -> Result<()> {
