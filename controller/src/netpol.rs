@@ -25,6 +25,7 @@ use kube::core::{Selector, SelectorExt};
 use kube::ResourceExt;
 use kube_ovn_nb::objects::{acl_name, NpAddressSet, PgAcl};
 
+use crate::pod_index::{pod_key, PodIndex};
 use crate::pod_info::PodInfo;
 use kube_ovn_common::annotations as ann;
 
@@ -46,8 +47,8 @@ pub const ENFORCEMENT: &str = "ovn.kubernetes.io/network_policy_enforcement";
 
 /// What the policy reads of the rest of the cluster.
 pub struct Cluster<'a> {
-    /// Every pod.
-    pub pods: &'a [Arc<PodInfo>],
+    /// Every pod, by namespace.
+    pub pods: &'a PodIndex,
     /// Every namespace.
     pub namespaces: &'a [Arc<Namespace>],
     /// `spec.protocol` of a subnet (`IPv4`, `IPv6`, `Dual`).
@@ -79,6 +80,8 @@ pub struct Desired {
     pub meters: Vec<(String, Option<i64>)>,
     /// The pods (`namespace/name`) selected or named as peers: their changes concern it.
     pub concerned: BTreeSet<String>,
+    /// The address families of the selected pods' subnets: which address sets and ACLs exist.
+    pub families: BTreeSet<&'static str>,
 }
 
 /// Upstream's policy name in NB names: prefixed with `np` unless it starts with a letter.
@@ -159,14 +162,9 @@ fn peer_pods<'a>(np_ns: &str, peer: &NetworkPolicyPeer, cx: &Cluster<'a>) -> Vec
             None => return Vec::new(),
         },
     };
-    cx.pods
+    namespaces
         .iter()
-        .filter(|p| {
-            p.metadata
-                .namespace
-                .as_deref()
-                .is_some_and(|ns| namespaces.contains(ns))
-        })
+        .flat_map(|ns| cx.pods.in_namespace(ns))
         .filter(|p| {
             pod_sel
                 .as_ref()
@@ -342,8 +340,8 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
         None => Vec::new(),
         Some(m) => cx
             .pods
+            .in_namespace(&ns)
             .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
             .filter(|p| !p.host_network())
             .filter(|p| m.matches(labels_of(&p.metadata)))
             .collect(),
@@ -369,13 +367,6 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
     }
     ports.sort();
 
-    let pod_key = |p: &PodInfo| {
-        format!(
-            "{}/{}",
-            p.metadata.namespace.as_deref().unwrap_or(""),
-            p.name_any()
-        )
-    };
     let mut concerned: BTreeSet<String> = selected.iter().map(|p| pod_key(p)).collect();
     let peers = all_peers(&spec);
     for peer in peers.filter(|p| p.pod_selector.is_some() || p.namespace_selector.is_some()) {
@@ -388,6 +379,7 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
         ports,
         ingress,
         egress,
+        families: families.clone(),
         ..Desired::default()
     };
     for (dir, isolated, rules) in [
@@ -467,7 +459,7 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
             meter: meter_of(allow_log),
             apply_after_lb: egress_side,
         };
-        let prefix = |kind: &str| format!("{name}.{ns}.{}.{kind}", dir.word).replace('-', ".");
+        let prefix = |kind: &str| set_prefix(&name, &ns, dir.word, kind);
         let set = |n: String, addresses: Vec<String>| NpAddressSet {
             name: n,
             np: format!("{ns}/{name}/{}", dir.word),
@@ -507,9 +499,7 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
                                     .to_string(),
                                 );
                                 if egress_side {
-                                    targets.extend(cx.pods.iter().filter(|p| {
-                                        p.metadata.namespace.as_deref() == Some(ns.as_str())
-                                    }));
+                                    targets.extend(cx.pods.in_namespace(&ns));
                                 }
                             }
                             Some(peers) => {
@@ -597,6 +587,227 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
     out
 }
 
+/// The start of a policy's address set names: `<np>.<ns>.<direction>.<allow|except>`, dots
+/// for dashes (upstream).
+fn set_prefix(np: &str, ns: &str, dir: &str, kind: &str) -> String {
+    format!("{np}.{ns}.{dir}.{kind}").replace('-', ".")
+}
+
+/// Which namespaces a peer takes its pods from.
+#[derive(Debug, Clone)]
+enum PeerNamespaces {
+    /// The policy's own (no namespace selector).
+    Own,
+    /// Those whose labels match (an invalid selector: none).
+    Matching(Option<Selector>),
+}
+
+/// A selector peer of a rule, compiled.
+#[derive(Debug, Clone)]
+struct PeerSelector {
+    namespaces: PeerNamespaces,
+    /// `None`: any pod; `Some(None)`: an invalid selector (no pod).
+    pods: Option<Option<Selector>>,
+}
+
+/// The selector peers of one rule, and (in an isolated direction) its allow sets' stem.
+#[derive(Debug, Clone)]
+struct RulePeers {
+    /// `<np>.<ns>.<direction>.allow`; `None` in a direction the policy does not isolate
+    /// (its peers still concern the policy, as upstream watches them).
+    allow: Option<String>,
+    idx: usize,
+    peers: Vec<PeerSelector>,
+}
+
+impl PeerSelector {
+    fn names(
+        &self,
+        in_own: bool,
+        pod_labels: &BTreeMap<String, String>,
+        ns: Option<&Namespace>,
+    ) -> bool {
+        let ns_ok = match &self.namespaces {
+            PeerNamespaces::Own => in_own,
+            PeerNamespaces::Matching(m) => ns.is_some_and(|n| {
+                m.as_ref()
+                    .is_some_and(|m| m.matches(labels_of(&n.metadata)))
+            }),
+        };
+        ns_ok
+            && match &self.pods {
+                None => true,
+                Some(m) => m.as_ref().is_some_and(|m| m.matches(pod_labels)),
+            }
+    }
+}
+
+/// What decides which of a policy's rows a pod belongs in, compiled once per policy: its pod
+/// selector (the port group) and its rules' selector peers (the allow address sets, per
+/// family). A pod's change then costs a look at that pod, not a recompute over every pod.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    ns: String,
+    select: Option<Selector>,
+    rules: Vec<RulePeers>,
+    families: BTreeSet<&'static str>,
+    named_ports: bool,
+}
+
+/// What one pod contributes to a policy's rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contribution {
+    /// Selected (in the policy's namespace, not host-network, labels match).
+    pub selected: bool,
+    /// Named by a selector peer.
+    pub peer: bool,
+    /// Its port in the port group (selected and allocated).
+    pub port: Option<String>,
+    /// The families its subnet gives the policy (selected and allocated).
+    pub families: Vec<&'static str>,
+    /// `(address set, address)` entries it puts in the allow sets.
+    pub entries: Vec<(String, String)>,
+}
+
+impl Contribution {
+    /// Whether the pod's changes concern the policy.
+    pub fn concerned(&self) -> bool {
+        self.selected || self.peer
+    }
+}
+
+impl Membership {
+    /// Compiles `np`'s selectors for the address families `families` (those of its last full
+    /// computation: a pod changing them makes [`Membership::families`] differ).
+    pub fn new(np: &NetworkPolicy, families: &BTreeSet<&'static str>) -> Membership {
+        let ns = np.namespace().unwrap_or_default();
+        let name = np_name(&np.name_any());
+        let default = NetworkPolicySpec::default();
+        let spec = np.spec.as_ref().unwrap_or(&default);
+        let (ingress, egress) = directions(np);
+        let compile_peers = |peers: &Option<Vec<NetworkPolicyPeer>>| -> Vec<PeerSelector> {
+            peers
+                .iter()
+                .flatten()
+                .filter(|p| p.pod_selector.is_some() || p.namespace_selector.is_some())
+                .map(|p| PeerSelector {
+                    namespaces: match &p.namespace_selector {
+                        None => PeerNamespaces::Own,
+                        Some(sel) => PeerNamespaces::Matching(matcher(sel)),
+                    },
+                    pods: p.pod_selector.as_ref().map(matcher),
+                })
+                .collect()
+        };
+        let mut rules = Vec::new();
+        for (idx, r) in spec.ingress.iter().flatten().enumerate() {
+            rules.push(RulePeers {
+                allow: ingress.then(|| set_prefix(&name, &ns, INGRESS.word, "allow")),
+                idx,
+                peers: compile_peers(&r.from),
+            });
+        }
+        for (idx, r) in spec.egress.iter().flatten().enumerate() {
+            rules.push(RulePeers {
+                allow: egress.then(|| set_prefix(&name, &ns, EGRESS.word, "allow")),
+                idx,
+                peers: compile_peers(&r.to),
+            });
+        }
+        let named = |ports: &Option<Vec<NetworkPolicyPort>>| {
+            ports
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.port, Some(IntOrString::String(_))))
+        };
+        let named_ports = spec.ingress.iter().flatten().any(|r| named(&r.ports))
+            || spec.egress.iter().flatten().any(|r| named(&r.ports));
+        Membership {
+            select: matcher(&spec.pod_selector.clone().unwrap_or_default()),
+            ns,
+            rules,
+            families: families.clone(),
+            named_ports,
+        }
+    }
+
+    /// The families the policy's rows were made for.
+    pub fn families(&self) -> &BTreeSet<&'static str> {
+        &self.families
+    }
+
+    /// Whether a rule resolves named ports: its ACLs then depend on the pods' ports, and a pod
+    /// change needs the whole policy recomputed.
+    pub fn named_ports(&self) -> bool {
+        self.named_ports
+    }
+
+    /// Whether a change of `pod` (in namespace `pod_ns`) can concern the policy: the pod
+    /// selector matches it (host network or not) or a peer names it. Asked of every policy on
+    /// each pod event, so it only matches compiled selectors.
+    pub fn concerns(&self, pod: &PodInfo, pod_ns: Option<&Namespace>) -> bool {
+        let labels = labels_of(&pod.metadata);
+        let in_own = pod.metadata.namespace.as_deref() == Some(self.ns.as_str());
+        (in_own && self.select.as_ref().is_some_and(|m| m.matches(labels)))
+            || self
+                .rules
+                .iter()
+                .flat_map(|r| &r.peers)
+                .any(|p| p.names(in_own, labels, pod_ns))
+    }
+
+    /// What `pod` (in namespace `pod_ns`) contributes, as [`desired`] places it.
+    pub fn contribution(
+        &self,
+        pod: &PodInfo,
+        pod_ns: Option<&Namespace>,
+        subnet_protocol: &dyn Fn(&str) -> Option<String>,
+    ) -> Contribution {
+        let mut c = Contribution::default();
+        let labels = labels_of(&pod.metadata);
+        let in_own = pod.metadata.namespace.as_deref() == Some(self.ns.as_str());
+        c.selected = in_own
+            && !pod.host_network()
+            && self.select.as_ref().is_some_and(|m| m.matches(labels));
+        let a = pod.annotations();
+        if c.selected && a.get(ann::ALLOCATED).map(String::as_str) == Some("true") {
+            c.port = Some(kube_ovn_common::names::pod_lsp(
+                &pod.name_any(),
+                &self.ns,
+                "ovn",
+            ));
+            match a
+                .get(ann::LOGICAL_SWITCH)
+                .and_then(|s| subnet_protocol(s))
+                .as_deref()
+            {
+                Some("Dual") => c.families = vec!["IPv4", "IPv6"],
+                Some("IPv4") => c.families = vec!["IPv4"],
+                Some("IPv6") => c.families = vec!["IPv6"],
+                _ => {}
+            }
+        }
+        for rule in &self.rules {
+            if !rule.peers.iter().any(|p| p.names(in_own, labels, pod_ns)) {
+                continue;
+            }
+            c.peer = true;
+            let Some(allow) = &rule.allow else {
+                continue;
+            };
+            for family in &self.families {
+                let set = format!("{allow}.{family}.{}", rule.idx);
+                for ip in pod_ips(pod, family) {
+                    c.entries.push((set.clone(), ip));
+                }
+            }
+        }
+        c.entries.sort();
+        c.entries.dedup();
+        c
+    }
+}
+
 /// Every peer of every rule, ingress and egress.
 fn all_peers(spec: &NetworkPolicySpec) -> impl Iterator<Item = &NetworkPolicyPeer> {
     let from = spec
@@ -610,43 +821,6 @@ fn all_peers(spec: &NetworkPolicySpec) -> impl Iterator<Item = &NetworkPolicyPee
         .flatten()
         .flat_map(|r| r.to.iter().flatten());
     from.chain(to)
-}
-
-/// Whether a change of `pod` can change the policy: it is (or was) selected or a peer.
-pub fn pod_concerns(np: &NetworkPolicy, pod: &PodInfo, pod_ns: Option<&Namespace>) -> bool {
-    let ns = np.metadata.namespace.as_deref().unwrap_or_default();
-    // Asked of every policy on each pod event: nothing of the policy is copied.
-    let default = NetworkPolicySpec::default();
-    let spec = np.spec.as_ref().unwrap_or(&default);
-    let pod_labels = labels_of(&pod.metadata);
-    if pod.metadata.namespace.as_deref() == Some(ns)
-        && spec
-            .pod_selector
-            .as_ref()
-            .map_or_else(|| matcher(&LabelSelector::default()), matcher)
-            .is_some_and(|m| m.matches(pod_labels))
-    {
-        return true;
-    }
-    let peers = all_peers(spec);
-    for peer in peers {
-        if peer.ip_block.is_some() {
-            continue;
-        }
-        let ns_ok = match &peer.namespace_selector {
-            None => pod.metadata.namespace.as_deref() == Some(ns),
-            Some(sel) => pod_ns
-                .is_some_and(|n| matcher(sel).is_some_and(|m| m.matches(labels_of(&n.metadata)))),
-        };
-        let pod_ok = peer
-            .pod_selector
-            .as_ref()
-            .is_none_or(|sel| matcher(sel).is_some_and(|m| m.matches(pod_labels)));
-        if ns_ok && pod_ok {
-            return true;
-        }
-    }
-    false
 }
 
 /// Whether a namespace's labels matter to the policy (a peer selects namespaces).
@@ -710,7 +884,7 @@ mod tests {
     }
 
     fn cluster<'a>(
-        pods: &'a [Arc<PodInfo>],
+        pods: &'a PodIndex,
         nss: &'a [Arc<Namespace>],
         proto: &'a dyn Fn(&str) -> Option<String>,
     ) -> Cluster<'a> {
@@ -739,7 +913,10 @@ mod tests {
                                 "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": "http"}]}]}),
             json!({}),
         );
-        let d = desired(&p, &cluster(&pods, &nss, &v4));
+        let d = desired(
+            &p,
+            &cluster(&PodIndex::new(pods.iter().cloned()), &nss, &v4),
+        );
         assert_eq!(d.pg, "allow.web.ns.a");
         assert_eq!(d.np, "ns-a/allow-web");
         assert_eq!(d.ports, ["web.ns-a"]);
@@ -784,7 +961,10 @@ mod tests {
             json!({"ovn.kubernetes.io/enable_log": "true", "ovn.kubernetes.io/log_acl_actions": "allow,drop",
                    "ovn.kubernetes.io/acl_log_meter_rate": "10"}),
         );
-        let d = desired(&p, &cluster(&pods, &nss, &dual));
+        let d = desired(
+            &p,
+            &cluster(&PodIndex::new(pods.iter().cloned()), &nss, &dual),
+        );
         // No policyTypes: defaulted as the API server does — Ingress always, Egress with rules.
         assert!(d.ingress && d.egress);
         assert_eq!(d.pg, "np1st.ns.a");
@@ -832,7 +1012,10 @@ mod tests {
             json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
             json!({"ovn.kubernetes.io/network_policy_enforcement": "lax"}),
         );
-        let d = desired(&p, &cluster(&pods, &nss, &v4));
+        let d = desired(
+            &p,
+            &cluster(&PodIndex::new(pods.iter().cloned()), &nss, &v4),
+        );
         assert_eq!(
             matches(&d.ingress_acls),
             [
@@ -847,7 +1030,7 @@ mod tests {
 
     #[test]
     fn a_named_port_with_two_numbers_is_resolved_per_pod() {
-        let pods = vec![
+        let pods = [
             pod(
                 "a",
                 "ns-a",
@@ -871,7 +1054,10 @@ mod tests {
             "ingress": [{"ports": [{"protocol": "TCP", "port": "http"}]}]}),
             json!({}),
         );
-        let d = desired(&p, &cluster(&pods, &nss, &v4));
+        let d = desired(
+            &p,
+            &cluster(&PodIndex::new(pods.iter().cloned()), &nss, &v4),
+        );
         let m: Vec<String> = d.ingress_acls.iter().map(|a| a.r#match.clone()).collect();
         assert!(
             m.iter()
@@ -900,8 +1086,11 @@ mod tests {
             "metadata": {"name": "e", "namespace": "ns-b"}, "spec": {"containers": []},
         }))
         .unwrap();
-        assert!(pod_concerns(&bare, &unlabelled, None));
-        assert!(!pod_concerns(&bare, &elsewhere, None));
+        let concerns = |np: &NetworkPolicy, p: &PodInfo, ns: Option<&Namespace>| {
+            Membership::new(np, &BTreeSet::new()).concerns(p, ns)
+        };
+        assert!(concerns(&bare, &unlabelled, None));
+        assert!(!concerns(&bare, &elsewhere, None));
         assert_eq!(directions(&bare), (true, false));
         assert!(!selects_namespaces(&bare));
         let all = np(
@@ -909,8 +1098,8 @@ mod tests {
             json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}),
             json!({}),
         );
-        assert!(pod_concerns(&all, &unlabelled, None));
-        assert!(!pod_concerns(&all, &elsewhere, None));
+        assert!(concerns(&all, &unlabelled, None));
+        assert!(!concerns(&all, &elsewhere, None));
     }
 
     #[test]
@@ -922,9 +1111,21 @@ mod tests {
             "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "b"}}, "podSelector": {"matchLabels": {"app": "cli"}}}]}]}),
             json!({}),
         );
-        assert!(pod_concerns(&p, &pods[0], Some(&nss[0])));
-        assert!(!pod_concerns(&p, &pods[1], Some(&nss[0])));
-        assert!(pod_concerns(&p, &pods[2], Some(&nss[1])));
+        let m = Membership::new(&p, &BTreeSet::new());
+        assert!(m.concerns(&pods[0], Some(&nss[0])));
+        assert!(!m.concerns(&pods[1], Some(&nss[0])));
+        assert!(m.concerns(&pods[2], Some(&nss[1])));
+        // A peer of a direction the policy does not isolate still concerns it.
+        let q = np(
+            "q",
+            json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"],
+            "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]}),
+            json!({}),
+        );
+        let m = Membership::new(&q, &BTreeSet::new());
+        assert!(m.concerns(&pods[1], Some(&nss[0])));
+        let c = m.contribution(&pods[1], Some(&nss[0]), &|_| None);
+        assert!(c.peer && c.entries.is_empty());
         assert!(selects_namespaces(&p));
     }
 }

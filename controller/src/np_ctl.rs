@@ -16,7 +16,9 @@ use kube::{Resource, ResourceExt};
 use kube_ovn_nb::objects::{self, PgAcl};
 
 use crate::context::{Ctx, Error};
-use crate::netpol::{self, Cluster};
+use crate::netpol::{self, Cluster, Contribution, Membership};
+use crate::np_state::{Compiled, Delta, Marks, NpCache};
+use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use kube_ovn_common::annotations as ann;
 use kube_ovn_runtime::events::EventType;
@@ -111,6 +113,35 @@ impl Members {
         }
     }
 
+    /// Records whether policy `np` concerns `pod` now (one pod's change).
+    pub fn set(&self, np: &str, pod: &str, concerned: bool) {
+        let mut m = self.lock();
+        let MemberMaps { by_np, by_pod } = &mut *m;
+        if concerned {
+            by_np
+                .entry(np.to_string())
+                .or_default()
+                .insert(pod.to_string());
+            by_pod
+                .entry(pod.to_string())
+                .or_default()
+                .insert(np.to_string());
+            return;
+        }
+        if let Some(pods) = by_np.get_mut(np) {
+            pods.remove(pod);
+            if pods.is_empty() {
+                by_np.remove(np);
+            }
+        }
+        if let Some(nps) = by_pod.get_mut(pod) {
+            nps.remove(np);
+            if nps.is_empty() {
+                by_pod.remove(pod);
+            }
+        }
+    }
+
     /// The policies that last held pod `key`.
     pub fn of_pod(&self, key: &str) -> Vec<String> {
         self.lock()
@@ -121,11 +152,13 @@ impl Members {
     }
 }
 
-/// The policies a pod concerns (selected, or a peer) now or held it at their last reconcile.
+/// The policies a pod concerns (selected, or a peer) now or held it at their last reconcile,
+/// through each policy's compiled selectors (`cache`).
 pub fn policies_of_pod(
     nps: &[Arc<NetworkPolicy>],
     namespaces: &kube::runtime::reflector::Store<Namespace>,
     members: &Members,
+    cache: &NpCache,
     p: &PodInfo,
 ) -> Vec<String> {
     let ns = p
@@ -135,15 +168,15 @@ pub fn policies_of_pod(
         .and_then(|n| namespaces.get(&ObjectRef::new(n)));
     let mut keys: Vec<String> = nps
         .iter()
-        .filter(|np| netpol::pod_concerns(np, p, ns.as_deref()))
-        .map(|np| key_of(np))
+        .filter_map(|np| {
+            let key = key_of(np);
+            cache
+                .selectors(&key, np)
+                .concerns(p, ns.as_deref())
+                .then_some(key)
+        })
         .collect();
-    let pod = format!(
-        "{}/{}",
-        p.metadata.namespace.as_deref().unwrap_or(""),
-        p.name_any()
-    );
-    for k in members.of_pod(&pod) {
+    for k in members.of_pod(&pod_key(p)) {
         if !keys.contains(&k) {
             keys.push(k);
         }
@@ -163,7 +196,9 @@ fn key_of(np: &NetworkPolicy) -> String {
     format!("{}/{}", np.namespace().unwrap_or_default(), np.name_any())
 }
 
-/// Reconciles the policy `namespace/name`.
+/// Reconciles the policy `namespace/name`: the pods marked since its last reconcile moved in
+/// or out of its rows when nothing else changed (see [`crate::np_state`]), else the whole
+/// policy.
 pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     if !ctx.config.enable_np {
         return Ok(Outcome::Done);
@@ -176,8 +211,9 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         .network_policies
         .get(&ObjectRef::new(name).within(ns))
         .filter(|n| n.metadata.deletion_timestamp.is_none());
-    ctx.queues.add(NODES_KIND, NODES_KEY.to_string());
     let Some(np) = np else {
+        ctx.queues.add(NODES_KIND, NODES_KEY.to_string());
+        ctx.np_cache.forget_all(&key);
         let pg = netpol::pg_name(ns, name);
         let mark = format!("{ns}/{}", netpol::np_name(name));
         ctx.apply(&format!("delete network policy {key}"), |plan| {
@@ -187,51 +223,17 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         ctx.np_members.record(&key, BTreeSet::new());
         return Ok(Outcome::Done);
     };
-    let pods = ctx.stores.pods.state();
-    let namespaces = ctx.stores.namespaces.state();
-    let subnets = ctx.stores.subnets.state();
-    let protocol = |s: &str| {
-        subnets
-            .iter()
-            .find(|x| x.name_any() == s)
-            .map(|x| x.spec.protocol.clone())
-    };
-    let want = netpol::desired(
-        &np,
-        &Cluster {
-            pods: &pods,
-            namespaces: &namespaces,
-            subnet_protocol: &protocol,
-            lax_default: ctx.config.np_enforcement == "lax",
+    let sig = signature(&np);
+    ctx.np_cache.begin(&key);
+    let r = match ctx.np_cache.take_marks(&key) {
+        Marks::Pods(pods) => match incremental(&ctx, &key, sig, pods) {
+            Some(delta) => apply_delta(&ctx, &key, &delta).await,
+            None => full(&ctx, &key, &np, sig).await,
         },
-    );
-    let r = ctx
-        .apply(&format!("network policy {key}"), |plan| {
-            objects::np_port_group(plan, &want.pg, &want.np, &want.ports)?;
-            for set in &want.address_sets {
-                objects::np_address_set(plan, set)?;
-            }
-            for (dir, isolated) in [("ingress", want.ingress), ("egress", want.egress)] {
-                let keep: BTreeSet<String> = if isolated {
-                    want.address_sets
-                        .iter()
-                        .filter(|s| s.np.ends_with(&format!("/{dir}")))
-                        .map(|s| s.name.clone())
-                        .collect()
-                } else {
-                    BTreeSet::new()
-                };
-                objects::prune_np_address_sets(plan, &format!("{}/{dir}", want.np), &keep)?;
-            }
-            for (meter, rate) in &want.meters {
-                objects::acl_meter(plan, meter, *rate)?;
-            }
-            objects::pg_acls(plan, &want.pg, Some("to-lport"), &want.ingress_acls)?;
-            objects::pg_acls(plan, &want.pg, Some("from-lport"), &want.egress_acls)
-        })
-        .await;
-    ctx.np_members.record(&key, want.concerned.clone());
+        Marks::Full => full(&ctx, &key, &np, sig).await,
+    };
     if let Err(e) = r {
+        ctx.np_cache.forget(&key);
         ctx.event(
             &np.object_ref(&()),
             EventType::Warning,
@@ -242,6 +244,126 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         return Err(e);
     }
     Ok(Outcome::Done)
+}
+
+/// `spec.protocol` of subnet `name`.
+fn subnet_protocol(ctx: &Ctx) -> impl Fn(&str) -> Option<String> {
+    let subnets = ctx.stores.subnets.state();
+    move |s: &str| {
+        subnets
+            .iter()
+            .find(|x| x.name_any() == s)
+            .map(|x| x.spec.protocol.clone())
+    }
+}
+
+/// The member changes of the marked `pods`, when the policy's memory is valid for `sig` and
+/// they change nothing but membership.
+fn incremental(ctx: &Ctx, key: &str, sig: u64, pods: BTreeSet<String>) -> Option<Delta> {
+    let protocol = subnet_protocol(ctx);
+    ctx.np_cache.with_compiled(key, sig, |c| {
+        if c.membership().named_ports() {
+            return None;
+        }
+        let changed: Vec<(String, Contribution)> = pods
+            .into_iter()
+            .map(|pod| {
+                let contribution = pod
+                    .split_once('/')
+                    .and_then(|(ns, name)| {
+                        let p = ctx.stores.pods.get(&ObjectRef::new(name).within(ns))?;
+                        let n = ctx.stores.namespaces.get(&ObjectRef::new(ns));
+                        Some(c.membership().contribution(&p, n.as_deref(), &protocol))
+                    })
+                    .unwrap_or_default();
+                (pod, contribution)
+            })
+            .collect();
+        c.update(changed)
+    })
+}
+
+/// Writes a policy's member changes.
+async fn apply_delta(ctx: &Ctx, key: &str, delta: &Delta) -> Result<(), Error> {
+    for (pod, concerned) in &delta.concerned {
+        ctx.np_members.set(key, pod, *concerned);
+    }
+    if delta.is_empty() {
+        return Ok(());
+    }
+    let (ns, name) = key.split_once('/').unwrap_or_default();
+    let pg = netpol::pg_name(ns, name);
+    ctx.apply(&format!("network policy {key} members"), |plan| {
+        objects::np_port_group_members(plan, &pg, &delta.add_ports, &delta.remove_ports)?;
+        for (set, (add, remove)) in &delta.sets {
+            objects::np_address_set_members(plan, set, add, remove)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// Computes and writes the whole policy, and remembers it for the pod changes to come.
+async fn full(ctx: &Ctx, key: &str, np: &NetworkPolicy, sig: u64) -> Result<(), Error> {
+    ctx.queues.add(NODES_KIND, NODES_KEY.to_string());
+    let pods = ctx.np_cache.pods.get(|| ctx.stores.pods.state());
+    let namespaces = ctx.stores.namespaces.state();
+    let protocol = subnet_protocol(ctx);
+    let want = netpol::desired(
+        np,
+        &Cluster {
+            pods: &pods,
+            namespaces: &namespaces,
+            subnet_protocol: &protocol,
+            lax_default: ctx.config.np_enforcement == "lax",
+        },
+    );
+    let membership = Membership::new(np, &want.families);
+    let contributions: Vec<(String, Contribution)> = want
+        .concerned
+        .iter()
+        .filter_map(|k| {
+            let p = pods.get(k)?;
+            let n = p
+                .metadata
+                .namespace
+                .as_deref()
+                .and_then(|ns| ctx.stores.namespaces.get(&ObjectRef::new(ns)));
+            Some((
+                k.clone(),
+                membership.contribution(p, n.as_deref(), &protocol),
+            ))
+        })
+        .collect();
+    ctx.np_cache
+        .store(key, Compiled::new(sig, membership, contributions));
+    ctx.np_members.record(key, want.concerned.clone());
+    ctx.apply(&format!("network policy {key}"), |plan| {
+        objects::np_port_group(plan, &want.pg, &want.np, &want.ports)?;
+        for set in &want.address_sets {
+            objects::np_address_set(plan, set)?;
+        }
+        for (dir, isolated) in [("ingress", want.ingress), ("egress", want.egress)] {
+            let keep: BTreeSet<String> = if isolated {
+                want.address_sets
+                    .iter()
+                    .filter(|s| s.np.ends_with(&format!("/{dir}")))
+                    .map(|s| s.name.clone())
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
+            objects::prune_np_address_sets(plan, &format!("{}/{dir}", want.np), &keep)?;
+        }
+        for (meter, rate) in &want.meters {
+            objects::acl_meter(plan, meter, *rate)?;
+        }
+        objects::pg_acls(plan, &want.pg, Some("to-lport"), &want.ingress_acls)?;
+        objects::pg_acls(plan, &want.pg, Some("from-lport"), &want.egress_acls)
+    })
+    .await?;
+    Ok(())
 }
 
 /// The node's 3000 allows of its own traffic to and from its pods (upstream's node ACLs).

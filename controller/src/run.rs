@@ -23,10 +23,11 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::context::{Ctx, Stores, NB_DB};
 use crate::metrics::{KindLabel, Metrics};
+use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use crate::{
-    anp_ctl, gc, ippool_ctl, leader, node_ctl, np_ctl, pod_ctl, restore, service_ctl, sg_ctl,
-    slr_ctl, startup, subnet_ctl, vip_ctl,
+    anp_ctl, gc, ippool_ctl, leader, node_ctl, np_ctl, np_state, pod_ctl, restore, service_ctl,
+    sg_ctl, slr_ctl, startup, subnet_ctl, vip_ctl,
 };
 use kube_ovn_common::crd::{
     AdminNetworkPolicy, BaselineAdminNetworkPolicy, IpPool, SecurityGroup, Subnet, SwitchLbRule,
@@ -383,7 +384,9 @@ pub async fn lead(
 
     let vip_q = rt.register(Kind::new(vip_ctl::KIND, workers, vip_ctl::reconcile));
     let slr_q = rt.register(Kind::new(slr_ctl::KIND, workers, slr_ctl::reconcile));
-    let np_q = rt.register(Kind::new(np_ctl::KIND, workers, np_ctl::reconcile));
+    // Policies get more workers: a pod's change reaches every policy it concerns (dozens in
+    // a large cluster), and each of those reconciles is one small batched NB mutate.
+    let np_q = rt.register(Kind::new(np_ctl::KIND, workers * 8, np_ctl::reconcile));
     let np_nodes_q = rt.register(Kind::new(np_ctl::NODES_KIND, 1, np_ctl::reconcile_nodes));
     let sg_q = rt.register(Kind::new(sg_ctl::KIND, workers, sg_ctl::reconcile));
     let anp_q = rt.register(Kind::new(anp_ctl::KIND, workers, anp_ctl::reconcile));
@@ -399,6 +402,7 @@ pub async fn lead(
     let pod_seen = Seen::default();
     let service_seen = Seen::default();
     let np_members = Arc::new(np_ctl::Members::default());
+    let np_cache = Arc::new(np_state::NpCache::default());
     rt.watch(
         subnet_events,
         vec![Trigger::own(
@@ -435,8 +439,26 @@ pub async fn lead(
             Trigger::mapped(vip_q.clone(), vip_ctl::pod_signature, vip_ctl::vips_of_pod),
             Trigger::mapped(np_q.clone(), np_ctl::pod_signature, {
                 let (nps, nss) = (network_policies.clone(), namespaces.clone());
-                let members = np_members.clone();
-                move |p: &PodInfo| np_ctl::policies_of_pod(&nps.state(), &nss, &members, p)
+                let (members, cache) = (np_members.clone(), np_cache.clone());
+                let enabled = config.enable_np;
+                move |p: &PodInfo| {
+                    if !enabled {
+                        return Vec::new();
+                    }
+                    cache.pods.changed();
+                    let keys = np_ctl::policies_of_pod(&nps.state(), &nss, &members, &cache, p);
+                    cache.mark(&keys, &pod_key(p));
+                    keys
+                }
+            })
+            .unmapped_first_list({
+                let (members, cache) = (np_members.clone(), np_cache.clone());
+                move |pod: &str| {
+                    cache.pods.changed();
+                    let keys = members.of_pod(pod);
+                    cache.mark(&keys, pod);
+                    keys
+                }
             }),
             Trigger::mapped(anp_q.clone(), np_ctl::pod_signature, {
                 let (anps, nss) = (admin_network_policies.clone(), namespaces.clone());
@@ -454,8 +476,12 @@ pub async fn lead(
         ns_events,
         vec![
             Trigger::mapped(np_q.clone(), np_ctl::namespace_signature, {
-                let nps = network_policies.clone();
-                move |_: &Namespace| np_ctl::policies_selecting_namespaces(&nps.state())
+                let (nps, cache) = (network_policies.clone(), np_cache.clone());
+                move |_: &Namespace| {
+                    let keys = np_ctl::policies_selecting_namespaces(&nps.state());
+                    cache.mark_full(&keys);
+                    keys
+                }
             }),
             Trigger::mapped(anp_q.clone(), np_ctl::namespace_signature, {
                 let anps = admin_network_policies.clone();
@@ -649,6 +675,7 @@ pub async fn lead(
         lb_claims: Default::default(),
         slr_records: Default::default(),
         np_members: np_members.clone(),
+        np_cache,
         admin_members,
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.

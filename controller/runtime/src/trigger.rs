@@ -100,6 +100,7 @@ pub fn meta_signature<K: Resource>(o: &K) -> u64 {
 }
 
 type Mapper<K> = Box<dyn Fn(&K) -> Vec<String> + Send>;
+type GoneMapper = Box<dyn Fn(&str) -> Vec<String> + Send>;
 
 enum Target<K> {
     Own,
@@ -110,6 +111,10 @@ enum Target<K> {
         /// Whether objects of the first list queue anything (every key of the target is
         /// queued when its queue starts anyway).
         first_list: bool,
+        /// When set, the first list's objects are not mapped (nor their keys kept), and an
+        /// object gone in a relist is also mapped by its key (see
+        /// [`Trigger::unmapped_first_list`]).
+        gone: Option<GoneMapper>,
     },
 }
 
@@ -155,6 +160,7 @@ impl<K: Resource> Trigger<K> {
                 map: Box::new(map),
                 mapped: HashMap::new(),
                 first_list: false,
+                gone: None,
             },
             listed: None,
             lists: 0,
@@ -165,6 +171,22 @@ impl<K: Resource> Trigger<K> {
     pub fn on_first_list(mut self) -> Trigger<K> {
         if let Target::Mapped { first_list, .. } = &mut self.target {
             *first_list = true;
+        }
+        self
+    }
+
+    /// Neither maps the first list's objects (they queue nothing) nor keeps their keys: for a
+    /// target that finds the keys an object held in its own records, which `gone` reads for
+    /// an object that vanished in a relist (its `map` must likewise find the targets an
+    /// object is leaving). A NetworkPolicy's pods are such:
+    /// mapping 10,000 pods over 1,000 policies at start-up held the pod store back for
+    /// seconds, for nothing.
+    pub fn unmapped_first_list(
+        mut self,
+        gone: impl Fn(&str) -> Vec<String> + Send + 'static,
+    ) -> Trigger<K> {
+        if let Target::Mapped { gone: g, .. } = &mut self.target {
+            *g = Some(Box::new(gone));
         }
         self
     }
@@ -198,10 +220,14 @@ impl<K: Resource> Trigger<K> {
                         map,
                         mapped,
                         first_list,
+                        gone,
                     } => {
+                        let first = matches!(event, Event::InitApply(_)) && self.lists == 0;
+                        if first && !*first_list && gone.is_some() {
+                            return Vec::new();
+                        }
                         let keys = map(o);
                         let old = mapped.insert(k, keys.clone()).unwrap_or_default();
-                        let first = matches!(event, Event::InitApply(_)) && self.lists == 0;
                         if first && !*first_list {
                             return Vec::new();
                         }
@@ -246,7 +272,13 @@ impl<K: Resource> Trigger<K> {
     fn forget(&mut self, k: String) -> Vec<String> {
         match &mut self.target {
             Target::Own => vec![k],
-            Target::Mapped { mapped, .. } => mapped.remove(&k).unwrap_or_default(),
+            Target::Mapped { mapped, gone, .. } => {
+                let kept = mapped.remove(&k).unwrap_or_default();
+                match gone {
+                    Some(gone) => union(kept, gone(&k)),
+                    None => kept,
+                }
+            }
         }
     }
 }
@@ -348,6 +380,32 @@ mod tests {
             .on_first_list();
         assert!(f.keys(&Event::Init).is_empty());
         assert_eq!(f.keys(&Event::InitApply(pod("a", "1"))), ["t"]);
+    }
+
+    #[test]
+    fn an_unmapped_first_list_maps_nothing_and_asks_gone_objects_by_key() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let mut f = Trigger::mapped(queue(), meta_signature::<Pod>, move |p: &Pod| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            vec![p.annotations()["a"].clone()]
+        })
+        .unmapped_first_list(|key: &str| vec![format!("held-by-{key}")]);
+        assert!(f.keys(&Event::Init).is_empty());
+        assert!(f.keys(&Event::InitApply(pod("a", "x"))).is_empty());
+        assert!(f.keys(&Event::InitApply(pod("b", "x"))).is_empty());
+        assert!(f.keys(&Event::InitDone).is_empty());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // The same state again is still known as seen; a change maps its new state.
+        assert!(f.keys(&Event::Apply(pod("a", "x"))).is_empty());
+        assert_eq!(f.keys(&Event::Apply(pod("a", "y"))), ["y"]);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A relist without b (never mapped): its targets come from `gone`; a (mapped since)
+        // gone too: from its kept mapping and `gone`.
+        assert!(f.keys(&Event::Init).is_empty());
+        let mut gone = f.keys(&Event::InitDone);
+        gone.sort();
+        assert_eq!(gone, ["held-by-ns/a", "held-by-ns/b", "y"]);
     }
 
     #[test]

@@ -47,8 +47,8 @@ pub use lb::{
 };
 pub use names::{node_lsp, node_of_lsp, node_pg, pg_name, pod_lsp, subnet_node_pg};
 pub use netpol::{
-    acl_meter, acl_name, delete_np, np_address_set, np_port_group, np_port_groups, pg_acls,
-    prune_np_address_sets, NpAddressSet, PgAcl,
+    acl_meter, acl_name, delete_np, np_address_set, np_address_set_members, np_port_group,
+    np_port_group_members, np_port_groups, pg_acls, prune_np_address_sets, NpAddressSet, PgAcl,
 };
 pub use node::{delete_node, node, NodeObjects, NODE_POLICY_PRIORITY};
 pub use pod::{delete_port, is_routing_pg, pod_port, port_memberships, PodPort};

@@ -136,6 +136,47 @@ pub fn np_address_set(plan: &mut Plan<'_>, set: &NpAddressSet) -> Result<(), Pla
     )
 }
 
+/// Adds the existing ports named in `add` to a policy's port group and removes those in
+/// `remove` (a pod joined or left it); the group must exist.
+pub fn np_port_group_members(
+    plan: &mut Plan<'_>,
+    pg: &str,
+    add: &[String],
+    remove: &[String],
+) -> Result<(), PlanError> {
+    if add.is_empty() && remove.is_empty() {
+        return Ok(());
+    }
+    plan.monitored(LogicalSwitchPort::TABLE)?;
+    let uuids = |plan: &Plan<'_>, names: &[String]| -> Vec<Atom> {
+        names
+            .iter()
+            .filter_map(|p| plan.lookup(LogicalSwitchPort::TABLE, p))
+            .map(|r| r.atom())
+            .collect()
+    };
+    let (add, remove) = (uuids(plan, add), uuids(plan, remove));
+    plan.set_members(PortGroup::TABLE, pg, PortGroup::PORTS, &add, &remove)
+}
+
+/// Adds `add` to a policy's address set and removes `remove` (pods joined or left a peer);
+/// the set must exist.
+pub fn np_address_set_members(
+    plan: &mut Plan<'_>,
+    name: &str,
+    add: &[String],
+    remove: &[String],
+) -> Result<(), PlanError> {
+    let atoms = |v: &[String]| -> Vec<Atom> { v.iter().map(|a| Atom::from(a.as_str())).collect() };
+    plan.set_members(
+        AddressSet::TABLE,
+        name,
+        AddressSet::ADDRESSES,
+        &atoms(add),
+        &atoms(remove),
+    )
+}
+
 /// Deletes the address sets marked `external_ids:np=<np>` that are not in `keep`.
 pub fn prune_np_address_sets(
     plan: &mut Plan<'_>,

@@ -1,0 +1,620 @@
+//! What the NetworkPolicy reconciler remembers between reconciles of a policy, so that a pod's
+//! change costs a look at that pod instead of a recompute over every pod.
+//!
+//! The pod watch marks each policy a changed pod concerns with the pod's key ([`NpCache::mark`]);
+//! the policy's next reconcile takes the marks and, when the policy itself is unchanged since
+//! its last full computation, re-evaluates only the marked pods against the compiled
+//! [`Membership`]: their old and new contributions give the port-group and address-set members
+//! to add and remove ([`Delta`]). Anything that changes more than membership — the policy's
+//! spec or annotations, a namespace's labels, named ports, the selected pods' address families
+//! — falls back to the full computation, which rebuilds the memory. Reconciles of one policy
+//! never overlap (the queue runs a key once at a time), so the memory of a policy is only ever
+//! read and written by its own reconcile; a mark landing during a reconcile queues another.
+//!
+//! With 1,000 policies over 10,000 pods, a new pod concerns some fifty policies; recomputing
+//! each over every pod made a pod wait 13 s (p50) at 100 pod changes per second.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+use crate::netpol::{Contribution, Membership};
+use crate::pod_index::SharedPodIndex;
+
+/// Policies' marks and compiled memberships, the selectors the pod watch asks, and the
+/// shared pod index of full computations.
+#[derive(Default)]
+pub struct NpCache {
+    marks: Mutex<HashMap<String, Marks>>,
+    /// Policies reconciled at least once: only they are marked (a first reconcile is full).
+    begun: Mutex<HashSet<String>>,
+    compiled: Mutex<HashMap<String, Compiled>>,
+    /// Per policy, the object its selectors were compiled from (kept, so that a pointer
+    /// comparison tells the same version) and the selectors.
+    selectors: Mutex<HashMap<String, Selectors>>,
+    /// The pods by namespace, for full computations.
+    pub pods: SharedPodIndex,
+}
+
+/// A policy version and its compiled selectors.
+type Selectors = (Arc<NetworkPolicy>, Arc<Membership>);
+
+/// What changed for a policy since its last reconcile.
+#[derive(Debug, PartialEq)]
+pub enum Marks {
+    /// Something beyond pods (a namespace's labels): compute the policy in full.
+    Full,
+    /// These pods (`namespace/name`) changed.
+    Pods(BTreeSet<String>),
+}
+
+/// A policy's memory: the signature it was computed for, its compiled selectors, and what each
+/// concerned pod contributes (with the reference counts of the address-set entries, since two
+/// pods can briefly share an address).
+pub struct Compiled {
+    signature: u64,
+    membership: Membership,
+    contributions: HashMap<String, Contribution>,
+    family_pods: BTreeMap<&'static str, usize>,
+    entries: HashMap<(String, String), usize>,
+    /// Distinct addresses per address set: a set turning empty or non-empty adds or removes
+    /// its rule's ACLs, which only a full computation writes.
+    set_sizes: HashMap<String, usize>,
+}
+
+/// The member changes a batch of pod changes makes to a policy's rows.
+#[derive(Debug, Default, PartialEq)]
+pub struct Delta {
+    /// Ports to add to the port group.
+    pub add_ports: Vec<String>,
+    /// Ports to remove from it.
+    pub remove_ports: Vec<String>,
+    /// Per address set: addresses to add, addresses to remove.
+    pub sets: BTreeMap<String, (Vec<String>, Vec<String>)>,
+    /// Pods whose concern changed: `(pod, concerned now)`.
+    pub concerned: Vec<(String, bool)>,
+}
+
+impl Delta {
+    /// Whether nothing in the NB changes.
+    pub fn is_empty(&self) -> bool {
+        self.add_ports.is_empty() && self.remove_ports.is_empty() && self.sets.is_empty()
+    }
+}
+
+impl Compiled {
+    /// The memory of a policy just computed in full for `signature`, from the contributions of
+    /// every pod it concerns.
+    pub fn new(
+        signature: u64,
+        membership: Membership,
+        contributions: impl IntoIterator<Item = (String, Contribution)>,
+    ) -> Compiled {
+        let mut c = Compiled {
+            signature,
+            membership,
+            contributions: HashMap::new(),
+            family_pods: BTreeMap::new(),
+            entries: HashMap::new(),
+            set_sizes: HashMap::new(),
+        };
+        for (pod, contribution) in contributions {
+            c.add(&contribution);
+            c.contributions.insert(pod, contribution);
+        }
+        c
+    }
+
+    fn add(&mut self, c: &Contribution) {
+        for f in &c.families {
+            *self.family_pods.entry(f).or_default() += 1;
+        }
+        for e in &c.entries {
+            let n = self.entries.entry(e.clone()).or_default();
+            *n += 1;
+            if *n == 1 {
+                *self.set_sizes.entry(e.0.clone()).or_default() += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, c: &Contribution) {
+        for f in &c.families {
+            if let Some(n) = self.family_pods.get_mut(f) {
+                *n -= 1;
+                if *n == 0 {
+                    self.family_pods.remove(f);
+                }
+            }
+        }
+        for e in &c.entries {
+            if let Some(n) = self.entries.get_mut(e) {
+                *n -= 1;
+                if *n == 0 {
+                    self.entries.remove(e);
+                    if let Some(size) = self.set_sizes.get_mut(&e.0) {
+                        *size -= 1;
+                        if *size == 0 {
+                            self.set_sizes.remove(&e.0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The membership changes of `changed` pods, each with its contribution now (the default:
+    /// gone), or `None` when they change more than membership — the address families of the
+    /// selected pods, or an allow set turning empty or non-empty (its ACLs exist only while
+    /// it has addresses, as upstream writes them): the policy must then be computed in full.
+    pub fn update(
+        &mut self,
+        changed: impl IntoIterator<Item = (String, Contribution)>,
+    ) -> Option<Delta> {
+        // First state of every touched port and entry, to report net changes only.
+        let mut ports_before: BTreeMap<String, bool> = BTreeMap::new();
+        let mut entries_before: BTreeMap<(String, String), bool> = BTreeMap::new();
+        let mut sets_before: BTreeMap<String, bool> = BTreeMap::new();
+        let mut delta = Delta::default();
+        for (pod, new) in changed {
+            let old = self.contributions.remove(&pod).unwrap_or_default();
+            if old == new {
+                if new.concerned() {
+                    self.contributions.insert(pod, new);
+                }
+                continue;
+            }
+            for c in [&old, &new] {
+                if let Some(p) = &c.port {
+                    ports_before
+                        .entry(p.clone())
+                        .or_insert(old.port.as_ref() == Some(p));
+                }
+                for e in &c.entries {
+                    let present = self.entries.contains_key(e);
+                    entries_before.entry(e.clone()).or_insert(present);
+                    let filled = self.set_sizes.contains_key(&e.0);
+                    sets_before.entry(e.0.clone()).or_insert(filled);
+                }
+            }
+            self.remove(&old);
+            self.add(&new);
+            if old.concerned() != new.concerned() {
+                delta.concerned.push((pod.clone(), new.concerned()));
+            }
+            if new.concerned() {
+                self.contributions.insert(pod, new);
+            }
+        }
+        let families: BTreeSet<&'static str> = self.family_pods.keys().copied().collect();
+        if &families != self.membership.families()
+            || sets_before
+                .iter()
+                .any(|(set, filled)| *filled != self.set_sizes.contains_key(set))
+        {
+            return None;
+        }
+        let held: BTreeSet<&String> = self
+            .contributions
+            .values()
+            .filter_map(|c| c.port.as_ref())
+            .collect();
+        for (port, before) in ports_before {
+            match (before, held.contains(&port)) {
+                (false, true) => delta.add_ports.push(port),
+                (true, false) => delta.remove_ports.push(port),
+                _ => {}
+            }
+        }
+        for ((set, address), before) in entries_before {
+            let now = self.entries.contains_key(&(set.clone(), address.clone()));
+            if before != now {
+                let (add, remove) = delta.sets.entry(set).or_default();
+                if now {
+                    add.push(address);
+                } else {
+                    remove.push(address);
+                }
+            }
+        }
+        Some(delta)
+    }
+
+    /// The compiled selectors.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+}
+
+impl NpCache {
+    fn lock_marks(&self) -> std::sync::MutexGuard<'_, HashMap<String, Marks>> {
+        self.marks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<String, Compiled>> {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that a reconcile of `np` begins: from now on its pods' changes are marked.
+    pub fn begin(&self, np: &str) {
+        let mut begun = self.begun.lock().unwrap_or_else(|p| p.into_inner());
+        if !begun.contains(np) {
+            begun.insert(np.to_string());
+        }
+    }
+
+    /// The compiled selectors of `np` (this version of it).
+    pub fn selectors(&self, key: &str, np: &Arc<NetworkPolicy>) -> Arc<Membership> {
+        let mut selectors = self.selectors.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, m)) = selectors.get(key) {
+            if Arc::ptr_eq(at, np) {
+                return m.clone();
+            }
+        }
+        let m = Arc::new(Membership::new(np, &BTreeSet::new()));
+        selectors.insert(key.to_string(), (np.clone(), m.clone()));
+        m
+    }
+
+    /// Marks `pod` changed for each of `policies` (called before they are queued).
+    pub fn mark(&self, policies: &[String], pod: &str) {
+        let begun = self.begun.lock().unwrap_or_else(|p| p.into_inner());
+        let mut marks = self.lock_marks();
+        for np in policies.iter().filter(|np| begun.contains(*np)) {
+            match marks
+                .entry(np.clone())
+                .or_insert_with(|| Marks::Pods(BTreeSet::new()))
+            {
+                Marks::Full => {}
+                Marks::Pods(pods) => {
+                    pods.insert(pod.to_string());
+                }
+            }
+        }
+    }
+
+    /// Marks `policies` for a full computation.
+    pub fn mark_full(&self, policies: &[String]) {
+        let mut marks = self.lock_marks();
+        for np in policies {
+            marks.insert(np.clone(), Marks::Full);
+        }
+    }
+
+    /// Takes the marks of `np` (none: nothing changed but perhaps the policy itself).
+    pub fn take_marks(&self, np: &str) -> Marks {
+        self.lock_marks()
+            .remove(np)
+            .unwrap_or_else(|| Marks::Pods(BTreeSet::new()))
+    }
+
+    /// Runs `f` on the memory of `np` if it was computed for `signature`; the memory is
+    /// dropped when `f` gives `None` (it no longer describes the NB).
+    pub fn with_compiled<T>(
+        &self,
+        np: &str,
+        signature: u64,
+        f: impl FnOnce(&mut Compiled) -> Option<T>,
+    ) -> Option<T> {
+        let mut compiled = self.lock_compiled();
+        let c = compiled.get_mut(np).filter(|c| c.signature == signature)?;
+        let out = f(c);
+        if out.is_none() {
+            compiled.remove(np);
+        }
+        out
+    }
+
+    /// Stores the memory of a full computation of `np`.
+    pub fn store(&self, np: &str, c: Compiled) {
+        self.lock_compiled().insert(np.to_string(), c);
+    }
+
+    /// Forgets `np`: deleted, or its last write failed (the next reconcile computes in full).
+    pub fn forget(&self, np: &str) {
+        self.lock_compiled().remove(np);
+    }
+
+    /// Forgets `np`, its marks and selectors (the policy is gone).
+    pub fn forget_all(&self, np: &str) {
+        self.forget(np);
+        self.begun
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(np);
+        self.lock_marks().remove(np);
+        self.selectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(np);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use serde_json::json;
+
+    use super::*;
+    use crate::netpol::{desired, Cluster, Desired};
+    use crate::pod_index::PodIndex;
+    use crate::pod_info::PodInfo;
+
+    /// A small deterministic generator (no dependency for one test).
+    struct Lcg(u64);
+    impl Lcg {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) % n as u64) as usize
+        }
+    }
+
+    fn pod(ns: &str, name: &str, r: &mut Lcg, serial: usize) -> Arc<PodInfo> {
+        let mut labels = serde_json::Map::new();
+        labels.insert("app".into(), json!(format!("a{}", r.below(3))));
+        if r.below(2) == 0 {
+            labels.insert("role".into(), json!("frontend"));
+        }
+        let dual = r.below(6) == 0;
+        let ip = if dual {
+            format!(
+                "10.16.{}.{},fd00::{serial:x}",
+                serial / 250,
+                serial % 250 + 1
+            )
+        } else {
+            // Every tenth pod reuses an address: two pods briefly sharing one.
+            let s = if serial % 10 == 9 { serial - 1 } else { serial };
+            format!("10.16.{}.{}", s / 250, s % 250 + 1)
+        };
+        let allocated = if r.below(5) == 0 { "false" } else { "true" };
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": {
+                    "ovn.kubernetes.io/allocated": allocated,
+                    "ovn.kubernetes.io/ip_address": ip,
+                    "ovn.kubernetes.io/logical_switch": if dual { "dual" } else { "ovn-default" }}},
+                "spec": {"containers": []},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn policies() -> Vec<NetworkPolicy> {
+        let np = |name: &str, ns: &str, spec: serde_json::Value| -> NetworkPolicy {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": ns}, "spec": spec}))
+            .unwrap()
+        };
+        vec![
+            np(
+                "same",
+                "ns0",
+                json!({"podSelector": {"matchLabels": {"app": "a0"}},
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a1"}}}]}]}),
+            ),
+            np(
+                "from-team",
+                "ns1",
+                json!({"podSelector": {},
+                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "t1"}}}],
+                             "ports": [{"port": 80}]}]}),
+            ),
+            np(
+                "both",
+                "ns2",
+                json!({"podSelector": {"matchLabels": {"app": "a2"}}, "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{}],
+                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"team": "t0"}},
+                                    "podSelector": {"matchLabels": {"role": "frontend"}}}]},
+                           {"to": [{"podSelector": {}}, {"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}),
+            ),
+            np(
+                "open",
+                "ns3",
+                json!({"podSelector": {"matchLabels": {"app": "a1"}},
+                "ingress": [{"from": [{"namespaceSelector": {}}]}]}),
+            ),
+        ]
+    }
+
+    /// What a policy's rows hold: ports, each address set's addresses, and the ACLs.
+    type Rows = (
+        BTreeSet<String>,
+        BTreeMap<String, BTreeSet<String>>,
+        Vec<kube_ovn_nb::objects::PgAcl>,
+    );
+
+    fn rows(d: &Desired) -> Rows {
+        (
+            d.ports.iter().cloned().collect(),
+            d.address_sets
+                .iter()
+                .map(|s| (s.name.clone(), s.addresses.iter().cloned().collect()))
+                .collect(),
+            d.ingress_acls
+                .iter()
+                .chain(&d.egress_acls)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn contributions(
+        m: &Membership,
+        d: &Desired,
+        pods: &PodIndex,
+        ns: &dyn Fn(&str) -> Option<Arc<Namespace>>,
+        proto: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<(String, Contribution)> {
+        d.concerned
+            .iter()
+            .filter_map(|k| {
+                let p = pods.get(k)?;
+                let n = ns(p.metadata.namespace.as_deref().unwrap_or(""));
+                Some((k.clone(), m.contribution(p, n.as_deref(), proto)))
+            })
+            .collect()
+    }
+
+    /// Random pod changes, a few at a time: each policy's rows, kept by applying the deltas of
+    /// its memory (ACLs untouched), equal its full computation after every batch — and the
+    /// memory refuses only when the full computation's address families or the emptiness of
+    /// an allow set (which decides its ACLs) did change.
+    #[test]
+    fn pod_changes_applied_as_deltas_equal_the_full_computation() {
+        let namespaces: Vec<Arc<Namespace>> = (0..4)
+            .map(|i| {
+                Arc::new(
+                    serde_json::from_value(json!({"metadata": {"name": format!("ns{i}"),
+                        "labels": {"team": format!("t{}", i % 2)}}}))
+                    .unwrap(),
+                )
+            })
+            .collect();
+        let ns = |n: &str| {
+            namespaces
+                .iter()
+                .find(|x| x.metadata.name.as_deref() == Some(n))
+                .cloned()
+        };
+        let proto = |s: &str| Some(if s == "dual" { "Dual" } else { "IPv4" }.to_string());
+        let mut r = Lcg(7);
+        let mut pods: BTreeMap<String, Arc<PodInfo>> = BTreeMap::new();
+        let mut serial = 0;
+        for _ in 0..40 {
+            serial += 1;
+            let (n, name) = (format!("ns{}", r.below(4)), format!("p{serial}"));
+            pods.insert(format!("{n}/{name}"), pod(&n, &name, &mut r, serial));
+        }
+        let full = |np: &NetworkPolicy, pods: &BTreeMap<String, Arc<PodInfo>>| {
+            let index = PodIndex::new(pods.values().cloned());
+            let d = desired(
+                np,
+                &Cluster {
+                    pods: &index,
+                    namespaces: &namespaces,
+                    subnet_protocol: &proto,
+                    lax_default: false,
+                },
+            );
+            (d, index)
+        };
+        let nps = policies();
+        let mut state: Vec<(Compiled, Rows)> = nps
+            .iter()
+            .map(|np| {
+                let (d, index) = full(np, &pods);
+                let m = Membership::new(np, &d.families);
+                let c = contributions(&m, &d, &index, &ns, &proto);
+                (Compiled::new(1, m, c), rows(&d))
+            })
+            .collect();
+        let (mut deltas, mut refused) = (0, 0);
+        for _ in 0..300 {
+            let mut changed = BTreeSet::new();
+            for _ in 0..1 + r.below(3) {
+                let keys: Vec<String> = pods.keys().cloned().collect();
+                match r.below(4) {
+                    0 => {
+                        serial += 1;
+                        let (n, name) = (format!("ns{}", r.below(4)), format!("p{serial}"));
+                        let key = format!("{n}/{name}");
+                        pods.insert(key.clone(), pod(&n, &name, &mut r, serial));
+                        changed.insert(key);
+                    }
+                    1 if !keys.is_empty() => {
+                        let k = keys[r.below(keys.len())].clone();
+                        pods.remove(&k);
+                        changed.insert(k);
+                    }
+                    _ if !keys.is_empty() => {
+                        // Relabelled, re-addressed or newly allocated: a new version.
+                        let k = keys[r.below(keys.len())].clone();
+                        let (n, name) = k.split_once('/').unwrap();
+                        serial += 1;
+                        pods.insert(k.clone(), pod(n, name, &mut r, serial));
+                        changed.insert(k);
+                    }
+                    _ => {}
+                }
+            }
+            for (np, (compiled, have)) in nps.iter().zip(state.iter_mut()) {
+                let (want, index) = full(np, &pods);
+                let batch: Vec<(String, Contribution)> = changed
+                    .iter()
+                    .map(|k| {
+                        let c = index
+                            .get(k)
+                            .map(|p| {
+                                let n = ns(p.metadata.namespace.as_deref().unwrap_or(""));
+                                compiled.membership().contribution(p, n.as_deref(), &proto)
+                            })
+                            .unwrap_or_default();
+                        (k.clone(), c)
+                    })
+                    .collect();
+                match compiled.update(batch) {
+                    Some(delta) => {
+                        deltas += 1;
+                        assert_eq!(&want.families, compiled.membership().families());
+                        for p in delta.add_ports {
+                            assert!(have.0.insert(p), "added twice");
+                        }
+                        for p in delta.remove_ports {
+                            assert!(have.0.remove(&p), "removed an absent port");
+                        }
+                        for (set, (add, remove)) in delta.sets {
+                            let s = have.1.get_mut(&set).expect("a delta on a set that exists");
+                            for a in add {
+                                assert!(s.insert(a), "added twice");
+                            }
+                            for a in remove {
+                                assert!(s.remove(&a), "removed an absent address");
+                            }
+                        }
+                        assert_eq!(*have, rows(&want), "policy {:?}", np.metadata.name);
+                        let concerned: BTreeSet<String> = compiled
+                            .contributions
+                            .iter()
+                            .filter(|(_, c)| c.concerned())
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        assert_eq!(concerned, want.concerned);
+                    }
+                    None => {
+                        refused += 1;
+                        let filled = |r: &Rows| -> BTreeSet<String> {
+                            r.1.iter()
+                                .filter(|(_, a)| !a.is_empty())
+                                .map(|(n, _)| n.clone())
+                                .collect()
+                        };
+                        assert!(
+                            &want.families != compiled.membership().families()
+                                || filled(have) != filled(&rows(&want)),
+                            "refused a change of members only"
+                        );
+                        let m = Membership::new(np, &want.families);
+                        let c = contributions(&m, &want, &index, &ns, &proto);
+                        *compiled = Compiled::new(1, m, c);
+                        *have = rows(&want);
+                    }
+                }
+            }
+        }
+        // Both paths were taken, the incremental one nearly always.
+        assert!(
+            deltas > 1000 && refused > 0,
+            "{deltas} deltas, {refused} refusals"
+        );
+    }
+}
