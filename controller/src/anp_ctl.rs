@@ -183,6 +183,53 @@ async fn remove(ctx: &Ctx, kind: AdminKind, key: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The BaselineAdminNetworkPolicy whose port group the AdminNetworkPolicy `key` shares
+/// (upstream names both kinds' groups alike), if one exists.
+fn banp_sharing_port_group(ctx: &Ctx, key: &str) -> Option<Arc<BaselineAdminNetworkPolicy>> {
+    let pg = anp::pg_name(key);
+    ctx.stores
+        .baseline_admin_network_policies
+        .state()
+        .into_iter()
+        .find(|b| b.metadata.deletion_timestamp.is_none() && anp::pg_name(&b.name_any()) == pg)
+}
+
+/// Removes the AdminNetworkPolicy `key`'s rows (it is gone or refused). A BANP sharing its
+/// port group was refused while the ANP held it: it takes the group back in the same
+/// transaction — its rows written over the ANP's, the ANP's other address sets deleted — so
+/// no concurrent reconcile of the BANP can see the group half gone.
+async fn remove_anp(ctx: &Ctx, key: &str) -> Result<(), Error> {
+    ctx.admin_members.anp.record(key, BTreeSet::new());
+    let Some(b) = banp_sharing_port_group(ctx, key) else {
+        return remove(ctx, AdminKind::Anp, key).await;
+    };
+    let want = match anp::desired_banp(&b, &Snapshot::of(ctx).cx()) {
+        Ok(w) => w,
+        Err(_) => return remove(ctx, AdminKind::Anp, key).await,
+    };
+    let name = anp::policy_name(key);
+    let kept: BTreeSet<String> = want.address_sets.iter().map(|s| s.name.clone()).collect();
+    ctx.apply(
+        &format!("delete anp {key}, banp {} takes its port group", want.name),
+        |plan| {
+            for dir in ["ingress", "egress"] {
+                objects::prune_admin_address_sets(
+                    plan,
+                    AdminKind::Anp,
+                    &format!("{name}/{dir}"),
+                    &kept,
+                )?;
+            }
+            write(plan, &want)
+        },
+    )
+    .await?;
+    ctx.admin_members
+        .banp
+        .record(&b.name_any(), want.concerned.clone());
+    Ok(())
+}
+
 /// Applies `want` (or reports why there is nothing to apply) and records its pods.
 async fn converge<K: Resource<DynamicType = ()>>(
     ctx: &Ctx,
@@ -261,8 +308,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         .find(|a| a.name_any() == key && a.metadata.deletion_timestamp.is_none())
         .cloned()
     else {
-        remove(&ctx, AdminKind::Anp, &key).await?;
-        ctx.admin_members.anp.record(&key, BTreeSet::new());
+        remove_anp(&ctx, &key).await?;
         return Ok(Outcome::Done);
     };
     if let Some(holder) = anp::priority_holder(&a, &all) {
@@ -277,8 +323,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             &msg,
         )
         .await;
-        remove(&ctx, AdminKind::Anp, &key).await?;
-        ctx.admin_members.anp.record(&key, BTreeSet::new());
+        remove_anp(&ctx, &key).await?;
         return Ok(Outcome::Done);
     }
     let want = anp::desired_anp(&a, &Snapshot::of(&ctx).cx());
@@ -301,15 +346,15 @@ pub async fn reconcile_baseline(ctx: Arc<Ctx>, key: String) -> Result<Outcome, E
         return Ok(Outcome::Done);
     };
     // Upstream names both kinds' port groups alike: an AdminNetworkPolicy of the same name
-    // keeps the group rather than the two overwriting each other's ACLs.
+    // that holds its priority keeps the group rather than the two overwriting each other's
+    // ACLs; its removal hands the group back (see `remove_anp`).
     let pg = anp::pg_name(&key);
-    if let Some(a) = ctx
-        .stores
-        .admin_network_policies
-        .state()
-        .iter()
-        .find(|a| anp::pg_name(&a.name_any()) == pg)
-    {
+    let anps = ctx.stores.admin_network_policies.state();
+    if let Some(a) = anps.iter().find(|a| {
+        anp::pg_name(&a.name_any()) == pg
+            && a.metadata.deletion_timestamp.is_none()
+            && anp::priority_holder(a, &anps).is_none()
+    }) {
         let msg = format!(
             "port group {pg} belongs to AdminNetworkPolicy {}",
             a.name_any()

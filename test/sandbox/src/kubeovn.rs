@@ -26,6 +26,9 @@ pub struct KubeOvnBuild {
     pub cni: PathBuf,
     /// `dist/crds/kube-ovn-crd.yaml`.
     pub crds: PathBuf,
+    /// Extra controller flags (e.g. `--enable-anp=true`): features off by default that a test
+    /// turns on, as a cluster's install would.
+    pub controller_args: Vec<String>,
 }
 
 impl KubeOvnBuild {
@@ -37,6 +40,7 @@ impl KubeOvnBuild {
             daemon: binary_dir.join("kube-ovn-daemon"),
             cni: binary_dir.join("kube-ovn"),
             crds: source_root.join("dist/crds/kube-ovn-crd.yaml"),
+            controller_args: Vec::new(),
         };
         [&b.controller, &b.daemon, &b.cni, &b.crds]
             .iter()
@@ -107,6 +111,7 @@ pub fn start_controller(
         .arg(format!("--ovn-nb-addr={nb}"))
         // Port 0: several sandboxes (and a host controller) may run side by side.
         .arg("--pprof-port=0")
+        .args(&build.controller_args)
         .env("POD_NAME", "kube-ovn-controller-sandbox")
         .env("KUBE_NAMESPACE", "kube-system");
     spawn_logged(

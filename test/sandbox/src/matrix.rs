@@ -917,6 +917,163 @@ pub fn network_policy(namespace: &str, name: &str, spec: Value) -> Value {
     })
 }
 
+/// An AdminNetworkPolicy object `name` at `priority` with `spec` (its `priority` set), for
+/// [`World::apply`].
+pub fn admin_network_policy(name: &str, priority: i32, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["priority"] = json!(priority);
+    json!({
+        "apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "AdminNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
+}
+
+/// The BaselineAdminNetworkPolicy with `spec`, for [`World::apply`]: the API allows one, named
+/// `default`.
+pub fn baseline_admin_network_policy(spec: Value) -> Value {
+    json!({
+        "apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "BaselineAdminNetworkPolicy",
+        "metadata": {"name": "default"},
+        "spec": spec,
+    })
+}
+
+/// The rows of NB table `table` as JSON objects by column (`ovn-nbctl --format=json list`), so
+/// a policy test can check what is left in the NB.
+pub fn nb_rows(nb: &str, table: &str) -> Result<Vec<Value>> {
+    let out = std::process::Command::new("ovn-nbctl")
+        .args([
+            &format!("--db={nb}"),
+            "--timeout=10",
+            "--format=json",
+            "list",
+            table,
+        ])
+        .output()
+        .map_err(|e| Error::Command {
+            command: format!("ovn-nbctl list {table}"),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command: format!("ovn-nbctl list {table}"),
+            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Invalid(format!("ovn-nbctl list {table}: {e}")))?;
+    let headings: Vec<String> = v["headings"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|h| h.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(v["data"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|row| {
+                    let cols = row.as_array().cloned().unwrap_or_default();
+                    Value::Object(headings.iter().cloned().zip(cols).collect())
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// `external_ids:<key>` of a row of [`nb_rows`] (OVSDB JSON maps are `["map", [[k, v], …]]`).
+pub fn external_id(row: &Value, key: &str) -> Option<String> {
+    row["external_ids"][1]
+        .as_array()?
+        .iter()
+        .find(|kv| kv[0] == key)
+        .and_then(|kv| kv[1].as_str().map(str::to_string))
+}
+
+/// A string column of a row of [`nb_rows`] (empty when unset).
+pub fn column_text(row: &Value, col: &str) -> String {
+    row[col].as_str().map(str::to_string).unwrap_or_default()
+}
+
+/// How often the nodes' ovs-vswitchd aborted so far (each abort logs one EMER line, and the
+/// restarted daemon appends to the same log): a step that overlaps one measures OVS's
+/// recovery, not the policy.
+pub fn vswitchd_crashes(state: &SandboxState) -> usize {
+    state
+        .nodes
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(n.dir.join("vswitchd.log"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("|EMER|"))
+                .count()
+        })
+        .sum()
+}
+
+/// The converge times of a matrix test's steps, for its closing figures.
+#[derive(Debug, Default)]
+pub struct ConvergeTimes {
+    /// (case, step, seconds until the data plane matched).
+    pub steps: Vec<(String, String, f64)>,
+    /// Steps an ovs-vswitchd crash overlapped: (case, step, seconds, crashes), kept out of
+    /// the figures.
+    pub crashed: Vec<(String, String, f64, usize)>,
+}
+
+impl ConvergeTimes {
+    /// Records a converged step (`crashes`: ovs-vswitchd aborts meanwhile, see
+    /// [`vswitchd_crashes`]) and returns its log line.
+    pub fn record(&mut self, case: &str, step: &str, c: &Converged, crashes: usize) -> String {
+        let after = c
+            .not_at
+            .map(|t| format!("after {:.2}s, ", t.as_secs_f64()))
+            .unwrap_or_default();
+        let secs = c.by.as_secs_f64();
+        if crashes > 0 {
+            self.crashed
+                .push((case.to_string(), step.to_string(), secs, crashes));
+        } else {
+            self.steps.push((case.to_string(), step.to_string(), secs));
+        }
+        format!(
+            "{case}: {step}: {after}by {secs:.2}s ({} rounds){}",
+            c.rounds,
+            if crashes > 0 {
+                format!(" (ovs-vswitchd crashed {crashes}x meanwhile: not counted)")
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    /// Min, median and max over the counted steps, and the slowest step.
+    pub fn figures(&self) -> String {
+        let mut secs: Vec<&(String, String, f64)> = self.steps.iter().collect();
+        if secs.is_empty() {
+            return "no step converged".into();
+        }
+        secs.sort_by(|a, b| a.2.total_cmp(&b.2));
+        let max = secs[secs.len() - 1];
+        format!(
+            "converge times (start of the first matching probe round) over {} steps: min {:.2}s, \
+             median {:.2}s, max {:.2}s (max: {} / {}); {} steps overlapped an ovs-vswitchd crash \
+             and are left out",
+            secs.len(),
+            secs[0].2,
+            secs[secs.len() / 2].2,
+            max.2,
+            max.0,
+            max.1,
+            self.crashed.len()
+        )
+    }
+}
+
 /// The connected cells per service (loopback left out), e.g. `TCP/80 40/72, …`: a one-line
 /// picture of a matrix for a test's log.
 pub fn summary(m: &Matrix) -> String {

@@ -70,15 +70,26 @@ pub fn admin_port_group(
 }
 
 /// States a rule's address set with exactly `set.addresses`. An existing set keeps its
-/// `external_ids` (upstream only sets them at creation).
+/// `external_ids` (upstream only sets them at creation), unless the other kind marked it:
+/// both kinds name sets alike, so an AdminNetworkPolicy and the BaselineAdminNetworkPolicy
+/// sharing a name share set names too, and a set must carry the mark of the policy that wrote
+/// it last, or the other one's removal would delete it from under it.
 pub fn admin_address_set(
     plan: &mut Plan<'_>,
     kind: AdminKind,
     set: &AdminAddressSet,
 ) -> Result<(), PlanError> {
+    let other = match kind {
+        AdminKind::Anp => AdminKind::Banp,
+        AdminKind::Banp => AdminKind::Anp,
+    };
+    let marked_by_other = plan
+        .monitored(AddressSet::TABLE)?
+        .by_name(&set.name)
+        .any(|(_, r)| ext(r, kind.key()).is_none() && ext(r, other.key()).is_some());
     let at = match plan.lookup(AddressSet::TABLE, &set.name) {
-        Some(r) => r,
-        None => plan.ensure_root(
+        Some(r) if !marked_by_other => r,
+        _ => plan.ensure_root(
             AddressSet::TABLE,
             &set.name,
             row!(AddressSet {
