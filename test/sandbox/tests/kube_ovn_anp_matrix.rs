@@ -216,8 +216,8 @@ fn nb_acls(nb: &str) -> String {
 
 /// The controller's warnings and errors and its last lines, for a failure's report.
 fn controller_log(world: &World) -> String {
-    let log = std::fs::read_to_string(world.state().run_dir.join("controller.log"))
-        .unwrap_or_default();
+    let log =
+        std::fs::read_to_string(world.state().run_dir.join("controller.log")).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     let warnings: Vec<&str> = lines
         .iter()
