@@ -14,6 +14,8 @@ pub mod goflags;
 pub mod health;
 #[cfg(feature = "cli")]
 pub mod klog;
+#[cfg(feature = "api")]
+pub mod manifests;
 pub mod names;
 pub mod net;
 #[cfg(feature = "api")]

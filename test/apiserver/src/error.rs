@@ -55,6 +55,25 @@ impl ApiError {
         )
     }
 
+    /// 401: the credentials are not known.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 403: the user may not do this (kube-apiserver's RBAC message).
+    pub fn forbidden(user: &str, verb: &str, resource: &str, group: &str, scope: &str) -> Self {
+        let group = if group.is_empty() {
+            "\"\"".to_string()
+        } else {
+            format!("\"{group}\"")
+        };
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{resource} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group {group} {scope}"),
+        )
+    }
+
     /// The object is semantically wrong (missing name, bad CRD spec, ...).
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(422, "Invalid", message)

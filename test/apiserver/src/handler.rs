@@ -9,10 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
+use crate::access::Decision;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::patch::PatchKind;
@@ -77,6 +78,32 @@ pub async fn handle(
     let accept = header(&req, ACCEPT);
     let content_type = header(&req, CONTENT_TYPE);
     tracing::debug!("{method} {path} {:?}", req.uri().query());
+    let authorization = header(&req, AUTHORIZATION);
+    match state
+        .access
+        .decide(&authorization, method.as_str(), &route(&path), &query)
+    {
+        Decision::Allow => {}
+        Decision::Unauthenticated => return Ok(error_response(&ApiError::unauthorized())),
+        Decision::Forbidden {
+            user,
+            attributes: a,
+        } => {
+            let resource = if a.subresource.is_empty() {
+                a.resource.clone()
+            } else {
+                format!("{}/{}", a.resource, a.subresource)
+            };
+            let scope = if a.namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace \"{}\"", a.namespace)
+            };
+            return Ok(error_response(&ApiError::forbidden(
+                &user, &a.verb, &resource, &a.group, &scope,
+            )));
+        }
+    }
     let body = match req.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {

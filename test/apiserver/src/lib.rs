@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 mod discovery;
 pub mod error;
 mod handler;
@@ -76,6 +77,9 @@ pub struct Options {
     pub node_port_range: (u16, u16),
     /// Port the `kubernetes` Service's `https` port targets (kube-apiserver's secure port).
     pub api_port: u16,
+    /// Users known by bearer token, each held to its RBAC rules (see [`access`]); requests
+    /// without a token are always allowed.
+    pub identities: Vec<access::Identity>,
 }
 
 impl Default for Options {
@@ -88,6 +92,7 @@ impl Default for Options {
             service_cidrs: vec![services::DEFAULT_SERVICE_CIDR.to_string()],
             node_port_range: services::DEFAULT_NODE_PORTS,
             api_port: 6443,
+            identities: Vec::new(),
         }
     }
 }
@@ -109,6 +114,7 @@ pub enum StartError {
 /// A running fixture; it stops when dropped or when [`ApiServer::shutdown`] is called.
 pub struct ApiServer {
     address: SocketAddr,
+    access: Arc<access::AccessControl>,
     stop: signal::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -139,15 +145,18 @@ impl ApiServer {
             .local_addr()
             .map_err(|e| StartError::Bind(options.listen, e))?;
         let (stop, stopped) = signal::channel(false);
+        let access = Arc::new(access::AccessControl::new(options.identities));
         let state = Arc::new(ServerState::new(
             store,
             options.bookmark_interval,
             stopped,
             address.to_string(),
+            access.clone(),
         ));
         let task = tokio::spawn(server::serve(listener, state));
         Ok(Self {
             address,
+            access,
             stop,
             task: Some(task),
         })
@@ -156,6 +165,12 @@ impl ApiServer {
     /// The bound address (useful with port 0).
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Every distinct request the identified users (those of [`Options::identities`]) made so
+    /// far, allowed or not.
+    pub fn recorded(&self) -> Vec<access::Recorded> {
+        self.access.recorded()
     }
 
     /// `http://host:port` of the server.

@@ -10,6 +10,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access::AccessControl;
 use crate::handler::handle;
 use crate::store::Store;
 
@@ -22,6 +23,8 @@ pub struct ServerState {
     pub shutdown: watch::Receiver<bool>,
     /// `host:port` the server is reachable at, for discovery documents.
     pub address: String,
+    /// Token authentication, RBAC and the request record.
+    pub access: Arc<AccessControl>,
 }
 
 impl ServerState {
@@ -31,12 +34,14 @@ impl ServerState {
         bookmark_interval: Duration,
         shutdown: watch::Receiver<bool>,
         address: String,
+        access: Arc<AccessControl>,
     ) -> Self {
         Self {
             store: Mutex::new(store),
             bookmark_interval,
             shutdown,
             address,
+            access,
         }
     }
 

@@ -77,11 +77,16 @@ pub fn relay(listener: TcpListener, upstream: SocketAddr) -> Result<JoinHandle<(
     }))
 }
 
-/// A kubeconfig for agents on a node, pointing at the node-local API address.
-pub fn node_kubeconfig(node: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: http://127.0.0.1:{NODE_API_PORT}\ncontexts:\n- name: {node}\n  context:\n    cluster: sandbox\n    user: {node}\ncurrent-context: {node}\nusers:\n- name: {node}\n  user: {{}}\n"
-    )
+/// A kubeconfig for agents on a node, pointing at the node-local API address; with a token
+/// (the node agent's service account, see [`crate::rbac`]) when the API enforces RBAC.
+pub fn node_kubeconfig(node: &str, token: Option<&str>) -> String {
+    let server = format!("http://127.0.0.1:{NODE_API_PORT}");
+    match token {
+        Some(token) => crate::rbac::kubeconfig_with_token(&server, node, token),
+        None => format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: {server}\ncontexts:\n- name: {node}\n  context:\n    cluster: sandbox\n    user: {node}\ncurrent-context: {node}\nusers:\n- name: {node}\n  user: {{}}\n"
+        ),
+    }
 }
 
 /// How often kube-apiserver's endpoint reconciler rewrites the `kubernetes` endpoints

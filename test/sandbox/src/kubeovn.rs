@@ -29,7 +29,12 @@ pub struct KubeOvnBuild {
     /// Extra controller flags (e.g. `--enable-anp=true`): features off by default that a test
     /// turns on, as a cluster's install would.
     pub controller_args: Vec<String>,
+    /// `dist/manifests`: the install manifests, whose RBAC rules the processes are held to.
+    pub manifests: PathBuf,
 }
+
+/// The controller's kubeconfig in the run directory: its service account's token.
+pub const CONTROLLER_KUBECONFIG: &str = "kube-ovn-controller.kubeconfig";
 
 impl KubeOvnBuild {
     /// The build next to a binary of the same cargo target directory (`target/<profile>/`), with
@@ -41,11 +46,13 @@ impl KubeOvnBuild {
             cni: binary_dir.join("kube-ovn"),
             crds: source_root.join("dist/crds/kube-ovn-crd.yaml"),
             controller_args: Vec::new(),
+            manifests: source_root.join("dist/manifests"),
         };
-        [&b.controller, &b.daemon, &b.cni, &b.crds]
+        ([&b.controller, &b.daemon, &b.cni, &b.crds]
             .iter()
             .all(|p| p.is_file())
-            .then_some(b)
+            && b.manifests.is_dir())
+        .then_some(b)
     }
 
     /// The build a test binary of this workspace runs beside: test binaries live in

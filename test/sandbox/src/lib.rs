@@ -28,6 +28,7 @@ pub mod mirroring;
 pub mod node;
 pub mod probe;
 pub mod prober;
+pub mod rbac;
 pub mod scheduler;
 pub mod sys;
 pub mod wire;
@@ -152,6 +153,17 @@ impl SandboxState {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    /// The kubeconfig kube-ovn-controller runs with: its service account's token when the
+    /// sandbox runs kube-ovn-rs, else the unrestricted one.
+    pub fn controller_kubeconfig(&self) -> PathBuf {
+        let own = self.run_dir.join(kubeovn::CONTROLLER_KUBECONFIG);
+        if own.is_file() {
+            own
+        } else {
+            self.kubeconfig.clone()
+        }
+    }
+
     /// Network namespace of a pod.
     pub fn pod_netns(&self, namespace: &str, name: &str) -> String {
         kubelet::pod_netns(&self.prefix, namespace, name)
@@ -213,10 +225,30 @@ impl Sandbox {
     }
 
     async fn build(config: &SandboxConfig, start: Instant) -> Result<Sandbox> {
+        // kube-ovn's processes run as their service accounts, held to the shipped RBAC rules.
+        let identities = match &config.kube_ovn {
+            Some(build) => {
+                let policy = rbac::Policy::read_dir(&build.manifests)?;
+                vec![
+                    policy.identity(rbac::CONTROLLER_SA),
+                    policy.identity(rbac::DAEMON_SA),
+                ]
+            }
+            None => Vec::new(),
+        };
+        let token_of = |sa: &str| {
+            identities
+                .iter()
+                .find(|i| i.user == rbac::user_of(sa))
+                .map(|i| i.token.clone())
+        };
+        let (controller_token, daemon_token) =
+            (token_of(rbac::CONTROLLER_SA), token_of(rbac::DAEMON_SA));
         let api = ApiServer::start(Options {
             listen: config.api_listen,
             service_cidrs: config.service_cidrs.clone(),
             api_port: apiproxy::NODE_API_PORT,
+            identities: identities.clone(),
             ..Options::default()
         })
         .await
@@ -225,6 +257,11 @@ impl Sandbox {
         let kubeconfig = config.run_dir.join("kubeconfig");
         std::fs::write(&kubeconfig, api.kubeconfig_yaml())
             .map_err(|e| Error::io(&kubeconfig, e))?;
+        if let Some(token) = &controller_token {
+            let path = config.run_dir.join(kubeovn::CONTROLLER_KUBECONFIG);
+            let text = rbac::kubeconfig_with_token(&api.url(), rbac::CONTROLLER_SA, token);
+            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        }
 
         let cfg = config.clone();
         let (central, nodes) = tokio::task::spawn_blocking(move || build_ovn(&cfg))
@@ -247,8 +284,11 @@ impl Sandbox {
                 relays.push(apiproxy::relay(listener, api.address())?);
             }
             let path = n.kubeconfig();
-            std::fs::write(&path, apiproxy::node_kubeconfig(&n.name))
-                .map_err(|e| Error::io(&path, e))?;
+            std::fs::write(
+                &path,
+                apiproxy::node_kubeconfig(&n.name, daemon_token.as_deref()),
+            )
+            .map_err(|e| Error::io(&path, e))?;
         }
 
         let api_endpoint = SocketAddr::from((nodes[0].ip, apiproxy::NODE_API_PORT));
@@ -344,8 +384,12 @@ impl Sandbox {
         if let Some(build) = &config.kube_ovn {
             kubeovn::install_crds(&sandbox.client, &build.crds).await?;
             let st = &sandbox.state;
-            let controller =
-                kubeovn::start_controller(build, &st.run_dir, &st.kubeconfig, &st.central.nb)?;
+            let controller = kubeovn::start_controller(
+                build,
+                &st.run_dir,
+                &st.controller_kubeconfig(),
+                &st.central.nb,
+            )?;
             sandbox.children.push(controller);
             for n in &st.nodes {
                 let agent = kubeovn::start_node_agent(build, n)?;
@@ -366,6 +410,15 @@ impl Sandbox {
     pub fn set_supervisor(&mut self, pid: u32) -> Result<()> {
         self.state.supervisor_pid = Some(pid);
         self.state.save()
+    }
+
+    /// Every distinct API request kube-ovn's processes made so far, by service account, with
+    /// whether the shipped RBAC rules allowed it (empty without kube-ovn).
+    pub fn api_requests(&self) -> Vec<kube_apiserver_fixture::access::Recorded> {
+        self.api
+            .as_ref()
+            .map(ApiServer::recorded)
+            .unwrap_or_default()
     }
 
     /// A client of the sandbox's Kubernetes API.
@@ -400,20 +453,47 @@ impl Sandbox {
         )
     }
 
-    /// Stops everything and removes every namespace and file; returns what was removed.
+    /// Stops everything and removes every namespace and file; returns what was removed. It
+    /// fails after tearing down when kube-ovn made a request its shipped RBAC rules do not
+    /// allow, so every test that runs kube-ovn-rs checks that the rules are sufficient.
     pub async fn down(mut self) -> Result<SweepReport> {
         self.down = true;
         for t in self.tasks.drain(..) {
             t.abort();
         }
         stop_children(&mut self.children);
+        let denied: Vec<String> = self
+            .api_requests()
+            .into_iter()
+            .filter(|r| !r.allowed)
+            .map(|r| {
+                let a = r.attributes;
+                format!(
+                    "{} {} {}/{}{}{} in {:?}",
+                    r.user,
+                    a.verb,
+                    a.group,
+                    a.resource,
+                    if a.subresource.is_empty() { "" } else { "/" },
+                    a.subresource,
+                    a.namespace
+                )
+            })
+            .collect();
         if let Some(api) = self.api.take() {
             api.shutdown().await;
         }
         let (dir, prefix) = (self.state.run_dir.clone(), self.state.prefix.clone());
-        tokio::task::spawn_blocking(move || sweep(&dir, &prefix))
+        let report = tokio::task::spawn_blocking(move || sweep(&dir, &prefix))
             .await
-            .map_err(|e| Error::Invalid(format!("teardown task: {e}")))?
+            .map_err(|e| Error::Invalid(format!("teardown task: {e}")))??;
+        if !denied.is_empty() {
+            return Err(Error::Invalid(format!(
+                "kube-ovn made requests the shipped RBAC rules (dist/manifests) deny: {}",
+                denied.join("; ")
+            )));
+        }
+        Ok(report)
     }
 }
 

@@ -67,7 +67,7 @@ pub fn restart_controller(build: &KubeOvnBuild, st: &SandboxState, killed: i32) 
     Ok(kubeovn::start_controller(
         build,
         &st.run_dir,
-        &st.kubeconfig,
+        &st.controller_kubeconfig(),
         &st.central.nb,
     )?)
 }

@@ -1,0 +1,248 @@
+//! The service accounts and their least-privilege ClusterRoles, with upstream's names
+//! (`ovn` / `system:ovn` for the controller, `kube-ovn-cni` / `system:kube-ovn-cni` for the
+//! daemon, `ovn-ovs` / `system:ovn-ovs` for ovn-central and ovs-ovn). A rule grants only what
+//! the binary was seen to use in the sandbox RBAC test (`test/sandbox/tests/kube_ovn_rbac.rs`
+//! runs them held to these rules and checks both ways); a grant that test cannot see used
+//! says why it is needed in [`Rule::unexercised`].
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::NAMESPACE;
+
+/// One RBAC rule and, for grants the tests cannot exercise, why it is there.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// API groups (`""` is core).
+    pub groups: &'static [&'static str],
+    /// Resources, `resource/subresource` for subresources.
+    pub resources: &'static [&'static str],
+    /// Verbs.
+    pub verbs: &'static [&'static str],
+    /// `None`: the RBAC test must see every (verb, resource) of this rule used. `Some(why)`:
+    /// needed on paths the test does not reach, named precisely.
+    pub unexercised: Option<&'static str>,
+}
+
+/// A service account and the ClusterRole bound to it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// ServiceAccount name (in [`NAMESPACE`]).
+    pub service_account: &'static str,
+    /// ClusterRole name.
+    pub cluster_role: &'static str,
+    /// ClusterRoleBinding name.
+    pub binding: &'static str,
+    /// The ClusterRole's rules.
+    pub rules: Vec<Rule>,
+}
+
+const fn used(
+    groups: &'static [&'static str],
+    resources: &'static [&'static str],
+    verbs: &'static [&'static str],
+) -> Rule {
+    Rule {
+        groups,
+        resources,
+        verbs,
+        unexercised: None,
+    }
+}
+
+const fn unexercised(
+    groups: &'static [&'static str],
+    resources: &'static [&'static str],
+    verbs: &'static [&'static str],
+    why: &'static str,
+) -> Rule {
+    Rule {
+        groups,
+        resources,
+        verbs,
+        unexercised: Some(why),
+    }
+}
+
+impl Rule {
+    /// The rule as RBAC's type.
+    pub fn policy_rule(&self) -> PolicyRule {
+        let own = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        PolicyRule {
+            api_groups: Some(own(self.groups)),
+            resources: Some(own(self.resources)),
+            verbs: own(self.verbs),
+            resource_names: None,
+            non_resource_urls: None,
+        }
+    }
+}
+
+impl Account {
+    /// The ServiceAccount, ClusterRole and ClusterRoleBinding, as upstream's install.sh lays
+    /// them out.
+    pub fn objects(&self) -> Result<Vec<serde_json::Value>, String> {
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(self.service_account.into()),
+                namespace: Some(NAMESPACE.into()),
+                ..Default::default()
+            },
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        };
+        let role = ClusterRole {
+            metadata: ObjectMeta {
+                name: Some(self.cluster_role.into()),
+                annotations: Some(
+                    [(
+                        "rbac.authorization.k8s.io/system-only".to_string(),
+                        "true".to_string(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            rules: Some(self.rules.iter().map(Rule::policy_rule).collect()),
+            aggregation_rule: None,
+        };
+        let binding = ClusterRoleBinding {
+            metadata: ObjectMeta {
+                name: Some(self.binding.into()),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: self.cluster_role.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: self.service_account.into(),
+                namespace: Some(NAMESPACE.into()),
+                api_group: None,
+            }]),
+        };
+        // k8s-openapi writes each object's apiVersion and kind.
+        let value = |o: serde_json::Result<serde_json::Value>| o.map_err(|e| e.to_string());
+        Ok(vec![
+            value(serde_json::to_value(&sa))?,
+            value(serde_json::to_value(&role))?,
+            value(serde_json::to_value(&binding))?,
+        ])
+    }
+}
+
+const KUBEOVN: &[&str] = &["kubeovn.io"];
+const CORE: &[&str] = &[""];
+
+/// kube-ovn-controller's account (`ovn`, ClusterRole `system:ovn`).
+pub fn controller() -> Account {
+    const WATCH: &[&str] = &["list", "watch"];
+    Account {
+        service_account: "ovn",
+        cluster_role: "system:ovn",
+        binding: "ovn",
+        rules: vec![
+            used(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"]),
+            used(CORE, &["pods", "nodes", "services"], &["list", "watch", "patch"]),
+            used(CORE, &["namespaces"], WATCH),
+            used(&["discovery.k8s.io"], &["endpointslices"], WATCH),
+            used(&["networking.k8s.io"], &["networkpolicies"], WATCH),
+            used(
+                KUBEOVN,
+                &["subnets", "ips", "vips", "ippools", "security-groups", "switch-lb-rules"],
+                WATCH,
+            ),
+            used(KUBEOVN, &["subnets"], &["get", "create", "patch", "update"]),
+            used(KUBEOVN, &["ips"], &["get", "create", "patch", "delete"]),
+            used(KUBEOVN, &["vpcs"], &["get", "create"]),
+            used(KUBEOVN, &["vips"], &["patch", "update"]),
+            used(
+                KUBEOVN,
+                &["subnets/status", "vpcs/status", "security-groups/status"],
+                &["patch"],
+            ),
+            unexercised(
+                CORE,
+                &["events"],
+                &["create"],
+                "Warning events on objects the controller rejects or cannot realise                  (controller/runtime/src/events.rs); the sandbox workload is valid, so none is                  emitted",
+            ),
+            unexercised(
+                KUBEOVN,
+                &["vips"],
+                &["create"],
+                "the health-check Vip service_ctl.rs creates for a subnet when a Service asks                  for load-balancer health checks",
+            ),
+            unexercised(
+                KUBEOVN,
+                &["ippools/status", "switch-lb-rules/status"],
+                &["patch"],
+                "the IPPool and SwitchLBRule reconcilers' status (ippool_ctl.rs, slr_ctl.rs);                  the workload creates neither kind",
+            ),
+            unexercised(
+                CORE,
+                &["services", "endpoints"],
+                &["get", "create", "update"],
+                "the Service and Endpoints a SwitchLBRule owns (slr_ctl.rs)",
+            ),
+            unexercised(
+                KUBEOVN,
+                &["vips"],
+                &["delete"],
+                "a SwitchLBRule's health-check Vip removed with it (slr_ctl.rs)",
+            ),
+            unexercised(
+                &["policy.networking.k8s.io"],
+                &["adminnetworkpolicies", "baselineadminnetworkpolicies"],
+                WATCH,
+                "only with --enable-anp (off by default, as upstream), which the sandbox does                  not pass",
+            ),
+        ],
+    }
+}
+
+/// kube-ovn-daemon's account (`kube-ovn-cni`, ClusterRole `system:kube-ovn-cni`).
+pub fn daemon() -> Account {
+    Account {
+        service_account: "kube-ovn-cni",
+        cluster_role: "system:kube-ovn-cni",
+        binding: "kube-ovn-cni",
+        rules: vec![
+            used(CORE, &["nodes"], &["get", "list", "watch", "patch"]),
+            used(CORE, &["nodes/status"], &["patch"]),
+            used(CORE, &["pods"], &["list", "watch"]),
+            used(KUBEOVN, &["subnets"], &["list", "watch"]),
+            unexercised(
+                CORE,
+                &["pods"],
+                &["get"],
+                "a CNI ADD for a pod the node's pod watch has not delivered yet reads the pod \
+                 directly (daemon/src/pods.rs); the sandbox reaches it only when an ADD \
+                 outruns the watch, so not on every run",
+            ),
+        ],
+    }
+}
+
+/// The account of ovn-central and ovs-ovn (`ovn-ovs`, ClusterRole `system:ovn-ovs`).
+pub fn ovn_ovs() -> Account {
+    const WHY: &str = "upstream's ovn-central (its leader checker labels its own pod \
+        ovn-nb-leader/ovn-sb-leader/ovn-northd-leader and reads the Services' endpoints) and \
+        ovs-ovn (its upgrade check reads the DaemonSet's controllerrevisions) use these; \
+        kube-ovn-rs's dist/images entrypoints do not call the API, and the rules are kept so \
+        upstream's images of these two roles run under these manifests during a swap";
+    Account {
+        service_account: "ovn-ovs",
+        cluster_role: "system:ovn-ovs",
+        binding: "ovn-ovs",
+        rules: vec![
+            unexercised(CORE, &["pods"], &["get", "patch"], WHY),
+            unexercised(CORE, &["services"], &["get"], WHY),
+            unexercised(&["discovery.k8s.io"], &["endpointslices"], &["list"], WHY),
+            unexercised(&["apps"], &["controllerrevisions"], &["get", "list"], WHY),
+        ],
+    }
+}
