@@ -38,10 +38,15 @@ started=$(date +%s.%N)
 
 cleanup() {
     local ids
-    ids=$(podman ps -a --filter "name=^$prefix-" --format '{{.ID}}')
-    if [[ -n "$ids" ]]; then
+    # Containers sharing another's network go first, so a few rounds remove them all.
+    for _ in 1 2 3; do
+        ids=$(podman ps -a --filter "name=^$prefix-" --format '{{.ID}}')
+        [[ -n "$ids" ]] || break
         # shellcheck disable=SC2086
         podman rm -f -t 0 $ids > /dev/null 2>&1 || true
+    done
+    if [[ -n "$ids" ]]; then
+        echo "could not remove containers $prefix-*" >&2
     fi
     rm -rf "$tmp"
 }
