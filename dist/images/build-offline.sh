@@ -2,12 +2,14 @@
 # Builds the kube-ovn image on a machine that cannot pull from any registry (as root):
 #   1. the base image: `debootstrap --variant=minbase bookworm` imported with `podman import`
 #      (skipped when $BASE_IMAGE exists; REBUILD_BASE=1 forces it),
-#   2. the binaries: `cargo build --release` on the host, stripped into dist/images/.bin/,
+#   2. the binaries: `cargo build --release` on the host (PROFILE=dev: a debug build, e.g.
+#      the one `cargo test` already made, for a quick image in CI), stripped into
+#      dist/images/.bin/,
 #   3. the image: `podman build --target prebuilt` of dist/images/Dockerfile on that base
 #      (its apt-get reaches the Debian mirror through the host network).
 # Prints the image's size and the time each step took.
 #
-# Environment: IMAGE (localhost/kube-ovn:dev), BASE_IMAGE (localhost/kube-ovn-base:bookworm),
+# Environment: IMAGE (localhost/kube-ovn:dev), PROFILE (release), BASE_IMAGE (localhost/kube-ovn-base:bookworm),
 # DEBIAN_MIRROR (http://deb.debian.org/debian), CARGO_TARGET_DIR (<repo>/target),
 # CONTAINERS_CONF (dist/images/containers.conf: runc, no default ulimits).
 set -euo pipefail
@@ -17,6 +19,15 @@ IMAGE=${IMAGE:-localhost/kube-ovn:dev}
 BASE_IMAGE=${BASE_IMAGE:-localhost/kube-ovn-base:bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
+PROFILE=${PROFILE:-release}
+case "$PROFILE" in
+    release) cargo_profile=(--release) profile_dir=release ;;
+    dev) cargo_profile=() profile_dir=debug ;;
+    *)
+        echo "build-offline: PROFILE=$PROFILE is neither release nor dev" >&2
+        exit 1
+        ;;
+esac
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$repo/dist/images/containers.conf}
 
 for tool in podman debootstrap cargo strip; do
@@ -48,11 +59,11 @@ else
 fi
 t1=$(now)
 
-echo "== binaries: cargo build --release"
-(cd "$repo" && cargo build --release -p kube-ovn-controller -p kube-ovn-daemon -p kube-ovn-cni)
+echo "== binaries: cargo build (profile $PROFILE)"
+(cd "$repo" && cargo build "${cargo_profile[@]}" -p kube-ovn-controller -p kube-ovn-daemon -p kube-ovn-cni)
 mkdir -p "$repo/dist/images/.bin"
 for bin in kube-ovn kube-ovn-controller kube-ovn-daemon; do
-    strip -o "$repo/dist/images/.bin/$bin" "$target_dir/release/$bin"
+    strip -o "$repo/dist/images/.bin/$bin" "$target_dir/$profile_dir/$bin"
 done
 t2=$(now)
 
@@ -67,6 +78,6 @@ echo
 echo "image $IMAGE: $(awk -v s="$size" 'BEGIN { printf "%.0f MB", s / 1e6 }')" \
      "(base $BASE_IMAGE: $(awk -v s="$base_size" 'BEGIN { printf "%.0f MB", s / 1e6 }'))"
 echo "base image: $base_note in $(elapsed "$t0" "$t1")"
-echo "binaries (cargo build --release, strip): $(elapsed "$t1" "$t2")"
+echo "binaries (cargo build, profile $PROFILE, strip): $(elapsed "$t1" "$t2")"
 echo "podman build: $(elapsed "$t2" "$t3")"
 echo "total: $(elapsed "$t0" "$t3")"

@@ -22,6 +22,7 @@ install_file() {
     fi
 }
 
+POD_IPS=${POD_IPS:-}
 for ip in ${POD_IPS//,/ }; do
     if [[ "$ip" == *:* ]]; then
         echo "IPv6 node address $ip: enabling IPv6 forwarding"
@@ -39,9 +40,7 @@ for plugin in loopback portmap macvlan ipvlan; do
     install_file "/$plugin" "/opt/cni/bin/$plugin"
 done
 # kubectl-ko is not part of kube-ovn-rs yet; the installed command says so when run.
-if [[ -d /usr/local/bin ]]; then
-    install_file /kube-ovn/kubectl-ko /usr/local/bin/kubectl-ko
-fi
+install_file /kube-ovn/kubectl-ko /usr/local/bin/kubectl-ko
 
 cd /kube-ovn
 ./kube-ovn-daemon --install-cni-config "$@" || fail "kube-ovn-daemon could not install the CNI configuration"
