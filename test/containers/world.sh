@@ -12,8 +12,9 @@
 #
 # Checks: both Nodes Ready and annotated by the controller, the NB topology, both chassis
 # in the SB, one pod per node wired by the CNI and pinging the other across the Geneve
-# tunnel; then each of the controller, a daemon, ovn-central and an ovs-ovn container is
-# restarted and the pods must still ping each other and keep their addresses.
+# tunnel, a ClusterIP Service answering pod0 from pod1; then each of the controller, a daemon, ovn-central and an ovs-ovn container is
+# restarted and the pods must still ping each other, reach the Service and keep their
+# addresses and NB ports.
 #
 #   dist/images/build-offline.sh && cargo build -p kube-apiserver-fixture && test/containers/world.sh
 #
@@ -363,6 +364,36 @@ check_ping() {
     fi
     ((failures == before))
 }
+# A ClusterIP Service in front of an HTTP server in pod1, with the EndpointSlice that
+# kube-controller-manager would write; pod0 must get an answer through the Service address.
+x "${nodes[1]}" ip netns exec pod1 python3 -m http.server 8080 --bind 0.0.0.0 > /dev/null 2>&1 &
+k create -f - > /dev/null <<EOF
+{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+ "spec": {"type": "ClusterIP", "ports": [{"name": "80-8080", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}
+EOF
+vip=$(k get service web -o jsonpath='{.spec.clusterIP}')
+k create -f - > /dev/null <<EOF
+{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+ "metadata": {"name": "web-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web",
+   "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+ "addressType": "IPv4",
+ "endpoints": [{"addresses": ["$ip1"], "conditions": {"ready": true}, "nodeName": "${nodes[1]}",
+   "targetRef": {"kind": "Pod", "namespace": "default", "name": "pod1", "uid": "uid-pod1"}}],
+ "ports": [{"name": "80-8080", "port": 8080, "protocol": "TCP"}]}
+EOF
+service_ok() {
+    x "${nodes[0]}" ip netns exec pod0 python3 -c \
+        "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://$vip:80/', timeout=2).status != 200)"
+}
+check_service() {
+    if wait_for 60 "Service $vip from pod0 $1" service_ok; then
+        pass "pod0 gets pod1's HTTP answer through Service web ($vip:80 -> $ip1:8080) $1"
+    else
+        fail "no answer from Service web $vip:80 $1"
+    fi
+}
+check_service ""
+
 if ! check_ping ""; then
     echo "$failures check(s) failed; restarts not tried" >&2
     exit 1
@@ -391,6 +422,7 @@ for c in controller "${nodes[0]}-cni" ovn-central "${nodes[1]}-ovs"; do
             ;;
     esac
     check_ping "after restarting $c" || true
+    check_service "after restarting $c"
     if [[ "$(nb_ports)" == "$ports_before" ]]; then
         pass "NB ports unchanged after restarting $c"
     else
