@@ -337,6 +337,25 @@ else
 fi
 podman rm -f -t 0 "$prefix-ovs" "$prefix-db" > /dev/null
 
+section "start-db.sh standalone as uid 65534 (the charts' runAsUser)"
+# The charts run ovn-central as nobody with NET_BIND_SERVICE and SYS_NICE only, after an
+# init container chowned the host directories.
+mkdir -p "$tmp/nonroot/etc-ovn" "$tmp/nonroot/log-ovn" "$tmp/nonroot/run-ovn"
+chown -R 65534:65534 "$tmp/nonroot"
+podman run -d --name "$prefix-nonroot" --network "$net" --user 65534:65534 \
+    --cap-drop ALL --cap-add NET_BIND_SERVICE,SYS_NICE -e NODE_IPS= \
+    -v "$tmp/nonroot/etc-ovn:/etc/ovn" -v "$tmp/nonroot/log-ovn:/var/log/ovn" \
+    -v "$tmp/nonroot/run-ovn:/var/run/ovn" "$IMAGE" bash /kube-ovn/start-db.sh > /dev/null
+if wait_for 90 "non-root healthcheck" x nonroot bash /kube-ovn/ovn-healthcheck.sh &&
+    x nonroot ovn-nbctl ls-add probe-nonroot &&
+    wait_for 30 "non-root northd" bash -c "[[ -n \$(podman exec $prefix-nonroot ovn-sbctl --bare --columns=_uuid find Datapath_Binding external_ids:name=probe-nonroot) ]]"; then
+    pass "ovn-central as uid 65534: healthy, northd at work"
+else
+    fail "ovn-central as uid 65534"
+    logs nonroot
+fi
+podman rm -f -t 0 "$prefix-nonroot" > /dev/null
+
 section "start-db.sh raft (NODE_IPS=127.0.0.1, install.sh's default shape)"
 central raft -e NODE_IPS=127.0.0.1 -e POD_IP=127.0.0.1 -e POD_IPS=127.0.0.1 -e ENABLE_BIND_LOCAL_IP=true
 check_central raft "raft ovn-central"

@@ -125,14 +125,18 @@ nodes=(kube-ovn-worker1 kube-ovn-worker2)
 node_ips=("$base.21" "$base.22")
 echo "network $prefix: $subnet, gateway $gateway"
 
-mkdir -p "$tmp/central/etc-ovn" "$tmp/central/log-ovn"
+# As install.sh runs it: uid 65534 (its hostpath-init container chowns the host
+# directories) with NET_BIND_SERVICE and SYS_NICE only.
+mkdir -p "$tmp/central/etc-ovn" "$tmp/central/log-ovn" "$tmp/central/run-ovn"
+chown -R 65534:65534 "$tmp/central"
 podman run -d --name "$prefix-ovn-central" --network "$prefix" --ip "$central_ip" \
-    --cap-add NET_BIND_SERVICE,SYS_NICE \
+    --user 65534:65534 --cap-drop ALL --cap-add NET_BIND_SERVICE,SYS_NICE \
     -e NODE_IPS="$central_ip" -e POD_IP="$central_ip" -e POD_IPS="$central_ip" \
     -e POD_NAME=ovn-central-0 -e POD_NAMESPACE=kube-system -e ENABLE_BIND_LOCAL_IP=true \
     -e DEBUG_WRAPPER= -e PROBE_INTERVAL=180000 -e OVN_NORTHD_PROBE_INTERVAL=5000 \
     -e OVN_LEADER_PROBE_INTERVAL=5 -e OVN_NORTHD_N_THREADS=1 -e ENABLE_COMPACT=false \
     -v "$tmp/central/etc-ovn:/etc/ovn" -v "$tmp/central/log-ovn:/var/log/ovn" \
+    -v "$tmp/central/run-ovn:/var/run/ovn" \
     "$IMAGE" bash /kube-ovn/start-db.sh > /dev/null
 
 # ---------------------------------------------------------------------------------------
@@ -177,9 +181,12 @@ done
 # ---------------------------------------------------------------------------------------
 section "kube-ovn-controller"
 mapfile -t controller_args < <(upstream_args "controller install.sh")
+# As the charts run it: uid 65534 with NET_BIND_SERVICE and NET_RAW only.
 mkdir -p "$tmp/controller/log"
+chown 65534:65534 "$tmp/controller/log"
+chmod 0644 "$tmp/kubeconfig"
 podman run -d --name "$prefix-controller" --network "$prefix" --ip "$controller_ip" \
-    --cap-add NET_RAW,NET_BIND_SERVICE \
+    --user 65534:65534 --cap-drop ALL --cap-add NET_RAW,NET_BIND_SERVICE \
     -e ENABLE_SSL=false -e KUBE_OVN_TLS_ROTATION_INTERVAL=8760h \
     -e POD_NAME=kube-ovn-controller-0 -e POD_NAMESPACE=kube-system -e NODE_NAME="${nodes[0]}" \
     -e OVN_DB_IPS="$central_ip" -e POD_IP="$controller_ip" -e POD_IPS="$controller_ip" \
