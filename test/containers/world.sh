@@ -314,6 +314,18 @@ for i in 0 1; do
     ready=$(k get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')
     if [[ "$ready" == True ]]; then pass "$node: Ready"; else fail "$node: Ready=$ready"; fi
 done
+# The charts' readiness and liveness probes: HTTP GET /readyz and /livez on the controller's
+# port 10660 and each daemon's port 10665.
+probe_targets=("controller $controller_ip:10660" "${nodes[0]} ${node_ips[0]}:10665" "${nodes[1]} ${node_ips[1]}:10665")
+for target in "${probe_targets[@]}"; do
+    for path in readyz livez; do
+        if wait_for 60 "${target% *} /$path" curl -fsS -o /dev/null "http://${target#* }/$path"; then
+            pass "${target% *}: the charts' probe GET http://${target#* }/$path answers 200"
+        else
+            fail "${target% *}: GET http://${target#* }/$path"
+        fi
+    done
+done
 if wait_for 60 "both chassis in the SB" bash -c \
     "[[ \$(podman exec $prefix-ovn-central ovn-sbctl --bare --columns=hostname list Chassis | grep -c kube-ovn-worker) == 2 ]]"; then
     pass "both chassis in the SB"
