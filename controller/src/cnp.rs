@@ -63,6 +63,8 @@ pub const CNP_MAX_PEER_ITEMS: usize = 25;
 pub const BASELINE_TOP: i64 = crate::netpol::DEFAULT_DROP - 1;
 /// The Baseline band stops above the BANP's rules (exclusive bound).
 pub const BASELINE_FLOOR: i64 = anp::BANP_ACL_MAX_PRIORITY;
+// The Baseline band is non-empty, below NetworkPolicy's default drop and above the BANP.
+const _: () = assert!(BASELINE_FLOOR < BASELINE_TOP && BASELINE_TOP < crate::netpol::DEFAULT_DROP);
 // Admin's lowest priority (399, last rule) stays above the node allows.
 const _: () = assert!(
     crate::netpol::NODE_ALLOW
@@ -725,8 +727,6 @@ mod tests {
         assert_eq!(top_priority(&b, &all), Ok(BASELINE_TOP));
         assert_eq!(top_priority(&a, &all), Ok(BASELINE_TOP - 10));
         assert_eq!(top_priority(&admin, &all), Ok(29975));
-        // Below NetworkPolicy's default drop, above the BANP.
-        assert!(BASELINE_TOP < crate::netpol::DEFAULT_DROP);
         let w = world();
         let d = desired(&a, BASELINE_TOP - 10, &w.cx()).unwrap();
         assert_eq!(d.ingress_acls.last().unwrap().priority, 1987);

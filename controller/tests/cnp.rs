@@ -407,3 +407,161 @@ async fn an_upstream_written_cluster_network_policy_is_adopted_without_writes() 
     .await;
     println!("upstream cnp layout adoption: {:?}", started.elapsed());
 }
+
+/// A pod's port, MAC and IPv4 address once it is allocated.
+async fn endpoint(w: &World, name: &str, labels: Value) -> (String, String, String) {
+    let ip = create_pod(w, name, labels).await;
+    let p = Api::<Pod>::namespaced(w.client.clone(), "default")
+        .get(name)
+        .await
+        .unwrap();
+    let mac = p.metadata.annotations.unwrap()["ovn.kubernetes.io/mac_address"].clone();
+    (format!("{name}.default"), mac, ip)
+}
+
+/// Whether OVN's logical pipeline (ovn-trace on the SB northd wrote) delivers a new TCP
+/// connection from `from` to `to` on `port`.
+fn delivered(
+    w: &World,
+    from: &(String, String, String),
+    to: &(String, String, String),
+    port: u16,
+) -> bool {
+    let flow = format!(
+        "inport == \"{}\" && eth.src == {} && eth.dst == {} && ip4.src == {} && ip4.dst == {} && ip.ttl == 64 && tcp.src == 40000 && tcp.dst == {port}",
+        from.0, from.1, to.1, from.2, to.2
+    );
+    let out = std::process::Command::new("ovn-trace")
+        .arg(format!("--db={}", w.sandbox.state().central.sb))
+        .args(["--ct=new", "--ct=new", "--minimal", "ovn-default", &flow])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ovn-trace: {stderr}");
+    assert!(
+        !stderr.contains("parsing expression failed"),
+        "a logical flow does not parse: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).contains(&format!("output(\"{}\")", to.0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_tier_then_network_policy_then_baseline_tier_in_ovns_pipeline() {
+    let started = Instant::now();
+    let mut w = World::new(1, false).await;
+    w.controller_args = vec!["--enable-anp=true".into()];
+    w.start_controller();
+    let web = endpoint(&w, "web", json!({"app": "web"})).await;
+    let cli = endpoint(&w, "cli", json!({"role": "client"})).await;
+    let other = endpoint(&w, "other", json!({})).await;
+    let cnps: Api<ClusterNetworkPolicy> = Api::all(w.client.clone());
+    let subject =
+        json!({"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "web"}}}});
+    let clients = json!([{"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "client"}}}}]);
+    // Admin: clients are passed on, everyone else is denied.
+    cnps.create(
+        &PostParams::default(),
+        &cnp(
+            "admin",
+            "Admin",
+            1,
+            json!({"subject": subject,
+            "ingress": [{"name": "clients", "action": "Pass", "from": clients},
+                        {"name": "rest", "action": "Deny", "from": [{"namespaces": {}}]}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    // NetworkPolicy: every pod of the namespace may reach 8080 (others default-dropped).
+    let nps: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(w.client.clone(), "default");
+    nps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "web-8080", "namespace": "default"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 8080}]}]}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // Baseline: allow everything (priority 0: written above any other Baseline policy).
+    let baseline = |action: &str| {
+        cnp(
+            "baseline",
+            "Baseline",
+            0,
+            json!({"subject": {"namespaces": {}},
+            "ingress": [{"name": "all", "action": action, "from": [{"namespaces": {}}]}]}),
+        )
+    };
+    cnps.create(&PostParams::default(), &baseline("Accept"))
+        .await
+        .unwrap();
+    eventually("the three layers in the NB", LONG, || async {
+        let admin = pg_acls(&w, "admin").len() == 1
+            && named(&w, "Address_Set", "admin.ingress.0.clients.IPv4")
+                .is_some_and(|s| set_of(&s, "addresses") == [cli.2.clone()].into());
+        let np = pg_acl_rows(&w, "web.8080.default").len() == 2;
+        let base = pg_acls(&w, "baseline")
+            .iter()
+            .any(|a| a.3 == "allow-related");
+        (admin && np && base).then_some(())
+    })
+    .await;
+    w.nbctl(&["--wait=sb", "sync"]);
+    // A client is passed to the NetworkPolicy: 8080 allowed, 9090 default-dropped there (the
+    // Baseline accept below NetworkPolicy is never reached).
+    assert!(
+        delivered(&w, &cli, &web, 8080),
+        "pass → NetworkPolicy allow"
+    );
+    assert!(
+        !delivered(&w, &cli, &web, 9090),
+        "pass → NetworkPolicy drop"
+    );
+    // The Admin Deny wins over the NetworkPolicy's allow.
+    assert!(
+        !delivered(&w, &other, &web, 8080),
+        "Admin deny over NP allow"
+    );
+
+    // Without the NetworkPolicy, passed traffic reaches the Baseline tier.
+    nps.delete("web-8080", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the NetworkPolicy gone", LONG, || async {
+        named(&w, "Port_Group", "web.8080.default")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    w.nbctl(&["--wait=sb", "sync"]);
+    assert!(delivered(&w, &cli, &web, 9090), "pass → Baseline accept");
+    assert!(
+        !delivered(&w, &other, &web, 8080),
+        "Admin deny over Baseline accept"
+    );
+    cnps.patch(
+        "baseline",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"ingress": [{"name": "all", "action": "Deny", "from": [{"namespaces": {}}]}]}})),
+    )
+    .await
+    .unwrap();
+    eventually("the Baseline tier denies", LONG, || async {
+        pg_acls(&w, "baseline")
+            .iter()
+            .any(|a| a.3 == "drop")
+            .then_some(())
+    })
+    .await;
+    w.nbctl(&["--wait=sb", "sync"]);
+    assert!(!delivered(&w, &cli, &web, 9090), "pass → Baseline deny");
+    println!(
+        "two-tier precedence in OVN's pipeline: {:?}",
+        started.elapsed()
+    );
+}
