@@ -297,7 +297,7 @@ fn pod_key(p: &PodInfo) -> String {
 
 /// The pods (not host-network, with an address allocated) of the namespaces `ns` selects
 /// whose labels `pods` selects (`None`: all).
-fn select_pods<'a>(
+pub(crate) fn select_pods<'a>(
     ns: &LabelSelector,
     pods: Option<&LabelSelector>,
     cx: &Cluster<'a>,
@@ -427,7 +427,7 @@ fn port_tests(ports: &[AdminNetworkPolicyPort]) -> Option<Vec<String>> {
 }
 
 /// The peer-and-port tests of a rule for one address set: one per port entry.
-fn rule_tests(set_test: &str, ports: &[AdminNetworkPolicyPort]) -> Vec<String> {
+pub(crate) fn rule_tests(set_test: &str, ports: &[AdminNetworkPolicyPort]) -> Vec<String> {
     match port_tests(ports) {
         None => vec![set_test.to_string()],
         Some(tests) => tests

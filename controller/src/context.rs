@@ -53,6 +53,8 @@ pub struct Stores {
     pub admin_network_policies: Store<kube_ovn_common::crd::AdminNetworkPolicy>,
     /// BaselineAdminNetworkPolicies (empty unless `--enable-anp`).
     pub baseline_admin_network_policies: Store<kube_ovn_common::crd::BaselineAdminNetworkPolicy>,
+    /// ClusterNetworkPolicies (empty unless `--enable-anp`).
+    pub cluster_network_policies: Store<kube_ovn_common::crd::ClusterNetworkPolicy>,
 }
 
 impl Stores {
@@ -107,6 +109,8 @@ pub struct Ctx {
     pub np_cache: Arc<crate::np_state::NpCache>,
     /// Which pods each admin policy holds (see [`crate::anp_ctl::AdminMembers`]).
     pub admin_members: Arc<crate::anp_ctl::AdminMembers>,
+    /// Which pods each ClusterNetworkPolicy holds.
+    pub cnp_members: Arc<crate::np_ctl::Members>,
 }
 
 /// Why a reconcile failed.

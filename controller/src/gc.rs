@@ -92,5 +92,6 @@ pub async fn run(ctx: &Ctx) -> Result<Orphans, Error> {
     crate::np_ctl::gc(ctx).await?;
     crate::sg_ctl::gc(ctx).await?;
     crate::anp_ctl::gc(ctx).await?;
+    crate::cnp_ctl::gc(ctx).await?;
     Ok(found)
 }

@@ -5,6 +5,8 @@
 
 pub mod anp;
 pub mod anp_ctl;
+pub mod cnp;
+pub mod cnp_ctl;
 pub mod config;
 pub mod context;
 pub mod gc;

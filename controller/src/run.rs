@@ -26,12 +26,12 @@ use crate::metrics::{KindLabel, Metrics};
 use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use crate::{
-    anp_ctl, gc, ippool_ctl, leader, node_ctl, np_ctl, np_state, pod_ctl, restore, service_ctl,
-    sg_ctl, slr_ctl, startup, subnet_ctl, vip_ctl,
+    anp_ctl, cnp_ctl, gc, ippool_ctl, leader, node_ctl, np_ctl, np_state, pod_ctl, restore,
+    service_ctl, sg_ctl, slr_ctl, startup, subnet_ctl, vip_ctl,
 };
 use kube_ovn_common::crd::{
-    AdminNetworkPolicy, BaselineAdminNetworkPolicy, IpPool, SecurityGroup, Subnet, SwitchLbRule,
-    Vip,
+    AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, IpPool, SecurityGroup,
+    Subnet, SwitchLbRule, Vip,
 };
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
@@ -143,6 +143,12 @@ impl Trim for AdminNetworkPolicy {
 }
 
 impl Trim for BaselineAdminNetworkPolicy {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for ClusterNetworkPolicy {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
     }
@@ -331,6 +337,8 @@ pub async fn lead(
         store::<AdminNetworkPolicy>(client.clone(), watcher::Config::default());
     let (baseline_admin_network_policies, banp_events) =
         store::<BaselineAdminNetworkPolicy>(client.clone(), watcher::Config::default());
+    let (cluster_network_policies, cnp_events) =
+        store::<ClusterNetworkPolicy>(client.clone(), watcher::Config::default());
     let stores = Stores {
         subnets: subnets.clone(),
         nodes: nodes.clone(),
@@ -346,6 +354,7 @@ pub async fn lead(
         security_groups: security_groups.clone(),
         admin_network_policies: admin_network_policies.clone(),
         baseline_admin_network_policies: baseline_admin_network_policies.clone(),
+        cluster_network_policies: cluster_network_policies.clone(),
     };
 
     // The reconcilers, in upstream's start order (the gates hold nodes and pods back).
@@ -396,6 +405,8 @@ pub async fn lead(
         anp_ctl::reconcile_baseline,
     ));
     let admin_members = Arc::new(anp_ctl::AdminMembers::default());
+    let cnp_q = rt.register(Kind::new(cnp_ctl::KIND, workers, cnp_ctl::reconcile));
+    let cnp_members = Arc::new(np_ctl::Members::default());
 
     // What each watch queues. Nodes also queue the centralized subnets naming them as a
     // gateway (those depend on the node's join address and readiness).
@@ -429,6 +440,10 @@ pub async fn lead(
             Trigger::mapped(banp_q.clone(), anp_ctl::node_signature, {
                 let banps = baseline_admin_network_policies.clone();
                 move |_: &Node| anp_ctl::banps_selecting_nodes(&banps.state())
+            }),
+            Trigger::mapped(cnp_q.clone(), anp_ctl::node_signature, {
+                let cnps = cluster_network_policies.clone();
+                move |_: &Node| cnp_ctl::cnps_selecting_nodes(&cnps.state())
             }),
         ],
     );
@@ -470,6 +485,11 @@ pub async fn lead(
                 let members = admin_members.clone();
                 move |p: &PodInfo| anp_ctl::banps_of_pod(&banps.state(), &nss, &members.banp, p)
             }),
+            Trigger::mapped(cnp_q.clone(), np_ctl::pod_signature, {
+                let (cnps, nss) = (cluster_network_policies.clone(), namespaces.clone());
+                let members = cnp_members.clone();
+                move |p: &PodInfo| cnp_ctl::cnps_of_pod(&cnps.state(), &nss, &members, p)
+            }),
         ],
     );
     rt.watch(
@@ -490,6 +510,10 @@ pub async fn lead(
             Trigger::mapped(banp_q.clone(), np_ctl::namespace_signature, {
                 let banps = baseline_admin_network_policies.clone();
                 move |_: &Namespace| anp_ctl::all_keys(&banps.state())
+            }),
+            Trigger::mapped(cnp_q.clone(), np_ctl::namespace_signature, {
+                let cnps = cluster_network_policies.clone();
+                move |_: &Namespace| cnp_ctl::all_keys(&cnps.state())
             }),
         ],
     );
@@ -525,15 +549,40 @@ pub async fn lead(
                         keys
                     },
                 ),
+                // An admin policy coming or going takes or frees its port group name.
+                Trigger::mapped(cnp_q.clone(), cnp_ctl::admin_signature, {
+                    let cnps = cluster_network_policies.clone();
+                    move |a: &AdminNetworkPolicy| {
+                        cnp_ctl::sharing_port_group(&cnps.state(), &a.name_any())
+                    }
+                }),
             ],
         );
         rt.watch(
             banp_events,
-            vec![Trigger::own(
-                banp_q.clone(),
-                anp_ctl::baseline_signature,
-                Seen::default(),
-            )],
+            vec![
+                Trigger::own(banp_q.clone(), anp_ctl::baseline_signature, Seen::default()),
+                Trigger::mapped(cnp_q.clone(), cnp_ctl::admin_signature, {
+                    let cnps = cluster_network_policies.clone();
+                    move |b: &BaselineAdminNetworkPolicy| {
+                        cnp_ctl::sharing_port_group(&cnps.state(), &b.name_any())
+                    }
+                }),
+            ],
+        );
+        let others = cluster_network_policies.clone();
+        rt.watch(
+            cnp_events,
+            vec![
+                Trigger::own(cnp_q.clone(), cnp_ctl::signature, Seen::default()),
+                // A priority freed or taken, or a Baseline policy's rank moved, concerns the
+                // others.
+                Trigger::mapped(
+                    cnp_q.clone(),
+                    cnp_ctl::rank_signature,
+                    move |c: &ClusterNetworkPolicy| cnp_ctl::others(&others.state(), c),
+                ),
+            ],
         );
     }
     rt.watch(
@@ -652,6 +701,11 @@ pub async fn lead(
                     .await
                     .is_ok(),
             ),
+            // Upstream waits for this informer too under --enable-anp.
+            (
+                "clusternetworkpolicies",
+                cluster_network_policies.wait_until_ready().await.is_ok(),
+            ),
         ] {
             if !ready {
                 return Err(format!("{what} never synced"));
@@ -677,6 +731,7 @@ pub async fn lead(
         np_members: np_members.clone(),
         np_cache,
         admin_members,
+        cnp_members,
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {

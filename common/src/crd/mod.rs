@@ -19,6 +19,7 @@ pub mod structural;
 
 pub mod admin_network_policy;
 pub mod bgp_evpn;
+pub mod cluster_network_policy;
 pub mod dns_name_resolver;
 pub mod ip;
 pub mod ippool;
@@ -48,6 +49,7 @@ use schemars::JsonSchema;
 pub use admin_network_policy::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 pub use bgp_evpn::{BgpConf, EvpnConf};
 pub use big_int::BigInt;
+pub use cluster_network_policy::ClusterNetworkPolicy;
 pub use condition::Condition;
 pub use dns_name_resolver::DnsNameResolver;
 pub use go_duration::GoDuration;

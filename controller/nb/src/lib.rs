@@ -42,4 +42,5 @@ pub const INDEXED_EXTERNAL_IDS: &[&str] = &[
     objects::SG_KEY,
     objects::key::ANP,
     objects::key::BANP,
+    objects::key::CNP,
 ];

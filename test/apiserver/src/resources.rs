@@ -95,6 +95,16 @@ fn admin_network_policy_columns(with_priority: bool) -> Vec<Value> {
     }
 }
 
+/// The printer columns of network-policy-api's ClusterNetworkPolicy CRD (`Tier`, `Priority`,
+/// `Age`), served here as a built-in like the v1alpha1 kinds.
+fn cluster_network_policy_columns() -> Vec<Value> {
+    vec![
+        json!({"name": "Tier", "type": "string", "jsonPath": ".spec.tier"}),
+        json!({"name": "Priority", "type": "string", "jsonPath": ".spec.priority"}),
+        json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}),
+    ]
+}
+
 /// The built-in resource types served from startup.
 fn builtin_types() -> Vec<ResourceType> {
     vec![
@@ -218,6 +228,18 @@ fn builtin_types() -> Vec<ResourceType> {
                 "BaselineAdminNetworkPolicy",
                 false,
                 &["banp"],
+                true,
+            )
+        },
+        ResourceType {
+            printer_columns: cluster_network_policy_columns(),
+            ..builtin(
+                "policy.networking.k8s.io",
+                "v1alpha2",
+                "clusternetworkpolicies",
+                "ClusterNetworkPolicy",
+                false,
+                &["cnp"],
                 true,
             )
         },

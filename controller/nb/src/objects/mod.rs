@@ -17,6 +17,7 @@
 
 mod acl;
 mod anp;
+mod cnp;
 mod gateway;
 mod global;
 mod lb;
@@ -35,6 +36,7 @@ pub use anp::{
     admin_address_set, admin_policies, admin_port_group, delete_admin_policy, delete_marked,
     prune_admin_address_sets, AdminAddressSet, AdminKind,
 };
+pub use cnp::{cnp_address_set, cnp_port_group, cnp_rows, delete_cnp, prune_cnp_address_sets};
 pub use gateway::{
     centralized_gateway, distributed_gateway, node_gateways, DistributedSubnet, NodeJoin,
     GATEWAY_POLICY_PRIORITY,

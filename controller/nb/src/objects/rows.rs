@@ -29,7 +29,8 @@ pub mod key {
     pub const ANP: &str = "anp";
     /// A BaselineAdminNetworkPolicy's port group and address sets, as [`ANP`].
     pub const BANP: &str = "banp";
-    /// A ClusterNetworkPolicy's rows (only ever removed here, with `--enable-anp` off).
+    /// A ClusterNetworkPolicy's port group (`<port group name>`) and address sets
+    /// (`<name>/<direction>`).
     pub const CNP: &str = "cnp";
     /// The logical switch an ACL hangs from.
     pub const PARENT: &str = "parent";

@@ -104,5 +104,13 @@ mod tests {
             ),
             ["Name", "Age"]
         );
+        assert_eq!(
+            headers(
+                "policy.networking.k8s.io",
+                "v1alpha2",
+                "clusternetworkpolicies"
+            ),
+            ["Name", "Tier", "Priority", "Age"]
+        );
     }
 }
