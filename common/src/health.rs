@@ -2,11 +2,15 @@
 //! as upstream does there: `/metrics` (Prometheus text, when `--enable-metrics`), `/healthz` and
 //! `/livez` (the process answers), `/readyz` (200 once the binary says it is ready, 503 before).
 //!
+//! The endpoint listens where upstream's `util.GetDefaultListenAddr` says ([`listen_ips`]): on
+//! every address of `POD_IPS` when `ENABLE_BIND_LOCAL_IP=true` (the install manifests set it,
+//! so a host-network pod does not expose its metrics on every node address), else on 0.0.0.0.
+//!
 //! Port 0 picks a free port (several sandbox daemons share one machine); [`bind`] can record
 //! the bound address in a file so whoever started the process finds it.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +53,81 @@ pub fn respond(
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
+    if status == StatusCode::OK && path == "/metrics" {
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(OPENMETRICS),
+        );
+    }
     r
+}
+
+/// The content type of prometheus-client's exposition (OpenMetrics text: counters end in
+/// `_total`, the body ends with `# EOF`), so Prometheus picks the matching parser.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upstream's environment switch: listen on the pod's own addresses only.
+pub const ENABLE_BIND_LOCAL_IP: &str = "ENABLE_BIND_LOCAL_IP";
+/// The pod's addresses, comma-separated (the downward API's `status.podIPs`).
+pub const POD_IPS: &str = "POD_IPS";
+
+/// The addresses to listen on, as upstream's `GetDefaultListenAddr` decides from the values of
+/// `ENABLE_BIND_LOCAL_IP` and `POD_IPS`: exactly `"true"` selects every address in `POD_IPS`
+/// (an error when it is unset or empty, where upstream exits, or names something that is not
+/// an address); anything else selects 0.0.0.0.
+pub fn listen_ips(
+    enable_bind_local_ip: Option<&str>,
+    pod_ips: Option<&str>,
+) -> Result<Vec<IpAddr>, String> {
+    if enable_bind_local_ip != Some("true") {
+        return Ok(vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]);
+    }
+    let pod_ips = pod_ips.filter(|s| !s.is_empty()).ok_or_else(|| {
+        format!("{ENABLE_BIND_LOCAL_IP}=true but {POD_IPS} is not set, cannot bind to local ip")
+    })?;
+    pod_ips
+        .split(',')
+        .map(|ip| {
+            ip.parse()
+                .map_err(|e| format!("{POD_IPS}={pod_ips:?}: {ip:?}: {e}"))
+        })
+        .collect()
+}
+
+/// [`listen_ips`] from this process's environment.
+pub fn default_listen_ips() -> Result<Vec<IpAddr>, String> {
+    let enable = std::env::var(ENABLE_BIND_LOCAL_IP).ok();
+    let pod_ips = std::env::var(POD_IPS).ok();
+    listen_ips(enable.as_deref(), pod_ips.as_deref())
+}
+
+/// Binds the endpoint on each of `ips` at `port` (see [`bind`]; the first bound address is
+/// the one recorded in `addr_file`). All are bound before any is served, so a failure leaves
+/// nothing half-served.
+pub async fn bind_all(
+    ips: &[IpAddr],
+    port: u16,
+    addr_file: Option<&Path>,
+) -> std::io::Result<Vec<(TcpListener, SocketAddr)>> {
+    let mut out = Vec::with_capacity(ips.len());
+    for (i, ip) in ips.iter().enumerate() {
+        let file = if i == 0 { addr_file } else { None };
+        out.push(bind(SocketAddr::new(*ip, port), file).await?);
+    }
+    Ok(out)
+}
+
+/// Serves the endpoint on every listener (see [`serve`]); dropping the future stops them all.
+pub async fn serve_all(
+    listeners: Vec<TcpListener>,
+    source: Arc<dyn Exposition>,
+    metrics_enabled: bool,
+) {
+    let mut servers = JoinSet::new();
+    for listener in listeners {
+        servers.spawn(serve(listener, source.clone(), metrics_enabled));
+    }
+    while servers.join_next().await.is_some() {}
 }
 
 /// Binds the endpoint (port 0 picks one) and, when `addr_file` is given, writes the bound
@@ -148,6 +226,59 @@ mod tests {
         assert_eq!(status("/metrics", true), StatusCode::OK);
         assert_eq!(status("/metrics", false), StatusCode::NOT_FOUND);
         assert_eq!(status("/other", true), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn listen_addresses_as_upstream() {
+        let any = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
+        assert_eq!(listen_ips(None, None).unwrap(), any);
+        assert_eq!(listen_ips(None, Some("10.0.0.1")).unwrap(), any);
+        assert_eq!(listen_ips(Some("false"), Some("10.0.0.1")).unwrap(), any);
+        assert_eq!(listen_ips(Some("TRUE"), Some("10.0.0.1")).unwrap(), any);
+        assert_eq!(
+            listen_ips(Some("true"), Some("10.10.10.10")).unwrap(),
+            vec!["10.10.10.10".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            listen_ips(Some("true"), Some("fd00::1")).unwrap(),
+            vec!["fd00::1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            listen_ips(Some("true"), Some("10.10.10.10,fd00::1")).unwrap(),
+            vec![
+                "10.10.10.10".parse::<IpAddr>().unwrap(),
+                "fd00::1".parse::<IpAddr>().unwrap()
+            ]
+        );
+        assert!(listen_ips(Some("true"), None).is_err());
+        assert!(listen_ips(Some("true"), Some("")).is_err());
+        assert!(listen_ips(Some("true"), Some("10.0.0.1,nope")).is_err());
+    }
+
+    #[tokio::test]
+    async fn serves_on_every_address() {
+        let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let bound = bind_all(&ips, 0, None).await.unwrap();
+        let addrs: Vec<SocketAddr> = bound.iter().map(|(_, a)| *a).collect();
+        assert_eq!(addrs.iter().map(SocketAddr::ip).collect::<Vec<_>>(), ips);
+        let source = Arc::new(Fake {
+            ready: AtomicBool::new(true),
+        });
+        let server = tokio::spawn(serve_all(
+            bound.into_iter().map(|(l, _)| l).collect(),
+            source,
+            true,
+        ));
+        let client =
+            Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+        for a in addrs {
+            let r = client
+                .get(format!("http://{a}/readyz").parse().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{a}");
+        }
+        server.abort();
     }
 
     #[tokio::test]

@@ -5,7 +5,11 @@
 //! Logs always go to stderr (the container runtime collects them); the file flags are accepted
 //! so upstream's arguments parse, and `--v` picks the tracing filter when `RUST_LOG` is unset.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use clap::Args;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// klog's flags, names and defaults as `klog.InitFlags` registers them.
@@ -124,9 +128,69 @@ impl LogFlags {
         };
         tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(Counted)
             .try_init()
             .map_err(|e| format!("logging: {e}"))
+    }
+}
+
+/// klog's severities as upstream's `klog_lines_total`/`klog_bytes_total` label them: `INFO`
+/// (tracing's info, debug and trace, which klog logs as V-levels of INFO), `WARN`, `ERROR`.
+pub const SEVERITIES: [&str; 3] = ["INFO", "WARN", "ERROR"];
+
+static LINES: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static BYTES: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+fn severity(level: &tracing::Level) -> usize {
+    match *level {
+        tracing::Level::ERROR => 2,
+        tracing::Level::WARN => 1,
+        _ => 0,
+    }
+}
+
+/// Log lines and bytes written so far at each of [`SEVERITIES`] (klog keeps the same
+/// statistics, upstream exports them as `klog_lines_total` and `klog_bytes_total`).
+pub fn stats() -> [(&'static str, u64, u64); 3] {
+    std::array::from_fn(|i| {
+        (
+            SEVERITIES[i],
+            LINES[i].load(Ordering::Relaxed),
+            BYTES[i].load(Ordering::Relaxed),
+        )
+    })
+}
+
+/// stderr, counting each event's line and bytes by severity for [`stats`].
+struct Counted;
+
+/// The writer for one event: stderr plus the severity its bytes are counted under.
+struct CountedWriter(usize);
+
+impl Write for CountedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = std::io::stderr().write(buf)?;
+        BYTES[self.0].fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for Counted {
+    type Writer = CountedWriter;
+
+    fn make_writer(&'a self) -> CountedWriter {
+        CountedWriter(0)
+    }
+
+    /// Called once per event that passed the filter: that event is one line.
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> CountedWriter {
+        let i = severity(meta.level());
+        LINES[i].fetch_add(1, Ordering::Relaxed);
+        CountedWriter(i)
     }
 }
 

@@ -1,7 +1,8 @@
 //! What every kube-ovn-rs binary shares, so the controller, the daemon, the CNI and the tools
 //! agree on one definition: the `kubeovn.io/v1` API types, the `ovn.kubernetes.io/*`
 //! annotation keys with their parsers, the names derived from objects, address/CIDR parsing,
-//! the Node's addresses, klog's flags and the health/metrics endpoint.
+//! the Node's addresses, klog's flags, the health/metrics endpoint and the metrics every binary
+//! exports under upstream's names.
 
 #![warn(missing_docs)]
 
@@ -16,6 +17,8 @@ pub mod health;
 pub mod klog;
 #[cfg(feature = "api")]
 pub mod manifests;
+#[cfg(all(feature = "server", feature = "cli"))]
+pub mod metrics;
 pub mod names;
 pub mod net;
 #[cfg(feature = "api")]
