@@ -119,7 +119,8 @@ pub struct Config {
     /// Parallel reconciles per kind.
     #[arg(long = "worker-num", default_value_t = 3)]
     pub worker_num: u16,
-    /// Port of the metrics and health endpoint.
+    /// Port of the metrics and health endpoint, on every address or, with
+    /// `ENABLE_BIND_LOCAL_IP=true`, on those of `POD_IPS` (upstream's listen addresses).
     #[arg(long = "pprof-port", default_value_t = 10660)]
     pub pprof_port: u16,
 

@@ -162,7 +162,12 @@ impl Ctx {
             let (txn, n) = txn;
             self.metrics.nb_transactions.inc();
             self.metrics.nb_operations.inc_by(n as u64);
-            match self.nb.transact_batched(txn).await {
+            let started = std::time::Instant::now();
+            let result = self.nb.transact_batched(txn).await;
+            self.metrics
+                .ovs
+                .observe("ovn-nb", "transact", result.is_ok(), started.elapsed());
+            match result {
                 Ok(_) => {
                     debug!(what, ops = n, "nb transaction");
                     return Ok(n);

@@ -2,7 +2,6 @@
 //! restore IPAM, then run the subnet, node and pod queues in upstream's order (pods only once
 //! the default and join switches exist and every node has its join address), with periodic GC.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -199,14 +198,18 @@ pub async fn run(
     identity: Identity,
     metrics: Arc<Metrics>,
 ) -> Result<(), String> {
-    let listen = SocketAddr::from(([0, 0, 0, 0], config.pprof_port));
-    let m = metrics.clone();
-    let enable_metrics = config.enable_metrics;
-    tokio::spawn(async move {
-        if let Err(e) = crate::metrics::serve(m, listen, enable_metrics).await {
-            warn!("metrics endpoint on {listen}: {e}");
-        }
-    });
+    // Upstream's listen addresses: the pod's own with ENABLE_BIND_LOCAL_IP=true, else 0.0.0.0;
+    // bound before the election, and (as upstream) a failure to bind ends the process.
+    let ips = kube_ovn_common::health::default_listen_ips()?;
+    let port = config.pprof_port;
+    let listeners = crate::metrics::bind(&ips, port)
+        .await
+        .map_err(|e| format!("metrics endpoint on {ips:?} port {port}: {e}"))?;
+    tokio::spawn(kube_ovn_common::health::serve_all(
+        listeners,
+        metrics.clone(),
+        config.enable_metrics,
+    ));
 
     let mut elector = leader::Elector::new(
         client.clone(),
@@ -219,8 +222,9 @@ pub async fn run(
             retry_period: config.leader_elect_retry_period,
         },
     );
+    metrics.set_leader(false);
     elector.acquire().await;
-    metrics.leader.set(1);
+    metrics.set_leader(true);
     let result = tokio::select! {
         r = lead(config, client, metrics.clone()) => r,
         _ = elector.hold() => Err("leadership lost".to_string()),
@@ -230,7 +234,7 @@ pub async fn run(
         }
     };
     elector.release().await;
-    metrics.leader.set(0);
+    metrics.set_leader(false);
     result
 }
 
@@ -363,6 +367,8 @@ pub async fn lead(
         max: Duration::from_secs(config.cust_crd_retry_max_delay.max(1)),
     });
     rt.observe(Arc::new(Observed(metrics.clone())));
+    rt.workqueue_metrics(metrics.workqueue.clone());
+    metrics.watch_subnets(subnets.clone());
     let workers = config.worker_num as usize;
     let subnet_q = rt.register(Kind::new(subnet_ctl::KIND, workers, subnet_ctl::reconcile));
     rt.register(

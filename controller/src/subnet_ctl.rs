@@ -438,17 +438,6 @@ async fn update_counters(
             sub.and_then(|x| x.usage(Family::V6)).unwrap_or_default(),
         )
     };
-    let label = crate::metrics::SubnetLabel {
-        subnet: name.clone(),
-    };
-    ctx.metrics
-        .subnet_used_ips
-        .get_or_create(&label)
-        .set((v4.using + v6.using) as i64);
-    ctx.metrics
-        .subnet_available_ips
-        .get_or_create(&label)
-        .set(i64::try_from(v4.available.saturating_add(v6.available)).unwrap_or(i64::MAX));
     let current = s.status.clone().unwrap_or_default();
     let num = count;
     let counters = json!({

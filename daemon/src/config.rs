@@ -114,7 +114,8 @@ pub struct Config {
     /// there either way).
     #[arg(long = "enable-metrics", action = clap::ArgAction::Set, default_value_t = true)]
     pub enable_metrics: bool,
-    /// Port of the metrics and health endpoint on all addresses; 0 picks a free one (the bound
+    /// Port of the metrics and health endpoint, on every address or, with
+    /// `ENABLE_BIND_LOCAL_IP=true`, on those of `POD_IPS`; 0 picks a free one (the bound
     /// address is logged and written to `<bind-socket>.metrics-addr`).
     #[arg(long = "pprof-port", default_value_t = 10665)]
     pub pprof_port: u16,

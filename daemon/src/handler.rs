@@ -103,8 +103,13 @@ impl Daemon {
         }
         let provider = network::provider(&req.provider).to_string();
         let started = Instant::now();
-        let net = self.wait_network(req, &provider).await;
-        self.metrics.observe_wait_address(started.elapsed());
+        let mut address_at = None;
+        let net = self.wait_network(req, &provider, &mut address_at).await;
+        // Upstream's split: waiting for the address annotations, then for routed=true.
+        let address_at = address_at.unwrap_or_else(Instant::now);
+        self.metrics
+            .observe_wait_address(address_at.duration_since(started));
+        self.metrics.observe_wait_route(address_at.elapsed());
         let net = net?;
         let ifname = if_name(req);
         let (host, peer) = network::veth_names(&req.container_id, ifname)
@@ -188,15 +193,21 @@ impl Daemon {
     /// Waits (bounded) for the controller's annotations. Meanwhile the API server is asked
     /// whether waiting can help at all: a pod that does not exist, is bound elsewhere, or asks
     /// for a provider nothing defines fails at once, since no annotation will ever come.
+    /// Waits for the pod's network annotations; `address_at` is set when the address ones were
+    /// first seen (the rest of the wait is for `routed=true`).
     async fn wait_network(
         &self,
         req: &CniRequest,
         provider: &str,
+        address_at: &mut Option<Instant>,
     ) -> Result<PodNetwork, HandlerError> {
         let decide = |pod: Option<&Pod>| match pod {
             None => Err("pod not found on this node".to_string()),
             Some(p) => {
                 let annotations = p.metadata.annotations.clone().unwrap_or_default();
+                if address_at.is_none() && network::has_address(&annotations, provider) {
+                    *address_at = Some(Instant::now());
+                }
                 network::from_annotations(&annotations, provider, &req.routes).map_err(|e| match e
                 {
                     NetworkError::Missing(_) => format!(

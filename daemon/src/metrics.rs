@@ -1,7 +1,25 @@
 //! The daemon's Prometheus metrics, served with the health endpoints on `--pprof-port` by
-//! [`kube_ovn_common::health`]. Metric names follow upstream's (`cni_op_latency_seconds`,
-//! `cni_wait_address_seconds_total`) so existing dashboards keep working; the ones upstream
-//! lacks are named in the same style.
+//! [`kube_ovn_common::health`], under upstream's names and labels so its Grafana dashboard
+//! (`cni-grafana.json`) keeps working (the list the tests check is [`UPSTREAM`]):
+//!
+//! - `cni_op_latency_seconds{node_name,method,status_code}`: every ADD and DEL, `method` being
+//!   the request URI (`/api/v1/add`) as upstream labels it;
+//! - `cni_wait_address_seconds_total{node_name}` and `cni_wait_route_seconds_total{node_name}`:
+//!   seconds ADDs waited for the controller's address annotations, then for `routed=true`
+//!   (upstream counts its one-second polls of the same waits);
+//! - `rest_client_*`, `ovs_client_request_latency_milliseconds` (`db="ovsdb"`, the ovs-vsctl
+//!   command upstream would have run as `method`), `klog_*`, `process_*`: see
+//!   [`kube_ovn_common::metrics`].
+//!
+//! Not exported, for want of the data: `cni_wait_connectivity_seconds_total` (upstream counts
+//! its pings or ARP probes of the gateway before answering an ADD; this daemon does not probe
+//! the gateway, it waits for ovn-controller's `ovn-installed` instead, exported as our own
+//! `cni_wait_ovn_installed_seconds_total` and `cni_wait_ovn_installed_latency_seconds`);
+//! `ovn_subnet_gateway_packets`/`_bytes` (upstream reads them from iptables counters of the
+//! gateway rules, which this daemon does not install); the node's sysctl and resolver gauges
+//! (`ip_local_port_range`, `checksum_err_count`, `dns_search_domain`, `tcp_tw_recycle`,
+//! `tcp_mtu_probing`, `nf_conntrack_tcp_be_liberal`, `bridge_nf_call_iptables`, `tcp_mem`,
+//! `max_size`: upstream's node checks, not ported); `go_*` (no Go runtime).
 //!
 //! Port 0 picks a free port (several sandbox nodes share one machine); the bound address is
 //! logged and written to [`addr_file`], so whoever started the daemon can find it.
@@ -13,6 +31,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use kube_ovn_common::health::Exposition;
+use kube_ovn_common::metrics::{OvsClientMetrics, RestClientMetrics};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -20,17 +39,49 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-/// Labels of per-request metrics, upstream's set plus the outcome in words.
+/// The upstream commit the names in [`UPSTREAM`] were read from (kubeovn/kube-ovn master).
+pub const UPSTREAM_COMMIT: &str = "1533681d7a6b3dbdd7e8870fa70f0dc6aa49a82a";
+
+/// Every series upstream's daemon exports that its dashboard reads or that carries the CNI
+/// waits, and that this daemon exports too, with its label names (as `pkg/daemon/metrics.go`,
+/// `pkg/metrics/client_go_adapter.go`, `pkg/ovs/adapter.go`, `pkg/metrics/klog.go` and
+/// controller-runtime's client and process metrics define them at [`UPSTREAM_COMMIT`]).
+/// Sample names, so counters carry `_total` and histograms `_count`.
+pub const UPSTREAM: &[(&str, &[&str])] = &[
+    (
+        "cni_op_latency_seconds_count",
+        &["node_name", "method", "status_code"],
+    ),
+    ("cni_wait_address_seconds_total", &["node_name"]),
+    ("cni_wait_route_seconds_total", &["node_name"]),
+    ("rest_client_requests_total", &["code", "method", "host"]),
+    (
+        "rest_client_request_latency_seconds_count",
+        &["verb", "url"],
+    ),
+    (
+        "ovs_client_request_latency_milliseconds_count",
+        &["db", "method", "code"],
+    ),
+    ("klog_lines_total", &["level"]),
+    ("klog_bytes_total", &["level"]),
+    ("process_cpu_seconds_total", &[]),
+    ("process_resident_memory_bytes", &[]),
+    ("process_virtual_memory_bytes", &[]),
+    ("process_start_time_seconds", &[]),
+    ("process_open_fds", &[]),
+    ("process_max_fds", &[]),
+];
+
+/// Labels of `cni_op_latency_seconds`, upstream's.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     /// The node this daemon serves.
     pub node_name: String,
-    /// `add` or `del`.
+    /// The request URI (`/api/v1/add`, `/api/v1/del`).
     pub method: String,
     /// The HTTP status answered to the shim.
     pub status_code: String,
-    /// `success`, `bad_request` or `error`.
-    pub result: String,
 }
 
 /// Labels of the per-node wait totals (upstream labels them by node only).
@@ -46,9 +97,13 @@ type SecondsCounter = Counter<f64, std::sync::atomic::AtomicU64>;
 pub struct Metrics {
     registry: Registry,
     node: NodeLabel,
-    ops: Family<OpLabels, Counter>,
+    /// Kubernetes API requests (the client's layer records them).
+    pub rest: RestClientMetrics,
+    /// Transactions on the node's OVS database.
+    pub ovs: OvsClientMetrics,
     op_latency: Family<OpLabels, Histogram>,
     wait_address: Family<NodeLabel, SecondsCounter>,
+    wait_route: Family<NodeLabel, SecondsCounter>,
     wait_ovn_installed: Family<NodeLabel, SecondsCounter>,
     wait_ovn_installed_hist: Family<NodeLabel, Histogram>,
     ready: AtomicBool,
@@ -70,26 +125,30 @@ impl Metrics {
     /// Registers every metric for the daemon of `node`.
     pub fn new(node: &str) -> Arc<Metrics> {
         let mut registry = Registry::default();
-        let ops = Family::<OpLabels, Counter>::default();
-        let op_latency = Family::<OpLabels, Histogram>::new_with_constructor(latency_buckets);
+        let shared = kube_ovn_common::metrics::register(&mut registry);
+        // Upstream's buckets: 1 ms … 512 ms.
+        let op_latency = Family::<OpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 10))
+        });
         let wait_address = Family::<NodeLabel, SecondsCounter>::default();
+        let wait_route = Family::<NodeLabel, SecondsCounter>::default();
         let wait_ovn_installed = Family::<NodeLabel, SecondsCounter>::default();
         let wait_ovn_installed_hist =
             Family::<NodeLabel, Histogram>::new_with_constructor(latency_buckets);
         registry.register(
-            "cni_op",
-            "CNI requests (ADD/DEL) answered, by result",
-            ops.clone(),
-        );
-        registry.register(
             "cni_op_latency_seconds",
-            "Latency of CNI requests (ADD/DEL), by result",
+            "The latency seconds for cni operations",
             op_latency.clone(),
         );
         registry.register(
             "cni_wait_address_seconds",
-            "Seconds ADDs spent waiting for the controller's annotations",
+            "Latency that cni wait controller to assign an address",
             wait_address.clone(),
+        );
+        registry.register(
+            "cni_wait_route_seconds",
+            "Latency that cni wait controller to add routed annotation to pod",
+            wait_route.clone(),
         );
         registry.register(
             "cni_wait_ovn_installed_seconds",
@@ -106,39 +165,39 @@ impl Metrics {
             node: NodeLabel {
                 node_name: node.to_string(),
             },
-            ops,
+            rest: shared.rest,
+            ovs: shared.ovs,
             op_latency,
             wait_address,
+            wait_route,
             wait_ovn_installed,
             wait_ovn_installed_hist,
             ready: AtomicBool::new(false),
         })
     }
 
-    /// Records one answered request.
-    pub fn observe_op(&self, method: &str, status: StatusCode, elapsed: Duration) {
-        let result = if status.is_success() {
-            "success"
-        } else if status.is_client_error() {
-            "bad_request"
-        } else {
-            "error"
-        };
+    /// Records one answered request to `uri`.
+    pub fn observe_op(&self, uri: &str, status: StatusCode, elapsed: Duration) {
         let labels = OpLabels {
             node_name: self.node.node_name.clone(),
-            method: method.to_string(),
+            method: uri.to_string(),
             status_code: status.as_u16().to_string(),
-            result: result.to_string(),
         };
-        self.ops.get_or_create(&labels).inc();
         self.op_latency
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records the time one ADD waited for the pod's annotations.
+    /// Records the time one ADD waited for the pod's address annotations.
     pub fn observe_wait_address(&self, elapsed: Duration) {
         self.wait_address
+            .get_or_create(&self.node)
+            .inc_by(elapsed.as_secs_f64());
+    }
+
+    /// Records the time one ADD waited for `routed=true` once the address was there.
+    pub fn observe_wait_route(&self, elapsed: Duration) {
+        self.wait_route
             .get_or_create(&self.node)
             .inc_by(elapsed.as_secs_f64());
     }
@@ -184,21 +243,31 @@ mod tests {
     #[test]
     fn names_are_upstreams() {
         let m = Metrics::new("n1");
-        m.observe_op("add", StatusCode::OK, Duration::from_millis(20));
-        m.observe_op("del", StatusCode::BAD_REQUEST, Duration::from_millis(1));
+        m.observe_op("/api/v1/add", StatusCode::OK, Duration::from_millis(20));
+        m.observe_op(
+            "/api/v1/del",
+            StatusCode::BAD_REQUEST,
+            Duration::from_millis(1),
+        );
         m.observe_wait_address(Duration::from_millis(5));
+        m.observe_wait_route(Duration::from_millis(3));
         m.observe_wait_ovn_installed(Duration::from_millis(7));
         let text = m.render();
         for needle in [
-            r#"cni_op_total{node_name="n1",method="add",status_code="200",result="success"} 1"#,
-            r#"cni_op_total{node_name="n1",method="del",status_code="400",result="bad_request"} 1"#,
-            "cni_op_latency_seconds_bucket{",
+            r#"cni_op_latency_seconds_count{node_name="n1",method="/api/v1/add",status_code="200"} 1"#,
+            r#"cni_op_latency_seconds_count{node_name="n1",method="/api/v1/del",status_code="400"} 1"#,
+            // Upstream's buckets end at 512 ms.
+            r#"le="0.512""#,
             r#"cni_wait_address_seconds_total{node_name="n1"} 0.005"#,
+            r#"cni_wait_route_seconds_total{node_name="n1"} 0.003"#,
             r#"cni_wait_ovn_installed_seconds_total{node_name="n1"} 0.007"#,
             "cni_wait_ovn_installed_latency_seconds_count",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
+        assert!(!text
+            .lines()
+            .any(|l| l.starts_with("cni_op_latency_seconds_bucket") && l.contains("1.024")));
     }
 
     #[test]

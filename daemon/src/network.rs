@@ -35,6 +35,17 @@ pub fn annotation_key(provider: &str, suffix: &str) -> String {
     format!("{provider}.kubernetes.io/{suffix}")
 }
 
+/// Whether every address annotation the controller writes for `provider` is there (the pod
+/// may still wait for `routed=true`): where upstream's wait for an address ends and its wait
+/// for the route begins.
+pub fn has_address(annotations: &BTreeMap<String, String>, provider: &str) -> bool {
+    REQUIRED.iter().all(|s| {
+        annotations
+            .get(&annotation_key(provider, s))
+            .is_some_and(|v| !v.trim().is_empty())
+    })
+}
+
 /// Whether the controller has written any annotation for `provider` on the pod, which proves
 /// the provider exists (it allocated for it) without asking the API server.
 pub fn has_annotations_of(annotations: &BTreeMap<String, String>, provider: &str) -> bool {

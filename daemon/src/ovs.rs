@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kube_ovn_common::metrics::OvsClientMetrics;
 use ovsdb::cache::CacheData;
 use ovsdb::{
     Atom, Condition, Datum, Error as DbError, Mutation, Operation, Remote, Replica, ReplicaConfig,
@@ -389,6 +390,7 @@ pub fn is_installed(cache: &CacheData, name: &str) -> bool {
 #[derive(Clone)]
 pub struct Ovs {
     replica: Replica,
+    metrics: Option<OvsClientMetrics>,
 }
 
 impl Ovs {
@@ -400,7 +402,27 @@ impl Ovs {
         cfg.external_id_keys = vec![IFACE_ID.into()];
         cfg.leader_only = false;
         let replica = Replica::start(cfg, wait).await?;
-        Ok(Ovs { replica })
+        Ok(Ovs {
+            replica,
+            metrics: None,
+        })
+    }
+
+    /// Records every transaction in `metrics` from now on (upstream's
+    /// `ovs_client_request_latency_milliseconds` with `db="ovsdb"` and the ovs-vsctl command
+    /// upstream would have run as `method`).
+    pub fn with_metrics(mut self, metrics: OvsClientMetrics) -> Ovs {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    async fn transact(&self, method: &str, txn: &Transaction) -> Result<(), DbError> {
+        let started = std::time::Instant::now();
+        let r = self.replica.transact(txn).await;
+        if let Some(m) = &self.metrics {
+            m.observe("ovsdb", method, r.is_ok(), started.elapsed());
+        }
+        r.map(drop)
     }
 
     /// Whether `bridge` uses the userspace datapath, which leaves veth TX checksums partial.
@@ -416,7 +438,7 @@ impl Ovs {
     pub async fn add_port(&self, bridge: &str, spec: &PortSpec) -> Result<(), OvsError> {
         for _ in 0..ADD_ATTEMPTS {
             let txn = plan_add_port(&self.replica.cache(), bridge, spec)?;
-            match self.replica.transact(&txn).await {
+            match self.transact("add-port", &txn).await {
                 Ok(_) => return Ok(()),
                 Err(DbError::Transaction(e)) if e.kind == TxnErrorKind::TimedOut => {
                     tracing::debug!(port = %spec.name, "port guard failed, replanning");
@@ -452,7 +474,7 @@ impl Ovs {
         let planned = plan_root_external_ids(&self.replica.cache(), pairs);
         match planned {
             Some(txn) => {
-                self.replica.transact(&txn).await?;
+                self.transact("set", &txn).await?;
                 Ok(true)
             }
             None => Ok(false),
@@ -463,7 +485,7 @@ impl Ovs {
     pub async fn del_port(&self, name: &str) -> Result<(), OvsError> {
         let txn = plan_del_port(&self.replica.cache(), name);
         if let Some(txn) = txn {
-            self.replica.transact(&txn).await?;
+            self.transact("del-port", &txn).await?;
         }
         Ok(())
     }

@@ -44,16 +44,16 @@ pub async fn serve(listener: UnixListener, daemon: Daemon) -> std::io::Result<()
                 let containers = containers.clone();
                 async move {
                     let started = Instant::now();
-                    let method = match req.uri().path() {
-                        "/api/v1/add" => Some("add"),
-                        "/api/v1/del" => Some("del"),
+                    // Upstream labels the operation with the request URI.
+                    let uri = match req.uri().path() {
+                        p @ ("/api/v1/add" | "/api/v1/del") => Some(p.to_string()),
                         _ => None,
                     };
                     let resp = route(&daemon, &containers, req).await;
-                    if let Some(method) = method {
+                    if let Some(uri) = uri {
                         daemon
                             .metrics
-                            .observe_op(method, resp.status(), started.elapsed());
+                            .observe_op(&uri, resp.status(), started.elapsed());
                     }
                     Ok::<_, std::convert::Infallible>(resp)
                 }

@@ -1,13 +1,14 @@
 //! The daemon's health and metrics endpoint with the whole stack in a sandbox node: it listens
 //! on the port chosen at runtime (`--pprof-port=0`, found through `<bind-socket>.metrics-addr`),
 //! answers `/healthz`, `/livez` and `/readyz` with 200 once serving, and `/metrics` counts a
-//! pod's CNI ADD and the time spent waiting for annotations and `ovn-installed`.
+//! pod's CNI ADD and the time spent waiting for annotations and `ovn-installed`, and serves every
+//! series of `kube_ovn_daemon::metrics::UPSTREAM` under upstream's names and label names.
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use kube_ovn_daemon::metrics::addr_file;
+use kube_ovn_daemon::metrics::{addr_file, UPSTREAM, UPSTREAM_COMMIT};
 use kube_ovn_sandbox::kubeovn::{daemon_socket, KubeOvnBuild};
 use kube_ovn_sandbox::{leftovers, sys, Sandbox, SandboxConfig};
 use serde_json::json;
@@ -69,7 +70,7 @@ async fn metrics_and_health_on_the_runtime_port() {
     assert_eq!(get(&node.netns, port, "/nope").unwrap().0, 404);
 
     let add_ok =
-        r#"cni_op_total{node_name="node1",method="add",status_code="200",result="success"}"#;
+        r#"cni_op_latency_seconds_count{node_name="node1",method="/api/v1/add",status_code="200"}"#;
     let (code, before) = get(&node.netns, port, "/metrics").unwrap();
     assert_eq!(code, 200);
     assert_eq!(sample(&before, add_ok), None, "no ADD yet:\n{before}");
@@ -97,21 +98,27 @@ async fn metrics_and_health_on_the_runtime_port() {
         sample(&after, add_ok).is_some_and(|n| n >= 1.0),
         "ADD not counted:\n{after}"
     );
-    let latency_count = format!(
-        "cni_op_latency_seconds_count{}",
-        add_ok.trim_start_matches("cni_op_total")
-    );
-    assert!(sample(&after, &latency_count).is_some_and(|n| n >= 1.0));
     let installed_wait = sample(
         &after,
         r#"cni_wait_ovn_installed_seconds_total{node_name="node1"}"#,
     );
     assert!(installed_wait.is_some_and(|s| s > 0.0), "{after}");
-    assert!(sample(
-        &after,
-        r#"cni_wait_address_seconds_total{node_name="node1"}"#
-    )
-    .is_some());
+    for wait in [
+        "cni_wait_address_seconds_total",
+        "cni_wait_route_seconds_total",
+    ] {
+        let series = format!(r#"{wait}{{node_name="node1"}}"#);
+        assert!(sample(&after, &series).is_some(), "{series}:\n{after}");
+    }
+    let gaps = kube_ovn_sandbox::exposition::missing(&after, UPSTREAM);
+    assert!(
+        gaps.is_empty(),
+        "series of upstream {UPSTREAM_COMMIT} not as upstream serves them: {gaps:#?}\n{after}"
+    );
+    assert!(
+        after.contains(r#"ovs_client_request_latency_milliseconds_count{db="ovsdb",method="add-port",code="0"}"#),
+        "{after}"
+    );
 
     sandbox.down().await.unwrap();
     let left = leftovers(&run_dir, &prefix);

@@ -12,8 +12,9 @@
 //! ~10,700 in the 10k-pod benchmark). `Controller` calls reconcile only for objects in its
 //! store and has neither gates nor own-write suppression.
 //!
-//! Bounds: every key is held at most once in the ready list, once in the delayed set and once in
-//! the active set, so the queue never holds more than three entries per distinct key; the
+//! Bounds: every key is held at most once in the ready list, once in the delayed set, once in
+//! the active set and once in the add times kept for metrics, so the queue never holds more than
+//! four entries per distinct key; the
 //! distinct keys are the objects of one kind. Workers and the timer are tasks the caller owns
 //! (see [`Queue::run`]); when they are aborted, adds still record keys but nothing runs them.
 
@@ -26,6 +27,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::warn;
+
+use crate::metrics::QueueMetrics;
 
 /// What a reconcile asks of the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +62,11 @@ struct State {
     ready: VecDeque<String>,
     /// Keys in `ready`.
     queued: HashSet<String>,
-    /// Keys a worker is processing.
-    active: HashSet<String>,
+    /// Keys a worker is processing, with when it took them.
+    active: HashMap<String, Instant>,
+    /// When each key in `ready` or `dirty` was first added since it last ran (for the time
+    /// keys wait, as client-go's `workqueue_queue_duration_seconds`).
+    added: HashMap<String, Instant>,
     /// Added while active: run again afterwards.
     dirty: HashSet<String>,
     /// Consecutive failures per key.
@@ -82,6 +88,8 @@ struct Shared {
     work: Notify,
     /// Signalled when the earliest delayed time may have changed.
     timer: Notify,
+    /// Where adds, retries and durations are counted (see [`crate::metrics`]).
+    metrics: Option<QueueMetrics>,
 }
 
 /// A handle to a kind's queue: cheap to clone; every clone adds to the same queue.
@@ -103,6 +111,16 @@ impl Queue {
     }
 
     fn build(name: &'static str, backoff: Backoff, interval: Option<Duration>) -> Queue {
+        Queue::instrumented(name, backoff, interval, None)
+    }
+
+    /// A queue whose adds, retries and durations are recorded in `metrics`.
+    pub(crate) fn instrumented(
+        name: &'static str,
+        backoff: Backoff,
+        interval: Option<Duration>,
+        metrics: Option<QueueMetrics>,
+    ) -> Queue {
         Queue {
             shared: Arc::new(Shared {
                 name,
@@ -111,8 +129,28 @@ impl Queue {
                 state: Mutex::new(State::default()),
                 work: Notify::new(),
                 timer: Notify::new(),
+                metrics,
             }),
         }
+    }
+
+    /// The queue's name (its kind).
+    pub fn name(&self) -> &'static str {
+        self.shared.name
+    }
+
+    /// What client-go's workqueue reports as gauges, now: the keys waiting to run (ready, or
+    /// added again while running), the seconds the running keys have been running in total,
+    /// and the longest of those.
+    pub fn gauges(&self) -> (usize, f64, f64) {
+        let st = self.state();
+        let now = Instant::now();
+        let running = st
+            .active
+            .values()
+            .map(|t| now.duration_since(*t).as_secs_f64());
+        let (total, longest) = running.fold((0.0, 0.0_f64), |(s, m), d| (s + d, m.max(d)));
+        (st.ready.len() + st.dirty.len(), total, longest)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -123,7 +161,7 @@ impl Queue {
     pub fn add(&self, key: impl Into<String>) {
         let key = key.into();
         let mut st = self.state();
-        if self.enqueue(&mut st, key) {
+        if self.enqueue(&mut st, key, true) {
             drop(st);
             self.shared.work.notify_one();
         }
@@ -131,29 +169,50 @@ impl Queue {
 
     /// Puts `key` in the ready list unless it waits there already, is being processed (then it
     /// runs again afterwards) or is in its minimum interval (then it runs at the interval's
-    /// end). Returns whether a worker should wake.
-    fn enqueue(&self, st: &mut State, key: String) -> bool {
-        if st.active.contains(&key) {
-            st.dirty.insert(key);
+    /// end). Returns whether a worker should wake. `fresh` is false for a key that was
+    /// added while it ran and is now moved to the ready list (its add was counted then).
+    fn enqueue(&self, st: &mut State, key: String, fresh: bool) -> bool {
+        if st.active.contains_key(&key) {
+            if st.dirty.insert(key.clone()) {
+                self.count_add(st, key);
+            }
             return false;
         }
         if let Some(pending) = st.cooling.get_mut(&key) {
-            *pending = true;
+            let first = !std::mem::replace(pending, true);
+            if first && fresh {
+                self.count_add(st, key);
+            }
             return false;
         }
         if let Some(at) = st.due.remove(&key) {
             st.delayed.remove(&at);
         }
         if st.queued.insert(key.clone()) {
+            if fresh {
+                self.count_add(st, key.clone());
+            }
             st.ready.push_back(key);
             return true;
         }
         false
     }
 
+    /// Counts an add and remembers when the key started waiting.
+    fn count_add(&self, st: &mut State, key: String) {
+        if let Some(m) = &self.shared.metrics {
+            m.adds.inc();
+            st.added.entry(key).or_insert_with(Instant::now);
+        }
+    }
+
     /// Adds a key once `delay` has passed (an earlier pending add of the same key wins).
     pub fn add_after(&self, key: impl Into<String>, delay: Duration) {
         let key = key.into();
+        if let Some(m) = &self.shared.metrics {
+            // client-go counts every delayed add as a retry.
+            m.retries.inc();
+        }
         let at = Instant::now() + delay;
         let mut st = self.state();
         if st.queued.contains(&key) || st.due.get(&key).is_some_and(|(t, _)| *t <= at) {
@@ -212,7 +271,12 @@ impl Queue {
                 let mut st = self.state();
                 if let Some(key) = st.ready.pop_front() {
                     st.queued.remove(&key);
-                    st.active.insert(key.clone());
+                    let now = Instant::now();
+                    if let (Some(m), Some(t)) = (&self.shared.metrics, st.added.remove(&key)) {
+                        m.queue_duration
+                            .observe(now.duration_since(t).as_secs_f64());
+                    }
+                    st.active.insert(key.clone(), now);
                     let more = !st.ready.is_empty();
                     drop(st);
                     if more {
@@ -229,7 +293,9 @@ impl Queue {
     /// Records the end of a run of `key`: schedules its retry, its re-run or its interval.
     fn finish(&self, key: String, result: Result<Outcome, String>) {
         let mut st = self.state();
-        st.active.remove(&key);
+        if let (Some(m), Some(t)) = (&self.shared.metrics, st.active.remove(&key)) {
+            m.work_duration.observe(t.elapsed().as_secs_f64());
+        }
         let retry = match result {
             Ok(Outcome::Done) => {
                 st.failures.remove(&key);
@@ -258,7 +324,7 @@ impl Queue {
             }
             return;
         }
-        let wake = dirty && self.enqueue(&mut st, key.clone());
+        let wake = dirty && self.enqueue(&mut st, key.clone(), false);
         drop(st);
         if wake {
             self.shared.work.notify_one();
@@ -297,11 +363,12 @@ impl Queue {
                     };
                     if let Some(key) = entry.strip_prefix('\0') {
                         if st.cooling.remove(key) == Some(true) {
-                            woke |= self.enqueue(&mut st, key.to_string());
+                            // Its add was counted when it arrived during the interval.
+                            woke |= self.enqueue(&mut st, key.to_string(), false);
                         }
                     } else {
                         st.due.remove(&entry);
-                        woke |= self.enqueue(&mut st, entry);
+                        woke |= self.enqueue(&mut st, entry, true);
                     }
                 }
                 if woke {

@@ -22,6 +22,7 @@ use kube::Resource;
 use tokio::task::JoinSet;
 use tracing::info;
 
+use crate::metrics::WorkqueueMetrics;
 use crate::queue::{Backoff, Outcome, Queue};
 use crate::trigger::Trigger;
 
@@ -113,6 +114,7 @@ pub struct Runtime<C> {
     kinds: Vec<(Kind<C>, Queue)>,
     queues: HashMap<&'static str, Queue>,
     observer: Option<Arc<dyn Observer>>,
+    metrics: Option<WorkqueueMetrics>,
     tasks: JoinSet<()>,
 }
 
@@ -124,6 +126,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
             kinds: Vec::new(),
             queues: HashMap::new(),
             observer: None,
+            metrics: None,
             tasks: JoinSet::new(),
         }
     }
@@ -133,12 +136,19 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         self.observer = Some(observer);
     }
 
+    /// Records the queues of kinds registered from now on in `metrics` (upstream's
+    /// `workqueue_*` series, labelled with the kind's name).
+    pub fn workqueue_metrics(&mut self, metrics: WorkqueueMetrics) {
+        self.metrics = Some(metrics);
+    }
+
     /// Registers a kind; its queue collects keys from now on. Returns the queue.
     pub fn register(&mut self, kind: Kind<C>) -> Queue {
-        let q = match kind.interval {
-            Some(i) => Queue::with_interval(kind.name, self.backoff, i),
-            None => Queue::new(kind.name, self.backoff),
-        };
+        let handles = self.metrics.as_ref().map(|m| m.for_queue(kind.name));
+        let q = Queue::instrumented(kind.name, self.backoff, kind.interval, handles);
+        if let Some(m) = &self.metrics {
+            m.track(q.clone());
+        }
         self.queues.insert(kind.name, q.clone());
         self.kinds.push((kind, q.clone()));
         q

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
+        let metrics = Metrics::new();
         let kube_config = if config.kubeconfig.is_empty() {
             kube::Config::infer().await.map_err(|e| e.to_string())
         } else {
@@ -58,15 +59,17 @@ fn main() -> ExitCode {
                 Err(e) => Err(e.to_string()),
             }
         };
-        let client =
-            match kube_config.and_then(|c| kube::Client::try_from(c).map_err(|e| e.to_string())) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("kube-ovn-controller: kubernetes client: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-        match run(config, client, Identity::from_env(), Metrics::new()).await {
+        // Every API request is recorded under upstream's rest_client_* names.
+        let client = match kube_config.and_then(|c| {
+            kube_ovn_common::metrics::kube_client(c, &metrics.rest).map_err(|e| e.to_string())
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("kube-ovn-controller: kubernetes client: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match run(config, client, Identity::from_env(), metrics).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kube-ovn-controller: {e}");

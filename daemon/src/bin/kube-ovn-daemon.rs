@@ -2,7 +2,6 @@
 //! endpoint (OVS `ovn-encap-ip`, the pod MTU), then serves the CNI shim on `--bind-socket` until
 //! SIGTERM/SIGINT. With `--install-cni-config` it only installs the CNI configuration and exits.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,7 +24,8 @@ const OVS_CONNECT_WAIT: Duration = Duration::from_secs(30);
 /// How long start-up waits for this node's Node object.
 const NODE_GET_WAIT: Duration = Duration::from_secs(10);
 
-async fn kube_client(config: &Config) -> Result<kube::Client, String> {
+/// The API client, its requests recorded under upstream's `rest_client_*` names.
+async fn kube_client(config: &Config, metrics: &Metrics) -> Result<kube::Client, String> {
     let kube_config = if config.kubeconfig.is_empty() {
         kube::Config::infer().await.map_err(|e| e.to_string())?
     } else {
@@ -35,7 +35,7 @@ async fn kube_client(config: &Config) -> Result<kube::Client, String> {
             .await
             .map_err(|e| e.to_string())?
     };
-    kube::Client::try_from(kube_config).map_err(|e| e.to_string())
+    kube_ovn_common::metrics::kube_client(kube_config, &metrics.rest).map_err(|e| e.to_string())
 }
 
 async fn run(config: Config) -> Result<(), String> {
@@ -43,24 +43,28 @@ async fn run(config: Config) -> Result<(), String> {
     if node.is_empty() {
         return Err("node name unknown: set NODE_NAME".into());
     }
-    let client = kube_client(&config).await?;
     let metrics = Metrics::new(&node);
-    let listen = SocketAddr::from(([0, 0, 0, 0], config.pprof_port));
-    let (metrics_listener, metrics_addr) =
-        health::bind(listen, Some(&metrics::addr_file(&config.bind_socket)))
-            .await
-            .map_err(|e| format!("metrics endpoint {listen}: {e}"))?;
-    tracing::info!(addr = %metrics_addr, metrics = config.enable_metrics, "serving health and metrics");
+    let client = kube_client(&config, &metrics).await?;
+    // Upstream's listen addresses: the pod's own with ENABLE_BIND_LOCAL_IP=true, else 0.0.0.0.
+    let ips = health::default_listen_ips()?;
+    let port = config.pprof_port;
+    let bound = health::bind_all(&ips, port, Some(&metrics::addr_file(&config.bind_socket)))
+        .await
+        .map_err(|e| format!("metrics endpoint on {ips:?} port {port}: {e}"))?;
+    for (_, addr) in &bound {
+        tracing::info!(%addr, metrics = config.enable_metrics, "serving health and metrics");
+    }
     // Spawned now, not polled in the select below: probes must get answers while start-up
     // still waits for OVS.
-    let mut endpoint = tokio::spawn(health::serve(
-        metrics_listener,
+    let mut endpoint = tokio::spawn(health::serve_all(
+        bound.into_iter().map(|(l, _)| l).collect(),
         metrics.clone(),
         config.enable_metrics,
     ));
     let ovs = Ovs::connect(&config.ovs_remote(), OVS_CONNECT_WAIT)
         .await
-        .map_err(|e| format!("{}: {e}", config.ovs_remote()))?;
+        .map_err(|e| format!("{}: {e}", config.ovs_remote()))?
+        .with_metrics(metrics.ovs.clone());
     let mtu = set_up_tunnel(&config, &client, &node, &ovs).await?;
     NodeSetup {
         client: client.clone(),
