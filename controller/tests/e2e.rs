@@ -14,6 +14,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::ResourceExt;
 use kube_ovn_common::crd::{Ip, Subnet};
 use kube_ovn_nb::objects::string_map;
+use kube_ovn_sandbox::loopback::Loopback;
 use ovsdb::{Atom, Datum};
 use support::{eventually, pod, World};
 
@@ -482,7 +483,8 @@ async fn killed_mid_way_through_500_pods_restart_leaves_one_unique_address_each(
 async fn only_the_lease_holder_acts_and_a_standby_takes_over_after_a_crash() {
     use k8s_openapi::api::coordination::v1::Lease;
     let w = World::new(1, false).await;
-    let mut a = w.spawn_controller("ctl-a", support::free_port());
+    let a_addr = Loopback::claim().unwrap();
+    let mut a = w.spawn_controller("ctl-a", &a_addr);
     let leases: Api<Lease> = Api::namespaced(w.client.clone(), "kube-system");
     let holder = || async {
         leases
@@ -505,11 +507,11 @@ async fn only_the_lease_holder_acts_and_a_standby_takes_over_after_a_crash() {
     })
     .await;
 
-    let b_port = support::free_port();
-    let mut b = w.spawn_controller("ctl-b", b_port);
+    let b_addr = Loopback::claim().unwrap();
+    let mut b = w.spawn_controller("ctl-b", &b_addr);
     // b listens on its metrics port before it campaigns, so from here on it reads the lease.
     eventually("ctl-b listens", LONG, || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", b_port))
+        tokio::net::TcpStream::connect((b_addr.addr(), support::METRICS_PORT))
             .await
             .ok()
             .map(drop)
@@ -575,4 +577,44 @@ async fn only_the_lease_holder_acts_and_a_standby_takes_over_after_a_crash() {
     );
     let _ = b.kill();
     let _ = b.wait();
+}
+
+/// The controller serves every series of `kube_ovn_controller::metrics::UPSTREAM` (what
+/// upstream's Grafana dashboard and our README promise) under upstream's names and label names,
+/// on upstream's default port at the address `ENABLE_BIND_LOCAL_IP=true` and `POD_IPS` give it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_metric_names_and_labels_are_served() {
+    use kube_ovn_controller::metrics::{UPSTREAM, UPSTREAM_COMMIT};
+    let mut w = World::new(1, false).await;
+    w.start_controller();
+    w.pods()
+        .create(&PostParams::default(), &pod("m1", Some("node1")))
+        .await
+        .unwrap();
+    eventually("pod allocated", LONG, || async {
+        annotated(&w, "m1").await
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + LONG;
+    let text = loop {
+        let text = w.metrics().await.unwrap_or_default();
+        let gaps = kube_ovn_sandbox::exposition::missing(&text, UPSTREAM);
+        if gaps.is_empty() {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "series of upstream {UPSTREAM_COMMIT} not as upstream serves them: {gaps:#?}\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The subnet gauges carry upstream's label values too.
+    assert!(
+        text.contains(r#"subnet_used_ip_count{subnet_name="ovn-default",protocol="IPv4",subnet_cidr="10.16.0.0/16"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"leader_election_master_status{name="kube-ovn-controller"} 1"#),
+        "{text}"
+    );
 }

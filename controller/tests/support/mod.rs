@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube_ovn_common::crd;
+use kube_ovn_sandbox::loopback::Loopback;
 use kube_ovn_sandbox::{Sandbox, SandboxConfig};
 use ovsdb::{Remote, Replica, ReplicaConfig};
 use serde_json::json;
@@ -21,7 +22,9 @@ pub struct World {
     pub client: kube::Client,
     pub nb: Replica,
     pub controller: Option<Child>,
-    pub metrics_port: u16,
+    /// The loopback address this world's controller serves its metrics on (at upstream's
+    /// default port, [`METRICS_PORT`]).
+    pub metrics_addr: Loopback,
     /// Flags every controller started by this world gets in addition to the defaults.
     pub controller_args: Vec<String>,
 }
@@ -44,13 +47,9 @@ where
 /// The lease duration every test controller runs with (`--leader-elect-lease-duration`).
 pub const LEASE_DURATION: Duration = Duration::from_secs(3);
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// The controller's metrics port: upstream's default `--pprof-port`, which every test controller
+/// keeps; each listens on a loopback address of its own instead.
+pub const METRICS_PORT: u16 = 10660;
 
 impl World {
     /// A sandbox with `nodes` nodes. With `kubelets` false, Nodes are created by the test.
@@ -89,19 +88,20 @@ impl World {
             client,
             nb,
             controller: None,
-            metrics_port: free_port(),
+            metrics_addr: Loopback::claim().expect("a loopback address"),
             controller_args: Vec::new(),
         }
     }
 
     /// Starts the controller binary (a previous one must be stopped).
     pub fn start_controller(&mut self) {
-        let child = self.spawn_controller("kube-ovn-controller-test", self.metrics_port);
+        let child = self.spawn_controller("kube-ovn-controller-test", &self.metrics_addr);
         self.controller = Some(child);
     }
 
-    /// Starts a controller process with its own identity and metrics port.
-    pub fn spawn_controller(&self, identity: &str, metrics_port: u16) -> Child {
+    /// Starts a controller process with its own identity, serving its metrics on `addr` as
+    /// upstream's ENABLE_BIND_LOCAL_IP=true and POD_IPS make it.
+    pub fn spawn_controller(&self, identity: &str, addr: &Loopback) -> Child {
         let st = self.sandbox.state();
         let log = std::fs::File::create(st.run_dir.join(format!(
             "controller-{identity}-{}.log",
@@ -111,7 +111,6 @@ impl World {
         Command::new(env!("CARGO_BIN_EXE_kube-ovn-controller"))
             .arg(format!("--kubeconfig={}", st.kubeconfig.display()))
             .arg(format!("--ovn-nb-addr={}", st.central.nb))
-            .arg(format!("--pprof-port={metrics_port}"))
             .arg(format!(
                 "--leader-elect-lease-duration={}s",
                 LEASE_DURATION.as_secs()
@@ -119,6 +118,8 @@ impl World {
             .arg("--leader-elect-renew-deadline=2s")
             .arg("--leader-elect-retry-period=200ms")
             .args(&self.controller_args)
+            .env("ENABLE_BIND_LOCAL_IP", "true")
+            .env("POD_IPS", addr.addr().to_string())
             .env("POD_NAME", identity)
             .env("KUBE_NAMESPACE", "kube-system")
             .env("RUST_LOG", "info,kube_ovn_controller::context=debug")
@@ -139,10 +140,10 @@ impl World {
 
     /// The controller's /metrics text, if it serves yet.
     pub async fn metrics(&self) -> Option<String> {
-        let port = self.metrics_port;
+        let ip = self.metrics_addr.addr();
         tokio::task::spawn_blocking(move || {
             use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            let mut s = std::net::TcpStream::connect((ip, METRICS_PORT)).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
             s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 .ok()?;

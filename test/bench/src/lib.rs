@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use kube_ovn_sandbox::loopback::Loopback;
 use kube_ovn_sandbox::SandboxState;
 use ovsdb::Replica;
 use serde_json::Value;
@@ -89,21 +90,18 @@ pub fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("a well-formed object")
 }
 
-/// One controller process, its metrics port and its log.
+/// One controller process, the loopback address it serves its metrics on and its log.
 pub struct Controller {
     child: Child,
-    port: u16,
+    addr: Loopback,
     log: PathBuf,
     /// When the process was spawned.
     pub started: Instant,
 }
 
-/// A TCP port free on 127.0.0.1 right now (for the controller's metrics).
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+/// The controller's metrics port, upstream's default: each benchmark controller keeps it and
+/// listens on a loopback address of its own (ENABLE_BIND_LOCAL_IP=true, POD_IPS).
+pub const METRICS_PORT: u16 = 10660;
 
 impl Controller {
     /// The process id.
@@ -113,15 +111,16 @@ impl Controller {
 
     /// Starts `binary` against the sandbox's API and NB, logging to `log`.
     pub fn start(binary: &Path, st: &SandboxState, log: PathBuf) -> Result<Controller> {
-        let port = free_port()?;
+        let addr = Loopback::claim()?;
         let file = std::fs::File::create(&log)?;
         let child = Command::new(binary)
             .arg(format!("--kubeconfig={}", st.kubeconfig.display()))
             .arg(format!("--ovn-nb-addr={}", st.central.nb))
-            .arg(format!("--pprof-port={port}"))
             .arg("--leader-elect-lease-duration=3s")
             .arg("--leader-elect-renew-deadline=2s")
             .arg("--leader-elect-retry-period=200ms")
+            .env("ENABLE_BIND_LOCAL_IP", "true")
+            .env("POD_IPS", addr.addr().to_string())
             .env("POD_NAME", "kube-ovn-controller-bench")
             .env("KUBE_NAMESPACE", "kube-system")
             .env("RUST_LOG", "info")
@@ -133,7 +132,7 @@ impl Controller {
             .map_err(|e| format!("starting {}: {e}", binary.display()))?;
         Ok(Controller {
             child,
-            port,
+            addr,
             log,
             started: Instant::now(),
         })
@@ -171,7 +170,7 @@ impl Controller {
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
         let fut = async {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            let mut s = tokio::net::TcpStream::connect((self.addr.addr(), METRICS_PORT))
                 .await
                 .ok()?;
             s.write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())
