@@ -10,8 +10,8 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::net::Ipv4Addr;
 
-/// How many random addresses are tried before giving up (each is taken with probability far
-/// below 1 in a million while fewer than a few hundred tests hold one).
+/// How many random addresses are tried before giving up: there are 254 × 256 × 254 (about 16.5
+/// million) candidates, so with n held a try fails with probability n / 16.5 million.
 const ATTEMPTS: usize = 64;
 
 /// A claimed loopback address (released when dropped).
