@@ -9,17 +9,22 @@
 //!   (upstream counts its one-second polls of the same waits);
 //! - `rest_client_*`, `ovs_client_request_latency_milliseconds` (`db="ovsdb"`, the ovs-vsctl
 //!   command upstream would have run as `method`), `klog_*`, `process_*`: see
-//!   [`kube_ovn_common::metrics`].
+//!   [`kube_ovn_common::metrics`];
+//! - upstream's node checks, labelled with `hostname` (the node name), read at scrape time in the
+//!   daemon's network namespace: `ip_local_port_range{start,end}`, `tcp_mem{minimum,pressure,
+//!   maximum}` (both 1, the values in labels), `tcp_tw_recycle`, `tcp_mtu_probing`,
+//!   `nf_conntrack_tcp_be_liberal`, `bridge_nf_call_iptables`, `max_size` (IPv6 route table),
+//!   each only when the kernel has the file, as upstream; `checksum_err_count` (UDP
+//!   `InCsumErrors` of `/proc/net/snmp`, the counter upstream reads through `netstat -us`);
+//!   `dns_search_domain{additional}` (1 per search domain of `/etc/resolv.conf` but `.`, or
+//!   `no additional search domain`).
 //!
 //! Not exported, for want of the data: `cni_wait_connectivity_seconds_total` (upstream counts
 //! its pings or ARP probes of the gateway before answering an ADD; this daemon does not probe
 //! the gateway, it waits for ovn-controller's `ovn-installed` instead, exported as our own
 //! `cni_wait_ovn_installed_seconds_total` and `cni_wait_ovn_installed_latency_seconds`);
 //! `ovn_subnet_gateway_packets`/`_bytes` (upstream reads them from iptables counters of the
-//! gateway rules, which this daemon does not install); the node's sysctl and resolver gauges
-//! (`ip_local_port_range`, `checksum_err_count`, `dns_search_domain`, `tcp_tw_recycle`,
-//! `tcp_mtu_probing`, `nf_conntrack_tcp_be_liberal`, `bridge_nf_call_iptables`, `tcp_mem`,
-//! `max_size`: upstream's node checks, not ported); `go_*` (no Go runtime).
+//! gateway rules, which this daemon does not install); `go_*` (no Go runtime).
 //!
 //! Port 0 picks a free port (several sandbox nodes share one machine); the bound address is
 //! logged and written to [`addr_file`], so whoever started the daemon can find it.
@@ -32,11 +37,14 @@ use std::time::Duration;
 use hyper::StatusCode;
 use kube_ovn_common::health::Exposition;
 use kube_ovn_common::metrics::{OvsClientMetrics, RestClientMetrics};
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 /// The upstream commit the names in [`UPSTREAM`] were read from (kubeovn/kube-ovn master).
@@ -71,6 +79,11 @@ pub const UPSTREAM: &[(&str, &[&str])] = &[
     ("process_start_time_seconds", &[]),
     ("process_open_fds", &[]),
     ("process_max_fds", &[]),
+    ("ip_local_port_range", &["hostname", "start", "end"]),
+    ("tcp_mtu_probing", &["hostname"]),
+    ("max_size", &["hostname"]),
+    ("checksum_err_count", &["hostname"]),
+    ("dns_search_domain", &["hostname", "additional"]),
 ];
 
 /// Labels of `cni_op_latency_seconds`, upstream's.
@@ -160,6 +173,9 @@ impl Metrics {
             "Per-ADD wait for ovn-controller's ovn-installed",
             wait_ovn_installed_hist.clone(),
         );
+        registry.register_collector(Box::new(NodeChecks {
+            hostname: node.to_string(),
+        }));
         Arc::new(Metrics {
             registry,
             node: NodeLabel {
@@ -226,6 +242,145 @@ impl Metrics {
     }
 }
 
+/// Upstream's node checks (see the module doc), read at scrape time.
+#[derive(Debug)]
+struct NodeChecks {
+    hostname: String,
+}
+
+/// A sysctl gauge: name, help, file under `/proc/sys/`.
+const SYSCTLS: [(&str, &str, &str); 5] = [
+    (
+        "tcp_tw_recycle",
+        "value of system parameter /proc/sys/net/ipv4/tcp_tw_recycle, the recommended value is 0",
+        "net/ipv4/tcp_tw_recycle",
+    ),
+    (
+        "tcp_mtu_probing",
+        "value of system parameter /proc/sys/net/ipv4/tcp_mtu_probing, the recommended value is 1",
+        "net/ipv4/tcp_mtu_probing",
+    ),
+    (
+        "nf_conntrack_tcp_be_liberal",
+        "value of system parameter /proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal, the \
+         recommended value is 1",
+        "net/netfilter/nf_conntrack_tcp_be_liberal",
+    ),
+    (
+        "bridge_nf_call_iptables",
+        "value of system parameter /proc/sys/net/bridge/bridge-nf-call-iptables, the recommended \
+         value is 1 for overlay, and 0 for underlay network",
+        "net/bridge/bridge-nf-call-iptables",
+    ),
+    (
+        "max_size",
+        "value of system parameter /proc/sys/net/ipv6/route/max_size, recommend a large number \
+         value, at least 16384",
+        "net/ipv6/route/max_size",
+    ),
+];
+
+/// The whitespace-separated fields of `/proc/sys/<path>`, when the kernel has it.
+fn sysctl(path: &str) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(Path::new("/proc/sys").join(path)).ok()?;
+    Some(text.split_whitespace().map(str::to_string).collect())
+}
+
+/// UDP `InCsumErrors` from `/proc/net/snmp` (a header line of names, then one of values).
+fn udp_checksum_errors(snmp: &str) -> Option<i64> {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let i = names.split_whitespace().position(|n| n == "InCsumErrors")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
+/// The search domains of a resolv.conf (its last `search` line, as the resolver reads it),
+/// without the root domain.
+fn search_domains(resolv: &str) -> Vec<String> {
+    let last = resolv
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("search"))
+        .rfind(|rest| rest.starts_with(char::is_whitespace))
+        .unwrap_or_default();
+    last.split_whitespace()
+        .filter(|d| *d != ".")
+        .map(str::to_string)
+        .collect()
+}
+
+impl Collector for NodeChecks {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let host = self.hostname.as_str();
+        let info = |encoder: &mut DescriptorEncoder,
+                    name: &str,
+                    help: &str,
+                    labels: &[(&str, &str)]|
+         -> Result<(), std::fmt::Error> {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(1).encode(family.encode_family(&labels)?)
+        };
+        if let Some([start, end]) = sysctl("net/ipv4/ip_local_port_range").as_deref() {
+            info(
+                &mut encoder,
+                "ip_local_port_range",
+                "value of system parameter /proc/sys/net/ipv4/ip_local_port_range, which should \
+                 not conflict with the nodeport range",
+                &[("hostname", host), ("start", start), ("end", end)],
+            )?;
+        }
+        if let Some([min, pressure, max]) = sysctl("net/ipv4/tcp_mem").as_deref() {
+            info(
+                &mut encoder,
+                "tcp_mem",
+                "value of system parameter /proc/sys/net/ipv4/tcp_mem, recommend a large number \
+                 value",
+                &[
+                    ("hostname", host),
+                    ("minimum", min),
+                    ("pressure", pressure),
+                    ("maximum", max),
+                ],
+            )?;
+        }
+        for (name, help, path) in SYSCTLS {
+            let Some(fields) = sysctl(path) else {
+                continue;
+            };
+            // Upstream reads an unparsable value as 0.
+            let v: i64 = fields.first().and_then(|f| f.parse().ok()).unwrap_or(0);
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(v).encode(family.encode_family(&[("hostname", host)])?)?;
+        }
+        let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+        let mut family = encoder.encode_descriptor(
+            "checksum_err_count",
+            "Value of InCsumErrors for cmd `netstat -us`, checksum is error when value is \
+             greater than 0",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(udp_checksum_errors(&snmp).unwrap_or(0))
+            .encode(family.encode_family(&[("hostname", host)])?)?;
+        if let Ok(resolv) = std::fs::read_to_string("/etc/resolv.conf") {
+            let mut domains = search_domains(&resolv);
+            if domains.is_empty() {
+                domains.push("no additional search domain".into());
+            }
+            let mut family = encoder.encode_descriptor(
+                "dns_search_domain",
+                "search domain in /etc/resolv.conf",
+                None,
+                MetricType::Gauge,
+            )?;
+            for d in &domains {
+                ConstGauge::new(1)
+                    .encode(family.encode_family(&[("hostname", host), ("additional", d)])?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Exposition for Metrics {
     fn render(&self) -> String {
         Metrics::render(self)
@@ -268,6 +423,27 @@ mod tests {
         assert!(!text
             .lines()
             .any(|l| l.starts_with("cni_op_latency_seconds_bucket") && l.contains("1.024")));
+    }
+
+    #[test]
+    fn node_checks_parse_and_are_served() {
+        let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors\n\
+                    Udp: 647 0 0 652 0 0 3\n\
+                    UdpLite: InDatagrams InCsumErrors\nUdpLite: 0 0\n";
+        assert_eq!(udp_checksum_errors(snmp), Some(3));
+        assert_eq!(udp_checksum_errors("Tcp: A\nTcp: 1\n"), None);
+        let resolv = "nameserver 10.96.0.10\nsearch a.svc b.local\nsearch default.svc . cluster.local\nsearchx y\n";
+        assert_eq!(search_domains(resolv), vec!["default.svc", "cluster.local"]);
+        assert!(search_domains("nameserver 1.1.1.1\n").is_empty());
+        let text = Metrics::new("n1").render();
+        for needle in [
+            r#"ip_local_port_range{hostname="n1",start=""#,
+            r#"checksum_err_count{hostname="n1"} "#,
+            r#"dns_search_domain{hostname="n1",additional=""#,
+            r#"tcp_mtu_probing{hostname="n1"} "#,
+        ] {
+            assert!(text.contains(needle), "{needle} missing in\n{text}");
+        }
     }
 
     #[test]
