@@ -210,114 +210,17 @@ async fn an_upstream_written_policy_is_adopted_without_writes() {
 
     // What upstream writes for this policy, built with ovn-nbctl from its naming rules.
     let pg = "db.access.default";
-    let allow = "db.access.default.ingress.allow.IPv4.0";
-    let except = "db.access.default.ingress.except.IPv4.0";
-    let web_port = {
-        let out = w.nbctl(&[
-            "--bare",
-            "--columns=_uuid",
-            "find",
-            "logical_switch_port",
-            "name=web.default",
-        ]);
-        out.trim().to_string()
-    };
-    w.nbctl(&[
-        "--",
-        "--id=@pg",
-        "create",
-        "port_group",
-        &format!("name={pg}"),
-        "external_ids:np=default/db-access",
-        "external_ids:vendor=kube-ovn",
-        &format!("ports={web_port}"),
-    ]);
-    for (name, addrs) in [(allow, format!("\"{cli_ip}\"")), (except, String::new())] {
-        let mut args = vec![
-            "create".to_string(),
-            "address_set".into(),
-            format!("name={name}"),
-            "external_ids:np=\"default/db-access/ingress\"".into(),
-            "external_ids:vendor=kube-ovn".into(),
-        ];
-        if !addrs.is_empty() {
-            args.push(format!("addresses={addrs}"));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        w.nbctl(&args);
-    }
-    let acl = |m: &str, prio: &str, action: &str, name: &str| {
-        w.nbctl(&[
-            "--",
-            "--id=@a",
-            "create",
-            "acl",
-            "direction=to-lport",
-            &format!("priority={prio}"),
-            &format!("match=\"{m}\""),
-            &format!("action={action}"),
-            &format!("name=\"{name}\""),
-            &format!("external_ids:parent={pg}"),
-            "external_ids:vendor=kube-ovn",
-            "--",
-            "add",
-            "port_group",
-            pg,
-            "acls",
-            "@a",
-        ]);
-    };
-    acl(
-        &format!("outport == @{pg} && ip"),
-        "2000",
-        "drop",
-        "default/db-access",
-    );
-    acl(
-        &format!("outport == @{pg} && ip && ip4.src == ${allow} && ip4.src != ${except} && tcp.dst == 5432"),
-        "2001",
-        "allow-related",
-        "np/db-access.default/ingress/IPv4/0",
+    let web_port = support::upstream_layout::uuid_of(&w, "logical_switch_port", "web.default");
+    support::upstream_layout::ingress_policy(
+        &w,
+        "default",
+        "db-access",
+        &[web_port],
+        &[cli_ip],
+        5432,
     );
     // The node allows upstream keeps while a policy exists.
-    let node_ip = w.sandbox.state().nodes[0].ip;
-    w.nbctl(&[
-        "--",
-        "--id=@a",
-        "create",
-        "acl",
-        "direction=to-lport",
-        "priority=3000",
-        &format!("match=\"ip4.src == {node_ip} && ip4.dst == $node.node1_ip4\""),
-        "action=allow-related",
-        "external_ids:parent=node.node1",
-        "external_ids:vendor=kube-ovn",
-        "--",
-        "add",
-        "port_group",
-        "node.node1",
-        "acls",
-        "@a",
-    ]);
-    w.nbctl(&[
-        "--",
-        "--id=@a",
-        "create",
-        "acl",
-        "direction=from-lport",
-        "priority=3000",
-        &format!("match=\"ip4.dst == {node_ip} && ip4.src == $node.node1_ip4\""),
-        "action=allow-related",
-        "options:apply-after-lb=true",
-        "external_ids:parent=node.node1",
-        "external_ids:vendor=kube-ovn",
-        "--",
-        "add",
-        "port_group",
-        "node.node1",
-        "acls",
-        "@a",
-    ]);
+    support::upstream_layout::node_policy_allows(&w, "node1", w.sandbox.state().nodes[0].ip.into());
     let np: NetworkPolicy = serde_json::from_value(json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "db-access", "namespace": "default"},

@@ -16,6 +16,7 @@ use kube_ovn_nb::objects::string_map;
 use ovsdb::{Atom, Datum};
 use serde_json::{json, Value};
 use support::nb::{named, pg_acl_rows, priority, set_of, text};
+use support::upstream_layout as up;
 use support::{eventually, World};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -347,46 +348,26 @@ async fn an_upstream_written_security_group_is_adopted_without_writes() {
 
     // What upstream writes for this group and pod, built with ovn-nbctl from its naming rules.
     let pg = "ovn.sg.app.sg";
-    let port = w
-        .nbctl(&[
-            "--bare",
-            "--columns=_uuid",
-            "find",
-            "logical_switch_port",
-            "name=app.default",
-        ])
-        .trim()
-        .to_string();
-    w.nbctl(&[
-        "create",
-        "port_group",
-        &format!("name={pg}"),
-        "external_ids:type=security_group",
-        "external_ids:sg=app-sg",
-        "external_ids:vendor=kube-ovn",
-        &format!("ports={port}"),
-    ]);
-    w.nbctl(&[
-        "add",
-        "port_group",
-        "ovn.sg.kubeovn_deny_all",
-        "ports",
-        &port,
-    ]);
-    for (v, addrs) in [("v4", Some(ip.clone())), ("v6", None)] {
-        let mut args = vec![
-            "create".to_string(),
-            "address_set".into(),
-            format!("name=ovn.sg.app.sg.associated.{v}"),
-            "external_ids:sg=app-sg".into(),
-            "external_ids:vendor=kube-ovn".into(),
-        ];
-        if let Some(a) = addrs {
-            args.push(format!("addresses=\"{a}\""));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        w.nbctl(&args);
-    }
+    let port = up::uuid_of(&w, "logical_switch_port", "app.default");
+    up::port_group(
+        &w,
+        pg,
+        &[
+            ("sg", "app-sg"),
+            ("type", "security_group"),
+            ("vendor", "kube-ovn"),
+        ],
+        std::slice::from_ref(&port),
+    );
+    up::add_to_port_group(&w, "ovn.sg.kubeovn_deny_all", &[port]);
+    let ext = [("sg", "app-sg"), ("vendor", "kube-ovn")];
+    up::address_set(
+        &w,
+        "ovn.sg.app.sg.associated.v4",
+        &ext,
+        std::slice::from_ref(&ip),
+    );
+    up::address_set(&w, "ovn.sg.app.sg.associated.v6", &ext, &[]);
     let mut acls = base_acls(pg);
     acls.push((
         "to-lport".into(),
@@ -394,25 +375,19 @@ async fn an_upstream_written_security_group_is_adopted_without_writes() {
         format!("outport == @{pg} && ip4 && ip4.src == 10.0.0.0/8 && 22 <= tcp.dst <= 22"),
         "allow-related".into(),
     ));
-    for (dir, prio, m, action) in &acls {
-        w.nbctl(&[
-            "--",
-            "--id=@a",
-            "create",
-            "acl",
-            &format!("direction={dir}"),
-            &format!("priority={prio}"),
-            &format!("match=\"{m}\""),
-            &format!("action={action}"),
-            &format!("external_ids:parent={pg}"),
-            "external_ids:vendor=kube-ovn",
-            "--",
-            "add",
-            "port_group",
+    for (direction, priority, m, action) in &acls {
+        up::pg_acl(
+            &w,
             pg,
-            "acls",
-            "@a",
-        ]);
+            &up::PgAcl {
+                direction,
+                priority: *priority,
+                r#match: m.clone(),
+                action,
+                name: None,
+                after_lb: false,
+            },
+        );
     }
     create_sg(
         &w,

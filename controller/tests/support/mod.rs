@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod nb;
+pub mod upstream_layout;
 
 use std::future::Future;
 use std::process::{Child, Command, Stdio};
@@ -140,13 +141,26 @@ impl World {
 
     /// The controller's /metrics text, if it serves yet.
     pub async fn metrics(&self) -> Option<String> {
+        self.http_get("/metrics").await
+    }
+
+    /// Whether the controller says it is ready (`/readyz`: caches synced, IPAM restored, the
+    /// start-up GC run).
+    pub async fn ready(&self) -> bool {
+        self.http_get("/readyz")
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    }
+
+    /// The raw HTTP response of the controller's health/metrics server to `GET path`.
+    async fn http_get(&self, path: &str) -> Option<String> {
         let ip = self.metrics_addr.addr();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         tokio::task::spawn_blocking(move || {
             use std::io::{Read, Write};
             let mut s = std::net::TcpStream::connect((ip, METRICS_PORT)).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .ok()?;
+            s.write_all(request.as_bytes()).ok()?;
             let mut out = String::new();
             s.read_to_string(&mut out).ok()?;
             Some(out)
