@@ -508,6 +508,11 @@ impl Drop for Sandbox {
             t.abort();
         }
         stop_children(&mut self.children);
+        if std::thread::panicking() {
+            // The run directory goes with the sweep: keep what the kube-ovn-rs logs say in
+            // the failed test's output.
+            eprintln!("{}", probe::kube_ovn_logs(&self.state));
+        }
         // Best effort after a failed test: never leave namespaces and daemons behind.
         let _ = sweep(&self.state.run_dir, &self.state.prefix);
     }

@@ -131,6 +131,26 @@ pub fn report(state: &SandboxState) -> String {
 /// Lines of a daemon log kept in a report: enough for the last reconnects and errors.
 const TAIL_LINES: usize = 25;
 
+/// Lines of a kube-ovn-rs log kept when a test fails: its warnings and errors (the last
+/// [`TAIL_LINES`]) and its last [`TAIL_LINES`] lines, so a failure on a CI machine says why.
+pub fn kube_ovn_logs(state: &SandboxState) -> String {
+    let mut out = String::new();
+    let mut logs = vec![state.run_dir.join("controller.log")];
+    logs.extend(state.nodes.iter().map(|n| n.dir.join("daemon.log")));
+    for path in logs.iter().filter(|p| p.is_file()) {
+        section(&mut out, &format!("warnings in {}", path.display()), || {
+            let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+            let bad: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            Ok(bad[bad.len().saturating_sub(TAIL_LINES)..].join("\n"))
+        });
+        tail(&mut out, path);
+    }
+    out
+}
+
 fn tail(out: &mut String, path: &Path) {
     let title = format!("tail {}", path.display());
     section(out, &title, || {
