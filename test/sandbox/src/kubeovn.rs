@@ -56,8 +56,8 @@ impl KubeOvnBuild {
     }
 
     /// The build a test binary of this workspace runs beside: test binaries live in
-    /// `target/<profile>/deps`, the product binaries one level up. The error says how to get
-    /// them when they are missing.
+    /// `target/<profile>/deps`, the product binaries one level up; when they are missing they
+    /// are built first, in the same profile.
     pub fn of_test_binary() -> Result<KubeOvnBuild, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let dir = exe
@@ -65,9 +65,34 @@ impl KubeOvnBuild {
             .and_then(Path::parent)
             .ok_or_else(|| format!("{} has no target directory", exe.display()))?;
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        if let Some(build) = KubeOvnBuild::beside(dir, &source) {
+            return Ok(build);
+        }
+        // One test binary run on its own (`cargo test -p kube-ovn-sandbox --test x`) has not
+        // built the other packages' binaries: build them in the same profile. Cargo has let go
+        // of the build directory's lock by the time tests run.
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.current_dir(&source).args([
+            "build",
+            "-p",
+            "kube-ovn-controller",
+            "-p",
+            "kube-ovn-daemon",
+            "-p",
+            "kube-ovn-cni",
+            "--bins",
+        ]);
+        if dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().map_err(|e| format!("cargo build: {e}"))?;
+        if !status.success() {
+            return Err(format!("building the kube-ovn binaries failed: {status}"));
+        }
         KubeOvnBuild::beside(dir, &source).ok_or_else(|| {
             format!(
-                "kube-ovn binaries missing in {}: build the workspace first (cargo test --workspace --all-targets does)",
+                "kube-ovn binaries missing in {} after building them",
                 dir.display()
             )
         })
