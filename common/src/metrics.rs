@@ -25,6 +25,33 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+/// The upstream commit the names in [`UPSTREAM_SHARED`] and each binary's own `UPSTREAM` list
+/// were read from (kubeovn/kube-ovn master).
+pub const UPSTREAM_COMMIT: &str = "1533681d7a6b3dbdd7e8870fa70f0dc6aa49a82a";
+
+/// The series both binaries serve as upstream's do (`pkg/metrics/client_go_adapter.go`,
+/// `pkg/ovs/adapter.go`, `pkg/metrics/klog.go`, the process collector), with their label names;
+/// sample names, so counters carry `_total` and histograms `_count`.
+pub const UPSTREAM_SHARED: &[(&str, &[&str])] = &[
+    ("rest_client_requests_total", &["code", "method", "host"]),
+    (
+        "rest_client_request_latency_seconds_count",
+        &["verb", "url"],
+    ),
+    (
+        "ovs_client_request_latency_milliseconds_count",
+        &["db", "method", "code"],
+    ),
+    ("klog_lines_total", &["level"]),
+    ("klog_bytes_total", &["level"]),
+    ("process_cpu_seconds_total", &[]),
+    ("process_resident_memory_bytes", &[]),
+    ("process_virtual_memory_bytes", &[]),
+    ("process_start_time_seconds", &[]),
+    ("process_open_fds", &[]),
+    ("process_max_fds", &[]),
+];
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};

@@ -2,7 +2,7 @@
 //! (upstream serves both there) by [`kube_ovn_common::health`].
 //!
 //! Upstream's names and labels, so its Grafana dashboard (`controller-grafana.json`) and alerts
-//! keep working (the list the tests check is [`UPSTREAM`]):
+//! keep working (the lists the tests check are [`UPSTREAM_SHARED`] and [`UPSTREAM`]):
 //! - `rest_client_*`, `ovs_client_request_latency_milliseconds`, `klog_*`, `process_*`: shared
 //!   with the daemon, see [`kube_ovn_common::metrics`]. The NB transactions are recorded with
 //!   `db="ovn-nb"` and `method="transact"` (upstream names each transaction after its
@@ -43,20 +43,15 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-/// The upstream commit the names in [`UPSTREAM`] were read from (kubeovn/kube-ovn master).
-pub const UPSTREAM_COMMIT: &str = "1533681d7a6b3dbdd7e8870fa70f0dc6aa49a82a";
+pub use kube_ovn_common::metrics::{UPSTREAM_COMMIT, UPSTREAM_SHARED};
 
 /// Every series upstream's controller exports that its dashboard or ours reads and that this
 /// controller exports too, with its label names (as `pkg/controller/net_metrics.go`,
 /// `pkg/metrics/client_go_adapter.go`, `pkg/ovs/adapter.go`, `pkg/metrics/klog.go` and
 /// controller-runtime's workqueue, leader-election and process metrics define them at
-/// [`UPSTREAM_COMMIT`]). Sample names, so counters carry `_total` and histograms `_count`.
+/// [`UPSTREAM_COMMIT`]). Sample names, so counters carry `_total` and histograms `_count`; the series both binaries
+/// serve are in [`UPSTREAM_SHARED`].
 pub const UPSTREAM: &[(&str, &[&str])] = &[
-    ("rest_client_requests_total", &["code", "method", "host"]),
-    (
-        "rest_client_request_latency_seconds_count",
-        &["verb", "url"],
-    ),
     ("workqueue_adds_total", &["name", "controller"]),
     ("workqueue_retries_total", &["name", "controller"]),
     ("workqueue_depth", &["name", "controller", "priority"]),
@@ -74,10 +69,6 @@ pub const UPSTREAM: &[(&str, &[&str])] = &[
         &["name", "controller"],
     ),
     (
-        "ovs_client_request_latency_milliseconds_count",
-        &["db", "method", "code"],
-    ),
-    (
         "subnet_available_ip_count",
         &["subnet_name", "protocol", "subnet_cidr"],
     ),
@@ -86,14 +77,6 @@ pub const UPSTREAM: &[(&str, &[&str])] = &[
         &["subnet_name", "protocol", "subnet_cidr"],
     ),
     ("leader_election_master_status", &["name"]),
-    ("klog_lines_total", &["level"]),
-    ("klog_bytes_total", &["level"]),
-    ("process_cpu_seconds_total", &[]),
-    ("process_resident_memory_bytes", &[]),
-    ("process_virtual_memory_bytes", &[]),
-    ("process_start_time_seconds", &[]),
-    ("process_open_fds", &[]),
-    ("process_max_fds", &[]),
 ];
 
 /// The Lease name, as `leader_election_master_status` labels it.

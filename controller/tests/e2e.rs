@@ -584,7 +584,8 @@ async fn only_the_lease_holder_acts_and_a_standby_takes_over_after_a_crash() {
 /// on upstream's default port at the address `ENABLE_BIND_LOCAL_IP=true` and `POD_IPS` give it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_metric_names_and_labels_are_served() {
-    use kube_ovn_controller::metrics::{UPSTREAM, UPSTREAM_COMMIT};
+    use kube_ovn_controller::metrics::{UPSTREAM, UPSTREAM_COMMIT, UPSTREAM_SHARED};
+    let expected = [UPSTREAM_SHARED, UPSTREAM].concat();
     let mut w = World::new(1, false).await;
     w.start_controller();
     w.pods()
@@ -598,7 +599,7 @@ async fn upstream_metric_names_and_labels_are_served() {
     let deadline = tokio::time::Instant::now() + LONG;
     let text = loop {
         let text = w.metrics().await.unwrap_or_default();
-        let gaps = kube_ovn_sandbox::exposition::missing(&text, UPSTREAM);
+        let gaps = kube_ovn_sandbox::exposition::missing(&text, &expected);
         if gaps.is_empty() {
             break text;
         }

@@ -1,6 +1,6 @@
 //! The daemon's Prometheus metrics, served with the health endpoints on `--pprof-port` by
 //! [`kube_ovn_common::health`], under upstream's names and labels so its Grafana dashboard
-//! (`cni-grafana.json`) keeps working (the list the tests check is [`UPSTREAM`]):
+//! (`cni-grafana.json`) keeps working (the lists the tests check are [`UPSTREAM_SHARED`] and [`UPSTREAM`]):
 //!
 //! - `cni_op_latency_seconds{node_name,method,status_code}`: every ADD and DEL, `method` being
 //!   the request URI (`/api/v1/add`) as upstream labels it;
@@ -47,14 +47,14 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-/// The upstream commit the names in [`UPSTREAM`] were read from (kubeovn/kube-ovn master).
-pub const UPSTREAM_COMMIT: &str = "1533681d7a6b3dbdd7e8870fa70f0dc6aa49a82a";
+pub use kube_ovn_common::metrics::{UPSTREAM_COMMIT, UPSTREAM_SHARED};
 
 /// Every series upstream's daemon exports that its dashboard reads or that carries the CNI
 /// waits, and that this daemon exports too, with its label names (as `pkg/daemon/metrics.go`,
 /// `pkg/metrics/client_go_adapter.go`, `pkg/ovs/adapter.go`, `pkg/metrics/klog.go` and
 /// controller-runtime's client and process metrics define them at [`UPSTREAM_COMMIT`]).
-/// Sample names, so counters carry `_total` and histograms `_count`.
+/// Sample names, so counters carry `_total` and histograms `_count`; the series both binaries
+/// serve are in [`UPSTREAM_SHARED`].
 pub const UPSTREAM: &[(&str, &[&str])] = &[
     (
         "cni_op_latency_seconds_count",
@@ -62,23 +62,6 @@ pub const UPSTREAM: &[(&str, &[&str])] = &[
     ),
     ("cni_wait_address_seconds_total", &["node_name"]),
     ("cni_wait_route_seconds_total", &["node_name"]),
-    ("rest_client_requests_total", &["code", "method", "host"]),
-    (
-        "rest_client_request_latency_seconds_count",
-        &["verb", "url"],
-    ),
-    (
-        "ovs_client_request_latency_milliseconds_count",
-        &["db", "method", "code"],
-    ),
-    ("klog_lines_total", &["level"]),
-    ("klog_bytes_total", &["level"]),
-    ("process_cpu_seconds_total", &[]),
-    ("process_resident_memory_bytes", &[]),
-    ("process_virtual_memory_bytes", &[]),
-    ("process_start_time_seconds", &[]),
-    ("process_open_fds", &[]),
-    ("process_max_fds", &[]),
     ("ip_local_port_range", &["hostname", "start", "end"]),
     ("tcp_mtu_probing", &["hostname"]),
     ("max_size", &["hostname"]),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use kube_ovn_daemon::metrics::{addr_file, UPSTREAM, UPSTREAM_COMMIT};
+use kube_ovn_daemon::metrics::{addr_file, UPSTREAM, UPSTREAM_COMMIT, UPSTREAM_SHARED};
 use kube_ovn_sandbox::kubeovn::{daemon_socket, KubeOvnBuild};
 use kube_ovn_sandbox::{leftovers, sys, Sandbox, SandboxConfig};
 use serde_json::json;
@@ -110,7 +110,7 @@ async fn metrics_and_health_on_the_runtime_port() {
         let series = format!(r#"{wait}{{node_name="node1"}}"#);
         assert!(sample(&after, &series).is_some(), "{series}:\n{after}");
     }
-    let gaps = kube_ovn_sandbox::exposition::missing(&after, UPSTREAM);
+    let gaps = kube_ovn_sandbox::exposition::missing(&after, &[UPSTREAM_SHARED, UPSTREAM].concat());
     assert!(
         gaps.is_empty(),
         "series of upstream {UPSTREAM_COMMIT} not as upstream serves them: {gaps:#?}\n{after}"
