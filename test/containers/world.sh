@@ -16,7 +16,7 @@
 # restarted and the pods must still ping each other, reach the Service and keep their
 # addresses and NB ports.
 #
-#   dist/images/build-offline.sh && cargo build -p kube-apiserver-fixture && test/containers/world.sh
+#   dist/images/build-offline.sh && cargo build -p kube-ovn-apiserver-fixture && test/containers/world.sh
 #
 # IMAGE (localhost/kube-ovn:dev), FIXTURE (target/debug/kube-apiserver-fixture); KEEP=1
 # leaves the world running for inspection (its names are printed). Exits 77 (SKIPPED,
@@ -33,7 +33,7 @@ skip() {
     echo "################################################################" >&2
     echo "# SKIPPED: test/containers/world.sh did not run: $1" >&2
     echo "# To run it (as root): apt-get install -y podman buildah debootstrap runc &&" >&2
-    echo "#   dist/images/build-offline.sh && cargo build -p kube-apiserver-fixture &&" >&2
+    echo "#   dist/images/build-offline.sh && cargo build -p kube-ovn-apiserver-fixture &&" >&2
     echo "#   test/containers/world.sh" >&2
     echo "################################################################" >&2
     exit 77
