@@ -83,11 +83,17 @@ fn start_northd(dir: &Path, nb: &str, sb: &str) -> Result<()> {
     run_command(&mut northd).map(|_| ())
 }
 
-/// Kills ovn-northd with SIGKILL (no chance to clean up, as a crash) and starts it again with
-/// the same arguments; returns once the new one runs.
-pub fn restart_northd(run_dir: &Path, remotes: &CentralRemotes) -> Result<()> {
+/// Kills ovn-northd with SIGKILL (no chance to clean up, as a crash; a pid already gone is
+/// fine), keeps it down for `down`, and starts it again with the same arguments; returns once
+/// the new one runs.
+pub fn restart_northd(
+    run_dir: &Path,
+    remotes: &CentralRemotes,
+    down: std::time::Duration,
+) -> Result<()> {
     let dir = self::dir(run_dir);
     crate::sys::kill_pidfile(&dir.join("northd.pid"))?;
+    std::thread::sleep(down);
     start_northd(&dir, &remotes.nb, &remotes.sb)
 }
 

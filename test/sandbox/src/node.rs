@@ -284,10 +284,12 @@ fn start_ovn_controller(node: &NodeInfo) -> Result<()> {
     run_command(&mut controller).map(|_| ())
 }
 
-/// Kills the node's ovn-controller with SIGKILL (as a crash) and starts it again; returns once
-/// the new one runs. OVS keeps forwarding with the flows it has meanwhile.
-pub fn restart_ovn_controller(node: &NodeInfo) -> Result<()> {
+/// Kills the node's ovn-controller with SIGKILL (as a crash; a pid already gone is fine),
+/// keeps it down for `down`, and starts it again; returns once the new one runs. OVS keeps
+/// forwarding with the flows it has meanwhile.
+pub fn restart_ovn_controller(node: &NodeInfo, down: std::time::Duration) -> Result<()> {
     crate::sys::kill_pidfile(&node.dir.join("ovn-controller.pid"))?;
+    std::thread::sleep(down);
     start_ovn_controller(node)
 }
 

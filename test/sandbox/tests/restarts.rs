@@ -35,13 +35,14 @@ async fn pods_keep_and_gain_connectivity_across_ovn_controller_and_northd_crashe
     probe::reach(&state, &ns("a"), &b).expect("across nodes before any crash");
 
     let node1 = state.node("node1").unwrap().clone();
-    node::restart_ovn_controller(&node1).expect("ovn-controller restarted");
+    node::restart_ovn_controller(&node1, Duration::ZERO).expect("ovn-controller restarted");
     probe::reach(&state, &ns("a"), &b).expect("existing pod after ovn-controller crash");
     probe::reach(&state, &ns("b"), &a).expect("back to it after ovn-controller crash");
     let c = create_running(&pods, "c", "node1").await;
     probe::reach(&state, &ns("c"), &b).expect("new pod on the restarted node");
 
-    central::restart_northd(&state.run_dir, &state.central).expect("northd restarted");
+    central::restart_northd(&state.run_dir, &state.central, Duration::ZERO)
+        .expect("northd restarted");
     let d = create_running(&pods, "d", "node2").await;
     probe::reach(&state, &ns("d"), &c).expect("pod created after the northd crash");
     probe::reach(&state, &ns("a"), &d).expect("old pod to the new one");

@@ -126,3 +126,33 @@ impl Drop for Restarted {
         }
     }
 }
+
+/// Copies every log of a failed run (`*.log` and the kept `*.log.<pid>`, with their relative
+/// paths) out of the run directory, which the sandbox's teardown removes, into
+/// `/var/tmp/kube-ovn-chaos-logs.<pid>`; returns that directory.
+pub fn keep_logs(run_dir: &Path) -> Res<std::path::PathBuf> {
+    let kept = std::path::PathBuf::from(format!(
+        "/var/tmp/kube-ovn-chaos-logs.{}",
+        std::process::id()
+    ));
+    let mut dirs = vec![run_dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".log") || n.contains(".log."))
+            {
+                let to = kept.join(path.strip_prefix(run_dir)?);
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::copy(&path, &to)?;
+            }
+        }
+    }
+    Ok(kept)
+}

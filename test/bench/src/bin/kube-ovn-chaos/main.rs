@@ -14,6 +14,12 @@
 //!   and restarted; the pings' loss is printed, and every pod's OVS interface must be the same
 //!   row with the same ofport afterwards (the restarted daemon adopts the pods, it does not
 //!   re-plug them). A pod created after the restart proves the new daemon serves.
+//! - `ovn`: OVN's own daemons crash under running pods: node1's ovn-controller, then ovn-northd,
+//!   are killed with SIGKILL, kept down, and restarted, while pods on node1 ping a pod on node2
+//!   and new pods are created during each outage. Printed: the pings answered across each
+//!   crash and how long after each restart the pods created meanwhile were wired; required:
+//!   every pod wired, the OVS interfaces of the running pods unchanged and pings answered again
+//!   after each restart.
 
 mod faults;
 mod verify;
@@ -29,7 +35,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
-use kube_ovn_sandbox::{sweep, sys, Sandbox, SandboxConfig, SandboxState};
+use kube_ovn_sandbox::{central, node, sweep, sys, Sandbox, SandboxConfig, SandboxState};
 
 use faults::Restarted;
 use verify::Tally;
@@ -47,6 +53,7 @@ enum Scenario {
     Nb,
     Controller,
     Daemon,
+    Ovn,
     All,
 }
 
@@ -85,6 +92,15 @@ struct Args {
     /// R2: how long the daemon stays down, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     daemon_down_ms: u64,
+    /// `ovn`: pods on node1 that keep pinging through the ovn-controller and northd crashes.
+    #[arg(long, default_value_t = 10)]
+    ovn_pods: usize,
+    /// `ovn`: pods created during each outage.
+    #[arg(long, default_value_t = 10)]
+    ovn_new_pods: usize,
+    /// `ovn`: how long ovn-controller and northd stay down, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    ovn_down_ms: u64,
     /// Pod creates in flight at once.
     #[arg(long, default_value_t = 20)]
     concurrency: usize,
@@ -438,20 +454,7 @@ async fn daemon_scenario(ctx: &Ctx, args: &Args) -> Res {
 
     let down = Duration::from_millis(args.daemon_down_ms);
     let window = down + Duration::from_secs(30);
-    let pings: Vec<std::process::Child> = names
-        .iter()
-        .map(|p| {
-            sys::in_netns(&ctx.state.pod_netns(NAMESPACE, p), "ping")
-                // A count, not a deadline (`-w`): with a deadline the echo in flight when it
-                // expires counts as lost.
-                .args(["-q", "-i", "0.2", "-W", "2", "-c"])
-                .arg((window.as_secs() * 5).to_string())
-                .arg(&peer_ip)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-        })
-        .collect::<Result<_, _>>()?;
+    let pings = start_pings(ctx, &names, &peer_ip, window)?;
     let node1 = ctx.state.node("node1").ok_or("no node1")?.clone();
     let pidfile = faults::daemon_pidfile(&node1);
     let pid = blocking(move || faults::kill9(&pidfile)).await?;
@@ -477,25 +480,7 @@ async fn daemon_scenario(ctx: &Ctx, args: &Args) -> Res {
         .iter()
         .map(|p| ovs_interface(&ctx.state, "node1", &format!("{p}.{NAMESPACE}")))
         .collect::<Res<_>>()?;
-    let (mut sent, mut received) = (0u64, 0u64);
-    for ping in pings {
-        let out = blocking(move || Ok(ping.wait_with_output()?)).await?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        // "N packets transmitted, M received, ..."
-        let line = text
-            .lines()
-            .find(|l| l.contains("packets transmitted"))
-            .unwrap_or("");
-        let nums: Vec<u64> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|s| s.parse().ok())
-            .take(2)
-            .collect();
-        if let [s, r] = nums[..] {
-            sent += s;
-            received += r;
-        }
-    }
+    let (sent, received) = ping_totals(pings).await?;
     let unchanged = before.iter().zip(&after).filter(|(b, a)| b == a).count();
     println!(
         "R2 daemon kill -9 on node1 with {} pods running, down {} ms, serving {:.1} s after its restart, a new pod wired {:.1} s later:",
@@ -513,6 +498,180 @@ async fn daemon_scenario(ctx: &Ctx, args: &Args) -> Res {
         return Err("pods lost connectivity or were re-plugged across the daemon restart".into());
     }
     Ok(())
+}
+
+/// Starts, in each of `names`' pods, a ping to `to` every 200 ms for `window`.
+fn start_pings(
+    ctx: &Ctx,
+    names: &[String],
+    to: &str,
+    window: Duration,
+) -> Res<Vec<std::process::Child>> {
+    Ok(names
+        .iter()
+        .map(|p| {
+            sys::in_netns(&ctx.state.pod_netns(NAMESPACE, p), "ping")
+                // A count, not a deadline (`-w`): with a deadline the echo in flight when it
+                // expires counts as lost.
+                .args(["-q", "-i", "0.2", "-W", "2", "-c"])
+                .arg((window.as_secs() * 5).to_string())
+                .arg(to)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?)
+}
+
+/// Waits for the pings and sums "N packets transmitted, M received" over them.
+async fn ping_totals(pings: Vec<std::process::Child>) -> Res<(u64, u64)> {
+    let (mut sent, mut received) = (0u64, 0u64);
+    for ping in pings {
+        let out = blocking(move || Ok(ping.wait_with_output()?)).await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or("");
+        let nums: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .take(2)
+            .collect();
+        if let [s, r] = nums[..] {
+            sent += s;
+            received += r;
+        }
+    }
+    Ok((sent, received))
+}
+
+/// Whether every one of `names`' pods answers a ping to `to` within a few seconds.
+async fn all_reach(ctx: &Ctx, names: &[String], to: &str) -> Res<bool> {
+    let (st, names, to) = (ctx.state.clone(), names.to_vec(), to.to_string());
+    blocking(move || {
+        Ok(names.iter().all(|p| {
+            kube_ovn_sandbox::probe::ping(&st.pod_netns(NAMESPACE, p), &to, Duration::from_secs(10))
+        }))
+    })
+    .await
+}
+
+/// Which OVN daemon the `ovn` scenario crashes.
+#[derive(Clone, Copy)]
+enum OvnDaemon {
+    Controller,
+    Northd,
+}
+
+/// `ovn`: node1's ovn-controller, then ovn-northd, crashed and restarted under running pods.
+async fn ovn_scenario(ctx: &Ctx, args: &Args) -> Res {
+    let prefix = "chaos-o-";
+    let names: Vec<String> = (0..args.ovn_pods).map(|i| format!("{prefix}{i}")).collect();
+    let peer = format!("{prefix}peer");
+    let progress = AtomicUsize::new(0);
+    churn(ctx, &names, Some("node1"), |_| false, &progress).await?;
+    churn(
+        ctx,
+        std::slice::from_ref(&peer),
+        Some("node2"),
+        |_| false,
+        &progress,
+    )
+    .await?;
+    let mut live: BTreeSet<String> = names.iter().cloned().collect();
+    live.insert(peer.clone());
+    converge(ctx, prefix, &live, &BTreeSet::new(), true).await?;
+    let snap = verify::snapshot(&ctx.client, &ctx.state.central.nb, prefix).await?;
+    let peer_ip = snap.pods[&peer].ip.clone().ok_or("peer has no address")?;
+    let interfaces = |ctx: &Ctx| -> Res<Vec<String>> {
+        names
+            .iter()
+            .map(|p| ovs_interface(&ctx.state, "node1", &format!("{p}.{NAMESPACE}")))
+            .collect()
+    };
+    let before = interfaces(ctx)?;
+    let down = Duration::from_millis(args.ovn_down_ms);
+    let window = down + Duration::from_secs(20);
+    let node1 = ctx.state.node("node1").ok_or("no node1")?.clone();
+    let mut failures = Vec::new();
+    for (round, which) in [OvnDaemon::Controller, OvnDaemon::Northd]
+        .into_iter()
+        .enumerate()
+    {
+        let what = match which {
+            OvnDaemon::Controller => "ovn-controller on node1",
+            OvnDaemon::Northd => "ovn-northd",
+        };
+        let pings = start_pings(ctx, &names, &peer_ip, window)?;
+        let pidfile = match which {
+            OvnDaemon::Controller => node1.dir.join("ovn-controller.pid"),
+            OvnDaemon::Northd => central::dir(&ctx.state.run_dir).join("northd.pid"),
+        };
+        let pid = blocking(move || faults::kill9(&pidfile)).await?;
+        // New pods during the outage: on node1 (its ovn-controller is down) or spread over
+        // both nodes (northd is down: no port binding reaches the SB until it is back).
+        let new: Vec<String> = (0..args.ovn_new_pods)
+            .map(|i| format!("{prefix}new{round}-{i}"))
+            .collect();
+        let (created, _) = tokio::join!(
+            async {
+                match which {
+                    OvnDaemon::Controller => {
+                        churn(ctx, &new, Some("node1"), |_| false, &progress).await
+                    }
+                    OvnDaemon::Northd => {
+                        let (a, b) = new.split_at(new.len() / 2);
+                        churn(ctx, a, Some("node1"), |_| false, &progress).await?;
+                        churn(ctx, b, Some("node2"), |_| false, &progress).await
+                    }
+                }
+            },
+            tokio::time::sleep(down)
+        );
+        created?;
+        let (st, n1) = (ctx.state.clone(), node1.clone());
+        blocking(move || {
+            match which {
+                OvnDaemon::Controller => node::restart_ovn_controller(&n1, Duration::ZERO)?,
+                OvnDaemon::Northd => {
+                    central::restart_northd(&st.run_dir, &st.central, Duration::ZERO)?
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        live.extend(new.iter().cloned());
+        let (took, _) = converge(ctx, prefix, &live, &BTreeSet::new(), true).await?;
+        let (sent, received) = ping_totals(pings).await?;
+        let reach_again = all_reach(ctx, &names, &peer_ip).await?;
+        let new_reach = all_reach(ctx, &new, &peer_ip).await?;
+        let unchanged = before
+            .iter()
+            .zip(interfaces(ctx)?)
+            .filter(|(b, a)| **b == *a)
+            .count();
+        println!(
+            "{what} kill -9 (pid {pid}), down {} ms, with {} pods pinging a pod on node2 and {} pods created meanwhile:",
+            args.ovn_down_ms,
+            names.len(),
+            new.len()
+        );
+        println!(
+            "  pings every 200 ms for {} s across the crash: {received}/{sent} answered; the new pods wired (Running) {:.1} s after the restart; afterwards old pods reach the peer: {reach_again}, new pods reach it: {new_reach}; OVS interfaces unchanged {unchanged}/{}",
+            window.as_secs(),
+            took.as_secs_f64(),
+            names.len()
+        );
+        if !reach_again || !new_reach || unchanged != names.len() || sent == 0 {
+            failures.push(format!("{what}: pods lost connectivity or were re-plugged"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; ").into())
+    }
 }
 
 async fn run(args: Args) -> Res {
@@ -564,6 +723,11 @@ async fn run(args: Args) -> Res {
             failed.push(format!("daemon: {e}"));
         }
     }
+    if wanted(Scenario::Ovn) {
+        if let Err(e) = ovn_scenario(&ctx, &args).await {
+            failed.push(format!("ovn: {e}"));
+        }
+    }
     if wanted(Scenario::Nb) {
         if let Err(e) = nb_scenario(&ctx, &args).await {
             failed.push(format!("nb: {e}"));
@@ -577,6 +741,14 @@ async fn run(args: Args) -> Res {
     let result: Res = if failed.is_empty() {
         Ok(())
     } else {
+        eprintln!(
+            "{}",
+            kube_ovn_sandbox::probe::kube_ovn_logs(sandbox.state())
+        );
+        match faults::keep_logs(&sandbox.state().run_dir) {
+            Ok(kept) => eprintln!("the run's logs are kept in {}", kept.display()),
+            Err(e) => eprintln!("could not keep the run's logs: {e}"),
+        }
         Err(failed.join("\n").into())
     };
     drop(ctx);
