@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod anp;
+pub mod attach;
 pub mod anp_ctl;
 pub mod cnp;
 pub mod cnp_ctl;
