@@ -176,7 +176,12 @@ pub fn nad_kind(config: &str) -> Result<NadKind, AttachError> {
     }
     let v: Value = serde_json::from_str(config)
         .map_err(|e| AttachError::Config(format!("error unmarshalling delegate config: {e}")))?;
-    let type_of = |p: &Value| p.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+    let type_of = |p: &Value| {
+        p.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let ipam_of = |p: &Value| {
         p.pointer("/ipam/type")
             .and_then(Value::as_str)
@@ -247,11 +252,19 @@ mod tests {
         let n = parse_networks(" attachnet , other/macvlan@net5,x@eth9", "pods").unwrap();
         assert_eq!(n.len(), 3);
         assert_eq!(
-            (n[0].name.as_str(), n[0].namespace.as_str(), n[0].interface.as_str()),
+            (
+                n[0].name.as_str(),
+                n[0].namespace.as_str(),
+                n[0].interface.as_str()
+            ),
             ("attachnet", "pods", "")
         );
         assert_eq!(
-            (n[1].name.as_str(), n[1].namespace.as_str(), n[1].interface.as_str()),
+            (
+                n[1].name.as_str(),
+                n[1].namespace.as_str(),
+                n[1].interface.as_str()
+            ),
             ("macvlan", "other", "net5")
         );
         assert_eq!(n[2].interface, "eth9");

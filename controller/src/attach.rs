@@ -251,7 +251,12 @@ pub fn resolve(
 /// Providers of the pod's attachment ports (named `<pod>.<ns>.<provider>`) that no current
 /// attachment wants any more (upstream's hot-unplug in `syncKubeOvnNet`): their ports, IP CRs,
 /// addresses and annotations go.
-pub fn stale_providers(pod: &str, namespace: &str, ports: &[String], nets: &[AttachNet]) -> Vec<String> {
+pub fn stale_providers(
+    pod: &str,
+    namespace: &str,
+    ports: &[String],
+    nets: &[AttachNet],
+) -> Vec<String> {
     let prefix = format!("{pod}.{namespace}.");
     ports
         .iter()
@@ -402,7 +407,9 @@ mod tests {
         match (ns, name) {
             ("default", "attachnet") => Some(OVN.into()),
             ("default", "mv") => Some(MACVLAN.into()),
-            ("default", "bridge") => Some(r#"{"type":"bridge","ipam":{"type":"host-local"}}"#.into()),
+            ("default", "bridge") => {
+                Some(r#"{"type":"bridge","ipam":{"type":"host-local"}}"#.into())
+            }
             _ => None,
         }
     }
@@ -420,7 +427,11 @@ mod tests {
     fn plugin_and_ipam_attachments_find_their_subnets() {
         let a = annos(&[(NETWORKS_ANNOTATION, "default/attachnet, mv@net7, bridge")]);
         let nets = resolve("default", &a, &nads, &subnets()).unwrap();
-        assert_eq!(nets.len(), 2, "the bridge/host-local definition is not ours");
+        assert_eq!(
+            nets.len(),
+            2,
+            "the bridge/host-local definition is not ours"
+        );
         assert_eq!(nets[0].provider, "attachnet.default.ovn");
         assert_eq!(nets[0].kind, NadKind::Ovn);
         assert_eq!(nets[0].subnet, "attach-subnet");
@@ -435,7 +446,10 @@ mod tests {
     fn the_logical_switch_annotation_picks_among_subnets() {
         let a = annos(&[
             (NETWORKS_ANNOTATION, "attachnet"),
-            ("attachnet.default.ovn.kubernetes.io/logical_switch", "other-attach"),
+            (
+                "attachnet.default.ovn.kubernetes.io/logical_switch",
+                "other-attach",
+            ),
         ]);
         let nets = resolve("default", &a, &nads, &subnets()).unwrap();
         assert_eq!(nets[0].subnet, "other-attach");
@@ -492,7 +506,12 @@ mod tests {
         );
         let broken = |_: &str, _: &str| Some("{\"name\":1}".to_string());
         assert!(matches!(
-            resolve("default", &annos(&[(NETWORKS_ANNOTATION, "x")]), &broken, &[]),
+            resolve(
+                "default",
+                &annos(&[(NETWORKS_ANNOTATION, "x")]),
+                &broken,
+                &[]
+            ),
             Err(ResolveError::Invalid(AttachError::Config(_)))
         ));
     }
@@ -514,20 +533,38 @@ mod tests {
         };
         let ovn: BTreeMap<_, _> = nic_annotations(&a, &alloc(0, "n1")).into_iter().collect();
         let p = "attachnet.default.ovn.kubernetes.io";
-        assert_eq!(ovn[&format!("{p}/ip_address")].as_deref(), Some("172.17.0.2"));
-        assert_eq!(ovn[&format!("{p}/mac_address")].as_deref(), Some("00:00:00:01:02:03"));
+        assert_eq!(
+            ovn[&format!("{p}/ip_address")].as_deref(),
+            Some("172.17.0.2")
+        );
+        assert_eq!(
+            ovn[&format!("{p}/mac_address")].as_deref(),
+            Some("00:00:00:01:02:03")
+        );
         assert_eq!(ovn[&format!("{p}/cidr")].as_deref(), Some("172.17.0.0/16"));
         assert_eq!(ovn[&format!("{p}/gateway")].as_deref(), Some("172.17.0.1"));
-        assert_eq!(ovn[&format!("{p}/logical_switch")].as_deref(), Some("attach-subnet"));
-        assert_eq!(ovn[&format!("{p}/pod_nic_type")].as_deref(), Some("veth-pair"));
-        assert_eq!(ovn[&format!("{p}/logical_router")].as_deref(), Some("ovn-cluster"));
+        assert_eq!(
+            ovn[&format!("{p}/logical_switch")].as_deref(),
+            Some("attach-subnet")
+        );
+        assert_eq!(
+            ovn[&format!("{p}/pod_nic_type")].as_deref(),
+            Some("veth-pair")
+        );
+        assert_eq!(
+            ovn[&format!("{p}/logical_router")].as_deref(),
+            Some("ovn-cluster")
+        );
         assert_eq!(ovn[&format!("{p}/allocated")].as_deref(), Some("true"));
         assert_eq!(ovn[&format!("{p}/routed")].as_deref(), Some("true"));
         let unbound: BTreeMap<_, _> = nic_annotations(&a, &alloc(0, "")).into_iter().collect();
         assert!(!unbound.contains_key(&format!("{p}/routed")));
         let ipam: BTreeMap<_, _> = nic_annotations(&a, &alloc(1, "n1")).into_iter().collect();
         let q = "mv.default.kubernetes.io";
-        assert_eq!(ipam[&format!("{q}/ip_address")].as_deref(), Some("172.17.0.2"));
+        assert_eq!(
+            ipam[&format!("{q}/ip_address")].as_deref(),
+            Some("172.17.0.2")
+        );
         assert_eq!(ipam[&format!("{q}/mac_address")], None);
         assert_eq!(ipam[&format!("{q}/logical_switch")], None);
         assert_eq!(ipam[&format!("{q}/pod_nic_type")], None);
@@ -539,19 +576,49 @@ mod tests {
     fn requests_follow_upstreams_precedence() {
         let subnets = subnets();
         let a = annos(&[
-            (NETWORKS_ANNOTATION, r#"[{"name":"attachnet","interface":"net1","mac":"00:00:00:0a:0b:0c"}]"#),
-            ("attachnet.default.kubernetes.io/ip_address.net1", "172.17.0.50"),
-            ("attachnet.default.ovn.kubernetes.io/mac_address", "00:00:00:ff:ff:ff"),
+            (
+                NETWORKS_ANNOTATION,
+                r#"[{"name":"attachnet","interface":"net1","mac":"00:00:00:0a:0b:0c"}]"#,
+            ),
+            (
+                "attachnet.default.kubernetes.io/ip_address.net1",
+                "172.17.0.50",
+            ),
+            (
+                "attachnet.default.ovn.kubernetes.io/mac_address",
+                "00:00:00:ff:ff:ff",
+            ),
         ]);
         let nets = resolve("default", &a, &nads, &subnets).unwrap();
-        assert_eq!(requested_ips(&a, &nets[0]).unwrap(), ["172.17.0.50".parse::<IpAddr>().unwrap()]);
-        assert_eq!(requested_mac(&a, &nets[0]).as_deref(), Some("00:00:00:0a:0b:0c"));
+        assert_eq!(
+            requested_ips(&a, &nets[0]).unwrap(),
+            ["172.17.0.50".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            requested_mac(&a, &nets[0]).as_deref(),
+            Some("00:00:00:0a:0b:0c")
+        );
         let mut b = a.clone();
-        b.insert("attachnet.default.ovn.kubernetes.io/ip_address".into(), "172.17.0.7".into());
-        assert_eq!(requested_ips(&b, &nets[0]).unwrap(), ["172.17.0.7".parse::<IpAddr>().unwrap()]);
-        b.insert("attachnet.default.ovn.kubernetes.io/ip_address".into(), "bad".into());
+        b.insert(
+            "attachnet.default.ovn.kubernetes.io/ip_address".into(),
+            "172.17.0.7".into(),
+        );
+        assert_eq!(
+            requested_ips(&b, &nets[0]).unwrap(),
+            ["172.17.0.7".parse::<IpAddr>().unwrap()]
+        );
+        b.insert(
+            "attachnet.default.ovn.kubernetes.io/ip_address".into(),
+            "bad".into(),
+        );
         assert!(requested_ips(&b, &nets[0]).is_err());
-        let ipam = resolve("default", &annos(&[(NETWORKS_ANNOTATION, "mv")]), &nads, &subnets).unwrap();
+        let ipam = resolve(
+            "default",
+            &annos(&[(NETWORKS_ANNOTATION, "mv")]),
+            &nads,
+            &subnets,
+        )
+        .unwrap();
         let with_mac = annos(&[("mv.default.kubernetes.io/mac_address", "00:00:00:ff:ff:ff")]);
         assert_eq!(requested_mac(&with_mac, &ipam[0]), None);
     }
@@ -565,7 +632,10 @@ mod tests {
             "p.default.attachnet.default.ovn".to_string(),
             "p.default.gone.default.ovn".to_string(),
         ];
-        assert_eq!(stale_providers("p", "default", &ports, &nets), ["gone.default.ovn"]);
+        assert_eq!(
+            stale_providers("p", "default", &ports, &nets),
+            ["gone.default.ovn"]
+        );
         let keys = provider_keys(
             &annos(&[
                 ("gone.default.ovn.kubernetes.io/ip_address", "1"),

@@ -4,8 +4,8 @@
 #![warn(missing_docs)]
 
 pub mod anp;
-pub mod attach;
 pub mod anp_ctl;
+pub mod attach;
 pub mod cnp;
 pub mod cnp_ctl;
 pub mod config;

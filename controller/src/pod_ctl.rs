@@ -21,9 +21,9 @@ use kube_ovn_nb::RowRef;
 use serde_json::json;
 use tracing::info;
 
+use crate::attach;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
-use crate::attach;
 use crate::pod_info::PodInfo;
 use crate::subnet_rules;
 use kube_ovn_common::annotations::{self as ann, Field};
@@ -93,8 +93,10 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             Err(outcome) => return Ok(outcome),
         }
     }
-    let wanted: Vec<(&str, Option<String>)> =
-        wanted.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let wanted: Vec<(&str, Option<String>)> = wanted
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     let changes = ann::diff(&annotations, &wanted);
     if !changes.is_empty() {
         let patched = Api::<PodInfo>::namespaced(ctx.client.clone(), ns)
@@ -301,7 +303,10 @@ async fn primary(ctx: &Ctx, pod: &PodInfo, key: &str) -> Result<Result<Wanted, O
         (ann::ALLOCATED.into(), Some("true".into())),
     ];
     if !annotations.contains_key(ann::POD_NIC_TYPE) {
-        wanted.push((ann::POD_NIC_TYPE.into(), Some(ctx.config.pod_nic_type.clone())));
+        wanted.push((
+            ann::POD_NIC_TYPE.into(),
+            Some(ctx.config.pod_nic_type.clone()),
+        ));
     }
     if !node.is_empty() {
         wanted.push((ann::ROUTED.into(), Some("true".into())));
@@ -320,11 +325,7 @@ async fn attachment(
 ) -> Result<Result<Wanted, Outcome>, Error> {
     let (ns, name) = key.split_once('/').unwrap_or(("default", key));
     let annotations = pod.annotations();
-    let Some(subnet) = ctx
-        .stores
-        .subnets
-        .get(&ObjectRef::new(&net.subnet))
-    else {
+    let Some(subnet) = ctx.stores.subnets.get(&ObjectRef::new(&net.subnet)) else {
         return Ok(Err(Outcome::After(Duration::from_secs(2))));
     };
     if ctx.ipam().subnet(&net.subnet).is_none() {
@@ -357,9 +358,10 @@ async fn attachment(
     {
         apply_pool(ctx, &mut req, pool);
     }
-    let allocated_before =
-        annotations.get(ann::key(&net.provider, Field::Allocated).as_ref()).map(String::as_str)
-            == Some("true");
+    let allocated_before = annotations
+        .get(ann::key(&net.provider, Field::Allocated).as_ref())
+        .map(String::as_str)
+        == Some("true");
     let alloc = allocate(ctx, pod, &net.subnet, &mut req, allocated_before).await?;
     let ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
     let node = pod.node_name().to_string();
@@ -390,7 +392,11 @@ async fn attachment(
         .await?;
     }
     // An IPAM-only NIC has no MAC of its own (the delegating plugin picks it): none recorded.
-    let mac = if ovn { alloc.mac.clone() } else { String::new() };
+    let mac = if ovn {
+        alloc.mac.clone()
+    } else {
+        String::new()
+    };
     ensure_ip_cr(ctx, pod, &port, &net.subnet, &ips, &mac).await?;
     let wanted = attach::nic_annotations(
         annotations,
@@ -413,7 +419,11 @@ async fn attachment(
 fn apply_pool(ctx: &Ctx, req: &mut Request, pool: &str) {
     match ann::parse_ips(pool) {
         Ok(ips) if req.ips.is_empty() => {
-            let taken = |ip: &IpAddr| ctx.ipam().owner_of(ip).is_some_and(|(_, o)| o.pod != req.pod);
+            let taken = |ip: &IpAddr| {
+                ctx.ipam()
+                    .owner_of(ip)
+                    .is_some_and(|(_, o)| o.pod != req.pod)
+            };
             if let Some(free) = ips.iter().find(|ip| !taken(ip)) {
                 req.ips = vec![*free];
             }

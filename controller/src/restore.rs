@@ -324,8 +324,14 @@ mod tests {
             ("ovn.kubernetes.io/ip_address", "10.16.0.2"),
             ("net1.default.ovn.kubernetes.io/allocated", "true"),
             ("net1.default.ovn.kubernetes.io/ip_address", "172.17.0.2"),
-            ("net1.default.ovn.kubernetes.io/mac_address", "00:00:00:01:02:03"),
-            ("net1.default.ovn.kubernetes.io/logical_switch", "attach-subnet"),
+            (
+                "net1.default.ovn.kubernetes.io/mac_address",
+                "00:00:00:01:02:03",
+            ),
+            (
+                "net1.default.ovn.kubernetes.io/logical_switch",
+                "attach-subnet",
+            ),
             ("mv.default.kubernetes.io/allocated", "true"),
             ("mv.default.kubernetes.io/ip_address", "172.18.0.9"),
             ("half.default.ovn.kubernetes.io/allocated", "true"),
