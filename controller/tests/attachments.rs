@@ -10,9 +10,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube_ovn_common::crd::{Ip, Subnet};
 use kube_ovn_nb::objects::{self, string_map};
 use serde_json::{json, Value};
@@ -356,7 +356,7 @@ async fn attachments_get_upstreams_ports_ip_crs_and_annotations_and_release_them
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removed_attachment_is_unplugged() {
+async fn a_removed_attachment_is_unplugged_and_a_malformed_list_is_a_warning() {
     let mut w = World::new(1, false).await;
     attachment_world(&w).await;
     w.start_controller();
@@ -396,6 +396,36 @@ async fn a_removed_attachment_is_unplugged() {
     )
     .await;
     assert!(named(&w, "Logical_Switch_Port", "hot.default").is_some());
+
+    // A malformed selection list is a Warning on the pod, not a crash or a retry loop; the
+    // pod gets nothing until it is fixed (upstream allocates none of its NICs either).
+    create_pod(&w, "broken", json!({"k8s.v1.cni.cncf.io/networks": "[{"})).await;
+    let events: Api<Event> = Api::namespaced(w.client.clone(), "default");
+    eventually("broken told its selection is invalid", LONG, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.involved_object.name.as_deref() == Some("broken")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("PodNetworkUpdateFailed")
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("invalid network selection"))
+            })
+            .then_some(())
+    })
+    .await;
+    w.pods()
+        .patch(
+            "broken",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+                "k8s.v1.cni.cncf.io/networks": "mv"}}})),
+        )
+        .await
+        .unwrap();
+    allocated(&w, "broken", &["ovn", IPAM_PROVIDER]).await;
     w.kill_controller();
 }
 
