@@ -248,22 +248,30 @@ pub fn resolve(
     Ok(out)
 }
 
-/// Providers of the pod's attachment ports (named `<pod>.<ns>.<provider>`) that no current
-/// attachment wants any more (upstream's hot-unplug in `syncKubeOvnNet`): their ports, IP CRs,
-/// addresses and annotations go.
+/// Providers of the pod's ports that nothing wants any more (upstream's hot-unplug in
+/// `syncKubeOvnNet`): attachment ports (`<pod>.<ns>.<provider>`) no current attachment names,
+/// and the default port (`<pod>.<ns>`, provider `ovn`) once `wants_default` is false because an
+/// attachment replaced the default network. Their ports, IP CRs and addresses go, and an
+/// attachment's annotations with them.
 pub fn stale_providers(
     pod: &str,
     namespace: &str,
     ports: &[String],
     nets: &[AttachNet],
+    wants_default: bool,
 ) -> Vec<String> {
-    let prefix = format!("{pod}.{namespace}.");
-    ports
+    let default_port = format!("{pod}.{namespace}");
+    let prefix = format!("{default_port}.");
+    let mut out: Vec<String> = ports
         .iter()
         .filter_map(|p| p.strip_prefix(&prefix))
         .filter(|provider| !provider.is_empty() && !nets.iter().any(|n| n.provider == *provider))
         .map(str::to_string)
-        .collect()
+        .collect();
+    if !wants_default && ports.contains(&default_port) {
+        out.push(kube_ovn_common::names::DEFAULT_PROVIDER.to_string());
+    }
+    out
 }
 
 /// Whether a subnet's provider makes it a logical switch (upstream's `isOvnSubnet`).
@@ -633,8 +641,12 @@ mod tests {
             "p.default.gone.default.ovn".to_string(),
         ];
         assert_eq!(
-            stale_providers("p", "default", &ports, &nets),
+            stale_providers("p", "default", &ports, &nets, true),
             ["gone.default.ovn"]
+        );
+        assert_eq!(
+            stale_providers("p", "default", &ports, &nets, false),
+            ["gone.default.ovn", "ovn"]
         );
         let keys = provider_keys(
             &annos(&[

@@ -113,7 +113,8 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
 }
 
 /// Upstream's hot-unplug: the ports (with their IP CRs, addresses and annotations) of
-/// attachments the pod no longer lists. Returns the annotation removals.
+/// attachments the pod no longer lists, and its default port once an attachment replaced the
+/// default network. Returns the annotation removals.
 async fn unplug_stale(
     ctx: &Ctx,
     pod: &PodInfo,
@@ -122,7 +123,8 @@ async fn unplug_stale(
 ) -> Result<Wanted, Error> {
     let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
     let ports = kube_ovn_nb::ports::pod_port_names(&ctx.nb.cache(), owner)?;
-    let stale = attach::stale_providers(&name, &ns, &ports, nets);
+    let wants_default = !attach::has_other_default_network(pod.annotations());
+    let stale = attach::stale_providers(&name, &ns, &ports, nets, wants_default);
     let mut wanted = Wanted::new();
     for provider in stale {
         let port = objects::pod_lsp(&name, &ns, &provider);
@@ -147,11 +149,14 @@ async fn unplug_stale(
         for s in held {
             ctx.queues.add(crate::subnet_ctl::STATUS_KIND, s);
         }
-        wanted.extend(
-            attach::provider_keys(pod.annotations(), &provider)
-                .into_iter()
-                .map(|k| (k, None)),
-        );
+        if !kube_ovn_common::names::is_default_provider(&provider) {
+            // Upstream keeps the default NIC's annotations when its port goes.
+            wanted.extend(
+                attach::provider_keys(pod.annotations(), &provider)
+                    .into_iter()
+                    .map(|k| (k, None)),
+            );
+        }
     }
     Ok(wanted)
 }

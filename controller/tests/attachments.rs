@@ -356,7 +356,7 @@ async fn attachments_get_upstreams_ports_ip_crs_and_annotations_and_release_them
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removed_attachment_is_unplugged_and_a_malformed_list_is_a_warning() {
+async fn attachments_come_and_go_the_default_network_is_replaced_and_bad_lists_warn() {
     let mut w = World::new(1, false).await;
     attachment_world(&w).await;
     w.start_controller();
@@ -396,6 +396,52 @@ async fn a_removed_attachment_is_unplugged_and_a_malformed_list_is_a_warning() {
     )
     .await;
     assert!(named(&w, "Logical_Switch_Port", "hot.default").is_some());
+
+    // An attachment as the default network replaces the `ovn` NIC: no default port, IP CR or
+    // annotations, only the attachment's.
+    create_pod(
+        &w,
+        "dn",
+        json!({"v1.multus-cni.io/default-network": "default/attachnet"}),
+    )
+    .await;
+    let a = allocated(&w, "dn", &[OVN_PROVIDER]).await;
+    assert!(!a.contains_key("ovn.kubernetes.io/allocated"), "{a:?}");
+    assert!(named(&w, "Logical_Switch_Port", "dn.default").is_none());
+    assert!(named(
+        &w,
+        "Logical_Switch_Port",
+        "dn.default.attachnet.default.ovn"
+    )
+    .is_some());
+    assert!(ip_cr(&w, "dn.default").await.is_none());
+    // Replacing a running pod's default network unplugs its `ovn` port (upstream's
+    // syncKubeOvnNet), keeping that NIC's annotations.
+    w.pods()
+        .patch(
+            "hot",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+                "v1.multus-cni.io/default-network": "attachnet"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "hot's default port replaced by the attachment's",
+        LONG,
+        || async {
+            let done = named(&w, "Logical_Switch_Port", "hot.default").is_none()
+                && ip_cr(&w, "hot.default").await.is_none()
+                && named(
+                    &w,
+                    "Logical_Switch_Port",
+                    "hot.default.attachnet.default.ovn",
+                )
+                .is_some();
+            done.then_some(())
+        },
+    )
+    .await;
 
     // A malformed selection list is a Warning on the pod, not a crash or a retry loop; the
     // pod gets nothing until it is fixed (upstream allocates none of its NICs either).
