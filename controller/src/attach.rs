@@ -160,6 +160,13 @@ pub fn has_other_default_network(annotations: &BTreeMap<String, String>) -> bool
     annotations.contains_key(DEFAULT_NETWORK_ANNOTATION)
 }
 
+/// Whether the pod lists any network selection (attachments or a replaced default network).
+pub fn has_selections(annotations: &BTreeMap<String, String>) -> bool {
+    [DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION]
+        .iter()
+        .any(|k| annotations.get(*k).is_some_and(|v| !v.trim().is_empty()))
+}
+
 /// The pod's attachments kube-ovn serves, in selection order (the default-network one first),
 /// each with its provider and subnet. `nad_config` gives a definition's `spec.config` by
 /// (namespace, name). Definitions naming neither kube-ovn nor its IPAM are skipped.
@@ -448,6 +455,7 @@ mod tests {
         assert_eq!(nets[1].subnet, "mv-subnet");
         assert_eq!(nets[1].selection.interface, "net7");
         assert!(!nets[0].is_default && !has_other_default_network(&a));
+        assert!(has_selections(&a) && !has_selections(&annos(&[(NETWORKS_ANNOTATION, " ")])));
     }
 
     #[test]

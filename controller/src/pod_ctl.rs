@@ -57,7 +57,12 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         return Ok(Outcome::Done);
     }
     let annotations = pod.annotations().clone();
-    let subnets = ctx.stores.subnets.state();
+    // Only a pod with attachments needs the subnet list (upstream skips it likewise).
+    let subnets = if attach::has_selections(&annotations) {
+        ctx.stores.subnets.state()
+    } else {
+        Vec::new()
+    };
     let nads = &ctx.stores.nads;
     let nad_config = |nad_ns: &str, nad: &str| {
         nads.get(&ObjectRef::new(nad).within(nad_ns))
