@@ -111,7 +111,9 @@ impl Daemon {
         let mut address_at = None;
         let net = self
             .wait_network(req, &provider, &mut address_at, |a| {
-                network::from_annotations(a, &provider, ifname, &req.routes)
+                let effective = network::effective_provider(a, &provider, ifname);
+                network::from_annotations(a, &effective, ifname, &req.routes)
+                    .map(|n| (effective, n))
             })
             .await;
         // Upstream's split: waiting for the address annotations, then for routed=true.
@@ -119,14 +121,17 @@ impl Daemon {
         self.metrics
             .observe_wait_address(address_at.duration_since(started));
         self.metrics.observe_wait_route(address_at.elapsed());
-        let net = net?;
+        let (provider, net) = net?;
         let (host, peer) = network::veth_names(&req.container_id, ifname)
             .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
         // A repeated ADD (a runtime's retry, or concurrent ones served in turn) finds the NIC
         // already as the annotations say: it is kept, since rebuilding it would replace a
         // working port with a same-named one.
         if let Ok(expected) = Expected::of(&net) {
-            if nic_check::verify(&self.ovs, req, &expected).await.is_ok() {
+            if nic_check::verify(&self.ovs, req, &provider, &expected)
+                .await
+                .is_ok()
+            {
                 tracing::info!(pod = %req.pod_name, ns = %req.pod_namespace, nic = ifname, "NIC already configured, kept");
                 return Ok(net.response(self.mtu, ifname));
             }
@@ -316,7 +321,25 @@ impl Daemon {
             return Err(HandlerError::BadRequest("request has no net_ns".into()));
         }
         let expected = Expected::parse(check).map_err(HandlerError::BadRequest)?;
-        nic_check::verify(&self.ovs, req, &expected).await
+        let provider = network::provider(&req.provider);
+        // The pod's annotations say whether this NIC's provider carries its interface name;
+        // without them (the view not synced) the request's provider is meant.
+        let effective = self
+            .pods
+            .wait_for(
+                &req.pod_namespace,
+                &req.pod_name,
+                Duration::ZERO,
+                |p| {
+                    p.and_then(|p| p.metadata.annotations.as_ref())
+                        .map(|a| network::effective_provider(a, provider, if_name(req)))
+                        .ok_or(())
+                },
+                (),
+            )
+            .await
+            .unwrap_or_else(|()| provider.to_string());
+        nic_check::verify(&self.ovs, req, &effective, &expected).await
     }
 
     /// Handles `POST /api/v1/del`: the port and the host veth go; already gone is success.

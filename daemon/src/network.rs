@@ -59,6 +59,25 @@ pub fn default_route(
     }
 }
 
+/// The provider whose annotations (and port) describe NIC `if_name`: `<provider>.<if_name>`
+/// when the controller annotated that (one definition attached several times under explicit
+/// interface names, upstream's `appendIfName`), else `provider`.
+pub fn effective_provider(
+    annotations: &BTreeMap<String, String>,
+    provider: &str,
+    if_name: &str,
+) -> String {
+    let with_ifname = format!("{provider}.{if_name}");
+    if plugs_nic(provider)
+        && !if_name.is_empty()
+        && annotations.contains_key(&annotation_key(&with_ifname, "ip_address"))
+    {
+        with_ifname
+    } else {
+        provider.to_string()
+    }
+}
+
 fn required(provider: &str) -> &'static [&'static str] {
     if plugs_nic(provider) {
         &REQUIRED
@@ -711,5 +730,21 @@ mod tests {
             ipam_from_annotations(&a, p, "net1", &[]),
             Err(NetworkError::Missing(vec![annotation_key(p, "cidr")]))
         );
+    }
+
+    /// A definition attached twice under interface names: each NIC reads the annotations
+    /// (and binds the port) of `<provider>.<ifname>`.
+    #[test]
+    fn repeated_attachments_use_the_interface_provider() {
+        let a = attachment("attachnet.default.ovn.net2");
+        assert_eq!(
+            effective_provider(&a, "attachnet.default.ovn", "net2"),
+            "attachnet.default.ovn.net2"
+        );
+        assert_eq!(
+            effective_provider(&a, "attachnet.default.ovn", "net1"),
+            "attachnet.default.ovn"
+        );
+        assert_eq!(effective_provider(&a, "mv.default", "net2"), "mv.default");
     }
 }

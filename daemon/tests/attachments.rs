@@ -188,6 +188,9 @@ async fn attachment_nics_and_kube_ovn_as_ipam() {
     let db = format!("--db={nb}");
     let port_a = format!("a.default.{PROVIDER}");
     let port_b = format!("b.default.{PROVIDER}");
+    // The same definition attached a second time as net3: the controller's provider (and port)
+    // carries the interface name.
+    let port_a3 = format!("a.default.{PROVIDER}.net3");
     sys::run(
         "ovn-nbctl",
         [
@@ -213,6 +216,14 @@ async fn attachment_nics_and_kube_ovn_as_ipam() {
             "lsp-set-addresses",
             &port_a,
             "00:00:00:17:00:05 172.17.0.5",
+            "--",
+            "lsp-add",
+            "attach-subnet",
+            &port_a3,
+            "--",
+            "lsp-set-addresses",
+            &port_a3,
+            "00:00:00:17:00:07 172.17.0.7",
             "--",
             "lsp-add",
             "attach-subnet",
@@ -247,6 +258,14 @@ async fn attachment_nics_and_kube_ovn_as_ipam() {
         format!("{PROVIDER}.kubernetes.io/routes"),
         r#"[{"dst":"192.168.50.0/24","gw":"172.17.0.254"}]"#.into(),
     );
+    a.extend(nic(
+        &format!("{PROVIDER}.net3"),
+        "172.17.0.7",
+        "00:00:00:17:00:07",
+        "172.17.0.0/16",
+        "172.17.0.1",
+        "attach-subnet",
+    ));
     create_pod(&pods, "a", "node1", a).await;
     // b has only the attachment's NIC: reached through net1 alone. It is annotated as upstream
     // leaves a pod before routing (no routed=true), which a net1 does not wait for.
@@ -360,6 +379,26 @@ async fn attachment_nics_and_kube_ovn_as_ipam() {
         body.contains("route 0.0.0.0/0 via 172.17.0.1 is missing"),
         "{body}"
     );
+
+    // net3: the request names the definition's provider, the NIC is the `.net3` one.
+    let net3_a = request(&sb, "a", id_a, "net3", PROVIDER);
+    let (status, body) = call(&d1.socket, "/api/v1/add", &net3_a).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let resp3: CniResponse = serde_json::from_str(&body).unwrap();
+    assert_eq!(resp3.ips[0].ip, "172.17.0.7");
+    let ids = iface_ids(&nodes[0], "aaaaaaaa_net3_h");
+    assert!(ids.contains(&format!("iface-id={port_a3},")), "{ids}");
+    let check3 = CheckRequest {
+        request: net3_a.clone(),
+        mac: resp3.mac_address.clone(),
+        addresses: vec!["172.17.0.7/16".into()],
+        routes: resp3.routes.clone(),
+    };
+    let (status, body) = call(&d1.socket, "/api/v1/check", &check3).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    probe::reach(sb.state(), &ns_a, "172.17.0.6").expect("a cannot reach b with net3 up");
+    let (status, body) = call(&d1.socket, "/api/v1/del", &net3_a).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
     // DEL of net1: its port and veth go, eth0 stays; again is still 204.
     for _ in 0..2 {
