@@ -8,6 +8,8 @@
 
 pub mod annotations;
 #[cfg(feature = "api")]
+pub mod attachment;
+#[cfg(feature = "api")]
 pub mod crd;
 #[cfg(feature = "cli")]
 pub mod goflags;

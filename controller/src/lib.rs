@@ -5,6 +5,7 @@
 
 pub mod anp;
 pub mod anp_ctl;
+pub mod attach;
 pub mod cnp;
 pub mod cnp_ctl;
 pub mod config;

@@ -6,7 +6,7 @@
 //! annotations. Restore reads all three back, so a restarted controller hands the same
 //! address to the same pod and never gives an address in use to another.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +19,15 @@ use kube_ovn_ipam::Request;
 use kube_ovn_nb::objects::{self, PodPort};
 use kube_ovn_nb::RowRef;
 use serde_json::json;
+use tracing::info;
 
+use crate::attach;
 use crate::context::{Ctx, Error};
 use crate::ipcr::{self, IpRecord};
 use crate::pod_info::PodInfo;
 use crate::subnet_rules;
-use kube_ovn_common::annotations as ann;
+use kube_ovn_common::annotations::{self as ann, Field};
+use kube_ovn_common::attachment::NadKind;
 use kube_ovn_runtime::events::EventType;
 use kube_ovn_runtime::Outcome;
 
@@ -36,7 +39,11 @@ pub fn key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// Reconciles the pod `namespace/name`.
+/// Annotation changes a NIC wants (`None` removes the key).
+type Wanted = Vec<(String, Option<String>)>;
+
+/// Reconciles the pod `namespace/name`: its default NIC (unless an attachment replaces the
+/// default network) and every Multus attachment kube-ovn serves, then one annotation patch.
 pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     let (ns, name) = key.split_once('/').unwrap_or(("default", key.as_str()));
     let pod = ctx.stores.pods.get(&ObjectRef::new(name).within(ns));
@@ -49,6 +56,120 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     if pod.host_network() {
         return Ok(Outcome::Done);
     }
+    let annotations = pod.annotations().clone();
+    // Only a pod with attachments needs the subnet list (upstream skips it likewise).
+    let subnets = if attach::has_selections(&annotations) {
+        ctx.stores.subnets.state()
+    } else {
+        Vec::new()
+    };
+    let nads = &ctx.stores.nads;
+    let nad_config = |nad_ns: &str, nad: &str| {
+        nads.get(&ObjectRef::new(nad).within(nad_ns))
+            .map(|n| n.spec.config.clone())
+    };
+    let nets = match attach::resolve(ns, &annotations, &nad_config, &subnets) {
+        Ok(nets) => nets,
+        Err(why) => {
+            ctx.event(
+                &pod.object_ref(&()),
+                EventType::Warning,
+                "PodNetworkUpdateFailed",
+                &format!("stage=getPodKubeovnNets error={why}"),
+            )
+            .await;
+            return match why {
+                // Nothing changes until the pod (or the definition) is edited, which queues it.
+                attach::ResolveError::Invalid(_) => Ok(Outcome::Done),
+                _ => Err(Error::Other(why.to_string())),
+            };
+        }
+    };
+    let mut wanted = unplug_stale(&ctx, &pod, &key, &nets).await?;
+    if !attach::has_other_default_network(&annotations) {
+        match primary(&ctx, &pod, &key).await? {
+            Ok(w) => wanted.extend(w),
+            Err(outcome) => return Ok(outcome),
+        }
+    }
+    for net in &nets {
+        match attachment(&ctx, &pod, &key, net).await? {
+            Ok(w) => wanted.extend(w),
+            Err(outcome) => return Ok(outcome),
+        }
+    }
+    let wanted: Vec<(&str, Option<String>)> = wanted
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let changes = ann::diff(&annotations, &wanted);
+    if !changes.is_empty() {
+        let patched = Api::<PodInfo>::namespaced(ctx.client.clone(), ns)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": changes}})),
+            )
+            .await?;
+        // The watch brings this version back; it needs no second reconcile.
+        ctx.pod_seen.record(&key, patched.signature());
+    }
+    Ok(Outcome::Done)
+}
+
+/// Upstream's hot-unplug: the ports (with their IP CRs, addresses and annotations) of
+/// attachments the pod no longer lists, and its default port once an attachment replaced the
+/// default network. Returns the annotation removals.
+async fn unplug_stale(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    owner: &str,
+    nets: &[attach::AttachNet],
+) -> Result<Wanted, Error> {
+    let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+    let ports = kube_ovn_nb::ports::pod_port_names(&ctx.nb.cache(), owner)?;
+    let wants_default = !attach::has_other_default_network(pod.annotations());
+    let stale = attach::stale_providers(&name, &ns, &ports, nets, wants_default);
+    let mut wanted = Wanted::new();
+    for provider in stale {
+        let port = objects::pod_lsp(&name, &ns, &provider);
+        info!(pod = owner, port, "attachment removed: releasing its port");
+        ctx.apply(&format!("unplug {port}"), |plan| {
+            objects::delete_port(plan, &port)
+        })
+        .await?;
+        ipcr::delete(ctx, &port).await?;
+        let held: Vec<String> = {
+            let mut ipam = ctx.ipam();
+            let held: Vec<String> = ipam
+                .subnets()
+                .filter(|s| s.holds(owner, &port))
+                .map(|s| s.config().name.clone())
+                .collect();
+            for s in &held {
+                ipam.release_nic(s, &port);
+            }
+            held
+        };
+        for s in held {
+            ctx.queues.add(crate::subnet_ctl::STATUS_KIND, s);
+        }
+        if !kube_ovn_common::names::is_default_provider(&provider) {
+            // Upstream keeps the default NIC's annotations when its port goes.
+            wanted.extend(
+                attach::provider_keys(pod.annotations(), &provider)
+                    .into_iter()
+                    .map(|k| (k, None)),
+            );
+        }
+    }
+    Ok(wanted)
+}
+
+/// The default (`ovn`) NIC: its subnet, address, port, IP CR; returns its annotations, or the
+/// outcome to stop with when it cannot be served yet.
+async fn primary(ctx: &Ctx, pod: &PodInfo, key: &str) -> Result<Result<Wanted, Outcome>, Error> {
+    let (ns, name) = key.split_once('/').unwrap_or(("default", key));
     let annotations = pod.annotations().clone();
     let ns_annotations: BTreeMap<String, String> = ctx
         .stores
@@ -75,7 +196,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             "pods cannot use the join subnet",
         )
         .await;
-        return Ok(Outcome::Done);
+        return Ok(Err(Outcome::Done));
     }
     let Some(subnet) = subnets
         .iter()
@@ -89,13 +210,13 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             &format!("subnet {subnet_name} not found"),
         )
         .await;
-        return Ok(Outcome::After(Duration::from_secs(2)));
+        return Ok(Err(Outcome::After(Duration::from_secs(2))));
     };
     if ctx.ipam().subnet(&subnet_name).is_none() {
-        return Ok(Outcome::After(Duration::from_secs(1)));
+        return Ok(Err(Outcome::After(Duration::from_secs(1))));
     }
     let port = objects::pod_lsp(name, ns, "ovn");
-    let owner = key.clone();
+    let owner = key.to_string();
     let mut req = Request {
         pod: owner.clone(),
         nic: port.clone(),
@@ -113,7 +234,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
                     &why,
                 )
                 .await;
-                return Ok(Outcome::Done);
+                return Ok(Err(Outcome::Done));
             }
         }
     }
@@ -123,65 +244,26 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         .cloned();
     if let Some(vip) = annotations.get(ann::VIP).filter(|v| !v.is_empty()) {
         // The pod takes a reserved Vip's address and MAC as its own.
-        match crate::vip_ctl::claim_for_pod(&ctx, &pod, vip, &port).await? {
+        match crate::vip_ctl::claim_for_pod(ctx, pod, vip, &port).await? {
             Some((ips, mac)) => {
                 req.ips = ips;
                 req.mac = Some(mac);
                 req.check_conflict = false;
             }
-            None => return Ok(Outcome::After(Duration::from_secs(2))),
+            None => return Ok(Err(Outcome::After(Duration::from_secs(2)))),
         }
     }
     if let Some(pool) = annotations.get(ann::IP_POOL).filter(|p| !p.is_empty()) {
-        // An IPPool name selects the pool; an address list is a set of candidates.
-        match ann::parse_ips(pool) {
-            Ok(ips) if req.ips.is_empty() => {
-                let taken =
-                    |ip: &IpAddr| ctx.ipam().owner_of(ip).is_some_and(|(_, o)| o.pod != owner);
-                if let Some(free) = ips.iter().find(|ip| !taken(ip)) {
-                    req.ips = vec![*free];
-                }
-            }
-            Ok(_) => {}
-            Err(_) => req.pool = Some(pool.clone()),
-        }
+        apply_pool(ctx, &mut req, pool);
     }
     if req.pool.is_none() && req.ips.is_empty() {
         req.pool =
             crate::ippool_ctl::pool_for_namespace(&ctx.stores.ippools.state(), &subnet_name, ns);
     }
     let allocated_before = annotations.get(ann::ALLOCATED).map(String::as_str) == Some("true");
-    if allocated_before {
-        let fits = {
-            let ipam = ctx.ipam();
-            let sub = ipam.subnet(&subnet_name);
-            req.ips.iter().all(|ip| {
-                sub.and_then(|s| s.cidr(kube_ovn_ipam::Family::of(ip)))
-                    .is_some_and(|net| net.contains(ip))
-            })
-        };
-        if fits {
-            // Our own earlier result: keep it even if the address is reserved now.
-            req.check_conflict = false;
-        } else {
-            // The subnet changed under the pod (CIDR moved, or the pod now belongs to
-            // another subnet): give it a new address there.
-            req.ips.clear();
-        }
-    }
-    let allocated = ctx.ipam().allocate(&subnet_name, &req);
-    let alloc = match allocated {
+    let alloc = match allocate(ctx, pod, &subnet_name, &mut req, allocated_before).await {
         Ok(a) => a,
-        Err(e) => {
-            ctx.event(
-                &pod.object_ref(&()),
-                EventType::Warning,
-                "AcquireAddressFailed",
-                &e.to_string(),
-            )
-            .await;
-            return Err(e.into());
-        }
+        Err(e) => return Err(e),
     };
     {
         // A pod that moved to another subnet gives its old address back.
@@ -198,59 +280,294 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     }
     let ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
     let node = pod.node_name().to_string();
-    let distributed = subnet.spec.gateway_type != "centralized";
     let port_security = annotations.get(ann::PORT_SECURITY).map(String::as_str) == Some("true");
-    let vpc = if subnet.spec.vpc.is_empty() {
-        ctx.config.cluster_router.clone()
-    } else {
-        subnet.spec.vpc.clone()
-    };
-    let in_default_vpc = vpc == ctx.config.cluster_router;
-    let vips = crate::vip_ctl::pod_vips(&pod, &subnet_name, &|n| {
+    let vpc = vpc_of(ctx, &subnet);
+    let vips = crate::vip_ctl::pod_vips(pod, &subnet_name, &|n| {
         ctx.stores.vips.get(&ObjectRef::new(n))
     });
     let groups = crate::sg::pod_groups(annotations.get(ann::SECURITY_GROUPS).map(String::as_str));
-    let old_groups = port_groups_now(&ctx, &port)?;
+    write_port(
+        ctx,
+        key,
+        &PortWrite {
+            port: &port,
+            subnet: &subnet,
+            mac: &alloc.mac,
+            ips: &ips,
+            node: &node,
+            port_security,
+            vips,
+            groups,
+            vpc: &vpc,
+        },
+    )
+    .await?;
+    ensure_ip_cr(ctx, pod, &port, &subnet_name, &ips, &alloc.mac).await?;
+    let mut wanted: Wanted = vec![
+        (ann::IP_ADDRESS.into(), Some(ann::format_ips(&ips))),
+        (ann::MAC_ADDRESS.into(), Some(alloc.mac.clone())),
+        (ann::CIDR.into(), Some(subnet.spec.cidr_block.clone())),
+        (ann::GATEWAY.into(), Some(subnet.spec.gateway.clone())),
+        (ann::LOGICAL_SWITCH.into(), Some(subnet_name.clone())),
+        (ann::LOGICAL_ROUTER.into(), Some(vpc)),
+        (ann::ALLOCATED.into(), Some("true".into())),
+    ];
+    if !annotations.contains_key(ann::POD_NIC_TYPE) {
+        wanted.push((
+            ann::POD_NIC_TYPE.into(),
+            Some(ctx.config.pod_nic_type.clone()),
+        ));
+    }
+    if !node.is_empty() {
+        wanted.push((ann::ROUTED.into(), Some("true".into())));
+    }
+    queue_counters_if_changed(ctx, &annotations, &wanted, &subnet_name);
+    Ok(Ok(wanted))
+}
+
+/// An attachment NIC: address from its subnet, a logical switch port when kube-ovn is its
+/// plugin (`.ovn` provider), its IP CR; returns its annotations.
+async fn attachment(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    key: &str,
+    net: &attach::AttachNet,
+) -> Result<Result<Wanted, Outcome>, Error> {
+    let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+    let annotations = pod.annotations();
+    let Some(subnet) = ctx.stores.subnets.get(&ObjectRef::new(&net.subnet)) else {
+        return Ok(Err(Outcome::After(Duration::from_secs(2))));
+    };
+    if ctx.ipam().subnet(&net.subnet).is_none() {
+        return Ok(Err(Outcome::After(Duration::from_secs(1))));
+    }
+    let port = objects::pod_lsp(name, ns, &net.provider);
+    let mut req = Request {
+        pod: key.to_string(),
+        nic: port.clone(),
+        check_conflict: true,
+        mac: attach::requested_mac(annotations, net),
+        ..Request::default()
+    };
+    match attach::requested_ips(annotations, net) {
+        Ok(ips) => req.ips = ips,
+        Err(why) => {
+            ctx.event(
+                &pod.object_ref(&()),
+                EventType::Warning,
+                "AcquireAddressFailed",
+                &why,
+            )
+            .await;
+            return Ok(Err(Outcome::Done));
+        }
+    }
+    if let Some(pool) = annotations
+        .get(ann::key(&net.provider, Field::IpPool).as_ref())
+        .filter(|p| !p.is_empty())
+    {
+        apply_pool(ctx, &mut req, pool);
+    }
+    let allocated_before = annotations
+        .get(ann::key(&net.provider, Field::Allocated).as_ref())
+        .map(String::as_str)
+        == Some("true");
+    let alloc = allocate(ctx, pod, &net.subnet, &mut req, allocated_before).await?;
+    let ips: Vec<IpAddr> = [alloc.v4, alloc.v6].into_iter().flatten().collect();
+    let node = pod.node_name().to_string();
+    let vpc = vpc_of(ctx, &subnet);
+    let ovn = attach::is_ovn_subnet(&subnet);
+    if net.kind == NadKind::Ovn {
+        let flag = annotations.get(ann::key(&net.provider, Field::PortSecurity).as_ref());
+        let groups = crate::sg::pod_groups(
+            annotations
+                .get(&format!("{}.kubernetes.io/security_groups", net.provider))
+                .map(String::as_str),
+        );
+        write_port(
+            ctx,
+            key,
+            &PortWrite {
+                port: &port,
+                subnet: &subnet,
+                mac: &alloc.mac,
+                ips: &ips,
+                node: if ovn { &node } else { "" },
+                port_security: flag.map(String::as_str) == Some("true"),
+                vips: Vec::new(),
+                groups,
+                vpc: &vpc,
+            },
+        )
+        .await?;
+    }
+    // An IPAM-only NIC has no MAC of its own (the delegating plugin picks it): none recorded.
+    let mac = if ovn {
+        alloc.mac.clone()
+    } else {
+        String::new()
+    };
+    ensure_ip_cr(ctx, pod, &port, &net.subnet, &ips, &mac).await?;
+    let wanted = attach::nic_annotations(
+        annotations,
+        &attach::NicAllocation {
+            net,
+            subnet: &subnet,
+            ips,
+            mac: alloc.mac,
+            vpc,
+            node,
+            pod_nic_type: ctx.config.pod_nic_type.clone(),
+        },
+    );
+    queue_counters_if_changed(ctx, annotations, &wanted, &net.subnet);
+    Ok(Ok(wanted))
+}
+
+/// Applies an `ip_pool` annotation to a request: an IPPool name selects the pool; an address
+/// list is a set of candidates, the first not held by another pod taken.
+fn apply_pool(ctx: &Ctx, req: &mut Request, pool: &str) {
+    match ann::parse_ips(pool) {
+        Ok(ips) if req.ips.is_empty() => {
+            let taken = |ip: &IpAddr| {
+                ctx.ipam()
+                    .owner_of(ip)
+                    .is_some_and(|(_, o)| o.pod != req.pod)
+            };
+            if let Some(free) = ips.iter().find(|ip| !taken(ip)) {
+                req.ips = vec![*free];
+            }
+        }
+        Ok(_) => {}
+        Err(_) => req.pool = Some(pool.to_string()),
+    }
+}
+
+/// Allocates in `subnet`: an earlier allocation of ours is kept even if its address is
+/// reserved now, and one that no longer fits the subnet's CIDRs is replaced.
+async fn allocate(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    subnet: &str,
+    req: &mut Request,
+    allocated_before: bool,
+) -> Result<kube_ovn_ipam::Allocation, Error> {
+    if allocated_before {
+        let fits = {
+            let ipam = ctx.ipam();
+            let sub = ipam.subnet(subnet);
+            req.ips.iter().all(|ip| {
+                sub.and_then(|s| s.cidr(kube_ovn_ipam::Family::of(ip)))
+                    .is_some_and(|net| net.contains(ip))
+            })
+        };
+        if fits {
+            // Our own earlier result: keep it even if the address is reserved now.
+            req.check_conflict = false;
+        } else {
+            // The subnet changed under the pod (CIDR moved, or the pod now belongs to
+            // another subnet): give it a new address there.
+            req.ips.clear();
+        }
+    }
+    let allocated = ctx.ipam().allocate(subnet, req);
+    match allocated {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            ctx.event(
+                &pod.object_ref(&()),
+                EventType::Warning,
+                "AcquireAddressFailed",
+                &e.to_string(),
+            )
+            .await;
+            Err(e.into())
+        }
+    }
+}
+
+/// The VPC router a subnet is on (the default VPC's when it names none).
+fn vpc_of(ctx: &Ctx, subnet: &kube_ovn_common::crd::Subnet) -> String {
+    if subnet.spec.vpc.is_empty() {
+        ctx.config.cluster_router.clone()
+    } else {
+        subnet.spec.vpc.clone()
+    }
+}
+
+/// A NIC's logical switch port as [`write_port`] states it.
+struct PortWrite<'a> {
+    port: &'a str,
+    subnet: &'a kube_ovn_common::crd::Subnet,
+    mac: &'a str,
+    ips: &'a [IpAddr],
+    /// "" keeps the port out of the routing port groups.
+    node: &'a str,
+    port_security: bool,
+    vips: Vec<String>,
+    groups: Vec<String>,
+    vpc: &'a str,
+}
+
+/// States a NIC's port and, once the pod is bound in the default VPC, its routing port groups
+/// (the node's, and the subnet-on-node one of a distributed subnet).
+async fn write_port(ctx: &Ctx, key: &str, w: &PortWrite<'_>) -> Result<(), Error> {
+    let subnet_name = w.subnet.name_any();
+    let distributed = w.subnet.spec.gateway_type != "centralized";
+    let in_default_vpc = w.vpc == ctx.config.cluster_router;
+    let old_groups = port_groups_now(ctx, w.port)?;
     let wrote = ctx
-        .apply(&format!("pod {key}"), |plan| {
+        .apply(&format!("pod {key} port {}", w.port), |plan| {
             let port_ref = objects::pod_port(
                 plan,
                 &PodPort {
-                    name: &port,
+                    name: w.port,
                     switch: &subnet_name,
-                    pod_key: &owner,
-                    mac: &alloc.mac,
-                    ips: ips.clone(),
-                    port_security,
-                    vips: vips.clone(),
-                    security_groups: groups.clone(),
+                    pod_key: key,
+                    mac: w.mac,
+                    ips: w.ips.to_vec(),
+                    port_security: w.port_security,
+                    vips: w.vips.clone(),
+                    security_groups: w.groups.clone(),
                     custom_vpc: !in_default_vpc,
                 },
             )?;
-            if !node.is_empty() && in_default_vpc {
-                let mut pgs = vec![objects::node_pg(&node)];
+            if !w.node.is_empty() && in_default_vpc {
+                let mut pgs = vec![objects::node_pg(w.node)];
                 if distributed {
-                    pgs.push(objects::subnet_node_pg(&subnet_name, &node));
+                    pgs.push(objects::subnet_node_pg(&subnet_name, w.node));
                 }
-                objects::port_memberships(plan, &port_ref, &pgs, Some(&node), &subnet_name)?;
+                objects::port_memberships(plan, &port_ref, &pgs, Some(w.node), &subnet_name)?;
             }
             Ok(())
         })
         .await?;
     if wrote > 0 {
-        crate::sg_ctl::queue_groups(&ctx, &old_groups, &groups);
+        crate::sg_ctl::queue_groups(ctx, &old_groups, &w.groups);
     }
-    let sts = owner_kind(&pod) == Some("StatefulSet");
+    Ok(())
+}
+
+/// The NIC's IP CR (named like its port).
+async fn ensure_ip_cr(
+    ctx: &Ctx,
+    pod: &PodInfo,
+    port: &str,
+    subnet: &str,
+    ips: &[IpAddr],
+    mac: &str,
+) -> Result<(), Error> {
+    let sts = owner_kind(pod) == Some("StatefulSet");
     ipcr::ensure(
-        &ctx,
+        ctx,
         &IpRecord {
-            name: port.clone(),
-            pod_name: name.to_string(),
-            namespace: ns.to_string(),
-            subnet: subnet_name.clone(),
-            node_name: node.clone(),
-            ips: ips.clone(),
-            mac: alloc.mac.clone(),
+            name: port.to_string(),
+            pod_name: pod.name_any(),
+            namespace: pod.namespace().unwrap_or_default(),
+            subnet: subnet.to_string(),
+            node_name: pod.node_name().to_string(),
+            ips: ips.to_vec(),
+            mac: mac.to_string(),
             pod_type: if sts {
                 "StatefulSet".into()
             } else {
@@ -259,38 +576,20 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             owner_node: None,
         },
     )
-    .await?;
-    let mut wanted = vec![
-        (ann::IP_ADDRESS, Some(ann::format_ips(&ips))),
-        (ann::MAC_ADDRESS, Some(alloc.mac.clone())),
-        (ann::CIDR, Some(subnet.spec.cidr_block.clone())),
-        (ann::GATEWAY, Some(subnet.spec.gateway.clone())),
-        (ann::LOGICAL_SWITCH, Some(subnet_name.clone())),
-        (ann::LOGICAL_ROUTER, Some(vpc)),
-        (ann::ALLOCATED, Some("true".into())),
-    ];
-    if !annotations.contains_key(ann::POD_NIC_TYPE) {
-        wanted.push((ann::POD_NIC_TYPE, Some(ctx.config.pod_nic_type.clone())));
-    }
-    if !node.is_empty() {
-        wanted.push((ann::ROUTED, Some("true".into())));
-    }
-    let changes = ann::diff(&annotations, &wanted);
-    if !changes.is_empty() {
-        // A new or changed allocation: the subnet's counters are due.
+    .await
+}
+
+/// A new or changed allocation: the subnet's counters are due.
+fn queue_counters_if_changed(
+    ctx: &Ctx,
+    current: &BTreeMap<String, String>,
+    wanted: &[(String, Option<String>)],
+    subnet: &str,
+) {
+    if wanted.iter().any(|(k, v)| current.get(k) != v.as_ref()) {
         ctx.queues
-            .add(crate::subnet_ctl::STATUS_KIND, subnet_name.clone());
-        let patched = Api::<PodInfo>::namespaced(ctx.client.clone(), ns)
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"annotations": changes}})),
-            )
-            .await?;
-        // The watch brings this version back; it needs no second reconcile.
-        ctx.pod_seen.record(&key, patched.signature());
+            .add(crate::subnet_ctl::STATUS_KIND, subnet.to_string());
     }
-    Ok(Outcome::Done)
 }
 
 fn owner_kind(pod: &PodInfo) -> Option<&str> {
@@ -371,7 +670,19 @@ async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Resu
     })
     .await?;
     crate::sg_ctl::queue_groups(ctx, &old_groups, &[]);
-    ipcr::delete(ctx, &objects::pod_lsp(name, ns, "ovn")).await?;
+    // Every NIC's IP CR (named like its port): the default one, the attachments' ports, and
+    // the IPAM-only attachments, which have no port but hold addresses.
+    let mut records: BTreeSet<String> = ports.iter().cloned().collect();
+    records.insert(objects::pod_lsp(name, ns, "ovn"));
+    {
+        let ipam = ctx.ipam();
+        for s in ipam.subnets() {
+            records.extend(s.nics_of(&owner));
+        }
+    }
+    for r in &records {
+        ipcr::delete(ctx, r).await?;
+    }
     let held: Vec<String> = {
         let mut ipam = ctx.ipam();
         let held = ipam

@@ -73,6 +73,61 @@ pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// An attachment NIC's allocation as its pod's annotations record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentAllocation<'a> {
+    /// The provider (`<nad>.<ns>.ovn` or `<nad>.<ns>`).
+    pub provider: &'a str,
+    /// The subnet: `<provider>.kubernetes.io/logical_switch`, or (IPAM-only NICs, which upstream
+    /// writes no switch for) the subnet whose `spec.provider` is the provider.
+    pub subnet: String,
+    /// `<provider>.kubernetes.io/ip_address`.
+    pub ips: &'a str,
+    /// `<provider>.kubernetes.io/mac_address`, if any.
+    pub mac: Option<&'a str>,
+}
+
+/// Every attachment NIC a pod's annotations say is allocated (`<provider>.kubernetes.io/allocated
+/// = true` for a provider other than `ovn`): no NetworkAttachmentDefinition is needed to read
+/// them back, so a restore does not wait for that optional watch.
+pub fn attachment_allocations<'a>(
+    annotations: &'a std::collections::BTreeMap<String, String>,
+    subnets: &[std::sync::Arc<Subnet>],
+) -> Vec<AttachmentAllocation<'a>> {
+    let mut out = Vec::new();
+    for (k, v) in annotations {
+        let Some(provider) = k.strip_suffix(".kubernetes.io/allocated") else {
+            continue;
+        };
+        if names::is_default_provider(provider) || v != "true" {
+            continue;
+        }
+        let get = |f: ann::Field| {
+            annotations
+                .get(ann::key(provider, f).as_ref())
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let Some(ips) = get(ann::Field::IpAddress) else {
+            continue;
+        };
+        let subnet = match get(ann::Field::LogicalSwitch) {
+            Some(ls) => ls.to_string(),
+            None => match subnets.iter().find(|s| s.spec.provider == provider) {
+                Some(s) => s.name_any(),
+                None => continue,
+            },
+        };
+        out.push(AttachmentAllocation {
+            provider,
+            subnet,
+            ips,
+            mac: get(ann::Field::MacAddress),
+        });
+    }
+    out
+}
+
 /// Inputs of a restore.
 pub struct Sources<'a> {
     /// Subnets (normalised specs).
@@ -231,6 +286,78 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
             a.get(ann::MAC_ADDRESS).map(String::as_str),
         );
     }
+    for p in src.pods {
+        let (ns, name) = (p.namespace().unwrap_or_default(), p.name_any());
+        for nic in attachment_allocations(p.annotations(), src.subnets) {
+            put(
+                &mut ipam,
+                &nic.subnet,
+                &format!("{ns}/{name}"),
+                &names::pod_lsp(&name, &ns, nic.provider),
+                nic.ips,
+                nic.mac,
+            );
+        }
+    }
     info!(restored = sum.restored, skipped = sum.skipped, elapsed = ?start.elapsed(), "IPAM restored");
     (ipam, sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube_ovn_common::crd::subnet::SubnetSpec;
+
+    /// Attachment NICs are read back from their annotations alone; the default NIC and
+    /// unallocated or incomplete ones are not attachments to restore.
+    #[test]
+    fn attachment_allocations_come_from_annotations() {
+        let subnets = vec![std::sync::Arc::new(Subnet::new(
+            "mv-subnet",
+            SubnetSpec {
+                provider: "mv.default".into(),
+                ..SubnetSpec::default()
+            },
+        ))];
+        let a: std::collections::BTreeMap<String, String> = [
+            ("ovn.kubernetes.io/allocated", "true"),
+            ("ovn.kubernetes.io/ip_address", "10.16.0.2"),
+            ("net1.default.ovn.kubernetes.io/allocated", "true"),
+            ("net1.default.ovn.kubernetes.io/ip_address", "172.17.0.2"),
+            (
+                "net1.default.ovn.kubernetes.io/mac_address",
+                "00:00:00:01:02:03",
+            ),
+            (
+                "net1.default.ovn.kubernetes.io/logical_switch",
+                "attach-subnet",
+            ),
+            ("mv.default.kubernetes.io/allocated", "true"),
+            ("mv.default.kubernetes.io/ip_address", "172.18.0.9"),
+            ("half.default.ovn.kubernetes.io/allocated", "true"),
+            ("no.default.kubernetes.io/allocated", "false"),
+            ("no.default.kubernetes.io/ip_address", "1.2.3.4"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let got = attachment_allocations(&a, &subnets);
+        assert_eq!(
+            got,
+            vec![
+                AttachmentAllocation {
+                    provider: "mv.default",
+                    subnet: "mv-subnet".into(),
+                    ips: "172.18.0.9",
+                    mac: None,
+                },
+                AttachmentAllocation {
+                    provider: "net1.default.ovn",
+                    subnet: "attach-subnet".into(),
+                    ips: "172.17.0.2",
+                    mac: Some("00:00:00:01:02:03"),
+                },
+            ]
+        );
+    }
 }

@@ -343,6 +343,15 @@ pub async fn lead(
         store::<BaselineAdminNetworkPolicy>(client.clone(), watcher::Config::default());
     let (cluster_network_policies, cnp_events) =
         store::<ClusterNetworkPolicy>(client.clone(), watcher::Config::default());
+    // NetworkAttachmentDefinitions are optional (upstream watches them only once their CRD
+    // exists); when it is there at start, pods wait for their list as upstream's informer sync.
+    let (nads, nad_writer) = reflector::store::<crate::attach::NetworkAttachmentDefinition>();
+    let nads_at_start = crate::attach::crd_installed(&client)
+        .await
+        .unwrap_or_else(|e| {
+            warn!("looking for the NetworkAttachmentDefinition CRD: {e}");
+            false
+        });
     let stores = Stores {
         subnets: subnets.clone(),
         nodes: nodes.clone(),
@@ -359,6 +368,7 @@ pub async fn lead(
         admin_network_policies: admin_network_policies.clone(),
         baseline_admin_network_policies: baseline_admin_network_policies.clone(),
         cluster_network_policies: cluster_network_policies.clone(),
+        nads: nads.clone(),
     };
 
     // The reconcilers, in upstream's start order (the gates hold nodes and pods back).
@@ -367,6 +377,10 @@ pub async fn lead(
         max: Duration::from_secs(config.cust_crd_retry_max_delay.max(1)),
     });
     rt.observe(Arc::new(Observed(metrics.clone())));
+    {
+        let client = client.clone();
+        rt.spawn(async move { crate::attach::follow(client, nad_writer).await });
+    }
     rt.workqueue_metrics(metrics.workqueue.clone());
     metrics.watch_subnets(subnets.clone());
     let workers = config.worker_num as usize;
@@ -717,6 +731,11 @@ pub async fn lead(
                 return Err(format!("{what} never synced"));
             }
         }
+    }
+    if nads_at_start {
+        nads.wait_until_ready()
+            .await
+            .map_err(|e| format!("network attachment definitions never synced: {e}"))?;
     }
     milestone("kubernetes caches synced");
 

@@ -2,6 +2,7 @@
 //! build the veth, plug it into br-int, wait for ovn-controller, configure the pod side. Any
 //! failure after something was created removes it again, so a retried ADD starts clean.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,23 +103,35 @@ impl Daemon {
             return Err(HandlerError::BadRequest("request has no net_ns".into()));
         }
         let provider = network::provider(&req.provider).to_string();
+        let ifname = if_name(req);
+        if !network::plugs_nic(&provider) {
+            return self.add_ipam(req, &provider).await;
+        }
         let started = Instant::now();
         let mut address_at = None;
-        let net = self.wait_network(req, &provider, &mut address_at).await;
+        let net = self
+            .wait_network(req, &provider, &mut address_at, |a| {
+                let effective = network::effective_provider(a, &provider, ifname);
+                network::from_annotations(a, &effective, ifname, &req.routes)
+                    .map(|n| (effective, n))
+            })
+            .await;
         // Upstream's split: waiting for the address annotations, then for routed=true.
         let address_at = address_at.unwrap_or_else(Instant::now);
         self.metrics
             .observe_wait_address(address_at.duration_since(started));
         self.metrics.observe_wait_route(address_at.elapsed());
-        let net = net?;
-        let ifname = if_name(req);
+        let (provider, net) = net?;
         let (host, peer) = network::veth_names(&req.container_id, ifname)
             .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
         // A repeated ADD (a runtime's retry, or concurrent ones served in turn) finds the NIC
         // already as the annotations say: it is kept, since rebuilding it would replace a
         // working port with a same-named one.
         if let Ok(expected) = Expected::of(&net) {
-            if nic_check::verify(&self.ovs, req, &expected).await.is_ok() {
+            if nic_check::verify(&self.ovs, req, &provider, &expected)
+                .await
+                .is_ok()
+            {
                 tracing::info!(pod = %req.pod_name, ns = %req.pod_namespace, nic = ifname, "NIC already configured, kept");
                 return Ok(net.response(self.mtu, ifname));
             }
@@ -177,7 +190,7 @@ impl Daemon {
             mac: net.mac,
             mtu: self.mtu,
             addresses: &net.addresses,
-            gateways: &net.gateways,
+            gateways: net.route_gateways(),
             routes: &net.routes,
         })
         .await?;
@@ -195,12 +208,13 @@ impl Daemon {
     /// for a provider nothing defines fails at once, since no annotation will ever come.
     /// Waits for the pod's network annotations; `address_at` is set when the address ones were
     /// first seen (the rest of the wait is for `routed=true`).
-    async fn wait_network(
+    async fn wait_network<T>(
         &self,
         req: &CniRequest,
         provider: &str,
         address_at: &mut Option<Instant>,
-    ) -> Result<PodNetwork, HandlerError> {
+        parse: impl Fn(&BTreeMap<String, String>) -> Result<T, NetworkError>,
+    ) -> Result<T, HandlerError> {
         let decide = |pod: Option<&Pod>| match pod {
             None => Err("pod not found on this node".to_string()),
             Some(p) => {
@@ -208,8 +222,7 @@ impl Daemon {
                 if address_at.is_none() && network::has_address(&annotations, provider) {
                     *address_at = Some(Instant::now());
                 }
-                network::from_annotations(&annotations, provider, &req.routes).map_err(|e| match e
-                {
+                parse(&annotations).map_err(|e| match e {
                     NetworkError::Missing(_) => format!(
                         "no address allocated or route not ready ({e}), please see kube-ovn-controller logs to find errors"
                     ),
@@ -235,6 +248,37 @@ impl Daemon {
             ) => r.map_err(|why| fail(format!("{why} (waited {:?})", self.wait_address))),
             Some(why) = self.hopeless(req, provider) => Err(fail(why)),
         }
+    }
+
+    /// ADD for kube-ovn as another plugin's IPAM (a provider without `ovn`, e.g. `<nad>.<ns>`
+    /// for macvlan): the addresses, gateway and routes the controller annotated, no NIC. When
+    /// the routes carry a default route the pod's current one goes, so the delegating plugin
+    /// can install it (upstream's `removeDefaultRoute`).
+    async fn add_ipam(
+        &self,
+        req: &CniRequest,
+        provider: &str,
+    ) -> Result<CniResponse, HandlerError> {
+        let started = Instant::now();
+        let mut address_at = None;
+        let net = self
+            .wait_network(req, provider, &mut address_at, |a| {
+                network::ipam_from_annotations(a, provider, if_name(req), &req.routes)
+            })
+            .await;
+        self.metrics.observe_wait_address(
+            address_at
+                .unwrap_or_else(Instant::now)
+                .duration_since(started),
+        );
+        let net = net?;
+        if net.default_v4 || net.default_v6 {
+            Netns::open(Path::new(&req.net_ns))
+                .await?
+                .delete_default_routes(net.default_v4, net.default_v6)
+                .await?;
+        }
+        Ok(net.response)
     }
 
     /// Why no annotation can ever come for this request, when the API server says so; `None`
@@ -277,7 +321,25 @@ impl Daemon {
             return Err(HandlerError::BadRequest("request has no net_ns".into()));
         }
         let expected = Expected::parse(check).map_err(HandlerError::BadRequest)?;
-        nic_check::verify(&self.ovs, req, &expected).await
+        let provider = network::provider(&req.provider);
+        // The pod's annotations say whether this NIC's provider carries its interface name;
+        // without them (the view not synced) the request's provider is meant.
+        let effective = self
+            .pods
+            .wait_for(
+                &req.pod_namespace,
+                &req.pod_name,
+                Duration::ZERO,
+                |p| {
+                    p.and_then(|p| p.metadata.annotations.as_ref())
+                        .map(|a| network::effective_provider(a, provider, if_name(req)))
+                        .ok_or(())
+                },
+                (),
+            )
+            .await
+            .unwrap_or_else(|()| provider.to_string());
+        nic_check::verify(&self.ovs, req, &effective, &expected).await
     }
 
     /// Handles `POST /api/v1/del`: the port and the host veth go; already gone is success.
@@ -286,6 +348,11 @@ impl Daemon {
             return Ok(());
         }
         validate(req)?;
+        if !network::plugs_nic(network::provider(&req.provider)) {
+            // As IPAM only, the interface is the delegating plugin's: nothing of ours to remove
+            // (the addresses are released with the pod by the controller).
+            return Ok(());
+        }
         let (host, _) = network::veth_names(&req.container_id, if_name(req))
             .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
         self.ovs.del_port(&host).await?;

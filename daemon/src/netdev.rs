@@ -501,6 +501,34 @@ impl Netns {
         Ok(out)
     }
 
+    /// Removes the main table's default routes of the families asked for (upstream's
+    /// `removeDefaultRoute`): an attachment whose routes carry the default route takes it over,
+    /// and the delegating plugin (macvlan, …) could not add its own while one exists.
+    pub async fn delete_default_routes(&self, v4: bool, v6: bool) -> Result<(), LinkError> {
+        let mut found = Vec::new();
+        for (wanted, msg) in [
+            (v4, RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()),
+            (v6, RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()),
+        ] {
+            if !wanted {
+                continue;
+            }
+            let mut routes = self.handle.route().get(msg).execute();
+            while let Some(r) = routes.try_next().await.map_err(link_err("list routes"))? {
+                if main_route(&r).is_some_and(|(dst, _)| dst.prefix_len() == 0) {
+                    found.push(r);
+                }
+            }
+        }
+        for r in found {
+            match self.handle.route().del(r).execute().await {
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::ESRCH => {}
+                other => other.map_err(link_err("delete default route"))?,
+            }
+        }
+        Ok(())
+    }
+
     /// Turns TX checksum offload off on `name` (`ethtool -K <name> tx off`); the kernel drops
     /// the features that depend on it (TSO…) by itself.
     pub fn tx_checksum_off(&self, name: &str) -> Result<(), LinkError> {

@@ -12,7 +12,8 @@ use crate::protocol::{CniResponse, IpConfig, Route};
 
 pub use kube_ovn_common::names::DEFAULT_PROVIDER;
 
-/// Annotation suffixes the controller writes for every pod, in the order they are checked.
+/// Annotation suffixes the controller writes for a NIC on a logical switch, in the order they
+/// are checked.
 const REQUIRED: [&str; 5] = [
     "ip_address",
     "mac_address",
@@ -20,6 +21,70 @@ const REQUIRED: [&str; 5] = [
     "gateway",
     "logical_switch",
 ];
+
+/// What the controller writes for an IPAM-only NIC (no MAC, switch or NIC type: the delegating
+/// plugin owns the interface).
+const REQUIRED_IPAM: [&str; 2] = ["ip_address", "cidr"];
+
+/// Whether the daemon plugs a NIC for `provider` (upstream: the provider ends with `ovn`, i.e.
+/// the default network or a `<nad>.<ns>.ovn` attachment); otherwise kube-ovn is only another
+/// plugin's IPAM and answers with addresses.
+pub fn plugs_nic(provider: &str) -> bool {
+    provider.ends_with(DEFAULT_PROVIDER)
+}
+
+/// Whether `provider`'s NIC waits for `routed=true` when it carries the default route
+/// (upstream's `IsOvnProvider`: `ovn`, or three dot-separated parts ending in `ovn`).
+fn routed_provider(provider: &str) -> bool {
+    provider.is_empty()
+        || provider == DEFAULT_PROVIDER
+        || (provider.split('.').count() == 3 && provider.ends_with(".ovn"))
+}
+
+/// Whether the NIC `if_name` of `provider` carries the pod's default route:
+/// `<provider>.kubernetes.io/default_route` when it says `true`/`false`, else only `eth0`
+/// (upstream's rule: an attachment's `net1` gets its addresses and routes, not the gateway).
+pub fn default_route(
+    annotations: &BTreeMap<String, String>,
+    provider: &str,
+    if_name: &str,
+) -> bool {
+    match annotations
+        .get(&annotation_key(provider, "default_route"))
+        .map(String::as_str)
+    {
+        Some("true") => true,
+        Some("false") => false,
+        _ => if_name.is_empty() || if_name == "eth0",
+    }
+}
+
+/// The provider whose annotations (and port) describe NIC `if_name`: `<provider>.<if_name>`
+/// when the controller annotated that (one definition attached several times under explicit
+/// interface names, upstream's `appendIfName`), else `provider`.
+pub fn effective_provider(
+    annotations: &BTreeMap<String, String>,
+    provider: &str,
+    if_name: &str,
+) -> String {
+    let with_ifname = format!("{provider}.{if_name}");
+    if plugs_nic(provider)
+        && !if_name.is_empty()
+        && annotations.contains_key(&annotation_key(&with_ifname, "ip_address"))
+    {
+        with_ifname
+    } else {
+        provider.to_string()
+    }
+}
+
+fn required(provider: &str) -> &'static [&'static str] {
+    if plugs_nic(provider) {
+        &REQUIRED
+    } else {
+        &REQUIRED_IPAM
+    }
+}
 
 /// The provider a request means (an empty one is the default network, as the shim sends it).
 pub fn provider(requested: &str) -> &str {
@@ -39,7 +104,7 @@ pub fn annotation_key(provider: &str, suffix: &str) -> String {
 /// may still wait for `routed=true`): where upstream's wait for an address ends and its wait
 /// for the route begins.
 pub fn has_address(annotations: &BTreeMap<String, String>, provider: &str) -> bool {
-    REQUIRED.iter().all(|s| {
+    required(provider).iter().all(|s| {
         annotations
             .get(&annotation_key(provider, s))
             .is_some_and(|v| !v.trim().is_empty())
@@ -103,6 +168,8 @@ pub struct PodNetwork {
     pub logical_switch: String,
     /// Extra routes (`<provider>.kubernetes.io/routes`) followed by the netconf's.
     pub routes: Vec<Route>,
+    /// Whether this NIC carries the default route through `gateways` (see [`default_route`]).
+    pub default_route: bool,
 }
 
 /// Reads a pod NIC's network from its annotations. `Missing` lists every absent annotation
@@ -111,6 +178,7 @@ pub struct PodNetwork {
 pub fn from_annotations(
     annotations: &BTreeMap<String, String>,
     provider: &str,
+    if_name: &str,
     extra_routes: &[Route],
 ) -> Result<PodNetwork, NetworkError> {
     let get = |suffix: &str| {
@@ -119,12 +187,13 @@ pub fn from_annotations(
             .map(|v| v.trim())
             .filter(|v| !v.is_empty())
     };
+    let default_route = default_route(annotations, provider, if_name);
     let mut missing: Vec<String> = REQUIRED
         .iter()
         .filter(|s| get(s).is_none())
         .map(|s| annotation_key(provider, s))
         .collect();
-    if get("routed") != Some("true") {
+    if default_route && routed_provider(provider) && get("routed") != Some("true") {
         missing.push(format!("{}=true", annotation_key(provider, "routed")));
     }
     if !missing.is_empty() {
@@ -180,6 +249,114 @@ pub fn from_annotations(
         mac,
         logical_switch: field("logical_switch").to_string(),
         routes,
+        default_route,
+    })
+}
+
+/// An IPAM-only NIC's answer (kube-ovn as `ipam.type` of macvlan, ipvlan, …), from the
+/// `<provider>.kubernetes.io/*` annotations as upstream's `handleAdd` builds it: each address
+/// with its subnet's CIDR (and gateway when this NIC carries the default route), the netconf's
+/// routes then the `routes` annotation, no interface, MAC or MTU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpamNetwork {
+    /// The reply.
+    pub response: CniResponse,
+    /// Whether the routes carry an IPv4 / IPv6 default route, which replaces the pod's
+    /// existing one (the delegating plugin adds it).
+    pub default_v4: bool,
+    /// See `default_v4`.
+    pub default_v6: bool,
+}
+
+/// Reads an IPAM-only NIC's answer; `Missing` until the controller allocated it.
+pub fn ipam_from_annotations(
+    annotations: &BTreeMap<String, String>,
+    provider: &str,
+    if_name: &str,
+    extra_routes: &[Route],
+) -> Result<IpamNetwork, NetworkError> {
+    let get = |suffix: &str| {
+        annotations
+            .get(&annotation_key(provider, suffix))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let missing: Vec<String> = REQUIRED_IPAM
+        .iter()
+        .filter(|s| get(s).is_none())
+        .map(|s| annotation_key(provider, s))
+        .collect();
+    if !missing.is_empty() {
+        return Err(NetworkError::Missing(missing));
+    }
+    let invalid = |suffix: &str, why: String| {
+        NetworkError::Invalid(format!(
+            "annotation {}={:?}: {why}",
+            annotation_key(provider, suffix),
+            get(suffix).unwrap_or_default()
+        ))
+    };
+    let ips = net::parse_ips(get("ip_address").unwrap_or_default())
+        .map_err(|e| invalid("ip_address", e.to_string()))?;
+    let cidrs = net::parse_cidrs(get("cidr").unwrap_or_default())
+        .map_err(|e| invalid("cidr", e.to_string()))?;
+    let gateways = match get("gateway") {
+        Some(g) => net::parse_ips(g).map_err(|e| invalid("gateway", e.to_string()))?,
+        None => Vec::new(),
+    };
+    let with_gateway = default_route(annotations, provider, if_name);
+    let mut ip_configs = Vec::new();
+    for ip in &ips {
+        let cidr = cidrs
+            .iter()
+            .find(|c| c.contains(ip))
+            .ok_or_else(|| invalid("cidr", format!("no CIDR contains {ip}")))?;
+        let gateway = gateways
+            .iter()
+            .find(|g| g.is_ipv4() == ip.is_ipv4())
+            .filter(|_| with_gateway)
+            .map(|g| g.to_string())
+            .unwrap_or_default();
+        ip_configs.push(IpConfig {
+            protocol: if ip.is_ipv4() { "IPv4" } else { "IPv6" }.into(),
+            ip: ip.to_string(),
+            cidr: cidr.trunc().to_string(),
+            gateway,
+        });
+    }
+    let mut routes: Vec<Route> = extra_routes.to_vec();
+    if let Some(text) = get("routes") {
+        routes.extend(
+            serde_json::from_str::<Vec<Route>>(text)
+                .map_err(|e| invalid("routes", e.to_string()))?,
+        );
+    }
+    let (mut default_v4, mut default_v6) = (false, false);
+    for r in &routes {
+        check_route(r).map_err(|e| invalid("routes", e))?;
+        let default_of = if r.dst.is_empty() {
+            r.gw.parse::<IpAddr>().ok()
+        } else {
+            r.dst
+                .parse::<IpNet>()
+                .ok()
+                .filter(|d| d.prefix_len() == 0)
+                .map(|d| d.addr())
+        };
+        match default_of {
+            Some(IpAddr::V4(_)) => default_v4 = true,
+            Some(IpAddr::V6(_)) => default_v6 = true,
+            None => {}
+        }
+    }
+    Ok(IpamNetwork {
+        response: CniResponse {
+            ips: ip_configs,
+            routes,
+            ..CniResponse::default()
+        },
+        default_v4,
+        default_v6,
     })
 }
 
@@ -224,9 +401,22 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
 }
 
 impl PodNetwork {
-    /// The gateway of `family` (IPv4 when `v4`), if any.
+    /// The gateway of `family` (IPv4 when `v4`) this NIC routes by default through, if any.
     pub fn gateway(&self, v4: bool) -> Option<IpAddr> {
-        self.gateways.iter().copied().find(|g| g.is_ipv4() == v4)
+        self.route_gateways()
+            .iter()
+            .copied()
+            .find(|g| g.is_ipv4() == v4)
+    }
+
+    /// The gateways the NIC's default routes go through: none unless it carries the default
+    /// route.
+    pub fn route_gateways(&self) -> &[IpAddr] {
+        if self.default_route {
+            &self.gateways
+        } else {
+            &[]
+        }
     }
 
     /// The routes configured in the pod, listed as upstream reports them: each subnet on-link,
@@ -240,7 +430,7 @@ impl PodNetwork {
                 gw: String::new(),
             })
             .collect();
-        out.extend(self.gateways.iter().map(|g| Route {
+        out.extend(self.route_gateways().iter().map(|g| Route {
             dst: String::new(),
             gw: g.to_string(),
         }));
@@ -308,7 +498,7 @@ mod tests {
 
     #[test]
     fn full_annotations_parse() {
-        let n = from_annotations(&full(), "ovn", &[]).unwrap();
+        let n = from_annotations(&full(), "ovn", "eth0", &[]).unwrap();
         assert_eq!(n.addresses, ["10.16.0.5/16".parse::<IpNet>().unwrap()]);
         assert_eq!(n.cidrs, ["10.16.0.0/16".parse::<IpNet>().unwrap()]);
         assert_eq!(n.mac, [0, 0, 0, 0xaa, 0xbb, 1]);
@@ -327,7 +517,7 @@ mod tests {
         let mut a = full();
         a.remove("ovn.kubernetes.io/mac_address");
         a.insert("ovn.kubernetes.io/routed".into(), "false".into());
-        let err = from_annotations(&a, "ovn", &[]).unwrap_err();
+        let err = from_annotations(&a, "ovn", "eth0", &[]).unwrap_err();
         assert_eq!(
             err,
             NetworkError::Missing(vec![
@@ -353,7 +543,7 @@ mod tests {
             "ovn.kubernetes.io/gateway".into(),
             "10.16.0.1,fd00::1".into(),
         );
-        let n = from_annotations(&a, "ovn", &[]).unwrap();
+        let n = from_annotations(&a, "ovn", "eth0", &[]).unwrap();
         assert_eq!(n.addresses[1], "fd00::5/112".parse::<IpNet>().unwrap());
         assert_eq!(n.gateway(false), Some("fd00::1".parse().unwrap()));
         assert_eq!(n.ip_list(), "10.16.0.5,fd00::5");
@@ -369,7 +559,7 @@ mod tests {
         ] {
             let mut a = full();
             a.insert(format!("ovn.kubernetes.io/{k}"), v.into());
-            let err = from_annotations(&a, "ovn", &[]).unwrap_err();
+            let err = from_annotations(&a, "ovn", "eth0", &[]).unwrap_err();
             let NetworkError::Invalid(msg) = err else {
                 panic!("{k}: {err:?}")
             };
@@ -389,7 +579,7 @@ mod tests {
             dst: "172.16.0.0/12".into(),
             gw: String::new(),
         }];
-        let n = from_annotations(&a, "ovn", &extra).unwrap();
+        let n = from_annotations(&a, "ovn", "eth0", &extra).unwrap();
         assert_eq!(n.routes.len(), 2);
         assert_eq!(n.routes[0].gw, "10.16.0.254");
     }
@@ -400,7 +590,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.replace("ovn.", "net1.ns1.ovn."), v))
             .collect();
-        assert!(from_annotations(&a, "net1.ns1.ovn", &[]).is_ok());
+        assert!(from_annotations(&a, "net1.ns1.ovn", "net1", &[]).is_ok());
         let iface_id = kube_ovn_common::names::pod_lsp;
         assert_eq!(iface_id("p", "ns", "net1.ns1.ovn"), "p.ns.net1.ns1.ovn");
         assert_eq!(iface_id("p", "ns", provider("")), "p.ns");
@@ -443,5 +633,118 @@ mod tests {
         let if_name = "podaaaaaa\u{e9}abc";
         assert_eq!(if_name.len(), 14);
         assert!(veth_names("0123456789abcdef", if_name).is_err());
+    }
+
+    fn attachment(provider: &str) -> BTreeMap<String, String> {
+        [
+            ("ip_address", "172.17.0.5"),
+            ("mac_address", "00:00:00:aa:bb:02"),
+            ("cidr", "172.17.0.0/16"),
+            ("gateway", "172.17.0.1"),
+            ("logical_switch", "attach-subnet"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (annotation_key(provider, k), v.to_string()))
+        .collect()
+    }
+
+    /// An attachment's `net1` needs no `routed` and carries no default route: addresses and
+    /// the subnet's on-link route only, the gateway left out of the reply (upstream).
+    #[test]
+    fn a_second_nic_has_no_default_route_unless_asked() {
+        let p = "attachnet.default.ovn";
+        let a = attachment(p);
+        let n = from_annotations(&a, p, "net1", &[]).unwrap();
+        assert!(!n.default_route && n.route_gateways().is_empty());
+        let r = n.response(1400, "net1");
+        assert_eq!(r.ips[0].gateway, "");
+        assert_eq!(r.routes.len(), 1, "{:?}", r.routes);
+        assert_eq!(r.routes[0].dst, "172.17.0.0/16");
+        assert_eq!(r.nic_name, "net1");
+        // eth0 of an attachment provider (default-network) waits for routed.
+        assert!(matches!(
+            from_annotations(&a, p, "eth0", &[]),
+            Err(NetworkError::Missing(m)) if m == [format!("{p}.kubernetes.io/routed=true")]
+        ));
+        let mut asked = a.clone();
+        asked.insert(annotation_key(p, "default_route"), "true".into());
+        asked.insert(annotation_key(p, "routed"), "true".into());
+        let n = from_annotations(&asked, p, "net1", &[]).unwrap();
+        assert_eq!(
+            n.route_gateways(),
+            ["172.17.0.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(n.response(1400, "net1").ips[0].gateway, "172.17.0.1");
+        let mut refused = full();
+        refused.insert("ovn.kubernetes.io/default_route".into(), "false".into());
+        assert!(
+            !from_annotations(&refused, "ovn", "eth0", &[])
+                .unwrap()
+                .default_route
+        );
+    }
+
+    #[test]
+    fn which_providers_get_a_nic() {
+        assert!(plugs_nic("ovn") && plugs_nic("attachnet.default.ovn"));
+        assert!(!plugs_nic("mv.default"));
+        assert!(routed_provider("ovn") && routed_provider("a.b.ovn"));
+        assert!(!routed_provider("a.b.c.ovn") && !routed_provider("mv.default"));
+    }
+
+    /// kube-ovn as macvlan's IPAM answers from the annotations the controller writes for an
+    /// IPAM-only NIC (no MAC, no switch), with the netconf's routes then the annotated ones.
+    #[test]
+    fn ipam_answers_come_from_the_ipam_annotations() {
+        let p = "mv.default";
+        let mut a: BTreeMap<String, String> = [
+            ("ip_address", "172.18.0.9"),
+            ("cidr", "172.18.0.0/16"),
+            ("gateway", "172.18.0.1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (annotation_key(p, k), v.to_string()))
+        .collect();
+        let extra = [Route {
+            dst: "192.168.7.0/24".into(),
+            gw: "172.18.0.254".into(),
+        }];
+        let n = ipam_from_annotations(&a, p, "net1", &extra).unwrap();
+        assert_eq!(n.response.ips.len(), 1);
+        assert_eq!(n.response.ips[0].ip, "172.18.0.9");
+        assert_eq!(n.response.ips[0].cidr, "172.18.0.0/16");
+        assert_eq!(n.response.ips[0].gateway, "");
+        assert_eq!(n.response.routes, extra);
+        assert_eq!(n.response.mac_address, "");
+        assert!(!n.default_v4 && !n.default_v6);
+        assert!(has_address(&a, p));
+        a.insert(
+            annotation_key(p, "routes"),
+            r#"[{"gw":"172.18.0.1"}]"#.into(),
+        );
+        let n = ipam_from_annotations(&a, p, "eth0", &[]).unwrap();
+        assert_eq!(n.response.ips[0].gateway, "172.18.0.1");
+        assert!(n.default_v4 && !n.default_v6);
+        a.remove(&annotation_key(p, "cidr"));
+        assert_eq!(
+            ipam_from_annotations(&a, p, "net1", &[]),
+            Err(NetworkError::Missing(vec![annotation_key(p, "cidr")]))
+        );
+    }
+
+    /// A definition attached twice under interface names: each NIC reads the annotations
+    /// (and binds the port) of `<provider>.<ifname>`.
+    #[test]
+    fn repeated_attachments_use_the_interface_provider() {
+        let a = attachment("attachnet.default.ovn.net2");
+        assert_eq!(
+            effective_provider(&a, "attachnet.default.ovn", "net2"),
+            "attachnet.default.ovn.net2"
+        );
+        assert_eq!(
+            effective_provider(&a, "attachnet.default.ovn", "net1"),
+            "attachnet.default.ovn"
+        );
+        assert_eq!(effective_provider(&a, "mv.default", "net2"), "mv.default");
     }
 }

@@ -88,13 +88,19 @@ fn parse_routes(routes: &[Route]) -> Result<Vec<(IpNet, Option<IpAddr>)>, String
 }
 
 /// Compares the NIC of `req` with `expected`; the first difference found is the error.
-pub async fn verify(ovs: &Ovs, req: &CniRequest, expected: &Expected) -> Result<(), HandlerError> {
+/// `provider` is the one whose port the NIC is bound to (the request's, or with the
+/// interface name appended, see [`network::effective_provider`]).
+pub async fn verify(
+    ovs: &Ovs,
+    req: &CniRequest,
+    provider: &str,
+    expected: &Expected,
+) -> Result<(), HandlerError> {
     let ifname = if_name(req);
     let mismatch =
         |what: String| HandlerError::Mismatch(format!("{ifname} in {}: {what}", req.net_ns));
     let (host, _) = network::veth_names(&req.container_id, ifname)
         .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
-    let provider = network::provider(&req.provider);
     let want_id = kube_ovn_common::names::pod_lsp(&req.pod_name, &req.pod_namespace, provider);
     match ovs.plugged(INTEGRATION_BRIDGE, &host) {
         None => return Err(mismatch(format!("no port {host} on {INTEGRATION_BRIDGE}"))),

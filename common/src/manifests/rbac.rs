@@ -199,6 +199,14 @@ pub fn controller() -> Account {
                 "a SwitchLBRule's health-check Vip removed with it (slr_ctl.rs)",
             ),
             unexercised(
+                &["k8s.cni.cncf.io"],
+                &["network-attachment-definitions"],
+                WATCH,
+                "Multus attachments (controller/src/attach.rs), watched only once the \
+                 NetworkAttachmentDefinition CRD is installed, as upstream does; the RBAC \
+                 test's sandbox installs no such CRD",
+            ),
+            unexercised(
                 &["policy.networking.k8s.io"],
                 &[
                     "adminnetworkpolicies",
@@ -224,6 +232,14 @@ pub fn daemon() -> Account {
             used(CORE, &["nodes/status"], &["patch"]),
             used(CORE, &["pods"], &["list", "watch"]),
             used(KUBEOVN, &["subnets"], &["list", "watch"]),
+            unexercised(
+                &["k8s.cni.cncf.io"],
+                &["network-attachment-definitions"],
+                &["get"],
+                "a CNI ADD for an attachment provider no Subnet has reads its \
+                 NetworkAttachmentDefinition to tell a provider still coming from one that \
+                 never will (daemon/src/providers.rs); the RBAC test's pods have no attachments",
+            ),
             unexercised(
                 CORE,
                 &["pods"],
