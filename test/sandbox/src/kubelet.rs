@@ -28,6 +28,8 @@ use tracing::{info, warn};
 
 use crate::cni::{self, Attachment, NetworkConfig};
 use crate::error::{Error, Result};
+use crate::kubeovn;
+use crate::multus::{self, Delegate};
 use crate::node::NodeInfo;
 use crate::prober;
 use crate::sys;
@@ -224,6 +226,8 @@ async fn pod_loop(ctx: Arc<Ctx>) {
 struct Sandboxed {
     attachment: Attachment,
     config: Option<NetworkConfig>,
+    /// The additional networks attached after the default one (Multus's delegates), in order.
+    delegates: Vec<Delegate>,
     /// The pod's IPs (the node's for hostNetwork pods).
     ips: Vec<String>,
     /// When the containers "started" (RFC 3339), as reported in their status.
@@ -376,6 +380,7 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
         return Ok(Sandboxed {
             attachment,
             config: None,
+            delegates: Vec::new(),
             ips: vec![ctx.node.ip.to_string()],
             started_at: now(),
         });
@@ -386,14 +391,25 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
             ctx.node.cni_conf_dir().display()
         ))
     })?;
+    let delegates = attachment_delegates(ctx, pod, &namespace, &name).await?;
     let netns_name = pod_netns(&ctx.prefix, &namespace, &name);
     let bin_dir = ctx.node.cni_bin_dir();
     let host = ctx.node.netns.clone();
     let att = attachment.clone();
     let conf = config.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let dels = delegates.clone();
+    let (result, results) = tokio::task::spawn_blocking(move || {
         sys::netns_add(&netns_name)?;
-        match cni::add(&conf, &att, &bin_dir, &host) {
+        let added = cni::add(&conf, &att, &bin_dir, &host).and_then(|r| {
+            // Multus: the default network first, then each selected network.
+            let results = multus::add_all(&dels, &att, &bin_dir, &host)?;
+            if let Err(e) = multus::apply_default_routes(&dels, &netns_name) {
+                let _ = multus::del_all(&dels, &att, &bin_dir, &host);
+                return Err(e);
+            }
+            Ok((r, results))
+        });
+        match added {
             Ok(r) => Ok(r),
             Err(e) => {
                 // The runtime cleans up a failed ADD with DEL before trying again.
@@ -405,6 +421,15 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
     })
     .await
     .map_err(|e| Error::Invalid(format!("CNI task: {e}")))??;
+    if !delegates.is_empty() {
+        let status = multus::network_status_annotation(&config.name, &result, &delegates, &results);
+        let patch = json!({"metadata": {"annotations": {
+            multus::NETWORK_STATUS_ANNOTATION: status,
+        }}});
+        Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
     let ips = cni::result_ips(&result).map_err(|detail| Error::Cni {
         command: "ADD".into(),
         pod: format!("{namespace}/{name}"),
@@ -414,9 +439,50 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
     Ok(Sandboxed {
         attachment,
         config: Some(config),
+        delegates,
         ips,
         started_at: now(),
     })
+}
+
+/// The delegates for the networks the pod selects (none without the annotation), read from
+/// their NetworkAttachmentDefinitions as Multus does before calling any plugin.
+async fn attachment_delegates(
+    ctx: &Ctx,
+    pod: &Pod,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<Delegate>> {
+    let fail = |detail: String| Error::Cni {
+        command: "ADD".into(),
+        pod: format!("{namespace}/{name}"),
+        detail,
+    };
+    let Some(annotation) = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(multus::NETWORKS_ANNOTATION))
+    else {
+        return Ok(Vec::new());
+    };
+    let selections = multus::parse_networks(annotation, namespace).map_err(fail)?;
+    let socket = kubeovn::daemon_socket(&ctx.node);
+    let mut delegates = Vec::new();
+    for (i, sel) in selections.iter().enumerate() {
+        let nad = multus::nads(ctx.client.clone(), &sel.namespace)
+            .get_opt(&sel.name)
+            .await?
+            .ok_or_else(|| {
+                fail(format!(
+                    "cannot find a network-attachment-definition ({}) in namespace ({})",
+                    sel.name, sel.namespace
+                ))
+            })?;
+        let config = nad.data["spec"]["config"].as_str().unwrap_or_default();
+        delegates.push(multus::delegate(sel, i + 1, config, &socket)?);
+    }
+    Ok(delegates)
 }
 
 async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {
@@ -431,16 +497,20 @@ async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {
         &s.attachment.pod_name,
     );
     let att = s.attachment;
+    let delegates = s.delegates;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let (config, att, bin_dir, host, netns) = (
+        let (config, att, bin_dir, host, netns, delegates) = (
             config.clone(),
             att.clone(),
             bin_dir.clone(),
             host.clone(),
             netns.clone(),
+            delegates.clone(),
         );
         let done = tokio::task::spawn_blocking(move || {
+            // Multus: the selected networks last first, then the default network.
+            multus::del_all(&delegates, &att, &bin_dir, &host)?;
             cni::del(&config, &att, &bin_dir, &host)?;
             sys::netns_del(&netns)
         })
