@@ -549,6 +549,7 @@ impl Store {
         set_meta(&mut body, "generation", Some(1.into()));
         set_meta(&mut body, "deletionTimestamp", None);
         set_meta(&mut body, "deletionGracePeriodSeconds", None);
+        crate::workloads::apply_defaults(rt, &mut body);
         stamp(rt, &mut body);
         self.default_on_create(rt, &mut body)?;
         let change = self.commit(key, ChangeType::Added, None, body);
@@ -697,6 +698,7 @@ impl Store {
                     }
                 }
             }
+            crate::workloads::apply_defaults(rt, &mut new);
             new
         };
         stamp(rt, &mut new);
