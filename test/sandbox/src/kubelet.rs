@@ -28,7 +28,6 @@ use tracing::{info, warn};
 
 use crate::cni::{self, Attachment, NetworkConfig};
 use crate::error::{Error, Result};
-use crate::kubeovn;
 use crate::multus::{self, Delegate};
 use crate::node::NodeInfo;
 use crate::prober;
@@ -391,7 +390,15 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
             ctx.node.cni_conf_dir().display()
         ))
     })?;
-    let delegates = attachment_delegates(ctx, pod, &namespace, &name).await?;
+    let (default_network, delegates) = attachment_delegates(ctx, pod, &namespace, &name).await?;
+    let multus_pod = default_network.is_some() || !delegates.is_empty();
+    let (config, default_name) = match default_network {
+        Some(d) => (d.config, d.network),
+        None => {
+            let name = config.name.clone();
+            (config, name)
+        }
+    };
     let netns_name = pod_netns(&ctx.prefix, &namespace, &name);
     let bin_dir = ctx.node.cni_bin_dir();
     let host = ctx.node.netns.clone();
@@ -421,8 +428,9 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
     })
     .await
     .map_err(|e| Error::Invalid(format!("CNI task: {e}")))??;
-    if !delegates.is_empty() {
-        let status = multus::network_status_annotation(&config.name, &result, &delegates, &results);
+    if multus_pod {
+        let status =
+            multus::network_status_annotation(&default_name, &result, &delegates, &results);
         let patch = json!({"metadata": {"annotations": {
             multus::NETWORK_STATUS_ANNOTATION: status,
         }}});
@@ -445,44 +453,59 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
     })
 }
 
-/// The delegates for the networks the pod selects (none without the annotation), read from
-/// their NetworkAttachmentDefinitions as Multus does before calling any plugin.
+/// What Multus makes of a pod's annotations before calling any plugin: the NAD replacing the
+/// node's configuration for `eth0` (`v1.multus-cni.io/default-network`), if any, and the
+/// delegates of the selected networks, each read from its NetworkAttachmentDefinition.
 async fn attachment_delegates(
     ctx: &Ctx,
     pod: &Pod,
     namespace: &str,
     name: &str,
-) -> Result<Vec<Delegate>> {
+) -> Result<(Option<Delegate>, Vec<Delegate>)> {
     let fail = |detail: String| Error::Cni {
         command: "ADD".into(),
         pod: format!("{namespace}/{name}"),
         detail,
     };
-    let Some(annotation) = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(multus::NETWORKS_ANNOTATION))
-    else {
-        return Ok(Vec::new());
+    let annotation = |key: &str| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .cloned()
     };
-    let selections = multus::parse_networks(annotation, namespace).map_err(fail)?;
-    let socket = kubeovn::daemon_socket(&ctx.node);
+    let paths = multus::NodePaths::of(&ctx.node);
+    let load = |sel: multus::NetworkSelection, index: usize| {
+        let (client, paths, fail) = (ctx.client.clone(), paths.clone(), fail);
+        async move {
+            let nad = multus::nads(client, &sel.namespace)
+                .get_opt(&sel.name)
+                .await?
+                .ok_or_else(|| {
+                    fail(format!(
+                        "cannot find a network-attachment-definition ({}) in namespace ({})",
+                        sel.name, sel.namespace
+                    ))
+                })?;
+            let config = nad.data["spec"]["config"].as_str().unwrap_or_default();
+            multus::delegate(&sel, index, config, &paths)
+        }
+    };
+    let default = match annotation(multus::DEFAULT_NETWORK_ANNOTATION) {
+        Some(a) => {
+            let sel = multus::parse_default_network(&a, namespace).map_err(fail)?;
+            Some(load(sel, 0).await?)
+        }
+        None => None,
+    };
     let mut delegates = Vec::new();
-    for (i, sel) in selections.iter().enumerate() {
-        let nad = multus::nads(ctx.client.clone(), &sel.namespace)
-            .get_opt(&sel.name)
-            .await?
-            .ok_or_else(|| {
-                fail(format!(
-                    "cannot find a network-attachment-definition ({}) in namespace ({})",
-                    sel.name, sel.namespace
-                ))
-            })?;
-        let config = nad.data["spec"]["config"].as_str().unwrap_or_default();
-        delegates.push(multus::delegate(sel, i + 1, config, &socket)?);
+    if let Some(a) = annotation(multus::NETWORKS_ANNOTATION) {
+        let selections = multus::parse_networks(&a, namespace).map_err(fail)?;
+        for (i, sel) in selections.into_iter().enumerate() {
+            delegates.push(load(sel, i + 1).await?);
+        }
     }
-    Ok(delegates)
+    Ok((default, delegates))
 }
 
 async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {

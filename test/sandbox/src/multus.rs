@@ -24,8 +24,13 @@
 //! Plugins run from the node's plugin directory, which holds Debian's containernetworking-plugins
 //! (macvlan, ipvlan, bridge, host-local, static...) beside the `kube-ovn` binary. A delegate of
 //! type `kube-ovn`, or one with `ipam.type: kube-ovn`, gets `server_socket` pointed at the node's
-//! daemon socket: a real cluster has it at the same path on every node, a sandbox node at its
-//! own.
+//! daemon socket, and `host-local` IPAM without a `dataDir` keeps its leases in the node's
+//! directory: a real cluster has both at the same path on every node's own filesystem, sandbox
+//! nodes share one filesystem and have their own paths.
+//!
+//! `v1.multus-cni.io/default-network` (`name` or `namespace/name`) replaces the node's CNI
+//! configuration for the pod's `eth0` with a NAD's; network-status then names the default
+//! network `<namespace>/<name>`.
 
 use std::path::Path;
 
@@ -58,6 +63,46 @@ pub fn nad_resource() -> ApiResource {
 /// The NetworkAttachmentDefinitions of `namespace`.
 pub fn nads(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client, namespace, &nad_resource())
+}
+
+/// The annotation naming a NAD to use for the pod's default network instead of the node's.
+pub const DEFAULT_NETWORK_ANNOTATION: &str = "v1.multus-cni.io/default-network";
+
+/// Where a node keeps what plugins find at fixed paths on a real node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePaths {
+    /// The kube-ovn daemon's socket (`/run/openvswitch/kube-ovn-daemon.sock`).
+    pub daemon_socket: std::path::PathBuf,
+    /// host-local's lease directory (`/var/lib/cni/networks`).
+    pub host_local_dir: std::path::PathBuf,
+}
+
+impl NodePaths {
+    /// The paths of a sandbox node.
+    pub fn of(node: &crate::node::NodeInfo) -> NodePaths {
+        NodePaths {
+            daemon_socket: crate::kubeovn::daemon_socket(node),
+            host_local_dir: node.dir.join("cni/networks"),
+        }
+    }
+}
+
+/// Parses the default-network annotation (`name` or `namespace/name`) of a pod in
+/// `pod_namespace` into a selection for `eth0`.
+pub fn parse_default_network(
+    annotation: &str,
+    pod_namespace: &str,
+) -> std::result::Result<NetworkSelection, String> {
+    let mut list = parse_networks(annotation, pod_namespace)?;
+    match (list.pop(), list.is_empty()) {
+        (Some(mut n), true) if n.interface.is_empty() => {
+            n.interface = "eth0".into();
+            Ok(n)
+        }
+        _ => Err(format!(
+            "{DEFAULT_NETWORK_ANNOTATION} must name one network without an interface: {annotation:?}"
+        )),
+    }
 }
 
 /// One selected network (multi-net-spec "NetworkSelectionElement").
@@ -162,12 +207,12 @@ pub struct Delegate {
 }
 
 /// Builds the delegate for the `index`-th (1-based) selected network from its NAD's
-/// `spec.config`; `daemon_socket` is where this node's kube-ovn daemon listens.
+/// `spec.config`, as run on `node`.
 pub fn delegate(
     selection: &NetworkSelection,
     index: usize,
     nad_config: &str,
-    daemon_socket: &Path,
+    node: &NodePaths,
 ) -> Result<Delegate> {
     let network = format!("{}/{}", selection.namespace, selection.name);
     let origin = format!("NetworkAttachmentDefinition {network}");
@@ -202,13 +247,20 @@ pub fn delegate(
         if let Some(args) = &selection.cni_args {
             plugin.insert("args".into(), json!({ "cni": args }));
         }
-        let socket = json!(daemon_socket.display().to_string());
+        let socket = json!(node.daemon_socket.display().to_string());
         if plugin.get("type").and_then(Value::as_str) == Some("kube-ovn") {
             plugin.insert("server_socket".into(), socket.clone());
         }
         if let Some(ipam) = plugin.get_mut("ipam").and_then(Value::as_object_mut) {
-            if ipam.get("type").and_then(Value::as_str) == Some("kube-ovn") {
-                ipam.insert("server_socket".into(), socket);
+            match ipam.get("type").and_then(Value::as_str) {
+                Some("kube-ovn") => {
+                    ipam.insert("server_socket".into(), socket);
+                }
+                Some("host-local") if !ipam.contains_key("dataDir") => {
+                    let dir = node.host_local_dir.display().to_string();
+                    ipam.insert("dataDir".into(), json!(dir));
+                }
+                _ => {}
             }
         }
     }
@@ -362,6 +414,26 @@ pub fn network_status_annotation(
 mod tests {
     use super::*;
 
+    fn paths() -> NodePaths {
+        NodePaths {
+            daemon_socket: "/node/s.sock".into(),
+            host_local_dir: "/node/networks".into(),
+        }
+    }
+
+    #[test]
+    fn default_network_is_one_network_on_eth0() {
+        let d = parse_default_network("kube-system/ovn-attach", "default").unwrap();
+        assert_eq!(
+            (d.namespace.as_str(), d.name.as_str(), d.interface.as_str()),
+            ("kube-system", "ovn-attach", "eth0")
+        );
+        assert_eq!(parse_default_network("a", "ns").unwrap().namespace, "ns");
+        assert!(parse_default_network("a,b", "ns").is_err());
+        assert!(parse_default_network("a@net1", "ns").is_err());
+        assert!(parse_default_network("", "ns").is_err());
+    }
+
     #[test]
     fn comma_form_takes_namespace_and_interface() {
         let n = parse_networks("macvlan, other/br@eth9 ,x@net5", "team").unwrap();
@@ -415,7 +487,7 @@ mod tests {
             2,
             r#"{"cniVersion":"0.4.0","type":"macvlan","master":"eth1","capabilities":{"ips":true},
                 "ipam":{"type":"static"}}"#,
-            Path::new("/s.sock"),
+            &paths(),
         )
         .unwrap();
         assert_eq!(d.ifname, "net2");
@@ -436,7 +508,7 @@ mod tests {
                 {"type":"kube-ovn","server_socket":"/run/openvswitch/kube-ovn-daemon.sock"},
                 {"type":"macvlan","ipam":{"type":"kube-ovn","server_socket":"/x"}},
                 {"type":"tuning","capabilities":{"mac":true}}]}"#,
-            Path::new("/node/s.sock"),
+            &paths(),
         )
         .unwrap();
         assert_eq!(list.ifname, "eth7");
@@ -446,7 +518,23 @@ mod tests {
         assert_eq!(ps[0]["server_socket"], "/node/s.sock");
         assert_eq!(ps[1]["ipam"]["server_socket"], "/node/s.sock");
         assert_eq!(ps[2]["runtimeConfig"], json!({"mac": "02:00:00:00:00:01"}));
-        assert!(delegate(&sel, 1, "[]", Path::new("/s")).is_err());
+        assert!(delegate(&sel, 1, "[]", &paths()).is_err());
+        let hl = delegate(
+            &sel,
+            1,
+            r#"{"cniVersion":"0.3.1","type":"macvlan","ipam":{"type":"host-local","subnet":"10.0.0.0/24"}}"#,
+            &paths(),
+        )
+        .unwrap();
+        assert_eq!(hl.config.plugins[0]["ipam"]["dataDir"], "/node/networks");
+        let own = delegate(
+            &sel,
+            1,
+            r#"{"cniVersion":"0.3.1","type":"macvlan","ipam":{"type":"host-local","dataDir":"/d"}}"#,
+            &paths(),
+        )
+        .unwrap();
+        assert_eq!(own.config.plugins[0]["ipam"]["dataDir"], "/d");
     }
 
     #[test]

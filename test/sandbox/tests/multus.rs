@@ -42,7 +42,6 @@ async fn macvlan_attachments_reach_the_external_host() {
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
     let state = sandbox.state().clone();
     let external = state.external.clone().expect("external host");
-    let leases = state.run_dir.join("macvlan-leases");
     let nads = multus::nads(sandbox.client(), "default");
     nads.create(
         &PostParams::default(),
@@ -53,7 +52,6 @@ async fn macvlan_attachments_reach_the_external_host() {
                 "ipam": {
                     "type": "host-local", "subnet": external.cidr,
                     "rangeStart": "172.19.0.150", "rangeEnd": "172.19.0.159",
-                    "dataDir": leases.display().to_string(),
                 },
             }),
         ),
@@ -148,7 +146,9 @@ async fn macvlan_attachments_reach_the_external_host() {
 
     // Deleting the pod calls DEL for the attachment: host-local's lease goes, the NIC with the
     // pod's namespace.
-    let lease = leases.join("macvlan-hl").join(&hl_macvlan);
+    // host-local without a dataDir keeps its leases in the node's own directory.
+    let node1 = state.node("node1").unwrap();
+    let lease = node1.dir.join("cni/networks/macvlan-hl").join(&hl_macvlan);
     assert!(lease.exists(), "{} missing", lease.display());
     pods.delete("hl", &DeleteParams::default()).await.unwrap();
     probe::until(POD_READY, "hl's attachment deleted", || async {
@@ -161,6 +161,33 @@ async fn macvlan_attachments_reach_the_external_host() {
     })
     .await
     .unwrap();
+
+    // v1.multus-cni.io/default-network: eth0 itself comes from a NAD instead of kube-ovn.
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "dn", "annotations": {multus::DEFAULT_NETWORK_ANNOTATION: "default/macvlan-hl"}},
+        "spec": {"nodeName": "node2", "containers": [{"name": "c", "image": "x"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let dn_ip = probe::running_pod_ip(&pods, "dn", POD_READY).await.unwrap();
+    assert!(
+        dn_ip.starts_with("172.19.0.15"),
+        "eth0 from macvlan-hl: {dn_ip}"
+    );
+    let dn_status = status_of(&pods.get("dn").await.unwrap());
+    assert_eq!(dn_status.len(), 1, "{dn_status:?}");
+    assert_eq!(dn_status[0]["name"], "default/macvlan-hl");
+    assert_eq!(dn_status[0]["interface"], "eth0");
+    assert_eq!(dn_status[0]["default"], true);
+    let dn_ns = state.pod_netns("default", "dn");
+    probe::reach(&state, &dn_ns, &ext_ip).expect("dn eth0 (macvlan) → external");
+    let node2 = state.node("node2").unwrap();
+    assert!(node2
+        .dir
+        .join("cni/networks/macvlan-hl")
+        .join(&dn_ip)
+        .exists());
 
     // A pod selecting a network that does not exist does not start; an Event says why.
     let pod: Pod = serde_json::from_value(json!({
