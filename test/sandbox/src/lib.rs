@@ -6,7 +6,9 @@
 //! own Open vSwitch and ovn-controller, tunnelling Geneve over a shared fabric namespace; an
 //! external namespace on a provider network; and per node a kubelet stand-in that registers the
 //! Node and runs pods as network namespaces through the real CNI contract (with kubelet's
-//! readiness probes and pod conditions); for Services, what kube-controller-manager's
+//! readiness probes and pod conditions, and Multus's attachments of NetworkAttachmentDefinitions
+//! as extra NICs, [`multus`]); kube-controller-manager's workload controllers (Deployments,
+//! ReplicaSets, StatefulSets and their garbage collection, [`apps`]); for Services, what its
 //! EndpointSlice and EndpointSlice-mirroring controllers do ([`endpointslice`], [`mirroring`]),
 //! kube-proxy's rejects for Service ports without endpoints ([`kubeproxy`]) and the
 //! `kubernetes` Service's endpoint on the first node ([`apiproxy`]); and test workloads
