@@ -404,12 +404,22 @@ async fn sync_replicaset(client: &kube::Client, ns: &str, name: &str) -> Result<
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     let status = json!({
         "replicas": count(active.len()),
-        "fullyLabeledReplicas": count(active.len()),
-        "readyReplicas": count(ready),
-        "availableReplicas": count(ready),
+        "fullyLabeledReplicas": omit_zero(count(active.len())),
+        "readyReplicas": omit_zero(count(ready)),
+        "availableReplicas": omit_zero(count(ready)),
         "observedGeneration": rs.metadata.generation,
     });
     write_status(&api, name, rs.status.as_ref(), status).await
+}
+
+/// A status count as the API serves it: `omitempty` counts are absent when zero (a merge patch
+/// with null removes a stale one).
+fn omit_zero(n: i32) -> Value {
+    if n == 0 {
+        Value::Null
+    } else {
+        json!(n)
+    }
 }
 
 /// Writes `status` when it differs from `current` (compared as JSON, without condition times).
@@ -800,11 +810,11 @@ async fn deployment_status(
     ];
     let status = json!({
         "observedGeneration": deploy.metadata.generation,
-        "replicas": replicas,
-        "updatedReplicas": updated,
-        "readyReplicas": ready,
-        "availableReplicas": available,
-        "unavailableReplicas": (desired - available).max(0),
+        "replicas": omit_zero(replicas),
+        "updatedReplicas": omit_zero(updated),
+        "readyReplicas": omit_zero(ready),
+        "availableReplicas": omit_zero(available),
+        "unavailableReplicas": omit_zero((desired - available).max(0)),
         "conditions": conditions,
         "collisionCount": deploy.status.as_ref().and_then(|s| s.collision_count),
     });
@@ -961,10 +971,10 @@ async fn sync_statefulset(client: &kube::Client, ns: &str, name: &str) -> Result
     let status = json!({
         "observedGeneration": sts.metadata.generation,
         "replicas": count(pods.len()),
-        "readyReplicas": ready,
+        "readyReplicas": omit_zero(ready),
         "availableReplicas": ready,
-        "currentReplicas": current,
-        "updatedReplicas": updated,
+        "currentReplicas": omit_zero(current),
+        "updatedReplicas": omit_zero(updated),
         "currentRevision": current_revision,
         "updateRevision": revision,
         "collisionCount": 0,
