@@ -2,7 +2,10 @@
 //! kube-ovn `eth0`, a macvlan NIC on their node's `eth1` (the provider network) from Debian's
 //! plugins — addresses from `host-local` (comma form) or `static` with the `ips` request (JSON
 //! form, own interface name) — reach the external host and each other across nodes through it,
-//! carry Multus's `network-status`, and lose the NIC (and its lease) when deleted.
+//! carry Multus's `network-status`, and lose the NIC (and its lease) when deleted. A pod with two
+//! networks gets `net1` and `net2` in order (the second a bridge conflist); a pod whose
+//! `v1.multus-cni.io/default-network` names a NAD gets its `eth0` from it; a pod selecting a
+//! missing NAD does not start.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -157,6 +160,74 @@ async fn macvlan_attachments_reach_the_external_host() {
             Ok(())
         } else {
             Err(format!("lease exists: {}", lease.exists()))
+        }
+    })
+    .await
+    .unwrap();
+
+    // Two networks, one a conflist (bridge + host-local): net1, net2 in order; DEL releases
+    // both leases.
+    nads.create(
+        &PostParams::default(),
+        &nad(
+            "br-attach",
+            json!({
+                "cniVersion": "1.0.0", "name": "br-attach",
+                "plugins": [{
+                    "type": "bridge", "bridge": "br-attach", "isGateway": true,
+                    "ipam": {"type": "host-local", "ranges": [[{"subnet": "192.168.200.0/24"}]]},
+                }],
+            }),
+        ),
+    )
+    .await
+    .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "two", "annotations": {
+            NETWORKS_ANNOTATION: r#"[{"name":"macvlan-hl"},{"name":"br-attach","namespace":"default"}]"#,
+        }},
+        "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "x"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    probe::running_pod_ip(&pods, "two", POD_READY)
+        .await
+        .unwrap();
+    let two = status_of(&pods.get("two").await.unwrap());
+    let names: Vec<_> = two
+        .iter()
+        .map(|s| (s["name"].clone(), s["interface"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (json!("kube-ovn"), json!("eth0")),
+            (json!("default/macvlan-hl"), json!("net1")),
+            (json!("default/br-attach"), json!("net2")),
+        ]
+    );
+    let two_ns = state.pod_netns("default", "two");
+    probe::reach(&state, &two_ns, &ext_ip).expect("two net1 → external");
+    probe::reach(&state, &two_ns, "192.168.200.1").expect("two net2 → its node's bridge");
+    let leases = [
+        node1
+            .dir
+            .join("cni/networks/macvlan-hl")
+            .join(two[1]["ips"][0].as_str().unwrap()),
+        node1
+            .dir
+            .join("cni/networks/br-attach")
+            .join(two[2]["ips"][0].as_str().unwrap()),
+    ];
+    assert!(leases.iter().all(|l| l.exists()), "{leases:?}");
+    pods.delete("two", &DeleteParams::default()).await.unwrap();
+    probe::until(POD_READY, "two's leases released", || async {
+        let left: Vec<_> = leases.iter().filter(|l| l.exists()).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
         }
     })
     .await
