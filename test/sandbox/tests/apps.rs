@@ -1,7 +1,8 @@
 //! The workload controllers run pods as kube-controller-manager's would: a Deployment's
 //! ReplicaSet and pods carry Kubernetes' names, labels and owner references, scale down and up,
 //! roll to a new template and go away with their owner; a StatefulSet starts its pods one at a
-//! time in ordinal order, scales down from the highest ordinal and goes away with its owner.
+//! time in ordinal order, replaces them for a new template from the highest ordinal, scales down
+//! from the highest ordinal and goes away with its owner.
 //! Pods are real (network namespaces wired by Debian's bridge plugin), so "Running" means the
 //! kubelet stand-ins ran them.
 
@@ -306,6 +307,51 @@ async fn statefulsets_start_pods_in_order_and_scale_down_from_the_top() {
     })
     .await
     .unwrap();
+
+    // A new template replaces the pods from the highest ordinal down, each once the rest is
+    // ready; names stay.
+    let old_revision = list[0].metadata.labels.as_ref().unwrap()[CONTROLLER_REVISION_HASH].clone();
+    sets.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"template": {"metadata": {"annotations": {"rev": "2"}}}}})),
+    )
+    .await
+    .unwrap();
+    probe::until(WITHIN, "db rolled to the new template", || async {
+        let list = pods_with(&pods, "app=db").await;
+        let new = list
+            .iter()
+            .filter(|p| {
+                p.metadata.labels.as_ref().unwrap()[CONTROLLER_REVISION_HASH] != old_revision
+                    && pod_ready(p)
+            })
+            .count();
+        let s = sets
+            .get("db")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .unwrap_or_default();
+        if list.len() == 2
+            && new == 2
+            && s.updated_replicas == Some(2)
+            && s.ready_replicas == Some(2)
+        {
+            Ok(())
+        } else {
+            Err(format!("{} pods, {new} new, {s:?}", list.len()))
+        }
+    })
+    .await
+    .unwrap();
+    let list = running(&state, &pods, "app=db", 2).await;
+    let mut names: Vec<_> = list
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["db-0", "db-1"]);
 
     // Scale down removes the highest ordinal.
     sets.patch(
