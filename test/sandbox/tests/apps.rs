@@ -21,6 +21,12 @@ use serde_json::json;
 const WITHIN: Duration = Duration::from_secs(30);
 
 async fn sandbox() -> Sandbox {
+    assert!(
+        std::path::Path::new(kube_ovn_sandbox::node::SYSTEM_CNI_DIR)
+            .join("bridge")
+            .exists(),
+        "Debian's containernetworking-plugins are missing (test/sandbox/install-deps.sh installs them)"
+    );
     let sandbox = Sandbox::up(SandboxConfig::isolated(2))
         .await
         .expect("sandbox");

@@ -40,6 +40,12 @@ fn link_exists(netns: &str, dev: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn macvlan_attachments_reach_the_external_host() {
+    assert!(
+        std::path::Path::new(kube_ovn_sandbox::node::SYSTEM_CNI_DIR)
+            .join("macvlan")
+            .exists(),
+        "Debian's containernetworking-plugins are missing (test/sandbox/install-deps.sh installs them)"
+    );
     let mut config = SandboxConfig::isolated(2);
     config.kube_ovn = Some(KubeOvnBuild::of_test_binary().expect("kube-ovn build"));
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
