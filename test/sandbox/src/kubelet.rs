@@ -434,9 +434,20 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
         let patch = json!({"metadata": {"annotations": {
             multus::NETWORK_STATUS_ANNOTATION: status,
         }}});
-        Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
+        if let Err(e) = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+            .await
+        {
+            // Multus fails the ADD when it cannot write the status; the runtime then deletes.
+            let (conf, dels, att) = (config.clone(), delegates.clone(), attachment.clone());
+            let (bin_dir, host) = (ctx.node.cni_bin_dir(), ctx.node.netns.clone());
+            let netns = pod_netns(&ctx.prefix, &namespace, &name);
+            let _ = tokio::task::spawn_blocking(move || {
+                unwire(&conf, &dels, &att, &bin_dir, &host, &netns)
+            })
+            .await;
+            return Err(e.into());
+        }
     }
     let ips = cni::result_ips(&result).map_err(|detail| Error::Cni {
         command: "ADD".into(),
@@ -508,6 +519,21 @@ async fn attachment_delegates(
     Ok((default, delegates))
 }
 
+/// CNI DEL for everything of a pod (Multus: the selected networks last first, then the default
+/// network) and the removal of its network namespace.
+fn unwire(
+    config: &NetworkConfig,
+    delegates: &[Delegate],
+    att: &Attachment,
+    bin_dir: &std::path::Path,
+    host: &str,
+    netns: &str,
+) -> Result<()> {
+    multus::del_all(delegates, att, bin_dir, host)?;
+    cni::del(config, att, bin_dir, host)?;
+    sys::netns_del(netns)
+}
+
 async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {
     let Some(config) = s.config else {
         return;
@@ -532,10 +558,7 @@ async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {
             delegates.clone(),
         );
         let done = tokio::task::spawn_blocking(move || {
-            // Multus: the selected networks last first, then the default network.
-            multus::del_all(&delegates, &att, &bin_dir, &host)?;
-            cni::del(&config, &att, &bin_dir, &host)?;
-            sys::netns_del(&netns)
+            unwire(&config, &delegates, &att, &bin_dir, &host, &netns)
         })
         .await;
         match done {
