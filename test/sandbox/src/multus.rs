@@ -105,6 +105,36 @@ pub fn parse_default_network(
     }
 }
 
+/// Creates the NetworkAttachmentDefinition `namespace/name` whose `spec.config` is `config`
+/// (one plugin or a conflist), as a test sets up an attachment.
+pub async fn create_nad(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    config: &Value,
+) -> Result<DynamicObject> {
+    let nad: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"config": config.to_string()},
+    }))
+    .map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(nads(client, namespace)
+        .create(&kube::api::PostParams::default(), &nad)
+        .await?)
+}
+
+/// The entries of a pod's network-status annotation (none when it has none or it is not a
+/// JSON list), in order: the default network first.
+pub fn network_status_of(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<Value> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(NETWORK_STATUS_ANNOTATION))
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
+}
+
 /// One selected network (multi-net-spec "NetworkSelectionElement").
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkSelection {

@@ -12,22 +12,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
-use kube_ovn_sandbox::multus::{self, NETWORKS_ANNOTATION, NETWORK_STATUS_ANNOTATION};
+use kube_ovn_sandbox::multus::{self, NETWORKS_ANNOTATION};
 use kube_ovn_sandbox::{leftovers, probe, sys, Sandbox, SandboxConfig};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const POD_READY: Duration = Duration::from_secs(60);
-
-fn nad(name: &str, config: Value) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"config": config.to_string()},
-    }))
-    .unwrap()
-}
 
 fn link_exists(netns: &str, dev: &str) -> bool {
     sys::in_netns(netns, "ip")
@@ -51,35 +42,32 @@ async fn macvlan_attachments_reach_the_external_host() {
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
     let state = sandbox.state().clone();
     let external = state.external.clone().expect("external host");
-    let nads = multus::nads(sandbox.client(), "default");
-    nads.create(
-        &PostParams::default(),
-        &nad(
-            "macvlan-hl",
-            json!({
-                "cniVersion": "0.3.1", "type": "macvlan", "master": "eth1", "mode": "bridge",
-                "ipam": {
-                    "type": "host-local", "subnet": external.cidr,
-                    "rangeStart": "172.19.0.150", "rangeEnd": "172.19.0.159",
-                },
-            }),
-        ),
+    multus::create_nad(
+        sandbox.client(),
+        "default",
+        "macvlan-hl",
+        &json!({
+            "cniVersion": "0.3.1", "type": "macvlan", "master": "eth1", "mode": "bridge",
+            "ipam": {
+                "type": "host-local", "subnet": external.cidr,
+                "rangeStart": "172.19.0.150", "rangeEnd": "172.19.0.159",
+            },
+        }),
     )
     .await
     .unwrap();
-    nads.create(
-        &PostParams::default(),
-        &nad(
-            "macvlan-static",
-            json!({
-                "cniVersion": "0.3.1", "name": "static-net",
-                "plugins": [{
-                    "type": "macvlan", "master": "eth1", "mode": "bridge",
-                    "capabilities": {"ips": true},
-                    "ipam": {"type": "static"},
-                }],
-            }),
-        ),
+    multus::create_nad(
+        sandbox.client(),
+        "default",
+        "macvlan-static",
+        &json!({
+            "cniVersion": "0.3.1", "name": "static-net",
+            "plugins": [{
+                "type": "macvlan", "master": "eth1", "mode": "bridge",
+                "capabilities": {"ips": true},
+                "ipam": {"type": "static"},
+            }],
+        }),
     )
     .await
     .unwrap();
@@ -112,10 +100,7 @@ async fn macvlan_attachments_reach_the_external_host() {
     assert!(link_exists(&st_ns, "ext1"));
 
     // network-status: kube-ovn's eth0 as the default network, then the attachment.
-    let status_of = |p: &Pod| -> Vec<Value> {
-        let text = &p.metadata.annotations.as_ref().unwrap()[NETWORK_STATUS_ANNOTATION];
-        serde_json::from_str(text).unwrap()
-    };
+    let status_of = multus::network_status_of;
     let hl = pods.get("hl").await.unwrap();
     let status = status_of(&hl);
     assert_eq!(status.len(), 2, "{status:?}");
@@ -173,18 +158,17 @@ async fn macvlan_attachments_reach_the_external_host() {
 
     // Two networks, one a conflist (bridge + host-local): net1, net2 in order; DEL releases
     // both leases.
-    nads.create(
-        &PostParams::default(),
-        &nad(
-            "br-attach",
-            json!({
-                "cniVersion": "1.0.0", "name": "br-attach",
-                "plugins": [{
-                    "type": "bridge", "bridge": "br-attach", "isGateway": true,
-                    "ipam": {"type": "host-local", "ranges": [[{"subnet": "192.168.200.0/24"}]]},
-                }],
-            }),
-        ),
+    multus::create_nad(
+        sandbox.client(),
+        "default",
+        "br-attach",
+        &json!({
+            "cniVersion": "1.0.0", "name": "br-attach",
+            "plugins": [{
+                "type": "bridge", "bridge": "br-attach", "isGateway": true,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "192.168.200.0/24"}]]},
+            }],
+        }),
     )
     .await
     .unwrap();
