@@ -1,7 +1,8 @@
 //! The kubelet stand-in's Multus: pods selecting NetworkAttachmentDefinitions get, after their
 //! kube-ovn `eth0`, a macvlan NIC on their node's `eth1` (the provider network) from Debian's
 //! plugins — addresses from `host-local` (comma form) or `static` with the `ips` request (JSON
-//! form, own interface name) — reach the external host and each other across nodes through it,
+//! form, own interface name, `default-route` moving the default route there) — reach the
+//! external host and each other across nodes through it,
 //! carry Multus's `network-status`, and lose the NIC (and its lease) when deleted. A pod with two
 //! networks gets `net1` and `net2` in order (the second a bridge conflist); a pod whose
 //! `v1.multus-cni.io/default-network` names a NAD gets its `eth0` from it; a pod selecting a
@@ -77,8 +78,11 @@ async fn macvlan_attachments_reach_the_external_host() {
         (
             "st",
             "node2",
-            json!(json!([{"name": "macvlan-static", "interface": "ext1", "ips": ["172.19.0.200/24"]}])
-                .to_string()),
+            json!(
+                json!([{"name": "macvlan-static", "interface": "ext1", "ips": ["172.19.0.200/24"],
+                          "default-route": ["172.19.0.100"]}])
+                .to_string()
+            ),
         ),
     ] {
         let pod: Pod = serde_json::from_value(json!({
@@ -120,6 +124,15 @@ async fn macvlan_attachments_reach_the_external_host() {
     assert_eq!(st_status[1]["name"], "default/macvlan-static");
     assert_eq!(st_status[1]["interface"], "ext1");
     assert_eq!(st_status[1]["ips"], json!(["172.19.0.200"]));
+    // default-route: st's default route now leaves through ext1 to the external host.
+    let routes =
+        sys::run_command(sys::in_netns(&st_ns, "ip").args(["-4", "route", "show", "default"]))
+            .unwrap();
+    assert_eq!(
+        routes.trim(),
+        "default via 172.19.0.100 dev ext1",
+        "{routes}"
+    );
 
     // Real packets over the provider network: pod → external host, external → pod, pod → pod
     // across nodes, all through macvlan on the nodes' eth1.
