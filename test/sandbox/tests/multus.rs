@@ -2,11 +2,10 @@
 //! kube-ovn `eth0`, a macvlan NIC on their node's `eth1` (the provider network) from Debian's
 //! plugins — addresses from `host-local` (comma form) or `static` with the `ips` request (JSON
 //! form, own interface name, `default-route` moving the default route there) — reach the
-//! external host and each other across nodes through it,
-//! carry Multus's `network-status`, and lose the NIC (and its lease) when deleted. A pod with two
-//! networks gets `net1` and `net2` in order (the second a bridge conflist); a pod whose
-//! `v1.multus-cni.io/default-network` names a NAD gets its `eth0` from it; a pod selecting a
-//! missing NAD does not start.
+//! external host and each other across nodes through it, carry Multus's `network-status`, and
+//! lose the NIC (and its lease) when deleted. A pod with two networks gets `net1` and `net2` in
+//! order (the second a bridge conflist); a pod whose `v1.multus-cni.io/default-network` names a
+//! NAD gets its `eth0` from it; a pod selecting a missing NAD does not start.
 
 use std::path::Path;
 use std::process::Stdio;
