@@ -269,6 +269,9 @@ fn resource_request(
     let status_only = match target.subresource.as_deref() {
         None => false,
         Some("status") if rt.status_subresource => true,
+        Some("scale") if crate::workloads::has_scale(rt) => {
+            return scale_request(state, rt, target, call);
+        }
         Some(other) => {
             return Err(ApiError::path_not_found(&format!(
                 "{}/{other}",
@@ -319,6 +322,47 @@ fn resource_request(
         }
         _ => Err(ApiError::method_not_allowed(method.as_str())),
     }
+}
+
+/// GET, PUT or PATCH of a workload's `scale` subresource: an `autoscaling/v1` Scale read from
+/// and written to the object's `spec.replicas`.
+fn scale_request(
+    state: &Arc<ServerState>,
+    rt: &ResourceType,
+    target: &ResourcePath,
+    call: &ResourceCall<'_>,
+) -> ApiResult<Response<ResponseBody>> {
+    let ns = target.namespace.as_deref();
+    let Some(name) = target.name.as_deref() else {
+        return Err(ApiError::method_not_allowed(call.method.as_str()));
+    };
+    let mut store = state.lock_store();
+    let current = store.get(rt, ns, name)?;
+    let scale = match *call.method {
+        Method::GET => return Ok(json_response(200, &crate::workloads::scale_of(&current))),
+        Method::PUT => decode_body(call.content_type, call.body)?,
+        Method::PATCH => {
+            let kind = PatchKind::from_content_type(call.content_type)
+                .ok_or_else(|| ApiError::unsupported_media_type(call.content_type))?;
+            let patch = decode_body(call.content_type, call.body)?;
+            let mut scale = crate::workloads::scale_of(&current);
+            match kind {
+                PatchKind::Merge => crate::patch::merge_patch(&mut scale, &patch),
+                PatchKind::Json => crate::patch::json_patch(&mut scale, &patch)?,
+                PatchKind::Strategic => crate::patch::strategic_merge_patch(&mut scale, &patch)?,
+                PatchKind::Apply => crate::patch::apply_merge(&mut scale, &patch)?,
+            }
+            scale
+        }
+        _ => return Err(ApiError::method_not_allowed(call.method.as_str())),
+    };
+    let updated = crate::workloads::with_scale(&current, &scale).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Required value"
+        ))
+    })?;
+    let stored = store.update(rt, ns, name, updated, false)?;
+    Ok(json_response(200, &crate::workloads::scale_of(&stored)))
 }
 
 fn collection_request(

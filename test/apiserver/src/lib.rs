@@ -44,6 +44,7 @@ pub mod services;
 mod store;
 mod table;
 mod watch;
+mod workloads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

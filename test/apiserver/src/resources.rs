@@ -73,7 +73,12 @@ fn builtin(
         short_names: short_names.iter().map(|s| s.to_string()).collect(),
         status_subresource,
         custom: false,
-        categories: if matches!(plural, "pods" | "services") && group.is_empty() {
+        categories: if (matches!(plural, "pods" | "services") && group.is_empty())
+            || (group == "apps"
+                && matches!(
+                    plural,
+                    "deployments" | "replicasets" | "statefulsets" | "daemonsets"
+                )) {
             vec!["all".into()]
         } else {
             Vec::new()
@@ -162,6 +167,24 @@ fn builtin_types() -> Vec<ResourceType> {
             true,
         ),
         builtin("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], true),
+        builtin(
+            "apps",
+            "v1",
+            "replicasets",
+            "ReplicaSet",
+            true,
+            &["rs"],
+            true,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "statefulsets",
+            "StatefulSet",
+            true,
+            &["sts"],
+            true,
+        ),
         builtin(
             "rbac.authorization.k8s.io",
             "v1",

@@ -22,6 +22,16 @@ const CRD_GROUP: &str = "apiextensions.k8s.io";
 const CRD_RESOURCE: &str = "customresourcedefinitions";
 const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// Five characters from apimachinery's alphabet for generated names (consonants and digits
+/// that never spell words), as kube-apiserver appends to `metadata.generateName`.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect()
+}
+
 /// Where an object is filed: group/resource (version-independent), namespace, name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct ObjectKey {
@@ -516,10 +526,7 @@ impl Store {
         self.require_namespace(rt, namespace.as_deref())?;
         let name = match (meta_str(&body, "name"), meta_str(&body, "generateName")) {
             (Some(name), _) => name.to_string(),
-            (None, Some(prefix)) => format!(
-                "{prefix}{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..5]
-            ),
+            (None, Some(prefix)) => format!("{prefix}{}", random_suffix()),
             (None, None) => {
                 return Err(ApiError::invalid(format!(
                 "{} is invalid: metadata.name: Required value: name or generateName is required",
@@ -542,6 +549,7 @@ impl Store {
         set_meta(&mut body, "generation", Some(1.into()));
         set_meta(&mut body, "deletionTimestamp", None);
         set_meta(&mut body, "deletionGracePeriodSeconds", None);
+        crate::workloads::apply_defaults(rt, &mut body);
         stamp(rt, &mut body);
         self.default_on_create(rt, &mut body)?;
         let change = self.commit(key, ChangeType::Added, None, body);
@@ -690,6 +698,7 @@ impl Store {
                     }
                 }
             }
+            crate::workloads::apply_defaults(rt, &mut new);
             new
         };
         stamp(rt, &mut new);

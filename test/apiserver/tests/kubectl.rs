@@ -529,3 +529,125 @@ async fn kubectl_prints_crd_printer_columns() {
         "{crd_list:?}"
     );
 }
+
+const WORKLOADS: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: c
+        image: nginx:1
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  selector:
+    matchLabels:
+      app: db
+  template:
+    metadata:
+      labels:
+        app: db
+    spec:
+      containers:
+      - name: c
+        image: db:1
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_scales_workloads_and_sees_their_defaults_and_columns() {
+    let Some((_server, kubectl, dir)) = setup("kubectl_scales_workloads").await else {
+        return;
+    };
+    let objects = dir.path().join("workloads.yaml");
+    std::fs::write(&objects, WORKLOADS).unwrap();
+    kubectl
+        .run(&["apply", "-f", objects.to_str().unwrap()])
+        .await;
+    // kube-apiserver's defaults, which `kubectl rollout status` reads.
+    let deploy = kubectl.json(&["get", "deployment", "web"]).await;
+    assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        deploy["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+        "25%"
+    );
+    let sts = kubectl.json(&["get", "sts", "db"]).await;
+    assert_eq!(sts["spec"]["replicas"], 1);
+    assert_eq!(sts["spec"]["podManagementPolicy"], "OrderedReady");
+    assert_eq!(sts["spec"]["updateStrategy"]["type"], "RollingUpdate");
+
+    // `kubectl scale` goes through the scale subresource.
+    kubectl
+        .run(&["scale", "deployment/web", "--replicas=5"])
+        .await;
+    kubectl
+        .run(&["scale", "statefulset", "db", "--replicas=3"])
+        .await;
+    let deploy = kubectl.json(&["get", "deployment", "web"]).await;
+    assert_eq!(deploy["spec"]["replicas"], 5);
+    assert_eq!(deploy["metadata"]["generation"], 2);
+    let sts = kubectl.json(&["get", "statefulset", "db"]).await;
+    assert_eq!(sts["spec"]["replicas"], 3);
+    let scale: Value = serde_json::from_str(
+        &kubectl
+            .run(&[
+                "get",
+                "--raw",
+                "/apis/apps/v1/namespaces/default/deployments/web/scale",
+            ])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["status"]["selector"], "app=web");
+
+    let rows = words(
+        &kubectl
+            .run(&["get", "deployments,statefulsets", "-o", "wide"])
+            .await,
+    );
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(
+        without_age(rows[1].clone(), 4),
+        [
+            "deployment.apps/web",
+            "0/5",
+            "0",
+            "0",
+            "c",
+            "nginx:1",
+            "app=web"
+        ]
+    );
+    assert_eq!(rows[3], ["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"]);
+    assert_eq!(
+        without_age(rows[4].clone(), 2),
+        ["statefulset.apps/db", "0/3", "c", "db:1"]
+    );
+}

@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::cni::{self, Attachment, NetworkConfig};
 use crate::error::{Error, Result};
+use crate::multus::{self, Delegate};
 use crate::node::NodeInfo;
 use crate::prober;
 use crate::sys;
@@ -224,6 +225,8 @@ async fn pod_loop(ctx: Arc<Ctx>) {
 struct Sandboxed {
     attachment: Attachment,
     config: Option<NetworkConfig>,
+    /// The additional networks attached after the default one (Multus's delegates), in order.
+    delegates: Vec<Delegate>,
     /// The pod's IPs (the node's for hostNetwork pods).
     ips: Vec<String>,
     /// When the containers "started" (RFC 3339), as reported in their status.
@@ -376,6 +379,7 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
         return Ok(Sandboxed {
             attachment,
             config: None,
+            delegates: Vec::new(),
             ips: vec![ctx.node.ip.to_string()],
             started_at: now(),
         });
@@ -386,14 +390,33 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
             ctx.node.cni_conf_dir().display()
         ))
     })?;
+    let (default_network, delegates) = attachment_delegates(ctx, pod, &namespace, &name).await?;
+    let multus_pod = default_network.is_some() || !delegates.is_empty();
+    let (config, default_name) = match default_network {
+        Some(d) => (d.config, d.network),
+        None => {
+            let name = config.name.clone();
+            (config, name)
+        }
+    };
     let netns_name = pod_netns(&ctx.prefix, &namespace, &name);
     let bin_dir = ctx.node.cni_bin_dir();
     let host = ctx.node.netns.clone();
     let att = attachment.clone();
     let conf = config.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let dels = delegates.clone();
+    let (result, results) = tokio::task::spawn_blocking(move || {
         sys::netns_add(&netns_name)?;
-        match cni::add(&conf, &att, &bin_dir, &host) {
+        let added = cni::add(&conf, &att, &bin_dir, &host).and_then(|r| {
+            // Multus: the default network first, then each selected network.
+            let results = multus::add_all(&dels, &att, &bin_dir, &host)?;
+            if let Err(e) = multus::apply_default_routes(&dels, &netns_name) {
+                let _ = multus::del_all(&dels, &att, &bin_dir, &host);
+                return Err(e);
+            }
+            Ok((r, results))
+        });
+        match added {
             Ok(r) => Ok(r),
             Err(e) => {
                 // The runtime cleans up a failed ADD with DEL before trying again.
@@ -405,6 +428,27 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
     })
     .await
     .map_err(|e| Error::Invalid(format!("CNI task: {e}")))??;
+    if multus_pod {
+        let status =
+            multus::network_status_annotation(&default_name, &result, &delegates, &results);
+        let patch = json!({"metadata": {"annotations": {
+            multus::NETWORK_STATUS_ANNOTATION: status,
+        }}});
+        if let Err(e) = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            // Multus fails the ADD when it cannot write the status; the runtime then deletes.
+            let (conf, dels, att) = (config.clone(), delegates.clone(), attachment.clone());
+            let (bin_dir, host) = (ctx.node.cni_bin_dir(), ctx.node.netns.clone());
+            let netns = pod_netns(&ctx.prefix, &namespace, &name);
+            let _ = tokio::task::spawn_blocking(move || {
+                unwire(&conf, &dels, &att, &bin_dir, &host, &netns)
+            })
+            .await;
+            return Err(e.into());
+        }
+    }
     let ips = cni::result_ips(&result).map_err(|detail| Error::Cni {
         command: "ADD".into(),
         pod: format!("{namespace}/{name}"),
@@ -414,9 +458,80 @@ async fn start_pod(ctx: &Arc<Ctx>, pod: &Pod) -> Result<Sandboxed> {
     Ok(Sandboxed {
         attachment,
         config: Some(config),
+        delegates,
         ips,
         started_at: now(),
     })
+}
+
+/// What Multus makes of a pod's annotations before calling any plugin: the NAD replacing the
+/// node's configuration for `eth0` (`v1.multus-cni.io/default-network`), if any, and the
+/// delegates of the selected networks, each read from its NetworkAttachmentDefinition.
+async fn attachment_delegates(
+    ctx: &Ctx,
+    pod: &Pod,
+    namespace: &str,
+    name: &str,
+) -> Result<(Option<Delegate>, Vec<Delegate>)> {
+    let fail = |detail: String| Error::Cni {
+        command: "ADD".into(),
+        pod: format!("{namespace}/{name}"),
+        detail,
+    };
+    let annotation = |key: &str| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .cloned()
+    };
+    let paths = multus::NodePaths::of(&ctx.node);
+    let load = |sel: multus::NetworkSelection, index: usize| {
+        let (client, paths, fail) = (ctx.client.clone(), paths.clone(), fail);
+        async move {
+            let nad = multus::nads(client, &sel.namespace)
+                .get_opt(&sel.name)
+                .await?
+                .ok_or_else(|| {
+                    fail(format!(
+                        "cannot find a network-attachment-definition ({}) in namespace ({})",
+                        sel.name, sel.namespace
+                    ))
+                })?;
+            let config = nad.data["spec"]["config"].as_str().unwrap_or_default();
+            multus::delegate(&sel, index, config, &paths)
+        }
+    };
+    let default = match annotation(multus::DEFAULT_NETWORK_ANNOTATION) {
+        Some(a) => {
+            let sel = multus::parse_default_network(&a, namespace).map_err(fail)?;
+            Some(load(sel, 0).await?)
+        }
+        None => None,
+    };
+    let mut delegates = Vec::new();
+    if let Some(a) = annotation(multus::NETWORKS_ANNOTATION) {
+        let selections = multus::parse_networks(&a, namespace).map_err(fail)?;
+        for (i, sel) in selections.into_iter().enumerate() {
+            delegates.push(load(sel, i + 1).await?);
+        }
+    }
+    Ok((default, delegates))
+}
+
+/// CNI DEL for everything of a pod (Multus: the selected networks last first, then the default
+/// network) and the removal of its network namespace.
+fn unwire(
+    config: &NetworkConfig,
+    delegates: &[Delegate],
+    att: &Attachment,
+    bin_dir: &std::path::Path,
+    host: &str,
+    netns: &str,
+) -> Result<()> {
+    multus::del_all(delegates, att, bin_dir, host)?;
+    cni::del(config, att, bin_dir, host)?;
+    sys::netns_del(netns)
 }
 
 async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {
@@ -431,18 +546,19 @@ async fn stop_pod(ctx: &Arc<Ctx>, s: Sandboxed) {
         &s.attachment.pod_name,
     );
     let att = s.attachment;
+    let delegates = s.delegates;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let (config, att, bin_dir, host, netns) = (
+        let (config, att, bin_dir, host, netns, delegates) = (
             config.clone(),
             att.clone(),
             bin_dir.clone(),
             host.clone(),
             netns.clone(),
+            delegates.clone(),
         );
         let done = tokio::task::spawn_blocking(move || {
-            cni::del(&config, &att, &bin_dir, &host)?;
-            sys::netns_del(&netns)
+            unwire(&config, &delegates, &att, &bin_dir, &host, &netns)
         })
         .await;
         match done {

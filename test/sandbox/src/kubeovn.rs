@@ -102,10 +102,15 @@ impl KubeOvnBuild {
 /// Installs every CRD of the bundle (already installed ones are left as they are).
 pub async fn install_crds(client: &kube::Client, bundle: &Path) -> Result<()> {
     let text = std::fs::read_to_string(bundle).map_err(|e| Error::io(bundle, e))?;
+    install_crd_yaml(client, &text, &bundle.display().to_string()).await
+}
+
+/// Installs every CRD of a multi-document YAML text from `origin` (for messages).
+pub async fn install_crd_yaml(client: &kube::Client, text: &str, origin: &str) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for doc in serde_norway::Deserializer::from_str(&text) {
+    for doc in serde_norway::Deserializer::from_str(text) {
         let crd = CustomResourceDefinition::deserialize(doc)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", bundle.display())))?;
+            .map_err(|e| Error::Invalid(format!("{origin}: {e}")))?;
         match api.create(&PostParams::default(), &crd).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}

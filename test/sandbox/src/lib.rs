@@ -6,7 +6,9 @@
 //! own Open vSwitch and ovn-controller, tunnelling Geneve over a shared fabric namespace; an
 //! external namespace on a provider network; and per node a kubelet stand-in that registers the
 //! Node and runs pods as network namespaces through the real CNI contract (with kubelet's
-//! readiness probes and pod conditions); for Services, what kube-controller-manager's
+//! readiness probes and pod conditions, and Multus's attachments of NetworkAttachmentDefinitions
+//! as extra NICs, [`multus`]); kube-controller-manager's workload controllers (Deployments,
+//! ReplicaSets, StatefulSets and their garbage collection, [`apps`]); for Services, what its
 //! EndpointSlice and EndpointSlice-mirroring controllers do ([`endpointslice`], [`mirroring`]),
 //! kube-proxy's rejects for Service ports without endpoints ([`kubeproxy`]) and the
 //! `kubernetes` Service's endpoint on the first node ([`apiproxy`]); and test workloads
@@ -16,6 +18,7 @@
 //! or `Drop` after a failed test — provably leaves nothing behind.
 
 pub mod apiproxy;
+pub mod apps;
 pub mod central;
 pub mod cni;
 pub mod endpointslice;
@@ -27,6 +30,7 @@ pub mod kubeproxy;
 pub mod loopback;
 pub mod matrix;
 pub mod mirroring;
+pub mod multus;
 pub mod node;
 pub mod probe;
 pub mod prober;
@@ -49,7 +53,7 @@ use tokio::task::JoinHandle;
 
 pub use central::CentralRemotes;
 pub use error::{Error, Result};
-pub use node::NodeInfo;
+pub use node::{ExternalHost, NodeInfo};
 
 /// kube-apiserver's default service CIDR.
 pub const DEFAULT_SERVICE_CIDR: &str = kube_apiserver_fixture::services::DEFAULT_SERVICE_CIDR;
@@ -132,6 +136,10 @@ pub struct SandboxState {
     /// InternalIP and port 6443 (the endpoint of its EndpointSlice).
     #[serde(default)]
     pub api_endpoint: Option<SocketAddr>,
+    /// The external host on the provider network every node's `eth1` is on (the master of
+    /// macvlan/ipvlan attachments): where tests run the outside world's side of a test.
+    #[serde(default)]
+    pub external: Option<ExternalHost>,
 }
 
 impl SandboxState {
@@ -164,6 +172,11 @@ impl SandboxState {
         } else {
             self.kubeconfig.clone()
         }
+    }
+
+    /// A command run on the external host (in its namespace).
+    pub fn external_command(&self, program: &str) -> std::process::Command {
+        sys::in_netns(&node::external_netns(&self.prefix), program)
     }
 
     /// Network namespace of a pod.
@@ -318,6 +331,7 @@ impl Sandbox {
                 kube_ovn: config.kube_ovn.is_some(),
                 service_cidrs: config.service_cidrs.clone(),
                 api_endpoint: Some(api_endpoint),
+                external: Some(ExternalHost::of(&config.prefix)),
             },
             api: Some(api),
             tasks: relays,
@@ -325,6 +339,14 @@ impl Sandbox {
             children: Vec::new(),
             down: false,
         };
+        // Multus's CRD, so kubelets find NetworkAttachmentDefinitions (and kube-ovn can watch
+        // them) as on a cluster running Multus.
+        kubeovn::install_crd_yaml(
+            &client,
+            multus::NAD_CRD,
+            "the NetworkAttachmentDefinition CRD",
+        )
+        .await?;
         // kube-controller-manager's part every cluster has, kubelets or not.
         sandbox
             .tasks
@@ -342,6 +364,7 @@ impl Sandbox {
             sandbox
                 .tasks
                 .push(tokio::spawn(scheduler::run(client.clone())));
+            sandbox.tasks.push(tokio::spawn(apps::run(client.clone())));
             let node_netns = sandbox
                 .state
                 .nodes

@@ -106,6 +106,40 @@ impl NodeInfo {
     }
 }
 
+/// Where Debian's containernetworking-plugins live (macvlan, ipvlan, bridge, host-local,
+/// static...): every node's plugin directory links them, as a node image ships them in
+/// `/opt/cni/bin`.
+pub const SYSTEM_CNI_DIR: &str = "/usr/lib/cni";
+
+/// The external host: a namespace on the provider bridge, the outside world of a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExternalHost {
+    /// Its network namespace.
+    pub netns: String,
+    /// Its address on the provider network.
+    pub ip: Ipv4Addr,
+    /// The provider network's CIDR (every node's `eth1` is on it).
+    pub cidr: String,
+    /// The Linux bridge of the provider network, in the fabric namespace.
+    pub bridge: String,
+    /// The fabric namespace holding the bridge.
+    pub fabric_netns: String,
+}
+
+impl ExternalHost {
+    /// The external host of the sandbox with `prefix`.
+    pub fn of(prefix: &str) -> ExternalHost {
+        let [a, b, c] = PROVIDER_PREFIX;
+        ExternalHost {
+            netns: external_netns(prefix),
+            ip: EXTERNAL_IP,
+            cidr: format!("{a}.{b}.{c}.0/24"),
+            bridge: "br-prov".into(),
+            fabric_netns: fabric_netns(prefix),
+        }
+    }
+}
+
 /// Names of the fabric and external namespaces for a sandbox prefix.
 pub fn fabric_netns(prefix: &str) -> String {
     format!("{prefix}fabric")
@@ -201,6 +235,7 @@ pub fn start_node(
     for d in [node.dir.clone(), node.cni_conf_dir(), node.cni_bin_dir()] {
         std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
     }
+    link_system_plugins(&node.cni_bin_dir())?;
     netns_add(&node.netns)?;
     let dir = &node.dir;
     let conf = dir.join("conf.db");
@@ -264,6 +299,45 @@ pub fn start_node(
 
     start_ovn_controller(&node)?;
     Ok(node)
+}
+
+/// Installs a plain default network on `node` instead of kube-ovn's, for tests of the kubelet
+/// and controller stand-ins that need working pods but not kube-ovn: Debian's `bridge` plugin
+/// (bridge `cni0` in the node, the node as gateway) with `host-local` addresses from
+/// `10.88.<index+1>.0/24`, its leases under the node's directory.
+pub fn install_bridge_network(node: &NodeInfo, index: usize) -> Result<()> {
+    let octet = u8::try_from(index + 1)
+        .map_err(|_| Error::Invalid(format!("node index {index} too large")))?;
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "sandbox-bridge",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": "cni0",
+            "isGateway": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": format!("10.88.{octet}.0/24")}]],
+                "dataDir": node.dir.join("cni/ipam").display().to_string(),
+            },
+        }],
+    });
+    let path = node.cni_conf_dir().join("10-sandbox-bridge.conflist");
+    std::fs::write(&path, conf.to_string()).map_err(|e| Error::io(&path, e))
+}
+
+/// Links every plugin of [`SYSTEM_CNI_DIR`] into `bin_dir` (none when the package is absent).
+fn link_system_plugins(bin_dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(SYSTEM_CNI_DIR) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let link = bin_dir.join(e.file_name());
+        if !link.exists() {
+            std::os::unix::fs::symlink(e.path(), &link).map_err(|err| Error::io(&link, err))?;
+        }
+    }
+    Ok(())
 }
 
 fn start_ovn_controller(node: &NodeInfo) -> Result<()> {

@@ -34,6 +34,27 @@ pub async fn running_pod_ip(
     }
 }
 
+/// Polls `check` every 50 ms until it yields a value or `within` passes; the error names `what`
+/// and the last state `check` described. For conditions only the API shows (a status a
+/// controller writes), where there is no cheaper signal to wait on.
+pub async fn until<T, F, Fut>(within: Duration, what: &str, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let last = match check().await {
+            Ok(v) => return Ok(v),
+            Err(state) => state,
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("{what}: not within {within:?}; last: {last}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Pings `to` from `netns` once a second until one reply arrives or `within` passes. The first
 /// packets to a new tunnel endpoint may be lost while OVS resolves its neighbour, so a single
 /// ping proves nothing either way.

@@ -44,15 +44,19 @@ enum Cmd {
     Status,
     /// Print the kubeconfig of the sandbox's API server.
     Kubeconfig,
-    /// Run a command inside a pod's network namespace (`[NAMESPACE/]POD`), or on a node with
-    /// `--node` (with that node's OVS environment, so `ovs-vsctl show` works).
+    /// Run a command inside a pod's network namespace (`[NAMESPACE/]POD`), on a node with
+    /// `--node` (with that node's OVS environment, so `ovs-vsctl show` works), or on the
+    /// external host (the provider network's client) with `--external`.
     Exec {
         /// The pod, as `namespace/name` or `name` in `default`.
-        #[arg(required_unless_present = "node")]
+        #[arg(required_unless_present_any = ["node", "external"])]
         pod: Option<String>,
         /// Run on this node instead of in a pod.
-        #[arg(long, conflicts_with = "pod")]
+        #[arg(long, conflicts_with_all = ["pod", "external"])]
         node: Option<String>,
+        /// Run on the external host instead of in a pod.
+        #[arg(long, conflicts_with = "pod")]
+        external: bool,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -111,8 +115,18 @@ fn main() -> ExitCode {
         Cmd::Down => down(&cli),
         Cmd::Status => runtime().and_then(|rt| rt.block_on(status(&cli))),
         Cmd::Kubeconfig => kubeconfig(&cli),
-        Cmd::Exec { pod, node, command } => {
-            return exec(&cli, pod.as_deref(), node.as_deref(), command)
+        Cmd::Exec {
+            pod,
+            node,
+            external,
+            command,
+        } => {
+            let target = match (node, external) {
+                (Some(node), _) => Target::Node(node),
+                (None, true) => Target::External,
+                (None, false) => Target::Pod(pod.as_deref().unwrap_or_default()),
+            };
+            return exec(&cli, target, command);
         }
         Cmd::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(&cli, args))),
         Cmd::ServePod {
@@ -279,6 +293,12 @@ fn up(cli: &Cli, args: &UpArgs) -> Res {
         state.nodes[0].name
     );
     println!("  kube-ovn-sandbox exec NAMESPACE/POD -- ip addr");
+    if let Some(ext) = &state.external {
+        println!(
+            "  kube-ovn-sandbox exec --external -- ip addr   # the external host, {} on {} (every node's eth1)",
+            ext.ip, ext.cidr
+        );
+    }
     println!("  kube-ovn-sandbox status");
     println!("  kube-ovn-sandbox down");
     println!();
@@ -559,26 +579,36 @@ fn serve_pod(
     Ok(())
 }
 
-fn exec(cli: &Cli, pod: Option<&str>, node: Option<&str>, command: &[String]) -> ExitCode {
+/// Where `exec` runs its command.
+enum Target<'a> {
+    Pod(&'a str),
+    Node(&'a str),
+    External,
+}
+
+fn exec(cli: &Cli, target: Target<'_>, command: &[String]) -> ExitCode {
     let run = || -> Res<ExitCode> {
         let state = SandboxState::load(&cli.run_dir)
             .map_err(|e| format!("no sandbox in {} ({e})", cli.run_dir.display()))?;
-        let mut cmd = if let Some(node) = node {
-            let n = state
-                .node(node)
-                .ok_or_else(|| format!("no node {node} in the sandbox"))?;
-            n.command(&command[0])
-        } else {
-            let pod = pod.unwrap_or_default();
-            let (ns, name) = pod.split_once('/').unwrap_or(("default", pod));
-            let netns = state.pod_netns(ns, name);
-            if !Path::new(&sys::netns_path(&netns)).exists() {
-                return Err(format!(
-                    "pod {ns}/{name} has no network namespace on this sandbox (not running?)"
-                )
-                .into());
+        let mut cmd = match target {
+            Target::Node(node) => {
+                let n = state
+                    .node(node)
+                    .ok_or_else(|| format!("no node {node} in the sandbox"))?;
+                n.command(&command[0])
             }
-            sys::in_netns(&netns, &command[0])
+            Target::External => state.external_command(&command[0]),
+            Target::Pod(pod) => {
+                let (ns, name) = pod.split_once('/').unwrap_or(("default", pod));
+                let netns = state.pod_netns(ns, name);
+                if !Path::new(&sys::netns_path(&netns)).exists() {
+                    return Err(format!(
+                        "pod {ns}/{name} has no network namespace on this sandbox (not running?)"
+                    )
+                    .into());
+                }
+                sys::in_netns(&netns, &command[0])
+            }
         };
         cmd.args(&command[1..]);
         let status = cmd.status()?;

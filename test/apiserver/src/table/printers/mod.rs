@@ -6,6 +6,7 @@
 //! The server always produces the wide form; kubectl hides priority > 0
 //! columns unless asked for `-o wide`.
 
+mod apps;
 mod config;
 mod custom;
 mod default;
@@ -54,6 +55,10 @@ pub fn for_type(rt: &ResourceType) -> Box<dyn Printer> {
         ("discovery.k8s.io", "endpointslices") => Box::new(network::EndpointSlices),
         ("networking.k8s.io", "networkpolicies") => Box::new(network::NetworkPolicies),
         ("coordination.k8s.io", "leases") => Box::new(config::Leases),
+        ("apps", "deployments") => Box::new(apps::Deployments),
+        ("apps", "replicasets") => Box::new(apps::ReplicaSets),
+        ("apps", "statefulsets") => Box::new(apps::StatefulSets),
+        ("apps", "daemonsets") => Box::new(apps::DaemonSets),
         _ => Box::new(default::NameAndCreation),
     }
 }
@@ -80,6 +85,18 @@ mod tests {
             ["Name", "Secrets", "Age"]
         );
         assert_eq!(headers("", "v1", "events")[0], "Last Seen");
+        assert_eq!(
+            headers("apps", "v1", "deployments")[..5],
+            ["Name", "Ready", "Up-to-date", "Available", "Age"]
+        );
+        assert_eq!(
+            headers("apps", "v1", "replicasets")[..5],
+            ["Name", "Desired", "Current", "Ready", "Age"]
+        );
+        assert_eq!(
+            headers("apps", "v1", "statefulsets")[..3],
+            ["Name", "Ready", "Age"]
+        );
         assert_eq!(
             headers("coordination.k8s.io", "v1", "leases"),
             ["Name", "Holder", "Age"]
