@@ -86,6 +86,8 @@ pub struct IpSummary {
     pub ip_address: String,
     /// `spec.macAddress`.
     pub mac_address: String,
+    /// `spec.podType` ("StatefulSet" keeps a deleted pod's addresses for its successor).
+    pub pod_type: String,
 }
 
 /// Every IP CR, summarised, kept current by a watch: pods and nodes check and write their
@@ -191,6 +193,7 @@ fn summary(ip: &Ip) -> IpSummary {
         subnet: ip.spec.subnet.clone(),
         ip_address: ip.spec.ip_address.clone(),
         mac_address: ip.spec.mac_address.clone(),
+        pod_type: ip.spec.pod_type.clone(),
     }
 }
 

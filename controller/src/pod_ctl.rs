@@ -601,24 +601,55 @@ fn owner_kind(pod: &PodInfo) -> Option<&str> {
         .map(|o| o.kind.as_str())
 }
 
-/// Whether a StatefulSet will bring this pod back under the same name (so its address stays).
-async fn statefulset_keeps(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> bool {
-    let Some(pod) = pod else { return false };
-    let Some(owner) = pod.metadata.owner_references.as_ref().and_then(|o| {
-        o.iter()
-            .find(|o| o.kind == "StatefulSet" && o.api_version.starts_with("apps/"))
-    }) else {
-        return false;
+/// Whether a StatefulSet will bring this pod back under the same name (so its addresses stay).
+/// A failed read of the StatefulSet is an error (the cleanup is retried), never "no": releasing
+/// a kept address is what cannot be undone.
+async fn statefulset_keeps(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    pod: Option<&PodInfo>,
+) -> Result<bool, Error> {
+    // The owner (name, and uid when the pod is still known): from the pod, or — once the pod
+    // left the cache before its reconcile ran (a delete that did not linger) — from its IP CRs,
+    // which record `podType: StatefulSet`; the name is then the pod's less its ordinal.
+    let owner: Option<(String, Option<String>)> = match pod {
+        Some(pod) => pod
+            .metadata
+            .owner_references
+            .as_ref()
+            .and_then(|o| {
+                o.iter()
+                    .find(|o| o.kind == "StatefulSet" && o.api_version.starts_with("apps/"))
+            })
+            .map(|o| (o.name.clone(), Some(o.uid.clone()))),
+        None => {
+            let owner_key = key(ns, name);
+            let nics: Vec<String> = {
+                let ipam = ctx.ipam();
+                ipam.subnets().flat_map(|s| s.nics_of(&owner_key)).collect()
+            };
+            let sts_pod = nics
+                .iter()
+                .filter_map(|nic| ctx.ips.get(nic))
+                .any(|ip| ip.pod_type == "StatefulSet");
+            name.rsplit_once('-')
+                .filter(|_| sts_pod)
+                .map(|(set, _)| (set.to_string(), None))
+        }
+    };
+    let Some((set, uid)) = owner else {
+        return Ok(false);
     };
     let Some(ordinal) = name
-        .strip_prefix(&format!("{}-", owner.name))
+        .strip_prefix(&format!("{set}-"))
         .and_then(|o| o.parse::<i32>().ok())
     else {
-        return false;
+        return Ok(false);
     };
     let api: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
-    match api.get_opt(&owner.name).await {
-        Ok(Some(sts)) => {
+    Ok(match api.get_opt(&set).await? {
+        Some(sts) => {
             let start = sts
                 .spec
                 .as_ref()
@@ -627,11 +658,11 @@ async fn statefulset_keeps(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo
                 .unwrap_or(0);
             let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             sts.metadata.deletion_timestamp.is_none()
-                && sts.metadata.uid.as_deref() == Some(owner.uid.as_str())
+                && uid.is_none_or(|uid| sts.metadata.uid.as_deref() == Some(uid.as_str()))
                 && ordinal < start + replicas
         }
-        _ => false,
-    }
+        None => false,
+    })
 }
 
 /// The security groups port `port` is marked with in the NB now.
@@ -644,7 +675,7 @@ fn port_groups_now(ctx: &Ctx, port: &str) -> Result<Vec<String>, Error> {
 async fn cleanup(ctx: &Ctx, ns: &str, name: &str, pod: Option<&PodInfo>) -> Result<Outcome, Error> {
     let owner = key(ns, name);
     let ports = kube_ovn_nb::ports::pod_port_names(&ctx.nb.cache(), &owner)?;
-    if statefulset_keeps(ctx, ns, name, pod).await {
+    if statefulset_keeps(ctx, ns, name, pod).await? {
         // The next pod of this ordinal takes the same port and address: only leave the
         // node's port groups.
         ctx.apply(&format!("keep sts pod {owner}"), |plan| {

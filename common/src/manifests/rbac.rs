@@ -199,6 +199,14 @@ pub fn controller() -> Account {
                 "a SwitchLBRule's health-check Vip removed with it (slr_ctl.rs)",
             ),
             unexercised(
+                &["apps"],
+                &["statefulsets"],
+                &["get"],
+                "a deleted pod of a StatefulSet keeps its addresses while the StatefulSet will \
+                 bring the ordinal back (pod_ctl.rs statefulset_keeps, as upstream); the RBAC \
+                 test's workload has no StatefulSet",
+            ),
+            unexercised(
                 &["k8s.cni.cncf.io"],
                 &["network-attachment-definitions"],
                 WATCH,

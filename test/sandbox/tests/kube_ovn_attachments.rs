@@ -358,3 +358,109 @@ fn octet(cidr: &str, last: u8) -> String {
     let [a, b, c, _] = net.octets();
     Ipv4Addr::new(a, b, c, last).to_string()
 }
+
+/// A StatefulSet's pod keeps its attachment's address across a delete (its controller brings
+/// it back under the same name), as it keeps its primary one; scaling down releases both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_pods_keep_their_attachment_addresses() {
+    let mut config = SandboxConfig::isolated(2);
+    config.kube_ovn = Some(KubeOvnBuild::of_test_binary().expect("kube-ovn build"));
+    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
+    let state = sandbox.state().clone();
+    let client = sandbox.client();
+    let subnets: Api<DynamicObject> =
+        Api::all_with(client.clone(), &kubeovn_api("Subnet", "subnets"));
+    let ips: Api<DynamicObject> = Api::all_with(client.clone(), &kubeovn_api("IP", "ips"));
+    let subnet: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "attach-ovn"},
+        "spec": {"cidrBlock": "172.30.0.0/24", "provider": OVN_PROVIDER, "protocol": "IPv4"},
+    }))
+    .unwrap();
+    subnets
+        .create(&PostParams::default(), &subnet)
+        .await
+        .unwrap();
+    subnet_ready(&subnets, "attach-ovn").await;
+    multus::create_nad(
+        client.clone(),
+        "default",
+        "attachnet",
+        &json!({"cniVersion": "0.3.1", "type": "kube-ovn", "provider": OVN_PROVIDER}),
+    )
+    .await
+    .unwrap();
+    let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 1, "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"},
+                             "annotations": {NETWORKS_ANNOTATION: "attachnet"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        },
+    }))
+    .unwrap();
+    let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(client.clone(), "default");
+    sets.create(&PostParams::default(), &sts).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let primary = probe::running_pod_ip(&pods, "db-0", POD_READY)
+        .await
+        .unwrap();
+    let ovn_key = format!("{OVN_PROVIDER}.kubernetes.io/ip_address");
+    let first = pods.get("db-0").await.unwrap();
+    let net1 = annotation(&first, &ovn_key).expect("db-0's attachment address");
+    let uid = first.metadata.uid.clone();
+
+    pods.delete("db-0", &DeleteParams::default()).await.unwrap();
+    let again = probe::until(POD_READY, "db-0 back as a new pod", || async {
+        let p = pods.get("db-0").await.map_err(|e| e.to_string())?;
+        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if p.metadata.uid != uid && running {
+            Ok(p)
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(annotation(&again, &ovn_key).as_deref(), Some(net1.as_str()));
+    assert_eq!(
+        again.status.and_then(|s| s.pod_ip).as_deref(),
+        Some(primary.as_str())
+    );
+    assert_eq!(
+        address_of(&state.pod_netns("default", "db-0"), "net1").as_deref(),
+        Some(net1.as_str())
+    );
+
+    // Scaled to zero, the StatefulSet no longer keeps them: both NICs are released.
+    sets.patch(
+        "db",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+    probe::until(POD_READY, "db-0's addresses released", || async {
+        let left: Vec<String> = ips
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .into_iter()
+            .filter_map(|ip| ip.metadata.name)
+            .filter(|n| n.starts_with("db-0."))
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("IP CRs left: {left:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    sandbox.down().await.expect("sandbox down");
+}
