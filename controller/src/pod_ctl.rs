@@ -110,9 +110,15 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
                 &PatchParams::default(),
                 &Patch::Merge(json!({"metadata": {"annotations": changes}})),
             )
-            .await?;
-        // The watch brings this version back; it needs no second reconcile.
-        ctx.pod_seen.record(&key, patched.signature());
+            .await;
+        match patched {
+            // The watch brings this version back; it needs no second reconcile.
+            Ok(patched) => ctx.pod_seen.record(&key, patched.signature()),
+            // Deleted since the cache showed it: its delete event queues the cleanup, so
+            // there is nothing to retry (a churn otherwise logs a warning per such pod).
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(Outcome::Done)
 }

@@ -52,10 +52,16 @@ async fn attachment_world(w: &World) {
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]}
     }));
-    Api::<CustomResourceDefinition>::all(w.client.clone())
+    // The sandbox installs it at bring-up (its Multus stand-in needs it); a world without it
+    // gets it here.
+    match Api::<CustomResourceDefinition>::all(w.client.clone())
         .create(&PostParams::default(), &crd)
         .await
-        .unwrap();
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("NetworkAttachmentDefinition CRD: {e}"),
+    }
     let nads: Api<DynamicObject> =
         Api::namespaced_with(w.client.clone(), "default", &nad_resource());
     for (name, config) in [
@@ -277,6 +283,7 @@ async fn attachments_get_upstreams_ports_ip_crs_and_annotations_and_release_them
 
     // A restart re-allocates nothing and writes nothing.
     w.kill_controller();
+    w.northd_settled().await;
     let mut changes = w.nb.subscribe();
     w.start_controller();
     eventually("both pods reconciled after the restart", LONG, || async {
@@ -585,6 +592,7 @@ async fn an_upstream_written_attachment_layout_is_adopted_without_writes() {
         cr_versions.push((name, cr.metadata.resource_version));
     }
 
+    w.northd_settled().await;
     let mut changes = w.nb.subscribe();
     w.start_controller();
     eventually("the pod reconciled", LONG, || async {

@@ -494,22 +494,7 @@ async fn an_upstream_cluster_is_adopted_without_writes_or_address_changes() {
 
     // Let northd settle on the NB (it writes NB_Global's sb_cfg and the ports' `up`), and let
     // the replica hear every row written above, before anything is measured.
-    w.nbctl(&["--wait=sb", "sync"]);
-    let nb_cfg = w
-        .nbctl(&["get", "NB_Global", ".", "nb_cfg"])
-        .trim()
-        .to_string();
-    eventually("the replica caught up with northd", LONG, || async {
-        let c = w.nb.cache();
-        let g = c
-            .table("NB_Global")?
-            .iter()
-            .next()
-            .map(|(_, r)| (**r).clone())?;
-        let seen = g.get("sb_cfg")?.as_atom()?.as_i64()?;
-        (seen.to_string() == nb_cfg).then_some(())
-    })
-    .await;
+    w.northd_settled().await;
     let before = addresses(&w).await;
     let rows = row_counts(&w);
 

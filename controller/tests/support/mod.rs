@@ -139,6 +139,32 @@ impl World {
         }
     }
 
+    /// Waits until northd has settled on what was written to the NB (it writes NB_Global's
+    /// `sb_cfg` and new ports' `up` after the fact) and the replica heard all of it: a
+    /// zero-writes check must start after this, or northd's own writes land in its window.
+    pub async fn northd_settled(&self) {
+        self.nbctl(&["--wait=sb", "sync"]);
+        let nb_cfg = self
+            .nbctl(&["get", "NB_Global", ".", "nb_cfg"])
+            .trim()
+            .to_string();
+        eventually(
+            "the replica caught up with northd",
+            Duration::from_secs(60),
+            || async {
+                let c = self.nb.cache();
+                let g = c
+                    .table("NB_Global")?
+                    .iter()
+                    .next()
+                    .map(|(_, r)| (**r).clone())?;
+                let seen = g.get("sb_cfg")?.as_atom()?.as_i64()?;
+                (seen.to_string() == nb_cfg).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// The controller's /metrics text, if it serves yet.
     pub async fn metrics(&self) -> Option<String> {
         self.http_get("/metrics").await
