@@ -19,7 +19,7 @@ use kube_ovn_common::crd::{Ip, Subnet, Vpc};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use support::upstream_layout as up;
-use support::{eventually, World};
+use support::World;
 
 const LONG: Duration = Duration::from_secs(60);
 const ROUTER: &str = "ovn-cluster";
