@@ -45,6 +45,98 @@ pub const ACL_LOG_METER_RATE: &str = "ovn.kubernetes.io/acl_log_meter_rate";
 /// `ovn.kubernetes.io/network_policy_enforcement` on a policy (`standard` or `lax`).
 pub const ENFORCEMENT: &str = "ovn.kubernetes.io/network_policy_enforcement";
 
+/// `ovn.kubernetes.io/network_policy_for` on a policy (v1.16): the NICs it applies to, `ovn`
+/// (the default network) and `<namespace>/<nad>` (that attachment's `.ovn` NIC),
+/// comma-separated; absent, every NIC.
+pub const POLICY_FOR: &str = "ovn.kubernetes.io/network_policy_for";
+
+/// The providers a policy applies to, as upstream's `parsePolicyFor`: `None` (no annotation)
+/// is every provider; invalid entries are skipped, and none valid selects no NIC at all.
+pub fn policy_for(np: &NetworkPolicy) -> Option<BTreeSet<String>> {
+    let raw = np.annotations().get(POLICY_FOR)?.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    let mut providers = BTreeSet::new();
+    for t in raw.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if t.eq_ignore_ascii_case("ovn") {
+            providers.insert("ovn".to_string());
+        } else if let Some((ns, nad)) = t.split_once('/') {
+            if !ns.is_empty() && !nad.is_empty() {
+                providers.insert(format!("{nad}.{ns}.ovn"));
+            }
+        }
+    }
+    Some(providers)
+}
+
+/// One of a pod's NICs as its annotations record it: the default one (provider `ovn`) and
+/// every attachment kube-ovn allocated (`<provider>.kubernetes.io/allocated`).
+struct PodNic<'a> {
+    provider: &'a str,
+    /// Allocated (the NIC's address and, for an OVN NIC, its port exist).
+    allocated: bool,
+    /// Its logical switch: set only for NICs on an OVN subnet (IPAM-only attachments have none).
+    switch: Option<&'a str>,
+    /// `ip_address` (comma-separated).
+    ips: &'a str,
+}
+
+const ALLOCATED_SUFFIX: &str = ".kubernetes.io/allocated";
+
+/// The pod's NICs that `providers` (a policy's [`policy_for`]) lets the policy see.
+fn pod_nics<'a>(p: &'a PodInfo, providers: Option<&BTreeSet<String>>) -> Vec<PodNic<'a>> {
+    let a = p.annotations();
+    let get = |provider: &str, field: &str| {
+        a.get(&format!("{provider}.kubernetes.io/{field}"))
+            .map(String::as_str)
+    };
+    let mut out: Vec<PodNic<'a>> = Vec::new();
+    let applies = |provider: &str| providers.is_none_or(|set| set.contains(provider));
+    // The default NIC counts as soon as it has an address (its peers' view), as before.
+    if applies("ovn") && (a.contains_key(ann::IP_ADDRESS) || a.contains_key(ann::ALLOCATED)) {
+        out.push(PodNic {
+            provider: "ovn",
+            allocated: a.get(ann::ALLOCATED).map(String::as_str) == Some("true"),
+            switch: a.get(ann::LOGICAL_SWITCH).map(String::as_str),
+            ips: a.get(ann::IP_ADDRESS).map(String::as_str).unwrap_or(""),
+        });
+    }
+    for (k, v) in a {
+        let Some(provider) = k.strip_suffix(ALLOCATED_SUFFIX) else {
+            continue;
+        };
+        if provider == "ovn" || v != "true" || !applies(provider) {
+            continue;
+        }
+        out.push(PodNic {
+            provider,
+            allocated: true,
+            switch: get(provider, "logical_switch"),
+            ips: get(provider, "ip_address").unwrap_or(""),
+        });
+    }
+    out
+}
+
+/// The ports of a pod's OVN NICs the policy's port group holds (allocated ones).
+fn pod_ports(p: &PodInfo, ns: &str, providers: Option<&BTreeSet<String>>) -> Vec<String> {
+    pod_nics(p, providers)
+        .into_iter()
+        .filter(|n| n.allocated && n.switch.is_some())
+        .map(|n| kube_ovn_common::names::pod_lsp(&p.name_any(), ns, n.provider))
+        .collect()
+}
+
+/// The subnets of a pod's allocated OVN NICs the policy sees (their families shape its rows).
+fn pod_switches<'a>(p: &'a PodInfo, providers: Option<&BTreeSet<String>>) -> Vec<&'a str> {
+    pod_nics(p, providers)
+        .into_iter()
+        .filter(|n| n.allocated)
+        .filter_map(|n| n.switch)
+        .collect()
+}
+
 /// What the policy reads of the rest of the cluster.
 pub struct Cluster<'a> {
     /// Every pod, by namespace.
@@ -173,13 +265,12 @@ fn peer_pods<'a>(np_ns: &str, peer: &NetworkPolicyPeer, cx: &Cluster<'a>) -> Vec
         .collect()
 }
 
-/// A pod's addresses of `family` (`ovn.kubernetes.io/ip_address`).
-fn pod_ips(p: &PodInfo, family: &str) -> Vec<String> {
-    p.annotations()
-        .get(ann::IP_ADDRESS)
-        .map(String::as_str)
-        .unwrap_or("")
-        .split(',')
+/// A pod's addresses of `family` on the NICs the policy sees (`<provider>.kubernetes.io/
+/// ip_address` of each, as upstream's peer address sets hold them).
+fn pod_ips(p: &PodInfo, family: &str, providers: Option<&BTreeSet<String>>) -> Vec<String> {
+    pod_nics(p, providers)
+        .into_iter()
+        .flat_map(|n| n.ips.split(','))
         .filter(|ip| !ip.is_empty() && family_of(ip) == Some(family))
         .map(str::to_string)
         .collect()
@@ -346,16 +437,15 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
             .filter(|p| m.matches(labels_of(&p.metadata)))
             .collect(),
     };
-    let allocated =
-        |p: &PodInfo| p.annotations().get(ann::ALLOCATED).map(String::as_str) == Some("true");
+    let providers = policy_for(np);
+    let providers = providers.as_ref();
     let mut ports = Vec::new();
     let mut families = BTreeSet::new();
-    for p in selected.iter().filter(|p| allocated(p)) {
-        ports.push(kube_ovn_common::names::pod_lsp(&p.name_any(), &ns, "ovn"));
-        if let Some(proto) = p
-            .annotations()
-            .get(ann::LOGICAL_SWITCH)
-            .and_then(|s| (cx.subnet_protocol)(s))
+    for p in &selected {
+        ports.extend(pod_ports(p, &ns, providers));
+        for proto in pod_switches(p, providers)
+            .into_iter()
+            .filter_map(|s| (cx.subnet_protocol)(s))
         {
             if proto == "Dual" {
                 families.insert("IPv4");
@@ -511,7 +601,7 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
                                         || peer.namespace_selector.is_some()
                                     {
                                         for p in peer_pods(&ns, peer, cx) {
-                                            addresses.extend(pod_ips(p, family));
+                                            addresses.extend(pod_ips(p, family, providers));
                                             targets.push(p);
                                         }
                                     }
@@ -524,7 +614,7 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
                         let restrict = |pods: &[&Arc<PodInfo>]| -> String {
                             if egress_side {
                                 let ips: Vec<String> =
-                                    pods.iter().flat_map(|p| pod_ips(p, family)).collect();
+                                    pods.iter().flat_map(|p| pod_ips(p, family, None)).collect();
                                 format!("{ipk} == {{{}}}", ips.join(", "))
                             } else {
                                 let names: Vec<String> = pods
@@ -652,6 +742,7 @@ pub struct Membership {
     rules: Vec<RulePeers>,
     families: BTreeSet<&'static str>,
     named_ports: bool,
+    providers: Option<BTreeSet<String>>,
 }
 
 /// What one pod contributes to a policy's rows.
@@ -661,8 +752,8 @@ pub struct Contribution {
     pub selected: bool,
     /// Named by a selector peer.
     pub peer: bool,
-    /// Its port in the port group (selected and allocated).
-    pub port: Option<String>,
+    /// Its ports in the port group (selected; each allocated OVN NIC the policy sees).
+    pub ports: Vec<String>,
     /// The families its subnet gives the policy (selected and allocated).
     pub families: Vec<&'static str>,
     /// `(address set, address)` entries it puts in the allow sets.
@@ -728,6 +819,7 @@ impl Membership {
             rules,
             families: families.clone(),
             named_ports,
+            providers: policy_for(np),
         }
     }
 
@@ -769,23 +861,22 @@ impl Membership {
         c.selected = in_own
             && !pod.host_network()
             && self.select.as_ref().is_some_and(|m| m.matches(labels));
-        let a = pod.annotations();
-        if c.selected && a.get(ann::ALLOCATED).map(String::as_str) == Some("true") {
-            c.port = Some(kube_ovn_common::names::pod_lsp(
-                &pod.name_any(),
-                &self.ns,
-                "ovn",
-            ));
-            match a
-                .get(ann::LOGICAL_SWITCH)
-                .and_then(|s| subnet_protocol(s))
-                .as_deref()
+        let providers = self.providers.as_ref();
+        if c.selected {
+            c.ports = pod_ports(pod, &self.ns, providers);
+            for proto in pod_switches(pod, providers)
+                .into_iter()
+                .filter_map(subnet_protocol)
             {
-                Some("Dual") => c.families = vec!["IPv4", "IPv6"],
-                Some("IPv4") => c.families = vec!["IPv4"],
-                Some("IPv6") => c.families = vec!["IPv6"],
-                _ => {}
+                match proto.as_str() {
+                    "Dual" => c.families.extend(["IPv4", "IPv6"]),
+                    "IPv4" => c.families.push("IPv4"),
+                    "IPv6" => c.families.push("IPv6"),
+                    _ => {}
+                }
             }
+            c.families.sort();
+            c.families.dedup();
         }
         for rule in &self.rules {
             if !rule.peers.iter().any(|p| p.names(in_own, labels, pod_ns)) {
@@ -797,7 +888,7 @@ impl Membership {
             };
             for family in &self.families {
                 let set = format!("{allow}.{family}.{}", rule.idx);
-                for ip in pod_ips(pod, family) {
+                for ip in pod_ips(pod, family, providers) {
                     c.entries.push((set.clone(), ip));
                 }
             }
@@ -1127,5 +1218,91 @@ mod tests {
         let c = m.contribution(&pods[1], Some(&nss[0]), &|_| None);
         assert!(c.peer && c.entries.is_empty());
         assert!(selects_namespaces(&p));
+    }
+
+    /// A pod with the default NIC, a second OVN NIC (`attachnet.ns-a.ovn`) and an IPAM-only
+    /// macvlan NIC (`mv.ns-a`, no logical switch).
+    fn multi_nic(name: &str, ns: &str, labels: Value, last: u8) -> Arc<PodInfo> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": {
+                    "ovn.kubernetes.io/allocated": "true",
+                    "ovn.kubernetes.io/ip_address": format!("10.16.0.{last}"),
+                    "ovn.kubernetes.io/logical_switch": "ovn-default",
+                    "attachnet.ns-a.ovn.kubernetes.io/allocated": "true",
+                    "attachnet.ns-a.ovn.kubernetes.io/ip_address": format!("172.30.0.{last}"),
+                    "attachnet.ns-a.ovn.kubernetes.io/logical_switch": "attach-ovn",
+                    "mv.ns-a.kubernetes.io/allocated": "true",
+                    "mv.ns-a.kubernetes.io/ip_address": format!("172.19.0.{last}"),
+                }},
+                "spec": {"containers": [{"name": "c"}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn network_policy_for_parses_as_upstream() {
+        let with = |v: &str| np("p", json!({}), json!({ POLICY_FOR: v }));
+        assert_eq!(policy_for(&np("p", json!({}), json!({}))), None);
+        assert_eq!(policy_for(&with("  ")), None);
+        assert_eq!(
+            policy_for(&with("OVN, ns-a/attachnet ,bad,/x,y/")),
+            Some(["attachnet.ns-a.ovn".to_string(), "ovn".to_string()].into())
+        );
+        assert_eq!(policy_for(&with("bad")), Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn attachments_are_in_the_policy_unless_network_policy_for_leaves_them_out() {
+        let pods = [
+            multi_nic("web", "ns-a", json!({"app": "web"}), 2),
+            multi_nic("cli", "ns-a", json!({"app": "cli"}), 3),
+        ];
+        let nss = [namespace("ns-a", json!({}))];
+        let v4 = |_: &str| Some("IPv4".to_string());
+        let index = PodIndex::new(pods.iter().cloned());
+        let spec = json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"],
+                          "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "cli"}}}]}]});
+        let allow_set = |d: &Desired| {
+            d.address_sets
+                .iter()
+                .find(|s| s.name.ends_with("ingress.allow.IPv4.0"))
+                .unwrap()
+                .addresses
+                .clone()
+        };
+        // No annotation: every OVN NIC is in the group, every NIC's address a peer (upstream).
+        let all = desired(
+            &np("p", spec.clone(), json!({})),
+            &cluster(&index, &nss, &v4),
+        );
+        assert_eq!(all.ports, ["web.ns-a", "web.ns-a.attachnet.ns-a.ovn"]);
+        assert_eq!(allow_set(&all), ["10.16.0.3", "172.19.0.3", "172.30.0.3"]);
+        // Only the attachment.
+        let attach = np("p", spec.clone(), json!({ POLICY_FOR: "ns-a/attachnet" }));
+        let d = desired(&attach, &cluster(&index, &nss, &v4));
+        assert_eq!(d.ports, ["web.ns-a.attachnet.ns-a.ovn"]);
+        assert_eq!(allow_set(&d), ["172.30.0.3"]);
+        // Only the default network.
+        let d = desired(
+            &np("p", spec.clone(), json!({ POLICY_FOR: "ovn" })),
+            &cluster(&index, &nss, &v4),
+        );
+        assert_eq!(d.ports, ["web.ns-a"]);
+        assert_eq!(allow_set(&d), ["10.16.0.3"]);
+        // The incremental path agrees with the full one.
+        let m = Membership::new(&attach, &["IPv4"].into());
+        let web = m.contribution(&pods[0], Some(&nss[0]), &v4);
+        assert_eq!(web.ports, ["web.ns-a.attachnet.ns-a.ovn"]);
+        let cli = m.contribution(&pods[1], Some(&nss[0]), &v4);
+        assert!(cli.ports.is_empty());
+        assert_eq!(
+            cli.entries,
+            [(
+                "p.ns.a.ingress.allow.IPv4.0".to_string(),
+                "172.30.0.3".to_string()
+            )]
+        );
     }
 }

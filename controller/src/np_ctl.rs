@@ -40,6 +40,7 @@ pub fn signature(np: &NetworkPolicy) -> u64 {
         netpol::LOG_ACL_ACTIONS,
         netpol::ACL_LOG_METER_RATE,
         netpol::ENFORCEMENT,
+        netpol::POLICY_FOR,
     ]
     .iter()
     .map(|k| a.get(*k))
@@ -51,16 +52,26 @@ pub fn signature(np: &NetworkPolicy) -> u64 {
     ))
 }
 
-/// What of a pod its policies read: namespace, labels, addresses, subnet, allocation,
-/// host network, deletion.
+/// What of a pod its policies read: namespace, labels, each NIC's addresses, subnet and
+/// allocation (the default one's and every attachment's), host network, deletion.
 pub fn pod_signature(p: &PodInfo) -> u64 {
-    let a = p.annotations();
+    let nics: Vec<(&String, &String)> = p
+        .annotations()
+        .iter()
+        .filter(|(k, _)| {
+            [
+                ".kubernetes.io/ip_address",
+                ".kubernetes.io/logical_switch",
+                ".kubernetes.io/allocated",
+            ]
+            .iter()
+            .any(|suffix| k.ends_with(suffix))
+        })
+        .collect();
     hash_of(&(
         &p.metadata.namespace,
         hash_json(&p.metadata.labels),
-        a.get(ann::IP_ADDRESS),
-        a.get(ann::LOGICAL_SWITCH),
-        a.get(ann::ALLOCATED),
+        nics,
         p.host_network(),
         p.metadata.deletion_timestamp.is_some(),
     ))

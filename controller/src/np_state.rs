@@ -166,10 +166,10 @@ impl Compiled {
                 continue;
             }
             for c in [&old, &new] {
-                if let Some(p) = &c.port {
+                for p in &c.ports {
                     ports_before
                         .entry(p.clone())
-                        .or_insert(old.port.as_ref() == Some(p));
+                        .or_insert(old.ports.contains(p));
                 }
                 for e in &c.entries {
                     let present = self.entries.contains_key(e);
@@ -195,11 +195,7 @@ impl Compiled {
         {
             return None;
         }
-        let held: BTreeSet<&String> = self
-            .contributions
-            .values()
-            .filter_map(|c| c.port.as_ref())
-            .collect();
+        let held: BTreeSet<&String> = self.contributions.values().flat_map(|c| &c.ports).collect();
         for (port, before) in ports_before {
             match (before, held.contains(&port)) {
                 (false, true) => delta.add_ports.push(port),

@@ -464,3 +464,128 @@ async fn statefulset_pods_keep_their_attachment_addresses() {
     .unwrap();
     sandbox.down().await.expect("sandbox down");
 }
+
+/// Whether `to` stops answering pings from `netns` within `within` (the policy reached the
+/// data path), and stays silent for three more tries.
+fn blocked_within(netns: &str, to: &str, within: Duration) -> bool {
+    let once = || {
+        sys::in_netns(netns, "ping")
+            .args(["-c1", "-W1", to])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    sys::wait_for(within, || !once()) && (0..3).all(|_| !once())
+}
+
+/// `ovn.kubernetes.io/network_policy_for` (upstream v1.16) scopes a NetworkPolicy to some of a
+/// pod's NICs: a deny-all-ingress policy for `default/attachnet` blocks only the second OVN
+/// NIC, for `ovn` only the default one, without the annotation both (upstream applies a policy
+/// to every NIC), and deleting it opens both again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_policy_for_scopes_a_policy_to_a_nic() {
+    let mut config = SandboxConfig::isolated(2);
+    config.kube_ovn = Some(KubeOvnBuild::of_test_binary().expect("kube-ovn build"));
+    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
+    let state = sandbox.state().clone();
+    let client = sandbox.client();
+    let subnets: Api<DynamicObject> =
+        Api::all_with(client.clone(), &kubeovn_api("Subnet", "subnets"));
+    let subnet: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "attach-ovn"},
+        "spec": {"cidrBlock": "172.30.0.0/24", "provider": OVN_PROVIDER, "protocol": "IPv4"},
+    }))
+    .unwrap();
+    subnets
+        .create(&PostParams::default(), &subnet)
+        .await
+        .unwrap();
+    subnet_ready(&subnets, "attach-ovn").await;
+    multus::create_nad(
+        client.clone(),
+        "default",
+        "attachnet",
+        &json!({"cniVersion": "0.3.1", "type": "kube-ovn", "provider": OVN_PROVIDER}),
+    )
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let srv: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "srv", "labels": {"app": "srv"},
+                     "annotations": {NETWORKS_ANNOTATION: "attachnet"}},
+        "spec": {"nodeName": "node1", "containers": [{"name": "c", "image": "x"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &srv).await.unwrap();
+    create_pod(&pods, "cli", "node2", "attachnet").await;
+    let eth0 = probe::running_pod_ip(&pods, "srv", POD_READY)
+        .await
+        .unwrap();
+    probe::running_pod_ip(&pods, "cli", POD_READY)
+        .await
+        .unwrap();
+    let net1 = annotation(
+        &pods.get("srv").await.unwrap(),
+        &format!("{OVN_PROVIDER}.kubernetes.io/ip_address"),
+    )
+    .expect("srv's attachment address");
+    let cli = state.pod_netns("default", "cli");
+    probe::reach(&state, &cli, &eth0).expect("cli → srv eth0 before any policy");
+    probe::reach(&state, &cli, &net1).expect("cli → srv net1 before any policy");
+
+    let nps: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(client.clone(), "default");
+    let np: k8s_openapi::api::networking::v1::NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "deny-srv",
+                     "annotations": {"ovn.kubernetes.io/network_policy_for": "default/attachnet"}},
+        "spec": {"podSelector": {"matchLabels": {"app": "srv"}}, "policyTypes": ["Ingress"]},
+    }))
+    .unwrap();
+    nps.create(&PostParams::default(), &np).await.unwrap();
+    let within = Duration::from_secs(30);
+    assert!(
+        blocked_within(&cli, &net1, within),
+        "net1 still open under a policy for attachnet"
+    );
+    probe::reach(&state, &cli, &eth0).expect("eth0 stays open under a policy for attachnet");
+
+    let annotate = |value: serde_json::Value| {
+        let nps = nps.clone();
+        async move {
+            nps.patch(
+                "deny-srv",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+                    "ovn.kubernetes.io/network_policy_for": value}}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    annotate(json!("ovn")).await;
+    assert!(
+        blocked_within(&cli, &eth0, within),
+        "eth0 still open under a policy for ovn"
+    );
+    probe::reach(&state, &cli, &net1).expect("net1 open again under a policy for ovn");
+
+    annotate(serde_json::Value::Null).await;
+    assert!(
+        blocked_within(&cli, &net1, within),
+        "net1 open under an unscoped policy"
+    );
+    assert!(
+        blocked_within(&cli, &eth0, within),
+        "eth0 open under an unscoped policy"
+    );
+
+    nps.delete("deny-srv", &DeleteParams::default())
+        .await
+        .unwrap();
+    probe::reach(&state, &cli, &eth0).expect("eth0 open once the policy is gone");
+    probe::reach(&state, &cli, &net1).expect("net1 open once the policy is gone");
+    sandbox.down().await.expect("sandbox down");
+}
