@@ -140,3 +140,88 @@ async fn policies_cut_and_allow_real_traffic() {
     sandbox.down().await.unwrap();
     assert!(leftovers(&run_dir, &prefix).is_empty());
 }
+
+/// Upstream's "lax" enforcement (`ovn.kubernetes.io/network_policy_enforcement: lax`, v1.15)
+/// blocks only TCP/UDP/SCTP, so a deny-all policy still lets ping through; "standard" blocks it
+/// too. With `enable_log` and `log_acl_actions: drop`, the dropped packets are logged by the
+/// node's ovn-controller under the policy's ACL name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lax_enforcement_passes_icmp_and_drops_are_logged() {
+    let mut config = SandboxConfig::isolated(2);
+    config.kube_ovn = Some(KubeOvnBuild::of_test_binary().expect("kube-ovn build"));
+    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
+    let state = sandbox.state().clone();
+    let client = sandbox.client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pod(&pods, "server", "node1", json!({"app": "server"})).await;
+    pod(&pods, "client", "node2", json!({"role": "client"})).await;
+    probe::running_pod_ip(&pods, "server", POD_READY)
+        .await
+        .unwrap();
+    let _server = sandbox
+        .serve_pod("default", "server", "server", &[8080], &[])
+        .unwrap();
+    let ip = probe::running_pod_ip(&pods, "server", POD_READY)
+        .await
+        .unwrap();
+    probe::running_pod_ip(&pods, "client", POD_READY)
+        .await
+        .unwrap();
+    let http = SocketAddr::new(ip.parse().unwrap(), 8080);
+    let cli = state.pod_netns("default", "client");
+    assert!(until(&cli, http, true).await.0, "{http} before any policy");
+
+    let nps: Api<NetworkPolicy> = Api::namespaced(client.clone(), "default");
+    let np: NetworkPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "deny-server", "annotations": {
+            "ovn.kubernetes.io/network_policy_enforcement": "lax",
+            "ovn.kubernetes.io/enable_log": "true",
+            "ovn.kubernetes.io/log_acl_actions": "drop"}},
+        "spec": {"podSelector": {"matchLabels": {"app": "server"}}, "policyTypes": ["Ingress"]},
+    }))
+    .unwrap();
+    nps.create(&PostParams::default(), &np).await.unwrap();
+    assert!(until(&cli, http, false).await.0, "lax deny did not cut TCP");
+    probe::reach(&state, &cli, &ip).expect("lax enforcement lets ICMP through");
+
+    // The dropped SYNs are in node1's ovn-controller log, under the policy's ACL name.
+    let log = state.node("node1").unwrap().dir.join("ovn-controller.log");
+    let logged = probe::until(CONVERGE, "an acl_log line for deny-server", || async {
+        let _ = ask_tcp(&cli, http).await;
+        let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+        text.lines()
+            .find(|l| {
+                l.contains("acl_log")
+                    && l.contains("verdict=drop")
+                    && l.contains("default/deny-server")
+            })
+            .map(str::to_string)
+            .ok_or_else(|| "not logged yet".to_string())
+    })
+    .await
+    .unwrap();
+    assert!(logged.contains("tcp"), "{logged}");
+
+    // Standard enforcement drops ICMP as well.
+    nps.patch(
+        "deny-server",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+            "ovn.kubernetes.io/network_policy_enforcement": "standard"}}})),
+    )
+    .await
+    .unwrap();
+    let blocked = kube_ovn_sandbox::sys::wait_for(CONVERGE, || {
+        !probe::ping(&cli, &ip, Duration::from_millis(1500))
+    });
+    assert!(blocked, "standard enforcement still lets ICMP through");
+    assert!(!probe::ping(&cli, &ip, Duration::from_secs(3)));
+    nps.delete("deny-server", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        until(&cli, http, true).await.0,
+        "{http} after the policy is gone"
+    );
+    sandbox.down().await.expect("sandbox down");
+}
