@@ -100,6 +100,7 @@ impl Run {
                 "policy.networking.k8s.io/v1alpha1",
                 "BaselineAdminNetworkPolicy",
             ),
+            ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy"),
             ("networking.k8s.io/v1", "NetworkPolicy"),
         ] {
             world.delete_all(api_version, kind).await.unwrap();
@@ -183,10 +184,12 @@ fn rows(nb: &str, table: &str) -> Vec<Value> {
     nb_rows(nb, table).unwrap_or_else(|e| panic!("NB {table}: {e}"))
 }
 
-/// Whether an NB row belongs to an admin policy: upstream marks them `external_ids:anp` or
-/// `external_ids:banp`.
+/// Whether an NB row belongs to an admin policy: upstream marks them `external_ids:anp`,
+/// `external_ids:banp` or (ClusterNetworkPolicy) `external_ids:cnp`.
 fn is_admin_row(row: &Value) -> bool {
-    external_id(row, "anp").is_some() || external_id(row, "banp").is_some()
+    ["anp", "banp", "cnp"]
+        .iter()
+        .any(|k| external_id(row, k).is_some())
 }
 
 /// The port groups of admin policies now in the NB.
@@ -798,6 +801,108 @@ async fn anp_banp_conformance_intents_as_reachability_matrices() {
         case,
         "ANP `default` deleted: the BANP is back in force",
         &banp_only,
+    )
+    .await;
+    run.clean(&world, case).await;
+
+    // --- ClusterNetworkPolicy (v1alpha2): the Admin tier above NetworkPolicy, Accept over a
+    // Baseline deny, the Baseline tier below NetworkPolicy and its priority order.
+    let case = "cnp-tiers";
+    let cnp = |name: &str, tier: &str, priority: i32, ingress: Vec<Value>| {
+        json!({
+            "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": name},
+            "spec": {"tier": tier, "priority": priority,
+                     "subject": {"namespaces": ns("x")}, "ingress": ingress},
+        })
+    };
+    world
+        .apply(cnp(
+            "cnp-admin",
+            "Admin",
+            10,
+            vec![from_ns("deny-from-y", "Deny", "y", Value::Null)],
+        ))
+        .await
+        .unwrap();
+    let mut y_out = world.all_allowed();
+    y_out.expect(&y, &x, false);
+    run.step(&world, case, "Admin CNP denies y into x", &y_out)
+        .await;
+    // A NetworkPolicy in x allowing only y: the Admin deny still wins over it.
+    world
+        .apply(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "only-y", "namespace": "x"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"namespaceSelector": ns("y")}]}]},
+        }))
+        .await
+        .unwrap();
+    let mut nothing_in = world.all_allowed();
+    nothing_in.expect(&Peer::any(), &x, false);
+    run.step(
+        &world,
+        case,
+        "NP allows only y into x, the Admin CNP denies y: nothing gets into x",
+        &nothing_in,
+    )
+    .await;
+    world
+        .delete(
+            &json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": {"name": "only-y", "namespace": "x"}}),
+        )
+        .await
+        .unwrap();
+    world
+        .apply(cnp(
+            "cnp-admin",
+            "Admin",
+            10,
+            vec![from_ns("accept-from-y", "Accept", "y", Value::Null)],
+        ))
+        .await
+        .unwrap();
+    world
+        .apply(cnp(
+            "cnp-base",
+            "Baseline",
+            5,
+            vec![
+                from_ns("deny-from-y", "Deny", "y", Value::Null),
+                from_ns("deny-from-z", "Deny", "z", Value::Null),
+            ],
+        ))
+        .await
+        .unwrap();
+    let mut z_out = world.all_allowed();
+    z_out.expect(&z, &x, false);
+    run.step(
+        &world,
+        case,
+        "Admin accepts y, Baseline denies y and z: only z is kept out of x",
+        &z_out,
+    )
+    .await;
+    // A NetworkPolicy in x allowing z overrides the Baseline tier (and isolates x from the rest
+    // of its own namespace, which is not y or z).
+    world
+        .apply(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "allow-z", "namespace": "x"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"namespaceSelector": ns("z")}]}]},
+        }))
+        .await
+        .unwrap();
+    let mut np_over_baseline = world.all_allowed();
+    np_over_baseline.expect(&x, &x, false);
+    run.step(
+        &world,
+        case,
+        "NP allows z into x: above the Baseline deny; y still accepted by the Admin tier",
+        &np_over_baseline,
     )
     .await;
     run.clean(&world, case).await;
