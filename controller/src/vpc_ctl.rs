@@ -174,8 +174,15 @@ pub fn static_routes(vpc: &str, spec: &VpcSpec, subnets: &[Arc<Subnet>]) -> Vec<
     for s in subnets.iter().filter(|s| s.spec.vpc == vpc) {
         for cidr in net::entries(&s.spec.cidr_block) {
             let fam = net::Family::of_entry(cidr);
+            // A subnet not normalised yet has no gateway: its default (the first address)
+            // is what normalisation writes, so the route does not flap meanwhile.
             let gw = net::entries(&s.spec.gateway)
-                .find(|g| g.parse::<IpAddr>().ok().map(|ip| net::Family::of(&ip)) == fam);
+                .filter_map(|g| g.parse::<IpAddr>().ok())
+                .find(|ip| Some(net::Family::of(ip)) == fam)
+                .or_else(|| {
+                    let n = cidr.parse::<ipnet::IpNet>().ok()?;
+                    s.spec.gateway.is_empty().then(|| net::first_usable(&n))
+                });
             if let (Some(_), Some(gw)) = (fam, gw) {
                 out.push(VpcStaticRoute {
                     policy: "src-ip",
@@ -431,7 +438,7 @@ mod tests {
                 "10.0.1.1,fd00::1",
                 "",
             ),
-            subnet("net3", "vpc1", "10.0.3.0/24", "10.0.3.1", "rtb1"),
+            subnet("net3", "vpc1", "10.0.3.0/24", "", "rtb1"),
             subnet("net2", "vpc2", "10.0.1.0/24", "10.0.1.1", ""),
         ];
         let r = static_routes("vpc1", &spec(), &subnets);
