@@ -102,7 +102,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         release(&ctx, &name, Some(&subnet.spec.vpc)).await?;
         finalizer::remove(&api, &*subnet, FINALIZER).await?;
         if !subnet.spec.vpc.is_empty() && subnet.spec.vpc != ctx.config.cluster_router {
-            // Its src-ip route and the Vpc's subnet list go with it.
+            // The Vpc's subnet list and overlay CIDRs go with it.
             ctx.queues
                 .add(crate::vpc_ctl::KIND, subnet.spec.vpc.clone());
         }
@@ -410,7 +410,7 @@ async fn write_nb(
 /// A custom-VPC subnet's rows, as upstream's subnet worker writes them there: the switch and
 /// its patch ports to the VPC's router, the 31000 allow policy of each CIDR, the VPC's load
 /// balancers and the switch ACLs — no node or join wiring (that is the default VPC's). The
-/// `src-ip` route of each CIDR and the VPC's U2O overlay address sets are the Vpc reconciler's.
+/// VPC's U2O overlay address sets are the Vpc reconciler's.
 async fn write_custom_vpc_nb(
     ctx: &Ctx,
     name: &str,

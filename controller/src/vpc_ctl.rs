@@ -1,6 +1,5 @@
 //! Vpc reconciler for custom VPCs: the Logical_Router named like the Vpc, its peering ports,
-//! its static routes (`spec.staticRoutes` plus upstream's `src-ip` route of each subnet's CIDR
-//! to its gateway), its policy routes (`spec.policyRoutes`), its load balancers under
+//! its static routes (`spec.staticRoutes`), its policy routes (`spec.policyRoutes`), its load balancers under
 //! `--enable-lb`, and the status upstream reports (`router`, `standby`, `subnets`,
 //! `defaultLogicalSwitch`, `vpcPeerings`, the load balancer names) and the VPC's U2O overlay
 //! CIDR address sets. A deleted Vpc keeps
@@ -152,11 +151,16 @@ pub fn vpc_subnets(vpc: &str, spec: &VpcSpec, subnets: &[Arc<Subnet>]) -> (Vec<S
     (names, default)
 }
 
-/// The kube-ovn static routes of a custom VPC's router: `spec.staticRoutes` and, for each
-/// subnet of the VPC (every one, as upstream's VPC worker), `src-ip` of each CIDR via the
-/// gateway of its family in the subnet's route table. BFD routes are stated without their
-/// BFD session (not served).
-pub fn static_routes(vpc: &str, spec: &VpcSpec, subnets: &[Arc<Subnet>]) -> Vec<VpcStaticRoute> {
+/// The kube-ovn static routes of a custom VPC's router: `spec.staticRoutes` (BFD routes are
+/// stated without their BFD session, not served).
+///
+/// Upstream master also routes each subnet's CIDR `src-ip` to the subnet's own gateway
+/// (`addCustomVPCStaticRouteForSubnet`). Its patched OVN gives `src-ip` routes the lowest
+/// priority; stock OVN ranks them by prefix length, so that route beats the Vpc's shorter
+/// `dst-ip` routes (seed 004's `0.0.0.0/0` via the NAT gateway) and connected routes of wider
+/// subnets, and sends the traffic to the router's own address (upstream issue #5490). It is not
+/// written, and an adopted one (kube-ovn's, like every route here) is removed.
+pub fn static_routes(spec: &VpcSpec) -> Vec<VpcStaticRoute> {
     let mut out: Vec<VpcStaticRoute> = spec
         .static_routes
         .iter()
@@ -171,28 +175,6 @@ pub fn static_routes(vpc: &str, spec: &VpcSpec, subnets: &[Arc<Subnet>]) -> Vec<
             route_table: r.route_table.clone(),
         })
         .collect();
-    for s in subnets.iter().filter(|s| s.spec.vpc == vpc) {
-        for cidr in net::entries(&s.spec.cidr_block) {
-            let fam = net::Family::of_entry(cidr);
-            // A subnet not normalised yet has no gateway: its default (the first address)
-            // is what normalisation writes, so the route does not flap meanwhile.
-            let gw = net::entries(&s.spec.gateway)
-                .filter_map(|g| g.parse::<IpAddr>().ok())
-                .find(|ip| Some(net::Family::of(ip)) == fam)
-                .or_else(|| {
-                    let n = cidr.parse::<ipnet::IpNet>().ok()?;
-                    s.spec.gateway.is_empty().then(|| net::first_usable(&n))
-                });
-            if let (Some(_), Some(gw)) = (fam, gw) {
-                out.push(VpcStaticRoute {
-                    policy: "src-ip",
-                    ip_prefix: cidr.to_string(),
-                    nexthop: gw.to_string(),
-                    route_table: s.spec.route_table.clone(),
-                });
-            }
-        }
-    }
     out.sort();
     out.dedup();
     out
@@ -296,7 +278,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     }
     let spec = &vpc.spec;
     let learn = learns_from_arp(&name, spec, &subnets);
-    let routes = static_routes(&name, spec, &subnets);
+    let routes = static_routes(spec);
     let policies = policy_routes(spec);
     let overlay_cidrs = overlay_cidrs(&name, &subnets);
     let enable_lb = ctx.config.enable_lb;
@@ -441,7 +423,7 @@ mod tests {
             subnet("net3", "vpc1", "10.0.3.0/24", "", "rtb1"),
             subnet("net2", "vpc2", "10.0.1.0/24", "10.0.1.1", ""),
         ];
-        let r = static_routes("vpc1", &spec(), &subnets);
+        let r = static_routes(&spec());
         let got: Vec<(&str, &str, &str, &str)> = r
             .iter()
             .map(|r| {
@@ -453,15 +435,17 @@ mod tests {
                 )
             })
             .collect();
+        // No src-ip route of a subnet's CIDR to its own gateway (see static_routes).
         assert_eq!(
             got,
             vec![
                 ("", "dst-ip", "0.0.0.0/0", "10.0.1.254"),
-                ("", "src-ip", "10.0.1.0/24", "10.0.1.1"),
-                ("rtb1", "src-ip", "10.0.3.0/24", "10.0.3.1"),
                 ("rtb1", "src-ip", "172.31.0.0/24", "10.0.1.253"),
-                ("", "src-ip", "fd00::/120", "fd00::1"),
             ]
+        );
+        assert_eq!(
+            overlay_cidrs("vpc1", &subnets),
+            vec!["10.0.1.0/24", "fd00::/120", "10.0.3.0/24"]
         );
         let p = policy_routes(&spec());
         assert_eq!(p[0].action, "drop");
