@@ -1,7 +1,8 @@
 //! Custom VPCs end to end (real binary, API fixture, real NB): a Vpc with two subnets gets its
 //! router, patch ports, static routes and policies with upstream's names and external_ids; a
 //! second Vpc with the same CIDR is accepted and isolated; pods of a Vpc's namespaces land in
-//! it; removing one route or policy removes exactly its row; a Vpc with subnets is kept until
+//! it; removing one route or policy removes exactly its row; peerings get their router ports;
+//! a Vpc with subnets is kept until
 //! they go; and a custom VPC laid out as upstream writes it is adopted with zero NB writes.
 
 mod support;
@@ -454,6 +455,59 @@ async fn custom_vpcs_get_routers_routes_and_policies_overlap_and_are_deleted_las
     expected.retain(|_, k| k.2 != "drop");
     assert_eq!(after, expected, "only the removed policy's row went");
 
+    // Peering: each side's router port names its twin as peer; the router then learns from
+    // ARP requests; removing the peering removes the port.
+    for (vpc, remote, ip) in [
+        ("vpc1", "vpc2", "169.254.0.1/30"),
+        ("vpc2", "vpc1", "169.254.0.2/30"),
+    ] {
+        vpcs.patch(
+            vpc,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"vpcPeerings": [{"remoteVpc": remote, "localConnectIP": ip}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let peer = eventually("the peering ports", LONG, || async {
+        named(&w, "Logical_Router_Port", "vpc2-vpc1")?;
+        named(&w, "Logical_Router_Port", "vpc1-vpc2")
+    })
+    .await;
+    assert_eq!(one(&peer, "peer"), "vpc2-vpc1");
+    assert_eq!(
+        set_of(&peer, "networks"),
+        ["169.254.0.1/30".to_string()].into()
+    );
+    assert_eq!(
+        string_map(&peer, "external_ids"),
+        ids(&[("lr", "vpc1"), ("vendor", "kube-ovn")])
+    );
+    eventually("vpc1 learns from ARP requests", LONG, || async {
+        let lr = named(&w, "Logical_Router", "vpc1")?;
+        (!string_map(&lr, "options").contains_key("always_learn_from_arp_request")).then_some(())
+    })
+    .await;
+    eventually("vpc1's peering status", LONG, || async {
+        (vpcs.get("vpc1").await.ok()?.status?.vpc_peerings == ["vpc2"]).then_some(())
+    })
+    .await;
+    vpcs.patch(
+        "vpc1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"vpcPeerings": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("vpc1's peering port removed", LONG, || async {
+        named(&w, "Logical_Router_Port", "vpc1-vpc2")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
     // A Vpc with a subnet is kept; once its subnets are gone, its router goes with it.
     vpcs.delete("vpc2", &DeleteParams::default()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -531,9 +585,24 @@ async fn an_upstream_custom_vpc_is_adopted_without_writes() {
                "namespaces": ["ns1"], "enableLb": false}),
     )
     .await;
+    // Let northd settle on the NB (sb_cfg, the ports' `up`) and the replica hear all of it.
     w.nbctl(&["--wait=sb", "sync"]);
-    eventually("the replica has the layout", LONG, || async {
-        (routes(&w, "vpc1").len() == 1 && policies(&w, "vpc1").len() == 2).then_some(())
+    let nb_cfg = w
+        .nbctl(&["get", "NB_Global", ".", "nb_cfg"])
+        .trim()
+        .to_string();
+    eventually("the replica caught up with northd", LONG, || async {
+        let c = w.nb.cache();
+        let g = c
+            .table("NB_Global")?
+            .iter()
+            .next()
+            .map(|(_, r)| (**r).clone())?;
+        let seen = g.get("sb_cfg")?.as_atom()?.as_i64()?;
+        (seen.to_string() == nb_cfg
+            && routes(&w, "vpc1").len() == 1
+            && policies(&w, "vpc1").len() == 2)
+            .then_some(())
     })
     .await;
 

@@ -399,3 +399,84 @@ fn u2o_overlay_cidrs_one(
     plan.ensure_root(AddressSet::TABLE, name, r)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::objects::testing::{empty_nb, inserted, ops};
+
+    #[test]
+    fn custom_vpc_rows_match_upstream() {
+        let cache = empty_nb();
+        let mut plan = Plan::new(&cache, "OVN_Northbound");
+        custom_vpc_router(&mut plan, "vpc1", true).unwrap();
+        vpc_static_routes(
+            &mut plan,
+            "vpc1",
+            &[VpcStaticRoute {
+                policy: "src-ip",
+                ip_prefix: "172.31.0.0/24".into(),
+                nexthop: "10.0.1.253".into(),
+                route_table: "rtb1".into(),
+            }],
+        )
+        .unwrap();
+        vpc_policy_routes(
+            &mut plan,
+            "vpc1",
+            &[VpcPolicyRoute {
+                priority: 10,
+                matches: "ip4.src==10.0.1.0/24".into(),
+                action: "reroute".into(),
+                nexthops: vec!["10.0.1.252".into(), "10.0.1.251".into()],
+            }],
+        )
+        .unwrap();
+        vpc_peer_port(&mut plan, "vpc1", "vpc2", &["169.254.0.1/30".into()]).unwrap();
+        let ops = ops(plan);
+        let lr = inserted(&ops, "Logical_Router", "vpc1");
+        // Learning from ARP requests: no always_learn_from_arp_request=false.
+        assert_eq!(
+            lr["row"]["options"],
+            json!([
+                "map",
+                [
+                    ["dynamic_neigh_routers", "true"],
+                    ["mac_binding_age_threshold", "300"]
+                ]
+            ])
+        );
+        let of = |table: &str| -> Vec<&Value> {
+            ops.iter()
+                .filter(|o| o["op"] == "insert" && o["table"] == table)
+                .collect()
+        };
+        let route = of("Logical_Router_Static_Route")[0];
+        assert_eq!(route["row"]["policy"], "src-ip");
+        assert_eq!(route["row"]["route_table"], "rtb1");
+        assert_eq!(route["row"]["nexthop"], "10.0.1.253");
+        assert_eq!(
+            route["row"]["external_ids"],
+            json!(["map", [["vendor", "kube-ovn"]]])
+        );
+        let policy = of("Logical_Router_Policy")[0];
+        assert_eq!(policy["row"]["action"], "reroute");
+        assert_eq!(
+            policy["row"]["nexthops"],
+            json!(["set", ["10.0.1.251", "10.0.1.252"]])
+        );
+        assert_eq!(
+            policy["row"]["external_ids"],
+            json!(["map", [["vendor", "kube-ovn"]]])
+        );
+        let peer = inserted(&ops, "Logical_Router_Port", "vpc1-vpc2");
+        assert_eq!(peer["row"]["peer"], "vpc2-vpc1");
+        assert_eq!(peer["row"]["networks"], "169.254.0.1/30");
+        assert_eq!(
+            peer["row"]["external_ids"],
+            json!(["map", [["lr", "vpc1"], ["vendor", "kube-ovn"]]])
+        );
+    }
+}
