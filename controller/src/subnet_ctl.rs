@@ -185,10 +185,14 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     if subnet_rules::is_ovn_provider(&spec.provider) {
         let subnets = ctx.stores.subnets.state();
         let checked = if spec.vpc == ctx.config.cluster_router {
-            Ok(())
+            subnet_rules::validate_default_vpc(
+                &spec,
+                &ctx.stores.vpcs.state(),
+                &ctx.config.cluster_router,
+            )
         } else {
             let vpc = ctx.stores.vpcs.get(&ObjectRef::new(&spec.vpc));
-            subnet_rules::validate_vpc(&spec, vpc.as_deref(), &ctx.stores.vpcs.state())
+            subnet_rules::validate_custom_vpc(&spec, vpc.as_deref())
         }
         .and_then(
             |_| match subnet_rules::cidr_conflict(&name, &spec, &subnets) {

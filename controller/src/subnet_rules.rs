@@ -166,47 +166,51 @@ pub fn choose_subnet(
     Ok(default_subnet.to_string())
 }
 
-/// Upstream's `validateVpcBySubnet` for a subnet of VPC `vpc` (`None`: the Vpc does not
-/// exist): the Vpc must be ready (`status.standby`); a custom VPC's subnet may only bind
-/// namespaces the Vpc lists; a default-VPC subnet may not bind namespaces a custom Vpc lists.
-pub fn validate_vpc(
-    subnet: &SubnetSpec,
-    vpc: Option<&Vpc>,
-    vpcs: &[std::sync::Arc<Vpc>],
-) -> Result<(), String> {
+/// Upstream's `validateVpcBySubnet` for a subnet of the custom VPC `vpc` (`None`: the Vpc
+/// does not exist): the Vpc must be ready (`status.standby`) and list every namespace the
+/// subnet binds.
+pub fn validate_custom_vpc(subnet: &SubnetSpec, vpc: Option<&Vpc>) -> Result<(), String> {
     let Some(vpc) = vpc else {
         return Err(format!("vpc {:?} not found", subnet.vpc));
     };
-    let st = vpc.status.clone().unwrap_or_default();
-    let name = vpc.metadata.name.clone().unwrap_or_default();
-    if !st.standby {
+    let name = vpc.name_any();
+    if !vpc.status.as_ref().is_some_and(|s| s.standby) {
         return Err(format!("the vpc '{name}' not standby yet"));
     }
-    if !st.default {
-        if let Some(ns) = subnet
-            .namespaces
-            .iter()
-            .find(|ns| !vpc.spec.namespaces.contains(ns))
-        {
-            return Err(format!(
-                "namespace '{ns}' is out of range to custom vpc '{name}'"
-            ));
-        }
-    } else if let Some(other) = vpcs.iter().find(|v| {
-        v.metadata.name.as_deref() != Some(subnet.vpc.as_str())
+    if let Some(ns) = subnet
+        .namespaces
+        .iter()
+        .find(|ns| !vpc.spec.namespaces.contains(ns))
+    {
+        return Err(format!(
+            "namespace '{ns}' is out of range to custom vpc '{name}'"
+        ));
+    }
+    Ok(())
+}
+
+/// Upstream's `validateVpcBySubnet` for a subnet of the default VPC: it may not bind a
+/// namespace a custom Vpc lists.
+pub fn validate_default_vpc(
+    subnet: &SubnetSpec,
+    vpcs: &[std::sync::Arc<Vpc>],
+    default_vpc: &str,
+) -> Result<(), String> {
+    match vpcs.iter().find(|v| {
+        v.metadata.name.as_deref() != Some(default_vpc)
             && !v.status.as_ref().is_some_and(|s| s.default)
             && v.spec
                 .namespaces
                 .iter()
                 .any(|n| subnet.namespaces.contains(n))
     }) {
-        return Err(format!(
+        Some(other) => Err(format!(
             "namespaces {:?} are overlap with vpc '{}'",
             subnet.namespaces,
             other.name_any()
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Upstream's `checkSubnetConflict` on CIDRs: another subnet of the same VPC and VLAN whose
@@ -472,22 +476,29 @@ mod tests {
         );
         let vpcs = vec![v1.clone(), dflt.clone()];
         let mut spec = subnet("net1", "vpc1", "10.0.1.0/24", &["ns1"]).spec.clone();
-        assert_eq!(validate_vpc(&spec, Some(&v1), &vpcs), Ok(()));
+        assert_eq!(validate_custom_vpc(&spec, Some(&v1)), Ok(()));
         spec.namespaces.push("ns2".into());
-        assert!(validate_vpc(&spec, Some(&v1), &vpcs)
+        assert!(validate_custom_vpc(&spec, Some(&v1))
             .unwrap_err()
             .contains("out of range"));
         let not_ready = vpc("vpc1", &["ns1"], "", serde_json::json!({}));
-        assert!(validate_vpc(&spec, Some(&not_ready), &vpcs)
+        assert!(validate_custom_vpc(&spec, Some(&not_ready))
             .unwrap_err()
             .contains("standby"));
-        assert!(validate_vpc(&spec, None, &vpcs).is_err());
+        assert!(validate_custom_vpc(&spec, None).is_err());
         let in_default = subnet("d", "ovn-cluster", "10.3.0.0/24", &["ns1"])
             .spec
             .clone();
-        assert!(validate_vpc(&in_default, Some(&dflt), &vpcs)
+        assert!(validate_default_vpc(&in_default, &vpcs, "ovn-cluster")
             .unwrap_err()
             .contains("overlap"));
+        let elsewhere = subnet("d", "ovn-cluster", "10.3.0.0/24", &["ns9"])
+            .spec
+            .clone();
+        assert_eq!(
+            validate_default_vpc(&elsewhere, &vpcs, "ovn-cluster"),
+            Ok(())
+        );
 
         let subnets = vec![
             subnet("net1", "vpc1", "10.0.1.0/24", &[]),

@@ -389,6 +389,39 @@ async fn custom_vpcs_get_routers_routes_and_policies_overlap_and_are_deleted_las
         .delete("clash", &DeleteParams::default())
         .await
         .unwrap();
+    // A default-VPC subnet may not take a namespace a custom Vpc lists.
+    create_subnet(
+        &w,
+        "grab",
+        json!({"cidrBlock": "10.9.0.0/24", "protocol": "IPv4", "namespaces": ["ns1"]}),
+    )
+    .await;
+    eventually("the namespace grab rejected", LONG, || async {
+        let s = Api::<Subnet>::all(w.client.clone())
+            .get("grab")
+            .await
+            .ok()?;
+        s.status?
+            .conditions
+            .iter()
+            .any(|c| c.reason == "ValidateLogicalSwitchFailed" && c.message.contains("vpc1"))
+            .then_some(())
+    })
+    .await;
+    assert!(named(&w, "Logical_Switch", "grab").is_none());
+    Api::<Subnet>::all(w.client.clone())
+        .delete("grab", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("grab gone", LONG, || async {
+        Api::<Subnet>::all(w.client.clone())
+            .get_opt("grab")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
 
     // Pods of each VPC's namespace land in it, with its router.
     create_pod(&w, "ns1", "a").await;
