@@ -243,7 +243,7 @@ async fn custom_vpcs_get_routers_routes_and_policies_overlap_and_are_deleted_las
     create_subnet(
         &w,
         "net1b",
-        json!({"vpc": "vpc1", "cidrBlock": "10.0.2.0/24", "protocol": "IPv4"}),
+        json!({"vpc": "vpc1", "cidrBlock": "10.0.2.0/24", "protocol": "IPv4", "routeTable": "rtb1"}),
     )
     .await;
     create_vpc(&w, "vpc2", json!({"namespaces": ["ns2"]})).await;
@@ -309,6 +309,12 @@ async fn custom_vpcs_get_routers_routes_and_policies_overlap_and_are_deleted_las
     assert_eq!(
         string_map(&lrp, "external_ids"),
         ids(&[("lr", "vpc1"), ("vendor", "kube-ovn")])
+    );
+    // The subnet's route table selects the router's table for traffic entering from it.
+    let lrp_b = named(&w, "Logical_Router_Port", "vpc1-net1b").unwrap();
+    assert_eq!(
+        string_map(&lrp_b, "options"),
+        ids(&[("route_table", "rtb1")])
     );
     let lsp = named(&w, "Logical_Switch_Port", "net1-vpc1").unwrap();
     assert_eq!(text(&lsp, "type"), "router");
