@@ -29,6 +29,8 @@ pub struct Stores {
     pub subnets: Store<Subnet>,
     /// Nodes.
     pub nodes: Store<Node>,
+    /// Vpcs.
+    pub vpcs: Store<kube_ovn_common::crd::Vpc>,
     /// Pods.
     pub pods: Store<crate::pod_info::PodInfo>,
     /// Namespaces.

@@ -34,3 +34,4 @@ pub mod startup;
 pub mod subnet_ctl;
 pub mod subnet_rules;
 pub mod vip_ctl;
+pub mod vpc_ctl;

@@ -189,7 +189,9 @@ async fn primary(ctx: &Ctx, pod: &PodInfo, key: &str) -> Result<Result<Wanted, O
         ns,
         &ns_annotations,
         &subnets,
+        &ctx.stores.vpcs.state(),
         &ctx.config.default_ls,
+        &ctx.config.cluster_router,
     ) {
         Ok(s) => s,
         Err(why) => return Err(Error::Other(why)),

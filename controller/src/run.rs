@@ -26,11 +26,11 @@ use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use crate::{
     anp_ctl, cnp_ctl, gc, ippool_ctl, leader, node_ctl, np_ctl, np_state, pod_ctl, restore,
-    service_ctl, sg_ctl, slr_ctl, startup, subnet_ctl, vip_ctl,
+    service_ctl, sg_ctl, slr_ctl, startup, subnet_ctl, vip_ctl, vpc_ctl,
 };
 use kube_ovn_common::crd::{
     AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, IpPool, SecurityGroup,
-    Subnet, SwitchLbRule, Vip,
+    Subnet, SwitchLbRule, Vip, Vpc,
 };
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
@@ -88,6 +88,12 @@ impl Trim for Namespace {
 }
 
 impl Trim for Subnet {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for Vpc {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
     }
@@ -318,6 +324,7 @@ pub async fn lead(
     };
     let (subnets, subnet_events) = store::<Subnet>(client.clone(), watcher::Config::default());
     let (nodes, node_events) = store::<Node>(client.clone(), watcher::Config::default());
+    let (vpcs, vpc_events) = store::<Vpc>(client.clone(), watcher::Config::default());
     let (pods, pod_events) = store::<PodInfo>(client.clone(), watcher::Config::default());
     let (namespaces, ns_events) = store::<Namespace>(client.clone(), watcher::Config::default());
     let (ippools, pool_events) = store::<IpPool>(client.clone(), watcher::Config::default());
@@ -355,6 +362,7 @@ pub async fn lead(
     let stores = Stores {
         subnets: subnets.clone(),
         nodes: nodes.clone(),
+        vpcs: vpcs.clone(),
         pods: pods.clone(),
         namespaces: namespaces.clone(),
         ippools: ippools.clone(),
@@ -393,6 +401,7 @@ pub async fn lead(
         )
         .interval(STATUS_INTERVAL),
     );
+    let vpc_q = rt.register(Kind::new(vpc_ctl::KIND, workers, vpc_ctl::reconcile));
     let pool_q = rt.register(Kind::new(ippool_ctl::KIND, workers, ippool_ctl::reconcile));
     let node_q = rt.register(
         Kind::new(node_ctl::KIND, workers, node_ctl::reconcile)
@@ -436,11 +445,23 @@ pub async fn lead(
     let np_cache = Arc::new(np_state::NpCache::default());
     rt.watch(
         subnet_events,
-        vec![Trigger::own(
-            subnet_q.clone(),
-            subnet_ctl::signature,
-            Seen::default(),
-        )],
+        vec![
+            Trigger::own(subnet_q.clone(), subnet_ctl::signature, Seen::default()),
+            Trigger::mapped(vpc_q.clone(), vpc_ctl::subnet_vpc_signature, {
+                let default_vpc = config.cluster_router.clone();
+                move |s: &Subnet| vpc_ctl::vpc_of_subnet(s, &default_vpc)
+            }),
+        ],
+    );
+    rt.watch(
+        vpc_events,
+        vec![
+            Trigger::own(vpc_q, vpc_ctl::signature, Seen::default()),
+            Trigger::mapped(subnet_q.clone(), vpc_ctl::subnet_signature, {
+                let subnets = subnets.clone();
+                move |v: &Vpc| vpc_ctl::subnets_of(&subnets.state(), &v.name_any())
+            }),
+        ],
     );
     let gateway_of = subnets.clone();
     rt.watch(
@@ -677,6 +698,9 @@ pub async fn lead(
         .wait_until_ready()
         .await
         .map_err(|e| format!("nodes never synced: {e}"))?;
+    vpcs.wait_until_ready()
+        .await
+        .map_err(|e| format!("vpcs never synced: {e}"))?;
     pods.wait_until_ready()
         .await
         .map_err(|e| format!("pods never synced: {e}"))?;

@@ -1,5 +1,7 @@
 //! Subnet reconciler: normalise the spec, keep IPAM's book, write the switch, router ports,
 //! policies, gateway port groups and ACLs, and report status (address usage, conditions).
+//! A subnet of a custom VPC is checked against its Vpc (ready, namespaces) and joins its
+//! router only; CIDRs may overlap across VPCs, not within one.
 //! Invalid specs get a `Validated=False` condition and an Event, never a crash. The default
 //! subnet cannot be deleted: its finalizer stays and an Event says why.
 
@@ -80,7 +82,7 @@ pub fn centralized_on(subnets: &[Arc<Subnet>], node: &str) -> Vec<String> {
 pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     let Some(subnet) = ctx.stores.subnets.get(&ObjectRef::new(&name)) else {
         // Gone without our finalizer (e.g. never reconciled): make sure nothing is left.
-        release(&ctx, &name).await?;
+        release(&ctx, &name, None).await?;
         requeue_nodes(&ctx);
         return Ok(Outcome::Done);
     };
@@ -97,8 +99,13 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             .await;
             return Ok(Outcome::Done);
         }
-        release(&ctx, &name).await?;
+        release(&ctx, &name, Some(&subnet.spec.vpc)).await?;
         finalizer::remove(&api, &*subnet, FINALIZER).await?;
+        if !subnet.spec.vpc.is_empty() && subnet.spec.vpc != ctx.config.cluster_router {
+            // The Vpc's subnet list and overlay CIDRs go with it.
+            ctx.queues
+                .add(crate::vpc_ctl::KIND, subnet.spec.vpc.clone());
+        }
         requeue_nodes(&ctx);
         return Ok(Outcome::Done);
     }
@@ -176,18 +183,38 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
     let mut reason = "SetNonOvnSubnetSuccess";
     let mut activate = String::new();
     if subnet_rules::is_ovn_provider(&spec.provider) {
-        if spec.vpc != ctx.config.cluster_router {
-            let why = format!(
-                "VPC {} is not served by this controller yet: IPAM only",
-                spec.vpc
-            );
+        let subnets = ctx.stores.subnets.state();
+        let checked = if spec.vpc == ctx.config.cluster_router {
+            subnet_rules::validate_default_vpc(
+                &spec,
+                &ctx.stores.vpcs.state(),
+                &ctx.config.cluster_router,
+            )
+        } else {
+            let vpc = ctx.stores.vpcs.get(&ObjectRef::new(&spec.vpc));
+            subnet_rules::validate_custom_vpc(&spec, vpc.as_deref())
+        }
+        .and_then(
+            |_| match subnet_rules::cidr_conflict(&name, &spec, &subnets) {
+                Some(why) => Err(why),
+                None => Ok(()),
+            },
+        );
+        if let Err(why) = checked {
+            // The Vpc becoming ready (or a conflicting subnet going) requeues the subnet.
             ctx.event(
                 &subnet.object_ref(&()),
                 EventType::Warning,
-                "VpcNotSupported",
+                "ValidateLogicalSwitchFailed",
                 &why,
             )
             .await;
+            set_conditions(&api, &subnet, false, "ValidateLogicalSwitchFailed", &why).await?;
+            return Ok(Outcome::Done);
+        }
+        if spec.vpc != ctx.config.cluster_router {
+            reason = write_custom_vpc_nb(&ctx, &name, &spec).await?;
+            ctx.queues.add(crate::vpc_ctl::KIND, spec.vpc.clone());
         } else {
             (reason, activate) = write_nb(&ctx, &name, &spec).await?;
             if spec.gateway_type == "centralized" {
@@ -384,9 +411,75 @@ async fn write_nb(
     Ok((reason, activate))
 }
 
+/// A custom-VPC subnet's rows, as upstream's subnet worker writes them there: the switch and
+/// its patch ports to the VPC's router, the 31000 allow policy of each CIDR, the VPC's load
+/// balancers and the switch ACLs — no node or join wiring (that is the default VPC's). The
+/// VPC's U2O overlay address sets are the Vpc reconciler's.
+async fn write_custom_vpc_nb(
+    ctx: &Ctx,
+    name: &str,
+    spec: &kube_ovn_common::crd::subnet::SubnetSpec,
+) -> Result<&'static str, Error> {
+    let router = spec.vpc.clone();
+    let cidrs: Vec<String> = net::entries(&spec.cidr_block).map(str::to_string).collect();
+    let gateways: Vec<String> = net::entries(&spec.gateway).map(str::to_string).collect();
+    let lbs = VpcLoadBalancers::for_custom_vpc(&router);
+    let enable_lb = ctx.config.enable_lb && spec.enable_lb == Some(true);
+    let user: Vec<(String, i64, String, String)> = spec
+        .acls
+        .iter()
+        .map(|a| {
+            (
+                a.direction.clone(),
+                a.priority,
+                a.match_.clone(),
+                a.action.clone(),
+            )
+        })
+        .collect();
+    let join_cidrs: Vec<String> = net::entries(&ctx.config.node_switch_cidr)
+        .map(str::to_string)
+        .collect();
+    let acls = objects::subnet_acls(
+        name,
+        &cidrs,
+        &join_cidrs,
+        spec.private,
+        &spec.allow_subnets,
+        &user,
+        spec.allow_ew_traffic,
+    );
+    let route_table = spec.route_table.clone();
+    ctx.apply(&format!("subnet {name}"), |plan| {
+        objects::overlay_subnet(
+            plan,
+            &OverlaySubnet {
+                name,
+                router: &router,
+                cidrs: cidrs.clone(),
+                gateways: gateways.clone(),
+                load_balancers: (enable_lb && ctx.config.enable_lb).then_some(&lbs),
+                detach_load_balancers: (!enable_lb && ctx.config.enable_lb).then_some(&lbs),
+                route_table: &route_table,
+            },
+        )?;
+        objects::switch_acls(plan, name, &acls)?;
+        Ok(())
+    })
+    .await?;
+    Ok(if spec.private {
+        "SetPrivateLogicalSwitchSuccess"
+    } else {
+        "ResetLogicalSwitchAclSuccess"
+    })
+}
+
 /// Removes a subnet's NB rows and its IPAM book.
-async fn release(ctx: &Ctx, name: &str) -> Result<(), Error> {
-    let router = ctx.config.cluster_router.clone();
+async fn release(ctx: &Ctx, name: &str, vpc: Option<&str>) -> Result<(), Error> {
+    let router = vpc
+        .filter(|v| !v.is_empty())
+        .unwrap_or(&ctx.config.cluster_router)
+        .to_string();
     ctx.apply(&format!("delete subnet {name}"), |plan| {
         objects::delete_overlay_subnet(plan, name, &router)?;
         Ok(())

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use kube::ResourceExt;
 use kube_ovn_common::crd::subnet::SubnetSpec;
-use kube_ovn_common::crd::Subnet;
+use kube_ovn_common::crd::{Subnet, Vpc};
 use kube_ovn_common::net::{self, first_usable, BlockError, CidrBlock};
 
 /// What the controller needs besides the spec to normalise it.
@@ -93,22 +94,46 @@ pub fn gateway_nodes(spec: &SubnetSpec) -> Vec<String> {
         .collect()
 }
 
-/// Which subnet a pod in `namespace` gets: the pod's `logical_switch` annotation; else a subnet
-/// bound to the namespace (`spec.namespaces`, or the namespace's `logical_switch` annotation,
-/// the first of its list); else the default subnet. A bound namespace never falls back to the
-/// default subnet.
+/// Which subnet a pod in `namespace` gets, in upstream's order (its namespace worker's
+/// `logical_switch` list, whose first entry pods take): the pod's `logical_switch` annotation;
+/// else the `spec.defaultSubnet` of a custom Vpc listing the namespace (never `kube-system`);
+/// else a subnet bound to the namespace (`spec.namespaces`, or the namespace's
+/// `logical_switch` annotation, the first of its list); else the default subnet
+/// (`status.defaultLogicalSwitch`) of a Vpc listing the namespace; else the default subnet.
 pub fn choose_subnet(
     pod_annotations: &BTreeMap<String, String>,
     namespace: &str,
     namespace_annotations: &BTreeMap<String, String>,
     subnets: &[std::sync::Arc<Subnet>],
+    vpcs: &[std::sync::Arc<Vpc>],
     default_subnet: &str,
+    default_vpc: &str,
 ) -> Result<String, String> {
     if let Some(ls) = pod_annotations
         .get(kube_ovn_common::annotations::LOGICAL_SWITCH)
         .filter(|s| !s.is_empty())
     {
         return Ok(ls.clone());
+    }
+    let lists_ns = |v: &Vpc| v.spec.namespaces.iter().any(|n| n == namespace);
+    let mut vpc_defaults: Vec<&str> = vpcs
+        .iter()
+        .filter(|v| v.metadata.name.as_deref() != Some(default_vpc) && lists_ns(v))
+        .filter(|_| namespace != "kube-system")
+        .filter_map(|v| {
+            let name = v.metadata.name.as_deref()?;
+            subnets
+                .iter()
+                .find(|s| {
+                    s.metadata.name.as_deref() == Some(v.spec.default_subnet.as_str())
+                        && s.spec.vpc == name
+                })
+                .and(Some(v.spec.default_subnet.as_str()))
+        })
+        .collect();
+    vpc_defaults.sort();
+    if let Some(first) = vpc_defaults.first() {
+        return Ok(first.to_string());
     }
     let mut bound: Vec<&str> = subnets
         .iter()
@@ -126,10 +151,100 @@ pub fn choose_subnet(
             return Ok(first.to_string());
         }
     }
+    if let Some(ls) = vpcs
+        .iter()
+        .filter(|v| lists_ns(v))
+        .filter_map(|v| v.status.as_ref())
+        .map(|st| st.default_logical_switch.as_str())
+        .find(|ls| !ls.is_empty())
+    {
+        return Ok(ls.to_string());
+    }
     if default_subnet.is_empty() {
         return Err("no default subnet".into());
     }
     Ok(default_subnet.to_string())
+}
+
+/// Upstream's `validateVpcBySubnet` for a subnet of the custom VPC `vpc` (`None`: the Vpc
+/// does not exist): the Vpc must be ready (`status.standby`) and list every namespace the
+/// subnet binds.
+pub fn validate_custom_vpc(subnet: &SubnetSpec, vpc: Option<&Vpc>) -> Result<(), String> {
+    let Some(vpc) = vpc else {
+        return Err(format!("vpc {:?} not found", subnet.vpc));
+    };
+    let name = vpc.name_any();
+    if !vpc.status.as_ref().is_some_and(|s| s.standby) {
+        return Err(format!("the vpc '{name}' not standby yet"));
+    }
+    if let Some(ns) = subnet
+        .namespaces
+        .iter()
+        .find(|ns| !vpc.spec.namespaces.contains(ns))
+    {
+        return Err(format!(
+            "namespace '{ns}' is out of range to custom vpc '{name}'"
+        ));
+    }
+    Ok(())
+}
+
+/// Upstream's `validateVpcBySubnet` for a subnet of the default VPC: it may not bind a
+/// namespace a custom Vpc lists.
+pub fn validate_default_vpc(
+    subnet: &SubnetSpec,
+    vpcs: &[std::sync::Arc<Vpc>],
+    default_vpc: &str,
+) -> Result<(), String> {
+    match vpcs.iter().find(|v| {
+        v.metadata.name.as_deref() != Some(default_vpc)
+            && !v.status.as_ref().is_some_and(|s| s.default)
+            && v.spec
+                .namespaces
+                .iter()
+                .any(|n| subnet.namespaces.contains(n))
+    }) {
+        Some(other) => Err(format!(
+            "namespaces {:?} are overlap with vpc '{}'",
+            subnet.namespaces,
+            other.name_any()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Upstream's `checkSubnetConflict` on CIDRs: another subnet of the same VPC and VLAN whose
+/// CIDRs overlap this one's (subnets of different VPCs may overlap).
+pub fn cidr_conflict(
+    name: &str,
+    spec: &SubnetSpec,
+    subnets: &[std::sync::Arc<Subnet>],
+) -> Option<String> {
+    let mine = net::parse_cidrs(&spec.cidr_block).ok()?;
+    subnets
+        .iter()
+        .filter(|s| {
+            s.metadata.name.as_deref() != Some(name)
+                && s.spec.vpc == spec.vpc
+                && s.spec.vlan == spec.vlan
+        })
+        .find_map(|s| {
+            let theirs = net::parse_cidrs(&s.spec.cidr_block).ok()?;
+            mine.iter()
+                .any(|a| {
+                    theirs
+                        .iter()
+                        .any(|b| a.contains(&b.network()) || b.contains(&a.network()))
+                })
+                .then(|| {
+                    format!(
+                        "subnet {name} cidr {} is conflict with subnet {} cidr {}",
+                        spec.cidr_block,
+                        s.name_any(),
+                        s.spec.cidr_block
+                    )
+                })
+        })
 }
 
 #[cfg(test)]
@@ -228,11 +343,29 @@ mod tests {
         let subnets = vec![std::sync::Arc::new(bound)];
         let none = BTreeMap::new();
         assert_eq!(
-            choose_subnet(&none, "team", &none, &subnets, "ovn-default").unwrap(),
+            choose_subnet(
+                &none,
+                "team",
+                &none,
+                &subnets,
+                &[],
+                "ovn-default",
+                "ovn-cluster"
+            )
+            .unwrap(),
             "s-bound"
         );
         assert_eq!(
-            choose_subnet(&none, "other", &none, &subnets, "ovn-default").unwrap(),
+            choose_subnet(
+                &none,
+                "other",
+                &none,
+                &subnets,
+                &[],
+                "ovn-default",
+                "ovn-cluster"
+            )
+            .unwrap(),
             "ovn-default"
         );
         let pod: BTreeMap<String, String> = [(
@@ -241,7 +374,16 @@ mod tests {
         )]
         .into();
         assert_eq!(
-            choose_subnet(&pod, "team", &none, &subnets, "ovn-default").unwrap(),
+            choose_subnet(
+                &pod,
+                "team",
+                &none,
+                &subnets,
+                &[],
+                "ovn-default",
+                "ovn-cluster"
+            )
+            .unwrap(),
             "mine"
         );
         let ns: BTreeMap<String, String> = [(
@@ -250,8 +392,122 @@ mod tests {
         )]
         .into();
         assert_eq!(
-            choose_subnet(&none, "other", &ns, &subnets, "ovn-default").unwrap(),
+            choose_subnet(
+                &none,
+                "other",
+                &ns,
+                &subnets,
+                &[],
+                "ovn-default",
+                "ovn-cluster"
+            )
+            .unwrap(),
             "a"
         );
+    }
+
+    fn vpc(
+        name: &str,
+        namespaces: &[&str],
+        default_subnet: &str,
+        status: serde_json::Value,
+    ) -> std::sync::Arc<Vpc> {
+        std::sync::Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "kubeovn.io/v1", "kind": "Vpc", "metadata": {"name": name},
+                "spec": {"namespaces": namespaces, "defaultSubnet": default_subnet},
+                "status": status,
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn subnet(name: &str, vpc: &str, cidr: &str, namespaces: &[&str]) -> std::sync::Arc<Subnet> {
+        std::sync::Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": name},
+                "spec": {"cidrBlock": cidr, "vpc": vpc, "namespaces": namespaces}
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn namespaces_of_a_vpc_get_its_default_subnet() {
+        let subnets = vec![
+            subnet("net1", "vpc1", "10.0.1.0/24", &[]),
+            subnet("bound", "ovn-cluster", "10.2.0.0/24", &["ns1"]),
+        ];
+        let none = BTreeMap::new();
+        let with_default = vec![vpc("vpc1", &["ns1"], "net1", serde_json::json!({}))];
+        let pick = |ns: &str, vpcs: &[std::sync::Arc<Vpc>]| {
+            choose_subnet(
+                &none,
+                ns,
+                &none,
+                &subnets,
+                vpcs,
+                "ovn-default",
+                "ovn-cluster",
+            )
+            .unwrap()
+        };
+        assert_eq!(pick("ns1", &with_default), "net1");
+        assert_eq!(pick("ns2", &with_default), "ovn-default");
+        let by_status = vec![vpc(
+            "vpc1",
+            &["ns3"],
+            "",
+            serde_json::json!({"defaultLogicalSwitch": "net1"}),
+        )];
+        assert_eq!(pick("ns3", &by_status), "net1");
+        assert_eq!(pick("ns1", &by_status), "bound");
+    }
+
+    #[test]
+    fn vpc_validation_and_overlap_like_upstream() {
+        let ready = serde_json::json!({"standby": true});
+        let v1 = vpc("vpc1", &["ns1"], "", ready.clone());
+        let dflt = vpc(
+            "ovn-cluster",
+            &[],
+            "",
+            serde_json::json!({"standby": true, "default": true}),
+        );
+        let vpcs = vec![v1.clone(), dflt.clone()];
+        let mut spec = subnet("net1", "vpc1", "10.0.1.0/24", &["ns1"]).spec.clone();
+        assert_eq!(validate_custom_vpc(&spec, Some(&v1)), Ok(()));
+        spec.namespaces.push("ns2".into());
+        assert!(validate_custom_vpc(&spec, Some(&v1))
+            .unwrap_err()
+            .contains("out of range"));
+        let not_ready = vpc("vpc1", &["ns1"], "", serde_json::json!({}));
+        assert!(validate_custom_vpc(&spec, Some(&not_ready))
+            .unwrap_err()
+            .contains("standby"));
+        assert!(validate_custom_vpc(&spec, None).is_err());
+        let in_default = subnet("d", "ovn-cluster", "10.3.0.0/24", &["ns1"])
+            .spec
+            .clone();
+        assert!(validate_default_vpc(&in_default, &vpcs, "ovn-cluster")
+            .unwrap_err()
+            .contains("overlap"));
+        let elsewhere = subnet("d", "ovn-cluster", "10.3.0.0/24", &["ns9"])
+            .spec
+            .clone();
+        assert_eq!(
+            validate_default_vpc(&elsewhere, &vpcs, "ovn-cluster"),
+            Ok(())
+        );
+
+        let subnets = vec![
+            subnet("net1", "vpc1", "10.0.1.0/24", &[]),
+            subnet("net2", "vpc2", "10.0.1.0/24", &[]),
+        ];
+        assert_eq!(cidr_conflict("net2", &subnets[1].spec, &subnets), None);
+        let clash = subnet("net3", "vpc1", "10.0.0.0/16", &[]);
+        assert!(cidr_conflict("net3", &clash.spec, &subnets)
+            .unwrap()
+            .contains("net1"));
     }
 }

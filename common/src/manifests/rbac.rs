@@ -157,7 +157,7 @@ pub fn controller() -> Account {
             ),
             used(KUBEOVN, &["subnets"], &["get", "create", "patch", "update"]),
             used(KUBEOVN, &["ips"], &["get", "create", "patch", "delete"]),
-            used(KUBEOVN, &["vpcs"], &["get", "create"]),
+            used(KUBEOVN, &["vpcs"], &["get", "create", "list", "watch"]),
             used(KUBEOVN, &["vips"], &["patch", "update"]),
             used(
                 KUBEOVN,
@@ -172,6 +172,13 @@ pub fn controller() -> Account {
                  aggregated into the same Event by a patch of its count \
                  (controller/runtime/src/events.rs); the sandbox workload is valid, so none is \
                  emitted",
+            ),
+            unexercised(
+                KUBEOVN,
+                &["vpcs"],
+                &["patch", "update"],
+                "a custom Vpc's finalizer and formatted spec (vpc_ctl.rs); the sandbox \
+                 workload of this test creates no custom Vpc",
             ),
             unexercised(
                 KUBEOVN,

@@ -67,13 +67,31 @@ pub fn cluster_router(w: &World, router: &str) {
 /// The six cluster load balancers of `initLB` (`prefer_local_backend=false`; session ones with
 /// `ip_src` and the 10800 s affinity timeout; `ct_flush` on the plain UDP one only).
 pub fn cluster_load_balancers(w: &World) {
+    load_balancers(w, |proto, session| {
+        if session {
+            format!("cluster-{proto}-session-loadbalancer")
+        } else {
+            format!("cluster-{proto}-loadbalancer")
+        }
+    });
+}
+
+/// The six load balancers of a custom VPC (`GenVpcLoadBalancer`: `vpc-<vpc>-<proto>-load`,
+/// `vpc-<vpc>-<proto>-sess-load`), as `initLB` creates them.
+pub fn vpc_load_balancers(w: &World, vpc: &str) {
+    load_balancers(w, |proto, session| {
+        if session {
+            format!("vpc-{vpc}-{proto}-sess-load")
+        } else {
+            format!("vpc-{vpc}-{proto}-load")
+        }
+    });
+}
+
+fn load_balancers(w: &World, name_of: impl Fn(&str, bool) -> String) {
     for proto in ["tcp", "udp", "sctp"] {
         for session in [false, true] {
-            let name = if session {
-                format!("cluster-{proto}-session-loadbalancer")
-            } else {
-                format!("cluster-{proto}-loadbalancer")
-            };
+            let name = name_of(proto, session);
             let mut args = vec![
                 "create".to_string(),
                 "load_balancer".into(),
@@ -91,6 +109,56 @@ pub fn cluster_load_balancers(w: &World) {
             nbctl(w, &args);
         }
     }
+}
+
+/// A custom VPC's static route (`AddLogicalRouterStaticRoute` from the VPC worker):
+/// `policy` always written, `external_ids:vendor=kube-ovn`.
+pub fn vpc_static_route(
+    w: &World,
+    router: &str,
+    policy: &str,
+    prefix: &str,
+    nexthop: &str,
+    table: &str,
+) {
+    w.nbctl(&[
+        "--",
+        "--id=@r",
+        "create",
+        "logical_router_static_route",
+        &format!("ip_prefix=\"{prefix}\""),
+        &format!("nexthop=\"{nexthop}\""),
+        &format!("policy={policy}"),
+        &format!("route_table=\"{table}\""),
+        "external_ids:vendor=kube-ovn",
+        "--",
+        "add",
+        "logical_router",
+        router,
+        "static_routes",
+        "@r",
+    ]);
+}
+
+/// A custom VPC's `policyRoutes` entry with `drop` (`addPolicyRouteToVpc`,
+/// `external_ids:vendor=kube-ovn`).
+pub fn vpc_drop_policy(w: &World, router: &str, priority: i64, m: &str) {
+    w.nbctl(&[
+        "--",
+        "--id=@p",
+        "create",
+        "logical_router_policy",
+        &format!("priority={priority}"),
+        &format!("match=\"{m}\""),
+        "action=drop",
+        "external_ids:vendor=kube-ovn",
+        "--",
+        "add",
+        "logical_router",
+        router,
+        "policies",
+        "@p",
+    ]);
 }
 
 /// An overlay subnet's switch (`CreateBareLogicalSwitch`) and its router patch ports

@@ -64,8 +64,9 @@ pub use sg::{
 pub use subnet::{delete_overlay_subnet, overlay_subnet, OverlaySubnet, SUBNET_POLICY_PRIORITY};
 pub use vip::{router_port_mac, vip_port, virtual_port, VipPort};
 pub use vpc::{
-    default_routes, ensure_u2o_sets, u2o_overlay_cidrs, vpc_load_balancers, vpc_router,
-    VpcLoadBalancers,
+    custom_vpc_router, default_routes, delete_vpc_peer_port, delete_vpc_router, ensure_u2o_sets,
+    u2o_overlay_cidrs, vpc_load_balancers, vpc_peer_port, vpc_policy_routes, vpc_router,
+    vpc_static_routes, VpcLoadBalancers, VpcPolicyRoute, VpcStaticRoute,
 };
 
 /// Helpers of the object modules' unit tests: plans against an empty NB, read as JSON.

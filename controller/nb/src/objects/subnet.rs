@@ -179,7 +179,7 @@ pub fn delete_overlay_subnet(
 }
 
 /// A random locally administered unicast MAC, as upstream gives a new router port.
-fn random_mac() -> String {
+pub(crate) fn random_mac() -> String {
     let mut b = [0u8; 6];
     let seed = ovsdb::Uuid::new_v4();
     b.copy_from_slice(&seed.as_bytes()[..6]);
