@@ -207,6 +207,27 @@ pub fn controller() -> Account {
                  test's sandbox installs no such CRD",
             ),
             unexercised(
+                &["apps"],
+                &["deployments"],
+                &["get", "create", "patch", "delete"],
+                "the lb-svc Deployment of a LoadBalancer Service (controller/src/lb_svc.rs), \
+                 only with --enable-lb-svc (off by default, as upstream)",
+            ),
+            unexercised(
+                CORE,
+                &["configmaps"],
+                &["get"],
+                "ovn-vpc-nat-config's image and nodeSelector for lb-svc pods \
+                 (controller/src/lb_svc.rs), only with --enable-lb-svc",
+            ),
+            unexercised(
+                CORE,
+                &["services/status"],
+                &["patch"],
+                "status.loadBalancer.ingress of an lb-svc Service (controller/src/lb_svc.rs), \
+                 only with --enable-lb-svc",
+            ),
+            unexercised(
                 &["policy.networking.k8s.io"],
                 &[
                     "adminnetworkpolicies",
