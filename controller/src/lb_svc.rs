@@ -35,12 +35,9 @@ use kube_ovn_runtime::Outcome;
 
 /// The lb-svc queue's kind name (one key per Service, `namespace/name`).
 pub const KIND: &str = "lb-svc";
-/// The Service annotation naming the attachment provider `<nad>.<namespace>` (upstream's
-/// `util.AttachmentProvider`); a LoadBalancer Service without it is not kube-ovn's.
-pub const ATTACHMENT_PROVIDER: &str = "ovn.kubernetes.io/attachmentprovider";
-/// The provider used when the annotation is present but empty (upstream's
-/// `lb-svc-attachment` in `kube-system`).
-pub const DEFAULT_PROVIDER: &str = "lb-svc-attachment.kube-system";
+pub use kube_ovn_common::attachment::{
+    LB_SVC_ATTACHMENT_PROVIDER as ATTACHMENT_PROVIDER, LB_SVC_DEFAULT_PROVIDER as DEFAULT_PROVIDER,
+};
 /// The ConfigMap (in the controller's namespace) whose `image` runs lb-svc pods and whose
 /// optional `nodeSelector` (`key: value` lines) places them (upstream's `util.VpcNatConfig`).
 pub const VPC_NAT_CONFIG: &str = "ovn-vpc-nat-config";
@@ -103,10 +100,7 @@ pub fn wants_lb_svc(svc: &Service) -> bool {
 
 /// The Service's attachment provider: its annotation, or [`DEFAULT_PROVIDER`] when empty.
 pub fn provider(svc: &Service) -> String {
-    match svc.annotations().get(ATTACHMENT_PROVIDER) {
-        Some(p) if !p.is_empty() => p.clone(),
-        _ => DEFAULT_PROVIDER.to_string(),
-    }
+    kube_ovn_common::attachment::lb_svc_provider(svc.annotations())
 }
 
 /// The NetworkAttachmentDefinition `(name, namespace)` a provider names: its first two
