@@ -1,7 +1,9 @@
 //! The lb-svc agent's data plane in real network namespaces (root): an "external" client on
 //! the attachment network reaches a "ClusterIP" listener behind the pod's eth0 through the LB
 //! address, with real TCP — DNATed in the pod, masqueraded to the pod's eth0 address, routed by
-//! table 100 — and a Service edit (port 80 → 8080) re-converges to exactly the new rules.
+//! table 100 — and a Service edit (port 80 → 8080) re-converges to exactly the new rules; the
+//! agent loop, against the API fixture, follows Service edits and converges again when
+//! restarted.
 //!
 //!   ext ─ ext0 172.18.0.100/16 ═ net1 [lb: 172.18.0.50/16 by the agent] eth0 10.16.0.5/16 ═
 //!   cl0 10.16.0.1/16 ─ cl (ClusterIP 10.96.0.10 on lo, listeners on :80 and :8080)
@@ -13,8 +15,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Service;
-use kube_ovn_daemon::lbsvc::{plan, Converger};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube_apiserver_fixture::{ApiServer, Options};
+use kube_ovn_daemon::lbsvc::{plan, run, Converger, Identity};
 use kube_ovn_sandbox::apiproxy::bind_in_netns;
 use kube_ovn_sandbox::sys;
 use serde_json::json;
@@ -88,15 +92,16 @@ fn service(port: i32) -> Service {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lb_ip_is_dnatted_to_the_cluster_ip_through_eth0() {
-    let tag = format!("lbs{}", std::process::id());
+/// The three namespaces of the picture above (names prefixed by `name`), wired and with the
+/// ClusterIP listeners running: (their guard, the client's, the agent's).
+fn topology(name: &str) -> (Namespaces, String, String) {
+    let tag = format!("{name}{}", std::process::id());
     let (ext, lb, cl) = (
         format!("{tag}-ext"),
         format!("{tag}-lb"),
         format!("{tag}-cl"),
     );
-    let _guard = Namespaces(vec![ext.clone(), lb.clone(), cl.clone()]);
+    let guard = Namespaces(vec![ext.clone(), lb.clone(), cl.clone()]);
     for n in [&ext, &lb, &cl] {
         sys::netns_add(n).unwrap();
     }
@@ -115,14 +120,23 @@ async fn lb_ip_is_dnatted_to_the_cluster_ip_through_eth0() {
     ip(&["-n", &cl, "addr", "add", "10.96.0.10/32", "dev", "lo"]);
     echo_peer(&cl, "10.96.0.10:80".parse().unwrap());
     echo_peer(&cl, "10.96.0.10:8080".parse().unwrap());
+    (guard, ext, lb)
+}
 
-    let pod: BTreeMap<String, String> = serde_json::from_value(json!({
+fn pod_annotations() -> BTreeMap<String, String> {
+    serde_json::from_value(json!({
         "ovn.kubernetes.io/ip_address": "10.16.0.5",
         "ovn.kubernetes.io/gateway": "10.16.0.1",
         "lb-svc-attachment.kube-system.kubernetes.io/ip_address": "172.18.0.50",
         "lb-svc-attachment.kube-system.kubernetes.io/cidr": "172.18.0.0/16",
         "lb-svc-attachment.kube-system.kubernetes.io/gateway": "172.18.0.1"}))
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lb_ip_is_dnatted_to_the_cluster_ip_through_eth0() {
+    let (_guard, ext, lb) = topology("lbs");
+    let pod = pod_annotations();
     let conv = Converger::open(Some(std::path::Path::new(&sys::netns_path(&lb))))
         .await
         .unwrap();
@@ -168,6 +182,85 @@ async fn lb_ip_is_dnatted_to_the_cluster_ip_through_eth0() {
     );
     assert_eq!(seen, "10.16.0.5");
     let old = fetch_from(&ext, "172.18.0.50:80".parse().unwrap());
+    assert_eq!(
+        old.as_ref().map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "{old:?}"
+    );
+}
+
+async fn open(netns: &str) -> Converger {
+    Converger::open(Some(std::path::Path::new(netns)))
+        .await
+        .unwrap()
+}
+
+/// The agent itself against an API server (the fixture): it converges from the Service and
+/// its pod as soon as it starts, follows a Service edit, and a new agent started after an edit
+/// made while none ran converges to the edit (a restarted pod).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_follows_its_service_and_restarts() {
+    let (_guard, ext, lb) = topology("lba");
+    let api = ApiServer::start(Options::default()).await.unwrap();
+    let client = api.client().unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let mut svc = service(80);
+    svc.spec.as_mut().unwrap().selector = Some([("app".to_string(), "web".to_string())].into());
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "lb-svc-test-service-6869d98dd8-cjvll", "namespace": "default",
+            "labels": {"app": "lb-svc-test-service", "namespace": "default", "service": "test-service"},
+            "annotations": pod_annotations()},
+        "spec": {"containers": [{"name": "lb-svc", "image": "x"}]}}))
+    .unwrap();
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let me = Identity {
+        namespace: "default".into(),
+        name: "lb-svc-test-service-6869d98dd8-cjvll".into(),
+    };
+    let netns = sys::netns_path(&lb);
+    let fetch = |port: u16| {
+        let ext = ext.clone();
+        tokio::task::spawn_blocking(move || {
+            answer(
+                &ext,
+                SocketAddr::from(([172, 18, 0, 50], port)),
+                Duration::from_secs(20),
+            )
+        })
+    };
+    let agent = tokio::spawn(run(client.clone(), me.clone(), open(&netns).await));
+    assert_eq!(fetch(80).await.unwrap(), "10.16.0.5");
+
+    let port = |p: i32| {
+        Patch::Merge(
+            json!({"spec": {"ports": [{"name": "web", "port": p, "protocol": "TCP", "targetPort": p}]}}),
+        )
+    };
+    services
+        .patch("test-service", &PatchParams::default(), &port(8080))
+        .await
+        .unwrap();
+    assert_eq!(fetch(8080).await.unwrap(), "10.16.0.5");
+
+    agent.abort();
+    let _ = agent.await;
+    services
+        .patch("test-service", &PatchParams::default(), &port(80))
+        .await
+        .unwrap();
+    let _agent = tokio::spawn(run(client.clone(), me, open(&netns).await));
+    assert_eq!(fetch(80).await.unwrap(), "10.16.0.5");
+    let ext2 = ext.clone();
+    let old = tokio::task::spawn_blocking(move || {
+        fetch_from(&ext2, SocketAddr::from(([172, 18, 0, 50], 8080)))
+    })
+    .await
+    .unwrap();
     assert_eq!(
         old.as_ref().map_err(|e| e.kind()),
         Err(std::io::ErrorKind::ConnectionRefused),
