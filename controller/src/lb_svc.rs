@@ -16,7 +16,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -49,6 +50,12 @@ pub const CONTAINER: &str = "lb-svc";
 /// The command the lb-svc container runs: kube-ovn-rs's agent (upstream: `sleep infinity`,
 /// with the NAT exec'd in by the controller).
 pub const AGENT_COMMAND: &str = "/kube-ovn/kube-ovn-lb-svc";
+/// The ServiceAccount (and RoleBinding) the agent runs as in each lb-svc namespace, bound to
+/// the shipped ClusterRole [`AGENT_CLUSTER_ROLE`] (upstream's pods call no API and run as the
+/// namespace's `default` account).
+pub const AGENT_ACCOUNT: &str = "kube-ovn-lb-svc";
+/// The agent's ClusterRole (get/list/watch pods and services), shipped in the manifests.
+pub const AGENT_CLUSTER_ROLE: &str = kube_ovn_common::manifests::rbac::LB_SVC_CLUSTER_ROLE;
 /// The type this feature serves.
 pub const LOAD_BALANCER: &str = "LoadBalancer";
 /// Kubernetes' label value length limit.
@@ -192,6 +199,7 @@ pub fn deployment(
             "resources": resources,
         }],
         "terminationGracePeriodSeconds": 0,
+        "serviceAccountName": AGENT_ACCOUNT,
     });
     if let Some(sel) = node_selector {
         pod_spec["nodeSelector"] = json!(sel);
@@ -210,6 +218,22 @@ pub fn deployment(
         },
     });
     serde_json::from_value(v).expect("a Deployment built from its own fields")
+}
+
+/// The agent's ServiceAccount and the RoleBinding granting it [`AGENT_CLUSTER_ROLE`] in
+/// `namespace`.
+pub fn agent_account(namespace: &str) -> (ServiceAccount, RoleBinding) {
+    let meta = json!({"name": AGENT_ACCOUNT, "namespace": namespace});
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta});
+    let rb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": AGENT_CLUSTER_ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": AGENT_ACCOUNT, "namespace": namespace}]});
+    (
+        serde_json::from_value(sa).expect("a ServiceAccount built from its own fields"),
+        serde_json::from_value(rb).expect("a RoleBinding built from its own fields"),
+    )
 }
 
 /// The subnet the static LB IP must lie in: the one the Service names in
@@ -400,6 +424,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     let dp_name = deployment_name(name);
     match deployments.get_opt(&dp_name).await? {
         None => {
+            ensure_agent_account(&ctx.client, namespace).await?;
             info!(service = %key, deployment = %dp_name, "creating lb-svc deployment");
             deployments.create(&PostParams::default(), &want).await?;
         }
@@ -449,6 +474,29 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             .await?;
     }
     Ok(Outcome::Done)
+}
+
+/// Creates the agent's ServiceAccount and RoleBinding in `namespace` unless there (they stay:
+/// other lb-svc Services of the namespace share them).
+async fn ensure_agent_account(client: &kube::Client, namespace: &str) -> Result<(), Error> {
+    let (sa, rb) = agent_account(namespace);
+    let created = |r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        other => other,
+    };
+    created(
+        Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &sa)
+            .await
+            .map(drop),
+    )?;
+    created(
+        Api::<RoleBinding>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &rb)
+            .await
+            .map(drop),
+    )?;
+    Ok(())
 }
 
 /// Deletes the Service's lb-svc Deployment if there is one that is ours (its labels name the
@@ -544,7 +592,12 @@ mod tests {
                    "lb-svc-attachment.kube-system.kubernetes.io/ip_address": "172.18.0.18"})
         );
         assert_eq!(t["spec"]["terminationGracePeriodSeconds"], 0);
+        assert_eq!(t["spec"]["serviceAccountName"], AGENT_ACCOUNT);
         assert!(t["spec"].get("nodeSelector").is_none());
+        let (sa, rb) = agent_account("default");
+        assert_eq!(sa.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(rb.role_ref.name, "system:kube-ovn-lb-svc");
+        assert_eq!(rb.subjects.unwrap()[0].name, AGENT_ACCOUNT);
         let c = &t["spec"]["containers"][0];
         assert_eq!(c["name"], "lb-svc");
         assert_eq!(c["image"], "docker.io/kubeovn/vpc-nat-gateway:v1.15.0");

@@ -10,7 +10,8 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
@@ -187,6 +188,16 @@ async fn load_balancer_services_get_lb_svc_deployments_and_ingress() {
     assert_eq!(c["command"], json!(["/kube-ovn/kube-ovn-lb-svc"]));
     assert_eq!(c["securityContext"]["privileged"], true);
     assert_eq!(t["spec"]["terminationGracePeriodSeconds"], 0);
+    assert_eq!(t["spec"]["serviceAccountName"], "kube-ovn-lb-svc");
+    let rb: RoleBinding = Api::namespaced(w.client.clone(), "default")
+        .get("kube-ovn-lb-svc")
+        .await
+        .unwrap();
+    assert_eq!(rb.role_ref.name, "system:kube-ovn-lb-svc");
+    Api::<ServiceAccount>::namespaced(w.client.clone(), "default")
+        .get("kube-ovn-lb-svc")
+        .await
+        .unwrap();
     run_pod_of(&w, &dp, "lb-svc-dyn-6869d98dd8-cjvll").await;
     let ips = ingress_of(&w, "dyn").await;
     let pod = w.pods().get("lb-svc-dyn-6869d98dd8-cjvll").await.unwrap();
