@@ -112,6 +112,8 @@ fn topology(name: &str) -> (Namespaces, String, String) {
         "link", "add", "eth0", "netns", &lb, "type", "veth", "peer", "name", "cl0", "netns", &cl,
     ]);
     ip(&["-n", &ext, "addr", "add", "172.18.0.100/16", "dev", "ext0"]);
+    // The client's side also holds the attachment gateway, to see the agent's ARP request.
+    ip(&["-n", &ext, "addr", "add", "172.18.0.1/16", "dev", "ext0"]);
     ip(&["-n", &ext, "link", "set", "ext0", "up"]);
     ip(&["-n", &lb, "addr", "add", "10.16.0.5/16", "dev", "eth0"]);
     ip(&["-n", &lb, "link", "set", "eth0", "up"]);
@@ -162,6 +164,25 @@ async fn lb_ip_is_dnatted_to_the_cluster_ip_through_eth0() {
     }
     let addrs = ip(&["-n", &lb, "addr", "show", "dev", "net1"]);
     assert!(addrs.contains("inet 172.18.0.50/16"), "{addrs}");
+    // The gateway learnt the LB address's MAC from the agent's ARP request, before any traffic.
+    let mac = addrs
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let neigh = ip(&["-n", &ext, "neigh", "show", "172.18.0.50"]);
+        if neigh.contains(&format!("lladdr {mac}")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no neighbour entry from the ARP request: {neigh}"
+        );
+        std::thread::yield_now();
+    }
 
     // Real TCP: the client reaches the ClusterIP listener, which sees the pod's eth0 address.
     let seen = answer(

@@ -7,11 +7,13 @@
 //! what the script leaves behind: `net1` up with the LB address, `ip rule iif net1|eth0 lookup
 //! 100`, in table 100 the attachment subnet on `net1`, the default route via the attachment
 //! gateway and each ClusterIP via `eth0`'s gateway, and the NAT (DNAT of LB-IP:port to
-//! ClusterIP:port per port and protocol, masquerade towards the ClusterIP; see [`nft`]). It
+//! ClusterIP:port per port and protocol, masquerade towards the ClusterIP; see [`nft`]), and
+//! announces the address to the attachment gateway (see [`arp`]). It
 //! converges again on every change of either object and at every start, so a restarted pod or
 //! an edited Service needs nobody to exec anything. What users see — the Deployment, the pod
 //! and its annotations, the Service status — is the controller's and unchanged.
 
+pub mod arp;
 pub mod nft;
 
 use std::collections::BTreeMap;
@@ -27,11 +29,13 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteProtocol, RouteScope};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute};
 use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 use tracing::{info, warn};
 
+use arp::Arp;
 use kube_ovn_common::annotations::{self as ann, Field};
 use kube_ovn_common::attachment::lb_svc_provider;
 use nft::{Dnat, Nft, Ruleset};
@@ -176,6 +180,7 @@ pub fn plan(svc: &Service, pod_annotations: &BTreeMap<String, String>) -> Result
 pub struct Converger {
     handle: Handle,
     nft: Nft,
+    arp: Arp,
 }
 
 fn other(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -204,21 +209,27 @@ impl Converger {
                     let (conn, handle, _) = rtnetlink::new_connection()?;
                     tokio::spawn(conn);
                     let nft = Nft::open()?;
+                    let arp = Arp::open()?;
                     // /proc/sys/net is the namespace of the thread that opens it: forwarding
                     // is switched on here, once (the script's image has it on).
                     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
                     if Path::new("/proc/sys/net/ipv6/conf/all/forwarding").exists() {
                         std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
                     }
-                    Ok((handle, nft))
+                    Ok((handle, nft, arp))
                 })();
                 let _ = tx.send(r);
             })?;
-        let (handle, nft) = rx.await.map_err(|e| other("netns thread", e))??;
-        Ok(Converger { handle, nft })
+        let (handle, nft, arp) = rx.await.map_err(|e| other("netns thread", e))??;
+        Ok(Converger { handle, nft, arp })
     }
 
     async fn link(&self, name: &str) -> io::Result<u32> {
+        Ok(self.link_mac(name).await?.0)
+    }
+
+    /// The link's index and MAC address.
+    async fn link_mac(&self, name: &str) -> io::Result<(u32, Option<[u8; 6]>)> {
         let m = self
             .handle
             .link()
@@ -228,8 +239,12 @@ impl Converger {
             .try_next()
             .await
             .map_err(|e| other(&format!("find link {name}"), e))?;
-        m.map(|m| m.header.index)
-            .ok_or_else(|| other(&format!("find link {name}"), "no such link"))
+        let m = m.ok_or_else(|| other(&format!("find link {name}"), "no such link"))?;
+        let mac = m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Address(a) => <[u8; 6]>::try_from(a.as_slice()).ok(),
+            _ => None,
+        });
+        Ok((m.header.index, mac))
     }
 
     /// Whether a rule `iif <nic> lookup 100` of `version` exists.
@@ -290,7 +305,7 @@ impl Converger {
 
     /// Makes the namespace hold `plan` (idempotent).
     pub async fn converge(&self, plan: &Plan) -> io::Result<()> {
-        let net1 = self.link(ATTACH_NIC).await?;
+        let (net1, net1_mac) = self.link_mac(ATTACH_NIC).await?;
         let eth0 = self.link(POD_NIC).await?;
         self.handle
             .link()
@@ -353,7 +368,21 @@ impl Converger {
         }
         self.nft
             .converge(&plan.v4, &plan.v6)
-            .map_err(|e| other("nftables", e))
+            .map_err(|e| other("nftables", e))?;
+        // Upstream's `arping -s <lb-ip> <gateway>`, one request per converge.
+        if let Some(mac) = net1_mac {
+            for a in &plan.lb_addrs {
+                let IpAddr::V4(ip) = a.addr() else { continue };
+                for g in &plan.attach_gateways {
+                    if let IpAddr::V4(gw) = g {
+                        self.arp
+                            .send(net1, &arp::request(mac, ip, *gw))
+                            .map_err(|e| other("arp", e))?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
