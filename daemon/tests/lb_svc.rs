@@ -2,8 +2,8 @@
 //! the attachment network reaches a "ClusterIP" listener behind the pod's eth0 through the LB
 //! address, with real TCP — DNATed in the pod, masqueraded to the pod's eth0 address, routed by
 //! table 100 — and a Service edit (port 80 → 8080) re-converges to exactly the new rules; the
-//! agent loop, against the API fixture, follows Service edits and converges again when
-//! restarted.
+//! agent loop, against the API fixture, follows Service edits, and the `kube-ovn-lb-svc` binary
+//! started after an edit made while no agent ran converges to it.
 //!
 //!   ext ─ ext0 172.18.0.100/16 ═ net1 [lb: 172.18.0.50/16 by the agent] eth0 10.16.0.5/16 ═
 //!   cl0 10.16.0.1/16 ─ cl (ClusterIP 10.96.0.10 on lo, listeners on :80 and :8080)
@@ -210,6 +210,16 @@ async fn lb_ip_is_dnatted_to_the_cluster_ip_through_eth0() {
     );
 }
 
+/// A child process killed when the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn open(netns: &str) -> Converger {
     Converger::open(Some(std::path::Path::new(netns)))
         .await
@@ -274,8 +284,31 @@ async fn agent_follows_its_service_and_restarts() {
         .patch("test-service", &PatchParams::default(), &port(80))
         .await
         .unwrap();
-    let _agent = tokio::spawn(run(client.clone(), me, open(&netns).await));
-    assert_eq!(fetch(80).await.unwrap(), "10.16.0.5");
+    // The restarted agent is the binary, run as a harness runs it beside a pod: the API from
+    // here, the pod's namespace by --netns, the pod by POD_NAME/POD_NAMESPACE.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig_yaml()).unwrap();
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kube-ovn-lb-svc"))
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--netns={netns}"))
+        .env("POD_NAME", &me.name)
+        .env("POD_NAMESPACE", &me.namespace)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _agent = Killed(child);
+    let r = fetch(80).await;
+    if r.is_err() {
+        eprintln!(
+            "{}",
+            std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+        );
+    }
+    assert_eq!(r.unwrap(), "10.16.0.5");
     let ext2 = ext.clone();
     let old = tokio::task::spawn_blocking(move || {
         fetch_from(&ext2, SocketAddr::from(([172, 18, 0, 50], 8080)))

@@ -2,7 +2,8 @@
 //! pod (`POD_NAME`/`POD_NAMESPACE`, else the hostname and the service account's namespace) and
 //! the Service its labels name, and keeps the pod's routes and NAT converged to them (see
 //! `kube_ovn_daemon::lbsvc`). `--kubeconfig` (or `KUBECONFIG`) points it at an API server when
-//! it runs outside a cluster; in a pod it uses the in-cluster configuration.
+//! it runs outside a cluster; in a pod it uses the in-cluster configuration. `--netns` converges
+//! another network namespace than its own (the API client stays in its own).
 
 use std::process::ExitCode;
 
@@ -10,13 +11,18 @@ use clap::Parser;
 use kube_ovn_common::klog::LogFlags;
 use kube_ovn_daemon::lbsvc::{self, Converger, Identity};
 
-/// Flags.
+/// kube-ovn-lb-svc: converges an lb-svc pod's routes and NAT to its Service.
 #[derive(Debug, Parser)]
 #[command(name = "kube-ovn-lb-svc", version)]
 struct Flags {
     /// kubeconfig file; empty means KUBECONFIG or the in-cluster configuration.
     #[arg(long = "kubeconfig", default_value = "")]
     kubeconfig: String,
+    /// Network namespace to converge (a path such as /run/netns/<name>); empty means the one
+    /// the agent runs in, as in its pod. Lets a test harness run the agent beside a pod whose
+    /// API server it cannot reach from inside the pod.
+    #[arg(long = "netns", default_value = "")]
+    netns: String,
     /// klog's flags.
     #[command(flatten)]
     log: LogFlags,
@@ -59,7 +65,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let conv = match Converger::open(None).await {
+        let netns = (!flags.netns.is_empty()).then(|| std::path::Path::new(&flags.netns));
+        let conv = match Converger::open(netns).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("netlink: {e}");
