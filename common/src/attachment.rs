@@ -243,6 +243,23 @@ pub fn per_interface_mac_key(name: &str, namespace: &str, interface: &str) -> St
     format!("{name}.{namespace}.kubernetes.io/mac_address.{interface}")
 }
 
+/// The Service annotation naming an lb-svc Service's attachment provider `<nad>.<namespace>`
+/// (upstream's `util.AttachmentProvider`); a LoadBalancer Service without it is not kube-ovn's.
+pub const LB_SVC_ATTACHMENT_PROVIDER: &str = "ovn.kubernetes.io/attachmentprovider";
+/// The provider when that annotation is empty (upstream's `lb-svc-attachment` in
+/// `kube-system`).
+pub const LB_SVC_DEFAULT_PROVIDER: &str = "lb-svc-attachment.kube-system";
+
+/// An lb-svc Service's attachment provider from its annotations: the annotation, or
+/// [`LB_SVC_DEFAULT_PROVIDER`] when missing or empty (shared by the controller and the agent in
+/// the pod, so both read the same `<provider>.kubernetes.io/*` keys).
+pub fn lb_svc_provider(service_annotations: &std::collections::BTreeMap<String, String>) -> String {
+    match service_annotations.get(LB_SVC_ATTACHMENT_PROVIDER) {
+        Some(p) if !p.is_empty() => p.clone(),
+        _ => LB_SVC_DEFAULT_PROVIDER.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,6 +136,9 @@ pub struct Config {
     /// Load balancers for Services.
     #[arg(long = "enable-lb", default_value_t = true, action = clap::ArgAction::Set)]
     pub enable_lb: bool,
+    /// LoadBalancer Services through lb-svc pods (see [`crate::lb_svc`]); needs `--enable-lb`.
+    #[arg(long = "enable-lb-svc", default_value_t = false, action = clap::ArgAction::Set)]
+    pub enable_lb_svc: bool,
     /// NetworkPolicy support.
     #[arg(long = "enable-np", default_value_t = true, action = clap::ArgAction::Set)]
     pub enable_np: bool,
@@ -210,7 +213,6 @@ impl FlagTable for NotImplemented {
         flag("enable-eip-snat", Kind::Bool, "true", "EIP and SNAT through the external gateway"),
         flag("enable-external-vpc", Kind::Bool, "false", "VPCs managed outside Kube-OVN"),
         flag("keep-vm-ip", Kind::Bool, "true", "KubeVirt VMs keep their IP across pod rebuilds"),
-        flag("enable-lb-svc", Kind::Bool, "false", "LoadBalancer Services through lb-svc pods"),
         flag("enable-dns-name-resolver", Kind::Bool, "false", "DNSNameResolver-based policies"),
         flag("cert-manager-ipsec-cert", Kind::Bool, "false", "IPsec certificates from cert-manager"),
         flag("enable-live-migration-optimize", Kind::Bool, "true", "KubeVirt live-migration port handling"),
@@ -253,6 +255,12 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = self.upstream.warnings();
         w.extend(self.log.warnings());
+        if self.enable_lb_svc && !self.enable_lb {
+            w.push(
+                "--enable-lb-svc requires --enable-lb, the loadbalancer service feature will not work"
+                    .into(),
+            );
+        }
         w
     }
 

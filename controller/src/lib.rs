@@ -13,6 +13,7 @@ pub mod context;
 pub mod gc;
 pub mod ipcr;
 pub mod ippool_ctl;
+pub mod lb_svc;
 pub mod leader;
 pub mod metrics;
 pub mod netpol;

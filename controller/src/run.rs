@@ -25,7 +25,7 @@ use crate::metrics::{KindLabel, Metrics};
 use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use crate::{
-    anp_ctl, cnp_ctl, gc, ippool_ctl, leader, node_ctl, np_ctl, np_state, pod_ctl, restore,
+    anp_ctl, cnp_ctl, gc, ippool_ctl, lb_svc, leader, node_ctl, np_ctl, np_state, pod_ctl, restore,
     service_ctl, sg_ctl, slr_ctl, startup, subnet_ctl, vip_ctl, vpc_ctl,
 };
 use kube_ovn_common::crd::{
@@ -420,6 +420,7 @@ pub async fn lead(
         service_ctl::reconcile,
     ));
 
+    let lb_svc_q = rt.register(Kind::new(lb_svc::KIND, workers, lb_svc::reconcile));
     let vip_q = rt.register(Kind::new(vip_ctl::KIND, workers, vip_ctl::reconcile));
     let slr_q = rt.register(Kind::new(slr_ctl::KIND, workers, slr_ctl::reconcile));
     // Policies get more workers: a pod's change reaches every policy it concerns (dozens in
@@ -493,6 +494,12 @@ pub async fn lead(
         vec![
             Trigger::own(pod_q.clone(), PodInfo::signature, pod_seen.clone()),
             Trigger::mapped(vip_q.clone(), vip_ctl::pod_signature, vip_ctl::vips_of_pod),
+            // An lb-svc pod's address (or phase) is its Service's ingress.
+            Trigger::mapped(
+                lb_svc_q.clone(),
+                lb_svc::pod_signature,
+                lb_svc::service_of_pod,
+            ),
             Trigger::mapped(np_q.clone(), np_ctl::pod_signature, {
                 let (nps, nss) = (network_policies.clone(), namespaces.clone());
                 let (members, cache) = (np_members.clone(), np_cache.clone());
@@ -634,6 +641,7 @@ pub async fn lead(
                 service_ctl::signature,
                 service_seen.clone(),
             ),
+            Trigger::own(lb_svc_q, lb_svc::signature, Seen::default()),
             // A rule's Service changed or deleted by someone else is put back.
             Trigger::mapped(
                 slr_q.clone(),

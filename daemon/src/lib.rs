@@ -5,6 +5,7 @@ pub mod cni_conf;
 pub mod config;
 pub mod handler;
 pub mod keyed_lock;
+pub mod lbsvc;
 pub mod metrics;
 pub mod netdev;
 pub mod network;

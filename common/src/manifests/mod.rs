@@ -83,8 +83,13 @@ pub fn files() -> Result<Vec<File>, String> {
         )?,
         file(
             "kube-ovn-sa.yaml",
-            "The service account of kube-ovn-controller, and its rules.",
-            accounts(vec![rbac::controller()])?,
+            "The service account of kube-ovn-controller, and its rules; the rules of the lb-svc \
+             pods' agent, which the controller binds in their namespaces.",
+            {
+                let mut objects = accounts(vec![rbac::controller()])?;
+                objects.push(rbac::lb_svc_agent_role()?);
+                objects
+            },
         )?,
         file(
             "kube-ovn-cni-sa.yaml",

@@ -222,6 +222,48 @@ pub fn controller() -> Account {
                  test's sandbox installs no such CRD",
             ),
             unexercised(
+                &["apps"],
+                &["deployments"],
+                &["get", "create", "patch", "delete"],
+                "the lb-svc Deployment of a LoadBalancer Service (controller/src/lb_svc.rs), \
+                 only with --enable-lb-svc (off by default, as upstream)",
+            ),
+            unexercised(
+                CORE,
+                &["configmaps"],
+                &["get"],
+                "ovn-vpc-nat-config's image and nodeSelector for lb-svc pods \
+                 (controller/src/lb_svc.rs), only with --enable-lb-svc",
+            ),
+            unexercised(
+                CORE,
+                &["services/status"],
+                &["patch"],
+                "status.loadBalancer.ingress of an lb-svc Service (controller/src/lb_svc.rs), \
+                 only with --enable-lb-svc",
+            ),
+            unexercised(
+                CORE,
+                &["serviceaccounts"],
+                &["create"],
+                "the lb-svc agent's ServiceAccount in an lb-svc Service's namespace \
+                 (controller/src/lb_svc.rs), only with --enable-lb-svc",
+            ),
+            unexercised(
+                &["rbac.authorization.k8s.io"],
+                &["rolebindings"],
+                &["create"],
+                "binding system:kube-ovn-lb-svc to that ServiceAccount (controller/src/lb_svc.rs), \
+                 only with --enable-lb-svc",
+            ),
+            unexercised(
+                CORE,
+                &["pods"],
+                &["get"],
+                "held so the controller may grant it to the lb-svc agent (RBAC refuses a \
+                 RoleBinding to permissions the binder lacks); only with --enable-lb-svc",
+            ),
+            unexercised(
                 &["policy.networking.k8s.io"],
                 &[
                     "adminnetworkpolicies",
@@ -234,6 +276,29 @@ pub fn controller() -> Account {
             ),
         ],
     }
+}
+
+/// The ClusterRole of the lb-svc pods' agent (`kube-ovn-lb-svc`): it reads its own pod and its
+/// Service. The controller binds it, with a RoleBinding, to the ServiceAccount `kube-ovn-lb-svc`
+/// it creates in each namespace holding an lb-svc Service (controller/src/lb_svc.rs).
+pub const LB_SVC_CLUSTER_ROLE: &str = "system:kube-ovn-lb-svc";
+
+/// [`LB_SVC_CLUSTER_ROLE`] itself.
+pub fn lb_svc_agent_role() -> Result<serde_json::Value, String> {
+    let role = ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(LB_SVC_CLUSTER_ROLE.into()),
+            ..Default::default()
+        },
+        rules: Some(vec![used(
+            CORE,
+            &["pods", "services"],
+            &["get", "list", "watch"],
+        )
+        .policy_rule()]),
+        aggregation_rule: None,
+    };
+    serde_json::to_value(&role).map_err(|e| e.to_string())
 }
 
 /// kube-ovn-daemon's account (`kube-ovn-cni`, ClusterRole `system:kube-ovn-cni`).
