@@ -626,8 +626,10 @@ pub fn config_and_metrics() -> Result<Vec<serde_json::Value>, String> {
     Ok(vec![
         json(&config_map(
             "ovn-vpc-nat-config",
-            "The image of VPC NAT gateway pods.\n",
-            &[("image", "docker.io/kubeovn/vpc-nat-gateway:v1.17.0")],
+            "The image of VPC NAT gateway and lb-svc pods: kube-ovn-rs's lb-svc agent \
+             (kube-ovn-lb-svc) is in the kube-ovn image, upstream's vpc-nat-gateway image \
+             has none.\n",
+            &[("image", super::IMAGE)],
         ))?,
         json(&config_map(
             "ovn-vpc-nat-gw-config",
