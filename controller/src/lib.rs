@@ -33,4 +33,5 @@ pub mod slr_ctl;
 pub mod startup;
 pub mod subnet_ctl;
 pub mod subnet_rules;
+pub mod underlay_ctl;
 pub mod vip_ctl;
