@@ -67,6 +67,11 @@ pub const AAPS: &str = "ovn.kubernetes.io/aaps";
 /// On a pod: extra addresses (comma-separated) its port may use, next to its Vips'.
 pub const PORT_VIPS: &str = "ovn.kubernetes.io/port_vips";
 
+/// On a pod of an underlay subnet: its Vlan's id (upstream's `VlanIDAnnotationTemplate`).
+pub const VLAN_ID: &str = "ovn.kubernetes.io/vlan_id";
+/// On a pod of an underlay subnet: its Vlan's provider network.
+pub const PROVIDER_NETWORK: &str = "ovn.kubernetes.io/provider_network";
+
 /// Labels on IP CRs.
 pub const LABEL_SUBNET: &str = "ovn.kubernetes.io/subnet";
 /// See [`LABEL_SUBNET`].

@@ -25,3 +25,5 @@ pub mod names;
 pub mod net;
 #[cfg(feature = "api")]
 pub mod node;
+#[cfg(feature = "api")]
+pub mod underlay;

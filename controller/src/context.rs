@@ -57,6 +57,10 @@ pub struct Stores {
     pub baseline_admin_network_policies: Store<kube_ovn_common::crd::BaselineAdminNetworkPolicy>,
     /// ClusterNetworkPolicies (empty unless `--enable-anp`).
     pub cluster_network_policies: Store<kube_ovn_common::crd::ClusterNetworkPolicy>,
+    /// Vlans.
+    pub vlans: Store<kube_ovn_common::crd::Vlan>,
+    /// ProviderNetworks.
+    pub provider_networks: Store<kube_ovn_common::crd::ProviderNetwork>,
     /// NetworkAttachmentDefinitions (empty while their CRD is not installed).
     pub nads: Store<crate::attach::NetworkAttachmentDefinition>,
 }

@@ -169,6 +169,7 @@ fn distributed_subnets(ctx: &Ctx) -> Vec<DistributedSubnet> {
                 && s.name_any() != ctx.config.node_switch
                 && !sp.cidr_block.is_empty()
                 && sp.gateway_type != "centralized"
+                && !crate::subnet_ctl::is_underlay(sp)
                 && (sp.vpc.is_empty() || sp.vpc == router)
                 && subnet_rules::is_ovn_provider(&sp.provider)
         })

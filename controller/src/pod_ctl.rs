@@ -320,6 +320,17 @@ async fn primary(ctx: &Ctx, pod: &PodInfo, key: &str) -> Result<Result<Wanted, O
         (ann::LOGICAL_ROUTER.into(), Some(vpc)),
         (ann::ALLOCATED.into(), Some("true".into())),
     ];
+    if !subnet.spec.vlan.is_empty() {
+        // Upstream reads the Vlan for these; without it the pod waits (its subnet does too).
+        let Some(vlan) = ctx.stores.vlans.get(&ObjectRef::new(&subnet.spec.vlan)) else {
+            return Ok(Err(Outcome::After(Duration::from_secs(2))));
+        };
+        wanted.push((ann::VLAN_ID.into(), Some(vlan.spec.id.to_string())));
+        wanted.push((
+            ann::PROVIDER_NETWORK.into(),
+            Some(vlan.spec.provider.clone()),
+        ));
+    }
     if !annotations.contains_key(ann::POD_NIC_TYPE) {
         wanted.push((
             ann::POD_NIC_TYPE.into(),
@@ -540,7 +551,11 @@ async fn write_port(ctx: &Ctx, key: &str, w: &PortWrite<'_>) -> Result<(), Error
                     custom_vpc: !in_default_vpc,
                 },
             )?;
-            if !w.node.is_empty() && in_default_vpc {
+            // An underlay subnet's pods are routed by the physical gateway: no routing groups.
+            if !w.node.is_empty()
+                && in_default_vpc
+                && !crate::subnet_ctl::is_underlay(&w.subnet.spec)
+            {
                 let mut pgs = vec![objects::node_pg(w.node)];
                 if distributed {
                     pgs.push(objects::subnet_node_pg(&subnet_name, w.node));

@@ -26,11 +26,11 @@ use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use crate::{
     anp_ctl, cnp_ctl, gc, ippool_ctl, lb_svc, leader, node_ctl, np_ctl, np_state, pod_ctl, restore,
-    service_ctl, sg_ctl, slr_ctl, startup, subnet_ctl, vip_ctl, vpc_ctl,
+    service_ctl, sg_ctl, slr_ctl, startup, subnet_ctl, underlay_ctl, vip_ctl, vpc_ctl,
 };
 use kube_ovn_common::crd::{
-    AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, IpPool, SecurityGroup,
-    Subnet, SwitchLbRule, Vip, Vpc,
+    AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, IpPool, ProviderNetwork,
+    SecurityGroup, Subnet, SwitchLbRule, Vip, Vlan, Vpc,
 };
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
@@ -121,6 +121,18 @@ impl Trim for EndpointSlice {
 }
 
 impl Trim for Vip {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for Vlan {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for ProviderNetwork {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
     }
@@ -337,6 +349,9 @@ pub async fn lead(
         slice_events.inspect(move |e| index.observe(e))
     };
     let (vips, vip_events) = store::<Vip>(client.clone(), watcher::Config::default());
+    let (vlans, vlan_events) = store::<Vlan>(client.clone(), watcher::Config::default());
+    let (provider_networks, pn_events) =
+        store::<ProviderNetwork>(client.clone(), watcher::Config::default());
     let (switch_lb_rules, slr_events) =
         store::<SwitchLbRule>(client.clone(), watcher::Config::default());
     let (network_policies, np_events) =
@@ -376,6 +391,8 @@ pub async fn lead(
         admin_network_policies: admin_network_policies.clone(),
         baseline_admin_network_policies: baseline_admin_network_policies.clone(),
         cluster_network_policies: cluster_network_policies.clone(),
+        vlans: vlans.clone(),
+        provider_networks: provider_networks.clone(),
         nads: nads.clone(),
     };
 
@@ -403,6 +420,16 @@ pub async fn lead(
     );
     let vpc_q = rt.register(Kind::new(vpc_ctl::KIND, workers, vpc_ctl::reconcile));
     let pool_q = rt.register(Kind::new(ippool_ctl::KIND, workers, ippool_ctl::reconcile));
+    let vlan_q = rt.register(Kind::new(
+        underlay_ctl::VLAN_KIND,
+        workers,
+        underlay_ctl::reconcile_vlan,
+    ));
+    let pn_q = rt.register(Kind::new(
+        underlay_ctl::PN_KIND,
+        1,
+        underlay_ctl::reconcile_pn,
+    ));
     let node_q = rt.register(
         Kind::new(node_ctl::KIND, workers, node_ctl::reconcile)
             .gate("default and join switches exist", switches_exist),
@@ -464,11 +491,31 @@ pub async fn lead(
             }),
         ],
     );
+    rt.watch(
+        vlan_events,
+        vec![Trigger::own(
+            vlan_q,
+            underlay_ctl::vlan_signature,
+            Seen::default(),
+        )],
+    );
+    rt.watch(
+        pn_events,
+        vec![Trigger::own(
+            pn_q.clone(),
+            underlay_ctl::pn_signature,
+            Seen::default(),
+        )],
+    );
     let gateway_of = subnets.clone();
+    let pns_of_node = provider_networks.clone();
     rt.watch(
         node_events,
         vec![
             Trigger::own(node_q, node_ctl::signature, Seen::default()),
+            Trigger::mapped(pn_q, underlay_ctl::node_signature, move |_: &Node| {
+                underlay_ctl::all_pns(&pns_of_node.state())
+            }),
             Trigger::mapped(np_nodes_q, node_ctl::signature, |_: &Node| {
                 vec![np_ctl::NODES_KEY.to_string()]
             }),
@@ -723,6 +770,11 @@ pub async fn lead(
             endpoint_slices.wait_until_ready().await.is_ok(),
         ),
         ("vips", vips.wait_until_ready().await.is_ok()),
+        ("vlans", vlans.wait_until_ready().await.is_ok()),
+        (
+            "provider-networks",
+            provider_networks.wait_until_ready().await.is_ok(),
+        ),
         (
             "switch-lb-rules",
             switch_lb_rules.wait_until_ready().await.is_ok(),

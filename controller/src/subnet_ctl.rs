@@ -13,13 +13,13 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use kube_ovn_ipam::{Family, SubnetConfig};
-use kube_ovn_nb::objects::{self, NodeJoin, OverlaySubnet, VpcLoadBalancers};
+use kube_ovn_nb::objects::{self, Localnet, NodeJoin, OverlaySubnet, VpcLoadBalancers};
 use serde_json::json;
 
 use crate::context::{Ctx, Error};
 use crate::subnet_rules::{self, Defaults};
 use kube_ovn_common::annotations::{self, FINALIZER};
-use kube_ovn_common::crd::Subnet;
+use kube_ovn_common::crd::{Subnet, Vlan};
 use kube_ovn_common::net;
 use kube_ovn_runtime::events::EventType;
 use kube_ovn_runtime::{conditions, finalizer, Outcome};
@@ -180,6 +180,27 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         )
         .await;
     }
+    let vlan = if spec.vlan.is_empty() {
+        None
+    } else {
+        match underlay_vlan(&ctx, &name, &spec.vlan) {
+            Ok(Some(v)) => Some(v),
+            // Not processed by the Vlan reconciler yet (or our store has not seen its status
+            // patch): look again shortly, as upstream's requeue.
+            Ok(None) => return Ok(Outcome::After(std::time::Duration::from_secs(1))),
+            Err(why) => {
+                ctx.event(
+                    &subnet.object_ref(&()),
+                    EventType::Warning,
+                    "ValidateSubnetVlanFailed",
+                    &why,
+                )
+                .await;
+                set_conditions(&api, &subnet, false, "ValidateSubnetVlanFailed", &why).await?;
+                return Ok(Outcome::Done);
+            }
+        }
+    };
     let mut reason = "SetNonOvnSubnetSuccess";
     let mut activate = String::new();
     if subnet_rules::is_ovn_provider(&spec.provider) {
@@ -216,7 +237,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             reason = write_custom_vpc_nb(&ctx, &name, &spec).await?;
             ctx.queues.add(crate::vpc_ctl::KIND, spec.vpc.clone());
         } else {
-            (reason, activate) = write_nb(&ctx, &name, &spec).await?;
+            (reason, activate) = write_nb(&ctx, &name, &spec, vlan.as_deref()).await?;
             if spec.gateway_type == "centralized" {
                 // A node reconcile that still saw the subnet distributed may have re-added
                 // its per-node rows: let every node re-state them against the current spec.
@@ -224,9 +245,81 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             }
         }
     }
+    if let Some(v) = &vlan {
+        list_in_vlan(&ctx, v, &name).await?;
+    }
     update_counters(&api, &ctx, &subnet, &activate).await?;
     set_conditions(&api, &subnet, true, reason, "").await?;
     Ok(Outcome::Done)
+}
+
+/// An underlay subnet's Vlan as upstream's `validateSubnetVlan` accepts it: `Ok(None)` while
+/// the Vlan has not been processed (no provider yet, or not in its ProviderNetwork's
+/// `status.vlans`), an error when it is missing or conflicts.
+fn underlay_vlan(ctx: &Ctx, subnet: &str, vlan: &str) -> Result<Option<Arc<Vlan>>, String> {
+    let Some(v) = ctx.stores.vlans.get(&ObjectRef::new(vlan)) else {
+        return Err(format!(
+            "failed to validate vlan for subnet {subnet}, failed to get vlan {vlan}: not found"
+        ));
+    };
+    if v.status.as_ref().is_some_and(|s| s.conflict) {
+        return Err(format!(
+            "failed to validate vlan for subnet {subnet}, subnet {subnet} has invalid conflict vlan {vlan}"
+        ));
+    }
+    let ready = !v.spec.provider.is_empty()
+        && ctx
+            .stores
+            .provider_networks
+            .get(&ObjectRef::new(&v.spec.provider))
+            .and_then(|pn| pn.status.clone())
+            .is_some_and(|st| st.vlans.iter().any(|x| x == vlan));
+    Ok(ready.then_some(v))
+}
+
+/// Adds the subnet to its Vlan's `status.subnets` (upstream's reconcileVlan).
+async fn list_in_vlan(ctx: &Ctx, vlan: &Vlan, subnet: &str) -> Result<(), Error> {
+    let mut subnets = vlan
+        .status
+        .as_ref()
+        .map(|s| s.subnets.clone())
+        .unwrap_or_default();
+    if subnets.iter().any(|s| s == subnet) {
+        return Ok(());
+    }
+    subnets.push(subnet.to_string());
+    let api: Api<Vlan> = Api::all(ctx.client.clone());
+    api.patch_status(
+        &vlan.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"subnets": subnets}})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Removes a deleted subnet from every Vlan's `status.subnets`.
+async fn unlist_from_vlans(ctx: &Ctx, subnet: &str) -> Result<(), Error> {
+    let api: Api<Vlan> = Api::all(ctx.client.clone());
+    for v in ctx.stores.vlans.state() {
+        let Some(st) = &v.status else { continue };
+        if st.subnets.iter().any(|s| s == subnet) {
+            let keep: Vec<&String> = st.subnets.iter().filter(|s| *s != subnet).collect();
+            api.patch_status(
+                &v.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"subnets": keep}})),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A subnet on a Vlan whose gateway is the physical one (`logicalGateway` off): it has no
+/// router ports, gateway policies or per-node port groups (u2o is not supported here).
+pub fn is_underlay(spec: &kube_ovn_common::crd::subnet::SubnetSpec) -> bool {
+    !spec.vlan.is_empty() && !spec.logical_gateway
 }
 
 fn requeue_nodes(ctx: &Ctx) {
@@ -258,6 +351,7 @@ async fn write_nb(
     ctx: &Ctx,
     name: &str,
     spec: &kube_ovn_common::crd::subnet::SubnetSpec,
+    vlan: Option<&Vlan>,
 ) -> Result<(&'static str, String), Error> {
     let router = ctx.config.cluster_router.clone();
     let is_join = name == ctx.config.node_switch;
@@ -300,7 +394,8 @@ async fn write_nb(
     if !spec.enable_ecmp {
         gw_nodes.truncate(1);
     }
-    let centralized = spec.gateway_type == "centralized";
+    let underlay = is_underlay(spec);
+    let centralized = spec.gateway_type == "centralized" && !underlay;
     if centralized && gw_nodes.is_empty() {
         return Err(Error::Other(format!(
             "subnet {name}: no gateway node of {gw_names:?} has a join address yet"
@@ -369,23 +464,33 @@ async fn write_nb(
     } else {
         Vec::new()
     };
+    let localnet = vlan.map(|v| Localnet {
+        provider: &v.spec.provider,
+        vlan_id: v.spec.id,
+    });
     ctx.apply(&format!("subnet {name}"), |plan| {
-        objects::overlay_subnet(
-            plan,
-            &OverlaySubnet {
-                name,
-                router: &router,
-                cidrs: cidrs.clone(),
-                gateways: gateways.clone(),
-                load_balancers: enable_lb.then_some(&lbs),
-                detach_load_balancers: (!enable_lb && !is_join).then_some(&lbs),
-                route_table: &route_table,
-            },
-        )?;
+        let ls = OverlaySubnet {
+            name,
+            router: &router,
+            cidrs: cidrs.clone(),
+            gateways: gateways.clone(),
+            load_balancers: enable_lb.then_some(&lbs),
+            detach_load_balancers: (!enable_lb && !is_join).then_some(&lbs),
+            route_table: &route_table,
+        };
+        match &localnet {
+            Some(ln) if underlay => objects::underlay_subnet(plan, &ls, ln)?,
+            Some(ln) => {
+                objects::overlay_subnet(plan, &ls)?;
+                objects::localnet_port(plan, name, &cidrs, ln)?;
+            }
+            None => objects::overlay_subnet(plan, &ls)?,
+        }
         objects::switch_acls(plan, name, &acls)?;
         if is_join {
             objects::default_routes(plan, &router, &join_gateways)?;
-        } else {
+        } else if !underlay {
+            // (An underlay subnet is routed by its physical gateway: no gateway policies.)
             if centralized {
                 objects::centralized_gateway(plan, &router, name, &cidrs, &gw_nodes)?;
             } else {
@@ -486,6 +591,7 @@ async fn release(ctx: &Ctx, name: &str, vpc: Option<&str>) -> Result<(), Error> 
     })
     .await?;
     ctx.ipam().delete_subnet(name);
+    unlist_from_vlans(ctx, name).await?;
     Ok(())
 }
 

@@ -368,7 +368,10 @@ fn decode_row(
         cols.iter()
             .filter_map(|(c, v)| ts.column(c).map(|cs| (c, v, cs)))
             .map(|(c, v, cs)| {
-                let is_diff = diff && !cs.ty.is_scalar();
+                // ovsdb-server diffs only composite columns (maps, sets of more than one
+                // atom); a scalar or optional column's modify carries its new value (so a
+                // cleared optional one arrives as an empty set).
+                let is_diff = diff && !cs.ty.is_scalar() && !cs.ty.is_optional();
                 let d = if is_diff {
                     Datum::from_json_diff(v, &cs.ty)
                 } else {
@@ -616,6 +619,43 @@ mod tests {
     fn nb() -> DatabaseSchema {
         let v: Value = serde_json::from_str(crate::schemas::OVN_NORTHBOUND.json).unwrap();
         DatabaseSchema::from_json(&v).unwrap()
+    }
+
+    /// A modify of an optional column carries its new value, as ovsdb-server's
+    /// `ovsdb_datum_diff` makes it for non-composite types: cleared, then replaced.
+    #[test]
+    fn optional_columns_are_replaced_not_toggled() {
+        let schema = nb();
+        let u = "6a3e2f1c-0000-4000-8000-000000000003";
+        let mut c = CacheData::default();
+        let tag = |c: &CacheData| {
+            c.table("Logical_Switch_Port")
+                .unwrap()
+                .iter()
+                .next()
+                .unwrap()
+                .1
+                .get("tag")
+                .cloned()
+        };
+        c.apply_update2(
+            &schema,
+            &serde_json::json!({"Logical_Switch_Port": {u: {"insert": {"name": "ln", "tag": 100}}}}),
+        )
+        .unwrap();
+        assert_eq!(tag(&c), Some(Datum::from(100)));
+        c.apply_update2(
+            &schema,
+            &serde_json::json!({"Logical_Switch_Port": {u: {"modify": {"tag": 200}}}}),
+        )
+        .unwrap();
+        assert_eq!(tag(&c), Some(Datum::from(200)));
+        c.apply_update2(
+            &schema,
+            &serde_json::json!({"Logical_Switch_Port": {u: {"modify": {"tag": ["set", []]}}}}),
+        )
+        .unwrap();
+        assert_eq!(tag(&c), Some(Datum::empty_set()));
     }
 
     /// The streaming decoder of a reply frame yields exactly what decoding the parsed updates

@@ -152,7 +152,16 @@ pub fn controller() -> Account {
             used(&["networking.k8s.io"], &["networkpolicies"], WATCH),
             used(
                 KUBEOVN,
-                &["subnets", "ips", "vips", "ippools", "security-groups", "switch-lb-rules"],
+                &[
+                    "subnets",
+                    "ips",
+                    "vips",
+                    "ippools",
+                    "security-groups",
+                    "switch-lb-rules",
+                    "vlans",
+                    "provider-networks",
+                ],
                 WATCH,
             ),
             used(KUBEOVN, &["subnets"], &["get", "create", "patch", "update"]),
@@ -204,6 +213,20 @@ pub fn controller() -> Account {
                 &["vips"],
                 &["delete"],
                 "a SwitchLBRule's health-check Vip removed with it (slr_ctl.rs)",
+            ),
+            unexercised(
+                KUBEOVN,
+                &["vlans"],
+                &["update"],
+                "a Vlan without a provider gets --default-provider-name (underlay_ctl.rs, as \
+                 upstream); the RBAC test's workload has no Vlan",
+            ),
+            unexercised(
+                KUBEOVN,
+                &["vlans/status", "provider-networks/status"],
+                &["patch"],
+                "Vlan and ProviderNetwork status (underlay_ctl.rs, subnet_ctl.rs); the RBAC \
+                 test's workload has no underlay",
             ),
             unexercised(
                 &["apps"],

@@ -61,7 +61,10 @@ pub use sg::{
     sg_pg, sg_port_group, sg_port_groups, SgMembers, ASSOCIATED_PREFIX, DEFAULT_SG, DENY_ALL_SG,
     SGS_KEY, SG_DROP_PRIORITY, SG_KEY,
 };
-pub use subnet::{delete_overlay_subnet, overlay_subnet, OverlaySubnet, SUBNET_POLICY_PRIORITY};
+pub use subnet::{
+    delete_overlay_subnet, localnet_port, localnet_port_name, overlay_subnet, underlay_subnet,
+    Localnet, OverlaySubnet, SUBNET_POLICY_PRIORITY,
+};
 pub use vip::{router_port_mac, vip_port, virtual_port, VipPort};
 pub use vpc::{
     custom_vpc_router, default_routes, delete_vpc_peer_port, delete_vpc_router, ensure_u2o_sets,

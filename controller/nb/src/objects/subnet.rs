@@ -40,11 +40,7 @@ pub struct OverlaySubnet<'a> {
 
 /// The switch, its router patch ports and the 31000 allow policy of an overlay subnet.
 pub fn overlay_subnet(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
-    let mut ls = Row::new();
-    if plan.lookup(LogicalSwitch::TABLE, s.name).is_none() {
-        ls.insert(LogicalSwitch::EXTERNAL_IDS, map([(key::VENDOR, VENDOR)]));
-    }
-    plan.ensure_root(LogicalSwitch::TABLE, s.name, ls)?;
+    switch(plan, s)?;
 
     let lsp = switch_router_lsp(s.name, s.router);
     let lrp = router_switch_lrp(s.router, s.name);
@@ -123,6 +119,21 @@ pub fn overlay_subnet(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), 
         },
     )?;
 
+    load_balancers(plan, s)
+}
+
+/// The logical switch itself (`external_ids:vendor` only when created, as upstream).
+fn switch(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
+    let mut ls = Row::new();
+    if plan.lookup(LogicalSwitch::TABLE, s.name).is_none() {
+        ls.insert(LogicalSwitch::EXTERNAL_IDS, map([(key::VENDOR, VENDOR)]));
+    }
+    plan.ensure_root(LogicalSwitch::TABLE, s.name, ls)?;
+    Ok(())
+}
+
+/// Attaches (or detaches) the VPC's load balancers on the switch.
+fn load_balancers(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
     let uuids = |lbs: &VpcLoadBalancers, plan: &Plan<'_>| -> Vec<Atom> {
         lbs.all()
             .iter()
@@ -149,6 +160,94 @@ pub fn overlay_subnet(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), 
             &[],
             &absent,
         )?;
+    }
+    Ok(())
+}
+
+/// The localnet port of an underlay subnet: `localnet.<subnet>`, bridging the switch to the
+/// provider network's OVS bridge through `ovn-bridge-mappings`.
+#[derive(Debug, Clone)]
+pub struct Localnet<'a> {
+    /// The provider network (`options:network_name`).
+    pub provider: &'a str,
+    /// The Vlan's id: the port's `tag` when 1..=4095, none for 0 (untagged).
+    pub vlan_id: i64,
+}
+
+/// The localnet port's name of a subnet, as upstream's `GetLocalnetName`.
+pub fn localnet_port_name(subnet: &str) -> String {
+    format!("localnet.{subnet}")
+}
+
+/// An underlay (vlan) subnet whose gateway is the physical one: the switch and its load
+/// balancers, the `localnet.<ls>` port, and none of an overlay subnet's router patch ports,
+/// 31000/29000 policies or per-node port groups (those of an earlier overlay life go).
+pub fn underlay_subnet(
+    plan: &mut Plan<'_>,
+    s: &OverlaySubnet<'_>,
+    ln: &Localnet<'_>,
+) -> Result<(), PlanError> {
+    switch(plan, s)?;
+    localnet_port(plan, s.name, &s.cidrs, ln)?;
+    remove_router_ports(plan, s.name, s.router)?;
+    remove_owned_policies(plan, s.router, (key::SUBNET, s.name))?;
+    super::gateway::delete_subnet_node_pgs(plan, (key::SUBNET, s.name), &[])?;
+    load_balancers(plan, s)
+}
+
+/// States the localnet port as upstream's `CreateLocalnetLogicalSwitchPort` and
+/// `SetLogicalSwitchPortVlanTag` leave it: `type=localnet`, `addresses=[unknown]`,
+/// `options:network_name`, `external_ids` `ls`, `vendor` and `ipv4_network`/`ipv6_network`.
+pub fn localnet_port(
+    plan: &mut Plan<'_>,
+    switch: &str,
+    cidrs: &[String],
+    ln: &Localnet<'_>,
+) -> Result<RowRef, PlanError> {
+    let mut ids = vec![(key::LS, switch), (key::VENDOR, VENDOR)];
+    for cidr in cidrs {
+        if cidr.contains(':') {
+            ids.push(("ipv6_network", cidr.as_str()));
+        } else {
+            ids.push(("ipv4_network", cidr.as_str()));
+        }
+    }
+    let tag = if (1..4096).contains(&ln.vlan_id) {
+        Datum::from(ln.vlan_id)
+    } else {
+        Datum::empty_set()
+    };
+    plan.ensure_named_child(
+        Parent {
+            table: LogicalSwitch::TABLE,
+            name: switch,
+            column: LogicalSwitch::PORTS,
+        },
+        LogicalSwitchPort::TABLE,
+        &localnet_port_name(switch),
+        row!(LogicalSwitchPort {
+            TYPE: Datum::from("localnet"),
+            ADDRESSES: strings(["unknown"]),
+            OPTIONS: map([("network_name", ln.provider)]),
+            TAG: tag,
+            EXTERNAL_IDS: map(ids),
+        }),
+    )
+}
+
+/// Removes the router patch pair of a subnet (`<ls>-<router>` and `<router>-<ls>`), as
+/// upstream does for an underlay subnet using the physical gateway.
+fn remove_router_ports(plan: &mut Plan<'_>, subnet: &str, router: &str) -> Result<(), PlanError> {
+    plan.monitored(LogicalSwitchPort::TABLE)?;
+    if let Some(RowRef::Existing(u)) =
+        plan.lookup(LogicalSwitchPort::TABLE, &switch_router_lsp(subnet, router))
+    {
+        plan.remove_child(LogicalSwitch::TABLE, LogicalSwitch::PORTS, u)?;
+    }
+    if let Some(RowRef::Existing(u)) =
+        plan.lookup(LogicalRouterPort::TABLE, &router_switch_lrp(router, subnet))
+    {
+        plan.remove_child(LogicalRouter::TABLE, LogicalRouter::PORTS, u)?;
     }
     Ok(())
 }
@@ -197,6 +296,67 @@ mod tests {
     use super::*;
     use crate::objects::testing::{empty_nb, inserted, ops};
     use crate::objects::vpc_router;
+
+    fn underlay(vlan_id: i64) -> Vec<Value> {
+        let cache = empty_nb();
+        let mut plan = Plan::new(&cache, "OVN_Northbound");
+        vpc_router(&mut plan, "ovn-cluster").unwrap();
+        underlay_subnet(
+            &mut plan,
+            &OverlaySubnet {
+                name: "vlan-sub",
+                router: "ovn-cluster",
+                cidrs: vec!["172.19.100.0/24".into(), "fd00:100::/64".into()],
+                gateways: vec!["172.19.100.1".into(), "fd00:100::1".into()],
+                load_balancers: None,
+                detach_load_balancers: None,
+                route_table: "",
+            },
+            &Localnet {
+                provider: "net1",
+                vlan_id,
+            },
+        )
+        .unwrap();
+        ops(plan)
+    }
+
+    #[test]
+    fn underlay_subnet_has_a_localnet_port_and_no_router_port() {
+        let ops = underlay(100);
+        let ln = inserted(&ops, "Logical_Switch_Port", "localnet.vlan-sub");
+        assert_eq!(ln["row"]["type"], "localnet");
+        assert_eq!(ln["row"]["addresses"], "unknown");
+        assert_eq!(ln["row"]["tag"], 100);
+        assert_eq!(
+            ln["row"]["options"],
+            json!(["map", [["network_name", "net1"]]])
+        );
+        assert_eq!(
+            ln["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["ipv4_network", "172.19.100.0/24"],
+                    ["ipv6_network", "fd00:100::/64"],
+                    ["ls", "vlan-sub"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
+        assert!(!ops.iter().any(|o| o["op"] == "insert"
+            && matches!(
+                o["table"].as_str(),
+                Some("Logical_Router_Port" | "Logical_Router_Policy" | "Port_Group")
+            )));
+    }
+
+    #[test]
+    fn vlan_zero_is_untagged() {
+        let ops = underlay(0);
+        let ln = inserted(&ops, "Logical_Switch_Port", "localnet.vlan-sub");
+        assert_eq!(ln["row"]["tag"], json!(["set", []]));
+    }
 
     #[test]
     fn default_topology_rows_match_upstream() {

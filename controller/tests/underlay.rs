@@ -1,0 +1,264 @@
+//! Underlay against the real NB (real binary, API fixture): a ProviderNetwork's status from
+//! its nodes' ready labels, a Vlan listed in its ProviderNetwork and listing its subnets, an
+//! underlay subnet's `localnet.<ls>` port with upstream's columns and tag and none of an
+//! overlay subnet's router ports, policies or per-node groups, its pods' `vlan_id` and
+//! `provider_network` annotations, and a controller adopting the localnet port as upstream's
+//! ovn-nbctl-equivalent writes it without a single NB write.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube_ovn_common::crd::{ProviderNetwork, Subnet, Vlan};
+use kube_ovn_nb::objects::string_map;
+use ovsdb::{Atom, Datum};
+use serde_json::{json, Value};
+use support::nb::{named, rows, text};
+use support::{eventually, World};
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn create<K>(w: &World, obj: Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let o: K = serde_json::from_value(obj).unwrap();
+    Api::<K>::all(w.client.clone())
+        .create(&PostParams::default(), &o)
+        .await
+        .unwrap();
+}
+
+fn tag(w: &World, port: &str) -> Option<i64> {
+    let r = named(w, "Logical_Switch_Port", port)?;
+    r.get("tag").and_then(Datum::as_atom).and_then(Atom::as_i64)
+}
+
+/// Kube-OVN rows naming `subnet` in `external_ids:subnet` in `table`.
+fn tagged(w: &World, table: &str, subnet: &str) -> usize {
+    rows(w, table)
+        .iter()
+        .filter(|r| {
+            string_map(r, "external_ids")
+                .get("subnet")
+                .map(String::as_str)
+                == Some(subnet)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_network_vlan_and_underlay_subnet() {
+    let mut w = World::new(2, false).await;
+    w.start_controller();
+    let nodes: Vec<String> = w
+        .sandbox
+        .state()
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+
+    create::<ProviderNetwork>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
+               "metadata": {"name": "net1"}, "spec": {"defaultInterface": "eth1"}}),
+    )
+    .await;
+    create::<Vlan>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
+               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
+    )
+    .await;
+    create::<Subnet>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "underlay"},
+               "spec": {"cidrBlock": "172.19.100.0/24", "gateway": "172.19.100.1",
+                        "vlan": "vlan100", "namespaces": ["ul"]}}),
+    )
+    .await;
+
+    // Upstream's status: the Vlan in its provider network, the subnet in its Vlan; no node
+    // has the bridge (no daemon here), so every node is not ready with upstream's message.
+    let pns: Api<ProviderNetwork> = Api::all(w.client.clone());
+    let vlans: Api<Vlan> = Api::all(w.client.clone());
+    let pn = eventually("provider network status", LONG, || async {
+        let pn = pns.get("net1").await.ok()?;
+        let st = pn.status.clone()?;
+        (st.vlans == ["vlan100"] && st.not_ready_nodes.len() == nodes.len()).then_some(pn)
+    })
+    .await;
+    let st = pn.status.unwrap();
+    assert!(!st.ready);
+    for n in &nodes {
+        let c = st
+            .conditions
+            .iter()
+            .find(|c| &c.node == n)
+            .expect("condition");
+        assert_eq!(c.condition.type_, "Ready");
+        assert_eq!(c.condition.status, "False");
+        assert_eq!(c.condition.reason, "InitOVSBridgeFailed");
+        assert_eq!(
+            c.condition.message,
+            format!("kube-ovn-cni pod on node {n} not found")
+        );
+    }
+    eventually("vlan lists its subnet", LONG, || async {
+        let v = vlans.get("vlan100").await.ok()?;
+        (v.status?.subnets == ["underlay"]).then_some(())
+    })
+    .await;
+
+    // The localnet port as upstream writes it; no router patch ports, policies or groups.
+    eventually("localnet port", LONG, || async {
+        (tag(&w, "localnet.underlay") == Some(100)).then_some(())
+    })
+    .await;
+    let ln = named(&w, "Logical_Switch_Port", "localnet.underlay").unwrap();
+    assert_eq!(text(&ln, "type"), "localnet");
+    assert_eq!(text(&ln, "addresses"), "unknown");
+    assert_eq!(
+        string_map(&ln, "options"),
+        [("network_name".to_string(), "net1".to_string())].into()
+    );
+    assert_eq!(
+        string_map(&ln, "external_ids"),
+        [
+            ("ipv4_network", "172.19.100.0/24"),
+            ("ls", "underlay"),
+            ("vendor", "kube-ovn")
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    );
+    assert!(named(&w, "Logical_Switch", "underlay").is_some());
+    assert!(named(&w, "Logical_Switch_Port", "underlay-ovn-cluster").is_none());
+    assert!(named(&w, "Logical_Router_Port", "ovn-cluster-underlay").is_none());
+    assert_eq!(tagged(&w, "Logical_Router_Policy", "underlay"), 0);
+    assert_eq!(tagged(&w, "Port_Group", "underlay"), 0);
+
+    // A node labelled ready by its daemon becomes a ready node.
+    Api::<Node>::all(w.client.clone())
+        .patch(
+            &nodes[0],
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {
+                "net1.provider-network.kubernetes.io/ready": "true"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("a ready node", LONG, || async {
+        let st = pns.get("net1").await.ok()?.status?;
+        (st.ready_nodes == [nodes[0].clone()]).then_some(())
+    })
+    .await;
+
+    // A pod of the subnet: the Vlan's annotations, no routing port groups.
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(w.client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "ul"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut pod = support::pod("p1", Some(&nodes[0]));
+    pod.metadata.namespace = Some("ul".into());
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(w.client.clone(), "ul")
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(w.client.clone(), "ul");
+    let a = eventually("underlay pod allocated", LONG, || async {
+        let p = pods.get("p1").await.ok()?;
+        let a = p.metadata.annotations?;
+        (a.get("ovn.kubernetes.io/allocated").map(String::as_str) == Some("true")).then_some(a)
+    })
+    .await;
+    assert_eq!(a["ovn.kubernetes.io/vlan_id"], "100");
+    assert_eq!(a["ovn.kubernetes.io/provider_network"], "net1");
+    assert_eq!(a["ovn.kubernetes.io/logical_switch"], "underlay");
+    let port = support::nb::port_uuid(&w, "p1.ul").expect("pod port");
+    for pg in rows(&w, "Port_Group") {
+        let members = pg.get("ports").and_then(Datum::as_set);
+        assert!(
+            !members.is_some_and(|m| m.contains(&port)),
+            "pod port in {}",
+            text(&pg, "name")
+        );
+    }
+
+    // Adoption: the localnet port re-made as upstream's CreateLocalnetLogicalSwitchPort writes
+    // it; a restarted controller writes nothing.
+    w.kill_controller();
+    w.nbctl(&["lsp-del", "localnet.underlay"]);
+    w.nbctl(&[
+        "--",
+        "--id=@p",
+        "create",
+        "logical_switch_port",
+        "name=localnet.underlay",
+        "type=localnet",
+        "addresses=unknown",
+        "options:network_name=net1",
+        "tag=100",
+        "external_ids:ipv4_network=\"172.19.100.0/24\"",
+        "external_ids:ls=underlay",
+        "external_ids:vendor=kube-ovn",
+        "--",
+        "add",
+        "logical_switch",
+        "underlay",
+        "ports",
+        "@p",
+    ]);
+    w.northd_settled().await;
+    let mut changes = w.nb.subscribe();
+    w.start_controller();
+    eventually("subnets, the vlan and the pod reconciled", LONG, || async {
+        let s = w
+            .counter("kube_ovn_controller_reconciles_total", "kind=\"subnet\"")
+            .await?;
+        let v = w
+            .counter("kube_ovn_controller_reconciles_total", "kind=\"vlan\"")
+            .await?;
+        let p = w
+            .counter("kube_ovn_controller_reconciles_total", "kind=\"pod\"")
+            .await?;
+        (s >= 3.0 && v >= 1.0 && p >= 1.0).then_some(())
+    })
+    .await;
+    w.assert_wrote_nothing(&mut changes, "adopting the underlay subnet")
+        .await;
+
+    // Vlan 0: the port loses its tag.
+    vlans
+        .patch(
+            "vlan100",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"id": 0}})),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + LONG;
+    while tag(&w, "localnet.underlay").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the localnet port kept its tag: {:?} (nbctl: {}), writes {:#?}",
+            tag(&w, "localnet.underlay"),
+            w.nbctl(&["get", "logical_switch_port", "localnet.underlay", "tag"]),
+            w.logged_nb_writes()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(named(&w, "Logical_Switch_Port", "localnet.underlay").is_some());
+}
