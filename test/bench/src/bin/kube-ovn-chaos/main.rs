@@ -68,6 +68,10 @@ struct Args {
     /// R1: pods in the churn (every fourth is deleted again).
     #[arg(long, default_value_t = 1000)]
     nb_pods: usize,
+    /// Nodes in the sandbox (at least 2). The userspace datapath each node runs polls every
+    /// port in one thread, so pods per node, not pods in all, is what loads a node here.
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
     /// Run central OVN as 3-member raft clusters; R1 then kills the NB leader each time.
     #[arg(long)]
     raft: bool,
@@ -689,7 +693,7 @@ async fn run(args: Args) -> Res {
             | 1
     });
     let mut rng = Rng(seed);
-    let mut config = SandboxConfig::isolated(2);
+    let mut config = SandboxConfig::isolated(args.nodes.max(2));
     config.kube_ovn = Some(build.clone());
     config.raft = args.raft;
     let (run_dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
