@@ -41,10 +41,16 @@ async fn lb_svc_world(w: &World) {
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]}
     }));
-    Api::<CustomResourceDefinition>::all(w.client.clone())
+    // The sandbox installs it at bring-up (its Multus stand-in needs it); a world without it
+    // gets it here.
+    match Api::<CustomResourceDefinition>::all(w.client.clone())
         .create(&PostParams::default(), &crd)
         .await
-        .unwrap();
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("NetworkAttachmentDefinition CRD: {e}"),
+    }
     let ar = ApiResource {
         group: "k8s.cni.cncf.io".into(),
         version: "v1".into(),
