@@ -280,6 +280,10 @@ pub fn start_node(
         "external_ids:ovn-encap-type=geneve".into(),
         format!("external_ids:ovn-encap-ip={}", node.ip),
         "external_ids:ovn-bridge-datapath-type=netdev".into(),
+        // The chart's defaults (OVN_REMOTE_PROBE_INTERVAL 10000 ms, OVN_REMOTE_OPENFLOW_INTERVAL
+        // 180 s): a busy vswitchd is not declared dead by its ovn-controller.
+        "external_ids:ovn-remote-probe-interval=10000".into(),
+        "external_ids:ovn-openflow-probe-interval=180".into(),
     ])?;
     node.vsctl([
         "--may-exist",
