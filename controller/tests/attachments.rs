@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube_ovn_common::crd::{Ip, Subnet};
 use kube_ovn_nb::objects::{self, string_map};
@@ -39,29 +38,9 @@ fn nad_resource() -> ApiResource {
     }
 }
 
-/// The NetworkAttachmentDefinition CRD (Multus'), two definitions — kube-ovn as the plugin and
+/// Two NetworkAttachmentDefinitions (their CRD comes with every sandbox) — kube-ovn as the plugin and
 /// as macvlan's IPAM — and their subnets.
 async fn attachment_world(w: &World) {
-    let crd: CustomResourceDefinition = obj(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "network-attachment-definitions.k8s.cni.cncf.io"},
-        "spec": {"group": "k8s.cni.cncf.io", "scope": "Namespaced",
-            "names": {"plural": "network-attachment-definitions", "singular": "network-attachment-definition",
-                      "kind": "NetworkAttachmentDefinition", "shortNames": ["net-attach-def"]},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]}
-    }));
-    // The sandbox installs it at bring-up (its Multus stand-in needs it); a world without it
-    // gets it here.
-    match Api::<CustomResourceDefinition>::all(w.client.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("NetworkAttachmentDefinition CRD: {e}"),
-    }
     let nads: Api<DynamicObject> =
         Api::namespaced_with(w.client.clone(), "default", &nad_resource());
     for (name, config) in [

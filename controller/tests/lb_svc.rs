@@ -12,7 +12,6 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
@@ -28,29 +27,9 @@ fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).unwrap()
 }
 
-/// The NAD CRD, seed 003's NAD (macvlan, kube-ovn as its IPAM), the attachment subnet and
-/// ovn-vpc-nat-config.
+/// Seed 003's NAD (macvlan, kube-ovn as its IPAM; the NAD CRD comes with every sandbox), the
+/// attachment subnet and ovn-vpc-nat-config.
 async fn lb_svc_world(w: &World) {
-    let crd: CustomResourceDefinition = obj(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "network-attachment-definitions.k8s.cni.cncf.io"},
-        "spec": {"group": "k8s.cni.cncf.io", "scope": "Namespaced",
-            "names": {"plural": "network-attachment-definitions", "singular": "network-attachment-definition",
-                      "kind": "NetworkAttachmentDefinition", "shortNames": ["net-attach-def"]},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {"config": {"type": "string"}}}}}}}]}
-    }));
-    // The sandbox installs it at bring-up (its Multus stand-in needs it); a world without it
-    // gets it here.
-    match Api::<CustomResourceDefinition>::all(w.client.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("NetworkAttachmentDefinition CRD: {e}"),
-    }
     let ar = ApiResource {
         group: "k8s.cni.cncf.io".into(),
         version: "v1".into(),
