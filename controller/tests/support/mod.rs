@@ -289,6 +289,36 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         self.kill_controller();
+        if std::thread::panicking() {
+            // The run directory goes with the sandbox: keep what the controllers logged in the
+            // failed test's output (warnings, then the last lines).
+            let run_dir = &self.sandbox.state().run_dir;
+            let logs = std::fs::read_dir(run_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("controller-") && n.ends_with(".log"))
+                });
+            for log in logs {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("--- warnings in {}", log.display());
+                for l in lines
+                    .iter()
+                    .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                {
+                    eprintln!("{l}");
+                }
+                eprintln!("--- last lines of {}", log.display());
+                for l in &lines[lines.len().saturating_sub(60)..] {
+                    eprintln!("{l}");
+                }
+            }
+        }
     }
 }
 
