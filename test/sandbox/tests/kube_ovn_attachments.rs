@@ -95,6 +95,29 @@ async fn subnet_ready(subnets: &Api<DynamicObject>, name: &str) {
     .unwrap();
 }
 
+/// The `.ovn` attachment every test here uses: Subnet `attach-ovn` (172.30.0.0/24, provider
+/// `attachnet.default.ovn`), Ready, and the NAD `default/attachnet` naming kube-ovn.
+async fn attach_ovn(client: &kube::Client, subnets: &Api<DynamicObject>) {
+    let subnet: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "attach-ovn"},
+        "spec": {"cidrBlock": "172.30.0.0/24", "provider": OVN_PROVIDER, "protocol": "IPv4"},
+    }))
+    .unwrap();
+    subnets
+        .create(&PostParams::default(), &subnet)
+        .await
+        .unwrap();
+    subnet_ready(subnets, "attach-ovn").await;
+    multus::create_nad(
+        client.clone(),
+        "default",
+        "attachnet",
+        &json!({"cniVersion": "0.3.1", "type": "kube-ovn", "provider": OVN_PROVIDER}),
+    )
+    .await
+    .unwrap();
+}
+
 /// The names of the NB logical switch ports on switch `ls`.
 fn switch_ports(nb: &str, ls: &str) -> Vec<String> {
     let switch = matrix::nb_rows(nb, "Logical_Switch")
@@ -371,24 +394,7 @@ async fn statefulset_pods_keep_their_attachment_addresses() {
     let subnets: Api<DynamicObject> =
         Api::all_with(client.clone(), &kubeovn_api("Subnet", "subnets"));
     let ips: Api<DynamicObject> = Api::all_with(client.clone(), &kubeovn_api("IP", "ips"));
-    let subnet: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "attach-ovn"},
-        "spec": {"cidrBlock": "172.30.0.0/24", "provider": OVN_PROVIDER, "protocol": "IPv4"},
-    }))
-    .unwrap();
-    subnets
-        .create(&PostParams::default(), &subnet)
-        .await
-        .unwrap();
-    subnet_ready(&subnets, "attach-ovn").await;
-    multus::create_nad(
-        client.clone(),
-        "default",
-        "attachnet",
-        &json!({"cniVersion": "0.3.1", "type": "kube-ovn", "provider": OVN_PROVIDER}),
-    )
-    .await
-    .unwrap();
+    attach_ovn(&client, &subnets).await;
     let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
         "spec": {
@@ -492,24 +498,7 @@ async fn network_policy_for_scopes_a_policy_to_a_nic() {
     let client = sandbox.client();
     let subnets: Api<DynamicObject> =
         Api::all_with(client.clone(), &kubeovn_api("Subnet", "subnets"));
-    let subnet: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "attach-ovn"},
-        "spec": {"cidrBlock": "172.30.0.0/24", "provider": OVN_PROVIDER, "protocol": "IPv4"},
-    }))
-    .unwrap();
-    subnets
-        .create(&PostParams::default(), &subnet)
-        .await
-        .unwrap();
-    subnet_ready(&subnets, "attach-ovn").await;
-    multus::create_nad(
-        client.clone(),
-        "default",
-        "attachnet",
-        &json!({"cniVersion": "0.3.1", "type": "kube-ovn", "provider": OVN_PROVIDER}),
-    )
-    .await
-    .unwrap();
+    attach_ovn(&client, &subnets).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let srv: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
