@@ -429,21 +429,27 @@ fn ovs_interface(st: &SandboxState, node: &str, lsp: &str) -> Res<String> {
     Ok(out.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-/// R2: a daemon killed under running pods.
-async fn daemon_scenario(ctx: &Ctx, args: &Args) -> Res {
-    let prefix = "chaos-d-";
-    let names: Vec<String> = (0..args.daemon_pods)
-        .map(|i| format!("{prefix}{i}"))
-        .collect();
+/// Pods on node1 that ping a peer pod on node2 through a fault.
+struct Pingers {
+    /// The node1 pods, `<prefix><i>`.
+    names: Vec<String>,
+    /// Those and the peer: the pods that must stay wired.
+    live: BTreeSet<String>,
+    /// The peer's address.
+    peer_ip: String,
+}
+
+/// Creates `n` pods on node1 and `<prefix>peer` on node2, and waits until all are wired.
+async fn pingers(ctx: &Ctx, prefix: &str, n: usize, progress: &AtomicUsize) -> Res<Pingers> {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
     let peer = format!("{prefix}peer");
-    let progress = AtomicUsize::new(0);
-    churn(ctx, &names, Some("node1"), |_| false, &progress).await?;
+    churn(ctx, &names, Some("node1"), |_| false, progress).await?;
     churn(
         ctx,
         std::slice::from_ref(&peer),
         Some("node2"),
         |_| false,
-        &progress,
+        progress,
     )
     .await?;
     let mut live: BTreeSet<String> = names.iter().cloned().collect();
@@ -451,6 +457,22 @@ async fn daemon_scenario(ctx: &Ctx, args: &Args) -> Res {
     converge(ctx, prefix, &live, &BTreeSet::new(), true).await?;
     let snap = verify::snapshot(&ctx.client, &ctx.state.central.nb, prefix).await?;
     let peer_ip = snap.pods[&peer].ip.clone().ok_or("peer has no address")?;
+    Ok(Pingers {
+        names,
+        live,
+        peer_ip,
+    })
+}
+
+/// R2: a daemon killed under running pods.
+async fn daemon_scenario(ctx: &Ctx, args: &Args) -> Res {
+    let prefix = "chaos-d-";
+    let progress = AtomicUsize::new(0);
+    let Pingers {
+        names,
+        mut live,
+        peer_ip,
+    } = pingers(ctx, prefix, args.daemon_pods, &progress).await?;
     let before: Vec<String> = names
         .iter()
         .map(|p| ovs_interface(&ctx.state, "node1", &format!("{p}.{NAMESPACE}")))
@@ -571,23 +593,12 @@ enum OvnDaemon {
 /// `ovn`: node1's ovn-controller, then ovn-northd, crashed and restarted under running pods.
 async fn ovn_scenario(ctx: &Ctx, args: &Args) -> Res {
     let prefix = "chaos-o-";
-    let names: Vec<String> = (0..args.ovn_pods).map(|i| format!("{prefix}{i}")).collect();
-    let peer = format!("{prefix}peer");
     let progress = AtomicUsize::new(0);
-    churn(ctx, &names, Some("node1"), |_| false, &progress).await?;
-    churn(
-        ctx,
-        std::slice::from_ref(&peer),
-        Some("node2"),
-        |_| false,
-        &progress,
-    )
-    .await?;
-    let mut live: BTreeSet<String> = names.iter().cloned().collect();
-    live.insert(peer.clone());
-    converge(ctx, prefix, &live, &BTreeSet::new(), true).await?;
-    let snap = verify::snapshot(&ctx.client, &ctx.state.central.nb, prefix).await?;
-    let peer_ip = snap.pods[&peer].ip.clone().ok_or("peer has no address")?;
+    let Pingers {
+        names,
+        mut live,
+        peer_ip,
+    } = pingers(ctx, prefix, args.ovn_pods, &progress).await?;
     let interfaces = |ctx: &Ctx| -> Res<Vec<String>> {
         names
             .iter()
