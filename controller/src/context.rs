@@ -10,7 +10,7 @@ use kube_ovn_nb::{Plan, PlanError};
 use kube_ovn_runtime::events::{EventType, Recorder};
 use kube_ovn_runtime::{Queues, Seen};
 use ovsdb::Replica;
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -168,6 +168,7 @@ impl Ctx {
                 (plan.into_transaction(), n)
             };
             let (txn, n) = txn;
+            trace!(what, ops = ?txn.ops, "nb transaction content");
             self.metrics.nb_transactions.inc();
             self.metrics.nb_operations.inc_by(n as u64);
             let started = std::time::Instant::now();

@@ -333,6 +333,7 @@ async fn admin_policies_become_upstreams_rows_and_follow_pods() {
     assert!(named(&w, "Port_Group", "late").is_none());
 
     // A restart on the converged NB writes nothing.
+    w.controller_settled().await;
     w.kill_controller();
     let mut changes = w.nb.subscribe();
     w.start_controller();
@@ -411,6 +412,7 @@ async fn an_upstream_written_admin_policy_layout_is_adopted_without_writes() {
             .filter(|n| *n >= 1.0)
     })
     .await;
+    w.controller_settled().await;
     w.kill_controller();
 
     // What upstream writes for these policies, built with ovn-nbctl from its naming rules

@@ -261,6 +261,7 @@ async fn attachments_get_upstreams_ports_ip_crs_and_annotations_and_release_them
     );
 
     // A restart re-allocates nothing and writes nothing.
+    w.controller_settled().await;
     w.kill_controller();
     w.northd_settled().await;
     let mut changes = w.nb.subscribe();
@@ -478,6 +479,7 @@ async fn an_upstream_written_attachment_layout_is_adopted_without_writes() {
         ready.then_some(())
     })
     .await;
+    w.controller_settled().await;
     w.kill_controller();
 
     // What upstream leaves for a pod with a kube-ovn attachment and a macvlan one.

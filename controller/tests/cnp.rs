@@ -261,6 +261,7 @@ async fn cluster_network_policies_become_upstreams_rows_and_go_away() {
     .await;
 
     // A restart on the converged NB writes nothing.
+    w.controller_settled().await;
     w.kill_controller();
     let mut changes = w.nb.subscribe();
     w.start_controller();
@@ -291,6 +292,7 @@ async fn an_upstream_written_cluster_network_policy_is_adopted_without_writes() 
             .filter(|n| *n >= 1.0)
     })
     .await;
+    w.controller_settled().await;
     w.kill_controller();
 
     // What upstream writes for "guard-web" (Admin, priority 4), by its naming rules with

@@ -144,6 +144,7 @@ async fn a_network_policy_becomes_upstreams_port_group_sets_and_acls() {
     .await;
 
     // A restart on the converged NB writes nothing.
+    w.controller_settled().await;
     w.kill_controller();
     let mut changes = w.nb.subscribe();
     w.start_controller();
@@ -206,6 +207,7 @@ async fn an_upstream_written_policy_is_adopted_without_writes() {
             .filter(|n| *n >= 1.0)
     })
     .await;
+    w.controller_settled().await;
     w.kill_controller();
 
     // What upstream writes for this policy, built with ovn-nbctl from its naming rules.

@@ -350,6 +350,7 @@ async fn upstream_written_service_vips_are_adopted_without_writes() {
         (subnets >= 2.0 && nodes >= 1.0 && port).then_some(())
     })
     .await;
+    w.controller_settled().await;
     w.kill_controller();
 
     // Services as upstream left them: annotated with their VPC, VIPs on the cluster load

@@ -295,6 +295,7 @@ async fn security_groups_follow_their_rules_and_ports() {
     .await;
 
     // A restart writes nothing.
+    w.controller_settled().await;
     w.kill_controller();
     let mut changes = w.nb.subscribe();
     w.start_controller();
@@ -344,6 +345,7 @@ async fn an_upstream_written_security_group_is_adopted_without_writes() {
         (pg_acls(&w, "ovn.sg.kubeovn_deny_all").len() == 2).then_some(())
     })
     .await;
+    w.controller_settled().await;
     w.kill_controller();
 
     // What upstream writes for this group and pod, built with ovn-nbctl from its naming rules.

@@ -199,6 +199,7 @@ async fn provider_network_vlan_and_underlay_subnet() {
 
     // Adoption: the localnet port re-made as upstream's CreateLocalnetLogicalSwitchPort writes
     // it; a restarted controller writes nothing.
+    w.controller_settled().await;
     w.kill_controller();
     w.nbctl(&["lsp-del", "localnet.underlay"]);
     w.nbctl(&[

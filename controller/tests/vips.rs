@@ -256,6 +256,7 @@ async fn vips_reserve_addresses_and_wire_virtual_ports() {
         let v = api.get(n).await.unwrap();
         before.push((v.name_any(), v.status.unwrap().v4ip));
     }
+    w.controller_settled().await;
     w.kill_controller();
     let mut changes = w.nb.subscribe();
     w.start_controller();

@@ -582,6 +582,7 @@ async fn an_upstream_custom_vpc_is_adopted_without_writes() {
         (w.ready().await && named(&w, "Logical_Switch", "ovn-default").is_some()).then_some(())
     })
     .await;
+    w.controller_settled().await;
     w.kill_controller();
 
     // The custom VPC as upstream's controller leaves it.

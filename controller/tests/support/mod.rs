@@ -45,6 +45,9 @@ where
     }
 }
 
+/// How long a settled controller shows no activity ([`World::controller_settled`]).
+pub const SETTLE_QUIET: Duration = Duration::from_millis(1500);
+
 /// The lease duration every test controller runs with (`--leader-elect-lease-duration`).
 pub const LEASE_DURATION: Duration = Duration::from_secs(3);
 
@@ -123,7 +126,7 @@ impl World {
             .env("POD_IPS", addr.addr().to_string())
             .env("POD_NAME", identity)
             .env("KUBE_NAMESPACE", "kube-system")
-            .env("RUST_LOG", "info,kube_ovn_controller::context=debug")
+            .env("RUST_LOG", "info,kube_ovn_controller::context=trace")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -163,6 +166,49 @@ impl World {
             },
         )
         .await;
+    }
+
+    /// Waits until the running controller has nothing left to do: ready, every queue empty
+    /// with nothing running, and no NB write, reconcile or queue add counted for
+    /// [`SETTLE_QUIET`] (longer than the 1 s requeues a reconcile asks for while it waits on
+    /// another object). A test that kills the controller to lay out an NB by hand waits for
+    /// this first, or the next controller finishes the first one's work in its window.
+    pub async fn controller_settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut quiet_since: Option<(Vec<f64>, Instant)> = None;
+        loop {
+            let text = self.metrics().await.unwrap_or_default();
+            let sum = |name: &str| -> f64 {
+                text.lines()
+                    .filter(|l| l.starts_with(name))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            };
+            let idle = self.ready().await
+                && sum("workqueue_depth") == 0.0
+                && sum("workqueue_longest_running_processor_seconds") == 0.0;
+            let counts = vec![
+                sum("kube_ovn_controller_nb_transactions_total"),
+                sum("kube_ovn_controller_reconciles_total"),
+                sum("workqueue_adds_total"),
+                sum("workqueue_retries_total"),
+            ];
+            quiet_since = match quiet_since {
+                Some((seen, since)) if idle && seen == counts => {
+                    if since.elapsed() >= SETTLE_QUIET {
+                        return;
+                    }
+                    Some((seen, since))
+                }
+                _ if idle => Some((counts, Instant::now())),
+                _ => None,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the controller to settle"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The controller's /metrics text, if it serves yet.
