@@ -119,6 +119,9 @@ pub struct Ctx {
     pub admin_members: Arc<crate::anp_ctl::AdminMembers>,
     /// Which pods each ClusterNetworkPolicy holds.
     pub cnp_members: Arc<crate::np_ctl::Members>,
+    /// Set in a drift check (`kubectl ko diagnose drift`): NB transactions are recorded there
+    /// instead of sent.
+    pub dry_run: Option<Arc<crate::drift::Recorded>>,
 }
 
 /// Why a reconcile failed.
@@ -168,6 +171,10 @@ impl Ctx {
                 (plan.into_transaction(), n)
             };
             let (txn, n) = txn;
+            if let Some(recorded) = &self.dry_run {
+                recorded.record(what, txn);
+                return Ok(n);
+            }
             trace!(what, ops = ?txn.ops, "nb transaction content");
             self.metrics.nb_transactions.inc();
             self.metrics.nb_operations.inc_by(n as u64);

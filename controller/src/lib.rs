@@ -10,6 +10,7 @@ pub mod cnp;
 pub mod cnp_ctl;
 pub mod config;
 pub mod context;
+pub mod drift;
 pub mod gc;
 pub mod ipcr;
 pub mod ippool_ctl;

@@ -244,7 +244,7 @@ pub async fn run(
     elector.acquire().await;
     metrics.set_leader(true);
     let result = tokio::select! {
-        r = lead(config, client, metrics.clone()) => r,
+        r = lead(config, client, metrics.clone(), None) => r,
         _ = elector.hold() => Err("leadership lost".to_string()),
         _ = shutdown_signal() => {
             info!("terminating: releasing leadership");
@@ -313,10 +313,13 @@ impl Observer for Observed {
 
 /// Everything the leader does: the reconcilers are registered with the runtime, which owns
 /// every task started here — returning (or being dropped when leadership is lost) stops them.
+/// With `dry_run`, NB writes are recorded there instead (a drift check; its client must not
+/// write to Kubernetes either, see [`crate::drift`]).
 pub async fn lead(
     config: Config,
     client: kube::Client,
     metrics: Arc<Metrics>,
+    dry_run: Option<Arc<crate::drift::Recorded>>,
 ) -> Result<(), String> {
     let remotes = Remote::parse_list(&normalize_remotes(&config.ovn_nb_addr))
         .map_err(|e| format!("--ovn-nb-addr: {e}"))?;
@@ -841,6 +844,7 @@ pub async fn lead(
         np_cache,
         admin_members,
         cnp_members,
+        dry_run,
     });
     // Initialisation: NB basics and the default CRs, retried until they succeed.
     loop {

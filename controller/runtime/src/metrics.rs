@@ -108,6 +108,16 @@ impl WorkqueueMetrics {
         }
     }
 
+    /// Whether any tracked queue has keys waiting to run or running now (a one-shot pass,
+    /// such as a drift check, is done when this stays false).
+    pub fn busy(&self) -> bool {
+        self.queues
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(Queue::busy)
+    }
+
     /// Reports `queue`'s gauges from now on.
     pub(crate) fn track(&self, queue: Queue) {
         self.queues

@@ -153,6 +153,12 @@ impl Queue {
         (st.ready.len() + st.dirty.len(), total, longest)
     }
 
+    /// Whether keys are waiting to run now or running (delayed keys do not count).
+    pub fn busy(&self) -> bool {
+        let st = self.state();
+        !st.ready.is_empty() || !st.dirty.is_empty() || !st.active.is_empty()
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }

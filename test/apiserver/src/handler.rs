@@ -230,6 +230,27 @@ fn selectors(query: &HashMap<String, String>) -> ApiResult<(LabelSelector, Field
     ))
 }
 
+/// `query` with `dryRun` from a DELETE's DeleteOptions body, where clients may put it.
+fn with_body_dry_run(
+    query: &HashMap<String, String>,
+    method: &Method,
+    content_type: &str,
+    body: &Bytes,
+) -> HashMap<String, String> {
+    let mut q = query.clone();
+    if *method == Method::DELETE && !body.iter().all(u8::is_ascii_whitespace) {
+        if let Ok(options) = decode_body(content_type, body) {
+            if let Some(values) = options.get("dryRun").and_then(Value::as_array) {
+                let joined: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
+                if !joined.is_empty() {
+                    q.insert("dryRun".into(), joined.join(","));
+                }
+            }
+        }
+    }
+    q
+}
+
 fn flag(query: &HashMap<String, String>, name: &str) -> bool {
     matches!(query.get(name).map(String::as_str), Some("true" | "1"))
 }
@@ -261,11 +282,6 @@ fn resource_request(
     if target.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::path_not_found(&rt.group_resource()));
     }
-    if query.contains_key("dryRun") {
-        return Err(ApiError::bad_request(
-            "dryRun is not supported by this test fixture",
-        ));
-    }
     let status_only = match target.subresource.as_deref() {
         None => false,
         Some("status") if rt.status_subresource => true,
@@ -283,7 +299,9 @@ fn resource_request(
     let Some(name) = target.name.as_deref() else {
         return collection_request(state, rt, ns, call);
     };
-    let mut store = state.lock_store();
+    // A DELETE carries its dry run in the body's DeleteOptions (kube-rs sends it there).
+    let query = &with_body_dry_run(query, method, content_type, body);
+    let mut store = state.store_for(query)?;
     match **method {
         Method::GET => Ok(object_response(200, rt, table, &store.get(rt, ns, name)?)),
         Method::PUT => {
@@ -336,7 +354,7 @@ fn scale_request(
     let Some(name) = target.name.as_deref() else {
         return Err(ApiError::method_not_allowed(call.method.as_str()));
     };
-    let mut store = state.lock_store();
+    let mut store = state.store_for(call.query)?;
     let current = store.get(rt, ns, name)?;
     let scale = match *call.method {
         Method::GET => return Ok(json_response(200, &crate::workloads::scale_of(&current))),
@@ -405,7 +423,7 @@ fn collection_request(
                 201,
                 rt,
                 table,
-                &state.lock_store().create(rt, ns, object)?,
+                &state.store_for(query)?.create(rt, ns, object)?,
             ))
         }
         Method::DELETE => Ok(object_response(
@@ -413,7 +431,7 @@ fn collection_request(
             rt,
             table,
             &state
-                .lock_store()
+                .store_for(query)?
                 .delete_collection(rt, ns, &labels, &fields)?,
         )),
         _ => Err(ApiError::method_not_allowed(method.as_str())),

@@ -45,6 +45,24 @@ impl ServerState {
         }
     }
 
+    /// The store a request writes to: the live one, or for `dryRun=All` a private copy of
+    /// it (validated and answered as a real write, persisted nowhere, seen by no watch), as
+    /// kube-apiserver does dry runs. Other `dryRun` values are refused, as it refuses them.
+    pub fn store_for(
+        &self,
+        query: &std::collections::HashMap<String, String>,
+    ) -> Result<StoreAccess<'_>, crate::error::ApiError> {
+        match query.get("dryRun").map(String::as_str) {
+            None => Ok(StoreAccess::Live(self.lock_store())),
+            Some("All") => Ok(StoreAccess::DryRun(Box::new(
+                self.lock_store().dry_run_copy(),
+            ))),
+            Some(other) => Err(crate::error::ApiError::bad_request(format!(
+                "unsupported dryRun value {other:?} (only \"All\")"
+            ))),
+        }
+    }
+
     /// Locks the store; a panic in another request does not make it unusable.
     pub fn lock_store(&self) -> MutexGuard<'_, Store> {
         self.store
@@ -81,5 +99,32 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>) {
                 _ = conn_shutdown.changed() => {}
             }
         });
+    }
+}
+
+/// The store one request works on (see [`ServerState::store_for`]).
+pub enum StoreAccess<'a> {
+    /// The live store, locked.
+    Live(MutexGuard<'a, Store>),
+    /// A throw-away copy for a dry run.
+    DryRun(Box<Store>),
+}
+
+impl std::ops::Deref for StoreAccess<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        match self {
+            StoreAccess::Live(g) => g,
+            StoreAccess::DryRun(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for StoreAccess<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        match self {
+            StoreAccess::Live(g) => g,
+            StoreAccess::DryRun(s) => s,
+        }
     }
 }

@@ -497,6 +497,22 @@ impl Store {
         }
     }
 
+    /// A copy of the objects and allocations with no watchers, history or snapshot: what a
+    /// dry-run request changes, then drops.
+    pub fn dry_run_copy(&self) -> Store {
+        Store {
+            resource_version: self.resource_version,
+            objects: self.objects.clone(),
+            history: VecDeque::new(),
+            history_capacity: self.history_capacity,
+            compacted_through: self.resource_version,
+            watchers: Vec::new(),
+            registry: self.registry.clone(),
+            snapshot: None,
+            services: self.services.clone(),
+        }
+    }
+
     /// Creates an object (POST), filling in the server-owned metadata.
     pub fn create(
         &mut self,

@@ -777,3 +777,63 @@ async fn deleting_a_namespace_removes_its_objects() {
         404
     );
 }
+
+#[tokio::test]
+async fn dry_run_writes_answer_as_real_ones_and_change_nothing() {
+    let (_server, client) = start(Options::default()).await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    let mut watch = cms
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"k": "1"}})).unwrap();
+    let answered = cms.create(&dry, &cm).await.unwrap();
+    assert_eq!(answered.data, cm.data);
+    assert!(answered.metadata.uid.is_some());
+    assert_eq!(api_error(cms.get("c").await).code, 404);
+
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let patch = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let patched = cms
+        .patch("c", &patch, &Patch::Merge(json!({"data": {"k": "2"}})))
+        .await
+        .unwrap();
+    assert_eq!(patched.data.unwrap()["k"], "2");
+    let delete = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    cms.delete("c", &delete).await.unwrap();
+    assert_eq!(cms.get("c").await.unwrap().data.unwrap()["k"], "1");
+    // The one real write is the only event a watch saw.
+    let first = next(&mut watch, "the real create").await.unwrap();
+    assert!(matches!(first, WatchEvent::Added(ref c) if c.name_any() == "c"));
+    cms.patch(
+        "c",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "3"}})),
+    )
+    .await
+    .unwrap();
+    let second = next(&mut watch, "the real patch").await.unwrap();
+    assert!(
+        matches!(second, WatchEvent::Modified(ref c) if c.data.as_ref().unwrap()["k"] == "3"),
+        "{second:?}"
+    );
+
+    let raw = hyper::http::Request::post("/api/v1/namespaces/default/configmaps?dryRun=Some")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&cm).unwrap())
+        .unwrap();
+    let refused: Result<serde_json::Value, _> = cms.into_client().request(raw).await;
+    assert_eq!(api_error(refused).code, 400);
+}

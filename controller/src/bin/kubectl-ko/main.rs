@@ -1,0 +1,184 @@
+//! `kubectl-ko`: the `kubectl ko` plugin (on PATH, kubectl runs it as `kubectl ko …`).
+//!
+//! `diagnose drift` compares what kube-ovn-controller wants in OVN Northbound with what is
+//! there, by running the controller's own reconcilers once in dry-run mode (see
+//! `kube_ovn_controller::drift`), and with `--repair` writes exactly that difference.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube_ovn_controller::config::Config;
+use kube_ovn_controller::drift;
+
+/// The command line.
+#[derive(Parser)]
+#[command(name = "kubectl-ko", about = "Operate Kube-OVN", version)]
+struct Cli {
+    /// kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, global = true)]
+    kubeconfig: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the cluster's network state.
+    Diagnose {
+        #[command(subcommand)]
+        what: Diagnose,
+    },
+}
+
+#[derive(Subcommand)]
+enum Diagnose {
+    /// Compare the NB with what kube-ovn-controller wants there (dry run unless --repair).
+    Drift(DriftArgs),
+}
+
+/// Output formats.
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(clap::Args)]
+struct DriftArgs {
+    /// Write the difference to the NB (what the controller would write).
+    #[arg(long)]
+    repair: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    output: Format,
+    /// Longest the controller pass may take, in seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Namespace of the kube-ovn-controller Deployment whose flags the pass uses.
+    #[arg(long, default_value = "kube-system")]
+    namespace: String,
+    /// kube-ovn-controller flags after `--`, applied after the Deployment's (for example
+    /// `-- --ovn-nb-addr=tcp:10.0.0.2:6641` when the NB service is not reachable from here).
+    #[arg(last = true)]
+    controller_flags: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kubectl-ko: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Diagnose {
+                what: Diagnose::Drift(args),
+            } => drift_command(cli.kubeconfig, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kubectl-ko: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs `diagnose drift`: exit 0 when the NB matches (or was repaired), 1 when it differs.
+async fn drift_command(kubeconfig: Option<PathBuf>, args: DriftArgs) -> Result<ExitCode, String> {
+    let kube_config = kube_config(kubeconfig.as_ref()).await?;
+    let client = kube::Client::try_from(kube_config.clone())
+        .map_err(|e| format!("kubernetes client: {e}"))?;
+    let config = controller_config(&client, &args).await?;
+    let options = drift::Options {
+        timeout: Duration::from_secs(args.timeout),
+        ..drift::Options::default()
+    };
+    let report = drift::check(config.clone(), kube_config, &options).await?;
+    let text = match args.output {
+        Format::Table => output::table(&report, !args.repair),
+        Format::Json => serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n",
+        Format::Yaml => serde_norway::to_string(&report).map_err(|e| e.to_string())?,
+    };
+    print!("{text}");
+    if !report.settled {
+        eprintln!(
+            "kubectl-ko: the controller pass did not go quiet within {}s; the report may be partial",
+            args.timeout
+        );
+    }
+    if report.rows.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.repair {
+        let n = drift::repair(&config, &report).await?;
+        eprintln!("repaired: {n} transaction(s) sent");
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(ExitCode::from(1))
+}
+
+async fn kube_config(path: Option<&PathBuf>) -> Result<kube::Config, String> {
+    match path {
+        None => kube::Config::infer().await.map_err(|e| e.to_string()),
+        Some(p) => {
+            let k = kube::config::Kubeconfig::read_from(p).map_err(|e| e.to_string())?;
+            kube::Config::from_custom_kubeconfig(k, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The controller's configuration: the flags of the kube-ovn-controller Deployment's
+/// container (when it exists), then the ones given after `--`.
+async fn controller_config(client: &kube::Client, args: &DriftArgs) -> Result<Config, String> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &args.namespace);
+    let mut flags = vec!["kube-ovn-controller".to_string()];
+    match deployments.get_opt("kube-ovn-controller").await {
+        Ok(Some(d)) => flags.extend(deployment_flags(&d)),
+        Ok(None) => {}
+        Err(e) => return Err(format!("reading the kube-ovn-controller Deployment: {e}")),
+    }
+    flags.extend(args.controller_flags.iter().cloned());
+    Config::try_parse_go(flags).map_err(|e| format!("kube-ovn-controller flags: {e}"))
+}
+
+/// The `--` flags of the Deployment's kube-ovn-controller container.
+fn deployment_flags(d: &Deployment) -> Vec<String> {
+    let containers = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    containers
+        .iter()
+        .find(|c| c.name == "kube-ovn-controller")
+        .and_then(|c| c.args.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.starts_with('-'))
+        .collect()
+}
