@@ -61,6 +61,10 @@ pub struct Stores {
     pub vlans: Store<kube_ovn_common::crd::Vlan>,
     /// ProviderNetworks.
     pub provider_networks: Store<kube_ovn_common::crd::ProviderNetwork>,
+    /// VpcDnses.
+    pub vpc_dnses: Store<kube_ovn_common::crd::VpcDns>,
+    /// The ConfigMaps the controller follows by name (`vpc-dns-config`).
+    pub configmaps: Store<k8s_openapi::api::core::v1::ConfigMap>,
     /// NetworkAttachmentDefinitions (empty while their CRD is not installed).
     pub nads: Store<crate::attach::NetworkAttachmentDefinition>,
 }

@@ -38,3 +38,4 @@ pub mod subnet_rules;
 pub mod underlay_ctl;
 pub mod vip_ctl;
 pub mod vpc_ctl;
+pub mod vpc_dns_ctl;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::Api;
@@ -30,7 +30,7 @@ use crate::{
 };
 use kube_ovn_common::crd::{
     AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, IpPool, ProviderNetwork,
-    SecurityGroup, Subnet, SwitchLbRule, Vip, Vlan, Vpc,
+    SecurityGroup, Subnet, SwitchLbRule, Vip, Vlan, Vpc, VpcDns,
 };
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
@@ -174,6 +174,19 @@ impl Trim for ClusterNetworkPolicy {
 impl Trim for SwitchLbRule {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for VpcDns {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for ConfigMap {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+        self.binary_data = None;
     }
 }
 
@@ -355,6 +368,11 @@ pub async fn lead(
     let (vlans, vlan_events) = store::<Vlan>(client.clone(), watcher::Config::default());
     let (provider_networks, pn_events) =
         store::<ProviderNetwork>(client.clone(), watcher::Config::default());
+    let (vpc_dnses, vpc_dns_events) = store::<VpcDns>(client.clone(), watcher::Config::default());
+    let (configmaps, configmap_events) = store::<ConfigMap>(
+        client.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={}", crate::vpc_dns_ctl::CONFIG)),
+    );
     let (switch_lb_rules, slr_events) =
         store::<SwitchLbRule>(client.clone(), watcher::Config::default());
     let (network_policies, np_events) =
@@ -389,6 +407,8 @@ pub async fn lead(
         slice_index,
         vips: vips.clone(),
         switch_lb_rules: switch_lb_rules.clone(),
+        vpc_dnses: vpc_dnses.clone(),
+        configmaps: configmaps.clone(),
         network_policies: network_policies.clone(),
         security_groups: security_groups.clone(),
         admin_network_policies: admin_network_policies.clone(),
@@ -453,6 +473,11 @@ pub async fn lead(
     let lb_svc_q = rt.register(Kind::new(lb_svc::KIND, workers, lb_svc::reconcile));
     let vip_q = rt.register(Kind::new(vip_ctl::KIND, workers, vip_ctl::reconcile));
     let slr_q = rt.register(Kind::new(slr_ctl::KIND, workers, slr_ctl::reconcile));
+    let vpc_dns_q = rt.register(Kind::new(
+        crate::vpc_dns_ctl::KIND,
+        1,
+        crate::vpc_dns_ctl::reconcile,
+    ));
     // Policies get more workers: a pod's change reaches every policy it concerns (dozens in
     // a large cluster), and each of those reconciles is one small batched NB mutate.
     let np_q = rt.register(Kind::new(np_ctl::KIND, workers * 8, np_ctl::reconcile));
@@ -727,6 +752,32 @@ pub async fn lead(
             Seen::default(),
         )],
     );
+    // A VpcDns change can move activity to another VpcDns of its VPC; the config concerns all.
+    rt.watch(
+        vpc_dns_events,
+        vec![
+            Trigger::own(
+                vpc_dns_q.clone(),
+                crate::vpc_dns_ctl::signature,
+                Seen::default(),
+            ),
+            Trigger::mapped(vpc_dns_q.clone(), crate::vpc_dns_ctl::signature, {
+                let all = vpc_dnses.clone();
+                move |_: &VpcDns| crate::vpc_dns_ctl::all_keys(&all.state())
+            }),
+        ],
+    );
+    rt.watch(
+        configmap_events,
+        vec![Trigger::mapped(
+            vpc_dns_q,
+            crate::vpc_dns_ctl::config_signature,
+            {
+                let all = vpc_dnses.clone();
+                move |_: &ConfigMap| crate::vpc_dns_ctl::all_keys(&all.state())
+            },
+        )],
+    );
     rt.watch(
         pool_events,
         vec![Trigger::own(pool_q, ippool_ctl::signature, Seen::default())],
@@ -782,6 +833,8 @@ pub async fn lead(
             "switch-lb-rules",
             switch_lb_rules.wait_until_ready().await.is_ok(),
         ),
+        ("vpc-dnses", vpc_dnses.wait_until_ready().await.is_ok()),
+        ("configmaps", configmaps.wait_until_ready().await.is_ok()),
         (
             "networkpolicies",
             network_policies.wait_until_ready().await.is_ok(),

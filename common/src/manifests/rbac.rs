@@ -161,9 +161,11 @@ pub fn controller() -> Account {
                     "switch-lb-rules",
                     "vlans",
                     "provider-networks",
+                    "vpc-dnses",
                 ],
                 WATCH,
             ),
+            used(CORE, &["configmaps"], WATCH),
             used(KUBEOVN, &["subnets"], &["get", "create", "patch", "update"]),
             used(KUBEOVN, &["ips"], &["get", "create", "patch", "delete"]),
             used(KUBEOVN, &["vpcs"], &["get", "create", "list", "watch"]),
@@ -250,6 +252,27 @@ pub fn controller() -> Account {
                 &["get", "create", "patch", "delete"],
                 "the lb-svc Deployment of a LoadBalancer Service (controller/src/lb_svc.rs), \
                  only with --enable-lb-svc (off by default, as upstream)",
+            ),
+            unexercised(
+                KUBEOVN,
+                &["vpc-dnses/status"],
+                &["patch"],
+                "whether a VpcDns serves its VPC (controller/src/vpc_dns_ctl.rs); the RBAC \
+                 test's workload has no VpcDns",
+            ),
+            unexercised(
+                KUBEOVN,
+                &["switch-lb-rules"],
+                &["create", "patch", "delete"],
+                "the SwitchLBRule in front of a VpcDns's CoreDNS pods \
+                 (controller/src/vpc_dns_ctl.rs); the RBAC test's workload has no VpcDns",
+            ),
+            unexercised(
+                &["apps"],
+                &["deployments"],
+                &["update"],
+                "a VpcDns's CoreDNS Deployment replaced when its settings change \
+                 (controller/src/vpc_dns_ctl.rs); the RBAC test's workload has no VpcDns",
             ),
             unexercised(
                 CORE,
