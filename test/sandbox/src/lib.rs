@@ -21,6 +21,7 @@ pub mod apiproxy;
 pub mod apps;
 pub mod central;
 pub mod cni;
+pub mod dns;
 pub mod endpointslice;
 pub mod error;
 pub mod exposition;
