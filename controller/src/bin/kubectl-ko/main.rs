@@ -1,10 +1,13 @@
 //! `kubectl-ko`: the `kubectl ko` plugin (on PATH, kubectl runs it as `kubectl ko …`).
 //!
-//! `diagnose drift` compares what kube-ovn-controller wants in OVN Northbound with what is
+//! The component subcommands (`nbctl`, `sbctl`, `vsctl <node>`, `nb status`…) run upstream's
+//! tools in the component pods through `pods/exec`, as upstream's plugin does (namespace from
+//! `KUBE_OVN_NS`, default `kube-system`). `diagnose drift` compares what kube-ovn-controller wants in OVN Northbound with what is
 //! there, by running the controller's own reconcilers once in dry-run mode (see
 //! `kube_ovn_controller::drift`), and with `--repair` writes exactly that difference.
 
 mod output;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +30,30 @@ struct Cli {
     command: Command,
 }
 
+/// The arguments passed through to a tool, hyphens and all.
+#[derive(clap::Args)]
+struct ToolArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// A node and the arguments passed to its tool.
+#[derive(clap::Args)]
+struct NodeToolArgs {
+    /// The node whose ovs-ovn pod runs the tool.
+    node: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// `nb|sb <action> [args]`.
+#[derive(clap::Args)]
+struct DbArgs {
+    /// status, kick <server-id> or dbstatus.
+    action: String,
+    args: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check the cluster's network state.
@@ -34,6 +61,26 @@ enum Command {
         #[command(subcommand)]
         what: Diagnose,
     },
+    /// ovn-nbctl in the NB leader's ovn-central pod.
+    Nbctl(ToolArgs),
+    /// ovn-sbctl in the SB leader's ovn-central pod.
+    Sbctl(ToolArgs),
+    /// ovn-ic-nbctl in the IC NB leader's ovn-ic-server pod.
+    Icnbctl(ToolArgs),
+    /// ovn-ic-sbctl in the IC SB leader's ovn-ic-server pod.
+    Icsbctl(ToolArgs),
+    /// ovs-vsctl on a node.
+    Vsctl(NodeToolArgs),
+    /// ovs-ofctl on a node.
+    Ofctl(NodeToolArgs),
+    /// ovs-dpctl on a node.
+    Dpctl(NodeToolArgs),
+    /// ovs-appctl on a node.
+    Appctl(NodeToolArgs),
+    /// NB database operations: status, kick <server-id>, dbstatus.
+    Nb(DbArgs),
+    /// SB database operations: status, kick <server-id>, dbstatus.
+    Sb(DbArgs),
 }
 
 #[derive(Subcommand)]
@@ -90,10 +137,29 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async move {
-        match cli.command {
+        use remote::Db;
+        let command = match cli.command {
             Command::Diagnose {
                 what: Diagnose::Drift(args),
-            } => drift_command(cli.kubeconfig, args).await,
+            } => return drift_command(cli.kubeconfig, args).await,
+            other => other,
+        };
+        let client = kube::Client::try_from(kube_config(cli.kubeconfig.as_ref()).await?)
+            .map_err(|e| format!("kubernetes client: {e}"))?;
+        let ns = std::env::var("KUBE_OVN_NS").unwrap_or_else(|_| "kube-system".to_string());
+        let c = &client;
+        match command {
+            Command::Nbctl(a) => remote::db_ctl(c, &ns, Db::Nb, a.args).await,
+            Command::Sbctl(a) => remote::db_ctl(c, &ns, Db::Sb, a.args).await,
+            Command::Icnbctl(a) => remote::ic_ctl(c, &ns, Db::Nb, a.args).await,
+            Command::Icsbctl(a) => remote::ic_ctl(c, &ns, Db::Sb, a.args).await,
+            Command::Vsctl(a) => remote::ovs_ctl(c, &ns, "vsctl", &a.node, a.args).await,
+            Command::Ofctl(a) => remote::ovs_ctl(c, &ns, "ofctl", &a.node, a.args).await,
+            Command::Dpctl(a) => remote::ovs_ctl(c, &ns, "dpctl", &a.node, a.args).await,
+            Command::Appctl(a) => remote::ovs_ctl(c, &ns, "appctl", &a.node, a.args).await,
+            Command::Nb(a) => remote::db_tool(c, &ns, Db::Nb, &a.action, a.args).await,
+            Command::Sb(a) => remote::db_tool(c, &ns, Db::Sb, &a.action, a.args).await,
+            Command::Diagnose { .. } => unreachable!("handled above"),
         }
     });
     match result {

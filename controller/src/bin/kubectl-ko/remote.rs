@@ -1,0 +1,326 @@
+//! The subcommands that run a tool inside a Kube-OVN component pod, as upstream's plugin does
+//! with `kubectl exec`: `nbctl`/`sbctl` in the ovn-central pod leading that database,
+//! `icnbctl`/`icsbctl` in the ovn-ic-server leader, `vsctl`/`ofctl`/`dpctl`/`appctl` in the
+//! node's ovs-ovn pod, and `nb|sb status|kick|dbstatus`. The tool's output is streamed and its
+//! exit status becomes ours.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, AttachParams, ListParams};
+use kube::ResourceExt;
+use tokio::io::AsyncWriteExt;
+
+/// How long a component pod lookup retries (upstream tries ten times a second apart).
+const LOOKUP: Duration = Duration::from_secs(10);
+
+/// Which database a `nb|sb` command concerns.
+#[derive(Clone, Copy, Debug)]
+pub enum Db {
+    /// OVN_Northbound.
+    Nb,
+    /// OVN_Southbound.
+    Sb,
+}
+
+impl Db {
+    fn label(self) -> &'static str {
+        match self {
+            Db::Nb => "ovn-nb-leader",
+            Db::Sb => "ovn-sb-leader",
+        }
+    }
+
+    fn schema(self) -> &'static str {
+        match self {
+            Db::Nb => "OVN_Northbound",
+            Db::Sb => "OVN_Southbound",
+        }
+    }
+
+    fn ctl(self) -> &'static str {
+        match self {
+            Db::Nb => "/var/run/ovn/ovnnb_db.ctl",
+            Db::Sb => "/var/run/ovn/ovnsb_db.ctl",
+        }
+    }
+}
+
+/// A Running pod of `namespace` matching `labels` (and on `node`, if given), retried for a while
+/// as the leader label moves during elections.
+async fn find_pod(
+    client: &kube::Client,
+    namespace: &str,
+    labels: &str,
+    node: Option<&str>,
+    name_prefix: &str,
+) -> Result<String, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let deadline = std::time::Instant::now() + LOOKUP;
+    loop {
+        let list = pods
+            .list(&ListParams::default().labels(labels))
+            .await
+            .map_err(|e| format!("listing pods {labels} in {namespace}: {e}"))?;
+        let found = list.items.iter().find(|p| {
+            let spec_node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+            p.name_any().starts_with(name_prefix)
+                && p.metadata.deletion_timestamp.is_none()
+                && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                && node.is_none_or(|n| spec_node == Some(n))
+        });
+        if let Some(p) = found {
+            return Ok(p.name_any());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(match node {
+                Some(n) => format!("no Running pod {labels} on node {n} in {namespace}"),
+                None => format!("no Running pod {labels} in {namespace}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Runs `argv` in `pod` (container `container`, if given), copying its output to ours, and
+/// returns its exit code.
+pub async fn exec(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    argv: Vec<String>,
+) -> Result<ExitCode, String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut params = AttachParams::default()
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
+    if let Some(c) = container {
+        params = params.container(c);
+    }
+    let mut process = pods
+        .exec(pod, argv.clone(), &params)
+        .await
+        .map_err(|e| format!("exec {argv:?} in {namespace}/{pod}: {e}"))?;
+    let status = process.take_status();
+    let mut out = process.stdout();
+    let mut err = process.stderr();
+    let copy_out = async {
+        if let Some(o) = out.as_mut() {
+            let _ = tokio::io::copy(o, &mut tokio::io::stdout()).await;
+        }
+        let _ = tokio::io::stdout().flush().await;
+    };
+    let copy_err = async {
+        if let Some(e) = err.as_mut() {
+            let _ = tokio::io::copy(e, &mut tokio::io::stderr()).await;
+        }
+    };
+    tokio::join!(copy_out, copy_err);
+    let status = match status {
+        Some(s) => s.await,
+        None => None,
+    };
+    process
+        .join()
+        .await
+        .map_err(|e| format!("exec {argv:?} in {namespace}/{pod}: {e}"))?;
+    Ok(exit_code(status.as_ref()))
+}
+
+/// The exit code a finished exec reports: 0 on Success, the `ExitCode` cause on failure.
+fn exit_code(status: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) -> ExitCode {
+    let Some(s) = status else {
+        return ExitCode::from(1);
+    };
+    if s.status.as_deref() == Some("Success") {
+        return ExitCode::SUCCESS;
+    }
+    let code = s
+        .details
+        .as_ref()
+        .and_then(|d| d.causes.as_ref())
+        .and_then(|c| c.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+        .and_then(|c| c.message.as_deref())
+        .and_then(|m| m.parse::<u8>().ok())
+        .unwrap_or(1);
+    ExitCode::from(code)
+}
+
+/// `nbctl`/`sbctl …`: the ctl in the pod leading that database.
+pub async fn db_ctl(
+    client: &kube::Client,
+    namespace: &str,
+    db: Db,
+    args: Vec<String>,
+) -> Result<ExitCode, String> {
+    let pod = find_pod(
+        client,
+        namespace,
+        &format!("{}=true", db.label()),
+        None,
+        "ovn-central",
+    )
+    .await?;
+    let tool = match db {
+        Db::Nb => "ovn-nbctl",
+        Db::Sb => "ovn-sbctl",
+    };
+    exec(
+        client,
+        namespace,
+        &pod,
+        Some("ovn-central"),
+        argv(tool, args),
+    )
+    .await
+}
+
+/// `icnbctl`/`icsbctl …`: the IC ctl in the ovn-ic-server pod leading that database.
+pub async fn ic_ctl(
+    client: &kube::Client,
+    namespace: &str,
+    db: Db,
+    args: Vec<String>,
+) -> Result<ExitCode, String> {
+    let (label, tool) = match db {
+        Db::Nb => ("ovn-ic-nb-leader=true", "ovn-ic-nbctl"),
+        Db::Sb => ("ovn-ic-sb-leader=true", "ovn-ic-sbctl"),
+    };
+    let pod = find_pod(client, namespace, label, None, "ovn-ic-server").await?;
+    exec(client, namespace, &pod, None, argv(tool, args)).await
+}
+
+/// `vsctl|ofctl|dpctl|appctl <node> …`: `ovs-<tool>` in the node's ovs-ovn pod.
+pub async fn ovs_ctl(
+    client: &kube::Client,
+    namespace: &str,
+    tool: &str,
+    node: &str,
+    args: Vec<String>,
+) -> Result<ExitCode, String> {
+    Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .get(node)
+        .await
+        .map_err(|e| format!("node {node}: {e}"))?;
+    let pod = find_pod(client, namespace, "app=ovs", Some(node), "")
+        .await
+        .map_err(|_| format!("ovs pod doesn't exist on node {node}"))?;
+    exec(
+        client,
+        namespace,
+        &pod,
+        None,
+        argv(&format!("ovs-{tool}"), args),
+    )
+    .await
+}
+
+/// `nb|sb status|kick <server>|dbstatus`.
+pub async fn db_tool(
+    client: &kube::Client,
+    namespace: &str,
+    db: Db,
+    action: &str,
+    args: Vec<String>,
+) -> Result<ExitCode, String> {
+    let appctl = |cmd: &[&str]| -> Vec<String> {
+        let mut v = vec!["ovn-appctl".to_string(), "-t".into(), db.ctl().into()];
+        v.extend(cmd.iter().map(|s| s.to_string()));
+        v
+    };
+    match action {
+        "status" => {
+            let pod = find_pod(
+                client,
+                namespace,
+                &format!("{}=true", db.label()),
+                None,
+                "ovn-central",
+            )
+            .await?;
+            let code = exec(
+                client,
+                namespace,
+                &pod,
+                Some("ovn-central"),
+                appctl(&["cluster/status", db.schema()]),
+            )
+            .await?;
+            if code != ExitCode::SUCCESS {
+                return Ok(code);
+            }
+            exec(
+                client,
+                namespace,
+                &pod,
+                Some("ovn-central"),
+                appctl(&["ovsdb-server/get-db-storage-status", db.schema()]),
+            )
+            .await
+        }
+        "kick" => {
+            let [server] = args.as_slice() else {
+                return Err(format!("usage: kubectl ko {} kick <server-id>", prefix(db)));
+            };
+            let pod = find_pod(
+                client,
+                namespace,
+                &format!("{}=true", db.label()),
+                None,
+                "ovn-central",
+            )
+            .await?;
+            exec(
+                client,
+                namespace,
+                &pod,
+                Some("ovn-central"),
+                appctl(&["cluster/kick", db.schema(), server]),
+            )
+            .await
+        }
+        "dbstatus" => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            let list = pods
+                .list(&ListParams::default().labels("app=ovn-central"))
+                .await
+                .map_err(|e| format!("listing ovn-central pods: {e}"))?;
+            let mut code = ExitCode::SUCCESS;
+            for p in list.items {
+                let pod = p.name_any();
+                println!("get dbstatus in pod {pod}");
+                for d in [Db::Nb, Db::Sb] {
+                    print!("{} db status ", prefix(d));
+                    let mut v = vec!["ovn-appctl".to_string(), "-t".into(), d.ctl().into()];
+                    v.extend([
+                        "ovsdb-server/get-db-storage-status".into(),
+                        d.schema().into(),
+                    ]);
+                    let c = exec(client, namespace, &pod, Some("ovn-central"), v).await?;
+                    if c != ExitCode::SUCCESS {
+                        code = c;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        other => Err(format!(
+            "unknown action {other:?}: kubectl ko {} status|kick|dbstatus",
+            prefix(db)
+        )),
+    }
+}
+
+fn prefix(db: Db) -> &'static str {
+    match db {
+        Db::Nb => "nb",
+        Db::Sb => "sb",
+    }
+}
+
+fn argv(tool: &str, args: Vec<String>) -> Vec<String> {
+    std::iter::once(tool.to_string()).chain(args).collect()
+}
