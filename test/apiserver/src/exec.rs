@@ -18,6 +18,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -29,7 +30,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -47,6 +49,9 @@ const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
+
+/// How long a finished session waits for the client's answer to its close.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How much of a stream is read into one frame.
 const CHUNK: usize = 32 * 1024;
@@ -447,10 +452,11 @@ async fn session<S>(
     let mut process = match spawn(command, &params) {
         Ok(process) => process,
         Err(e) => {
-            let status = internal_error(format!("error executing command in container: {e}"));
-            let _ = sink.send(frame(ERROR, status.to_string().as_bytes())).await;
-            let _ = sink.close().await;
-            return;
+            let program = argv.first().map(String::as_str).unwrap_or_default();
+            let status = internal_error(format!(
+                "error executing command in container: exec: {program:?}: {e}"
+            ));
+            return finish(sink, incoming, &status).await;
         }
     };
     // The real server opens the stream with an empty frame on the lowest writable channel.
@@ -528,8 +534,41 @@ async fn session<S>(
             _ = shutdown.changed() => return,
         }
     };
-    let _ = sink.send(frame(ERROR, status.to_string().as_bytes())).await;
-    let _ = sink.close().await;
+    finish(sink, incoming, &status).await;
+}
+
+/// Sends the final status and closes normally: client-go takes any other close as an error
+/// of every stream, the status one included.
+async fn finish<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut incoming: SplitStream<WebSocketStream<S>>,
+    status: &Value,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if sink
+        .send(frame(ERROR, status.to_string().as_bytes()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let close = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    if sink.send(Message::Close(Some(close))).await.is_err() {
+        return;
+    }
+    // The client answers the close (or just hangs up); either ends the session.
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(message)) = incoming.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

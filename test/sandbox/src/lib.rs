@@ -23,6 +23,7 @@ pub mod central;
 pub mod cni;
 pub mod endpointslice;
 pub mod error;
+pub mod exec;
 pub mod exposition;
 pub mod kubelet;
 pub mod kubeovn;
@@ -264,6 +265,7 @@ impl Sandbox {
             service_cidrs: config.service_cidrs.clone(),
             api_port: apiproxy::NODE_API_PORT,
             identities: identities.clone(),
+            exec: Some(exec::handler(config.prefix.clone())),
             ..Options::default()
         })
         .await
