@@ -167,6 +167,19 @@ pub fn serve(
             "pod {name} does not have a host assigned"
         )));
     }
+    // Everything but the upgrade itself is checked first: kubectl retries a failed WebSocket
+    // exec over SPDY and shows that attempt's error.
+    let handler = state.exec.clone().ok_or_else(|| {
+        ApiError::internal("no exec handler is installed: this fixture runs no containers")
+    })?;
+    let exec_target = ExecTarget {
+        namespace: namespace.to_string(),
+        pod,
+        container,
+        command: params.command.clone(),
+    };
+    let command = (handler.0)(&exec_target)
+        .map_err(|e| ApiError::internal(format!("error executing command in container: {e}")))?;
     let header = |name| {
         req.headers()
             .get(name)
@@ -194,17 +207,6 @@ pub fn serve(
             ))
         })?
         .to_string();
-    let handler = state.exec.clone().ok_or_else(|| {
-        ApiError::internal("no exec handler is installed: this fixture runs no containers")
-    })?;
-    let exec_target = ExecTarget {
-        namespace: namespace.to_string(),
-        pod,
-        container,
-        command: params.command.clone(),
-    };
-    let command = (handler.0)(&exec_target)
-        .map_err(|e| ApiError::internal(format!("error executing command in container: {e}")))?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let v5 = protocol == PROTOCOLS[0];
     let shutdown = state.shutdown.clone();
