@@ -254,6 +254,20 @@ async fn kubectl_creates_built_in_kinds_and_execs_in_pods() {
         Some(&["sleep".to_string(), "3600".to_string()][..])
     );
 
+    // `describe` reads pods, nodes and events through typed clients: protobuf answers
+    // encoded from what the kubelet stand-ins and controllers stored.
+    let described = kubectl.run(&["describe", "pod", "solo", "-n", "kc"]).await;
+    assert!(
+        described.contains("Running") && described.contains(&pod_ip(&solo)),
+        "{described}"
+    );
+    let node_name = state.nodes[0].name.clone();
+    let described = kubectl.run(&["describe", "node", &node_name]).await;
+    assert!(
+        described.contains(&state.nodes[0].ip.to_string()),
+        "{described}"
+    );
+
     // `kubectl exec` sees each pod's own interfaces.
     for pod in [&solo, &web] {
         let name = pod.metadata.name.as_deref().unwrap();
