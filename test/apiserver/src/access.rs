@@ -162,7 +162,14 @@ pub fn attributes(
 ) -> Attributes {
     let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let named = target.name.is_some();
+    // Streaming subresources are `create` whatever the method: a WebSocket exec is a GET, and
+    // kube-apiserver (1.30+) authorizes its upgrade as create.
+    let streaming = matches!(
+        target.subresource.as_deref(),
+        Some("exec" | "attach" | "portforward")
+    );
     let verb = match (method, named) {
+        _ if streaming => "create",
         ("GET" | "HEAD", _) if watch => "watch",
         ("GET" | "HEAD", true) => "get",
         ("GET" | "HEAD", false) => "list",
@@ -367,6 +374,11 @@ mod tests {
         assert_eq!(verb("PATCH", Some("p"), &none), "patch");
         assert_eq!(verb("DELETE", Some("p"), &none), "delete");
         assert_eq!(verb("DELETE", None, &none), "deletecollection");
+        let exec = ResourcePath {
+            subresource: Some("exec".into()),
+            ..path(Some("p"))
+        };
+        assert_eq!(attributes("GET", &exec, &none).verb, "create");
         let by_name = attributes(
             "GET",
             &path(None),

@@ -17,6 +17,7 @@ use crate::access::Decision;
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::patch::PatchKind;
+use crate::protobuf;
 use crate::resources::ResourceType;
 use crate::route::{parse_query, route, ResourcePath, Route};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -39,20 +40,61 @@ fn json_response(code: u16, value: &Value) -> Response<ResponseBody> {
     response
 }
 
-/// An object or list response, rendered as a Table when the client asked for one.
+/// How an object or list response is rendered, from the request's `Accept`.
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    /// Plain JSON.
+    Json,
+    /// A server-side printed Table.
+    Table(TableRequest),
+    /// Kubernetes' protobuf encoding, for built-in kinds whose client prefers it.
+    Protobuf,
+}
+
+impl Output {
+    fn negotiate(
+        accept: &str,
+        query: &HashMap<String, String>,
+        rt: &ResourceType,
+    ) -> ApiResult<Output> {
+        Ok(match requested_table(accept, query)? {
+            Some(table) => Output::Table(table),
+            None if protobuf::wants_protobuf(accept, !rt.custom) => Output::Protobuf,
+            None => Output::Json,
+        })
+    }
+
+    fn table(self) -> Option<TableRequest> {
+        match self {
+            Output::Table(table) => Some(table),
+            _ => None,
+        }
+    }
+}
+
+/// An object or list response in the negotiated form.
 fn object_response(
     code: u16,
     rt: &ResourceType,
-    table: Option<&TableRequest>,
+    output: Output,
     value: &Value,
-) -> Response<ResponseBody> {
-    match table {
-        Some(request) => json_response(
+) -> ApiResult<Response<ResponseBody>> {
+    Ok(match output {
+        Output::Table(request) => json_response(
             code,
-            &table::render(rt, value, request, jiff::Timestamp::now()),
+            &table::render(rt, value, &request, jiff::Timestamp::now()),
         ),
-        None => json_response(code, value),
-    }
+        Output::Protobuf if protobuf::can_encode(value) => {
+            let mut response = Response::new(Either::Left(Full::new(protobuf::encode(value)?)));
+            *response.status_mut() =
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(protobuf::MEDIA_TYPE));
+            response
+        }
+        Output::Json | Output::Protobuf => json_response(code, value),
+    })
 }
 
 fn error_response(error: &ApiError) -> Response<ResponseBody> {
@@ -102,6 +144,16 @@ pub async fn handle(
             return Ok(error_response(&ApiError::forbidden(
                 &user, &a.verb, &resource, &a.group, &scope,
             )));
+        }
+    }
+    if let Route::Resource(target) = route(&path) {
+        if target.group.is_empty()
+            && target.plural == "pods"
+            && target.subresource.as_deref() == Some("exec")
+        {
+            return Ok(
+                crate::exec::serve(&state, req, &target).unwrap_or_else(|e| error_response(&e))
+            );
         }
     }
     let body = match req.into_body().collect().await {
@@ -181,7 +233,7 @@ fn dispatch(
                 query,
                 content_type,
                 body,
-                table: requested_table(accept, query)?,
+                output: Output::negotiate(accept, query, &rt)?,
             };
             resource_request(state, &rt, &target, &call)
         }
@@ -206,7 +258,14 @@ fn openapi_v2(accept: &str) -> Response<ResponseBody> {
     }
 }
 
-fn decode_body(content_type: &str, body: &Bytes) -> ApiResult<Value> {
+fn decode_body(rt: &ResourceType, content_type: &str, body: &Bytes) -> ApiResult<Value> {
+    if protobuf::is_protobuf(content_type) {
+        // Custom resources have no protobuf form.
+        if rt.custom {
+            return Err(ApiError::unsupported_media_type(content_type));
+        }
+        return protobuf::decode(body);
+    }
     let mime = content_type.split(';').next().unwrap_or_default().trim();
     let yaml = mime.ends_with("yaml");
     let parsed = if yaml {
@@ -233,13 +292,14 @@ fn selectors(query: &HashMap<String, String>) -> ApiResult<(LabelSelector, Field
 /// `query` with `dryRun` from a DELETE's DeleteOptions body, where clients may put it.
 fn with_body_dry_run(
     query: &HashMap<String, String>,
+    rt: &ResourceType,
     method: &Method,
     content_type: &str,
     body: &Bytes,
 ) -> HashMap<String, String> {
     let mut q = query.clone();
     if *method == Method::DELETE && !body.iter().all(u8::is_ascii_whitespace) {
-        if let Ok(options) = decode_body(content_type, body) {
+        if let Ok(options) = decode_body(rt, content_type, body) {
             if let Some(values) = options.get("dryRun").and_then(Value::as_array) {
                 let joined: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
                 if !joined.is_empty() {
@@ -261,8 +321,8 @@ struct ResourceCall<'a> {
     query: &'a HashMap<String, String>,
     content_type: &'a str,
     body: &'a Bytes,
-    /// Set when the `Accept` header asks for server-side printing.
-    table: Option<TableRequest>,
+    /// How the response is rendered.
+    output: Output,
 }
 
 fn resource_request(
@@ -276,9 +336,9 @@ fn resource_request(
         query,
         content_type,
         body,
-        table,
+        output,
     } = call;
-    let table = table.as_ref();
+    let output = *output;
     if target.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::path_not_found(&rt.group_resource()));
     }
@@ -300,43 +360,33 @@ fn resource_request(
         return collection_request(state, rt, ns, call);
     };
     // A DELETE carries its dry run in the body's DeleteOptions (kube-rs sends it there).
-    let query = &with_body_dry_run(query, method, content_type, body);
+    let query = &with_body_dry_run(query, rt, method, content_type, body);
     let mut store = state.store_for(query)?;
     match **method {
-        Method::GET => Ok(object_response(200, rt, table, &store.get(rt, ns, name)?)),
+        Method::GET => object_response(200, rt, output, &store.get(rt, ns, name)?),
         Method::PUT => {
-            let object = decode_body(content_type, body)?;
-            Ok(object_response(
+            let object = decode_body(rt, content_type, body)?;
+            object_response(
                 200,
                 rt,
-                table,
+                output,
                 &store.update(rt, ns, name, object, status_only)?,
-            ))
+            )
         }
         Method::PATCH => {
             let kind = PatchKind::from_content_type(content_type)
                 .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
-            let patch = decode_body(content_type, body)?;
+            let patch = decode_body(rt, content_type, body)?;
             let (object, created) = store.patch(rt, ns, name, kind, &patch, status_only)?;
-            Ok(object_response(
-                if created { 201 } else { 200 },
-                rt,
-                table,
-                &object,
-            ))
+            object_response(if created { 201 } else { 200 }, rt, output, &object)
         }
         Method::DELETE if !status_only => {
             let options = if body.iter().all(u8::is_ascii_whitespace) {
                 Value::Null
             } else {
-                decode_body(content_type, body)?
+                decode_body(rt, content_type, body)?
             };
-            Ok(object_response(
-                200,
-                rt,
-                table,
-                &store.delete(rt, ns, name, &options)?,
-            ))
+            object_response(200, rt, output, &store.delete(rt, ns, name, &options)?)
         }
         _ => Err(ApiError::method_not_allowed(method.as_str())),
     }
@@ -358,11 +408,11 @@ fn scale_request(
     let current = store.get(rt, ns, name)?;
     let scale = match *call.method {
         Method::GET => return Ok(json_response(200, &crate::workloads::scale_of(&current))),
-        Method::PUT => decode_body(call.content_type, call.body)?,
+        Method::PUT => decode_body(rt, call.content_type, call.body)?,
         Method::PATCH => {
             let kind = PatchKind::from_content_type(call.content_type)
                 .ok_or_else(|| ApiError::unsupported_media_type(call.content_type))?;
-            let patch = decode_body(call.content_type, call.body)?;
+            let patch = decode_body(rt, call.content_type, call.body)?;
             let mut scale = crate::workloads::scale_of(&current);
             match kind {
                 PatchKind::Merge => crate::patch::merge_patch(&mut scale, &patch),
@@ -394,9 +444,9 @@ fn collection_request(
         query,
         content_type,
         body,
-        table,
+        output,
     } = call;
-    let table = table.as_ref();
+    let output = *output;
     let (labels, fields) = selectors(query)?;
     match **method {
         Method::GET if flag(query, "watch") => start_watch(state, rt, ns, call, labels, fields),
@@ -415,25 +465,20 @@ fn collection_request(
                 continue_token: query.get("continue").cloned(),
             };
             let list = store.list_page(rt, ns, &labels, &fields, &page)?;
-            Ok(object_response(200, rt, table, &list))
+            object_response(200, rt, output, &list)
         }
         Method::POST if ns.is_some() || !rt.namespaced => {
-            let object = decode_body(content_type, body)?;
-            Ok(object_response(
-                201,
-                rt,
-                table,
-                &state.store_for(query)?.create(rt, ns, object)?,
-            ))
+            let object = decode_body(rt, content_type, body)?;
+            object_response(201, rt, output, &state.store_for(query)?.create(rt, ns, object)?)
         }
-        Method::DELETE => Ok(object_response(
+        Method::DELETE => object_response(
             200,
             rt,
-            table,
+            output,
             &state
                 .store_for(query)?
                 .delete_collection(rt, ns, &labels, &fields)?,
-        )),
+        ),
         _ => Err(ApiError::method_not_allowed(method.as_str())),
     }
 }
@@ -468,7 +513,7 @@ fn start_watch(
         bookmarks: flag(query, "allowWatchBookmarks"),
         initial_events_end: initial_events,
         timeout,
-        table: call.table,
+        table: call.output.table(),
     };
     let subscribed = {
         let mut store = state.lock_store();

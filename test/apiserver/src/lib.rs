@@ -20,6 +20,10 @@
 //! real cluster would (pod readiness and status, node roles, a CRD's
 //! `additionalPrinterColumns`...).
 //!
+//! Built-in kinds are also read and written in Kubernetes' protobuf encoding, which kubectl's
+//! typed requests use, and `pods/exec` is served over WebSocket through an
+//! [`exec::ExecHandler`] the embedder installs.
+//!
 //! Deliberate simplifications: no authentication or TLS, no admission or
 //! schema validation, server-side apply is a merge without field ownership,
 //! lists are never paginated, a `dryRun=All` write runs on a throw-away copy of the store, and nothing reconciles
@@ -31,11 +35,13 @@
 pub mod access;
 mod discovery;
 pub mod error;
+pub mod exec;
 mod handler;
 mod kubeconfig;
 mod meta;
 pub mod patch;
 mod persistence;
+mod protobuf;
 pub mod resources;
 mod route;
 pub mod selectors;
@@ -81,6 +87,8 @@ pub struct Options {
     /// Users known by bearer token, each held to its RBAC rules (see [`access`]); requests
     /// without a token are always allowed.
     pub identities: Vec<access::Identity>,
+    /// Runs `pods/exec` commands (see [`exec`]); without it every exec fails with 500.
+    pub exec: Option<exec::ExecHandler>,
 }
 
 impl Default for Options {
@@ -94,6 +102,7 @@ impl Default for Options {
             node_port_range: services::DEFAULT_NODE_PORTS,
             api_port: 6443,
             identities: Vec::new(),
+            exec: None,
         }
     }
 }
@@ -153,6 +162,7 @@ impl ApiServer {
             stopped,
             address.to_string(),
             access.clone(),
+            options.exec,
         ));
         let task = tokio::spawn(server::serve(listener, state));
         Ok(Self {

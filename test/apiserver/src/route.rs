@@ -121,6 +121,12 @@ pub fn percent_decode(input: &str) -> String {
 
 /// Parses a query string into decoded key/value pairs (last one wins).
 pub fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    query_pairs(query).into_iter().collect()
+}
+
+/// Every decoded key/value pair of a query string in order, repeated keys included (exec's
+/// argv is one `command` parameter per word).
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
         .unwrap_or_default()
         .split('&')

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access::AccessControl;
+use crate::exec::ExecHandler;
 use crate::handler::handle;
 use crate::store::Store;
 
@@ -25,6 +26,8 @@ pub struct ServerState {
     pub address: String,
     /// Token authentication, RBAC and the request record.
     pub access: Arc<AccessControl>,
+    /// Prepares the processes of `pods/exec` requests, when the embedder runs pods.
+    pub exec: Option<ExecHandler>,
 }
 
 impl ServerState {
@@ -35,6 +38,7 @@ impl ServerState {
         shutdown: watch::Receiver<bool>,
         address: String,
         access: Arc<AccessControl>,
+        exec: Option<ExecHandler>,
     ) -> Self {
         Self {
             store: Mutex::new(store),
@@ -42,6 +46,7 @@ impl ServerState {
             shutdown,
             address,
             access,
+            exec,
         }
     }
 
@@ -89,7 +94,10 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>) {
         let mut conn_shutdown = state.shutdown.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(state.clone(), req));
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            // Upgrades carry `pods/exec` WebSocket sessions.
+            let connection = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::select! {
                 result = connection => {
                     if let Err(e) = result {

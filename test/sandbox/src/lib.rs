@@ -24,6 +24,7 @@ pub mod cni;
 pub mod dns;
 pub mod endpointslice;
 pub mod error;
+pub mod exec;
 pub mod exposition;
 pub mod kubelet;
 pub mod kubeovn;
@@ -265,6 +266,7 @@ impl Sandbox {
             service_cidrs: config.service_cidrs.clone(),
             api_port: apiproxy::NODE_API_PORT,
             identities: identities.clone(),
+            exec: Some(exec::handler(config.prefix.clone())),
             ..Options::default()
         })
         .await

@@ -140,6 +140,11 @@ impl ExternalHost {
     }
 }
 
+/// Name of a node's network namespace ("the host") in a sandbox with `prefix`.
+pub fn node_netns(prefix: &str, node: &str) -> String {
+    format!("{prefix}{node}")
+}
+
 /// Names of the fabric and external namespaces for a sandbox prefix.
 pub fn fabric_netns(prefix: &str) -> String {
     format!("{prefix}fabric")
@@ -227,7 +232,7 @@ pub fn start_node(
     let [pa, pb, pc] = PROVIDER_PREFIX;
     let node = NodeInfo {
         name: name.to_string(),
-        netns: format!("{prefix}{name}"),
+        netns: node_netns(prefix, name),
         dir: run_dir.join(name),
         ip: Ipv4Addr::new(a, b, c, octet),
         provider_ip: Ipv4Addr::new(pa, pb, pc, octet),
