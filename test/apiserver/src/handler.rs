@@ -469,7 +469,12 @@ fn collection_request(
         }
         Method::POST if ns.is_some() || !rt.namespaced => {
             let object = decode_body(rt, content_type, body)?;
-            object_response(201, rt, output, &state.store_for(query)?.create(rt, ns, object)?)
+            object_response(
+                201,
+                rt,
+                output,
+                &state.store_for(query)?.create(rt, ns, object)?,
+            )
         }
         Method::DELETE => object_response(
             200,

@@ -14,7 +14,8 @@ const NB_SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
 const SB_SCHEMA: &str = "/usr/share/ovn/ovn-sb.ovsschema";
 const IC_NB_SCHEMA: &str = "/usr/share/ovn/ovn-ic-nb.ovsschema";
 const IC_SB_SCHEMA: &str = "/usr/share/ovn/ovn-ic-sb.ovsschema";
-const RAFT_MEMBERS: usize = 3;
+/// Members of each raft database.
+pub const RAFT_MEMBERS: usize = 3;
 
 /// The OVSDB remotes of the central databases, as OVN's `--db` options and
 /// `external_ids:ovn-remote` take them (comma-separated lists for raft).

@@ -24,6 +24,8 @@ pub struct KubeOvnBuild {
     pub daemon: PathBuf,
     /// The `kube-ovn` CNI plugin.
     pub cni: PathBuf,
+    /// The `kubectl ko` plugin.
+    pub kubectl_ko: PathBuf,
     /// `dist/crds/kube-ovn-crd.yaml`.
     pub crds: PathBuf,
     /// Extra controller flags (e.g. `--enable-anp=true`): features off by default that a test
@@ -44,11 +46,12 @@ impl KubeOvnBuild {
             controller: binary_dir.join("kube-ovn-controller"),
             daemon: binary_dir.join("kube-ovn-daemon"),
             cni: binary_dir.join("kube-ovn"),
+            kubectl_ko: binary_dir.join("kubectl-ko"),
             crds: source_root.join("dist/crds/kube-ovn-crd.yaml"),
             controller_args: Vec::new(),
             manifests: source_root.join("dist/manifests"),
         };
-        ([&b.controller, &b.daemon, &b.cni, &b.crds]
+        ([&b.controller, &b.daemon, &b.cni, &b.kubectl_ko, &b.crds]
             .iter()
             .all(|p| p.is_file())
             && b.manifests.is_dir())

@@ -21,6 +21,7 @@ pub mod apiproxy;
 pub mod apps;
 pub mod central;
 pub mod cni;
+pub mod components;
 pub mod dns;
 pub mod endpointslice;
 pub mod error;
@@ -423,6 +424,7 @@ impl Sandbox {
                 let agent = kubeovn::start_node_agent(build, n)?;
                 sandbox.children.push(agent);
             }
+            components::register(&sandbox.client, &sandbox.state, config.raft).await?;
         }
         sandbox.state.bring_up_seconds = start.elapsed().as_secs_f64();
         sandbox.state.save()?;
