@@ -363,13 +363,16 @@ fn open_pty() -> std::io::Result<(File, OwnedFd)> {
     }
     // SAFETY: both descriptors were just opened and are owned by nothing else.
     let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    // Neither may leak into other processes this one spawns meanwhile: a stray copy of the
+    // slave would keep the terminal open after the command ends.
     set_cloexec(&master)?;
+    set_cloexec(&slave)?;
     Ok((master, slave))
 }
 
-fn set_cloexec(file: &File) -> std::io::Result<()> {
+fn set_cloexec(fd: &impl AsRawFd) -> std::io::Result<()> {
     // SAFETY: F_SETFD on a descriptor we own.
-    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())

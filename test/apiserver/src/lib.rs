@@ -26,8 +26,10 @@
 //!
 //! Deliberate simplifications: no authentication or TLS, no admission or
 //! schema validation, server-side apply is a merge without field ownership,
-//! lists are never paginated, a `dryRun=All` write runs on a throw-away copy of the store, and nothing reconciles
-//! objects (pods stay `Pending`). Services are defaulted and get cluster IPs and node ports
+//! lists are never paginated, a `dryRun=All` write runs on a throw-away copy of the store,
+//! watches and Tables are JSON even for protobuf clients, exec has no SPDY form and
+//! `attach`/`portforward` are not served, and nothing reconciles objects (pods stay
+//! `Pending`). Services are defaulted and get cluster IPs and node ports
 //! as from kube-apiserver's registry (see [`services`]), and the `kubernetes` Service exists.
 
 #![warn(missing_docs)]
