@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Api;
@@ -189,11 +190,20 @@ impl Daemon {
             mtu: self.mtu,
             gateway_check: None,
         };
-        let synced = tokio::time::timeout(self.wait_address, self.subnets.wait_until_ready()).await;
-        if !matches!(synced, Ok(Ok(()))) {
-            return Err(HandlerError::NotReady(
-                "the daemon's Subnet list has not synced yet".into(),
-            ));
+        // An underlay pod needs its subnet (a bounded wait for the first list); an overlay
+        // one keeps the defaults while the list has not arrived.
+        if net.provider_network.is_empty() {
+            if !matches!(self.subnets.wait_until_ready().now_or_never(), Some(Ok(()))) {
+                return Ok(s);
+            }
+        } else {
+            let synced =
+                tokio::time::timeout(self.wait_address, self.subnets.wait_until_ready()).await;
+            if !matches!(synced, Ok(Ok(()))) {
+                return Err(HandlerError::NotReady(
+                    "the daemon's Subnet list has not synced yet".into(),
+                ));
+            }
         }
         let Some(subnet) = self.subnets.get(&ObjectRef::new(&net.logical_switch)) else {
             return Ok(s);
