@@ -13,6 +13,8 @@
 //!   (the external host learns their MAC before any test traffic), and pods on the two nodes
 //!   reach each other and the gateway through the physical segment: an AF_PACKET capture on
 //!   node1's segment port sees their ICMP tagged with VLAN 100.
+//! - A pod whose gateway does not answer is held in its ADD until the gateway appears, unless
+//!   its subnet has `disableGatewayCheck`.
 //! - Deleting the ProviderNetwork gives `eth1` back exactly its addresses, routes, MAC and MTU,
 //!   and removes the bridge, the mappings and the labels.
 
@@ -273,19 +275,56 @@ fn ping_seen_tagged(state: &SandboxState, netns: &str, from: Ipv4Addr, to: Ipv4A
     );
 }
 
-async fn pod(pods: &Api<Pod>, name: &str, node: &str) -> Ipv4Addr {
+async fn create_pod(pods: &Api<Pod>, name: &str, node: &str) {
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "ul"},
+        "metadata": {"name": name},
         "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
+}
+
+async fn pod(pods: &Api<Pod>, name: &str, node: &str) -> Ipv4Addr {
+    create_pod(pods, name, node).await;
     probe::running_pod_ip(pods, name, WITHIN)
         .await
         .unwrap()
         .parse()
         .unwrap()
+}
+
+async fn namespace(client: &kube::Client, name: &str) {
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn delete_all_pods(pods: &Api<Pod>) {
+    for p in pods.list(&Default::default()).await.unwrap().items {
+        pods.delete(&p.name_any(), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    probe::until(WITHIN, "pods gone", || async {
+        let left = pods
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} pods left"))
+        }
+    })
+    .await
+    .unwrap();
 }
 
 fn label(node: &Node, key: &str) -> Option<String> {
@@ -325,13 +364,9 @@ async fn provider_bridge_vlan_pods_and_restore() {
                "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
     )
     .await;
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "ul"}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    for ns in ["ul", "ul-late", "ul-nocheck"] {
+        namespace(&client, ns).await;
+    }
     create::<Subnet>(
         &client,
         json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "underlay"},
@@ -515,25 +550,62 @@ async fn provider_bridge_vlan_pods_and_restore() {
     probe::reach(&state, &ns2, GATEWAY).expect("p2 → gateway");
     probe::reach(&state, &external.netns, &p2.to_string()).expect("gateway → p2");
 
-    // Removal: eth1 exactly as before, no bridge, no mappings, no labels.
-    for p in ["p1", "p2"] {
-        pods.delete(p, &DeleteParams::default()).await.unwrap();
+    // The gateway check on VLAN 101, whose gateway does not exist yet: a subnet with
+    // disableGatewayCheck starts its pod anyway; one without holds its pod's ADD until the
+    // gateway answers.
+    create::<Vlan>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
+               "metadata": {"name": "vlan101"}, "spec": {"id": 101, "provider": "net1"}}),
+    )
+    .await;
+    for (name, third, ns, disable) in [
+        ("underlay-late", 101, "ul-late", false),
+        ("underlay-nocheck", 102, "ul-nocheck", true),
+    ] {
+        let gw = format!("172.19.{third}.1");
+        create::<Subnet>(
+            &client,
+            json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": name},
+                   "spec": {"cidrBlock": format!("172.19.{third}.0/24"), "gateway": gw,
+                            "excludeIps": [gw], "vlan": "vlan101", "namespaces": [ns],
+                            "protocol": "IPv4", "disableGatewayCheck": disable}}),
+        )
+        .await;
     }
-    probe::until(WITHIN, "underlay pods gone", || async {
-        let left = pods
-            .list(&Default::default())
+    let late: Api<Pod> = Api::namespaced(client.clone(), "ul-late");
+    let nocheck: Api<Pod> = Api::namespaced(client.clone(), "ul-nocheck");
+    create_pod(&late, "l1", &names[0]).await;
+    pod(&nocheck, "n1", &names[0]).await;
+    let l1 = late.get("l1").await.unwrap();
+    assert_ne!(
+        l1.status.and_then(|s| s.phase).as_deref(),
+        Some("Running"),
+        "a pod whose gateway does not answer is not started"
+    );
+    external
+        .add_vlan(&state.run_dir, 101, "172.19.101.1/24")
+        .expect("the late gateway");
+    probe::running_pod_ip(&late, "l1", WITHIN)
+        .await
+        .expect("the pod starts once its gateway answers");
+    probe::reach(&state, &state.pod_netns("ul-late", "l1"), "172.19.101.1")
+        .expect("l1 → its gateway");
+
+    // Removal: eth1 exactly as before, no bridge, no mappings, no labels.
+    for p in [&pods, &late, &nocheck] {
+        delete_all_pods(p).await;
+    }
+    for subnet in ["underlay-late", "underlay-nocheck"] {
+        Api::<Subnet>::all(client.clone())
+            .delete(subnet, &DeleteParams::default())
             .await
-            .map_err(|e| e.to_string())?
-            .items
-            .len();
-        if left == 0 {
-            Ok(())
-        } else {
-            Err(format!("{left} pods left"))
-        }
-    })
-    .await
-    .unwrap();
+            .unwrap();
+    }
+    Api::<Vlan>::all(client.clone())
+        .delete("vlan101", &DeleteParams::default())
+        .await
+        .unwrap();
     Api::<Subnet>::all(client.clone())
         .delete("underlay", &DeleteParams::default())
         .await
