@@ -9,6 +9,7 @@
 //!   and the ProviderNetwork's status lists both nodes ready.
 //! - A ProviderNetwork naming an interface no node has leaves every node's network alone and
 //!   its nodes not ready.
+//! - A restarted daemon finds the bridge built and leaves it so.
 //! - Underlay pods get the provider NIC's MTU, their ADD checks the physical gateway by ARP
 //!   (the external host learns their MAC before any test traffic), and pods on the two nodes
 //!   reach each other and the gateway through the physical segment: an AF_PACKET capture on
@@ -27,7 +28,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::ResourceExt;
 use kube_ovn_common::crd::{ProviderNetwork, Subnet, Vlan};
-use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
+use kube_ovn_sandbox::kubeovn::{self, KubeOvnBuild};
 use kube_ovn_sandbox::node::fabric_netns;
 use kube_ovn_sandbox::{probe, sys, NodeInfo, Sandbox, SandboxConfig, SandboxState};
 use serde_json::json;
@@ -335,7 +336,7 @@ fn label(node: &Node, key: &str) -> Option<String> {
 async fn provider_bridge_vlan_pods_and_restore() {
     let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
     let mut config = SandboxConfig::isolated(2);
-    config.kube_ovn = Some(build);
+    config.kube_ovn = Some(build.clone());
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
     let state = sandbox.state().clone();
     let client = sandbox.client();
@@ -518,6 +519,26 @@ async fn provider_bridge_vlan_pods_and_restore() {
     .await
     .unwrap();
 
+    // A restarted daemon finds its bridge built: it moves nothing and serves the pods below.
+    let node1 = &state.nodes[0];
+    let bridged = |n: &NodeInfo| {
+        (
+            sys::run(
+                "ip",
+                ["-n", &n.netns, "-o", "-4", "addr", "show", "dev", "br-net1"],
+            )
+            .unwrap_or_default()
+            .contains(&format!("{}/24", n.provider_ip)),
+            sys::run("ip", ["-n", &n.netns, "route", "show", "default"])
+                .unwrap_or_default()
+                .contains("dev br-net1"),
+            vsctl_get(n, &["port-to-br", "eth1"]),
+        )
+    };
+    let bridged_before = bridged(node1);
+    sys::kill_pidfile(&node1.dir.join("daemon.pid")).expect("daemon killed");
+    let mut restarted = kubeovn::start_node_agent(&build, node1).expect("daemon restarted");
+
     // Underlay pods: the provider NIC's MTU, the gateway checked on the wire, traffic between
     // the nodes and to the gateway tagged 100 on the segment.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "ul");
@@ -545,6 +566,11 @@ async fn provider_bridge_vlan_pods_and_restore() {
             "the gateway heard {ip}'s ARP check before any test traffic: {neigh}"
         );
     }
+    assert_eq!(
+        bridged(node1),
+        bridged_before,
+        "the restarted daemon left the bridge as it was"
+    );
     ping_seen_tagged(&state, &ns1, p1, p2);
     ping_seen_tagged(&state, &ns1, p1, GATEWAY.parse().unwrap());
     probe::reach(&state, &ns2, GATEWAY).expect("p2 → gateway");
@@ -653,6 +679,8 @@ async fn provider_bridge_vlan_pods_and_restore() {
         );
     }
     sandbox.down().await.expect("sandbox down");
+    // The teardown ended it through its pidfile; reaped here.
+    let _ = restarted.wait();
 }
 
 #[test]
