@@ -16,6 +16,8 @@ pub const INTERFACE: &str = "interface";
 pub const MTU: &str = "mtu";
 /// Node label: "true" on a node the provider network leaves out.
 pub const EXCLUDE: &str = "exclude";
+/// Node label: "true" when VLAN interfaces of the NIC were moved into the bridge too.
+pub const VLAN_INTERFACES: &str = "vlan_interfaces";
 /// Annotation on the node's kube-ovn-cni pod: why the bridge could not be set up.
 pub const ERR_MESSAGE: &str = "err_mesg";
 

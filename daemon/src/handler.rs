@@ -7,7 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::Api;
+use kube_ovn_common::crd::Subnet;
+use kube_ovn_common::underlay;
+
+use crate::gateway::{self, GatewayCheck};
 
 use crate::config::TxChecksumOffload;
 use crate::metrics::Metrics;
@@ -46,8 +53,12 @@ pub struct Daemon {
     pub pods: NodePods,
     /// The node's OVS database.
     pub ovs: Ovs,
-    /// Pod interface MTU.
+    /// Pod interface MTU (overlay subnets without their own `mtu`).
     pub mtu: u32,
+    /// This node's name (its provider-network MTU labels are read for underlay pods).
+    pub node: String,
+    /// Every Subnet: a pod's subnet says whether its gateway is checked and its MTU.
+    pub subnets: Store<Subnet>,
     /// Pod-side TX checksum offload policy.
     pub tx_checksum: TxChecksumOffload,
     /// Bound of the wait for annotations.
@@ -56,6 +67,18 @@ pub struct Daemon {
     pub wait_installed: Duration,
     /// Where the waits are accounted, so slow ADDs can be attributed to controller or OVN.
     pub metrics: Arc<Metrics>,
+}
+
+/// How often a running gateway check looks whether its pod still exists (upstream: 5 s).
+const POD_RECHECK: Duration = Duration::from_secs(5);
+
+/// What of a pod's NIC comes from its subnet and node rather than its annotations.
+struct NicSettings {
+    /// Its MTU.
+    mtu: u32,
+    /// Whether its gateway is checked: `Some(required)`, `required` false for
+    /// `disableGatewayCheck` (one try, outcome ignored).
+    gateway_check: Option<bool>,
 }
 
 fn validate(req: &CniRequest) -> Result<(), HandlerError> {
@@ -122,6 +145,8 @@ impl Daemon {
             .observe_wait_address(address_at.duration_since(started));
         self.metrics.observe_wait_route(address_at.elapsed());
         let (provider, net) = net?;
+        let settings = self.nic_settings(&net).await?;
+        let mtu = settings.mtu;
         let (host, peer) = network::veth_names(&req.container_id, ifname)
             .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
         // A repeated ADD (a runtime's retry, or concurrent ones served in turn) finds the NIC
@@ -133,14 +158,16 @@ impl Daemon {
                 .is_ok()
             {
                 tracing::info!(pod = %req.pod_name, ns = %req.pod_namespace, nic = ifname, "NIC already configured, kept");
-                return Ok(net.response(self.mtu, ifname));
+                return Ok(net.response(mtu, ifname));
             }
         }
         let node = Netns::current()?;
         // A previous, failed or repeated ADD of this container may have left its pair behind.
         node.delete_link(&host).await?;
-        node.create_veth(&host, &peer, self.mtu).await?;
-        let result = self.plug(req, &provider, &net, &node, &host, &peer).await;
+        node.create_veth(&host, &peer, mtu).await?;
+        let result = self
+            .plug(req, &provider, &net, &settings, &node, &host, &peer)
+            .await;
         if let Err(e) = &result {
             tracing::warn!(pod = %req.pod_name, ns = %req.pod_namespace, error = %e, "ADD failed, cleaning up");
             if let Err(e) = self.ovs.del_port(&host).await {
@@ -150,14 +177,112 @@ impl Daemon {
                 tracing::warn!(link = %host, error = %e, "cleanup: deleting the veth failed");
             }
         }
-        result.map(|()| net.response(self.mtu, ifname))
+        result.map(|()| net.response(mtu, ifname))
     }
 
+    /// The MTU and gateway check of the pod's NIC, from its subnet (upstream's `handleAdd`):
+    /// the subnet's `mtu` when set; for an underlay subnet without a logical gateway or
+    /// underlay-to-overlay interconnection, the provider NIC's MTU from this node's
+    /// `<pn>.provider-network.kubernetes.io/mtu` label, and an ARP check of the physical
+    /// gateway (required unless `disableGatewayCheck`).
+    async fn nic_settings(&self, net: &PodNetwork) -> Result<NicSettings, HandlerError> {
+        let mut s = NicSettings {
+            mtu: self.mtu,
+            gateway_check: None,
+        };
+        // An underlay pod needs its subnet (a bounded wait for the first list); an overlay
+        // one keeps the defaults while the list has not arrived.
+        if net.provider_network.is_empty() {
+            if !matches!(self.subnets.wait_until_ready().now_or_never(), Some(Ok(()))) {
+                return Ok(s);
+            }
+        } else {
+            let synced =
+                tokio::time::timeout(self.wait_address, self.subnets.wait_until_ready()).await;
+            if !matches!(synced, Ok(Ok(()))) {
+                return Err(HandlerError::NotReady(
+                    "the daemon's Subnet list has not synced yet".into(),
+                ));
+            }
+        }
+        let Some(subnet) = self.subnets.get(&ObjectRef::new(&net.logical_switch)) else {
+            return Ok(s);
+        };
+        let spec = &subnet.spec;
+        let underlay = !spec.vlan.is_empty() && !spec.logical_gateway;
+        if underlay {
+            s.gateway_check = Some(!spec.disable_gateway_check);
+        }
+        if spec.mtu > 0 {
+            s.mtu = spec.mtu;
+        } else if !net.provider_network.is_empty()
+            && !spec.logical_gateway
+            && !spec.u2o_interconnection
+        {
+            let key = underlay::key(&net.provider_network, underlay::MTU);
+            let node = Api::<Node>::all(self.pods.client().clone())
+                .get(&self.node)
+                .await
+                .map_err(|e| {
+                    HandlerError::NotReady(format!("failed to get node {}: {e}", self.node))
+                })?;
+            if let Some(text) = node.metadata.labels.as_ref().and_then(|l| l.get(&key)) {
+                s.mtu = text.parse::<u32>().ok().filter(|m| *m > 0).ok_or_else(|| {
+                    HandlerError::NotReady(format!(
+                        "invalid provider network MTU {text:?}: must be a positive integer"
+                    ))
+                })?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// Whether the pod still exists and is not being deleted (unknown counts as yes).
+    async fn pod_alive(&self, req: &CniRequest) -> bool {
+        match self.pods.lookup(&req.pod_namespace, &req.pod_name).await {
+            Ok(PodLookup::Here(p)) => p.metadata.deletion_timestamp.is_none(),
+            Ok(_) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Runs the gateway check, watching every few seconds that the pod still exists.
+    async fn check_gateway(
+        &self,
+        req: &CniRequest,
+        check: GatewayCheck,
+        required: bool,
+    ) -> Result<(), HandlerError> {
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let run = gateway::run(check, cancel.clone());
+        tokio::pin!(run);
+        let result = loop {
+            tokio::select! {
+                r = &mut run => break r,
+                _ = tokio::time::sleep(POD_RECHECK) => {
+                    if !self.pod_alive(req).await {
+                        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if required => Err(HandlerError::NotReady(e)),
+            Err(e) => {
+                tracing::info!(pod = %req.pod_name, ns = %req.pod_namespace, error = %e, "gateway check not concerned (disableGatewayCheck)");
+                Ok(())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn plug(
         &self,
         req: &CniRequest,
         provider: &str,
         net: &PodNetwork,
+        settings: &NicSettings,
         node: &Netns,
         host: &str,
         peer: &str,
@@ -188,7 +313,7 @@ impl Daemon {
             current_name: peer,
             if_name: ifname,
             mac: net.mac,
-            mtu: self.mtu,
+            mtu: settings.mtu,
             addresses: &net.addresses,
             gateways: net.route_gateways(),
             routes: &net.routes,
@@ -199,6 +324,16 @@ impl Daemon {
             .turns_off(self.ovs.is_userspace(INTEGRATION_BRIDGE))
         {
             pod.tx_checksum_off(ifname)?;
+        }
+        if let Some(required) = settings.gateway_check {
+            let check = GatewayCheck {
+                netns: path.to_path_buf(),
+                ifname: ifname.to_string(),
+                mac: net.mac,
+                pairs: GatewayCheck::pairs(&net.addresses, &net.gateways),
+                attempts: if required { gateway::MAX_ATTEMPTS } else { 1 },
+            };
+            self.check_gateway(req, check, required).await?;
         }
         Ok(())
     }

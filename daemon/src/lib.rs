@@ -3,6 +3,7 @@
 //! `external_ids`, so it replaces the Go daemon under an unchanged shim and controller.
 pub mod cni_conf;
 pub mod config;
+pub mod gateway;
 pub mod handler;
 pub mod keyed_lock;
 pub mod lbsvc;
@@ -16,3 +17,4 @@ pub mod pods;
 pub mod protocol;
 pub mod providers;
 pub mod server;
+pub mod underlay;

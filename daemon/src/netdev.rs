@@ -99,6 +99,12 @@ impl Netns {
             .map_err(|_| io_err(what)(io::Error::other("netns thread died")))?
     }
 
+    /// The namespace's rtnetlink handle, for the link work other modules do (the provider
+    /// bridge's address and route moves).
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Index of the link called `name`, `None` when there is none.
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>, LinkError> {
         let r = self

@@ -170,6 +170,9 @@ pub struct PodNetwork {
     pub routes: Vec<Route>,
     /// Whether this NIC carries the default route through `gateways` (see [`default_route`]).
     pub default_route: bool,
+    /// The provider network of an underlay (vlan) subnet's NIC (`provider_network`
+    /// annotation), empty for overlay ones.
+    pub provider_network: String,
 }
 
 /// Reads a pod NIC's network from its annotations. `Missing` lists every absent annotation
@@ -250,6 +253,7 @@ pub fn from_annotations(
         logical_switch: field("logical_switch").to_string(),
         routes,
         default_route,
+        provider_network: field("provider_network").to_string(),
     })
 }
 

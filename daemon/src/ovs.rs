@@ -425,6 +425,16 @@ impl Ovs {
         r.map(drop)
     }
 
+    /// A snapshot of the replica, for planning; not to be held across an await.
+    pub(crate) fn cache(&self) -> std::sync::RwLockReadGuard<'_, CacheData> {
+        self.replica.cache()
+    }
+
+    /// Runs a planned transaction, recorded as the ovs-vsctl command `method`.
+    pub(crate) async fn run(&self, method: &str, txn: &Transaction) -> Result<(), OvsError> {
+        Ok(self.transact(method, txn).await?)
+    }
+
     /// Whether `bridge` uses the userspace datapath, which leaves veth TX checksums partial.
     pub fn is_userspace(&self, bridge: &str) -> bool {
         let cache = self.replica.cache();

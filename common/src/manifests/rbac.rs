@@ -358,6 +358,17 @@ pub fn daemon() -> Account {
             used(CORE, &["nodes/status"], &["patch"]),
             used(CORE, &["pods"], &["list", "watch"]),
             used(KUBEOVN, &["subnets"], &["list", "watch"]),
+            used(KUBEOVN, &["provider-networks", "vlans"], &["list", "watch"]),
+            unexercised(
+                CORE,
+                &["pods"],
+                &["patch"],
+                "a ProviderNetwork that cannot be set up on the node is reported in the \
+                 `<pn>.provider-network.kubernetes.io/err_mesg` annotation of the daemon's own \
+                 pod (daemon/src/underlay/mod.rs), which exists only when the daemon runs as \
+                 the kube-ovn-cni DaemonSet's pod (POD_NAME/POD_NAMESPACE); the sandbox runs it \
+                 as a process",
+            ),
             unexercised(
                 &["k8s.cni.cncf.io"],
                 &["network-attachment-definitions"],

@@ -14,10 +14,11 @@ use kube_ovn_daemon::handler::Daemon;
 use kube_ovn_daemon::metrics::{self, Metrics};
 use kube_ovn_daemon::netdev::Netns;
 use kube_ovn_daemon::node::tunnel::{self, TunnelFlags};
-use kube_ovn_daemon::node::NodeSetup;
+use kube_ovn_daemon::node::{watch, NodeSetup};
 use kube_ovn_daemon::ovs::Ovs;
 use kube_ovn_daemon::pods::NodePods;
 use kube_ovn_daemon::server;
+use kube_ovn_daemon::underlay::ProviderNetworks;
 
 /// How long start-up waits for the OVS database before giving up (the DaemonSet restarts us).
 const OVS_CONNECT_WAIT: Duration = Duration::from_secs(30);
@@ -66,6 +67,7 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", config.ovs_remote()))?
         .with_metrics(metrics.ovs.clone());
     let mtu = set_up_tunnel(&config, &client, &node, &ovs).await?;
+    let subnets = watch::subnets(client.clone());
     NodeSetup {
         client: client.clone(),
         node: node.clone(),
@@ -74,12 +76,22 @@ async fn run(config: Config) -> Result<(), String> {
         cluster_router: config.cluster_router.clone(),
         mtu,
         tx_checksum: config.pod_tx_checksum_offload,
+        subnets: subnets.clone(),
+    }
+    .start();
+    ProviderNetworks {
+        client: client.clone(),
+        node: node.clone(),
+        ovs: ovs.clone(),
+        pod: own_pod(),
     }
     .start();
     let daemon = Daemon {
         pods: NodePods::start(client, &node),
         ovs,
         mtu,
+        node: node.clone(),
+        subnets: subnets.store,
         tx_checksum: config.pod_tx_checksum_offload,
         wait_address: config.wait_address_timeout,
         wait_installed: config.wait_ovn_installed_timeout,
@@ -97,6 +109,12 @@ async fn run(config: Config) -> Result<(), String> {
         _ = term.recv() => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
+}
+
+/// This daemon's pod, from the DaemonSet's `POD_NAMESPACE` and `POD_NAME`.
+fn own_pod() -> Option<(String, String)> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Some((get("POD_NAMESPACE")?, get("POD_NAME")?))
 }
 
 /// Picks the tunnel interface and address as upstream does, writes them (and the checksum

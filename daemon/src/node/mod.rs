@@ -28,6 +28,7 @@ use crate::config::TxChecksumOffload;
 use crate::netdev::Netns;
 use crate::ovs::{Ovs, PortSpec, INTEGRATION_BRIDGE};
 use join::JoinNic;
+use kube_ovn_common::crd::Subnet;
 use subnets::SubnetView;
 
 /// The node's NIC on the join switch.
@@ -61,6 +62,8 @@ pub struct NodeSetup {
     pub mtu: u32,
     /// TX checksum offload policy, applied to `ovn0` like to pod NICs.
     pub tx_checksum: TxChecksumOffload,
+    /// Every Subnet (shared with the CNI handler).
+    pub subnets: watch::Mirror<Subnet>,
 }
 
 /// Whether a reconcile finished everything or has to be retried.
@@ -86,7 +89,7 @@ impl NodeSetup {
             watcher::Config::default().fields(&format!("metadata.name={}", self.node)),
             (),
         );
-        let subnets = watch::subnets(self.client.clone());
+        let subnets = self.subnets.clone();
         let (mut node_changes, mut subnet_changes) = (nodes.changes, subnets.changes);
         let ready = async {
             nodes.store.wait_until_ready().await.is_ok()

@@ -13,7 +13,9 @@ use kube_ovn_common::crd::Subnet;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-/// A mirrored set of objects and a receiver that changes whenever they do.
+/// A mirrored set of objects and a receiver that changes whenever they do; clones share the
+/// one watch.
+#[derive(Clone)]
 pub struct Mirror<K: Resource + 'static>
 where
     K::DynamicType: Eq + Hash + Clone,

@@ -140,6 +140,102 @@ impl ExternalHost {
     }
 }
 
+impl ExternalHost {
+    /// Gives the external host an interface `vlan<id>` with `address` (with prefix length) on
+    /// VLAN `id` of the provider network: the physical gateway of an underlay subnet whose Vlan
+    /// has tag `id`. This kernel has neither 802.1Q devices nor VLAN-filtering bridges, so the
+    /// host's `eth0` becomes the trunk port of a userspace OVS bridge (`br-ext`, its own
+    /// ovsdb-server and vswitchd under `<run_dir>/external`, found by the sweep through their
+    /// pidfiles) whose access port `vlan<id>` is that interface; `eth0` keeps its untagged
+    /// address, and the provider network (a plain Linux bridge) carries tagged frames
+    /// unchanged between the nodes' NICs and it.
+    pub fn add_vlan(&self, run_dir: &Path, id: u16, address: &str) -> Result<String> {
+        let dir = run_dir.join("external");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let ns = &self.netns;
+        let env: Vec<(&str, &Path)> = ["OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR"]
+            .into_iter()
+            .map(|k| (k, dir.as_path()))
+            .collect();
+        let db = format!("unix:{}", dir.join("db.sock").display());
+        let vsctl = |args: &[&str]| {
+            let mut cmd = Command::new("ovs-vsctl");
+            cmd.arg(format!("--db={db}")).arg("--timeout=30").args(args);
+            run_command(&mut cmd)
+        };
+        if !dir.join("db.sock").exists() {
+            let conf = dir.join("conf.db");
+            run(
+                "ovsdb-tool",
+                ["create", &conf.display().to_string(), VSWITCH_SCHEMA],
+            )?;
+            let mut server = in_netns(ns, "ovsdb-server");
+            server
+                .envs(env.clone())
+                .arg(format!("--remote=punix:{}", dir.join("db.sock").display()));
+            daemon_args(&mut server, &dir, "ovsdb");
+            server.arg(&conf);
+            run_command(&mut server)?;
+            vsctl(&["--no-wait", "init"])?;
+            vsctl(&[
+                "--no-wait",
+                "set",
+                "Open_vSwitch",
+                ".",
+                "other_config:n-handler-threads=1",
+                "other_config:n-revalidator-threads=1",
+            ])?;
+            let mut vswitchd = in_netns(ns, "ovs-vswitchd");
+            vswitchd.envs(env);
+            daemon_args(&mut vswitchd, &dir, "vswitchd");
+            vswitchd.arg(&db);
+            run_command(&mut vswitchd)?;
+            vsctl(&[
+                "--may-exist",
+                "add-br",
+                "br-ext",
+                "--",
+                "set",
+                "Bridge",
+                "br-ext",
+                "datapath_type=netdev",
+                "--",
+                "--may-exist",
+                "add-port",
+                "br-ext",
+                "eth0",
+            ])?;
+        }
+        let dev = format!("vlan{id}");
+        vsctl(&[
+            "--may-exist",
+            "add-port",
+            "br-ext",
+            &dev,
+            &format!("tag={id}"),
+            "--",
+            "set",
+            "Interface",
+            &dev,
+            "type=internal",
+        ])?;
+        let netns = ns.clone();
+        let name = dev.clone();
+        if !wait_for(Duration::from_secs(10), || {
+            run("ip", ["-n", &netns, "link", "show", &name]).is_ok()
+        }) {
+            return Err(Error::Timeout {
+                what: format!("{dev} on the external host"),
+                after: Duration::from_secs(10),
+            });
+        }
+        run("ip", ["-n", ns, "addr", "add", address, "dev", &dev])?;
+        run("ip", ["-n", ns, "link", "set", &dev, "up"])?;
+        tx_checksum_off(ns, &dev)?;
+        Ok(dev)
+    }
+}
+
 /// Name of a node's network namespace ("the host") in a sandbox with `prefix`.
 pub fn node_netns(prefix: &str, node: &str) -> String {
     format!("{prefix}{node}")
