@@ -143,10 +143,11 @@ impl World {
     }
 
     /// Waits until northd has settled on what was written to the NB (it writes NB_Global's
-    /// `sb_cfg` and new ports' `up` after the fact) and the replica heard all of it: a
-    /// zero-writes check must start after this, or northd's own writes land in its window.
+    /// `sb_cfg` after the fact, then `hv_cfg` once the chassis' ovn-controllers caught up, and
+    /// new ports' `up`) and the replica heard all of it: a zero-writes check must start after
+    /// this, or northd's own writes land in its window.
     pub async fn northd_settled(&self) {
-        self.nbctl(&["--wait=sb", "sync"]);
+        self.nbctl(&["--wait=hv", "sync"]);
         let nb_cfg = self
             .nbctl(&["get", "NB_Global", ".", "nb_cfg"])
             .trim()
@@ -161,8 +162,8 @@ impl World {
                     .iter()
                     .next()
                     .map(|(_, r)| (**r).clone())?;
-                let seen = g.get("sb_cfg")?.as_atom()?.as_i64()?;
-                (seen.to_string() == nb_cfg).then_some(())
+                let seen = |col: &str| g.get(col)?.as_atom()?.as_i64().map(|v| v.to_string());
+                (seen("sb_cfg")? == nb_cfg && seen("hv_cfg")? == nb_cfg).then_some(())
             },
         )
         .await;
