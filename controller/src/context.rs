@@ -61,6 +61,16 @@ pub struct Stores {
     pub vlans: Store<kube_ovn_common::crd::Vlan>,
     /// ProviderNetworks.
     pub provider_networks: Store<kube_ovn_common::crd::ProviderNetwork>,
+    /// VpcNatGateways.
+    pub vpc_nat_gateways: Store<kube_ovn_common::crd::VpcNatGateway>,
+    /// IptablesEIPs.
+    pub iptables_eips: Store<kube_ovn_common::crd::IptablesEip>,
+    /// IptablesFIPRules.
+    pub iptables_fips: Store<kube_ovn_common::crd::IptablesFipRule>,
+    /// IptablesSnatRules.
+    pub iptables_snats: Store<kube_ovn_common::crd::IptablesSnatRule>,
+    /// IptablesDnatRules.
+    pub iptables_dnats: Store<kube_ovn_common::crd::IptablesDnatRule>,
     /// NetworkAttachmentDefinitions (empty while their CRD is not installed).
     pub nads: Store<crate::attach::NetworkAttachmentDefinition>,
 }
