@@ -6,7 +6,8 @@
 //! attachment as `net1`, and the pod's agent (`kube-ovn-vpc-nat-gw`, run beside the pod since
 //! sandbox pods are bare network namespaces) converges the EIPs, routes and NAT. The external
 //! host reaches pod `a` by its FIP, pod `b` through a DNAT port, and sees each pod's egress
-//! with the EIP of its FIP or of the SNAT rule; deleting each rule stops exactly its flow.
+//! with the EIP of its FIP or of the SNAT rule; deleting each rule stops exactly its flow, and
+//! deleting an unused EIP takes its address off the gateway.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -446,8 +447,28 @@ async fn vpc_nat_gateway_fip_snat_and_dnat_with_real_packets() {
     // Unsnatted, b's source is its VPC address, which the outside cannot answer.
     until(&state, &b_ns, echo, Want::Not(&eip_s.to_string())).await;
 
-    // An EIP without users goes, and its address with it.
+    // An EIP without users goes, and its address leaves the gateway's net1; the others stay.
+    let gw_ns = state.pod_netns("kube-system", "vpc-nat-gw-gw1-0");
+    let net1 = || {
+        sys::run_command(
+            sys::in_netns(&gw_ns, "ip").args(["-4", "-o", "addr", "show", "dev", "net1"]),
+        )
+        .unwrap()
+    };
+    assert!(net1().contains(&format!("{eip_d}/24")), "{}", net1());
     until_gone(&eips, "eipd01").await;
+    let left = probe::until(CONVERGE, "eipd01 off net1", || async {
+        let have = net1();
+        if have.contains(&format!("{eip_d}/")) {
+            Err(have)
+        } else {
+            Ok(have)
+        }
+    })
+    .await
+    .unwrap();
+    assert!(left.contains(&format!("{eip_f}/24")), "{left}");
+    assert!(left.contains(&format!("{eip_s}/24")), "{left}");
     drop(servers);
     sandbox.down().await.expect("sandbox down");
 }
