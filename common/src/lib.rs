@@ -22,6 +22,7 @@ pub mod manifests;
 #[cfg(all(feature = "server", feature = "cli"))]
 pub mod metrics;
 pub mod names;
+pub mod natgw;
 pub mod net;
 #[cfg(feature = "api")]
 pub mod node;

@@ -65,6 +65,16 @@ pub struct Stores {
     pub vpc_dnses: Store<kube_ovn_common::crd::VpcDns>,
     /// The ConfigMaps the controller follows by name (`vpc-dns-config`).
     pub configmaps: Store<k8s_openapi::api::core::v1::ConfigMap>,
+    /// VpcNatGateways.
+    pub vpc_nat_gateways: Store<kube_ovn_common::crd::VpcNatGateway>,
+    /// IptablesEIPs.
+    pub iptables_eips: Store<kube_ovn_common::crd::IptablesEip>,
+    /// IptablesFIPRules.
+    pub iptables_fips: Store<kube_ovn_common::crd::IptablesFipRule>,
+    /// IptablesSnatRules.
+    pub iptables_snats: Store<kube_ovn_common::crd::IptablesSnatRule>,
+    /// IptablesDnatRules.
+    pub iptables_dnats: Store<kube_ovn_common::crd::IptablesDnatRule>,
     /// NetworkAttachmentDefinitions (empty while their CRD is not installed).
     pub nads: Store<crate::attach::NetworkAttachmentDefinition>,
 }

@@ -60,12 +60,14 @@ pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
     let pods = ctx.stores.pods.state();
     let nodes = ctx.stores.nodes.state();
     let vips = ctx.stores.vips.state();
+    let eips = ctx.stores.iptables_eips.state();
     let (ipam, _) = restore(&Sources {
         subnets: &subnets,
         ips: &ips,
         pods: &pods,
         nodes: &nodes,
         vips: &vips,
+        eips: &eips,
         ports,
         join: &ctx.config.node_switch,
     });
@@ -140,6 +142,8 @@ pub struct Sources<'a> {
     pub nodes: &'a [std::sync::Arc<k8s_openapi::api::core::v1::Node>],
     /// Vips (their status is the reservation).
     pub vips: &'a [std::sync::Arc<kube_ovn_common::crd::Vip>],
+    /// IptablesEIPs (their status, or the allocation written to spec).
+    pub eips: &'a [std::sync::Arc<kube_ovn_common::crd::IptablesEip>],
     /// NB ports: (port name, `external_ids:pod`, `external_ids:ls`, addresses string).
     pub ports: Vec<(String, String, String, String)>,
     /// `--node-switch`.
@@ -266,6 +270,33 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
             &names::pod_lsp(&name, &v.spec.namespace, provider),
             &ips.join(","),
             mac,
+        );
+    }
+    for e in src.eips {
+        let Some((ip, mac)) = crate::iptables_ctl::restored_address(e) else {
+            continue;
+        };
+        let subnet = kube_ovn_common::natgw::eip_external_network(&e.spec.external_subnet);
+        let provider = src
+            .subnets
+            .iter()
+            .find(|s| s.name_any() == subnet)
+            .map(|s| s.spec.provider.as_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("ovn");
+        let name = e.name_any();
+        let ips = [ip.to_string(), e.spec.v6ip.clone()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+        put(
+            &mut ipam,
+            subnet,
+            &name,
+            &names::pod_lsp(&name, "", provider),
+            &ips,
+            (!mac.is_empty()).then_some(mac.as_str()),
         );
     }
     for p in src.pods {

@@ -25,12 +25,14 @@ use crate::metrics::{KindLabel, Metrics};
 use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use crate::{
-    anp_ctl, cnp_ctl, gc, ippool_ctl, lb_svc, leader, node_ctl, np_ctl, np_state, pod_ctl, restore,
-    service_ctl, sg_ctl, slr_ctl, startup, subnet_ctl, underlay_ctl, vip_ctl, vpc_ctl,
+    anp_ctl, cnp_ctl, gc, ippool_ctl, iptables_ctl, lb_svc, leader, natgw_ctl, node_ctl, np_ctl,
+    np_state, pod_ctl, restore, service_ctl, sg_ctl, slr_ctl, startup, subnet_ctl, underlay_ctl,
+    vip_ctl, vpc_ctl,
 };
 use kube_ovn_common::crd::{
-    AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, IpPool, ProviderNetwork,
-    SecurityGroup, Subnet, SwitchLbRule, Vip, Vlan, Vpc, VpcDns,
+    AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, IpPool, IptablesDnatRule,
+    IptablesEip, IptablesFipRule, IptablesSnatRule, ProviderNetwork, SecurityGroup, Subnet,
+    SwitchLbRule, Vip, Vlan, Vpc, VpcDns, VpcNatGateway,
 };
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
@@ -121,6 +123,36 @@ impl Trim for EndpointSlice {
 }
 
 impl Trim for Vip {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for VpcNatGateway {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for IptablesEip {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for IptablesFipRule {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for IptablesSnatRule {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for IptablesDnatRule {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
     }
@@ -366,6 +398,16 @@ pub async fn lead(
     };
     let (vips, vip_events) = store::<Vip>(client.clone(), watcher::Config::default());
     let (vlans, vlan_events) = store::<Vlan>(client.clone(), watcher::Config::default());
+    let (vpc_nat_gateways, natgw_events) =
+        store::<VpcNatGateway>(client.clone(), watcher::Config::default());
+    let (iptables_eips, eip_events) =
+        store::<IptablesEip>(client.clone(), watcher::Config::default());
+    let (iptables_fips, fip_events) =
+        store::<IptablesFipRule>(client.clone(), watcher::Config::default());
+    let (iptables_snats, snat_events) =
+        store::<IptablesSnatRule>(client.clone(), watcher::Config::default());
+    let (iptables_dnats, dnat_events) =
+        store::<IptablesDnatRule>(client.clone(), watcher::Config::default());
     let (provider_networks, pn_events) =
         store::<ProviderNetwork>(client.clone(), watcher::Config::default());
     let (vpc_dnses, vpc_dns_events) = store::<VpcDns>(client.clone(), watcher::Config::default());
@@ -416,6 +458,11 @@ pub async fn lead(
         cluster_network_policies: cluster_network_policies.clone(),
         vlans: vlans.clone(),
         provider_networks: provider_networks.clone(),
+        vpc_nat_gateways: vpc_nat_gateways.clone(),
+        iptables_eips: iptables_eips.clone(),
+        iptables_fips: iptables_fips.clone(),
+        iptables_snats: iptables_snats.clone(),
+        iptables_dnats: iptables_dnats.clone(),
         nads: nads.clone(),
     };
 
@@ -471,6 +518,27 @@ pub async fn lead(
     ));
 
     let lb_svc_q = rt.register(Kind::new(lb_svc::KIND, workers, lb_svc::reconcile));
+    let natgw_q = rt.register(Kind::new(natgw_ctl::KIND, workers, natgw_ctl::reconcile));
+    let eip_q = rt.register(Kind::new(
+        iptables_ctl::EIP_KIND,
+        workers,
+        iptables_ctl::reconcile_eip,
+    ));
+    let fip_q = rt.register(Kind::new(
+        iptables_ctl::FIP_KIND,
+        workers,
+        iptables_ctl::reconcile_rule::<IptablesFipRule>,
+    ));
+    let snat_q = rt.register(Kind::new(
+        iptables_ctl::SNAT_KIND,
+        workers,
+        iptables_ctl::reconcile_rule::<IptablesSnatRule>,
+    ));
+    let dnat_q = rt.register(Kind::new(
+        iptables_ctl::DNAT_KIND,
+        workers,
+        iptables_ctl::reconcile_rule::<IptablesDnatRule>,
+    ));
     let vip_q = rt.register(Kind::new(vip_ctl::KIND, workers, vip_ctl::reconcile));
     let slr_q = rt.register(Kind::new(slr_ctl::KIND, workers, slr_ctl::reconcile));
     let vpc_dns_q = rt.register(Kind::new(
@@ -507,12 +575,21 @@ pub async fn lead(
                 let default_vpc = config.cluster_router.clone();
                 move |s: &Subnet| vpc_ctl::vpc_of_subnet(s, &default_vpc)
             }),
+            // A VPC's subnets are its gateways' routes and CIDRs.
+            Trigger::mapped(natgw_q.clone(), natgw_ctl::subnet_signature, {
+                let gws = vpc_nat_gateways.clone();
+                move |s: &Subnet| natgw_ctl::gateways_of_vpc(&gws.state(), &s.spec.vpc)
+            }),
         ],
     );
     rt.watch(
         vpc_events,
         vec![
             Trigger::own(vpc_q, vpc_ctl::signature, Seen::default()),
+            Trigger::mapped(natgw_q.clone(), natgw_ctl::vpc_signature, {
+                let gws = vpc_nat_gateways.clone();
+                move |v: &Vpc| natgw_ctl::gateways_of_vpc(&gws.state(), &v.name_any())
+            }),
             Trigger::mapped(subnet_q.clone(), vpc_ctl::subnet_signature, {
                 let subnets = subnets.clone();
                 move |v: &Vpc| vpc_ctl::subnets_of(&subnets.state(), &v.name_any())
@@ -569,6 +646,16 @@ pub async fn lead(
         vec![
             Trigger::own(pod_q.clone(), PodInfo::signature, pod_seen.clone()),
             Trigger::mapped(vip_q.clone(), vip_ctl::pod_signature, vip_ctl::vips_of_pod),
+            // A gateway pod's phase is its gateway's readiness and its EIPs'.
+            Trigger::mapped(
+                natgw_q.clone(),
+                natgw_ctl::pod_signature,
+                natgw_ctl::gateway_of_pod,
+            ),
+            Trigger::mapped(eip_q.clone(), iptables_ctl::pod_signature, {
+                let eips = iptables_eips.clone();
+                move |p: &PodInfo| iptables_ctl::eips_of_pod(&eips.state(), p)
+            }),
             // An lb-svc pod's address (or phase) is its Service's ingress.
             Trigger::mapped(
                 lb_svc_q.clone(),
@@ -733,6 +820,91 @@ pub async fn lead(
             service_ctl::slice_service,
         )],
     );
+    rt.watch(
+        natgw_events,
+        vec![
+            Trigger::own(natgw_q, natgw_ctl::signature, Seen::default()),
+            Trigger::mapped(eip_q.clone(), natgw_ctl::signature, {
+                let eips = iptables_eips.clone();
+                move |g: &VpcNatGateway| {
+                    let name = g.name_any();
+                    eips.state()
+                        .iter()
+                        .filter(|e| e.spec.nat_gw_dp == name)
+                        .map(|e| e.name_any())
+                        .collect()
+                }
+            }),
+        ],
+    );
+    rt.watch(
+        eip_events,
+        vec![
+            Trigger::own(
+                eip_q.clone(),
+                iptables_ctl::signature::<IptablesEip>,
+                Seen::default(),
+            ),
+            // Rules wait for their EIP's address.
+            Trigger::mapped(fip_q.clone(), iptables_ctl::signature::<IptablesEip>, {
+                let rules = iptables_fips.clone();
+                move |e: &IptablesEip| iptables_ctl::rules_of_eip(&rules.state(), &e.name_any())
+            }),
+            Trigger::mapped(snat_q.clone(), iptables_ctl::signature::<IptablesEip>, {
+                let rules = iptables_snats.clone();
+                move |e: &IptablesEip| iptables_ctl::rules_of_eip(&rules.state(), &e.name_any())
+            }),
+            Trigger::mapped(dnat_q.clone(), iptables_ctl::signature::<IptablesEip>, {
+                let rules = iptables_dnats.clone();
+                move |e: &IptablesEip| iptables_ctl::rules_of_eip(&rules.state(), &e.name_any())
+            }),
+        ],
+    );
+    rt.watch(
+        fip_events,
+        vec![
+            Trigger::own(
+                fip_q,
+                iptables_ctl::signature::<IptablesFipRule>,
+                Seen::default(),
+            ),
+            Trigger::mapped(
+                eip_q.clone(),
+                iptables_ctl::signature::<IptablesFipRule>,
+                iptables_ctl::eip_of_rule::<IptablesFipRule>,
+            ),
+        ],
+    );
+    rt.watch(
+        snat_events,
+        vec![
+            Trigger::own(
+                snat_q,
+                iptables_ctl::signature::<IptablesSnatRule>,
+                Seen::default(),
+            ),
+            Trigger::mapped(
+                eip_q.clone(),
+                iptables_ctl::signature::<IptablesSnatRule>,
+                iptables_ctl::eip_of_rule::<IptablesSnatRule>,
+            ),
+        ],
+    );
+    rt.watch(
+        dnat_events,
+        vec![
+            Trigger::own(
+                dnat_q,
+                iptables_ctl::signature::<IptablesDnatRule>,
+                Seen::default(),
+            ),
+            Trigger::mapped(
+                eip_q,
+                iptables_ctl::signature::<IptablesDnatRule>,
+                iptables_ctl::eip_of_rule::<IptablesDnatRule>,
+            ),
+        ],
+    );
     let pods_of_vip = pods.clone();
     rt.watch(
         vip_events,
@@ -824,6 +996,26 @@ pub async fn lead(
             endpoint_slices.wait_until_ready().await.is_ok(),
         ),
         ("vips", vips.wait_until_ready().await.is_ok()),
+        (
+            "vpc-nat-gateways",
+            vpc_nat_gateways.wait_until_ready().await.is_ok(),
+        ),
+        (
+            "iptables-eips",
+            iptables_eips.wait_until_ready().await.is_ok(),
+        ),
+        (
+            "iptables-fip-rules",
+            iptables_fips.wait_until_ready().await.is_ok(),
+        ),
+        (
+            "iptables-snat-rules",
+            iptables_snats.wait_until_ready().await.is_ok(),
+        ),
+        (
+            "iptables-dnat-rules",
+            iptables_dnats.wait_until_ready().await.is_ok(),
+        ),
         ("vlans", vlans.wait_until_ready().await.is_ok()),
         (
             "provider-networks",

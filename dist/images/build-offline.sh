@@ -62,7 +62,7 @@ t1=$(now)
 echo "== binaries: cargo build (profile $PROFILE)"
 (cd "$repo" && cargo build "${cargo_profile[@]}" -p kube-ovn-controller -p kube-ovn-daemon -p kube-ovn-cni)
 mkdir -p "$repo/dist/images/.bin"
-for bin in kube-ovn kube-ovn-controller kube-ovn-daemon kube-ovn-lb-svc; do
+for bin in kube-ovn kube-ovn-controller kube-ovn-daemon kube-ovn-lb-svc kube-ovn-vpc-nat-gw; do
     strip -o "$repo/dist/images/.bin/$bin" "$target_dir/$profile_dir/$bin"
 done
 t2=$(now)

@@ -84,9 +84,10 @@ pub fn files() -> Result<Vec<File>, String> {
         file(
             "kube-ovn-sa.yaml",
             "The service account of kube-ovn-controller, and its rules; the rules of the lb-svc \
-             pods' agent, which the controller binds in their namespaces.",
+             pods' agent, which the controller binds in their namespaces; the service account \
+             of VPC NAT gateway pods, and its rules.",
             {
-                let mut objects = accounts(vec![rbac::controller()])?;
+                let mut objects = accounts(vec![rbac::controller(), rbac::nat_gw()])?;
                 objects.push(rbac::lb_svc_agent_role()?);
                 objects
             },

@@ -162,6 +162,11 @@ pub fn controller() -> Account {
                     "vlans",
                     "provider-networks",
                     "vpc-dnses",
+                    "vpc-nat-gateways",
+                    "iptables-eips",
+                    "iptables-fip-rules",
+                    "iptables-snat-rules",
+                    "iptables-dnat-rules",
                 ],
                 WATCH,
             ),
@@ -279,7 +284,8 @@ pub fn controller() -> Account {
                 &["configmaps"],
                 &["get"],
                 "ovn-vpc-nat-config's image and nodeSelector for lb-svc pods \
-                 (controller/src/lb_svc.rs), only with --enable-lb-svc",
+                 (controller/src/lb_svc.rs), only with --enable-lb-svc; ovn-vpc-nat-config and \
+                 ovn-vpc-nat-gw-config for VPC NAT gateways (controller/src/natgw_ctl.rs)",
             ),
             unexercised(
                 CORE,
@@ -308,6 +314,40 @@ pub fn controller() -> Account {
                 &["get"],
                 "held so the controller may grant it to the lb-svc agent (RBAC refuses a \
                  RoleBinding to permissions the binder lacks); only with --enable-lb-svc",
+            ),
+            unexercised(
+                &["apps"],
+                &["statefulsets"],
+                &["create", "patch", "delete"],
+                "the StatefulSet of a VpcNatGateway (controller/src/natgw_ctl.rs); the RBAC \
+                 test's workload has no gateway",
+            ),
+            unexercised(
+                KUBEOVN,
+                &[
+                    "vpc-nat-gateways",
+                    "iptables-eips",
+                    "iptables-fip-rules",
+                    "iptables-snat-rules",
+                    "iptables-dnat-rules",
+                ],
+                &["patch", "update"],
+                "finalizers, labels and allocations of VPC NAT gateways, EIPs and NAT rules \
+                 (controller/src/natgw_ctl.rs, controller/src/iptables_ctl.rs); the RBAC \
+                 test's workload has none",
+            ),
+            unexercised(
+                KUBEOVN,
+                &[
+                    "vpc-nat-gateways/status",
+                    "iptables-eips/status",
+                    "iptables-fip-rules/status",
+                    "iptables-snat-rules/status",
+                    "iptables-dnat-rules/status",
+                ],
+                &["patch"],
+                "status of VPC NAT gateways, EIPs and NAT rules (controller/src/natgw_ctl.rs, \
+                 controller/src/iptables_ctl.rs); the RBAC test's workload has none",
             ),
             unexercised(
                 &["policy.networking.k8s.io"],
@@ -345,6 +385,37 @@ pub fn lb_svc_agent_role() -> Result<serde_json::Value, String> {
         aggregation_rule: None,
     };
     serde_json::to_value(&role).map_err(|e| e.to_string())
+}
+
+/// The ServiceAccount of VPC NAT gateway pods (upstream's chart: `vpc-nat-gw`, ClusterRole
+/// `system:vpc-nat-gw`), in the controller's namespace.
+pub const NAT_GW_ACCOUNT: &str = "vpc-nat-gw";
+
+/// The VPC NAT gateway agent's account (`kube-ovn-vpc-nat-gw`, daemon/src/natgw): it reads its
+/// own pod and the EIPs and NAT rules (upstream's role lists Services, Subnets and gateways
+/// for its BGP speaker, which is not built here, so they are not granted).
+pub fn nat_gw() -> Account {
+    const WHY: &str = "the VPC NAT gateway agent (daemon/src/natgw) reads its pod and the \
+        iptables NAT objects; the RBAC test runs no gateway";
+    Account {
+        service_account: NAT_GW_ACCOUNT,
+        cluster_role: "system:vpc-nat-gw",
+        binding: "vpc-nat-gw",
+        rules: vec![
+            unexercised(CORE, &["pods"], &["get", "list", "watch"], WHY),
+            unexercised(
+                KUBEOVN,
+                &[
+                    "iptables-eips",
+                    "iptables-fip-rules",
+                    "iptables-snat-rules",
+                    "iptables-dnat-rules",
+                ],
+                &["list", "watch"],
+                WHY,
+            ),
+        ],
+    }
 }
 
 /// kube-ovn-daemon's account (`kube-ovn-cni`, ClusterRole `system:kube-ovn-cni`).

@@ -35,10 +35,11 @@ use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute};
 use rtnetlink::{Handle, IpVersion, LinkUnspec, RouteMessageBuilder};
 use tracing::{info, warn};
 
+use crate::nft::Nft;
 use arp::Arp;
 use kube_ovn_common::annotations::{self as ann, Field};
 use kube_ovn_common::attachment::lb_svc_provider;
-use nft::{Dnat, Nft, Ruleset};
+use nft::{Dnat, Ruleset};
 
 /// The routing table upstream's script fills.
 pub const ROUTE_TABLE: u32 = 100;
@@ -176,6 +177,43 @@ pub fn plan(svc: &Service, pod_annotations: &BTreeMap<String, String>) -> Result
     Ok(p)
 }
 
+/// Opens a routing socket, an nfnetlink socket and an ARP socket in the network namespace at
+/// `netns` (entered on a throwaway thread), or in the current one, and switches forwarding on
+/// there (a pod agent's namespace forwards; upstream's image has it on). Shared by the pod
+/// agents (lb-svc and the VPC NAT gateway).
+pub async fn open_sockets(netns: Option<&Path>) -> io::Result<(Handle, Nft, Arp)> {
+    let rt = tokio::runtime::Handle::current();
+    let path = netns.map(Path::to_path_buf);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("agent-netns".into())
+        .spawn(move || {
+            let _guard = rt.enter();
+            let r = (|| {
+                if let Some(p) = &path {
+                    let f = File::open(p)?;
+                    // SAFETY: setns on this thread only; the thread ends right after.
+                    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                let (conn, handle, _) = rtnetlink::new_connection()?;
+                tokio::spawn(conn);
+                let nft = Nft::open()?;
+                let arp = Arp::open()?;
+                // /proc/sys/net is the namespace of the thread that opens it: forwarding is
+                // switched on here, once.
+                std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+                if Path::new("/proc/sys/net/ipv6/conf/all/forwarding").exists() {
+                    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+                }
+                Ok((handle, nft, arp))
+            })();
+            let _ = tx.send(r);
+        })?;
+    rx.await.map_err(|e| other("netns thread", e))?
+}
+
 /// Netlink sockets (routing and nftables) in the pod's network namespace.
 pub struct Converger {
     handle: Handle,
@@ -191,36 +229,7 @@ impl Converger {
     /// Opens the sockets in the namespace at `netns` (entered on a throwaway thread), or in
     /// the current one.
     pub async fn open(netns: Option<&Path>) -> io::Result<Converger> {
-        let rt = tokio::runtime::Handle::current();
-        let path = netns.map(Path::to_path_buf);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("lb-svc-netns".into())
-            .spawn(move || {
-                let _guard = rt.enter();
-                let r = (|| {
-                    if let Some(p) = &path {
-                        let f = File::open(p)?;
-                        // SAFETY: setns on this thread only; the thread ends right after.
-                        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                    }
-                    let (conn, handle, _) = rtnetlink::new_connection()?;
-                    tokio::spawn(conn);
-                    let nft = Nft::open()?;
-                    let arp = Arp::open()?;
-                    // /proc/sys/net is the namespace of the thread that opens it: forwarding
-                    // is switched on here, once (the script's image has it on).
-                    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
-                    if Path::new("/proc/sys/net/ipv6/conf/all/forwarding").exists() {
-                        std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
-                    }
-                    Ok((handle, nft, arp))
-                })();
-                let _ = tx.send(r);
-            })?;
-        let (handle, nft, arp) = rx.await.map_err(|e| other("netns thread", e))??;
+        let (handle, nft, arp) = open_sockets(netns).await?;
         Ok(Converger { handle, nft, arp })
     }
 
@@ -367,7 +376,7 @@ impl Converger {
             self.route(host, Some(*gw), eth0, false).await?;
         }
         self.nft
-            .converge(&plan.v4, &plan.v6)
+            .apply(&nft::tables(&plan.v4, &plan.v6))
             .map_err(|e| other("nftables", e))?;
         // Upstream's `arping -s <lb-ip> <gateway>`, one request per converge.
         if let Some(mac) = net1_mac {
