@@ -181,26 +181,43 @@ async fn until_reaches(
     }
 }
 
-/// Every change batch of `db` at `remote` from now on, to count writes.
-async fn monitor(
-    remote: &str,
-    db: &str,
-) -> (
-    Replica,
-    tokio::sync::broadcast::Receiver<std::sync::Arc<ovsdb::ChangeBatch>>,
-) {
+/// A monitor of `db` at `remote` counting writes from now on: the rows it starts with, and
+/// every change batch after.
+struct Monitor {
+    _replica: Replica,
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<ovsdb::ChangeBatch>>,
+    initial: std::collections::HashSet<ovsdb::Uuid>,
+}
+
+async fn monitor(remote: &str, db: &str) -> Monitor {
     let rc = ReplicaConfig::new(Remote::parse_list(remote).unwrap(), db);
     let r = Replica::start(rc, Duration::from_secs(10)).await.unwrap();
     let rx = r.subscribe();
-    (r, rx)
+    let initial = {
+        let cache = r.cache();
+        let names: Vec<String> = cache.table_names().cloned().collect();
+        names
+            .iter()
+            .filter_map(|t| cache.table(t))
+            .flat_map(|t| t.iter().map(|(u, _)| *u))
+            .collect()
+    };
+    Monitor {
+        _replica: r,
+        rx,
+        initial,
+    }
 }
 
-fn drain(
-    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<ovsdb::ChangeBatch>>,
-) -> Vec<String> {
+/// The changes since the monitor started (the initial sync's inserts of rows it already had
+/// are not changes).
+fn drain(m: &mut Monitor) -> Vec<String> {
     let mut out = Vec::new();
-    while let Ok(b) = rx.try_recv() {
+    while let Ok(b) = m.rx.try_recv() {
         for c in &b.changes {
+            if c.old.is_none() && m.initial.contains(&c.uuid) {
+                continue;
+            }
             out.push(format!("{} {} {:?} -> {:?}", c.table, c.uuid, c.old, c.new));
         }
     }
@@ -218,6 +235,129 @@ fn nb_find(state: &SandboxState, table: &str, cond: &str) -> String {
         &state.central.nb,
         &["--bare", columns, "find", table, cond],
     )
+}
+
+/// Deletes AZ1's transit port pair, its gateway and the 29500 policies and writes them again
+/// with ovn-nbctl exactly as upstream's controller writes them (same address and MAC), then
+/// waits until northd has settled the new rows.
+fn rewrite_as_upstream(s: &SandboxState) {
+    let nb = s.central.nb.as_str();
+    let get = |args: &[&str]| ctl("ovn-nbctl", nb, args);
+    let mac = get(&["get", "Logical_Router_Port", "az1-ts", "mac"]);
+    let mac = mac.trim_matches('"').to_string();
+    let networks = get(&[
+        "--bare",
+        "--columns=networks",
+        "list",
+        "Logical_Router_Port",
+        "az1-ts",
+    ]);
+    let up = get(&["get", "Logical_Switch_Port", "ts-az1", "up"]);
+    // With the key ovn-ic added once it ran (requested-tnl-key), as a running cluster has it.
+    let options: Vec<String> = get(&["get", "Logical_Switch_Port", "ts-az1", "options"])
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(", ")
+        .map(|kv| kv.replace('"', ""))
+        .collect();
+    let policies: Vec<(String, String)> = get(&[
+        "--bare",
+        "--columns=_uuid",
+        "find",
+        "Logical_Router_Policy",
+        "priority=29500",
+    ])
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .map(|u| {
+        let m = get(&["get", "Logical_Router_Policy", u, "match"]);
+        let o = get(&["get", "Logical_Router_Policy", u, "external_ids:origin"]);
+        (
+            m.trim_matches('"').to_string(),
+            o.trim_matches('"').to_string(),
+        )
+    })
+    .collect();
+    assert!(!policies.is_empty());
+    get(&["lsp-del", "ts-az1", "--", "lrp-del", "az1-ts"]);
+    for (m, _) in &policies {
+        get(&["lr-policy-del", "ovn-cluster", "29500", m]);
+    }
+    let mut lsp = vec![
+        "lsp-add",
+        "ts",
+        "ts-az1",
+        "--",
+        "lsp-set-type",
+        "ts-az1",
+        "router",
+        "--",
+        "lsp-set-addresses",
+        "ts-az1",
+        "router",
+        "--",
+        "set",
+        "Logical_Switch_Port",
+        "ts-az1",
+        "external_ids:ls=ts",
+        "external_ids:vendor=kube-ovn",
+        "--",
+        "lsp-set-options",
+        "ts-az1",
+    ];
+    lsp.extend(options.iter().map(String::as_str));
+    get(&lsp);
+    let mut lrp = vec!["lrp-add", "ovn-cluster", "az1-ts", mac.as_str()];
+    lrp.extend(networks.split_whitespace());
+    lrp.extend([
+        "--",
+        "set",
+        "Logical_Router_Port",
+        "az1-ts",
+        "external_ids:lr=ovn-cluster",
+        "external_ids:vendor=kube-ovn",
+    ]);
+    get(&lrp);
+    get(&[
+        "--id=@g",
+        "create",
+        "Gateway_Chassis",
+        "name=az1-ts-node1",
+        "chassis_name=node1",
+        "priority=100",
+        "external_ids:lrp=az1-ts",
+        "--",
+        "add",
+        "Logical_Router_Port",
+        "az1-ts",
+        "gateway_chassis",
+        "@g",
+    ]);
+    for (m, o) in &policies {
+        let matched = format!("match=\"{m}\"");
+        let origin = format!("external_ids:origin=\"{o}\"");
+        get(&[
+            "--id=@p",
+            "create",
+            "Logical_Router_Policy",
+            "priority=29500",
+            &matched,
+            "action=allow",
+            &origin,
+            "external_ids:vendor=kube-ovn",
+            "--",
+            "add",
+            "Logical_Router",
+            "ovn-cluster",
+            "policies",
+            "@p",
+        ]);
+    }
+    // northd marks the new switch port up again; nothing else may change afterwards.
+    let deadline = Instant::now() + CONVERGE;
+    while get(&["get", "Logical_Switch_Port", "ts-az1", "up"]) != up {
+        assert!(Instant::now() < deadline, "ts-az1 never came back up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -372,9 +512,9 @@ async fn two_azs_interconnect_through_the_transit_switch() {
     );
 
     // A restart on an established AZ writes nothing to NB, IC NB or IC SB.
-    let (_m1, mut nb_rx) = monitor(&s1.central.nb, "OVN_Northbound").await;
-    let (_m2, mut icnb_rx) = monitor(&ic_nb, "OVN_IC_Northbound").await;
-    let (_m3, mut icsb_rx) = monitor(&ic_sb, "OVN_IC_Southbound").await;
+    let mut nb_rx = monitor(&s1.central.nb, "OVN_Northbound").await;
+    let mut icnb_rx = monitor(&ic_nb, "OVN_IC_Northbound").await;
+    let mut icsb_rx = monitor(&ic_sb, "OVN_IC_Southbound").await;
     ic1.stop();
     ic1 = IcController::start(&s1, 2);
     until("the restarted ic-controller to establish", CONVERGE, || {
@@ -394,6 +534,32 @@ async fn two_azs_interconnect_through_the_transit_switch() {
     );
     assert!(!ic1.log().contains(" wrote"), "{}", ic1.log());
     assert!(reaches(&s1, "a", &b, "b").await);
+
+    // The layout as upstream's controller leaves it (rewritten with ovn-nbctl while the
+    // ic-controller is down) is adopted with zero writes too.
+    ic1.stop();
+    rewrite_as_upstream(&s1);
+    let mut nb_rx = monitor(&s1.central.nb, "OVN_Northbound").await;
+    let mut icnb_rx = monitor(&ic_nb, "OVN_IC_Northbound").await;
+    let mut icsb_rx = monitor(&ic_sb, "OVN_IC_Southbound").await;
+    ic1 = IcController::start(&s1, 3);
+    until(
+        "the ic-controller to adopt upstream's layout",
+        CONVERGE,
+        || ic1.log().contains("finish establishing ovn-ic"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let writes: Vec<String> = [&mut nb_rx, &mut icnb_rx, &mut icsb_rx]
+        .into_iter()
+        .flat_map(drain)
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "adopting upstream's layout wrote: {writes:#?}\n{}",
+        ic1.log()
+    );
+    until_reaches(&s1, "a", &b, "b", &ic_sb).await;
 
     // Disable: no transit port, learned route or IC SB row of az1 remains.
     let cms: Api<ConfigMap> = Api::namespaced(az1.client(), NS);
