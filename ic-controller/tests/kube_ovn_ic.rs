@@ -362,7 +362,7 @@ fn rewrite_as_upstream(s: &SandboxState) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_azs_interconnect_through_the_transit_switch() {
-    let az1 = az(&["node1", "node2"], true, None, 0, &[]).await;
+    let az1 = az(&["node1", "node2", "node3"], true, None, 0, &[]).await;
     let s1 = az1.state().clone();
     let az2 = az(
         &["az2-node1", "az2-node2"],
@@ -424,7 +424,7 @@ async fn two_azs_interconnect_through_the_transit_switch() {
     let mut ic1 = IcController::start(&s1, 1);
     let ic2 = IcController::start(&s2, 1);
 
-    let a = run_pod(&az1, "a", "node2").await;
+    let a = run_pod(&az1, "a", "node3").await;
     let b = run_pod(&az2, "b", "az2-node2").await;
     let server = az2.serve_pod("default", "b", "b", &[PORT], &[]).unwrap();
     let _server_a = az1.serve_pod("default", "a", "a", &[PORT], &[]).unwrap();
@@ -658,14 +658,99 @@ async fn two_azs_interconnect_through_the_transit_switch() {
     .unwrap();
     let restored = until_reaches(&s1, "a", &b, "b", &ic_sb).await;
 
+    // Gateway HA: a second gateway node gets priority 99 behind the first's 100; cutting the
+    // first from the network moves the transit port (and the traffic) to the second, which
+    // learns it is the highest live gateway through its BFD session with node3 (the pod's).
+    cms.patch(
+        "ovn-ic-config",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"gw-nodes": "node1,node2"}})),
+    )
+    .await
+    .unwrap();
+    let sb1 = s1.central.sb.clone();
+    let active = |sb: &str| {
+        let uuid = ctl(
+            "ovn-sbctl",
+            sb,
+            &[
+                "--bare",
+                "--columns=chassis",
+                "find",
+                "Port_Binding",
+                "logical_port=cr-az1-ts",
+            ],
+        );
+        if uuid.is_empty() {
+            return String::new();
+        }
+        ctl("ovn-sbctl", sb, &["get", "Chassis", &uuid, "name"])
+            .trim_matches('"')
+            .to_string()
+    };
+    until(
+        "two gateway chassis with priorities 100 and 99",
+        CONVERGE,
+        || {
+            let gws = ctl(
+                "ovn-nbctl",
+                &s1.central.nb,
+                &["lrp-get-gateway-chassis", "az1-ts"],
+            );
+            let lines: Vec<&str> = gws.lines().map(str::trim).collect();
+            lines.len() == 2
+                && lines[0].starts_with("az1-ts-node1")
+                && lines[0].ends_with("100")
+                && lines[1].starts_with("az1-ts-node2")
+                && lines[1].ends_with("99")
+        },
+    )
+    .await;
+    until(
+        "node2 registered as an interconnection gateway",
+        CONVERGE,
+        || {
+            ctl(
+                "ovn-ic-sbctl",
+                &ic_sb,
+                &["--bare", "--columns=hostname", "list", "Gateway"],
+            )
+            .lines()
+            .any(|l| l.trim() == "node2")
+        },
+    )
+    .await;
+    until("node1 holding the transit port", CONVERGE, || {
+        active(&sb1) == "node1"
+    })
+    .await;
+    until_reaches(&s1, "a", &b, "b", &ic_sb).await;
+    // The node goes down: off the network, and its ovn-controller gone from the SB.
+    let node1 = s1.node("node1").unwrap().clone();
+    sys::run(
+        "ip",
+        ["-n", node1.netns.as_str(), "link", "set", "eth0", "down"],
+    )
+    .unwrap();
+    sys::kill_pidfile(&node1.dir.join("ovn-controller.pid")).unwrap();
+    let cut = Instant::now();
+    let failover = until_reaches(&s1, "a", &b, "b", &ic_sb).await;
+    let moved = active(&sb1);
+    assert_eq!(moved, "node2", "the transit port is still on {moved}");
+    let failover_back = until_reaches(&s2, "b", &a, "a", &ic_sb).await;
+    let failover_total = cut.elapsed();
+
     println!(
-        "ovn-ic: AZ1 pod reached AZ2 pod {:.1}s after the ic-controllers started (a->b {:.1}s of waiting, b->a {:.1}s more), 29500 policy after {:.1}s more, disable converged in {:.1}s, re-enable restored the path in {:.1}s",
+        "ovn-ic: AZ1 pod reached AZ2 pod {:.1}s after the ic-controllers started (a->b {:.1}s of waiting, b->a {:.1}s more), 29500 policy after {:.1}s more, disable converged in {:.1}s, re-enable restored the path in {:.1}s, gateway failover restored a->b in {:.1}s (both directions {:.1}s, b->a {:.1}s of it)",
         established.as_secs_f64(),
         reach.as_secs_f64(),
         reach_back.as_secs_f64(),
         policies.as_secs_f64(),
         disabled.as_secs_f64(),
-        restored.as_secs_f64()
+        restored.as_secs_f64(),
+        failover.as_secs_f64(),
+        failover_total.as_secs_f64(),
+        failover_back.as_secs_f64()
     );
     drop(server);
     ic1.stop();
