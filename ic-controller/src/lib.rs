@@ -12,3 +12,4 @@ pub mod icdb;
 pub mod logic;
 pub mod nb;
 pub mod ovnic;
+pub mod tsdb;

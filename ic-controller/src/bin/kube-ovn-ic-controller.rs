@@ -1,11 +1,13 @@
 //! kube-ovn-ic-controller: upstream's flags, then the interconnection loop until SIGTERM; or,
-//! as `kube-ovn-ic-controller clean-az {az|node} <name>`, upstream's `clean-ic-az-db.sh`.
+//! as `kube-ovn-ic-controller clean-az {az|node} <name>`, upstream's `clean-ic-az-db.sh`; or, as
+//! `kube-ovn-ic-controller ts-sync`, the transit switch count the IC DB pods keep (`TS_NUM`).
 
 use std::process::ExitCode;
 
 use kube_ovn_ic_controller::clean;
 use kube_ovn_ic_controller::config::Config;
 use kube_ovn_ic_controller::controller::Controller;
+use kube_ovn_ic_controller::tsdb;
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
@@ -45,10 +47,43 @@ fn clean_az(args: &[String]) -> ExitCode {
     }
 }
 
+fn ts_sync(args: &[String]) -> ExitCode {
+    let parsed = match tsdb::parse(args, |k| std::env::var(k).ok()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kube-ovn-ic-controller: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(tsdb::run(&parsed)) {
+        Ok((created, removed)) => {
+            println!(
+                "{} transit switches: {created} created, {removed} removed",
+                parsed.count
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("clean-az") {
         return clean_az(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some("ts-sync") {
+        return ts_sync(&args[2..]);
     }
     let config = Config::parse_go();
     if let Err(e) = config.log.init(&["kube_ovn_ic_controller"]) {
