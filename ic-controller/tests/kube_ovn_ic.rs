@@ -78,6 +78,8 @@ impl IcController {
         let log = dir.join(format!("ic-controller-{n}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kube-ovn-ic-controller"))
+            // The unrestricted kubeconfig: the shipped `ovn` role (upstream runs the
+            // ic-controller as `ovn`) lacks list/watch of ConfigMaps so far.
             .arg(format!("--kubeconfig={}", state.kubeconfig.display()))
             .arg(format!("--ovn-nb-addr={}", state.central.nb))
             .arg(format!("--ovn-sb-addr={}", state.central.sb))
@@ -100,6 +102,15 @@ impl IcController {
     fn stop(mut self) {
         sys::stop_pid(self.child.id() as i32, Duration::from_secs(10));
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for IcController {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The run directory goes with the sandbox: show what the ic-controller said.
+            eprintln!("--- {}\n{}", self.log.display(), self.log());
+        }
     }
 }
 
