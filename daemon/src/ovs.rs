@@ -478,6 +478,11 @@ impl Ovs {
         system_id(&self.replica.cache())
     }
 
+    /// The value of `external_ids:<key>` of the `Open_vSwitch` row.
+    pub fn root_external_id(&self, key: &str) -> Option<String> {
+        root_external_id(&self.replica.cache(), key)
+    }
+
     /// Sets `external_ids` keys of the `Open_vSwitch` row; returns whether anything was
     /// written (nothing is when the values are already there).
     pub async fn set_root_external_ids(&self, pairs: &[(&str, String)]) -> Result<bool, OvsError> {

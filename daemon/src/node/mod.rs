@@ -40,6 +40,11 @@ pub const CONDITION: &str = "NetworkUnavailable";
 /// Reason of the condition once the join gateway answers.
 pub const REACHABLE_REASON: &str = "JoinSubnetGatewayReachable";
 
+/// Node label the ic-controller puts on interconnection gateways.
+pub const IC_GW_LABEL: &str = "ovn.kubernetes.io/ic-gw";
+/// `Open_vSwitch` `external_ids` key making ovn-controller an interconnection gateway.
+pub const IS_INTERCONN: &str = "ovn-is-interconn";
+
 /// Pause before retrying a setup that failed or is not complete yet.
 const RETRY: Duration = Duration::from_secs(2);
 /// How long one echo to the join gateway waits for its reply.
@@ -190,6 +195,27 @@ impl NodeSetup {
                 )
                 .await
                 .map_err(|e| format!("annotate chassis: {e}"))?;
+        }
+        // Upstream's gateway reconciler: an interconnection gateway (labelled by the
+        // ic-controller) tells its ovn-controller so, which registers it with ovn-ic.
+        let ic_gw = node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(IC_GW_LABEL))
+            .is_some_and(|v| v == "true");
+        let value = if ic_gw { "true" } else { "false" };
+        // Upstream writes `false` on every node; a node that never was a gateway is left
+        // without the key, so daemons of clusters without interconnection write nothing.
+        let involved = ic_gw || self.ovs.root_external_id(IS_INTERCONN).is_some();
+        if involved
+            && self
+                .ovs
+                .set_root_external_ids(&[(IS_INTERCONN, value.to_string())])
+                .await
+                .map_err(|e| format!("set {IS_INTERCONN}: {e}"))?
+        {
+            tracing::info!(value, "{IS_INTERCONN} set");
         }
         if !reachable_condition_set(node) {
             for gw in &join.gateways {

@@ -29,18 +29,34 @@ pub struct CentralRemotes {
     pub ic_nb: Option<String>,
     /// OVN_IC_Southbound, when interconnection was requested.
     pub ic_sb: Option<String>,
+    /// The TCP port on 127.0.0.1 the IC NB also listens on (what `ovn-ic-config`'s
+    /// `ic-db-host`/`ic-nb-port` point at), when interconnection was requested.
+    #[serde(default)]
+    pub ic_nb_port: Option<u16>,
+    /// The same for the IC SB (`ic-sb-port`).
+    #[serde(default)]
+    pub ic_sb_port: Option<u16>,
 }
 
 /// Starts the central databases and northd in `dir` and waits until northd has processed the
-/// (empty) northbound database into the southbound one.
-pub fn start(dir: &Path, raft: bool, ic: bool) -> Result<CentralRemotes> {
+/// (empty) northbound database into the southbound one. With `ic`, the interconnection
+/// databases run too (also on ephemeral TCP ports of 127.0.0.1, as the ic-db pod serves them
+/// on 6645/6646), and `ovn-ic` with them when `ic_daemon` (without, kube-ovn-ic-controller
+/// starts it, as upstream's does).
+pub fn start(dir: &Path, raft: bool, ic: bool, ic_daemon: bool) -> Result<CentralRemotes> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let nb = database(dir, "nb", NB_SCHEMA, "OVN_Northbound", raft)?;
     let sb = database(dir, "sb", SB_SCHEMA, "OVN_Southbound", raft)?;
     start_northd(dir, &nb, &sb)?;
+    let (mut ic_nb_port, mut ic_sb_port) = (None, None);
     let (ic_nb, ic_sb) = if ic {
         let ic_nb = database(dir, "ic-nb", IC_NB_SCHEMA, "OVN_IC_Northbound", false)?;
         let ic_sb = database(dir, "ic-sb", IC_SB_SCHEMA, "OVN_IC_Southbound", false)?;
+        ic_nb_port = Some(tcp_port(dir, "ic-nb")?);
+        ic_sb_port = Some(tcp_port(dir, "ic-sb")?);
+        if !ic_daemon {
+            return finish(nb, sb, Some(ic_nb), Some(ic_sb), ic_nb_port, ic_sb_port);
+        }
         let mut ovn_ic = Command::new("ovn-ic");
         ovn_ic
             .env("OVN_RUNDIR", dir)
@@ -54,6 +70,18 @@ pub fn start(dir: &Path, raft: bool, ic: bool) -> Result<CentralRemotes> {
     } else {
         (None, None)
     };
+    finish(nb, sb, ic_nb, ic_sb, ic_nb_port, ic_sb_port)
+}
+
+/// Waits for the NB -> northd -> SB chain and returns the remotes.
+fn finish(
+    nb: String,
+    sb: String,
+    ic_nb: Option<String>,
+    ic_sb: Option<String>,
+    ic_nb_port: Option<u16>,
+    ic_sb_port: Option<u16>,
+) -> Result<CentralRemotes> {
     // `--wait=sb` returns once northd has copied the NB sequence number into the SB: the
     // whole chain NB -> northd -> SB is alive.
     run(
@@ -70,7 +98,38 @@ pub fn start(dir: &Path, raft: bool, ic: bool) -> Result<CentralRemotes> {
         sb,
         ic_nb,
         ic_sb,
+        ic_nb_port,
+        ic_sb_port,
     })
+}
+
+/// Makes the standalone server `name` also listen on an ephemeral TCP port of 127.0.0.1 (the
+/// kernel picks it while the server holds it, so no other process can take it in between) and
+/// returns the port, which the server logs.
+fn tcp_port(dir: &Path, name: &str) -> Result<u16> {
+    let ctl = path(&dir.join(format!("{name}.ctl")));
+    run(
+        "ovs-appctl",
+        ["-t", &ctl, "ovsdb-server/add-remote", "ptcp:0:127.0.0.1"],
+    )?;
+    let log = dir.join(format!("{name}.log"));
+    let mut port = None;
+    let found = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        port = text
+            .lines()
+            .rev()
+            .filter_map(|l| l.split("127.0.0.1: listening on port ").nth(1))
+            .find_map(|p| p.trim().parse::<u16>().ok());
+        port.is_some()
+    });
+    match port {
+        Some(p) if found => Ok(p),
+        _ => Err(Error::Timeout {
+            what: format!("{name} listening on TCP"),
+            after: Duration::from_secs(10),
+        }),
+    }
 }
 
 /// Starts ovn-northd between `nb` and `sb` (pidfile, log and control socket in `dir`).

@@ -78,6 +78,16 @@ pub struct SandboxConfig {
     pub raft: bool,
     /// Also run the interconnection databases and ovn-ic.
     pub ic: bool,
+    /// With `ic`, whether the sandbox runs ovn-ic itself (false: kube-ovn-ic-controller starts
+    /// it, as upstream's does; the databases still run).
+    pub ic_daemon: bool,
+    /// The prefix of a running sandbox whose fabric (underlay and provider bridges, external
+    /// host) this one's nodes join instead of building their own: two sandboxes as two
+    /// availability zones whose gateways reach each other over Geneve. Down this one first.
+    pub fabric_of: Option<String>,
+    /// Added to node indexes on the fabric (addresses `.2+offset+i`, fabric port names), so
+    /// nodes of sandboxes sharing a fabric do not collide.
+    pub node_offset: usize,
     /// Where the API-server fixture listens (port 0 picks a free one).
     pub api_listen: SocketAddr,
     /// Run kubelet stand-ins and the scheduler (tests of the bare OVN world can skip them).
@@ -101,6 +111,9 @@ impl SandboxConfig {
             nodes: (1..=nodes).map(|i| format!("node{i}")).collect(),
             raft: false,
             ic: false,
+            ic_daemon: true,
+            fabric_of: None,
+            node_offset: 0,
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubelets: true,
             kube_ovn: None,
@@ -335,7 +348,9 @@ impl Sandbox {
                 kube_ovn: config.kube_ovn.is_some(),
                 service_cidrs: config.service_cidrs.clone(),
                 api_endpoint: Some(api_endpoint),
-                external: Some(ExternalHost::of(&config.prefix)),
+                external: Some(ExternalHost::of(
+                    config.fabric_of.as_deref().unwrap_or(&config.prefix),
+                )),
             },
             api: Some(api),
             tasks: relays,
@@ -556,8 +571,16 @@ fn stop_children(children: &mut Vec<std::process::Child>) {
 }
 
 fn build_ovn(config: &SandboxConfig) -> Result<(CentralRemotes, Vec<NodeInfo>)> {
-    let central = central::start(&central::dir(&config.run_dir), config.raft, config.ic)?;
-    node::start_fabric(&config.prefix)?;
+    let central = central::start(
+        &central::dir(&config.run_dir),
+        config.raft,
+        config.ic,
+        config.ic_daemon,
+    )?;
+    if config.fabric_of.is_none() {
+        node::start_fabric(&config.prefix)?;
+    }
+    let fabric = config.fabric_of.as_deref().unwrap_or(&config.prefix);
     // Nodes come up in parallel: each mostly waits for its own daemons.
     let nodes = std::thread::scope(|s| {
         let handles: Vec<_> = config
@@ -566,7 +589,16 @@ fn build_ovn(config: &SandboxConfig) -> Result<(CentralRemotes, Vec<NodeInfo>)> 
             .enumerate()
             .map(|(i, name)| {
                 let sb = central.sb.clone();
-                s.spawn(move || node::start_node(&config.prefix, &config.run_dir, i, name, &sb))
+                s.spawn(move || {
+                    node::start_node(
+                        &config.prefix,
+                        fabric,
+                        &config.run_dir,
+                        i + config.node_offset,
+                        name,
+                        &sb,
+                    )
+                })
             })
             .collect();
         handles

@@ -311,10 +311,12 @@ pub fn tx_checksum_off(netns: &str, dev: &str) -> Result<()> {
     run_command(&mut cmd).map(|_| ())
 }
 
-/// Brings up node number `index` (0-based) named `name`, connected to the fabric and to the
-/// southbound database at `sb_remote`.
+/// Brings up node number `index` (0-based) named `name`, connected to the fabric of the
+/// sandbox `fabric_prefix` (its own, or one it shares) and to the southbound database at
+/// `sb_remote`.
 pub fn start_node(
     prefix: &str,
+    fabric_prefix: &str,
     run_dir: &Path,
     index: usize,
     name: &str,
@@ -398,7 +400,7 @@ pub fn start_node(
         "fail-mode=secure",
         "other_config:disable-in-band=true",
     ])?;
-    let fabric = fabric_netns(prefix);
+    let fabric = fabric_netns(fabric_prefix);
     underlay(&node, &fabric, index)?;
     provider_nic(&node, &fabric, index)?;
 
