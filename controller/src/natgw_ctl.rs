@@ -556,6 +556,17 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         let msg = format!("failed to get external subnet {ext_name} for NAT gateway {name}");
         return Err(fail("GetSubnetFailed", msg).await);
     };
+    // The subnet reconciler fills in a gateway a subnet was created without; a template made
+    // before that would carry no LAN or external routes, and a created StatefulSet is only
+    // rewritten when the gateway's own spec changes. Retried, not an event: it is transient.
+    for s in [&lan, &external] {
+        if s.spec.gateway.is_empty() {
+            return Err(Error::Other(format!(
+                "subnet {} has no gateway yet",
+                s.name_any()
+            )));
+        }
+    }
     let image_config = Api::<ConfigMap>::namespaced(ctx.client.clone(), &controller_ns)
         .get_opt(VPC_NAT_CONFIG)
         .await?
