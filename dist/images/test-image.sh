@@ -93,7 +93,7 @@ fi
 paths=(
     /kube-ovn/start-controller.sh /kube-ovn/start-ic-controller.sh /kube-ovn/start-cniserver.sh
     /kube-ovn/install-cni.sh
-    /kube-ovn/start-db.sh /kube-ovn/start-ovs.sh /kube-ovn/ovn-healthcheck.sh
+    /kube-ovn/start-db.sh /kube-ovn/start-ic-db.sh /kube-ovn/start-ovs.sh /kube-ovn/ovn-healthcheck.sh /kube-ovn/ovn-ic-healthcheck.sh
     /kube-ovn/ovs-healthcheck.sh /kube-ovn/kube-ovn /kube-ovn/kube-ovn-controller
     /kube-ovn/kube-ovn-daemon /kube-ovn/kube-ovn-lb-svc /kube-ovn/kube-ovn-vpc-nat-gw /kube-ovn/kube-ovn-ic-controller /loopback /portmap /macvlan /ipvlan /usr/bin/dumb-init
     /usr/share/ovn/scripts/ovn-ctl /usr/share/openvswitch/scripts/ovs-ctl
@@ -142,14 +142,24 @@ if [[ -z "$bad" ]]; then
 else
     fail "missing-component stubs: $bad"
 fi
+# start-ic-controller.sh: without an OVN address it says which settings are missing; with
+# OVN_DB_IPS it runs kube-ovn-ic-controller with the flags it was given (here a kubeconfig that
+# does not exist, which the binary names).
 set +e
-out=$(run "$IMAGE" /kube-ovn/start-ic-controller.sh --log_file_max_size=200 2>&1)
+out=$(run "$IMAGE" /kube-ovn/start-ic-controller.sh 2>&1)
 rc=$?
+out2=$(run -e OVN_DB_IPS=10.0.0.1 "$IMAGE" /kube-ovn/start-ic-controller.sh --kubeconfig=/no/such/kubeconfig 2>&1)
+rc2=$?
 set -e
-if ((rc != 0)) && [[ "$out" == *start-ic-controller.sh* ]]; then
-    pass "a container started with start-ic-controller.sh exits $rc: $out"
+if ((rc != 0)) && [[ "$out" == *OVN_DB_IPS* ]]; then
+    pass "start-ic-controller.sh without an OVN address exits $rc: $out"
 else
-    fail "start-ic-controller.sh container: rc=$rc, $out"
+    fail "start-ic-controller.sh without an OVN address: rc=$rc, $out"
+fi
+if ((rc2 != 0)) && [[ "$out2" == *kube-ovn-ic-controller*/no/such/kubeconfig* ]]; then
+    pass "start-ic-controller.sh runs kube-ovn-ic-controller with its flags: $out2"
+else
+    fail "start-ic-controller.sh with OVN_DB_IPS: rc=$rc2, $out2"
 fi
 
 # ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube_ovn_common::crd::Subnet;
+use kube_ovn_sandbox::central::{self, CentralRemotes, RAFT_MEMBERS};
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
 use kube_ovn_sandbox::workload::ask_tcp;
 use kube_ovn_sandbox::{leftovers, probe, sys, Sandbox, SandboxConfig, SandboxState};
@@ -117,6 +118,7 @@ impl Drop for IcController {
 async fn az(
     nodes: &[&str],
     ic: bool,
+    raft: bool,
     fabric_of: Option<String>,
     offset: usize,
     args: &[&str],
@@ -124,6 +126,7 @@ async fn az(
     let mut config = SandboxConfig::isolated(nodes.len());
     config.nodes = nodes.iter().map(|n| n.to_string()).collect();
     config.ic = ic;
+    config.raft = raft;
     config.ic_daemon = false;
     config.fabric_of = fabric_of;
     config.node_offset = offset;
@@ -133,20 +136,51 @@ async fn az(
     Sandbox::up(config).await.expect("sandbox with kube-ovn")
 }
 
-fn ic_config(az: &str, host_ports: (u16, u16), gw: &str, enable: bool) -> Value {
+/// `ovn-ic-config` pointing at the IC databases of `central` (one host, or a raft member per host).
+fn ic_config(az: &str, central: &CentralRemotes, gw: &str, enable: bool) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap",
            "metadata": {"name": "ovn-ic-config", "namespace": NS},
-           "data": {"enable-ic": enable.to_string(), "az-name": az, "ic-db-host": "127.0.0.1",
-                    "ic-nb-port": host_ports.0.to_string(), "ic-sb-port": host_ports.1.to_string(),
+           "data": {"enable-ic": enable.to_string(), "az-name": az,
+                    "ic-db-host": central.ic_db_hosts.join(","),
+                    "ic-nb-port": central.ic_nb_port.unwrap().to_string(),
+                    "ic-sb-port": central.ic_sb_port.unwrap().to_string(),
                     "gw-nodes": gw, "auto-route": "true"}})
 }
 
+/// What start-ic-db.sh does on the IC DB host: the transit switch `ts`.
+fn ts_add(ic_nb: &str) {
+    ctl(
+        "ovn-ic-nbctl",
+        ic_nb,
+        &[
+            "--may-exist",
+            "ts-add",
+            "ts",
+            "--",
+            "set",
+            "Transit_Switch",
+            "ts",
+            "external_ids:subnet=169.254.100.0/24",
+            "external_ids:vendor=kube-ovn",
+        ],
+    );
+}
+
 async fn run_pod(sandbox: &Sandbox, name: &str, node: &str) -> String {
+    run_pod_in(sandbox, name, node, None).await
+}
+
+/// Runs pod `name` on `node`, in `subnet` when given (else the namespace's), and returns its IP.
+async fn run_pod_in(sandbox: &Sandbox, name: &str, node: &str, subnet: Option<&str>) -> String {
     let client = sandbox.client();
     let pods: Api<Pod> = Api::namespaced(client, "default");
+    let annotations = match subnet {
+        Some(s) => json!({"ovn.kubernetes.io/logical_switch": s}),
+        None => json!({}),
+    };
     create(
         &pods,
-        json!({"metadata": {"name": name},
+        json!({"metadata": {"name": name, "annotations": annotations},
                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}}),
     )
     .await;
@@ -373,10 +407,11 @@ fn rewrite_as_upstream(s: &SandboxState) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_azs_interconnect_through_the_transit_switch() {
-    let az1 = az(&["node1", "node2", "node3"], true, None, 0, &[]).await;
+    let az1 = az(&["node1", "node2", "node3"], true, false, None, 0, &[]).await;
     let s1 = az1.state().clone();
     let az2 = az(
         &["az2-node1", "az2-node2"],
+        false,
         false,
         Some(s1.prefix.clone()),
         10,
@@ -389,26 +424,7 @@ async fn two_azs_interconnect_through_the_transit_switch() {
     let s2 = az2.state().clone();
     let ic_nb = s1.central.ic_nb.clone().unwrap();
     let ic_sb = s1.central.ic_sb.clone().unwrap();
-    let ports = (
-        s1.central.ic_nb_port.unwrap(),
-        s1.central.ic_sb_port.unwrap(),
-    );
-    // What start-ic-db.sh does on the IC DB host.
-    ctl(
-        "ovn-ic-nbctl",
-        &ic_nb,
-        &[
-            "--may-exist",
-            "ts-add",
-            "ts",
-            "--",
-            "set",
-            "Transit_Switch",
-            "ts",
-            "external_ids:subnet=169.254.100.0/24",
-            "external_ids:vendor=kube-ovn",
-        ],
-    );
+    ts_add(&ic_nb);
     // A subnet of AZ1 kept out of interconnection.
     let subnets: Api<Subnet> = Api::all(az1.client());
     create(
@@ -427,7 +443,7 @@ async fn two_azs_interconnect_through_the_transit_switch() {
         .await;
         create(
             &Api::<ConfigMap>::namespaced(client, NS),
-            ic_config(azname, ports, gw, true),
+            ic_config(azname, &s1.central, gw, true),
         )
         .await;
     }
@@ -764,6 +780,127 @@ async fn two_azs_interconnect_through_the_transit_switch() {
         failover_back.as_secs_f64()
     );
     drop(server);
+    ic1.stop();
+    ic2.stop();
+    let (d1, p1) = (s1.run_dir.clone(), s1.prefix.clone());
+    let (d2, p2) = (s2.run_dir.clone(), s2.prefix.clone());
+    az2.down().await.unwrap();
+    az1.down().await.unwrap();
+    assert!(leftovers(&d2, &p2).is_empty());
+    assert!(leftovers(&d1, &p1).is_empty());
+}
+
+/// The raft member (`ic-nb2`…) of `db` leading its cluster in the sandbox of `state`.
+fn ic_leader(state: &SandboxState, member: &str, db: &str) -> Option<String> {
+    let dir = central::dir(&state.run_dir);
+    (1..=RAFT_MEMBERS)
+        .map(|i| format!("{member}{i}"))
+        .find(|m| {
+            let ctl = dir.join(format!("{m}.ctl"));
+            Command::new("ovs-appctl")
+                .arg("-t")
+                .arg(&ctl)
+                .args(["cluster/status", db])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("Role: leader"))
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_azs_share_raft_ic_databases_and_outlive_their_leaders() {
+    // AZ1 runs the IC NB and SB as three-member raft clusters, each member on its own
+    // address at 6645/6646 as three ic-db pods serve them; both AZs' ic-db-host lists all three.
+    let az1 = az(&["node1", "node2"], true, true, None, 0, &[]).await;
+    let s1 = az1.state().clone();
+    assert_eq!(s1.central.ic_db_hosts.len(), RAFT_MEMBERS);
+    let az2 = az(
+        &["az2-node1"],
+        false,
+        false,
+        Some(s1.prefix.clone()),
+        10,
+        &[
+            "--default-cidr=10.17.0.0/16",
+            "--node-switch-cidr=100.65.0.0/16",
+        ],
+    )
+    .await;
+    let s2 = az2.state().clone();
+    let ic_nb = s1.central.ic_nb.clone().unwrap();
+    let ic_sb = s1.central.ic_sb.clone().unwrap();
+    ts_add(&ic_nb);
+    for (sandbox, azname, gw) in [(&az1, "az1", "node1"), (&az2, "az2", "az2-node1")] {
+        let client = sandbox.client();
+        create(
+            &Api::<Namespace>::all(client.clone()),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+        )
+        .await;
+        let cm = ic_config(azname, &s1.central, gw, true);
+        assert!(cm["data"]["ic-db-host"].as_str().unwrap().contains(','));
+        create(&Api::<ConfigMap>::namespaced(client, NS), cm).await;
+    }
+    let started = Instant::now();
+    let ic1 = IcController::start(&s1, 1);
+    let ic2 = IcController::start(&s2, 1);
+    let a = run_pod(&az1, "a", "node2").await;
+    let b = run_pod(&az2, "b", "az2-node1").await;
+    let _server_b = az2.serve_pod("default", "b", "b", &[PORT], &[]).unwrap();
+    let _server_a = az1.serve_pod("default", "a", "a", &[PORT], &[]).unwrap();
+    until_reaches(&s1, "a", &b, "b", &ic_sb).await;
+    until_reaches(&s2, "b", &a, "a", &ic_sb).await;
+    let established = started.elapsed();
+
+    // Both IC databases lose their leaders for good (SIGKILL, not restarted).
+    let mut killed = Vec::new();
+    for (member, db) in [
+        ("ic-nb", "OVN_IC_Northbound"),
+        ("ic-sb", "OVN_IC_Southbound"),
+    ] {
+        let leader = ic_leader(&s1, member, db).unwrap_or_else(|| panic!("{db} has no leader"));
+        sys::kill_pidfile(&central::dir(&s1.run_dir).join(format!("{leader}.pid"))).unwrap();
+        killed.push(leader);
+    }
+    let cut = Instant::now();
+    for (member, db) in [
+        ("ic-nb", "OVN_IC_Northbound"),
+        ("ic-sb", "OVN_IC_Southbound"),
+    ] {
+        until(&format!("a new {db} leader"), CONVERGE, || {
+            ic_leader(&s1, member, db).is_some_and(|l| !killed.contains(&l))
+        })
+        .await;
+    }
+    // A subnet AZ2 makes afterwards is advertised through the new IC SB leader, learned by
+    // AZ1 (with its 29500 policy), and reached from AZ1's pod.
+    create(
+        &Api::<Subnet>::all(az2.client()),
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "late"},
+               "spec": {"cidrBlock": "10.18.0.0/24", "protocol": "IPv4"}}),
+    )
+    .await;
+    let c = run_pod_in(&az2, "c", "az2-node1", Some("late")).await;
+    assert!(c.starts_with("10.18.0."), "{c}");
+    let _server_c = az2.serve_pod("default", "c", "c", &[PORT], &[]).unwrap();
+    until_reaches(&s1, "a", &c, "c", &ic_sb).await;
+    let routes = ctl(
+        "ovn-ic-sbctl",
+        &ic_sb,
+        &["--bare", "--columns=ip_prefix", "list", "Route"],
+    );
+    assert!(routes.contains("10.18.0."), "IC SB routes: {routes}");
+    until("the 29500 policy of the late subnet", CONVERGE, || {
+        nb_find(&s1, "Logical_Router_Policy", "priority=29500").contains("10.18.0.")
+    })
+    .await;
+    let after_loss = cut.elapsed();
+    assert!(reaches(&s1, "a", &b, "b").await);
+    println!(
+        "ovn-ic over raft IC databases: AZ1 pod reached AZ2 pod {:.1}s after the ic-controllers started; with the IC NB and SB leaders ({}) killed, a new AZ2 subnet was reached from AZ1 {:.1}s later",
+        established.as_secs_f64(),
+        killed.join(", "),
+        after_loss.as_secs_f64()
+    );
     ic1.stop();
     ic2.stop();
     let (d1, p1) = (s1.run_dir.clone(), s1.prefix.clone());

@@ -1,8 +1,11 @@
 //! The central OVN databases and ovn-northd, as the `ovn-central` pods run them: NB and SB
 //! ovsdb-servers (standalone, or three-member raft clusters), northd between them, and optionally
-//! the interconnection databases with `ovn-ic`. Everything listens on unix sockets in the run
-//! directory only, so any number of sandboxes coexist and nothing needs a free port.
+//! the interconnection databases with `ovn-ic`. NB and SB listen on unix sockets in the run
+//! directory only, so any number of sandboxes coexist and nothing needs a free port; the IC
+//! databases, which the ic-controllers of several sandboxes reach by host and port, also listen
+//! on TCP (see [`start`]).
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -19,7 +22,7 @@ pub const RAFT_MEMBERS: usize = 3;
 
 /// The OVSDB remotes of the central databases, as OVN's `--db` options and
 /// `external_ids:ovn-remote` take them (comma-separated lists for raft).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CentralRemotes {
     /// OVN_Northbound.
     pub nb: String,
@@ -29,104 +32,140 @@ pub struct CentralRemotes {
     pub ic_nb: Option<String>,
     /// OVN_IC_Southbound, when interconnection was requested.
     pub ic_sb: Option<String>,
-    /// The TCP port on 127.0.0.1 the IC NB also listens on (what `ovn-ic-config`'s
-    /// `ic-db-host`/`ic-nb-port` point at), when interconnection was requested.
+    /// The TCP port the IC NB also listens on at each of `ic_db_hosts` (what `ovn-ic-config`'s
+    /// `ic-nb-port` points at), when interconnection was requested.
     #[serde(default)]
     pub ic_nb_port: Option<u16>,
     /// The same for the IC SB (`ic-sb-port`).
     #[serde(default)]
     pub ic_sb_port: Option<u16>,
+    /// The addresses the IC databases serve clients on (`ic-db-host`, comma-joined): 127.0.0.1,
+    /// or one loopback address per raft member.
+    #[serde(default)]
+    pub ic_db_hosts: Vec<String>,
 }
+
+/// The ports the IC databases serve clients on in a raft sandbox, as the ic-db pods do
+/// (`ovn-ic-config`'s default `ic-nb-port`/`ic-sb-port`).
+pub const IC_NB_PORT: u16 = 6645;
+/// See [`IC_NB_PORT`].
+pub const IC_SB_PORT: u16 = 6646;
 
 /// Starts the central databases and northd in `dir` and waits until northd has processed the
 /// (empty) northbound database into the southbound one. With `ic`, the interconnection
-/// databases run too (also on ephemeral TCP ports of 127.0.0.1, as the ic-db pod serves them
-/// on 6645/6646), and `ovn-ic` with them when `ic_daemon` (without, kube-ovn-ic-controller
-/// starts it, as upstream's does).
-pub fn start(dir: &Path, raft: bool, ic: bool, ic_daemon: bool) -> Result<CentralRemotes> {
+/// databases run too, and `ovn-ic` with them when `ic_daemon` (without, kube-ovn-ic-controller
+/// starts it, as upstream's does). Standalone IC databases also listen on ephemeral TCP ports
+/// of 127.0.0.1; with `raft` they are three-member clusters like NB and SB, member `i` serving
+/// clients on `ic_hosts[i]` at upstream's ports 6645/6646, as three ic-db pods do (the caller
+/// holds those loopback addresses for the sandbox's life).
+pub fn start(
+    dir: &Path,
+    raft: bool,
+    ic: bool,
+    ic_daemon: bool,
+    ic_hosts: &[Ipv4Addr],
+) -> Result<CentralRemotes> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let nb = database(dir, "nb", NB_SCHEMA, "OVN_Northbound", raft)?;
     let sb = database(dir, "sb", SB_SCHEMA, "OVN_Southbound", raft)?;
     start_northd(dir, &nb, &sb)?;
-    let (mut ic_nb_port, mut ic_sb_port) = (None, None);
-    let (ic_nb, ic_sb) = if ic {
-        let ic_nb = database(dir, "ic-nb", IC_NB_SCHEMA, "OVN_IC_Northbound", false)?;
-        let ic_sb = database(dir, "ic-sb", IC_SB_SCHEMA, "OVN_IC_Southbound", false)?;
-        ic_nb_port = Some(tcp_port(dir, "ic-nb")?);
-        ic_sb_port = Some(tcp_port(dir, "ic-sb")?);
-        if !ic_daemon {
-            return finish(nb, sb, Some(ic_nb), Some(ic_sb), ic_nb_port, ic_sb_port);
-        }
-        let mut ovn_ic = Command::new("ovn-ic");
-        ovn_ic
-            .env("OVN_RUNDIR", dir)
-            .arg(format!("--ovnnb-db={nb}"))
-            .arg(format!("--ovnsb-db={sb}"))
-            .arg(format!("--ic-nb-db={ic_nb}"))
-            .arg(format!("--ic-sb-db={ic_sb}"));
-        daemon_args(&mut ovn_ic, dir, "ovn-ic");
-        run_command(&mut ovn_ic)?;
-        (Some(ic_nb), Some(ic_sb))
-    } else {
-        (None, None)
+    let mut remotes = CentralRemotes {
+        nb,
+        sb,
+        ..CentralRemotes::default()
     };
-    finish(nb, sb, ic_nb, ic_sb, ic_nb_port, ic_sb_port)
-}
-
-/// Waits for the NB -> northd -> SB chain and returns the remotes.
-fn finish(
-    nb: String,
-    sb: String,
-    ic_nb: Option<String>,
-    ic_sb: Option<String>,
-    ic_nb_port: Option<u16>,
-    ic_sb_port: Option<u16>,
-) -> Result<CentralRemotes> {
+    if ic {
+        let ic_nb = database(dir, "ic-nb", IC_NB_SCHEMA, "OVN_IC_Northbound", raft)?;
+        let ic_sb = database(dir, "ic-sb", IC_SB_SCHEMA, "OVN_IC_Southbound", raft)?;
+        if raft {
+            if ic_hosts.len() != RAFT_MEMBERS {
+                return Err(Error::Invalid(format!(
+                    "raft IC databases need {RAFT_MEMBERS} loopback addresses, got {}",
+                    ic_hosts.len()
+                )));
+            }
+            for (i, host) in ic_hosts.iter().enumerate() {
+                listen(dir, &format!("ic-nb{}", i + 1), *host, IC_NB_PORT)?;
+                listen(dir, &format!("ic-sb{}", i + 1), *host, IC_SB_PORT)?;
+            }
+            remotes.ic_nb_port = Some(IC_NB_PORT);
+            remotes.ic_sb_port = Some(IC_SB_PORT);
+            remotes.ic_db_hosts = ic_hosts.iter().map(Ipv4Addr::to_string).collect();
+        } else {
+            let localhost = Ipv4Addr::LOCALHOST;
+            remotes.ic_nb_port = Some(listen(dir, "ic-nb", localhost, 0)?);
+            remotes.ic_sb_port = Some(listen(dir, "ic-sb", localhost, 0)?);
+            remotes.ic_db_hosts = vec![localhost.to_string()];
+        }
+        if ic_daemon {
+            let mut ovn_ic = Command::new("ovn-ic");
+            ovn_ic
+                .env("OVN_RUNDIR", dir)
+                .arg(format!("--ovnnb-db={}", remotes.nb))
+                .arg(format!("--ovnsb-db={}", remotes.sb))
+                .arg(format!("--ic-nb-db={ic_nb}"))
+                .arg(format!("--ic-sb-db={ic_sb}"));
+            daemon_args(&mut ovn_ic, dir, "ovn-ic");
+            run_command(&mut ovn_ic)?;
+        }
+        remotes.ic_nb = Some(ic_nb);
+        remotes.ic_sb = Some(ic_sb);
+    }
     // `--wait=sb` returns once northd has copied the NB sequence number into the SB: the
     // whole chain NB -> northd -> SB is alive.
     run(
         "ovn-nbctl",
         [
-            format!("--db={nb}"),
+            format!("--db={}", remotes.nb),
             "--timeout=60".into(),
             "--wait=sb".into(),
             "sync".into(),
         ],
     )?;
-    Ok(CentralRemotes {
-        nb,
-        sb,
-        ic_nb,
-        ic_sb,
-        ic_nb_port,
-        ic_sb_port,
-    })
+    Ok(remotes)
 }
 
-/// Makes the standalone server `name` also listen on an ephemeral TCP port of 127.0.0.1 (the
-/// kernel picks it while the server holds it, so no other process can take it in between) and
-/// returns the port, which the server logs.
-fn tcp_port(dir: &Path, name: &str) -> Result<u16> {
+/// Makes the server `name` (a standalone database or a raft member) also listen on TCP at
+/// `addr:port` and returns the port it listens on. With port 0 the kernel picks it while the
+/// server holds it (so no other process can take it in between) and the server logs it.
+fn listen(dir: &Path, name: &str, addr: Ipv4Addr, port: u16) -> Result<u16> {
     let ctl = path(&dir.join(format!("{name}.ctl")));
     run(
         "ovs-appctl",
-        ["-t", &ctl, "ovsdb-server/add-remote", "ptcp:0:127.0.0.1"],
+        [
+            "-t".to_string(),
+            ctl,
+            "ovsdb-server/add-remote".into(),
+            format!("ptcp:{port}:{addr}"),
+        ],
     )?;
     let log = dir.join(format!("{name}.log"));
-    let mut port = None;
+    let said = format!("{addr}: listening on port ");
+    let mut got = None;
     let found = wait_for(Duration::from_secs(10), || {
+        if port != 0 {
+            // A fixed port is not logged: the server listens once it accepts a connection.
+            let to = std::net::SocketAddr::from((addr, port));
+            got = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(200))
+                .ok()
+                .map(|_| port);
+            return got.is_some();
+        }
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        port = text
+        got = text
             .lines()
             .rev()
-            .filter_map(|l| l.split("127.0.0.1: listening on port ").nth(1))
+            .filter_map(|l| l.split(&said).nth(1))
             .find_map(|p| p.trim().parse::<u16>().ok());
-        port.is_some()
+        got.is_some()
     });
-    match port {
+    match got {
         Some(p) if found => Ok(p),
         _ => Err(Error::Timeout {
-            what: format!("{name} listening on TCP"),
+            what: format!(
+                "{name} listening on TCP {addr}:{port} (see {})",
+                log.display()
+            ),
             after: Duration::from_secs(10),
         }),
     }

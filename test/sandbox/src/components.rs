@@ -87,6 +87,29 @@ fn host_pod(
     .expect("a Pod built from its own fields")
 }
 
+/// Links under the names `ovs-appctl` looks for by default in `/var/run/openvswitch`
+/// (`ovs-vswitchd.pid`, and `ovs-vswitchd.<pid>.ctl` for the pid in it) to the node's
+/// vswitchd files, so `ovs-appctl <command>` in the ovs-ovn pod reaches its vswitchd as in a
+/// cluster. The control socket's link names the pid of the time the pods are made: a
+/// vswitchd its monitor restarts later is reached with `-t /var/run/openvswitch/vswitchd.ctl`.
+fn vswitchd_links(node_dir: &Path) -> Result<()> {
+    let pidfile = node_dir.join("vswitchd.pid");
+    let pid = std::fs::read_to_string(&pidfile).map_err(|e| Error::io(&pidfile, e))?;
+    let links = [
+        ("ovs-vswitchd.pid".to_string(), "vswitchd.pid".to_string()),
+        (
+            format!("ovs-vswitchd.{}.ctl", pid.trim()),
+            "vswitchd.ctl".to_string(),
+        ),
+    ];
+    for (name, target) in links {
+        let link = node_dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).map_err(|e| Error::io(&link, e))?;
+    }
+    Ok(())
+}
+
 /// Creates the component pods of the sandbox in `state` (whose central runs `raft` or not).
 pub async fn register(client: &kube::Client, state: &SandboxState, raft: bool) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
@@ -125,6 +148,7 @@ pub async fn register(client: &kube::Client, state: &SandboxState, raft: bool) -
         ));
     }
     for n in &state.nodes {
+        vswitchd_links(&n.dir)?;
         made.push(host_pod(
             &format!("ovs-ovn-{}", n.name),
             &n.name,

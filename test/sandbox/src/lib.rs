@@ -74,7 +74,7 @@ pub struct SandboxConfig {
     pub prefix: String,
     /// Node names, in order; the first is labelled control-plane.
     pub nodes: Vec<String>,
-    /// Run NB and SB as three-member raft clusters.
+    /// Run NB and SB (and, with `ic`, the IC databases) as three-member raft clusters.
     pub raft: bool,
     /// Also run the interconnection databases and ovn-ic.
     pub ic: bool,
@@ -208,6 +208,8 @@ pub struct Sandbox {
     tasks: Vec<JoinHandle<()>>,
     client: kube::Client,
     children: Vec<std::process::Child>,
+    /// The loopback addresses raft IC databases serve on, held while the sandbox lives.
+    _ic_hosts: Vec<loopback::Loopback>,
     down: bool,
 }
 
@@ -295,8 +297,19 @@ impl Sandbox {
             std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         }
 
+        let ic_hosts = if config.raft && config.ic {
+            (0..central::RAFT_MEMBERS)
+                .map(|_| loopback::Loopback::claim())
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| {
+                    Error::Invalid(format!("loopback addresses for the IC databases: {e}"))
+                })?
+        } else {
+            Vec::new()
+        };
         let cfg = config.clone();
-        let (central, nodes) = tokio::task::spawn_blocking(move || build_ovn(&cfg))
+        let hosts: Vec<_> = ic_hosts.iter().map(loopback::Loopback::addr).collect();
+        let (central, nodes) = tokio::task::spawn_blocking(move || build_ovn(&cfg, &hosts))
             .await
             .map_err(|e| Error::Invalid(format!("bring-up task: {e}")))??;
         wait_for_chassis(&central.sb, &config.nodes).await?;
@@ -356,6 +369,7 @@ impl Sandbox {
             tasks: relays,
             client: client.clone(),
             children: Vec::new(),
+            _ic_hosts: ic_hosts,
             down: false,
         };
         // Multus's CRD, so kubelets find NetworkAttachmentDefinitions (and kube-ovn can watch
@@ -570,12 +584,16 @@ fn stop_children(children: &mut Vec<std::process::Child>) {
     }
 }
 
-fn build_ovn(config: &SandboxConfig) -> Result<(CentralRemotes, Vec<NodeInfo>)> {
+fn build_ovn(
+    config: &SandboxConfig,
+    ic_hosts: &[std::net::Ipv4Addr],
+) -> Result<(CentralRemotes, Vec<NodeInfo>)> {
     let central = central::start(
         &central::dir(&config.run_dir),
         config.raft,
         config.ic,
         config.ic_daemon,
+        ic_hosts,
     )?;
     if config.fabric_of.is_none() {
         node::start_fabric(&config.prefix)?;
@@ -730,9 +748,12 @@ fn collect_pidfiles(dir: &Path, out: &mut Vec<PathBuf>) {
     };
     for e in entries.flatten() {
         let p = e.path();
-        if p.is_dir() {
+        // Links (the component pods' upstream file names) are not followed: each daemon is
+        // found once, by its own pidfile.
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() {
             collect_pidfiles(&p, out);
-        } else if p.extension().is_some_and(|x| x == "pid") {
+        } else if kind.is_file() && p.extension().is_some_and(|x| x == "pid") {
             out.push(p);
         }
     }
