@@ -2,7 +2,8 @@
 //! `pods/exec` of the component pods (ovn-central, ovs-ovn), as in a cluster, and their output
 //! and exit codes come back: `nbctl show` lists the pods' ports, `sbctl show` the chassis,
 //! `vsctl <node> show` and `ofctl <node> dump-flows br-int` that node's OVS, `nb dbstatus` every
-//! ovn-central pod's databases, and in a raft sandbox `nb status` names the leader.
+//! ovn-central pod's databases, `trace` follows a pod's packet to a pod on the other node
+//! through `ovn-trace` and `ofproto/trace`, and in a raft sandbox `nb status` names the leader.
 
 use std::process::Command;
 use std::time::Duration;
@@ -49,11 +50,15 @@ async fn component_subcommands_run_in_the_component_pods() {
         .unwrap();
         pods.create(&PostParams::default(), &p).await.unwrap();
     }
+    let mut ips = Vec::new();
     for name in ["web", "cli"] {
-        probe::running_pod_ip(&pods, name, READY)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", probe::report(&state)));
+        ips.push(
+            probe::running_pod_ip(&pods, name, READY)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}\n{}", probe::report(&state))),
+        );
     }
+    let web_ip = ips[0].clone();
 
     let (code, out, err) = ko(&build, &state, &["nbctl", "show"]).await;
     assert_eq!(code, 0, "nbctl show: {err}");
@@ -142,6 +147,62 @@ async fn component_subcommands_run_in_the_component_pods() {
     let (code, _, err) = ko(&build, &state, &["vsctl", "no-such-node", "show"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("no-such-node"), "{err}");
+
+    // trace: cli (node2) to web (node1), a TCP SYN to port 80. The logical pipeline ends in
+    // output to web's port; on node2's br-int the packet leaves through the Geneve tunnel.
+    let (code, out, err) = ko(
+        &build,
+        &state,
+        &["trace", "default/cli", &web_ip, "tcp", "80"],
+    )
+    .await;
+    println!("kubectl ko trace default/cli {web_ip} tcp 80:\n{err}{out}");
+    assert_eq!(code, 0, "trace: {err}\n{out}");
+    let (ovn_part, ovs_part) = out
+        .split_once("Start OVS Tracing")
+        .unwrap_or_else(|| panic!("no OVS part:\n{out}"));
+    assert!(ovn_part.contains("output to \"web.default\""), "{ovn_part}");
+    assert!(err.contains("+ ovn-trace --ct=new"), "{err}");
+    // The last datapath actions (after conntrack's recirculation) push a Geneve header
+    // towards node1's tunnel endpoint.
+    let node1_ip = state.node("node1").unwrap().ip.to_string();
+    let last = ovs_part
+        .lines()
+        .rfind(|l| l.starts_with("Datapath actions:"))
+        .unwrap_or_else(|| panic!("no datapath actions:\n{ovs_part}"));
+    assert!(
+        last.contains("tnl_push")
+            && last.contains("geneve(")
+            && last.contains(&format!("dst={node1_ip},")),
+        "{last}"
+    );
+    // ovn-trace only, from node1's ovn0 port (node//node1), ICMP: routed from the join switch
+    // through ovn-cluster to web's port, with no OVS part.
+    let (code, out, err) = ko(
+        &build,
+        &state,
+        &["ovn-trace", "node//node1", &web_ip, "icmp"],
+    )
+    .await;
+    assert_eq!(code, 0, "ovn-trace: {err}\n{out}");
+    assert!(out.contains("output to \"web.default\""), "{out}");
+    assert!(
+        out.contains("Using the logical gateway mac address"),
+        "{out}"
+    );
+    assert!(!out.contains("Start OVS Tracing"), "{out}");
+    // Bad arguments get upstream's usage and a failure.
+    let (code, _, err) = ko(
+        &build,
+        &state,
+        &["trace", "default/cli", &web_ip, "sctp", "80"],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("invalid type sctp") && err.contains("Usage:"),
+        "{err}"
+    );
 
     let (code, out, err) = ko(&build, &state, &["nb", "dbstatus"]).await;
     assert_eq!(code, 0, "nb dbstatus: {err}");

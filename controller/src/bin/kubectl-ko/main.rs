@@ -2,12 +2,14 @@
 //!
 //! The component subcommands (`nbctl`, `sbctl`, `vsctl <node>`, `nb status`…) run upstream's
 //! tools in the component pods through `pods/exec`, as upstream's plugin does (namespace from
-//! `KUBE_OVN_NS`, default `kube-system`). `diagnose drift` compares what kube-ovn-controller wants in OVN Northbound with what is
+//! `KUBE_OVN_NS`, default `kube-system`); `trace`/`ovn-trace` build upstream's microflows from
+//! the source's annotations and run `ovn-trace` and `ofproto/trace` there. `diagnose drift` compares what kube-ovn-controller wants in OVN Northbound with what is
 //! there, by running the controller's own reconcilers once in dry-run mode (see
 //! `kube_ovn_controller::drift`), and with `--repair` writes exactly that difference.
 
 mod output;
 mod remote;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +83,12 @@ enum Command {
     Nb(DbArgs),
     /// SB database operations: status, kick <server-id>, dbstatus.
     Sb(DbArgs),
+    /// Trace a packet through OVN (ovn-trace) and the source node's OVS (ofproto/trace):
+    /// {namespace/pod|node//node} <ip> [<mac>] {icmp|tcp|udp} [<port>] | arp {request|reply}.
+    Trace(ToolArgs),
+    /// Trace a packet through OVN only (the arguments of `trace`).
+    #[command(name = "ovn-trace")]
+    OvnTrace(ToolArgs),
 }
 
 #[derive(Subcommand)]
@@ -159,6 +167,8 @@ fn main() -> ExitCode {
             Command::Appctl(a) => remote::ovs_ctl(c, &ns, "appctl", &a.node, a.args).await,
             Command::Nb(a) => remote::db_tool(c, &ns, Db::Nb, &a.action, a.args).await,
             Command::Sb(a) => remote::db_tool(c, &ns, Db::Sb, &a.action, a.args).await,
+            Command::Trace(a) => trace::run(c, &ns, &a.args, true).await,
+            Command::OvnTrace(a) => trace::run(c, &ns, &a.args, false).await,
             Command::Diagnose { .. } => unreachable!("handled above"),
         }
     });

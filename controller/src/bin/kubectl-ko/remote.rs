@@ -25,7 +25,8 @@ pub enum Db {
 }
 
 impl Db {
-    fn label(self) -> &'static str {
+    /// The label upstream's leader checker puts on the ovn-central pod leading this database.
+    pub fn label(self) -> &'static str {
         match self {
             Db::Nb => "ovn-nb-leader",
             Db::Sb => "ovn-sb-leader",
@@ -49,7 +50,7 @@ impl Db {
 
 /// A Running pod of `namespace` matching `labels` (and on `node`, if given), retried for a while
 /// as the leader label moves during elections.
-async fn find_pod(
+pub async fn find_pod(
     client: &kube::Client,
     namespace: &str,
     labels: &str,
@@ -92,6 +93,38 @@ pub async fn exec(
     container: Option<&str>,
     argv: Vec<String>,
 ) -> Result<ExitCode, String> {
+    run(client, namespace, pod, container, argv, false)
+        .await
+        .map(|(code, _)| code)
+}
+
+/// The most of a tool's standard output [`capture`] keeps: lookups read short answers, and a
+/// runaway output must not grow the plugin without bound.
+const CAPTURE_LIMIT: u64 = 16 << 20;
+
+/// Runs `argv` in `pod` like [`exec`], but returns its standard output (up to 16 MiB) instead
+/// of printing it; its standard error is still copied to ours.
+pub async fn capture(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    argv: Vec<String>,
+) -> Result<(ExitCode, String), String> {
+    run(client, namespace, pod, container, argv, true)
+        .await
+        .map(|(code, out)| (code, out.unwrap_or_default()))
+}
+
+async fn run(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    argv: Vec<String>,
+    keep_stdout: bool,
+) -> Result<(ExitCode, Option<String>), String> {
+    use tokio::io::AsyncReadExt;
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let mut params = AttachParams::default()
         .stdin(false)
@@ -108,17 +141,25 @@ pub async fn exec(
     let mut out = process.stdout();
     let mut err = process.stderr();
     let copy_out = async {
+        let mut kept = Vec::new();
         if let Some(o) = out.as_mut() {
-            let _ = tokio::io::copy(o, &mut tokio::io::stdout()).await;
+            if keep_stdout {
+                let _ = o.take(CAPTURE_LIMIT).read_to_end(&mut kept).await;
+                // Whatever is beyond the limit is drained, so the tool can finish.
+                let _ = tokio::io::copy(o, &mut tokio::io::sink()).await;
+            } else {
+                let _ = tokio::io::copy(o, &mut tokio::io::stdout()).await;
+            }
         }
         let _ = tokio::io::stdout().flush().await;
+        kept
     };
     let copy_err = async {
         if let Some(e) = err.as_mut() {
             let _ = tokio::io::copy(e, &mut tokio::io::stderr()).await;
         }
     };
-    tokio::join!(copy_out, copy_err);
+    let (kept, ()) = tokio::join!(copy_out, copy_err);
     let status = match status {
         Some(s) => s.await,
         None => None,
@@ -127,7 +168,8 @@ pub async fn exec(
         .join()
         .await
         .map_err(|e| format!("exec {argv:?} in {namespace}/{pod}: {e}"))?;
-    Ok(exit_code(status.as_ref()))
+    let kept = keep_stdout.then(|| String::from_utf8_lossy(&kept).into_owned());
+    Ok((exit_code(status.as_ref()), kept))
 }
 
 /// The exit code a finished exec reports: 0 on Success, the `ExitCode` cause on failure.
