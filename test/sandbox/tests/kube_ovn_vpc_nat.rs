@@ -6,8 +6,9 @@
 //! attachment as `net1`, and the pod's agent (`kube-ovn-vpc-nat-gw`, run beside the pod since
 //! sandbox pods are bare network namespaces) converges the EIPs, routes and NAT. The external
 //! host reaches pod `a` by its FIP, pod `b` through a DNAT port, and sees each pod's egress
-//! with the EIP of its FIP or of the SNAT rule; deleting each rule stops exactly its flow, and
-//! deleting an unused EIP takes its address off the gateway.
+//! with the EIP of its FIP or of the SNAT rule; a restarted gateway pod (a fresh network
+//! namespace, its agent started anew) gets every rule back; deleting each rule stops exactly
+//! its flow, and deleting an unused EIP takes its address off the gateway.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -308,7 +309,7 @@ async fn vpc_nat_gateway_fip_snat_and_dnat_with_real_packets() {
         .await
         .unwrap_or_else(|e| panic!("the gateway pod never ran: {e}\n{}", probe::report(&state)));
     assert_eq!(gw_ip, LAN_IP);
-    let _agent = start_agent(&build, &state, "kube-system", "vpc-nat-gw-gw1-0");
+    let agent = start_agent(&build, &state, "kube-system", "vpc-nat-gw-gw1-0");
     let gw = probe::until(READY, "a ready gateway", || async {
         let g = gws.get("gw1").await.map_err(|e| e.to_string())?;
         match &g.status {
@@ -431,6 +432,43 @@ async fn vpc_nat_gateway_fip_snat_and_dnat_with_real_packets() {
         Some("8888")
     );
     assert_eq!(d.status.unwrap().nat_gw_dp, "gw1");
+
+    // A restarted gateway pod gets every rule back: the pod is deleted, the StatefulSet
+    // controller makes it again, the CNI wires a fresh network namespace (no EIP, route or
+    // NAT rule in it) and its agent starts anew from the CRs.
+    let old_uid = gw_pod.metadata.uid.clone();
+    drop(agent);
+    system_pods
+        .delete("vpc-nat-gw-gw1-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    let restarted = std::time::Instant::now();
+    probe::until(READY, "the gateway pod made again and Running", || async {
+        let p = system_pods
+            .get_opt("vpc-nat-gw-gw1-0")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("not made again yet")?;
+        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if p.metadata.uid != old_uid && running {
+            Ok(())
+        } else {
+            Err(format!("uid {:?}, running {running}", p.metadata.uid))
+        }
+    })
+    .await
+    .unwrap();
+    // Nothing carried over: without its agent the new pod forwards none of the flows.
+    until(&state, &external.netns, fip_addr, Want::Nothing).await;
+    let _agent = start_agent(&build, &state, "kube-system", "vpc-nat-gw-gw1-0");
+    until(&state, &external.netns, fip_addr, Want::Is("a")).await;
+    until(&state, &external.netns, dnat_addr, Want::Is("b")).await;
+    until(&state, &a_ns, echo, Want::Is(&eip_f.to_string())).await;
+    until(&state, &b_ns, echo, Want::Is(&eip_s.to_string())).await;
+    println!(
+        "gateway pod restart: FIP, DNAT and SNAT flows all back {:.1}s after the pod was deleted",
+        restarted.elapsed().as_secs_f64()
+    );
 
     // Deleting each rule stops exactly its flow.
     until_gone(&dnats, "dnat01").await;
