@@ -110,6 +110,9 @@ pub struct Config {
     /// Overlay encapsulation: geneve, vxlan or stt (or vlan); decides the MTU overhead.
     #[arg(long = "network-type", default_value = "geneve")]
     pub network_type: String,
+    /// Relay kubelet's probes of custom-VPC pods through TPROXY (see `tproxy`).
+    #[arg(long = "enable-tproxy", action = clap::ArgAction::Set, default_value_t = false)]
+    pub enable_tproxy: bool,
     /// Serve Prometheus metrics at `/metrics` on `--pprof-port` (health endpoints are served
     /// there either way).
     #[arg(long = "enable-metrics", action = clap::ArgAction::Set, default_value_t = true)]
@@ -162,7 +165,6 @@ impl FlagTable for NotImplemented {
         flag("enable-verbose-conn-check", Kind::Bool, "false", "TCP/UDP connectivity-check listeners"),
         flag("tcp-conn-check-port", Kind::Int, "8100", "TCP connectivity-check port"),
         flag("udp-conn-check-port", Kind::Int, "8101", "UDP connectivity-check port"),
-        flag("enable-tproxy", Kind::Bool, "false", "TPROXY for probes of custom-VPC pods"),
         flag("ovs-vsctl-concurrency", Kind::Int, "100", "limit of concurrent ovs-vsctl runs; no ovs-vsctl runs here"),
         flag("enable-ovn-ipsec", Kind::Bool, "false", "OVN IPsec certificates on the node"),
         flag("cert-manager-ipsec-cert", Kind::Bool, "false", "IPsec certificates from cert-manager"),

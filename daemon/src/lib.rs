@@ -19,4 +19,5 @@ pub mod pods;
 pub mod protocol;
 pub mod providers;
 pub mod server;
+pub mod tproxy;
 pub mod underlay;

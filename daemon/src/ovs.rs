@@ -374,6 +374,21 @@ pub fn plan_root_external_ids(cache: &CacheData, pairs: &[(&str, String)]) -> Op
     Some(txn)
 }
 
+/// The network namespace (`external_ids:pod_netns`) of the interface whose `iface-id` is
+/// `iface_id`: where a pod's NIC lives.
+pub fn pod_netns(cache: &CacheData, iface_id: &str) -> Option<String> {
+    cache
+        .table("Interface")?
+        .by_external_id(IFACE_ID, iface_id)
+        .find_map(|(_, r)| {
+            r.get("external_ids")?
+                .map_get("pod_netns")?
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        })
+}
+
 /// Whether the interface called `name` has been bound by ovn-controller.
 pub fn is_installed(cache: &CacheData, name: &str) -> bool {
     cache.table("Interface").is_some_and(|t| {
@@ -466,6 +481,11 @@ impl Ovs {
             return Ok(());
         }
         self.add_port(bridge, spec).await
+    }
+
+    /// The network namespace of the pod NIC `iface_id` (see [`pod_netns`]).
+    pub fn pod_netns(&self, iface_id: &str) -> Option<String> {
+        pod_netns(&self.replica.cache(), iface_id)
     }
 
     /// Interface `name` as plugged into `bridge` (see [`plugged`]).

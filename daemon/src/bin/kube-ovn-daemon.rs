@@ -79,6 +79,16 @@ async fn run(config: Config) -> Result<(), String> {
         subnets: subnets.clone(),
     }
     .start();
+    if config.enable_tproxy {
+        kube_ovn_daemon::tproxy::TProxy {
+            client: client.clone(),
+            node: node.clone(),
+            ovs: ovs.clone(),
+            cluster_router: config.cluster_router.clone(),
+            subnets: subnets.clone(),
+        }
+        .start();
+    }
     ProviderNetworks {
         client: client.clone(),
         node: node.clone(),

@@ -31,6 +31,8 @@ pub struct KubeOvnBuild {
     /// Extra controller flags (e.g. `--enable-anp=true`): features off by default that a test
     /// turns on, as a cluster's install would.
     pub controller_args: Vec<String>,
+    /// Extra daemon flags (e.g. `--enable-tproxy=true`), likewise.
+    pub daemon_args: Vec<String>,
     /// `dist/manifests`: the install manifests, whose RBAC rules the processes are held to.
     pub manifests: PathBuf,
 }
@@ -49,6 +51,7 @@ impl KubeOvnBuild {
             kubectl_ko: binary_dir.join("kubectl-ko"),
             crds: source_root.join("dist/crds/kube-ovn-crd.yaml"),
             controller_args: Vec::new(),
+            daemon_args: Vec::new(),
             manifests: source_root.join("dist/manifests"),
         };
         ([&b.controller, &b.daemon, &b.cni, &b.kubectl_ko, &b.crds]
@@ -190,6 +193,7 @@ pub fn start_node_agent(build: &KubeOvnBuild, node: &NodeInfo) -> Result<Child> 
         .arg(format!("--ovs-socket={}", node.ovs_remote()))
         .arg(format!("--bind-socket={}", daemon_socket(node).display()))
         .arg("--pprof-port=0")
+        .args(&build.daemon_args)
         .env("NODE_NAME", &node.name);
     spawn_logged(
         cmd,

@@ -1,0 +1,516 @@
+//! TPROXY for kubelet probes of custom-VPC pods (upstream's `--enable-tproxy`): a custom VPC's
+//! addresses are not routed from the node, so kubelet's TCP/HTTP/gRPC probes of such a pod
+//! would fail. For every probe port of a custom-VPC pod on this node, the daemon marks the
+//! node's own packets to `pod IP:port` (0x90003) so that policy routing (table 10001: a local
+//! default route on `lo`) loops them back in, where a TPROXY rule hands them to its
+//! transparent listener on port 8102 (mark 0x90004). Each accepted connection's local address is
+//! the probed `pod IP:port`; the daemon connects to it from inside the pod's network namespace
+//! (the `pod_netns` of the pod's OVS interface) and relays both directions.
+//!
+//! Upstream's marks, table and port; the rules are one nftables table (`kube-ovn-tproxy` in the
+//! `ip` and `ip6` families, loaded atomically) where upstream keeps iptables chains.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use k8s_openapi::api::core::v1::{Pod, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use kube_ovn_common::annotations as ann;
+use kube_ovn_common::crd::Subnet;
+use rtnetlink::packet_route::route::{RouteScope, RouteType};
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute};
+use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::node::watch::{self, Mirror};
+use crate::ovs::Ovs;
+
+/// The transparent listener's port (upstream's `TProxyListenPort`).
+pub const LISTEN_PORT: u16 = 8102;
+/// The policy routing table that delivers marked packets locally (`TProxyRouteTable`).
+pub const ROUTE_TABLE: u32 = 10001;
+/// Mark of the node's own packets to a probe port (`TProxyOutputMark`, also the mask).
+pub const OUTPUT_MARK: u32 = 0x90003;
+/// Mark TPROXY sets on the looped-back packets (`TProxyPreroutingMark`, also the mask).
+pub const PREROUTING_MARK: u32 = 0x90004;
+/// The nftables table holding the rules, in the `ip` and `ip6` families.
+pub const TABLE: &str = "kube-ovn-tproxy";
+
+/// Longest a relayed connection to a pod may take to open.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most relayed connections at once; more wait for a slot (kubelet's probes are few).
+const MAX_CONNECTIONS: usize = 256;
+/// Pause before retrying routing or rules that failed to apply.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// The ports kubelet probes in `pod` (liveness and readiness: TCP, HTTP and gRPC; named ports
+/// resolved through the container's ports), as upstream's `getProbePorts`.
+pub fn probe_ports(pod: &Pod) -> BTreeSet<u16> {
+    let mut out = BTreeSet::new();
+    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+        let probes: [&Option<Probe>; 2] = [&c.liveness_probe, &c.readiness_probe];
+        for p in probes.into_iter().flatten() {
+            let port = if let Some(t) = &p.tcp_socket {
+                t.port.clone()
+            } else if let Some(h) = &p.http_get {
+                h.port.clone()
+            } else if let Some(g) = &p.grpc {
+                IntOrString::Int(g.port)
+            } else {
+                continue;
+            };
+            let number = match port {
+                IntOrString::Int(n) => Some(n),
+                IntOrString::String(name) => c
+                    .ports
+                    .iter()
+                    .flatten()
+                    .find(|p| p.name.as_deref() == Some(name.as_str()))
+                    .map(|p| p.container_port),
+            };
+            if let Some(n) = number
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n != 0)
+            {
+                out.insert(n);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `pod` is on a subnet of a VPC other than the default one (`cluster_router`): the
+/// pods whose probes need TPROXY (upstream's `getTProxyConditionPod`).
+pub fn in_custom_vpc(pod: &Pod, subnets: &Store<Subnet>, cluster_router: &str) -> bool {
+    let Some(ls) = pod.annotations().get(ann::LOGICAL_SWITCH) else {
+        return false;
+    };
+    subnets
+        .get(&ObjectRef::new(ls))
+        .is_some_and(|s| !s.spec.vpc.is_empty() && s.spec.vpc != cluster_router)
+}
+
+/// The pod's addresses (`status.podIPs`).
+fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
+    pod.status
+        .iter()
+        .flat_map(|s| s.pod_ips.iter().flatten())
+        .filter_map(|p| p.ip.parse().ok())
+        .collect()
+}
+
+/// The `(pod IP, port)` pairs to intercept.
+pub fn targets<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    subnets: &Store<Subnet>,
+    cluster_router: &str,
+) -> BTreeSet<(IpAddr, u16)> {
+    let mut out = BTreeSet::new();
+    for pod in pods {
+        if !in_custom_vpc(pod, subnets, cluster_router) {
+            continue;
+        }
+        let ports = probe_ports(pod);
+        for ip in pod_ips(pod) {
+            out.extend(ports.iter().map(|p| (ip, *p)));
+        }
+    }
+    out
+}
+
+/// The nftables ruleset for `targets`: in each family an `output` chain (route type, so the
+/// mark reroutes) marking the node's packets to the targets, and a `prerouting` chain handing
+/// the looped-back ones to the listener. Declaring each table before deleting it makes the load
+/// succeed whether or not it existed.
+pub fn ruleset(targets: &BTreeSet<(IpAddr, u16)>) -> String {
+    let mut out = String::new();
+    for (family, v4) in [("ip", true), ("ip6", false)] {
+        let _ = writeln!(out, "table {family} {TABLE}");
+        let _ = writeln!(out, "delete table {family} {TABLE}");
+        let _ = writeln!(out, "table {family} {TABLE} {{");
+        let mine: Vec<&(IpAddr, u16)> = targets
+            .iter()
+            .filter(|(ip, _)| ip.is_ipv4() == v4)
+            .collect();
+        let _ = writeln!(out, "  chain output {{");
+        let _ = writeln!(
+            out,
+            "    type route hook output priority mangle; policy accept;"
+        );
+        for (ip, port) in &mine {
+            let _ = writeln!(
+                out,
+                "    {family} daddr {ip} tcp dport {port} meta mark set mark | {OUTPUT_MARK:#x}"
+            );
+        }
+        let _ = writeln!(out, "  }}");
+        let _ = writeln!(out, "  chain prerouting {{");
+        let _ = writeln!(
+            out,
+            "    type filter hook prerouting priority mangle; policy accept;"
+        );
+        for (ip, port) in &mine {
+            let _ = writeln!(
+                out,
+                "    {family} daddr {ip} tcp dport {port} meta mark set mark | {PREROUTING_MARK:#x} tproxy to :{LISTEN_PORT} accept"
+            );
+        }
+        let _ = writeln!(out, "  }}");
+        let _ = writeln!(out, "}}");
+    }
+    out
+}
+
+/// What the TPROXY task needs.
+pub struct TProxy {
+    /// API access.
+    pub client: Client,
+    /// This node's name.
+    pub node: String,
+    /// The node's OVS database (the pods' network namespaces).
+    pub ovs: Ovs,
+    /// The default VPC's router (`--cluster-router`).
+    pub cluster_router: String,
+    /// Every Subnet (shared).
+    pub subnets: Mirror<Subnet>,
+}
+
+impl TProxy {
+    /// Starts the listeners and the rule reconciler in the background.
+    pub fn start(self) {
+        tokio::spawn(self.run());
+    }
+
+    async fn run(self) {
+        let pods = watch::mirror(
+            Api::<Pod>::all(self.client.clone()),
+            watcher::Config::default().fields(&format!("spec.nodeName={}", self.node)),
+            (),
+        );
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        for any in [
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ] {
+            match listen(SocketAddr::new(any, LISTEN_PORT)) {
+                Ok(l) => {
+                    tracing::info!(addr = %SocketAddr::new(any, LISTEN_PORT), "tproxy listening");
+                    tokio::spawn(serve(
+                        l,
+                        pods.store.clone(),
+                        self.ovs.clone(),
+                        slots.clone(),
+                    ));
+                }
+                // A node without IPv6 has no v6 listener; IPv4 must work.
+                Err(e) if any.is_ipv6() => tracing::info!(error = %e, "no IPv6 tproxy listener"),
+                Err(e) => {
+                    tracing::error!(error = %e, "tproxy: cannot listen on port {LISTEN_PORT}");
+                    return;
+                }
+            }
+        }
+        let (mut pod_changes, mut subnet_changes) = (pods.changes, self.subnets.changes.clone());
+        let ready = async {
+            pods.store.wait_until_ready().await.is_ok()
+                && self.subnets.store.wait_until_ready().await.is_ok()
+        };
+        if !ready.await {
+            return;
+        }
+        let mut routed = false;
+        let mut loaded: Option<String> = None;
+        loop {
+            let result = async {
+                if !routed {
+                    routing().await?;
+                    routed = true;
+                }
+                let state = pods.store.state();
+                let want = targets(
+                    state.iter().map(|p| p.as_ref()),
+                    &self.subnets.store,
+                    &self.cluster_router,
+                );
+                let text = ruleset(&want);
+                if loaded.as_deref() != Some(text.as_str()) {
+                    let t = text.clone();
+                    tokio::task::spawn_blocking(move || crate::node::nat::load(&t))
+                        .await
+                        .map_err(|e| e.to_string())??;
+                    tracing::info!(targets = ?want, "tproxy rules loaded");
+                    loaded = Some(text);
+                }
+                Ok::<(), String>(())
+            }
+            .await;
+            let retry = match result {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tproxy setup failed, retrying");
+                    true
+                }
+            };
+            let timer = async {
+                if retry {
+                    tokio::time::sleep(RETRY).await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                r = pod_changes.changed() => if r.is_err() { return },
+                r = subnet_changes.changed() => if r.is_err() { return },
+                _ = timer => {}
+            }
+        }
+    }
+}
+
+/// The policy rules (each mark looks up table 10001) and the table's local default routes.
+async fn routing() -> Result<(), String> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| format!("netlink: {e}"))?;
+    let task = tokio::spawn(conn);
+    let r = routing_with(&handle).await;
+    task.abort();
+    r
+}
+
+async fn routing_with(handle: &Handle) -> Result<(), String> {
+    let lo = {
+        let mut links = handle.link().get().match_name("lo").execute();
+        links
+            .try_next()
+            .await
+            .map_err(|e| format!("find lo: {e}"))?
+            .ok_or("no lo")?
+            .header
+            .index
+    };
+    for version in [IpVersion::V4, IpVersion::V6] {
+        let rules: Vec<_> = handle
+            .rule()
+            .get(version.clone())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| format!("list rules: {e}"))?;
+        for mark in [OUTPUT_MARK, PREROUTING_MARK] {
+            let exists = rules.iter().any(|r| {
+                r.attributes
+                    .iter()
+                    .any(|a| matches!(a, RuleAttribute::FwMark(m) if *m == mark))
+            });
+            if exists {
+                continue;
+            }
+            let mut req = handle
+                .rule()
+                .add()
+                .fw_mark(mark)
+                .table_id(ROUTE_TABLE)
+                .action(RuleAction::ToTable);
+            req.message_mut()
+                .attributes
+                .push(RuleAttribute::FwMask(mark));
+            let r = match version {
+                IpVersion::V4 => req.v4().execute().await,
+                IpVersion::V6 => req.v6().execute().await,
+            };
+            r.map_err(|e| format!("rule fwmark {mark:#x} lookup {ROUTE_TABLE}: {e}"))?;
+        }
+        let any: IpAddr = match version {
+            IpVersion::V4 => Ipv4Addr::UNSPECIFIED.into(),
+            IpVersion::V6 => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let msg = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(any, 0)
+            .map_err(|e| format!("local route: {e}"))?
+            .kind(RouteType::Local)
+            .scope(RouteScope::Host)
+            .output_interface(lo)
+            .table_id(ROUTE_TABLE)
+            .build();
+        let r = handle.route().add(msg).replace().execute().await;
+        // A node without IPv6 cannot hold the v6 route; its pods have no v6 probes either.
+        match (r, &version) {
+            (Ok(()), _) | (Err(_), IpVersion::V6) => {}
+            (Err(e), _) => return Err(format!("local {any}/0 dev lo table {ROUTE_TABLE}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// A listener with `IP_TRANSPARENT` (IPv4) or `IPV6_TRANSPARENT`, so TPROXY can hand it
+/// connections addressed to pods.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    let (level, name) = if addr.is_ipv4() {
+        (libc::SOL_IP, libc::IP_TRANSPARENT)
+    } else {
+        (libc::SOL_IPV6, libc::IPV6_TRANSPARENT)
+    };
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if addr.is_ipv6() {
+        // SAFETY: as above.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(128)
+}
+
+/// Accepts intercepted connections and relays each to its pod.
+async fn serve(listener: TcpListener, pods: Store<Pod>, ovs: Ovs, slots: Arc<Semaphore>) {
+    loop {
+        let (conn, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "tproxy accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (pods, ovs) = (pods.clone(), ovs.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = relay(conn, &pods, &ovs).await {
+                tracing::debug!(%peer, error = %e, "tproxy connection");
+            }
+        });
+    }
+}
+
+/// The network namespace of the pod holding `ip` on this node.
+fn netns_of(ip: IpAddr, pods: &Store<Pod>, ovs: &Ovs) -> Option<String> {
+    let pod = pods
+        .state()
+        .into_iter()
+        .find(|p| pod_ips(p).contains(&ip))?;
+    let iface_id = format!("{}.{}", pod.name_any(), pod.namespace().unwrap_or_default());
+    ovs.pod_netns(&iface_id)
+}
+
+async fn relay(mut conn: TcpStream, pods: &Store<Pod>, ovs: &Ovs) -> Result<(), String> {
+    let target = conn.local_addr().map_err(|e| e.to_string())?;
+    let netns = netns_of(target.ip(), pods, ovs)
+        .ok_or_else(|| format!("no pod on this node holds {}", target.ip()))?;
+    let mut upstream = dial_in(&netns, target).await?;
+    tokio::io::copy_bidirectional(&mut conn, &mut upstream)
+        .await
+        .map(drop)
+        .map_err(|e| format!("relay to {target}: {e}"))
+}
+
+/// Connects to `target` from inside the network namespace at `netns`, on a thread of its own
+/// (setns changes only the calling thread, which ends right after).
+async fn dial_in(netns: &str, target: SocketAddr) -> Result<TcpStream, String> {
+    let path = netns.to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tproxy-dial".into())
+        .spawn(move || {
+            let r = File::open(&path)
+                .map_err(|e| format!("open netns {path}: {e}"))
+                .and_then(|f| {
+                    // SAFETY: setns on this thread only; the thread ends right after.
+                    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+                    }
+                    std::net::TcpStream::connect_timeout(&target, DIAL_TIMEOUT)
+                        .map_err(|e| format!("connect {target} in {path}: {e}"))
+                });
+            let _ = tx.send(r);
+        })
+        .map_err(|e| format!("tproxy dial thread: {e}"))?;
+    let stream = rx
+        .await
+        .map_err(|_| "tproxy dial thread died".to_string())??;
+    // The socket stays in the pod's namespace it was made in, whatever thread uses it.
+    stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+    TcpStream::from_std(stream).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn probe_ports_as_upstream() {
+        let p = pod(json!({"metadata": {"name": "a"}, "spec": {"containers": [
+            {"name": "c", "ports": [{"name": "web", "containerPort": 8080}],
+             "readinessProbe": {"tcpSocket": {"port": 80}},
+             "livenessProbe": {"httpGet": {"port": "web", "path": "/"}}},
+            {"name": "d", "livenessProbe": {"grpc": {"port": 9090}},
+             "readinessProbe": {"exec": {"command": ["true"]}}},
+            {"name": "e", "readinessProbe": {"httpGet": {"port": "missing"}}}
+        ]}}));
+        assert_eq!(probe_ports(&p), BTreeSet::from([80, 8080, 9090]));
+    }
+
+    #[test]
+    fn ruleset_marks_and_redirects_each_target_in_its_family() {
+        let t = BTreeSet::from([
+            ("10.0.1.2".parse().unwrap(), 8080),
+            ("fd00::2".parse().unwrap(), 80),
+        ]);
+        let r = ruleset(&t);
+        assert!(r.contains("ip daddr 10.0.1.2 tcp dport 8080 meta mark set mark | 0x90003"));
+        assert!(r.contains(
+            "ip daddr 10.0.1.2 tcp dport 8080 meta mark set mark | 0x90004 tproxy to :8102 accept"
+        ));
+        assert!(r.contains("ip6 daddr fd00::2 tcp dport 80 meta mark set mark | 0x90003"));
+        assert!(!r.contains("ip daddr fd00::2"));
+        assert!(r.contains("type route hook output priority mangle"));
+        // With nothing to intercept the tables stay, empty.
+        let empty = ruleset(&BTreeSet::new());
+        assert!(empty.contains("table ip kube-ovn-tproxy {") && !empty.contains("daddr"));
+    }
+}
