@@ -5,7 +5,10 @@
 //! `10.0.1.254` takes traffic to an outside address to the pod holding 10.0.1.254 (which
 //! answers for it), until a priority-11 `drop` policy route on that traffic cuts the path
 //! (policy routes act on what static routes matched; the VPC's own CIDRs keep their 31000
-//! allow), and the path is back once the policy is removed.
+//! allow), and the path is back once the policy is removed. Then the seed's `policySrc` route
+//! sends the second subnet's traffic to another next hop, and the seed's policy pair (drop at
+//! priority 11 over a reroute of the whole subnet at 10) first cuts, then — without the drop —
+//! reroutes the first subnet's traffic to a third next hop.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -23,9 +26,13 @@ const CONVERGE: Duration = Duration::from_secs(20);
 const PORT: u16 = 8080;
 
 /// (namespace, pod, node, address, subnet annotation)
-const PODS: [(&str, &str, &str, &str, Option<&str>); 6] = [
+const PODS: [(&str, &str, &str, &str, Option<&str>); 8] = [
     // The next hop of vpc1's default route.
     ("ns1", "gw", "node2", "10.0.1.254", None),
+    // The next hop of the seed's policySrc route (for net1b's sources).
+    ("ns1", "gw2", "node1", "10.0.1.253", None),
+    // The next hop of the seed's priority-10 reroute policy.
+    ("ns1", "gw3", "node1", "10.0.1.252", None),
     ("ns1", "a1", "node1", "10.0.1.10", None),
     ("ns1", "a2", "node2", "10.0.1.11", None),
     ("ns1", "c", "node2", "10.0.2.10", Some("net1b")),
@@ -186,15 +193,18 @@ async fn two_vpcs_with_one_cidr_are_isolated_and_a_drop_policy_cuts_a_path() {
     until_answer(&state, ("ns1", "a1"), "10.0.2.10", Some("c"))
         .await
         .unwrap();
-    // The default route takes an outside address to its next hop, the gw pod.
-    sys::run_command(sys::in_netns(&state.pod_netns("ns1", "gw"), "ip").args([
-        "addr",
-        "add",
-        &format!("{OUTSIDE}/32"),
-        "dev",
-        "lo",
-    ]))
-    .unwrap();
+    // The default route takes an outside address to its next hop, the gw pod. Each next-hop
+    // pod answers for that address.
+    for gw in ["gw", "gw2", "gw3"] {
+        sys::run_command(sys::in_netns(&state.pod_netns("ns1", gw), "ip").args([
+            "addr",
+            "add",
+            &format!("{OUTSIDE}/32"),
+            "dev",
+            "lo",
+        ]))
+        .unwrap();
+    }
     let routed = until_answer(&state, ("ns1", "a1"), OUTSIDE, Some("gw"))
         .await
         .unwrap();
@@ -233,12 +243,81 @@ async fn two_vpcs_with_one_cidr_are_isolated_and_a_drop_policy_cuts_a_path() {
     let restored = until_answer(&state, ("ns1", "a1"), OUTSIDE, Some("gw"))
         .await
         .unwrap();
+
+    // The seed's policySrc route: traffic from net1b (10.0.2.0/24, a longer prefix than the
+    // 0.0.0.0/0 destination route) leaves through gw2; net1's keeps the destination route.
+    let src_route = json!({"spec": {"staticRoutes": [
+        {"cidr": "0.0.0.0/0", "nextHopIP": "10.0.1.254", "policy": "policyDst"},
+        {"cidr": "10.0.2.0/24", "nextHopIP": "10.0.1.253", "policy": "policySrc"}
+    ]}});
+    vpcs.patch("vpc1", &PatchParams::default(), &Patch::Merge(src_route))
+        .await
+        .unwrap();
+    let by_source = until_answer(&state, ("ns1", "c"), OUTSIDE, Some("gw2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer(&state, ("ns1", "a1"), OUTSIDE).await.as_deref(),
+        Ok("gw")
+    );
+    assert_eq!(
+        answer(&state, ("ns1", "c"), "10.0.1.10").await.as_deref(),
+        Ok("a1"),
+        "the VPC's own subnets stay directly routed"
+    );
+
+    // The seed's two policy routes together: the priority-11 drop wins over the priority-10
+    // reroute of all of net1's traffic; without the drop the reroute sends it to gw3, past
+    // the static routes, while the VPC's own CIDRs keep their 31000 allow and net1b's sources
+    // (outside the match) their policySrc route.
+    let seed_policies = |with_drop: bool| {
+        let mut routes = vec![json!({"action": "reroute", "match": "ip4.src==10.0.1.0/24",
+                                     "nextHopIP": "10.0.1.252", "priority": 10})];
+        if with_drop {
+            routes.insert(0, json!({"action": "drop", "match": DROP, "priority": 11}));
+        }
+        json!({"spec": {"policyRoutes": routes}})
+    };
+    vpcs.patch(
+        "vpc1",
+        &PatchParams::default(),
+        &Patch::Merge(seed_policies(true)),
+    )
+    .await
+    .unwrap();
+    until_answer(&state, ("ns1", "a1"), OUTSIDE, None)
+        .await
+        .unwrap();
+    vpcs.patch(
+        "vpc1",
+        &PatchParams::default(),
+        &Patch::Merge(seed_policies(false)),
+    )
+    .await
+    .unwrap();
+    let rerouted = until_answer(&state, ("ns1", "a1"), OUTSIDE, Some("gw3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer(&state, ("ns1", "a2"), OUTSIDE).await.as_deref(),
+        Ok("gw3")
+    );
+    assert_eq!(
+        answer(&state, ("ns1", "a1"), "10.0.2.10").await.as_deref(),
+        Ok("c")
+    );
+    assert_eq!(
+        answer(&state, ("ns1", "c"), OUTSIDE).await.as_deref(),
+        Ok("gw2")
+    );
     println!(
-        "vpcs: same-VPC cross-node reach after {:.2}s, static route to the next hop after {:.2}s, drop policy cut after {:.2}s, restored after {:.2}s",
+        "vpcs: same-VPC cross-node reach after {:.2}s, static route to the next hop after {:.2}s, drop policy cut after {:.2}s, restored after {:.2}s, policySrc route after {:.2}s, reroute policy after {:.2}s",
         first.as_secs_f64(),
         routed.as_secs_f64(),
         cut.as_secs_f64(),
-        restored.as_secs_f64()
+        restored.as_secs_f64(),
+        by_source.as_secs_f64(),
+        rerouted.as_secs_f64()
     );
     drop(servers);
     sandbox.down().await.unwrap();
