@@ -8,9 +8,11 @@
 //! (the `pod_netns` of the pod's OVS interface) and relays both directions.
 //!
 //! Upstream's marks, table and port; the rules are one nftables table (`kube-ovn-tproxy` in the
-//! `ip` and `ip6` families, loaded atomically) where upstream keeps iptables chains.
+//! `ip` and `ip6` families, loaded atomically) where upstream keeps iptables chains. Upstream's
+//! documented limitation — one address in two VPCs on the same node — is reported (a warning
+//! naming the pods) and such an address is not intercepted, rather than relayed to either pod.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -110,23 +112,45 @@ fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
         .collect()
 }
 
-/// The `(pod IP, port)` pairs to intercept.
+/// What to intercept: the `(pod IP, port)` pairs, and the addresses held by more than one
+/// custom-VPC pod on this node (the same IP in two VPCs), each with those pods' keys.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// The pairs to intercept.
+    pub pairs: BTreeSet<(IpAddr, u16)>,
+    /// Addresses left out because several pods hold them (upstream's documented limitation:
+    /// the node's probe cannot say which VPC it means).
+    pub ambiguous: BTreeMap<IpAddr, Vec<String>>,
+}
+
+/// The targets among `pods` (this node's).
 pub fn targets<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
     subnets: &Store<Subnet>,
     cluster_router: &str,
-) -> BTreeSet<(IpAddr, u16)> {
-    let mut out = BTreeSet::new();
+) -> Targets {
+    let mut holders: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
+    let mut wanted: BTreeSet<(IpAddr, u16)> = BTreeSet::new();
     for pod in pods {
         if !in_custom_vpc(pod, subnets, cluster_router) {
             continue;
         }
+        let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
         let ports = probe_ports(pod);
         for ip in pod_ips(pod) {
-            out.extend(ports.iter().map(|p| (ip, *p)));
+            holders.entry(ip).or_default().push(key.clone());
+            wanted.extend(ports.iter().map(|p| (ip, *p)));
         }
     }
-    out
+    let ambiguous: BTreeMap<IpAddr, Vec<String>> = holders
+        .into_iter()
+        .filter(|(_, pods)| pods.len() > 1)
+        .collect();
+    wanted.retain(|(ip, _)| !ambiguous.contains_key(ip));
+    Targets {
+        pairs: wanted,
+        ambiguous,
+    }
 }
 
 /// The nftables ruleset for `targets`: in each family an `output` chain (route type, so the
@@ -243,13 +267,20 @@ impl TProxy {
                     &self.subnets.store,
                     &self.cluster_router,
                 );
-                let text = ruleset(&want);
+                let text = ruleset(&want.pairs);
                 if loaded.as_deref() != Some(text.as_str()) {
+                    for (ip, pods) in &want.ambiguous {
+                        tracing::warn!(
+                            %ip,
+                            pods = ?pods,
+                            "tproxy: several custom-VPC pods on this node hold this address; their probes are not relayed (the node cannot tell which VPC a probe means)"
+                        );
+                    }
                     let t = text.clone();
                     tokio::task::spawn_blocking(move || crate::node::nat::load(&t))
                         .await
                         .map_err(|e| e.to_string())??;
-                    tracing::info!(targets = ?want, "tproxy rules loaded");
+                    tracing::info!(targets = ?want.pairs, "tproxy rules loaded");
                     loaded = Some(text);
                 }
                 Ok::<(), String>(())
@@ -423,12 +454,14 @@ async fn serve(listener: TcpListener, pods: Store<Pod>, ovs: Ovs, slots: Arc<Sem
     }
 }
 
-/// The network namespace of the pod holding `ip` on this node.
+/// The network namespace of the one pod holding `ip` on this node (none when several do).
 fn netns_of(ip: IpAddr, pods: &Store<Pod>, ovs: &Ovs) -> Option<String> {
-    let pod = pods
-        .state()
-        .into_iter()
-        .find(|p| pod_ips(p).contains(&ip))?;
+    let state = pods.state();
+    let mut holders = state.iter().filter(|p| pod_ips(p).contains(&ip));
+    let pod = holders.next()?;
+    if holders.next().is_some() {
+        return None;
+    }
     let iface_id = format!("{}.{}", pod.name_any(), pod.namespace().unwrap_or_default());
     ovs.pod_netns(&iface_id)
 }
@@ -493,6 +526,45 @@ mod tests {
             {"name": "e", "readinessProbe": {"httpGet": {"port": "missing"}}}
         ]}}));
         assert_eq!(probe_ports(&p), BTreeSet::from([80, 8080, 9090]));
+    }
+
+    #[test]
+    fn custom_vpc_pods_are_targets_and_a_shared_address_is_left_out() {
+        use kube::runtime::reflector::store::Writer;
+        use kube::runtime::watcher::Event;
+        let mut w: Writer<Subnet> = Writer::default();
+        for (name, vpc) in [
+            ("net1", "vpc1"),
+            ("net2", "vpc2"),
+            ("ovn-default", "ovn-cluster"),
+        ] {
+            let s: Subnet = serde_json::from_value(json!({"apiVersion": "kubeovn.io/v1",
+                "kind": "Subnet", "metadata": {"name": name},
+                "spec": {"vpc": vpc, "cidrBlock": "10.0.1.0/24"}}))
+            .unwrap();
+            w.apply_watcher_event(&Event::Apply(s));
+        }
+        let store = w.as_reader();
+        let probed = |name: &str, ls: &str, ip: &str| {
+            pod(json!({"metadata": {"name": name, "namespace": "ns",
+                           "annotations": {"ovn.kubernetes.io/logical_switch": ls}},
+                       "spec": {"containers": [{"name": "c",
+                           "readinessProbe": {"tcpSocket": {"port": 80}}}]},
+                       "status": {"podIPs": [{"ip": ip}]}}))
+        };
+        let a = probed("a", "net1", "10.0.1.2");
+        let default_vpc = probed("d", "ovn-default", "10.16.0.2");
+        let t = targets([&a, &default_vpc], &store, "ovn-cluster");
+        assert_eq!(t.pairs, BTreeSet::from([("10.0.1.2".parse().unwrap(), 80)]));
+        assert!(t.ambiguous.is_empty());
+        // The same address in two VPCs on one node: neither is relayed, both are named.
+        let b = probed("b", "net2", "10.0.1.2");
+        let t = targets([&a, &b, &default_vpc], &store, "ovn-cluster");
+        assert!(t.pairs.is_empty());
+        assert_eq!(
+            t.ambiguous.get(&"10.0.1.2".parse().unwrap()),
+            Some(&vec!["ns/a".to_string(), "ns/b".to_string()])
+        );
     }
 
     #[test]
