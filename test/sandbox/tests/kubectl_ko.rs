@@ -2,9 +2,11 @@
 //! `pods/exec` of the component pods (ovn-central, ovs-ovn), as in a cluster, and their output
 //! and exit codes come back: `nbctl show` lists the pods' ports, `sbctl show` the chassis,
 //! `vsctl <node> show` and `ofctl <node> dump-flows br-int` that node's OVS, `nb dbstatus` every
-//! ovn-central pod's databases, `trace` follows a pod's packet to a pod on the other node
+//! ovn-central pod's databases, `nb|sb backup` copies a standalone NB (ovsdb-client) or a raft
+//! SB (cluster-to-standalone in the leader's pod) into the working directory, `trace` follows a pod's packet to a pod on the other node
 //! through `ovn-trace` and `ofproto/trace`, and in a raft sandbox `nb status` names the leader.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,9 +20,20 @@ const READY: Duration = Duration::from_secs(60);
 
 /// Runs `kubectl-ko args…` and returns (exit code, stdout, stderr).
 async fn ko(build: &KubeOvnBuild, state: &SandboxState, args: &[&str]) -> (i32, String, String) {
+    ko_in(build, state, &state.run_dir, args).await
+}
+
+/// [`ko`] with `dir` as the working directory (where `backup` writes).
+async fn ko_in(
+    build: &KubeOvnBuild,
+    state: &SandboxState,
+    dir: &Path,
+    args: &[&str],
+) -> (i32, String, String) {
     let mut cmd = Command::new(&build.kubectl_ko);
     cmd.arg(format!("--kubeconfig={}", state.kubeconfig.display()))
-        .args(args);
+        .args(args)
+        .current_dir(dir);
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("kubectl-ko runs"))
         .await
         .unwrap();
@@ -204,6 +217,14 @@ async fn component_subcommands_run_in_the_component_pods() {
         "{err}"
     );
 
+    // A standalone NB is backed up with ovsdb-client: web's and cli's ports are in the copy.
+    let file = backup(&build, &state, "nb", "OVN_Northbound").await;
+    let ports = names_in(&file, "OVN_Northbound", "Logical_Switch_Port", "name");
+    assert!(
+        ports.contains("web.default") && ports.contains("cli.default"),
+        "{ports}"
+    );
+
     let (code, out, err) = ko(&build, &state, &["nb", "dbstatus"]).await;
     assert_eq!(code, 0, "nb dbstatus: {err}");
     assert!(out.contains("get dbstatus in pod ovn-central-0"), "{out}");
@@ -211,6 +232,54 @@ async fn component_subcommands_run_in_the_component_pods() {
         out.contains("nb db status") && out.contains("sb db status"),
         "{out}"
     );
+}
+
+/// Runs `<db> backup` in a fresh directory and returns the backup file it wrote (after
+/// checking it is a standalone database of `schema`).
+async fn backup(build: &KubeOvnBuild, state: &SandboxState, db: &str, schema: &str) -> PathBuf {
+    let dir = state.run_dir.join(format!("backup-{db}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, out, err) = ko_in(build, state, &dir, &[db, "backup"]).await;
+    assert_eq!(code, 0, "{db} backup: {err}\n{out}");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = files[0].clone();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(&format!("ovn{db}_db.")) && name.ends_with(".backup"),
+        "{name}"
+    );
+    assert!(
+        out.contains(&format!("backup ovn-{db} db to {}", file.display())),
+        "{out}"
+    );
+    let tool = |args: &[&str]| {
+        let o = Command::new("ovsdb-tool").args(args).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        )
+    };
+    let f = file.to_string_lossy().into_owned();
+    assert_eq!(tool(&["db-name", &f]), (true, schema.to_string()));
+    assert!(tool(&["db-is-standalone", &f]).0, "{f} is not standalone");
+    file
+}
+
+/// The names in `column` of `table` in the standalone database file `file`.
+fn names_in(file: &Path, schema: &str, table: &str, column: &str) -> String {
+    let query = format!(
+        r#"["{schema}",{{"op":"select","table":"{table}","where":[],"columns":["{column}"]}}]"#
+    );
+    let o = Command::new("ovsdb-tool")
+        .args(["query", &file.to_string_lossy(), &query])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -234,4 +303,31 @@ async fn nb_status_names_the_raft_leader() {
     let (code, _, err) = ko(&build, &state, &["nb", "kick"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("usage"), "{err}");
+    // A raft member's file is converted in the leader's pod (upstream's way), copied out and
+    // removed there: both nodes' chassis are in the SB copy, no backup file stays behind.
+    let file = backup(&build, &state, "sb", "OVN_Southbound").await;
+    let chassis = names_in(&file, "OVN_Southbound", "Chassis", "hostname");
+    assert!(
+        chassis.contains("node1") && chassis.contains("node2"),
+        "{chassis}"
+    );
+    let central = kube_ovn_sandbox::central::dir(&state.run_dir);
+    let left: Vec<_> = walk(&central)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".backup"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -51,7 +51,7 @@ struct NodeToolArgs {
 /// `nb|sb <action> [args]`.
 #[derive(clap::Args)]
 struct DbArgs {
-    /// status, kick <server-id> or dbstatus.
+    /// status, kick <server-id>, backup or dbstatus.
     action: String,
     args: Vec<String>,
 }
@@ -79,9 +79,9 @@ enum Command {
     Dpctl(NodeToolArgs),
     /// ovs-appctl on a node.
     Appctl(NodeToolArgs),
-    /// NB database operations: status, kick <server-id>, dbstatus.
+    /// NB database operations: status, kick <server-id>, backup, dbstatus.
     Nb(DbArgs),
-    /// SB database operations: status, kick <server-id>, dbstatus.
+    /// SB database operations: status, kick <server-id>, backup, dbstatus.
     Sb(DbArgs),
     /// Trace a packet through OVN (ovn-trace) and the source node's OVS (ofproto/trace):
     /// {namespace/pod|node//node} <ip> [<mac>] {icmp|tcp|udp} [<port>] | arp {request|reply}.

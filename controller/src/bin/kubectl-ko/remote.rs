@@ -1,7 +1,7 @@
 //! The subcommands that run a tool inside a Kube-OVN component pod, as upstream's plugin does
 //! with `kubectl exec`: `nbctl`/`sbctl` in the ovn-central pod leading that database,
 //! `icnbctl`/`icsbctl` in the ovn-ic-server leader, `vsctl`/`ofctl`/`dpctl`/`appctl` in the
-//! node's ovs-ovn pod, and `nb|sb status|kick|dbstatus`. The tool's output is streamed and its
+//! node's ovs-ovn pod, and `nb|sb status|kick|backup|dbstatus`. The tool's output is streamed and its
 //! exit status becomes ours.
 
 use std::process::ExitCode;
@@ -93,9 +93,37 @@ pub async fn exec(
     container: Option<&str>,
     argv: Vec<String>,
 ) -> Result<ExitCode, String> {
-    run(client, namespace, pod, container, argv, false)
+    run(client, namespace, pod, container, argv, Sink::Stdout)
         .await
         .map(|(code, _)| code)
+}
+
+/// Runs `argv` in `pod` like [`exec`], writing its standard output into the local file `path`
+/// (what `kubectl cp` does for upstream).
+pub async fn exec_to_file(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    argv: Vec<String>,
+    path: &std::path::Path,
+) -> Result<ExitCode, String> {
+    let file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    run(client, namespace, pod, container, argv, Sink::File(file))
+        .await
+        .map(|(code, _)| code)
+}
+
+/// Where a tool's standard output goes.
+enum Sink {
+    /// Ours.
+    Stdout,
+    /// Kept and returned (up to [`CAPTURE_LIMIT`]).
+    Capture,
+    /// A local file.
+    File(tokio::fs::File),
 }
 
 /// The most of a tool's standard output [`capture`] keeps: lookups read short answers, and a
@@ -111,7 +139,7 @@ pub async fn capture(
     container: Option<&str>,
     argv: Vec<String>,
 ) -> Result<(ExitCode, String), String> {
-    run(client, namespace, pod, container, argv, true)
+    run(client, namespace, pod, container, argv, Sink::Capture)
         .await
         .map(|(code, out)| (code, out.unwrap_or_default()))
 }
@@ -122,7 +150,7 @@ async fn run(
     pod: &str,
     container: Option<&str>,
     argv: Vec<String>,
-    keep_stdout: bool,
+    sink: Sink,
 ) -> Result<(ExitCode, Option<String>), String> {
     use tokio::io::AsyncReadExt;
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -140,26 +168,41 @@ async fn run(
     let status = process.take_status();
     let mut out = process.stdout();
     let mut err = process.stderr();
+    let keep = matches!(sink, Sink::Capture);
     let copy_out = async {
         let mut kept = Vec::new();
+        let mut failed = None;
         if let Some(o) = out.as_mut() {
-            if keep_stdout {
-                let _ = o.take(CAPTURE_LIMIT).read_to_end(&mut kept).await;
-                // Whatever is beyond the limit is drained, so the tool can finish.
-                let _ = tokio::io::copy(o, &mut tokio::io::sink()).await;
-            } else {
-                let _ = tokio::io::copy(o, &mut tokio::io::stdout()).await;
+            match sink {
+                Sink::Capture => {
+                    let _ = o.take(CAPTURE_LIMIT).read_to_end(&mut kept).await;
+                    // Whatever is beyond the limit is drained, so the tool can finish.
+                    let _ = tokio::io::copy(o, &mut tokio::io::sink()).await;
+                }
+                Sink::Stdout => {
+                    let _ = tokio::io::copy(o, &mut tokio::io::stdout()).await;
+                }
+                Sink::File(mut f) => {
+                    if let Err(e) = tokio::io::copy(o, &mut f).await {
+                        failed = Some(e.to_string());
+                    } else if let Err(e) = f.flush().await {
+                        failed = Some(e.to_string());
+                    }
+                }
             }
         }
         let _ = tokio::io::stdout().flush().await;
-        kept
+        (kept, failed)
     };
     let copy_err = async {
         if let Some(e) = err.as_mut() {
             let _ = tokio::io::copy(e, &mut tokio::io::stderr()).await;
         }
     };
-    let (kept, ()) = tokio::join!(copy_out, copy_err);
+    let ((kept, failed), ()) = tokio::join!(copy_out, copy_err);
+    if let Some(e) = failed {
+        return Err(format!("writing the output of {argv:?}: {e}"));
+    }
     let status = match status {
         Some(s) => s.await,
         None => None,
@@ -168,7 +211,7 @@ async fn run(
         .join()
         .await
         .map_err(|e| format!("exec {argv:?} in {namespace}/{pod}: {e}"))?;
-    let kept = keep_stdout.then(|| String::from_utf8_lossy(&kept).into_owned());
+    let kept = keep.then(|| String::from_utf8_lossy(&kept).into_owned());
     Ok((exit_code(status.as_ref()), kept))
 }
 
@@ -324,6 +367,7 @@ pub async fn db_tool(
             )
             .await
         }
+        "backup" => backup(client, namespace, db).await,
         "dbstatus" => {
             let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
             let list = pods
@@ -350,10 +394,97 @@ pub async fn db_tool(
             Ok(code)
         }
         other => Err(format!(
-            "unknown action {other:?}: kubectl ko {} status|kick|dbstatus",
+            "unknown action {other:?}: kubectl ko {} status|kick|backup|dbstatus",
             prefix(db)
         )),
     }
+}
+
+/// `nb|sb backup`: a standalone copy of the database in the current directory,
+/// `ovn<nb|sb>_db.<MMddHHMM><epoch>.backup` as upstream names it. A raft member's file is
+/// converted with `ovsdb-tool cluster-to-standalone` in the leader's pod (upstream's way), copied
+/// out and removed there; a standalone server's is taken with `ovsdb-client backup`, a
+/// consistent snapshot of the live database.
+async fn backup(client: &kube::Client, namespace: &str, db: Db) -> Result<ExitCode, String> {
+    let pod = find_pod(
+        client,
+        namespace,
+        &format!("{}=true", db.label()),
+        None,
+        "ovn-central",
+    )
+    .await?;
+    let short = prefix(db);
+    let suffix = jiff::Zoned::now().strftime("%m%d%H%M%s").to_string();
+    let file = format!("/etc/ovn/ovn{short}_db.db");
+    let name = format!("ovn{short}_db.{suffix}.backup");
+    let local = std::env::current_dir()
+        .map_err(|e| format!("current directory: {e}"))?
+        .join(&name);
+    let c = Some("ovn-central");
+    let (clustered, _) = capture(
+        client,
+        namespace,
+        &pod,
+        c,
+        argv("ovsdb-tool", vec!["db-is-clustered".into(), file.clone()]),
+    )
+    .await?;
+    let code = if clustered == ExitCode::SUCCESS {
+        let remote = format!("/etc/ovn/{name}");
+        let code = exec(
+            client,
+            namespace,
+            &pod,
+            c,
+            argv(
+                "ovsdb-tool",
+                vec!["cluster-to-standalone".into(), remote.clone(), file],
+            ),
+        )
+        .await?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+        let copied = exec_to_file(
+            client,
+            namespace,
+            &pod,
+            c,
+            argv("cat", vec![remote.clone()]),
+            &local,
+        )
+        .await;
+        exec(
+            client,
+            namespace,
+            &pod,
+            c,
+            argv("rm", vec!["-f".into(), remote]),
+        )
+        .await?;
+        copied?
+    } else {
+        let sock = format!("unix:/var/run/ovn/ovn{short}_db.sock");
+        exec_to_file(
+            client,
+            namespace,
+            &pod,
+            c,
+            argv(
+                "ovsdb-client",
+                vec!["backup".into(), sock, db.schema().into()],
+            ),
+            &local,
+        )
+        .await?
+    };
+    if code == ExitCode::SUCCESS {
+        println!("backup ovn-{short} db to {}", local.display());
+    } else {
+        let _ = std::fs::remove_file(&local);
+    }
+    Ok(code)
 }
 
 fn prefix(db: Db) -> &'static str {
