@@ -39,7 +39,7 @@ install_file /kube-ovn/kube-ovn /opt/cni/bin/kube-ovn
 for plugin in loopback portmap macvlan ipvlan; do
     install_file "/$plugin" "/opt/cni/bin/$plugin"
 done
-# kubectl-ko is not part of kube-ovn-rs yet; the installed command says so when run.
+# The kubectl plugin, as upstream's install-cni puts it on the host (`kubectl ko …`).
 install_file /kube-ovn/kubectl-ko /usr/local/bin/kubectl-ko
 
 cd /kube-ovn

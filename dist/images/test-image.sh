@@ -95,7 +95,7 @@ paths=(
     /kube-ovn/install-cni.sh
     /kube-ovn/start-db.sh /kube-ovn/start-ic-db.sh /kube-ovn/start-ovs.sh /kube-ovn/ovn-healthcheck.sh /kube-ovn/ovn-ic-healthcheck.sh
     /kube-ovn/ovs-healthcheck.sh /kube-ovn/kube-ovn /kube-ovn/kube-ovn-controller
-    /kube-ovn/kube-ovn-daemon /kube-ovn/kube-ovn-lb-svc /kube-ovn/kube-ovn-vpc-nat-gw /kube-ovn/kube-ovn-ic-controller /loopback /portmap /macvlan /ipvlan /usr/bin/dumb-init
+    /kube-ovn/kube-ovn-daemon /kube-ovn/kube-ovn-lb-svc /kube-ovn/kube-ovn-vpc-nat-gw /kube-ovn/kube-ovn-ic-controller /kube-ovn/kubectl-ko /loopback /portmap /macvlan /ipvlan /usr/bin/dumb-init
     /usr/share/ovn/scripts/ovn-ctl /usr/share/openvswitch/scripts/ovs-ctl
     /usr/bin/ovs-vsctl /usr/bin/ovs-appctl /usr/bin/ovsdb-client /usr/sbin/ovsdb-server
     /usr/sbin/ovs-vswitchd /usr/bin/ovn-nbctl /usr/bin/ovn-sbctl /usr/bin/ovn-appctl
@@ -192,7 +192,11 @@ if [[ -f "$conf" ]] && jq -e --slurpfile want "$tmp/ref/01-kube-ovn.conflist" '.
 else
     fail "host conflist: $(cat "$conf" 2>&1)"
 fi
-if [[ -x "$tmp/local-bin/kubectl-ko" ]]; then pass "host /usr/local/bin/kubectl-ko"; else fail "no host kubectl-ko"; fi
+if [[ -x "$tmp/local-bin/kubectl-ko" ]] && "$tmp/local-bin/kubectl-ko" --help | grep -q '^  trace'; then
+    pass "host /usr/local/bin/kubectl-ko runs (its help lists trace)"
+else
+    fail "host kubectl-ko: $("$tmp/local-bin/kubectl-ko" --help 2>&1 | head -n 3)"
+fi
 if out=$(CNI_COMMAND=VERSION "$tmp/cni-bin/kube-ovn" < /dev/null) && jq -e .cniVersion <<< "$out" > /dev/null; then
     pass "the installed plugin runs on the host"
 else

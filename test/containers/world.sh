@@ -40,6 +40,7 @@ skip() {
 }
 command -v podman > /dev/null || skip "podman is not installed"
 command -v kubectl > /dev/null || skip "kubectl is not installed"
+command -v ethtool > /dev/null || skip "ethtool is not installed"
 [[ $(id -u) == 0 ]] || skip "it must run as root"
 podman image exists "$IMAGE" || skip "the image $IMAGE does not exist"
 [[ -x "$FIXTURE" ]] || skip "the API fixture $FIXTURE is not built"
@@ -227,6 +228,14 @@ start_node() {
     podman run -d --name "$prefix-$node" --hostname "$node" --network "$prefix" --ip "$ip" --privileged \
         -v "$d/netns:/run/netns:rshared" -v "$d/cni-bin:/opt/cni/bin" -v "$d/run-ovs:/run/openvswitch" \
         "$IMAGE" sleep infinity > /dev/null
+    # The host's end of the node's veth: OVS's userspace datapath reads eth0 with AF_PACKET and
+    # forwards frames as they are, so a TCP checksum the host left to offload arrives unfinished
+    # at br-phy and is dropped (pings work, connections do not). A NIC would have finished it.
+    local idx veth
+    idx=$(x "$node" cat /sys/class/net/eth0/iflink)
+    veth=$(ip -o link | awk -F': ' -v i="$idx" '$1 == i { sub(/@.*/, "", $2); print $2 }')
+    [[ -n "$veth" ]] || fail "$node: no host end of eth0 (ifindex $idx)"
+    ethtool -K "$veth" tx off > /dev/null
     local net="container:$prefix-$node"
     podman run --rm --name "$prefix-$node-install-cni" --network "$net" --privileged \
         -e POD_IPS="$ip" -v "$d/cni-bin:/opt/cni/bin" -v "$d/net.d:/etc/cni/net.d" \
@@ -250,6 +259,12 @@ start_node() {
 userspace_uplink() {
     local node=${nodes[$1]} ip=${node_ips[$1]} mac
     mac=$(x "$node-ovs" cat /sys/class/net/eth0/address)
+    # eth0 shares its MAC with br-phy, and the kernel would still answer ARP on it for any
+    # local address (br-phy's included) and speak IPv6 there: frames with br-phy's own MAC
+    # then reach OVS as input from eth0, br-phy learns its MAC on eth0 and drops what arrives
+    # for it (seen: a node cut off a few seconds after start). eth0 is only OVS's uplink; keep
+    # the kernel quiet on it (the anchor container is privileged; its namespace is the node's).
+    x "$node" sysctl -q -w net.ipv4.conf.eth0.arp_ignore=8 net.ipv6.conf.eth0.disable_ipv6=1
     x "$node-ovs" ovs-vsctl --may-exist add-br br-phy -- set Bridge br-phy datapath_type=netdev \
         other_config:hwaddr="\"$mac\"" -- --may-exist add-port br-phy eth0
     wait_for 20 "$node br-phy" x "$node-ovs" ip link show br-phy > /dev/null
