@@ -39,3 +39,21 @@ refuse_ssl() {
         exit 1
     fi
 }
+
+# in_brackets ADDR: IP addresses in brackets as OVSDB remotes write them, names as they are.
+in_brackets() {
+    if [[ "$1" =~ ^[0-9.]+$ || "$1" == *:* ]]; then
+        printf '[%s]' "$1"
+    else
+        printf '%s' "$1"
+    fi
+}
+
+# remotes PORT: tcp remotes of every NODE_IPS member (the raft roles) on PORT.
+remotes() {
+    local out="" ip
+    for ip in ${NODE_IPS//,/ }; do
+        out="${out:+$out,}tcp:$(in_brackets "$ip"):$1"
+    done
+    printf '%s' "$out"
+}

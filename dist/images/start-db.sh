@@ -39,24 +39,6 @@ if [[ "${ENABLE_BIND_LOCAL_IP:-false}" == "true" ]]; then
     listen_addrs=${POD_IPS:-${POD_IP:?ENABLE_BIND_LOCAL_IP=true needs POD_IP or POD_IPS}}
 fi
 
-# in_brackets ADDR: IP addresses in brackets as OVSDB remotes write them, names as they are.
-in_brackets() {
-    if [[ "$1" =~ ^[0-9.]+$ || "$1" == *:* ]]; then
-        printf '[%s]' "$1"
-    else
-        printf '%s' "$1"
-    fi
-}
-
-# remotes PORT: tcp remotes of every NODE_IPS member on PORT.
-remotes() {
-    local out="" ip
-    for ip in ${NODE_IPS//,/ }; do
-        out="${out:+$out,}tcp:$(in_brackets "$ip"):$1"
-    done
-    printf '%s' "$out"
-}
-
 # listen_targets PORT: ptcp targets for every listen address on PORT.
 listen_targets() {
     local ip

@@ -31,24 +31,6 @@ IC_SB_PORT=6646
 IC_NB_CLUSTER_PORT=6647
 IC_SB_CLUSTER_PORT=6648
 
-# in_brackets ADDR: IP addresses in brackets as OVSDB remotes write them, names as they are.
-in_brackets() {
-    if [[ "$1" =~ ^[0-9.]+$ || "$1" == *:* ]]; then
-        printf '[%s]' "$1"
-    else
-        printf '%s' "$1"
-    fi
-}
-
-# remotes PORT: tcp remotes of every NODE_IPS member on PORT.
-remotes() {
-    local out="" ip
-    for ip in ${NODE_IPS//,/ }; do
-        out="${out:+$out,}tcp:$(in_brackets "$ip"):$1"
-    done
-    printf '%s' "$out"
-}
-
 stop_ic_db() {
     echo "stopping the OVN IC databases"
     "$OVN_CTL" stop_ic_ovsdb || true

@@ -84,6 +84,18 @@ pub async fn find_pod(
     }
 }
 
+/// The ovn-central pod leading `db` (upstream's leader label).
+pub async fn leader_pod(client: &kube::Client, namespace: &str, db: Db) -> Result<String, String> {
+    find_pod(
+        client,
+        namespace,
+        &format!("{}=true", db.label()),
+        None,
+        "ovn-central",
+    )
+    .await
+}
+
 /// Runs `argv` in `pod` (container `container`, if given), copying its output to ours, and
 /// returns its exit code.
 pub async fn exec(
@@ -241,14 +253,7 @@ pub async fn db_ctl(
     db: Db,
     args: Vec<String>,
 ) -> Result<ExitCode, String> {
-    let pod = find_pod(
-        client,
-        namespace,
-        &format!("{}=true", db.label()),
-        None,
-        "ovn-central",
-    )
-    .await?;
+    let pod = leader_pod(client, namespace, db).await?;
     let tool = match db {
         Db::Nb => "ovn-nbctl",
         Db::Sb => "ovn-sbctl",
@@ -318,14 +323,7 @@ pub async fn db_tool(
     };
     match action {
         "status" => {
-            let pod = find_pod(
-                client,
-                namespace,
-                &format!("{}=true", db.label()),
-                None,
-                "ovn-central",
-            )
-            .await?;
+            let pod = leader_pod(client, namespace, db).await?;
             let code = exec(
                 client,
                 namespace,
@@ -350,14 +348,7 @@ pub async fn db_tool(
             let [server] = args.as_slice() else {
                 return Err(format!("usage: kubectl ko {} kick <server-id>", prefix(db)));
             };
-            let pod = find_pod(
-                client,
-                namespace,
-                &format!("{}=true", db.label()),
-                None,
-                "ovn-central",
-            )
-            .await?;
+            let pod = leader_pod(client, namespace, db).await?;
             exec(
                 client,
                 namespace,
@@ -406,14 +397,7 @@ pub async fn db_tool(
 /// out and removed there; a standalone server's is taken with `ovsdb-client backup`, a
 /// consistent snapshot of the live database.
 async fn backup(client: &kube::Client, namespace: &str, db: Db) -> Result<ExitCode, String> {
-    let pod = find_pod(
-        client,
-        namespace,
-        &format!("{}=true", db.label()),
-        None,
-        "ovn-central",
-    )
-    .await?;
+    let pod = leader_pod(client, namespace, db).await?;
     let short = prefix(db);
     let suffix = jiff::Zoned::now().strftime("%m%d%H%M%s").to_string();
     let file = format!("/etc/ovn/ovn{short}_db.db");

@@ -349,14 +349,7 @@ pub async fn run(
     let src = port
         .source_ip(&req.dst)
         .ok_or_else(|| format!("{what} has no IPv{af} address"))?;
-    let nb_pod = remote::find_pod(
-        client,
-        namespace,
-        &format!("{}=true", Db::Nb.label()),
-        None,
-        "ovn-central",
-    )
-    .await?;
+    let nb_pod = remote::leader_pod(client, namespace, Db::Nb).await?;
     let nbctl = |args: &[&str]| {
         let mut v = vec!["ovn-nbctl".to_string()];
         v.extend(args.iter().map(|s| s.to_string()));
@@ -426,14 +419,7 @@ pub async fn run(
         println!("Notice: LSP {} does not exist", port.lsp);
     }
 
-    let sb_pod = remote::find_pod(
-        client,
-        namespace,
-        &format!("{}=true", Db::Sb.label()),
-        None,
-        "ovn-central",
-    )
-    .await?;
+    let sb_pod = remote::leader_pod(client, namespace, Db::Sb).await?;
     let flow = ovn_flow(&port, &src, &req.dst, &dst_mac, &req.packet);
     let mut argv = vec!["ovn-trace".to_string()];
     if !matches!(req.packet, Packet::Arp { .. }) {
