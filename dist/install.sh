@@ -59,7 +59,7 @@ plain() {
 
 echo "[2/4] CRDs and service accounts"
 k apply -f "$crds"
-for f in ovn-ovs-sa.yaml kube-ovn-sa.yaml kube-ovn-cni-sa.yaml; do
+for f in ovn-ovs-sa.yaml kube-ovn-sa.yaml kube-ovn-cni-sa.yaml kube-ovn-app-sa.yaml; do
   k apply -f "$manifests/$f"
 done
 
@@ -79,5 +79,10 @@ plain kube-ovn-cni-ds.yaml | k apply -f -
 if [ "$WAIT" = true ]; then
   k rollout status deployment/kube-ovn-controller -n kube-system --timeout 300s
   k rollout status daemonset/kube-ovn-cni -n kube-system --timeout 300s
+fi
+# The connectivity prober `kubectl ko diagnose` runs, in the pod network once the CNI is up.
+plain kube-ovn-pinger.yaml | k apply -f -
+if [ "$WAIT" = true ]; then
+  k rollout status daemonset/kube-ovn-pinger -n kube-system --timeout 120s
 fi
 echo "kube-ovn-rs installed"

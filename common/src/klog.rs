@@ -120,7 +120,9 @@ impl LogFlags {
     }
 
     /// Installs the process's tracing subscriber on stderr: `RUST_LOG` when set, else the
-    /// filter `--v` means. Fails if a subscriber is already installed or `RUST_LOG` is invalid.
+    /// filter `--v` means; colours only on a terminal (klog never colours, and log files and
+    /// `kubectl exec` output are read by tools). Fails if a subscriber is already installed or
+    /// `RUST_LOG` is invalid.
     pub fn init(&self, own_crates: &[&str]) -> Result<(), String> {
         let filter = match std::env::var("RUST_LOG") {
             Ok(f) => EnvFilter::try_new(&f).map_err(|e| format!("RUST_LOG={f:?}: {e}"))?,
@@ -128,6 +130,7 @@ impl LogFlags {
         };
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(Counted)
             .try_init()
             .map_err(|e| format!("logging: {e}"))

@@ -484,6 +484,9 @@ def main():
     write_flags(os.path.join(HERE, "daemon.txt"), "kube-ovn-daemon (cniserver)",
                 "pkg/daemon/config.go", commit, describe,
                 flags_of(repo, "pkg/daemon/config.go", consts))
+    write_flags(os.path.join(HERE, "pinger.txt"), "kube-ovn-pinger",
+                "pkg/pinger/config.go", commit, describe,
+                flags_of(repo, "pkg/pinger/config.go", consts))
     if klog:
         gomod = show(repo, "go.mod")
         version = re.search(r'k8s\.io/klog/v2 (v\S+)', gomod).group(1)

@@ -110,6 +110,16 @@ pub struct Config {
     /// Overlay encapsulation: geneve, vxlan or stt (or vlan); decides the MTU overhead.
     #[arg(long = "network-type", default_value = "geneve")]
     pub network_type: String,
+    /// Serve upstream's TCP/UDP connectivity-check listeners on the node (what kube-ovn-pinger
+    /// checks nodes against with `--enable-verbose-conn-check`).
+    #[arg(long = "enable-verbose-conn-check", action = clap::ArgAction::Set, default_value_t = false)]
+    pub enable_verbose_conn_check: bool,
+    /// TCP connectivity-check port.
+    #[arg(long = "tcp-conn-check-port", default_value_t = 8100)]
+    pub tcp_conn_check_port: u16,
+    /// UDP connectivity-check port.
+    #[arg(long = "udp-conn-check-port", default_value_t = 8101)]
+    pub udp_conn_check_port: u16,
     /// Relay kubelet's probes of custom-VPC pods through TPROXY (see `tproxy`).
     #[arg(long = "enable-tproxy", action = clap::ArgAction::Set, default_value_t = false)]
     pub enable_tproxy: bool,
@@ -162,9 +172,6 @@ impl FlagTable for NotImplemented {
         flag("external-gateway-switch", Kind::Str, "external", "OVS bridge of the external gateway"),
         flag("enable-arp-detect-ip-conflict", Kind::Bool, "true", "ARP probe for address conflicts on underlay pods"),
         flag("kubelet-dir", Kind::Str, "/var/lib/kubelet", "kubelet directory, for pod volume paths"),
-        flag("enable-verbose-conn-check", Kind::Bool, "false", "TCP/UDP connectivity-check listeners"),
-        flag("tcp-conn-check-port", Kind::Int, "8100", "TCP connectivity-check port"),
-        flag("udp-conn-check-port", Kind::Int, "8101", "UDP connectivity-check port"),
         flag("ovs-vsctl-concurrency", Kind::Int, "100", "limit of concurrent ovs-vsctl runs; no ovs-vsctl runs here"),
         flag("enable-ovn-ipsec", Kind::Bool, "false", "OVN IPsec certificates on the node"),
         flag("cert-manager-ipsec-cert", Kind::Bool, "false", "IPsec certificates from cert-manager"),

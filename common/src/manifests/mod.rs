@@ -1,7 +1,8 @@
 //! The install manifests of a fresh cluster (`dist/manifests`), built from typed Kubernetes
 //! objects so they cannot drift from what the binaries need: the service accounts with
-//! least-privilege RBAC ([`rbac`]), ovn-central, ovs-ovn, kube-ovn-controller and kube-ovn-cni
-//! with upstream's names, labels, entrypoints, arguments, environment, mounts and probes as
+//! least-privilege RBAC ([`rbac`]), ovn-central, ovs-ovn, kube-ovn-controller, kube-ovn-cni and
+//! kube-ovn-pinger with upstream's names, labels, entrypoints, arguments, environment, mounts
+//! and probes as
 //! upstream's `dist/images/install.sh` renders them for default settings ([`workloads`]; the
 //! controller's, daemon's and install-cni's command lines are read from
 //! `common/upstream-flags/invocations.txt`), and upstream's ConfigMaps. The CRDs stay in
@@ -37,12 +38,14 @@ pub const APPLY_ORDER: &[&str] = &[
     "ovn-ovs-sa.yaml",
     "kube-ovn-sa.yaml",
     "kube-ovn-cni-sa.yaml",
+    "kube-ovn-app-sa.yaml",
     "ovn-svc.yaml",
     "ovn-central.yaml",
     "ovs-ovn-ds.yaml",
     "kube-ovn-config.yaml",
     "kube-ovn-controller.yaml",
     "kube-ovn-cni-ds.yaml",
+    "kube-ovn-pinger.yaml",
 ];
 
 fn document<T: Serialize>(out: &mut String, object: &T) -> Result<(), String> {
@@ -98,6 +101,11 @@ pub fn files() -> Result<Vec<File>, String> {
             accounts(vec![rbac::daemon()])?,
         )?,
         file(
+            "kube-ovn-app-sa.yaml",
+            "The service account of kube-ovn-pinger, and its rules.",
+            accounts(vec![rbac::app()])?,
+        )?,
+        file(
             "ovn-svc.yaml",
             "The Services of the OVN databases and northd.",
             workloads::ovn_services()?,
@@ -126,6 +134,11 @@ pub fn files() -> Result<Vec<File>, String> {
             "kube-ovn-cni-ds.yaml",
             "kube-ovn-cni: the CNI installed on every node and kube-ovn-daemon.",
             vec![json(&w.cni()?)?],
+        )?,
+        file(
+            "kube-ovn-pinger.yaml",
+            "kube-ovn-pinger: the connectivity prober on every node, and its metrics Service.",
+            workloads::pinger()?,
         )?,
     ])
 }

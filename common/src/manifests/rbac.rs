@@ -418,6 +418,25 @@ pub fn nat_gw() -> Account {
     }
 }
 
+/// kube-ovn-pinger's account (`kube-ovn-app`, ClusterRole `system:kube-ovn-app`): it reads its
+/// own pod and its DaemonSet (for the selector of its peers), lists the peer pods and the
+/// nodes it pings, and asks the API server's version (a non-resource URL every authenticated
+/// account may read).
+pub fn app() -> Account {
+    const WHY: &str = "kube-ovn-pinger (daemon/src/pinger) reads these; the RBAC test runs no \
+        pinger (its pods would change that test's address accounting), the kubectl_ko sandbox \
+        test runs it under this account";
+    Account {
+        service_account: "kube-ovn-app",
+        cluster_role: "system:kube-ovn-app",
+        binding: "kube-ovn-app",
+        rules: vec![
+            unexercised(CORE, &["pods", "nodes"], &["get", "list"], WHY),
+            unexercised(&["apps"], &["daemonsets"], &["get"], WHY),
+        ],
+    }
+}
+
 /// kube-ovn-daemon's account (`kube-ovn-cni`, ClusterRole `system:kube-ovn-cni`).
 pub fn daemon() -> Account {
     Account {

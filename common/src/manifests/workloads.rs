@@ -1,4 +1,4 @@
-//! ovn-central, ovs-ovn, kube-ovn-controller and kube-ovn-cni as upstream's
+//! ovn-central, ovs-ovn, kube-ovn-controller, kube-ovn-cni and kube-ovn-pinger as upstream's
 //! `dist/images/install.sh` renders them for default settings (no SSL, no IPsec, no DPDK,
 //! logs under `/var/log`, kubelet in `/var/lib/kubelet`, geneve), with upstream's ConfigMaps
 //! and Services. The controller's, daemon's and install-cni's command lines and environment
@@ -597,6 +597,118 @@ pub fn ovs_ovn() -> DaemonSet {
         }),
         status: None,
     }
+}
+
+/// The `kube-ovn-pinger` metrics Service and DaemonSet: the connectivity prober on every node
+/// (`kube_ovn_daemon::pinger`), in the pod network, as upstream's install.sh renders them
+/// (external address 1.1.1.1, external domain kube-ovn.io., metrics on).
+pub fn pinger() -> Result<Vec<serde_json::Value>, String> {
+    let svc = Service {
+        metadata: ObjectMeta {
+            labels: Some(map(&[("app", "kube-ovn-pinger")])),
+            ..meta("kube-ovn-pinger", "")
+        },
+        spec: Some(ServiceSpec {
+            ports: Some(vec![ServicePort {
+                name: Some("metrics".into()),
+                port: 8080,
+                ..Default::default()
+            }]),
+            selector: Some(map(&[("app", "kube-ovn-pinger")])),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let container = Container {
+        name: "pinger".into(),
+        image: Some(IMAGE.into()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(strings(&["/kube-ovn/kube-ovn-pinger"])),
+        args: Some(strings(&[
+            "--external-address=1.1.1.1",
+            "--external-dns=kube-ovn.io.",
+            "--logtostderr=false",
+            "--alsologtostderr=true",
+            "--log_file=/var/log/kube-ovn/kube-ovn-pinger.log",
+            "--log_file_max_size=200",
+            "--enable-metrics=true",
+        ])),
+        security_context: Some(caps(RUN_AS_NOBODY, &["NET_BIND_SERVICE", "NET_RAW"])),
+        env: Some(vec![
+            env_value("ENABLE_SSL", "false"),
+            env_field("POD_IP", "status.podIP"),
+            env_field("HOST_IP", "status.hostIP"),
+            env_field("POD_NAME", "metadata.name"),
+            env_field("POD_NAMESPACE", "metadata.namespace"),
+            env_field("NODE_NAME", "spec.nodeName"),
+        ]),
+        volume_mounts: Some(vec![
+            mount("host-run-ovs", "/var/run/openvswitch"),
+            mount("host-run-ovn", "/var/run/ovn"),
+            mount("host-config-openvswitch", "/etc/openvswitch"),
+            mount_ro("host-log-ovs", "/var/log/openvswitch"),
+            mount_ro("host-log-ovn", "/var/log/ovn"),
+            mount("kube-ovn-log", "/var/log/kube-ovn"),
+            mount_ro("localtime", "/etc/localtime"),
+            mount("kube-ovn-tls", "/var/run/tls"),
+        ]),
+        resources: Some(resources("100m", "100Mi", "200m", "400Mi")),
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(15),
+            period_seconds: Some(20),
+            ..http_probe(8080, "/metrics")
+        }),
+        readiness_probe: Some(Probe {
+            initial_delay_seconds: Some(5),
+            period_seconds: Some(10),
+            ..http_probe(8080, "/metrics")
+        }),
+        ..Default::default()
+    };
+    let spec = PodSpec {
+        host_network: None,
+        host_pid: Some(false),
+        init_containers: Some(vec![hostpath_init(
+            &["sh", "-c", "chown -R nobody: /var/log/kube-ovn"],
+            vec![mount("kube-ovn-log", "/var/log/kube-ovn")],
+        )]),
+        containers: vec![container],
+        node_selector: Some(map(&[("kubernetes.io/os", "linux")])),
+        volumes: Some(vec![
+            host_path("host-run-ovs", "/run/openvswitch"),
+            host_path("host-run-ovn", "/run/ovn"),
+            host_path("host-config-openvswitch", "/etc/origin/openvswitch"),
+            host_path("host-log-ovs", &format!("{LOG_DIR}/openvswitch")),
+            host_path("kube-ovn-log", &format!("{LOG_DIR}/kube-ovn")),
+            host_path("host-log-ovn", &format!("{LOG_DIR}/ovn")),
+            host_path("localtime", "/etc/localtime"),
+            tls_secret(),
+        ]),
+        ..pod_spec_base("kube-ovn-app", "system-node-critical")
+    };
+    let ds = DaemonSet {
+        metadata: meta(
+            "kube-ovn-pinger",
+            "This daemon set launches the pinger daemon.\n",
+        ),
+        spec: Some(DaemonSetSpec {
+            selector: selector("kube-ovn-pinger"),
+            update_strategy: Some(DaemonSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: None,
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels("kube-ovn-pinger")),
+                    ..Default::default()
+                }),
+                spec: Some(spec),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    };
+    Ok(vec![json(&svc)?, json(&ds)?])
 }
 
 /// upstream's ConfigMaps (`ovn-vpc-nat-config`, `ovn-vpc-nat-gw-config`) and the metrics

@@ -62,6 +62,17 @@ async fn run(config: Config) -> Result<(), String> {
         metrics.clone(),
         config.enable_metrics,
     ));
+    // Upstream's connectivity-check listeners, owned by this function: they end with it.
+    let _conn_check = if config.enable_verbose_conn_check {
+        let (tcp, udp) = (config.tcp_conn_check_port, config.udp_conn_check_port);
+        Some(
+            kube_ovn_daemon::pinger::conncheck::listen(tcp, udp)
+                .await
+                .map_err(|e| format!("connectivity-check listeners on {tcp}/{udp}: {e}"))?,
+        )
+    } else {
+        None
+    };
     let ovs = Ovs::connect(&config.ovs_remote(), OVS_CONNECT_WAIT)
         .await
         .map_err(|e| format!("{}: {e}", config.ovs_remote()))?

@@ -1,5 +1,6 @@
-//! One ICMP echo over a given interface, with a raw socket (no `ping` binary): how the daemon
-//! learns that the join gateway answers before it reports the node's network available.
+//! One ICMP echo, with a raw socket (no `ping` binary): how the daemon learns that the join
+//! gateway answers before it reports the node's network available, how an underlay pod's ADD
+//! checks its gateway, and what kube-ovn-pinger measures round-trip times with.
 
 use std::io;
 use std::mem::size_of;
@@ -93,6 +94,16 @@ fn sockaddr(ip: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 /// Sends one echo request to `target` out of interface `dev` and waits up to `timeout` for
 /// the matching reply. Blocking: call it from a blocking-capable thread.
 pub fn echo(dev: &str, target: IpAddr, timeout: Duration) -> io::Result<bool> {
+    echo_rtt(Some(dev), target, timeout).map(|rtt| rtt.is_some())
+}
+
+/// Sends one echo request to `target` (out of `dev` when given, else as routed) and returns
+/// the round-trip time of its reply, or `None` when none came within `timeout`. Blocking.
+pub fn echo_rtt(
+    dev: Option<&str>,
+    target: IpAddr,
+    timeout: Duration,
+) -> io::Result<Option<Duration>> {
     let v4 = target.is_ipv4();
     let (domain, proto) = if v4 {
         (libc::AF_INET, libc::IPPROTO_ICMP)
@@ -104,16 +115,18 @@ pub fn echo(dev: &str, target: IpAddr, timeout: Duration) -> io::Result<bool> {
     // SAFETY: fd is fresh and owned by nobody else.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     let raw = sock.as_raw_fd();
-    // SAFETY: the option value points at `dev`'s bytes for their length.
-    os(unsafe {
-        libc::setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            dev.as_ptr().cast(),
-            dev.len() as libc::socklen_t,
-        )
-    })?;
+    if let Some(dev) = dev {
+        // SAFETY: the option value points at `dev`'s bytes for their length.
+        os(unsafe {
+            libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                dev.as_ptr().cast(),
+                dev.len() as libc::socklen_t,
+            )
+        })?;
+    }
     let tv = libc::timeval {
         tv_sec: 0,
         tv_usec: 100_000,
@@ -143,7 +156,8 @@ pub fn echo(dev: &str, target: IpAddr, timeout: Duration) -> io::Result<bool> {
             len,
         )
     })?;
-    let deadline = Instant::now() + timeout;
+    let sent = Instant::now();
+    let deadline = sent + timeout;
     let mut buf = [0u8; 1500];
     while Instant::now() < deadline {
         // SAFETY: receiving into a buffer of the given length; the source is ignored.
@@ -168,10 +182,10 @@ pub fn echo(dev: &str, target: IpAddr, timeout: Duration) -> io::Result<bool> {
             return Err(e);
         }
         if is_reply(v4, &buf[..n as usize], id, seq) {
-            return Ok(true);
+            return Ok(Some(sent.elapsed()));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! kube-controller-manager's workload controllers, reduced to what sandbox tests (and the
 //! workloads kube-ovn itself creates, such as lb-svc's Deployment) need: Deployment →
-//! ReplicaSet → Pods, StatefulSet → Pods, and the garbage collector's part for them (deleting an
-//! owner deletes its dependents, in the background as `kubectl delete` asks by default).
+//! ReplicaSet → Pods, StatefulSet → Pods, DaemonSet → Pods, and the garbage collector's part
+//! for them (deleting an owner deletes its dependents, in the background as `kubectl delete`
+//! asks by default).
 //!
 //! Names, labels and annotations are Kubernetes': a Deployment's ReplicaSet is
 //! `<deployment>-<pod-template-hash>`, its pods `<replicaset>-<5 random>` with the
@@ -11,10 +12,16 @@
 //! roll with Recreate or RollingUpdate (maxSurge/maxUnavailable); StatefulSets create pods one
 //! at a time in ordinal order, each only once its predecessors are Running and Ready
 //! (`OrderedReady`, or all at once with `Parallel`), scale down from the highest ordinal and
-//! replace outdated pods from the highest ordinal. Only `matchLabels` selectors are honoured,
-//! pods are never adopted, and `minReadySeconds` is taken as 0.
+//! replace outdated pods from the highest ordinal. A DaemonSet runs one pod per node its
+//! template's `nodeSelector` admits (taints are not considered), named `<ds>-<5 random>` with
+//! `nodeName` set and the `pod-template-generation` label, and replaces outdated pods one at a
+//! time once the others are ready (RollingUpdate with maxUnavailable 1; OnDelete leaves them).
+//! As in Kubernetes, Deployments adopt orphan ReplicaSets, and ReplicaSets and DaemonSets
+//! orphan pods, that match their selector (how the sandbox's own component pods come under
+//! their DaemonSets and Deployments); StatefulSets never adopt. Only `matchLabels` selectors
+//! are honoured, and `minReadySeconds` is taken as 0.
 //!
-//! One task serves all three kinds: every watch event names the objects it concerns (an object
+//! One task serves all four kinds: every watch event names the objects it concerns (an object
 //! itself, its controller owner), and each is reconciled from a fresh read of the API, so the
 //! controllers need no caches and no expectations.
 
@@ -22,8 +29,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -57,6 +64,7 @@ enum Kind {
     Deployment,
     ReplicaSet,
     StatefulSet,
+    DaemonSet,
 }
 
 impl Kind {
@@ -65,6 +73,7 @@ impl Kind {
             "Deployment" => Some(Kind::Deployment),
             "ReplicaSet" => Some(Kind::ReplicaSet),
             "StatefulSet" => Some(Kind::StatefulSet),
+            "DaemonSet" => Some(Kind::DaemonSet),
             _ => None,
         }
     }
@@ -74,6 +83,7 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::ReplicaSet => "ReplicaSet",
             Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
         }
     }
 }
@@ -139,6 +149,7 @@ pub async fn run(client: kube::Client) {
             Some(Kind::StatefulSet),
         )
         .boxed(),
+        events(Api::<DaemonSet>::all(client.clone()), Some(Kind::DaemonSet)).boxed(),
         events(Api::<Pod>::all(client.clone()), None).boxed(),
     ]);
     let mut dirty: BTreeSet<Key> = BTreeSet::new();
@@ -188,6 +199,7 @@ async fn reconcile(client: &kube::Client, key: &Key) -> Result<()> {
         Kind::Deployment => sync_deployment(client, ns, name).await,
         Kind::ReplicaSet => sync_replicaset(client, ns, name).await,
         Kind::StatefulSet => sync_statefulset(client, ns, name).await,
+        Kind::DaemonSet => sync_daemonset(client, ns, name).await,
     }
 }
 
@@ -234,6 +246,52 @@ where
         };
         match api.delete(name, &params).await {
             Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Adopts the orphans among `objects` that `selector` matches (not being deleted): each gets
+/// `owner` as its controller reference, in the API and in `objects`, as kube-controller-manager's
+/// ControllerRefManager does. An empty selector adopts nothing.
+async fn adopt<T>(
+    api: &Api<T>,
+    objects: &mut [T],
+    selector: &BTreeMap<String, String>,
+    owner: &OwnerReference,
+) -> Result<()>
+where
+    T: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    if selector.is_empty() {
+        return Ok(());
+    }
+    for o in objects.iter_mut() {
+        let meta = o.meta();
+        let labels = meta.labels.clone().unwrap_or_default();
+        if controller_of(meta).is_some()
+            || meta.deletion_timestamp.is_some()
+            || !selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        {
+            continue;
+        }
+        let Some(name) = meta.name.clone() else {
+            continue;
+        };
+        let mut refs = meta.owner_references.clone().unwrap_or_default();
+        refs.push(owner.clone());
+        let patch = json!({"metadata": {
+            "ownerReferences": refs,
+            "resourceVersion": meta.resource_version,
+        }});
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => o.meta_mut().owner_references = Some(refs),
+            // Changed meanwhile: the next pass sees it anew.
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
@@ -366,7 +424,11 @@ async fn sync_replicaset(client: &kube::Client, ns: &str, name: &str) -> Result<
         .get_opt(name)
         .await?
         .filter(|rs| rs.metadata.deletion_timestamp.is_none());
-    let all = pods_api.list(&ListParams::default()).await?.items;
+    let mut all = pods_api.list(&ListParams::default()).await?.items;
+    if let Some(rs) = &rs {
+        let selector = match_labels(&rs.spec.clone().unwrap_or_default().selector);
+        adopt(&pods_api, &mut all, &selector, &owner_reference(rs)).await?;
+    }
     let uid = rs.as_ref().and_then(|r| r.metadata.uid.as_deref());
     let (owned, garbage) = split_dependents(all, Kind::ReplicaSet, name, uid);
     collect(&pods_api, &garbage).await?;
@@ -552,7 +614,11 @@ async fn sync_deployment(client: &kube::Client, ns: &str, name: &str) -> Result<
         .get_opt(name)
         .await?
         .filter(|d| d.metadata.deletion_timestamp.is_none());
-    let all = rs_api.list(&ListParams::default()).await?.items;
+    let mut all = rs_api.list(&ListParams::default()).await?.items;
+    if let Some(d) = &deploy {
+        let selector = match_labels(&d.spec.clone().unwrap_or_default().selector);
+        adopt(&rs_api, &mut all, &selector, &owner_reference(d)).await?;
+    }
     let uid = deploy.as_ref().and_then(|d| d.metadata.uid.as_deref());
     let (owned, garbage) = split_dependents(all, Kind::Deployment, name, uid);
     collect(&rs_api, &garbage).await?;
@@ -980,6 +1046,130 @@ async fn sync_statefulset(client: &kube::Client, ns: &str, name: &str) -> Result
         "collisionCount": 0,
     });
     write_status(&api, name, sts.status.as_ref(), status).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// DaemonSet
+
+/// Label with the DaemonSet generation a pod was made from.
+pub const POD_TEMPLATE_GENERATION: &str = "pod-template-generation";
+
+/// Whether `node` may run the DaemonSet's pods: its template's `nodeSelector` matches.
+fn admits(template: &PodTemplateSpec, node: &Node) -> bool {
+    let wanted = template
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_selector.clone())
+        .unwrap_or_default();
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
+}
+
+async fn sync_daemonset(client: &kube::Client, ns: &str, name: &str) -> Result<()> {
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let ds = api
+        .get_opt(name)
+        .await?
+        .filter(|d| d.metadata.deletion_timestamp.is_none());
+    let mut all = pods_api.list(&ListParams::default()).await?.items;
+    if let Some(ds) = &ds {
+        let selector = match_labels(&ds.spec.clone().unwrap_or_default().selector);
+        adopt(&pods_api, &mut all, &selector, &owner_reference(ds)).await?;
+    }
+    let uid = ds.as_ref().and_then(|d| d.metadata.uid.as_deref());
+    let (owned, garbage) = split_dependents(all, Kind::DaemonSet, name, uid);
+    collect(&pods_api, &garbage).await?;
+    let Some(ds) = ds else {
+        return collect(&pods_api, &owned).await;
+    };
+    let spec = ds.spec.clone().unwrap_or_default();
+    let generation = ds.metadata.generation.unwrap_or(1).to_string();
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let eligible: BTreeSet<String> = nodes
+        .iter()
+        .filter(|n| admits(&spec.template, n))
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    let current = |p: &Pod| {
+        p.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(POD_TEMPLATE_GENERATION))
+            == Some(&generation)
+    };
+    // Pods that failed, sit on a node that should not run one, or duplicate another are removed.
+    let mut per_node: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+    let mut excess = Vec::new();
+    for pod in owned {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        match node_of(&pod) {
+            Some(n) if active(&pod) && eligible.contains(n) => {
+                per_node.entry(n.to_string()).or_default().push(pod)
+            }
+            _ => excess.push(pod),
+        }
+    }
+    for pods in per_node.values_mut() {
+        // Keep the current and ready one first.
+        pods.sort_by_key(|p| (!current(p), !pod_ready(p)));
+        excess.extend(pods.drain(1..));
+    }
+    collect(&pods_api, &excess).await?;
+    let mut labels = BTreeMap::new();
+    labels.insert(POD_TEMPLATE_GENERATION.to_string(), generation.clone());
+    let missing: Vec<String> = eligible
+        .iter()
+        .filter(|n| !per_node.contains_key(*n))
+        .cloned()
+        .collect();
+    for node in missing {
+        let mut pod = pod_from_template(
+            &spec.template,
+            None,
+            Some(&format!("{name}-")),
+            &labels,
+            owner_reference(&ds),
+        );
+        if let Some(s) = pod.spec.as_mut() {
+            s.node_name = Some(node.clone());
+        }
+        let made = pods_api.create(&PostParams::default(), &pod).await?;
+        per_node.insert(node, vec![made]);
+    }
+    let pods: Vec<&Pod> = per_node.values().flatten().collect();
+    let on_delete = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        == Some("OnDelete");
+    if !on_delete && pods.iter().all(|p| pod_ready(p)) {
+        if let Some(old) = pods.iter().find(|p| !current(p)) {
+            collect(&pods_api, std::slice::from_ref(*old)).await?;
+        }
+    }
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let ready = pods.iter().filter(|p| pod_ready(p)).count();
+    let status = json!({
+        "desiredNumberScheduled": count(eligible.len()),
+        "currentNumberScheduled": count(pods.len()),
+        "numberMisscheduled": 0,
+        "numberReady": count(ready),
+        "numberAvailable": omit_zero(count(ready)),
+        "numberUnavailable": omit_zero(count(eligible.len().saturating_sub(ready))),
+        "updatedNumberScheduled": omit_zero(count(pods.iter().filter(|p| current(p)).count())),
+        "observedGeneration": ds.metadata.generation,
+    });
+    write_status(&api, name, ds.status.as_ref(), status).await
 }
 
 #[cfg(test)]

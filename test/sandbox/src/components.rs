@@ -6,13 +6,26 @@
 //! (`/var/run/ovn/ovnnb_db.ctl`, `/etc/ovn/ovnnb_db.db`, `/var/run/openvswitch/db.sock`…)
 //! for `kubectl exec`, so `kubectl ko` works here as in a cluster. The leader labels are set
 //! once, from the leadership when the pods are made (upstream's leader checker moves them).
+//!
+//! The workloads of the install manifests (`dist/manifests`) come next, as in a cluster: the
+//! `ovs-ovn` and `kube-ovn-cni` DaemonSets, the `ovn-central` and `kube-ovn-controller`
+//! Deployments (with a ReplicaSet each), which adopt the pods above as their controllers would
+//! (a `kube-ovn-controller` pod stands for the controller process), so their status reports
+//! the sandbox's components; and, when asked, the `ovn-nb`/`ovn-sb`/`ovn-northd` Services and
+//! the `kube-ovn-pinger` DaemonSet, whose pods the DaemonSet controller makes on every node in
+//! the pod network (what `kubectl ko diagnose` checks and runs).
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Pod;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Service};
 use kube::api::{Api, PostParams};
+use kube_ovn_common::manifests::workloads;
 use serde_json::json;
 
+use crate::apps::{pod_template_hash, POD_TEMPLATE_GENERATION, POD_TEMPLATE_HASH};
 use crate::error::{Error, Result};
 use crate::{central, sys, SandboxState};
 
@@ -88,20 +101,23 @@ fn host_pod(
 }
 
 /// Links under the names `ovs-appctl` looks for by default in `/var/run/openvswitch`
-/// (`ovs-vswitchd.pid`, and `ovs-vswitchd.<pid>.ctl` for the pid in it) to the node's
-/// vswitchd files, so `ovs-appctl <command>` in the ovs-ovn pod reaches its vswitchd as in a
-/// cluster. The control socket's link names the pid of the time the pods are made: a
-/// vswitchd its monitor restarts later is reached with `-t /var/run/openvswitch/vswitchd.ctl`.
-fn vswitchd_links(node_dir: &Path) -> Result<()> {
-    let pidfile = node_dir.join("vswitchd.pid");
-    let pid = std::fs::read_to_string(&pidfile).map_err(|e| Error::io(&pidfile, e))?;
-    let links = [
-        ("ovs-vswitchd.pid".to_string(), "vswitchd.pid".to_string()),
-        (
-            format!("ovs-vswitchd.{}.ctl", pid.trim()),
-            "vswitchd.ctl".to_string(),
-        ),
-    ];
+/// (`ovs-vswitchd.pid` and `ovs-vswitchd.<pid>.ctl` for the pid in it; the same for
+/// `ovsdb-server`) and under upstream's log names (`ovs-vswitchd.log`, `ovsdb-server.log`) to
+/// the node's files, so `ovs-appctl <command>` in the ovs-ovn pod reaches its vswitchd as in a
+/// cluster. A control socket's link names the pid of the time the pods are made: a vswitchd its
+/// monitor restarts later is reached with `-t /var/run/openvswitch/vswitchd.ctl`.
+fn ovs_links(node_dir: &Path) -> Result<()> {
+    let mut links = Vec::new();
+    for (upstream, ours) in [("ovs-vswitchd", "vswitchd"), ("ovsdb-server", "ovsdb")] {
+        let pidfile = node_dir.join(format!("{ours}.pid"));
+        let pid = std::fs::read_to_string(&pidfile).map_err(|e| Error::io(&pidfile, e))?;
+        links.push((format!("{upstream}.pid"), format!("{ours}.pid")));
+        links.push((
+            format!("{upstream}.{}.ctl", pid.trim()),
+            format!("{ours}.ctl"),
+        ));
+        links.push((format!("{upstream}.log"), format!("{ours}.log")));
+    }
     for (name, target) in links {
         let link = node_dir.join(name);
         let _ = std::fs::remove_file(&link);
@@ -110,8 +126,66 @@ fn vswitchd_links(node_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates the component pods of the sandbox in `state` (whose central runs `raft` or not).
-pub async fn register(client: &kube::Client, state: &SandboxState, raft: bool) -> Result<()> {
+/// A Deployment of the manifests with `replicas`, and the ReplicaSet its controller would have
+/// made for it; the pods labelled with the returned label set are adopted by that ReplicaSet.
+fn deployment_with_replicaset(
+    mut deploy: Deployment,
+    replicas: i32,
+) -> Result<(Deployment, ReplicaSet, BTreeMap<String, String>)> {
+    let spec = deploy
+        .spec
+        .as_mut()
+        .ok_or_else(|| Error::Invalid("a manifest Deployment without spec".into()))?;
+    spec.replicas = Some(replicas);
+    let template: PodTemplateSpec = spec.template.clone();
+    let hash = pod_template_hash(&template, None);
+    let mut labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(POD_TEMPLATE_HASH.into(), hash.clone());
+    let mut rs_template = template;
+    rs_template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels = Some(labels.clone());
+    let mut selector = spec.selector.match_labels.clone().unwrap_or_default();
+    selector.insert(POD_TEMPLATE_HASH.into(), hash.clone());
+    let name = deploy.metadata.name.clone().unwrap_or_default();
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": format!("{name}-{hash}"), "namespace": NAMESPACE, "labels": labels},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": selector}, "template": rs_template},
+    }))
+    .map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok((deploy, rs, labels))
+}
+
+/// The label set a DaemonSet's first generation gives its pods.
+fn daemon_set_labels(ds: &DaemonSet) -> BTreeMap<String, String> {
+    let mut labels = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(POD_TEMPLATE_GENERATION.into(), "1".into());
+    labels
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| Error::Invalid(format!("a manifest object: {e}")))
+}
+
+/// Creates the component pods of the sandbox in `state` (whose central runs `raft` or not),
+/// the workloads that own them, and with `diagnose` the OVN Services and the pinger.
+pub async fn register(
+    client: &kube::Client,
+    state: &SandboxState,
+    raft: bool,
+    diagnose: bool,
+) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let central_dir = central::dir(&state.run_dir);
     let first_node = state
@@ -124,6 +198,13 @@ pub async fn register(client: &kube::Client, state: &SandboxState, raft: bool) -
     } else {
         vec![String::new()]
     };
+    let flows = workloads::Workloads::from_upstream_invocations().map_err(Error::Invalid)?;
+    let (central_deploy, central_rs, central_labels) =
+        deployment_with_replicaset(workloads::ovn_central(), members.len() as i32)?;
+    let (controller_deploy, controller_rs, controller_labels) =
+        deployment_with_replicaset(flows.controller().map_err(Error::Invalid)?, 1)?;
+    let ovs_ds = workloads::ovs_ovn();
+    let cni_ds = flows.cni().map_err(Error::Invalid)?;
     let nb_leader = leader(&central_dir, "nb", "OVN_Northbound", members.len());
     let sb_leader = leader(&central_dir, "sb", "OVN_Southbound", members.len());
     let mut made: Vec<Pod> = Vec::new();
@@ -131,7 +212,7 @@ pub async fn register(client: &kube::Client, state: &SandboxState, raft: bool) -
         let dir: PathBuf = central_dir.join(format!("pod-{i}"));
         link_dir(&dir, &central_links(m), &central_dir)?;
         let leads = |l: &Option<String>| !raft || l.as_deref() == Some(m.as_str());
-        let mut labels = json!({"app": "ovn-central", "component": "network", "type": "infra"});
+        let mut labels = json!(central_labels);
         if leads(&nb_leader) {
             labels["ovn-nb-leader"] = json!("true");
             labels["ovn-northd-leader"] = json!("true");
@@ -147,25 +228,67 @@ pub async fn register(client: &kube::Client, state: &SandboxState, raft: bool) -
             &[("/var/run/ovn", &dir), ("/etc/ovn", &dir)],
         ));
     }
+    made.push(host_pod(
+        "kube-ovn-controller-0",
+        &first_node,
+        json!(controller_labels),
+        "kube-ovn-controller",
+        &[],
+    ));
     for n in &state.nodes {
-        vswitchd_links(&n.dir)?;
+        ovs_links(&n.dir)?;
         made.push(host_pod(
             &format!("ovs-ovn-{}", n.name),
             &n.name,
-            json!({"app": "ovs", "component": "network", "type": "infra"}),
+            json!(daemon_set_labels(&ovs_ds)),
             "openvswitch",
             &[("/var/run/openvswitch", &n.dir)],
         ));
         made.push(host_pod(
             &format!("kube-ovn-cni-{}", n.name),
             &n.name,
-            json!({"app": "kube-ovn-cni", "component": "network", "type": "infra"}),
+            json!(daemon_set_labels(&cni_ds)),
             "cni-server",
             &[],
         ));
     }
     for p in made {
         pods.create(&PostParams::default(), &p).await?;
+    }
+    let params = PostParams::default();
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), NAMESPACE);
+    let deploy_api: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
+    for (deploy, rs) in [
+        (central_deploy, central_rs),
+        (controller_deploy, controller_rs),
+    ] {
+        rs_api.create(&params, &rs).await?;
+        deploy_api.create(&params, &deploy).await?;
+    }
+    let ds_api: Api<DaemonSet> = Api::namespaced(client.clone(), NAMESPACE);
+    for ds in [ovs_ds, cni_ds] {
+        ds_api.create(&params, &ds).await?;
+    }
+    if diagnose {
+        let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+        for svc in workloads::ovn_services().map_err(Error::Invalid)? {
+            services.create(&params, &typed(svc)?).await?;
+        }
+        for object in workloads::pinger().map_err(Error::Invalid)? {
+            match object["kind"].as_str() {
+                Some("Service") => {
+                    services.create(&params, &typed(object)?).await?;
+                }
+                Some("DaemonSet") => {
+                    ds_api.create(&params, &typed(object)?).await?;
+                }
+                other => {
+                    return Err(Error::Invalid(format!(
+                        "unexpected {other:?} among the pinger's manifests"
+                    )))
+                }
+            }
+        }
     }
     Ok(())
 }

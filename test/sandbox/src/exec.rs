@@ -6,20 +6,106 @@
 //! namespace of its own, over a private tmpfs at `/run` when a mount point is under it), which
 //! is how the sandbox's component pods (ovn-central, ovs-ovn) show `kubectl exec` and
 //! `kubectl ko` their sockets at upstream's paths.
+//!
+//! What a node's filesystem and the kube-ovn image hold is the sandbox's: a `hostPath` of OVS's
+//! and OVN's run and log directories (`/var/run/openvswitch`, `/var/log/ovn`, ...) is the node's
+//! directory in the sandbox (each node has its own OVS and ovn-controller there), and in a
+//! container of the kube-ovn image, `/kube-ovn/<binary>` is the build's binary of that name.
+//! Environment variables the downward API fills (`valueFrom.fieldRef`: the pod's name,
+//! namespace, node, host and pod IPs, service account) are resolved from the pod, as kubelet
+//! does when it starts the container; a pod whose service account the sandbox has an identity
+//! for gets `KUBECONFIG` naming that account's credentials and the API's address as seen from
+//! the pod (what kubelet's token mount and service environment give a real container).
 
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kube_apiserver_fixture::exec::{ExecHandler, ExecTarget};
 
 use crate::{kubelet, node, sys};
 
-/// The exec handler of a sandbox with `prefix`.
-pub fn handler(prefix: String) -> ExecHandler {
-    ExecHandler::new(move |target| prepare(&prefix, target))
+/// Where a sandbox's execs find what the host and the image would give them.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The network namespace prefix.
+    pub prefix: String,
+    /// The run directory (a node's directory is `<run_dir>/<node>`).
+    pub run_dir: PathBuf,
+    /// The directory of the build's binaries (the image's `/kube-ovn`), if kube-ovn runs.
+    pub binaries: Option<PathBuf>,
+}
+
+/// The exec handler of a sandbox laid out as `layout`.
+pub fn handler(layout: Layout) -> ExecHandler {
+    ExecHandler::new(move |target| prepare(&layout, target))
+}
+
+/// The kubeconfig of service account `sa` for pods (`host_network`: for host-network pods,
+/// which reach the API on the node's relay rather than through the `kubernetes` Service).
+pub fn service_account_kubeconfig(run_dir: &Path, sa: &str, host_network: bool) -> PathBuf {
+    let suffix = if host_network { ".host" } else { "" };
+    run_dir
+        .join("serviceaccounts")
+        .join(format!("{sa}{suffix}.kubeconfig"))
+}
+
+/// `KUBECONFIG` for the pod's service account, when the sandbox has its credentials.
+fn service_account_env(layout: &Layout, target: &ExecTarget) -> Option<(String, String)> {
+    let spec = &target.pod["spec"];
+    let sa = spec["serviceAccountName"].as_str()?;
+    let host_network = spec["hostNetwork"].as_bool() == Some(true);
+    let path = service_account_kubeconfig(&layout.run_dir, sa, host_network);
+    path.is_file()
+        .then(|| ("KUBECONFIG".to_string(), path.display().to_string()))
+}
+
+/// The node-local host paths: OVS's and OVN's run, configuration and log directories and
+/// kube-ovn's logs, which are the node's own directory in the sandbox.
+const NODE_LOCAL: &[&str] = &[
+    "/var/run/openvswitch",
+    "/run/openvswitch",
+    "/var/run/ovn",
+    "/run/ovn",
+    "/etc/origin/openvswitch",
+    "/var/log/openvswitch",
+    "/var/log/ovn",
+    "/var/log/kube-ovn",
+];
+
+/// What `host` (a hostPath of a pod on `node`) is in the sandbox.
+fn node_path(layout: &Layout, node: Option<&str>, host: &str) -> String {
+    match node {
+        Some(n) if NODE_LOCAL.contains(&host.trim_end_matches('/')) => {
+            layout.run_dir.join(n).display().to_string()
+        }
+        _ => host.to_string(),
+    }
+}
+
+/// The program a container runs for `program`: in the kube-ovn image, `/kube-ovn/<name>` is
+/// the build's binary of that name when the build has it.
+fn program_of(layout: &Layout, target: &ExecTarget, program: &str) -> PathBuf {
+    let image = container(target)
+        .and_then(|c| c["image"].as_str())
+        .unwrap_or_default();
+    // Any registry and tag: the image's name is `kube-ovn`.
+    let last = image.rsplit('/').next().unwrap_or_default();
+    let in_image = image.contains('/') && last.split([':', '@']).next() == Some("kube-ovn");
+    if let (true, Some(dir), Some(name)) = (
+        in_image,
+        &layout.binaries,
+        program.strip_prefix("/kube-ovn/"),
+    ) {
+        let built = dir.join(name);
+        if !name.contains('/') && built.is_file() {
+            return built;
+        }
+    }
+    PathBuf::from(program)
 }
 
 /// The network namespace an exec of `target` runs in.
@@ -46,7 +132,7 @@ fn container(target: &ExecTarget) -> Option<&serde_json::Value> {
         .or_else(|| containers.first())
 }
 
-/// The container's literal `env` values.
+/// The container's `env`: literal values, and the downward API's pod fields.
 fn env_of(target: &ExecTarget) -> Vec<(String, String)> {
     let Some(c) = container(target) else {
         return Vec::new();
@@ -56,16 +142,43 @@ fn env_of(target: &ExecTarget) -> Vec<(String, String)> {
         .into_iter()
         .flatten()
         .filter_map(|e| {
-            Some((
-                e["name"].as_str()?.to_string(),
-                e["value"].as_str()?.to_string(),
-            ))
+            let name = e["name"].as_str()?.to_string();
+            if let Some(v) = e["value"].as_str() {
+                return Some((name, v.to_string()));
+            }
+            let field = e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?;
+            Some((name, field_of(&target.pod, &target.namespace, field)?))
         })
         .collect()
 }
 
-/// (host path, mount path) of the container's `hostPath` volume mounts.
-fn mounts_of(target: &ExecTarget) -> Result<Vec<(String, String)>, String> {
+/// A downward-API field of `pod`, as kubelet renders it.
+fn field_of(pod: &serde_json::Value, namespace: &str, field: &str) -> Option<String> {
+    let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    match field {
+        "metadata.name" => s(&pod["metadata"]["name"]),
+        "metadata.namespace" => Some(namespace.to_string()),
+        "metadata.uid" => s(&pod["metadata"]["uid"]),
+        "spec.nodeName" => s(&pod["spec"]["nodeName"]),
+        "spec.serviceAccountName" => s(&pod["spec"]["serviceAccountName"]),
+        "status.hostIP" => s(&pod["status"]["hostIP"]),
+        "status.podIP" => s(&pod["status"]["podIP"]),
+        "status.podIPs" => Some(
+            pod["status"]["podIPs"]
+                .as_array()?
+                .iter()
+                .filter_map(|i| i["ip"].as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    }
+}
+
+/// (host path, mount path) of the container's `hostPath` volume mounts, node-local paths
+/// being the node's directory (see [`node_path`]).
+fn mounts_of(layout: &Layout, target: &ExecTarget) -> Result<Vec<(String, String)>, String> {
+    let node = target.pod["spec"]["nodeName"].as_str();
     let Some(c) = container(target) else {
         return Ok(Vec::new());
     };
@@ -82,7 +195,8 @@ fn mounts_of(target: &ExecTarget) -> Result<Vec<(String, String)>, String> {
             .iter()
             .find(|v| v["name"].as_str() == Some(name))
             .and_then(|v| v["hostPath"]["path"].as_str());
-        if let Some(host) = host {
+        if let Some(host) = host.map(|h| node_path(layout, node, h)) {
+            let host = host.as_str();
             if under_run(host) {
                 return Err(format!(
                     "hostPath {host} is under /run, which exec covers with a private tmpfs"
@@ -119,6 +233,11 @@ fn mount_plan(mounts: &[(String, String)]) -> Result<MountPlan, String> {
         binds: Vec::new(),
     };
     for (host, at) in mounts {
+        if !Path::new(host).exists() {
+            return Err(format!(
+                "hostPath {host} (mounted at {at}) does not exist on this node"
+            ));
+        }
         if under_run(at) {
             plan.tmpfs_run = true;
             let rest = at
@@ -134,8 +253,11 @@ fn mount_plan(mounts: &[(String, String)]) -> Result<MountPlan, String> {
                     plan.dirs.push(d);
                 }
             }
-        } else if !std::path::Path::new(at).is_dir() {
-            return Err(format!("mount point {at} does not exist on this host"));
+        } else if !Path::new(at).exists() {
+            // The host is the container's root filesystem, and nothing is created on it: a
+            // mount point it lacks (a log directory of a component the host never ran) is
+            // left out, as if the image had no such directory.
+            continue;
         }
         plan.binds.push((c(host)?, c(at)?));
     }
@@ -190,20 +312,24 @@ fn apply(plan: &MountPlan) -> std::io::Result<()> {
     Ok(())
 }
 
-fn prepare(prefix: &str, target: &ExecTarget) -> Result<Command, String> {
-    let netns = netns_of(prefix, target)?;
+fn prepare(layout: &Layout, target: &ExecTarget) -> Result<Command, String> {
+    let netns = netns_of(&layout.prefix, target)?;
     let path = sys::netns_path(&netns);
     // Opened here (close-on-exec) so the child only has to switch to it.
     let namespace = File::open(&path).map_err(|e| {
         format!("the pod's network namespace {path} is not there (is the pod running?): {e}")
     })?;
-    let mounts = mounts_of(target)?;
+    let mounts = mounts_of(layout, target)?;
     let plan = (!mounts.is_empty())
         .then(|| mount_plan(&mounts))
         .transpose()?;
     let (program, args) = target.command.split_first().ok_or("the command is empty")?;
-    let mut command = Command::new(program);
-    command.args(args).envs(env_of(target));
+    let mut command = Command::new(program_of(layout, target, program));
+    let env = env_of(target);
+    if !env.iter().any(|(k, _)| k == "KUBECONFIG") {
+        command.envs(service_account_env(layout, target));
+    }
+    command.args(args).envs(env);
     // SAFETY: setns, unshare and mount are system calls that only change the forked child;
     // the descriptor and the paths stay alive in the closure until the child executes.
     unsafe {
@@ -224,6 +350,20 @@ fn prepare(prefix: &str, target: &ExecTarget) -> Result<Command, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn layout() -> Layout {
+        Layout {
+            prefix: "kos-".into(),
+            run_dir: "/tmp/kos".into(),
+            binaries: Some(
+                std::env::current_exe()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+                    .to_path_buf(),
+            ),
+        }
+    }
 
     fn target(pod: serde_json::Value) -> ExecTarget {
         ExecTarget {
@@ -257,7 +397,7 @@ mod tests {
                         {"name": "empty", "emptyDir": {}}]}});
         let t = target(pod);
         assert_eq!(env_of(&t), vec![("A".to_string(), "1".to_string())]);
-        let mounts = mounts_of(&t).unwrap();
+        let mounts = mounts_of(&layout(), &t).unwrap();
         assert_eq!(
             mounts,
             vec![
@@ -268,13 +408,70 @@ mod tests {
                 ("/tmp/kos/central".to_string(), "/etc/ovn".to_string())
             ]
         );
-        let plan = mount_plan(&mounts[..1]).unwrap();
+        let plan = mount_plan(&[("/tmp".into(), mounts[0].1.clone())]).unwrap();
         assert!(plan.tmpfs_run);
         assert_eq!(plan.dirs, vec![CString::new("/run/ovn").unwrap()]);
-        assert!(mount_plan(&[("/a".into(), "/no/such/dir".into())]).is_err());
+        assert!(mount_plan(&[("/tmp".into(), "/no/such/dir".into())])
+            .unwrap()
+            .binds
+            .is_empty());
+        assert!(matches!(
+            mount_plan(&[("/no/such/host/dir".into(), "/tmp".into())]),
+            Err(e) if e.contains("does not exist")
+        ));
         let under = json!({"metadata": {"name": "p"}, "spec": {
             "containers": [{"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/etc/ovn"}]}],
             "volumes": [{"name": "v", "hostPath": {"path": "/run/x"}}]}});
-        assert!(mounts_of(&target(under)).is_err());
+        assert!(mounts_of(&layout(), &target(under)).is_err());
+    }
+
+    #[test]
+    fn node_local_paths_downward_fields_and_image_binaries_are_the_sandboxs() {
+        let exe = std::env::current_exe().unwrap();
+        let name = exe.file_name().unwrap().to_str().unwrap().to_string();
+        let pod = json!({"metadata": {"name": "kube-ovn-pinger-x1"},
+            "spec": {"nodeName": "node2", "serviceAccountName": "kube-ovn-app",
+                "containers": [{"name": "c", "image": "docker.io/kubeovn/kube-ovn:v1.15.0",
+                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                            {"name": "POD_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
+                            {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                            {"name": "GONE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels"}}}],
+                    "volumeMounts": [{"name": "ovs", "mountPath": "/var/run/openvswitch"},
+                                     {"name": "log", "mountPath": "/var/log/ovn"}]}],
+                "volumes": [{"name": "ovs", "hostPath": {"path": "/var/run/openvswitch"}},
+                            {"name": "log", "hostPath": {"path": "/var/log/ovn/"}}]},
+            "status": {"podIPs": [{"ip": "10.16.0.9"}, {"ip": "fd00::9"}]}});
+        let t = target(pod);
+        assert_eq!(
+            env_of(&t),
+            vec![
+                ("POD_NAME".to_string(), "kube-ovn-pinger-x1".to_string()),
+                ("NODE_NAME".to_string(), "node2".to_string()),
+                ("POD_IPS".to_string(), "10.16.0.9,fd00::9".to_string()),
+                ("NS".to_string(), "ns".to_string()),
+            ]
+        );
+        assert_eq!(
+            mounts_of(&layout(), &t).unwrap(),
+            vec![
+                (
+                    "/tmp/kos/node2".to_string(),
+                    "/var/run/openvswitch".to_string()
+                ),
+                ("/tmp/kos/node2".to_string(), "/var/log/ovn".to_string()),
+            ]
+        );
+        assert_eq!(program_of(&layout(), &t, &format!("/kube-ovn/{name}")), exe);
+        assert_eq!(
+            program_of(&layout(), &t, "/kube-ovn/no-such-binary"),
+            PathBuf::from("/kube-ovn/no-such-binary")
+        );
+        let mut other = t.clone();
+        other.pod["spec"]["containers"][0]["image"] = json!("busybox");
+        assert_eq!(
+            program_of(&layout(), &other, &format!("/kube-ovn/{name}")),
+            PathBuf::from(format!("/kube-ovn/{name}"))
+        );
     }
 }

@@ -126,6 +126,77 @@ pub async fn install_crd_yaml(client: &kube::Client, text: &str, origin: &str) -
     Ok(())
 }
 
+/// Creates the service accounts and RBAC objects of the install manifests' `*-sa.yaml` files in
+/// `dir` (what `dist/install.sh` applies first), so the API holds them as in a cluster; the
+/// fixture enforces the same rules from the files themselves.
+pub async fn install_accounts(client: &kube::Client, dir: &Path) -> Result<()> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with("-sa.yaml"))
+        .collect();
+    files.sort();
+    let params = PostParams::default();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let value = serde_json::Value::deserialize(doc)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
+            let typed = |what: &str, e: serde_json::Error| {
+                Error::Invalid(format!("{}: a {what}: {e}", file.display()))
+            };
+            let ns = value["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("kube-system")
+                .to_string();
+            let outcome = match value["kind"].as_str() {
+                Some("ServiceAccount") => {
+                    let o: ServiceAccount =
+                        serde_json::from_value(value).map_err(|e| typed("ServiceAccount", e))?;
+                    Api::namespaced(client.clone(), &ns)
+                        .create(&params, &o)
+                        .await
+                        .map(drop)
+                }
+                Some("ClusterRole") => {
+                    let o: ClusterRole =
+                        serde_json::from_value(value).map_err(|e| typed("ClusterRole", e))?;
+                    Api::all(client.clone()).create(&params, &o).await.map(drop)
+                }
+                Some("ClusterRoleBinding") => {
+                    let o: ClusterRoleBinding = serde_json::from_value(value)
+                        .map_err(|e| typed("ClusterRoleBinding", e))?;
+                    Api::all(client.clone()).create(&params, &o).await.map(drop)
+                }
+                Some("Role") => {
+                    let o: Role = serde_json::from_value(value).map_err(|e| typed("Role", e))?;
+                    Api::namespaced(client.clone(), &ns)
+                        .create(&params, &o)
+                        .await
+                        .map(drop)
+                }
+                Some("RoleBinding") => {
+                    let o: RoleBinding =
+                        serde_json::from_value(value).map_err(|e| typed("RoleBinding", e))?;
+                    Api::namespaced(client.clone(), &ns)
+                        .create(&params, &o)
+                        .await
+                        .map(drop)
+                }
+                _ => Ok(()),
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn spawn_logged(mut cmd: Command, log: &Path, pidfile: &Path) -> Result<Child> {
     let out = std::fs::File::create(log).map_err(|e| Error::io(log, e))?;
     let err = out.try_clone().map_err(|e| Error::io(log, e))?;

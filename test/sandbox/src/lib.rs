@@ -97,6 +97,10 @@ pub struct SandboxConfig {
     /// Service CIDRs of the API server (`--service-cluster-ip-range`): one, or one per family
     /// for dual-stack (the first is primary). The `kubernetes` Service gets the first address.
     pub service_cidrs: Vec<String>,
+    /// With kube-ovn: also the objects `kubectl ko diagnose` checks beyond the component pods,
+    /// the `ovn-nb`/`ovn-sb`/`ovn-northd` Services and the `kube-ovn-pinger` DaemonSet (whose
+    /// pods take addresses of the default subnet, so tests counting them leave it off).
+    pub diagnose: bool,
 }
 
 impl SandboxConfig {
@@ -118,6 +122,7 @@ impl SandboxConfig {
             kubelets: true,
             kube_ovn: None,
             service_cidrs: vec![DEFAULT_SERVICE_CIDR.to_string()],
+            diagnose: false,
         }
     }
 }
@@ -265,6 +270,7 @@ impl Sandbox {
                 vec![
                     policy.identity(rbac::CONTROLLER_SA),
                     policy.identity(rbac::DAEMON_SA),
+                    policy.identity(rbac::APP_SA),
                 ]
             }
             None => Vec::new(),
@@ -282,7 +288,14 @@ impl Sandbox {
             service_cidrs: config.service_cidrs.clone(),
             api_port: apiproxy::NODE_API_PORT,
             identities: identities.clone(),
-            exec: Some(exec::handler(config.prefix.clone())),
+            exec: Some(exec::handler(exec::Layout {
+                prefix: config.prefix.clone(),
+                run_dir: config.run_dir.clone(),
+                binaries: config
+                    .kube_ovn
+                    .as_ref()
+                    .and_then(|b| b.daemon.parent().map(Path::to_path_buf)),
+            })),
             ..Options::default()
         })
         .await
@@ -295,6 +308,9 @@ impl Sandbox {
             let path = config.run_dir.join(kubeovn::CONTROLLER_KUBECONFIG);
             let text = rbac::kubeconfig_with_token(&api.url(), rbac::CONTROLLER_SA, token);
             std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        }
+        if let Some(token) = token_of(rbac::APP_SA) {
+            write_pod_credentials(&client, &config.run_dir, rbac::APP_SA, &token).await?;
         }
 
         let ic_hosts = if config.raft && config.ic {
@@ -441,6 +457,7 @@ impl Sandbox {
         }
         if let Some(build) = &config.kube_ovn {
             kubeovn::install_crds(&sandbox.client, &build.crds).await?;
+            kubeovn::install_accounts(&sandbox.client, &build.manifests).await?;
             let st = &sandbox.state;
             let controller = kubeovn::start_controller(
                 build,
@@ -453,7 +470,13 @@ impl Sandbox {
                 let agent = kubeovn::start_node_agent(build, n)?;
                 sandbox.children.push(agent);
             }
-            components::register(&sandbox.client, &sandbox.state, config.raft).await?;
+            components::register(
+                &sandbox.client,
+                &sandbox.state,
+                config.raft,
+                config.diagnose,
+            )
+            .await?;
         }
         sandbox.state.bring_up_seconds = start.elapsed().as_secs_f64();
         sandbox.state.save()?;
@@ -778,4 +801,48 @@ pub fn leftovers(run_dir: &Path, prefix: &str) -> Vec<String> {
         left.push(format!("directory {}", run_dir.display()));
     }
     left
+}
+
+/// The credentials of service account `sa` for the processes of its pods (see
+/// [`exec::service_account_kubeconfig`]): its token, with the API reached through the
+/// `kubernetes` Service's cluster IP from pods and through the node's relay from host-network
+/// pods.
+async fn write_pod_credentials(
+    client: &kube::Client,
+    run_dir: &Path,
+    sa: &str,
+    token: &str,
+) -> Result<()> {
+    let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "default")
+        .get("kubernetes")
+        .await?;
+    let spec = svc.spec.unwrap_or_default();
+    let ip = spec
+        .cluster_ip
+        .filter(|ip| !ip.is_empty() && ip != "None")
+        .ok_or_else(|| Error::Invalid("the kubernetes Service has no cluster IP".into()))?;
+    let port = spec
+        .ports
+        .and_then(|p| p.first().map(|p| p.port))
+        .unwrap_or(443);
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip
+    };
+    for (host_network, server) in [
+        (false, format!("http://{host}:{port}")),
+        (
+            true,
+            format!("http://127.0.0.1:{}", apiproxy::NODE_API_PORT),
+        ),
+    ] {
+        let path = exec::service_account_kubeconfig(run_dir, sa, host_network);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::write(&path, rbac::kubeconfig_with_token(&server, sa, token))
+            .map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
 }

@@ -18,6 +18,8 @@ pub const NAMESPACE: &str = "kube-system";
 pub const CONTROLLER_SA: &str = "ovn";
 /// The service account kube-ovn-daemon runs as (upstream's kube-ovn-cni DaemonSet).
 pub const DAEMON_SA: &str = "kube-ovn-cni";
+/// kube-ovn-pinger's service account.
+pub const APP_SA: &str = "kube-ovn-app";
 
 /// The user name kube-apiserver gives a service account's token.
 pub fn user_of(service_account: &str) -> String {

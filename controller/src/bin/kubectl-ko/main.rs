@@ -7,6 +7,7 @@
 //! there, by running the controller's own reconcilers once in dry-run mode (see
 //! `kube_ovn_controller::drift`), and with `--repair` writes exactly that difference.
 
+mod diagnose;
 mod output;
 mod remote;
 mod trace;
@@ -95,6 +96,24 @@ enum Command {
 enum Diagnose {
     /// Compare the NB with what kube-ovn-controller wants there (dry run unless --repair).
     Drift(DriftArgs),
+    /// Check the installation, then connectivity from every node's kube-ovn-pinger.
+    All,
+    /// Check the installation, then connectivity from one node's kube-ovn-pinger.
+    Node {
+        /// The node.
+        node: String,
+    },
+    /// Check the installation, then connectivity to a conn-check server in a subnet.
+    Subnet {
+        /// The subnet.
+        subnet: String,
+    },
+    /// Check the installation, then the given targets from every kube-ovn-pinger.
+    #[command(name = "IPPorts")]
+    IpPorts {
+        /// `{proto}-{IP}-{port}` items, comma-separated (`tcp-172.18.0.2-53,udp-172.18.0.3-53`).
+        targets: String,
+    },
 }
 
 /// Output formats.
@@ -169,7 +188,16 @@ fn main() -> ExitCode {
             Command::Sb(a) => remote::db_tool(c, &ns, Db::Sb, &a.action, a.args).await,
             Command::Trace(a) => trace::run(c, &ns, &a.args, true).await,
             Command::OvnTrace(a) => trace::run(c, &ns, &a.args, false).await,
-            Command::Diagnose { .. } => unreachable!("handled above"),
+            Command::Diagnose { what } => {
+                let target = match what {
+                    Diagnose::All => diagnose::Target::All,
+                    Diagnose::Node { node } => diagnose::Target::Node(node),
+                    Diagnose::Subnet { subnet } => diagnose::Target::Subnet(subnet),
+                    Diagnose::IpPorts { targets } => diagnose::Target::IpPorts(targets),
+                    Diagnose::Drift(_) => unreachable!("handled above"),
+                };
+                diagnose::run(c, &ns, target).await
+            }
         }
     });
     match result {

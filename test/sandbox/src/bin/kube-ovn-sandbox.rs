@@ -397,6 +397,8 @@ async fn serve(cli: &Cli, args: &UpArgs) -> Res {
         api_listen: args.api_listen,
         kubelets: true,
         service_cidrs: args.service_cluster_ip_range.clone(),
+        // The demo cluster is one an operator can `kubectl ko diagnose all`.
+        diagnose: !args.no_kube_ovn,
         kube_ovn: if args.no_kube_ovn {
             None
         } else {
