@@ -198,6 +198,15 @@ pub async fn register(
     } else {
         vec![String::new()]
     };
+    // What dist/install.sh does first: the control-plane node runs ovn-central.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    nodes
+        .patch(
+            &first_node,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&json!({"metadata": {"labels": {"kube-ovn/role": "master"}}})),
+        )
+        .await?;
     let flows = workloads::Workloads::from_upstream_invocations().map_err(Error::Invalid)?;
     let (central_deploy, central_rs, central_labels) =
         deployment_with_replicaset(workloads::ovn_central(), members.len() as i32)?;
@@ -242,14 +251,22 @@ pub async fn register(
             &n.name,
             json!(daemon_set_labels(&ovs_ds)),
             "openvswitch",
-            &[("/var/run/openvswitch", &n.dir)],
+            &[
+                ("/var/run/openvswitch", &n.dir),
+                ("/var/run/ovn", &n.dir),
+                ("/var/log/openvswitch", &n.dir),
+                ("/var/log/ovn", &n.dir),
+            ],
         ));
         made.push(host_pod(
             &format!("kube-ovn-cni-{}", n.name),
             &n.name,
             json!(daemon_set_labels(&cni_ds)),
             "cni-server",
-            &[],
+            &[
+                ("/etc/cni/net.d", &n.cni_conf_dir()),
+                ("/var/log/kube-ovn", &n.dir),
+            ],
         ));
     }
     for p in made {

@@ -10,7 +10,8 @@
 //! What a node's filesystem and the kube-ovn image hold is the sandbox's: a `hostPath` of OVS's
 //! and OVN's run and log directories (`/var/run/openvswitch`, `/var/log/ovn`, ...) is the node's
 //! directory in the sandbox (each node has its own OVS and ovn-controller there), and in a
-//! container of the kube-ovn image, `/kube-ovn/<binary>` is the build's binary of that name.
+//! container of the kube-ovn image, a command word `/kube-ovn/<file>` is the build's binary or
+//! `dist/images` script of that name (the image's `/kube-ovn` holds both).
 //! Environment variables the downward API fills (`valueFrom.fieldRef`: the pod's name,
 //! namespace, node, host and pod IPs, service account) are resolved from the pod, as kubelet
 //! does when it starts the container; a pod whose service account the sandbox has an identity
@@ -37,6 +38,8 @@ pub struct Layout {
     pub run_dir: PathBuf,
     /// The directory of the build's binaries (the image's `/kube-ovn`), if kube-ovn runs.
     pub binaries: Option<PathBuf>,
+    /// The image's scripts (`dist/images`), if kube-ovn runs.
+    pub scripts: Option<PathBuf>,
 }
 
 /// The exec handler of a sandbox laid out as `layout`.
@@ -86,26 +89,36 @@ fn node_path(layout: &Layout, node: Option<&str>, host: &str) -> String {
     }
 }
 
-/// The program a container runs for `program`: in the kube-ovn image, `/kube-ovn/<name>` is
-/// the build's binary of that name when the build has it.
-fn program_of(layout: &Layout, target: &ExecTarget, program: &str) -> PathBuf {
+/// What a command word names in the container: in the kube-ovn image, `/kube-ovn/<name>` is the
+/// build's binary of that name, or else the `dist/images` script, when the build has it.
+fn image_path(layout: &Layout, target: &ExecTarget, word: &str) -> Option<PathBuf> {
     let image = container(target)
         .and_then(|c| c["image"].as_str())
         .unwrap_or_default();
     // Any registry and tag: the image's name is `kube-ovn`.
     let last = image.rsplit('/').next().unwrap_or_default();
     let in_image = image.contains('/') && last.split([':', '@']).next() == Some("kube-ovn");
-    if let (true, Some(dir), Some(name)) = (
-        in_image,
-        &layout.binaries,
-        program.strip_prefix("/kube-ovn/"),
-    ) {
-        let built = dir.join(name);
-        if !name.contains('/') && built.is_file() {
-            return built;
-        }
+    let name = word.strip_prefix("/kube-ovn/")?;
+    if !in_image || name.is_empty() || name.contains('/') {
+        return None;
     }
-    PathBuf::from(program)
+    [&layout.binaries, &layout.scripts]
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The command as the container sees it (see [`image_path`]).
+fn command_of(layout: &Layout, target: &ExecTarget) -> Vec<std::ffi::OsString> {
+    target
+        .command
+        .iter()
+        .map(|w| match image_path(layout, target, w) {
+            Some(p) => p.into_os_string(),
+            None => w.into(),
+        })
+        .collect()
 }
 
 /// The network namespace an exec of `target` runs in.
@@ -323,8 +336,9 @@ fn prepare(layout: &Layout, target: &ExecTarget) -> Result<Command, String> {
     let plan = (!mounts.is_empty())
         .then(|| mount_plan(&mounts))
         .transpose()?;
-    let (program, args) = target.command.split_first().ok_or("the command is empty")?;
-    let mut command = Command::new(program_of(layout, target, program));
+    let argv = command_of(layout, target);
+    let (program, args) = argv.split_first().ok_or("the command is empty")?;
+    let mut command = Command::new(program);
     let env = env_of(target);
     if !env.iter().any(|(k, _)| k == "KUBECONFIG") {
         command.envs(service_account_env(layout, target));
@@ -362,6 +376,7 @@ mod tests {
                     .unwrap()
                     .to_path_buf(),
             ),
+            scripts: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../dist/images")),
         }
     }
 
@@ -462,16 +477,28 @@ mod tests {
                 ("/tmp/kos/node2".to_string(), "/var/log/ovn".to_string()),
             ]
         );
-        assert_eq!(program_of(&layout(), &t, &format!("/kube-ovn/{name}")), exe);
+        let mut t = t;
+        t.command = vec![
+            format!("/kube-ovn/{name}"),
+            "/kube-ovn/env-check.sh".into(),
+            "/kube-ovn/no-such-file".into(),
+            "--flag=/kube-ovn/x".into(),
+        ];
+        let scripts = layout().scripts.unwrap();
         assert_eq!(
-            program_of(&layout(), &t, "/kube-ovn/no-such-binary"),
-            PathBuf::from("/kube-ovn/no-such-binary")
+            command_of(&layout(), &t),
+            vec![
+                exe.into_os_string(),
+                scripts.join("env-check.sh").into_os_string(),
+                "/kube-ovn/no-such-file".into(),
+                "--flag=/kube-ovn/x".into(),
+            ]
         );
         let mut other = t.clone();
         other.pod["spec"]["containers"][0]["image"] = json!("busybox");
         assert_eq!(
-            program_of(&layout(), &other, &format!("/kube-ovn/{name}")),
-            PathBuf::from(format!("/kube-ovn/{name}"))
+            command_of(&layout(), &other)[0],
+            format!("/kube-ovn/{name}").as_str()
         );
     }
 }

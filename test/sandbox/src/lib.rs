@@ -295,6 +295,10 @@ impl Sandbox {
                     .kube_ovn
                     .as_ref()
                     .and_then(|b| b.daemon.parent().map(Path::to_path_buf)),
+                scripts: config
+                    .kube_ovn
+                    .as_ref()
+                    .and_then(|b| b.manifests.parent().map(|dist| dist.join("images"))),
             })),
             ..Options::default()
         })

@@ -4,7 +4,9 @@
 //! through `pods/exec` (OVS and ovn-controller answer on their control sockets, every OVS port
 //! is bound in the SB, every pinger pod and node answers ICMP), a port OVS has but the SB does
 //! not bind is reported, `IPPorts` checks given targets both ways, and the NodePort Service made
-//! for the run is gone afterwards.
+//! for the run is gone afterwards. `env-check` runs the image's node checks in every
+//! kube-ovn-cni pod, `log` copies each node's OVN/OVS logs and network state out, and `reload`
+//! replaces the components' pods workload by workload and waits for each.
 
 use std::process::Command;
 use std::time::Duration;
@@ -17,19 +19,7 @@ use kube_ovn_sandbox::{probe, Sandbox, SandboxConfig, SandboxState};
 /// Runs `kubectl-ko args…` without kube-proxy checks (the sandbox has no kube-proxy health
 /// endpoint) and returns (exit code, stdout, stderr).
 async fn ko(build: &KubeOvnBuild, state: &SandboxState, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(&build.kubectl_ko);
-    cmd.arg(format!("--kubeconfig={}", state.kubeconfig.display()))
-        .args(args)
-        .env("WITHOUT_KUBE_PROXY", "true")
-        .current_dir(&state.run_dir);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("kubectl-ko runs"))
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    ko_env(build, state, &state.run_dir, None, args).await
 }
 
 /// The pinger pods once each node has one Running with an address: (name, node, IP).
@@ -173,5 +163,192 @@ async fn diagnose_checks_the_installation_and_connectivity_from_each_node() {
     let failed = format!("TCP connectivity to targetIPPort {node1_ip}:1 failed");
     assert_eq!(err.matches(&ok).count(), 2, "{err}");
     assert_eq!(err.matches(&failed).count(), 2, "{err}");
+
+    // env-check: the image's script in each node's kube-ovn-cni pod, on that node.
+    let (code, out, err) = ko(&build, &state, &["env-check"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    for want in [
+        "Start environment check for node node1",
+        "Start environment check for node node2",
+        "1) check cni configuration",
+        "6) check geneve 6081 connection",
+    ] {
+        assert!(out.contains(want), "env-check lacks {want:?}:\n{out}");
+    }
+
+    // log: each node's OVN and OVS logs, and its network state, into ./kubectl-ko-log.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = ko_in(&build, &state, dir.path(), &["log", "all"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("Collected files have been saved in the directory"),
+        "{out}"
+    );
+    for node in ["node1", "node2"] {
+        let root = dir.path().join("kubectl-ko-log").join(node);
+        let controller_log = std::fs::read_to_string(root.join("ovn/ovn-controller.log"))
+            .unwrap_or_else(|e| panic!("{node}: ovn-controller.log: {e}\n{out}\n{err}"));
+        assert!(controller_log.contains("connected"), "{controller_log}");
+        let vswitchd = std::fs::metadata(root.join("openvswitch/vswitchd.log")).unwrap();
+        assert!(vswitchd.len() > 0);
+        let routes = std::fs::read_to_string(root.join("linux/route.log")).unwrap();
+        assert!(
+            routes.contains("10.16.0.0/16"),
+            "{node}'s routes:\n{routes}"
+        );
+        let addrs = std::fs::read_to_string(root.join("linux/addr.log")).unwrap();
+        let ip = &state.nodes.iter().find(|n| n.name == node).unwrap().ip;
+        assert!(
+            addrs.contains(&ip.to_string()),
+            "{node}'s addresses:\n{addrs}"
+        );
+    }
+    sandbox.down().await.expect("teardown");
+}
+
+/// [`ko`] in `dir` and with `KUBE_OVN_NS=ns` when given.
+async fn ko_in(
+    build: &KubeOvnBuild,
+    state: &SandboxState,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    ko_env(build, state, dir, None, args).await
+}
+
+async fn ko_env(
+    build: &KubeOvnBuild,
+    state: &SandboxState,
+    dir: &std::path::Path,
+    ns: Option<&str>,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut cmd = Command::new(&build.kubectl_ko);
+    cmd.arg(format!("--kubeconfig={}", state.kubeconfig.display()))
+        .args(args)
+        .env("WITHOUT_KUBE_PROXY", "true")
+        .current_dir(dir);
+    if let Some(ns) = ns {
+        cmd.env("KUBE_OVN_NS", ns);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("kubectl-ko runs"))
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A workload of `app`: hostNetwork pods without probes (the sandbox's own component pods are
+/// processes, not containers, so pods made from the shipped templates never pass their probes;
+/// these stand in for them so `reload`'s deleting, restarting and waiting is what is tested).
+fn workload(kind: &str, name: &str, app: &str, ns: &str) -> serde_json::Value {
+    let mut spec = serde_json::json!({
+        "selector": {"matchLabels": {"app": app}},
+        "template": {
+            "metadata": {"labels": {"app": app}},
+            "spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "x"}]},
+        },
+    });
+    if kind == "Deployment" {
+        spec["replicas"] = serde_json::json!(1);
+    }
+    serde_json::json!({"apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reload_replaces_each_components_pods_in_turn() {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::PostParams;
+    let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
+    let mut config = SandboxConfig::isolated(2);
+    config.kube_ovn = Some(build.clone());
+    let sandbox = Sandbox::up(config).await.expect("sandbox");
+    let state = sandbox.state().clone();
+    let client = sandbox.client();
+    let ns = "kube-ovn-reload";
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    for (name, app) in [
+        ("ovn-central", "ovn-central"),
+        ("kube-ovn-controller", "kube-ovn-controller"),
+    ] {
+        let d = serde_json::from_value(workload("Deployment", name, app, ns)).unwrap();
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+    }
+    for (name, app) in [("ovs-ovn", "ovs"), ("kube-ovn-cni", "kube-ovn-cni")] {
+        let d = serde_json::from_value(workload("DaemonSet", name, app, ns)).unwrap();
+        daemon_sets
+            .create(&PostParams::default(), &d)
+            .await
+            .unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let ready_pods = || async {
+        let list = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let ready: Vec<String> = list
+            .items
+            .iter()
+            .filter(|p| kube_ovn_sandbox::apps::pod_ready(p))
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        if ready.len() == 6 {
+            Ok(ready)
+        } else {
+            Err(format!("{} of 6 ready", ready.len()))
+        }
+    };
+    let before = probe::until(Duration::from_secs(60), "the workloads' pods", ready_pods)
+        .await
+        .unwrap();
+    let (code, out, err) = ko_env(&build, &state, &state.run_dir, Some(ns), &["reload"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let order = [
+        "deployment \"ovn-central\" successfully rolled out",
+        "daemonset.apps/ovs-ovn restarted",
+        "daemonset \"ovs-ovn\" successfully rolled out",
+        "deployment \"kube-ovn-controller\" successfully rolled out",
+        "daemonset \"kube-ovn-cni\" successfully rolled out",
+        "daemonset/kube-ovn-pinger not found, skipped",
+        "deployment/kube-ovn-monitor not found, skipped",
+    ];
+    let mut at = 0;
+    for want in order {
+        let found = out[at..]
+            .find(want)
+            .unwrap_or_else(|| panic!("{want:?} not in order:\n{out}"));
+        at += found + want.len();
+    }
+    for name in before.iter().filter(|n| !n.starts_with("ovs-ovn")) {
+        assert!(
+            out.contains(&format!("pod \"{name}\" deleted")),
+            "{name}:\n{out}"
+        );
+    }
+    let after = probe::until(Duration::from_secs(30), "the replaced pods", ready_pods)
+        .await
+        .unwrap();
+    assert!(
+        after.iter().all(|n| !before.contains(n)),
+        "{before:?} -> {after:?}"
+    );
     sandbox.down().await.expect("teardown");
 }

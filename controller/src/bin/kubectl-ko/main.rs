@@ -8,6 +8,7 @@
 //! `kube_ovn_controller::drift`), and with `--repair` writes exactly that difference.
 
 mod diagnose;
+mod ops;
 mod output;
 mod remote;
 mod trace;
@@ -90,6 +91,16 @@ enum Command {
     /// Trace a packet through OVN only (the arguments of `trace`).
     #[command(name = "ovn-trace")]
     OvnTrace(ToolArgs),
+    /// Check every node's environment (/kube-ovn/env-check.sh in its kube-ovn-cni pod).
+    #[command(name = "env-check")]
+    EnvCheck,
+    /// Restart every Kube-OVN component, one after the other.
+    Reload,
+    /// Save logs and node state to ./kubectl-ko-log/: kube-ovn|ovn|ovs|linux|all.
+    Log {
+        /// What to collect.
+        component: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +199,9 @@ fn main() -> ExitCode {
             Command::Sb(a) => remote::db_tool(c, &ns, Db::Sb, &a.action, a.args).await,
             Command::Trace(a) => trace::run(c, &ns, &a.args, true).await,
             Command::OvnTrace(a) => trace::run(c, &ns, &a.args, false).await,
+            Command::EnvCheck => ops::env_check(c, &ns).await,
+            Command::Reload => ops::reload(c, &ns).await,
+            Command::Log { component } => ops::log(c, &ns, &component).await,
             Command::Diagnose { what } => {
                 let target = match what {
                     Diagnose::All => diagnose::Target::All,
