@@ -216,7 +216,9 @@ pub async fn repair(config: &Config, report: &Report) -> Result<usize, String> {
     Ok(report.transactions.len())
 }
 
-async fn open_nb(config: &Config) -> Result<Replica, String> {
+/// A replica of the NB `config` names, with the tables kube-ovn reads (what the drift pass
+/// compares against, for checks that read the NB as it is).
+pub async fn open_nb(config: &Config) -> Result<Replica, String> {
     let remotes = Remote::parse_list(&crate::run::normalize_remotes(&config.ovn_nb_addr))
         .map_err(|e| format!("--ovn-nb-addr: {e}"))?;
     let mut rc = ReplicaConfig::new(remotes, NB_DB);

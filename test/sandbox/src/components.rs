@@ -179,12 +179,16 @@ fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
 }
 
 /// Creates the component pods of the sandbox in `state` (whose central runs `raft` or not),
-/// the workloads that own them, and with `diagnose` the OVN Services and the pinger.
+/// the workloads that own them, and with `diagnose` the OVN Services and the pinger. The
+/// kube-ovn-controller Deployment carries the flags the sandbox's controller runs with
+/// (`--ovn-nb-addr`, `controller_args`), so tools that read them (`kubectl ko diagnose
+/// drift`) see that controller.
 pub async fn register(
     client: &kube::Client,
     state: &SandboxState,
     raft: bool,
     diagnose: bool,
+    controller_args: &[String],
 ) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let central_dir = central::dir(&state.run_dir);
@@ -210,8 +214,23 @@ pub async fn register(
     let flows = workloads::Workloads::from_upstream_invocations().map_err(Error::Invalid)?;
     let (central_deploy, central_rs, central_labels) =
         deployment_with_replicaset(workloads::ovn_central(), members.len() as i32)?;
+    let mut controller = flows.controller().map_err(Error::Invalid)?;
+    if let Some(c) = controller
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|s| s.containers.first_mut())
+    {
+        let mut args = vec![
+            "/kube-ovn/start-controller.sh".to_string(),
+            format!("--ovn-nb-addr={}", state.central.nb),
+            "--pprof-port=0".to_string(),
+        ];
+        args.extend(controller_args.iter().cloned());
+        c.args = Some(args);
+    }
     let (controller_deploy, controller_rs, controller_labels) =
-        deployment_with_replicaset(flows.controller().map_err(Error::Invalid)?, 1)?;
+        deployment_with_replicaset(controller, 1)?;
     let ovs_ds = workloads::ovs_ovn();
     let cni_ds = flows.cni().map_err(Error::Invalid)?;
     let nb_leader = leader(&central_dir, "nb", "OVN_Northbound", members.len());

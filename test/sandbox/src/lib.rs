@@ -479,6 +479,7 @@ impl Sandbox {
                 &sandbox.state,
                 config.raft,
                 config.diagnose,
+                &build.controller_args,
             )
             .await?;
         }

@@ -143,14 +143,45 @@ pub fn kill_pidfile(path: &Path) -> Result<()> {
     let pid = read_pidfile(path)
         .ok_or_else(|| Error::Invalid(format!("no pid in {}", path.display())))?;
     signal(pid, 9);
-    if wait_for(Duration::from_secs(10), || !alive(pid)) {
-        Ok(())
-    } else {
-        Err(Error::Timeout {
+    if !wait_for(Duration::from_secs(10), || !alive(pid)) {
+        return Err(Error::Timeout {
             what: format!("pid {pid} of {} to exit after SIGKILL", path.display()),
             after: Duration::from_secs(10),
-        })
+        });
     }
+    // OVS daemons refuse to start while another process holds the pidfile's lock ("already
+    // running"), so a restart waits for the lock itself, not only for the pid it names.
+    let mut holder = None;
+    if wait_for(Duration::from_secs(10), || {
+        holder = pidfile_lock_holder(path);
+        holder.is_none()
+    }) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{} is still locked by pid {:?} after pid {pid} exited",
+            path.display(),
+            holder
+        )))
+    }
+}
+
+/// The process holding the write lock OVS daemons take on their pidfile, if any.
+pub fn pidfile_lock_holder(path: &Path) -> Option<i32> {
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: flock is plain data; zeroed is a valid value before the fields are set.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_GETLK on an open descriptor with a valid flock to fill in.
+    let rc = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::F_GETLK,
+            &mut lock,
+        )
+    };
+    (rc == 0 && lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid)
 }
 
 /// Polls `cond` until it holds or `deadline` passes; returns whether it held.

@@ -11,6 +11,7 @@ mod diagnose;
 mod ops;
 mod output;
 mod remote;
+mod state;
 mod trace;
 
 use std::path::PathBuf;
@@ -234,25 +235,52 @@ async fn drift_command(kubeconfig: Option<PathBuf>, args: DriftArgs) -> Result<E
         ..drift::Options::default()
     };
     let report = drift::check(config.clone(), kube_config, &options).await?;
+    let nb = drift::open_nb(&config).await?;
+    let ns = std::env::var("KUBE_OVN_NS").unwrap_or_else(|_| args.namespace.clone());
+    let sb = config
+        .upstream
+        .value("ovn-sb-addr")
+        .filter(|s| !s.is_empty());
+    let ports = state::ports_of(&nb.cache())?;
+    let live = state::check(&client, &ns, &ports, sb).await?;
     let text = match args.output {
-        Format::Table => output::table(&report, !args.repair),
-        Format::Json => serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n",
-        Format::Yaml => serde_norway::to_string(&report).map_err(|e| e.to_string())?,
+        Format::Table => output::table(&report, !args.repair) + &output::state(&live),
+        Format::Json | Format::Yaml => {
+            let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+            v["state"] = serde_json::to_value(&live).map_err(|e| e.to_string())?;
+            match args.output {
+                Format::Json => serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n",
+                _ => serde_norway::to_string(&v).map_err(|e| e.to_string())?,
+            }
+        }
     };
     print!("{text}");
+    for s in &live.skipped {
+        eprintln!("kubectl-ko: not checked: {s}");
+    }
     if !report.settled {
         eprintln!(
             "kubectl-ko: the controller pass did not go quiet within {}s; the report may be partial",
             args.timeout
         );
     }
+    let state_ok = live.findings.is_empty();
     if report.rows.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if state_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     if args.repair {
         let n = drift::repair(&config, &report).await?;
         eprintln!("repaired: {n} transaction(s) sent");
-        return Ok(ExitCode::SUCCESS);
+        // The live-state findings are not NB rows: --repair leaves them to the operator.
+        return Ok(if state_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     Ok(ExitCode::from(1))
 }

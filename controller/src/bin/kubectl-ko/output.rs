@@ -1,7 +1,21 @@
 //! Human output of `diagnose drift`: one line per row, then (in a dry run) the transactions
-//! `--repair` would send.
+//! `--repair` would send, then the live-state findings.
 
 use kube_ovn_controller::drift::Report;
+
+use crate::state::StateReport;
+
+/// The live-state findings, one line each (nothing when there are none).
+pub fn state(report: &StateReport) -> String {
+    if report.findings.is_empty() {
+        return "no live-state problem: every address has one owner, every running pod's port is bound and installed on its node, every gateway answers\n".to_string();
+    }
+    let mut out = String::from("\nlive state:\n");
+    for f in &report.findings {
+        out.push_str(&format!("{:<8}  {}  {}\n", f.check, f.object, f.detail));
+    }
+    out
+}
 
 /// The report as aligned columns; `with_transactions` appends the repair transactions.
 pub fn table(report: &Report, with_transactions: bool) -> String {
