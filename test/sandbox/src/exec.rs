@@ -44,7 +44,7 @@ pub struct Layout {
 
 /// The exec handler of a sandbox laid out as `layout`.
 pub fn handler(layout: Layout) -> ExecHandler {
-    ExecHandler::new(move |target| prepare(&layout, target))
+    ExecHandler::new(move |target| command_for(&layout, target))
 }
 
 /// The kubeconfig of service account `sa` for pods (`host_network`: for host-network pods,
@@ -325,7 +325,9 @@ fn apply(plan: &MountPlan) -> std::io::Result<()> {
     Ok(())
 }
 
-fn prepare(layout: &Layout, target: &ExecTarget) -> Result<Command, String> {
+/// The process of `target`'s command as it runs in its container: in the pod's (or, for a
+/// host-network pod, the node's) network namespace, with the container's environment and mounts.
+pub fn command_for(layout: &Layout, target: &ExecTarget) -> Result<Command, String> {
     let netns = netns_of(&layout.prefix, target)?;
     let path = sys::netns_path(&netns);
     // Opened here (close-on-exec) so the child only has to switch to it.

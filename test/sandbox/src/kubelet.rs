@@ -27,7 +27,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::cni::{self, Attachment, NetworkConfig};
+use crate::containers;
 use crate::error::{Error, Result};
+use crate::exec::Layout;
 use crate::multus::{self, Delegate};
 use crate::node::NodeInfo;
 use crate::prober;
@@ -47,14 +49,24 @@ struct Ctx {
     node: NodeInfo,
     prefix: String,
     client: kube::Client,
+    /// What containers see, for the ones the sandbox runs ([`containers`]).
+    layout: Option<Layout>,
 }
 
-/// Runs the kubelet stand-in for `node` until the task is aborted.
-pub async fn run(node: NodeInfo, prefix: String, client: kube::Client, control_plane: bool) {
+/// Runs the kubelet stand-in for `node` until the task is aborted; with `layout`, it also runs
+/// the containers the sandbox runs for real ([`containers::RUN`]).
+pub async fn run(
+    node: NodeInfo,
+    prefix: String,
+    client: kube::Client,
+    control_plane: bool,
+    layout: Option<Layout>,
+) {
     let ctx = Arc::new(Ctx {
         node,
         prefix,
         client,
+        layout,
     });
     loop {
         match register(&ctx, control_plane).await {
@@ -233,9 +245,11 @@ struct Sandboxed {
     started_at: String,
 }
 
-/// The running part of a pod: readiness probes and the status last written.
+/// The running part of a pod: readiness probes, the containers the sandbox runs, and the status
+/// last written. Dropping it stops them (before the pod's network is torn down).
 struct Running {
     probes: Vec<JoinHandle<()>>,
+    _containers: Vec<containers::Container>,
     results: mpsc::Receiver<(String, bool)>,
     ready: BTreeMap<String, bool>,
     written: Option<Value>,
@@ -253,8 +267,13 @@ impl Drop for Running {
 /// not ready, as in kubelet.
 fn start_probes(ctx: &Ctx, pod: &Pod, s: &Sandboxed) -> Running {
     let (tx, results) = mpsc::channel(16);
+    let started_containers = match &ctx.layout {
+        Some(layout) => containers::start(layout, pod, &s.ips, &ctx.node.ip.to_string()),
+        None => Vec::new(),
+    };
     let mut running = Running {
         probes: Vec::new(),
+        _containers: started_containers,
         results,
         ready: BTreeMap::new(),
         written: None,

@@ -22,6 +22,7 @@ pub mod apps;
 pub mod central;
 pub mod cni;
 pub mod components;
+pub mod containers;
 pub mod dns;
 pub mod endpointslice;
 pub mod error;
@@ -283,23 +284,24 @@ impl Sandbox {
         };
         let (controller_token, daemon_token) =
             (token_of(rbac::CONTROLLER_SA), token_of(rbac::DAEMON_SA));
+        let layout = exec::Layout {
+            prefix: config.prefix.clone(),
+            run_dir: config.run_dir.clone(),
+            binaries: config
+                .kube_ovn
+                .as_ref()
+                .and_then(|b| b.daemon.parent().map(Path::to_path_buf)),
+            scripts: config
+                .kube_ovn
+                .as_ref()
+                .and_then(|b| b.manifests.parent().map(|dist| dist.join("images"))),
+        };
         let api = ApiServer::start(Options {
             listen: config.api_listen,
             service_cidrs: config.service_cidrs.clone(),
             api_port: apiproxy::NODE_API_PORT,
             identities: identities.clone(),
-            exec: Some(exec::handler(exec::Layout {
-                prefix: config.prefix.clone(),
-                run_dir: config.run_dir.clone(),
-                binaries: config
-                    .kube_ovn
-                    .as_ref()
-                    .and_then(|b| b.daemon.parent().map(Path::to_path_buf)),
-                scripts: config
-                    .kube_ovn
-                    .as_ref()
-                    .and_then(|b| b.manifests.parent().map(|dist| dist.join("images"))),
-            })),
+            exec: Some(exec::handler(layout.clone())),
             ..Options::default()
         })
         .await
@@ -412,6 +414,7 @@ impl Sandbox {
                     prefix,
                     client.clone(),
                     i == 0,
+                    config.kube_ovn.is_some().then(|| layout.clone()),
                 )));
             }
             sandbox

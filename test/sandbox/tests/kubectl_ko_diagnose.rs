@@ -124,6 +124,73 @@ async fn diagnose_checks_the_installation_and_connectivity_from_each_node() {
     let services: Api<Service> = Api::namespaced(sandbox.client(), "kube-system");
     assert!(services.get_opt("test-node-port").await.unwrap().is_none());
 
+    // The pinger pods run kube-ovn-pinger in server mode (the sandbox runs that container):
+    // they pass their readiness probe on /metrics, and their rounds show in its series.
+    let pods: Api<Pod> = Api::namespaced(sandbox.client(), "kube-system");
+    for (name, _, _) in &pingers {
+        probe::until(
+            Duration::from_secs(60),
+            &format!("{name} Ready"),
+            || async {
+                let p = pods.get(name).await.map_err(|e| e.to_string())?;
+                if kube_ovn_sandbox::apps::pod_ready(&p) {
+                    Ok(())
+                } else {
+                    Err("not Ready".to_string())
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", probe::report(&state)));
+    }
+    let (_, _, ip1) = &pingers[0];
+    let node1 = &state.nodes[0];
+    let metrics = probe::until(
+        Duration::from_secs(60),
+        "a pinger round in the metrics",
+        || async {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &node1.netns, "curl", "-s", "-m", "3"])
+                .arg(format!("http://{ip1}:8080/metrics"))
+                .output()
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains("pinger_pod_ping_count_total{") {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    for want in [
+        "pinger_ovs_up{nodeName=\"node1\"} 1",
+        "pinger_ovn_controller_up{nodeName=\"node1\"} 1",
+        "pinger_node_ping_count_total{",
+    ] {
+        assert!(metrics.contains(want), "metrics lack {want:?}:\n{metrics}");
+    }
+
+    // subnet: a conn-check server DaemonSet in the subnet rolls out (its pods run the pinger
+    // with the conn-check listeners, which their probe dials), and is deleted afterwards.
+    let (code, out, err) = ko(&build, &state, &["diagnose", "subnet", "ovn-default"]).await;
+    for want in [
+        "daemonset.apps/ovn-default-conn-check-server created",
+        "daemon set \"ovn-default-conn-check-server\" successfully rolled out",
+        "daemonset.apps \"ovn-default-conn-check-server\" deleted",
+    ] {
+        assert!(
+            out.contains(want),
+            "diagnose subnet lacks {want:?}:\n{out}\n{err}"
+        );
+    }
+    assert!(err.contains("ping node: node2"), "{err}");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, _) = ko(&build, &state, &["diagnose", "subnet", "no-such-subnet"]).await;
+    assert_ne!(code, 0);
+    assert!(!out.contains("no problem found"), "{out}");
+
     // A port in node2's OVS that no logical port binds there is reported by its pinger.
     let node2 = state.nodes.iter().find(|n| n.name == "node2").unwrap();
     node2

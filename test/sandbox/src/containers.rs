@@ -1,0 +1,139 @@
+//! The containers the sandbox runs for real. Pods are network namespaces here and their
+//! containers do not exist, with one exception: a container of the kube-ovn image whose command
+//! is one of [`RUN`] is started as kubelet would start it, once the pod is wired — the build's
+//! binary, in the pod's network namespace, with the container's arguments, environment
+//! (downward-API fields resolved with the pod's addresses), `hostPath` mounts and service
+//! account, exactly as `kubectl exec` runs commands there ([`crate::exec`]). It is restarted
+//! with back-off when it exits (`restartPolicy: Always`) and killed when the pod stops, before
+//! the pod's network is taken down. Its output goes to `<run_dir>/containers/<ns>_<pod>_<c>.log`.
+//!
+//! The other kube-ovn agents (lb-svc, the VPC NAT gateway) are not in [`RUN`]: their tests run
+//! them beside their pods.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube_apiserver_fixture::exec::ExecTarget;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::exec::{self, Layout};
+
+/// The binaries whose containers run: kube-ovn-pinger, so its pods serve metrics, pass their
+/// probes and answer the conn-check ports, as in a cluster.
+pub const RUN: &[&str] = &["kube-ovn-pinger"];
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A running container; dropping it kills the process and ends its supervision.
+pub struct Container {
+    task: JoinHandle<()>,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // The task owns the child with kill_on_drop: aborting it kills the process.
+        self.task.abort();
+    }
+}
+
+/// Where a container's output goes.
+pub fn log_path(layout: &Layout, namespace: &str, pod: &str, container: &str) -> PathBuf {
+    layout
+        .run_dir
+        .join("containers")
+        .join(format!("{namespace}_{pod}_{container}.log"))
+}
+
+/// Starts the containers of `pod` that the sandbox runs (see [`RUN`]); `ips` are the pod's
+/// addresses and `host_ip` its node's, for the downward API.
+pub fn start(layout: &Layout, pod: &Pod, ips: &[String], host_ip: &str) -> Vec<Container> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let mut value = match serde_json::to_value(pod) {
+        Ok(v) => v,
+        Err(e) => {
+            warn!("pod {namespace}/{name}: {e}");
+            return Vec::new();
+        }
+    };
+    // What the API shows once kubelet reported the sandbox: the container sees these.
+    value["status"]["podIP"] = json!(ips.first());
+    value["status"]["podIPs"] = json!(ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());
+    value["status"]["hostIP"] = json!(host_ip);
+    let mut out = Vec::new();
+    for c in &spec.containers {
+        let mut command: Vec<String> = c.command.clone().unwrap_or_default();
+        command.extend(c.args.clone().unwrap_or_default());
+        let runs = command
+            .first()
+            .and_then(|p| p.strip_prefix("/kube-ovn/"))
+            .is_some_and(|b| RUN.contains(&b));
+        if !runs {
+            continue;
+        }
+        let target = ExecTarget {
+            namespace: namespace.clone(),
+            pod: value.clone(),
+            container: c.name.clone(),
+            command,
+        };
+        let log = log_path(layout, &namespace, &name, &c.name);
+        let layout = layout.clone();
+        let what = format!("{namespace}/{name}/{}", c.name);
+        out.push(Container {
+            task: tokio::spawn(supervise(layout, target, log, what)),
+        });
+    }
+    out
+}
+
+/// Runs the container's process, again after each exit, until aborted.
+async fn supervise(layout: Layout, target: ExecTarget, log: PathBuf, what: String) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match spawn(&layout, &target, &log) {
+            Ok(mut child) => {
+                info!("container {what} started");
+                let status = child.wait().await;
+                warn!("container {what} exited: {status:?}; restarting in {backoff:?}");
+            }
+            Err(e) => warn!("container {what}: {e}; retrying in {backoff:?}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn spawn(
+    layout: &Layout,
+    target: &ExecTarget,
+    log: &PathBuf,
+) -> Result<tokio::process::Child, String> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut cmd = exec::command_for(layout, target)?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    cmd.spawn()
+        .map_err(|e| format!("starting {:?}: {e}", target.command))
+}
