@@ -416,6 +416,9 @@ pub struct NotConverged {
     /// Why the wrongly blocked cells of the last round failed: each distinct error with how
     /// many cells had it (a dead server and a dropped packet look different here).
     pub errors: Vec<(String, usize)>,
+    /// The wrong cells of the last round (from, to, service, what was observed), for
+    /// [`World::explain`].
+    pub cells: Vec<(PodRef, PodRef, Service, bool)>,
 }
 
 impl fmt::Display for NotConverged {
@@ -690,11 +693,101 @@ impl World {
                     wrong: wrong.len(),
                     grid: expected.grid(&observed),
                     errors: errors.into_iter().collect(),
+                    cells: wrong,
                 });
             }
             // A round where everything answered fast would spin otherwise.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// What the data plane holds for up to three of `cells` (wrong cells of a
+    /// [`NotConverged`]): OVN's verdict on the cell's packet (`ovn-trace` of a UDP/TCP packet
+    /// with a fixed source port from the source pod's port), and on the source pod's node the
+    /// datapath flows and conntrack entries between the two addresses. Tells a logical-pipeline
+    /// error (the trace forwards) from stale datapath state (the trace drops, packets pass).
+    pub async fn explain(&self, cells: &[(PodRef, PodRef, Service, bool)]) -> String {
+        let mut out = String::new();
+        for (from, to, svc, connected) in cells.iter().take(3) {
+            let (src, dst) = (self.pod(&from.to_string()), self.pod(&to.to_string()));
+            out.push_str(&format!(
+                "--- {from} -> {to} {svc:?}: observed {}\n",
+                if *connected { "connected" } else { "blocked" }
+            ));
+            let annotations = |p: &PodRef| {
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), &p.namespace);
+                let name = p.name.clone();
+                async move {
+                    api.get(&name)
+                        .await
+                        .ok()
+                        .and_then(|p| p.metadata.annotations)
+                        .unwrap_or_default()
+                }
+            };
+            let (a, b) = (annotations(from).await, annotations(to).await);
+            let mac = |m: &BTreeMap<String, String>| {
+                m.get("ovn.kubernetes.io/mac_address")
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let switch = a
+                .get("ovn.kubernetes.io/logical_switch")
+                .cloned()
+                .unwrap_or_default();
+            let l4 = match svc.proto {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+            };
+            let (ipv, ttl) = if src.ip.is_ipv4() {
+                ("ip4", "ip.ttl")
+            } else {
+                ("ip6", "ip.ttl")
+            };
+            let flow = format!(
+                "inport == \"{}.{}\" && eth.src == {} && eth.dst == {} && {ipv}.src == {} && \
+                 {ipv}.dst == {} && {ttl} == 64 && {l4}.src == 33333 && {l4}.dst == {}",
+                from.name,
+                from.namespace,
+                mac(&a),
+                mac(&b),
+                src.ip,
+                dst.ip,
+                svc.port
+            );
+            let sb = format!("--db={}", self.state.central.sb);
+            out.push_str(
+                &match sys::run("ovn-trace", [sb.as_str(), "--minimal", &switch, &flow]) {
+                    Ok(t) => format!("ovn-trace --minimal {switch} '{flow}':\n{t}\n"),
+                    Err(e) => format!("ovn-trace: {e}\n"),
+                },
+            );
+            if let Some(node) = self.state.node(&src.node) {
+                let ctl = node.dir.join("vswitchd.ctl").display().to_string();
+                let (x, y) = (src.ip.to_string(), dst.ip.to_string());
+                for cmd in ["dpctl/dump-flows", "dpctl/dump-conntrack"] {
+                    let text = sys::run("ovs-appctl", ["-t", ctl.as_str(), cmd])
+                        .unwrap_or_else(|e| e.to_string());
+                    let dport = format!("dport={}", svc.port);
+                    let lines: Vec<&str> = text
+                        .lines()
+                        .filter(|l| l.contains(&y) && !l.contains("arp("))
+                        .filter(|l| {
+                            cmd.ends_with("flows")
+                                || (l.starts_with(l4) && l.contains(&x) && l.contains(&dport))
+                        })
+                        .take(40)
+                        .collect();
+                    out.push_str(&format!(
+                        "{} {cmd} ({} lines with {y}):\n{}\n",
+                        src.node,
+                        lines.len(),
+                        lines.join("\n")
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// The dynamic API of `object`'s type (`apiVersion`, `kind`), namespaced when its

@@ -64,7 +64,8 @@ impl Run {
                 }
             }
             Err(e) => panic!(
-                "case {case:?}, step {step:?}: {e}\novs-vswitchd aborts during the step: {}\n{}{}{}",
+                "case {case:?}, step {step:?}: {e}\n{}ovs-vswitchd aborts during the step: {}\n{}{}{}",
+                world.explain(&e.cells).await,
                 vswitchd_crashes(world.state()) - crashes,
                 nb_acls(&self.nb),
                 controller_log(world),
@@ -83,7 +84,8 @@ impl Run {
                 summary(expected)
             ),
             Err(e) => panic!(
-                "case {case:?}, step {step:?}: {e}\n{}{}{}",
+                "case {case:?}, step {step:?}: {e}\n{}{}{}{}",
+                world.explain(&e.cells).await,
                 nb_acls(&self.nb),
                 controller_log(world),
                 probe::report(world.state())

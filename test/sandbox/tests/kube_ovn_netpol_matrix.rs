@@ -72,7 +72,8 @@ impl Times {
                 }
             }
             Err(e) => panic!(
-                "case {case:?}, step {step:?}: {e}\n{}{}",
+                "case {case:?}, step {step:?}: {e}\n{}{}{}",
+                world.explain(&e.cells).await,
                 nb_acls(&self.nb),
                 probe::report(world.state())
             ),
