@@ -397,13 +397,14 @@ async fn conn_checks(p: &Pinger, what: &str, name: &str, ip: IpAddr) -> Result<(
 async fn ping_pods(p: &Pinger) -> Result<(), String> {
     info!("start to check pod connectivity");
     let pods: Api<Pod> = Api::namespaced(p.client.clone(), &p.me.namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&p.me.selector))
-        .await
-        .map_err(|e| {
-            error!("failed to list peer pods: {e}");
-            e.to_string()
-        })?;
+    let list = tokio::time::timeout(
+        API_TIMEOUT,
+        pods.list(&ListParams::default().labels(&p.me.selector)),
+    )
+    .await
+    .map_err(|_| format!("listing pods: no answer within {API_TIMEOUT:?}"))
+    .and_then(|r| r.map_err(|e| e.to_string()))
+    .inspect_err(|e| error!("failed to list peer pods: {e}"))?;
     let mut result = Ok(());
     for pod in list.items {
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -457,10 +458,11 @@ async fn ping_pods(p: &Pinger) -> Result<(), String> {
 async fn ping_nodes(p: &Pinger) -> Result<(), String> {
     info!("start to check node connectivity");
     let nodes: Api<Node> = Api::all(p.client.clone());
-    let list = nodes.list(&ListParams::default()).await.map_err(|e| {
-        error!("failed to list nodes: {e}");
-        e.to_string()
-    })?;
+    let list = tokio::time::timeout(API_TIMEOUT, nodes.list(&ListParams::default()))
+        .await
+        .map_err(|_| format!("listing nodes: no answer within {API_TIMEOUT:?}"))
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .inspect_err(|e| error!("failed to list nodes: {e}"))?;
     let mut result = Ok(());
     for node in list.items {
         let name = node.metadata.name.clone().unwrap_or_default();

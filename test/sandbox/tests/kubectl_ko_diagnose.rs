@@ -143,7 +143,7 @@ async fn diagnose_checks_the_installation_and_connectivity_from_each_node() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", probe::report(&state)));
     }
-    let (_, _, ip1) = &pingers[0];
+    let (_, _, ip1) = pingers.iter().find(|(_, n, _)| n == "node1").unwrap();
     let node1 = &state.nodes[0];
     let metrics = probe::until(
         Duration::from_secs(60),

@@ -57,6 +57,13 @@ const NODE_PORT_SERVICE: &str = "test-node-port";
 const READY_WAIT: Duration = Duration::from_secs(30);
 /// How long a leader check retries (upstream: 10 tries).
 const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long one command in a pinger pod may take: a job round pings every pinger pod and node
+/// (up to 30 s for an unreachable node), resolves names (10 s) and pings outside (5 s).
+const PINGER_LIMIT: Duration = Duration::from_secs(600);
+/// How long a database command (`nbctl show`, `nb status`, leader lookup included) may take.
+const DB_LIMIT: Duration = Duration::from_secs(60);
+/// How long a short command (a health probe) may take.
+const SHORT_LIMIT: Duration = Duration::from_secs(30);
 /// Upstream's external addresses for the pinger's external ping.
 const EXTERNAL_ADDRESSES: &str = "1.1.1.1,2606:4700:4700::1111";
 
@@ -166,12 +173,20 @@ async fn installation(r: &mut Run) {
             Db::Sb => "sbctl",
         };
         println!("### kubectl ko {tool} {}", args.join(" "));
-        let outcome = remote::db_ctl(&r.client, &r.ns, db, args.clone()).await;
+        let outcome =
+            tokio::time::timeout(DB_LIMIT, remote::db_ctl(&r.client, &r.ns, db, args.clone()))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {DB_LIMIT:?}")));
         command_outcome(r, &format!("{tool} {}", args.join(" ")), outcome);
     }
     for (db, name) in [(Db::Sb, "sb"), (Db::Nb, "nb")] {
         println!("### kubectl ko {name} status");
-        let outcome = remote::db_tool(&r.client, &r.ns, db, "status", Vec::new()).await;
+        let outcome = tokio::time::timeout(
+            DB_LIMIT,
+            remote::db_tool(&r.client, &r.ns, db, "status", Vec::new()),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {DB_LIMIT:?}")));
         command_outcome(r, &format!("{name} status"), outcome);
     }
     if std::env::var("WITHOUT_KUBE_PROXY").as_deref() != Ok("true") {
@@ -291,7 +306,9 @@ async fn kube_proxy(r: &mut Run) {
             "%{http_code}".into(),
             format!("http://{host}:10256/healthz"),
         ];
-        let code = remote::capture(&r.client, &r.ns, &pod.name_any(), None, argv).await;
+        let code =
+            remote::capture_within(SHORT_LIMIT, &r.client, &r.ns, &pod.name_any(), None, argv)
+                .await;
         if !matches!(&code, Ok((_, out)) if out.trim() == "200") {
             ok = false;
             r.fail(format!("{node} kube-proxy's health check failed"));
@@ -479,7 +496,7 @@ fn words(w: &[&str]) -> Vec<String> {
 /// Runs `argv` in pinger `pod`, its output streamed; a failed exec is a finding.
 async fn in_pinger(r: &mut Run, pod: &str, argv: Vec<String>) {
     let what = argv.join(" ");
-    let outcome = remote::exec(&r.client, &r.ns, pod, None, argv).await;
+    let outcome = remote::exec_within(PINGER_LIMIT, &r.client, &r.ns, pod, None, argv).await;
     match outcome {
         Ok(code) if code == ExitCode::SUCCESS => {}
         Ok(_) => r.fail(format!("`{what}` failed in {pod}")),

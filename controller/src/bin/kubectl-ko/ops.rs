@@ -17,6 +17,8 @@ use crate::remote;
 
 /// The most files one log directory contributes (a runaway rotation must not fill the disk).
 const MAX_LOG_FILES: usize = 200;
+/// How long one command of `env-check` or `log` may take in a pod.
+const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 /// How long `reload` waits for one workload to be back.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(300);
 
@@ -56,7 +58,8 @@ pub async fn env_check(client: &kube::Client, ns: &str) -> Result<ExitCode, Stri
         println!("Start environment check for node {node}");
         println!("************************************************");
         let argv = vec!["bash".to_string(), "/kube-ovn/env-check.sh".into()];
-        let c = remote::exec(client, ns, &pod, Some("cni-server"), argv).await?;
+        let c =
+            remote::exec_within(COMMAND_LIMIT, client, ns, &pod, Some("cni-server"), argv).await?;
         if c != ExitCode::SUCCESS {
             code = c;
         }
@@ -152,7 +155,8 @@ async fn copy_dir(
     dir: &str,
     to: &Path,
 ) -> usize {
-    let listing = remote::capture(
+    let listing = remote::capture_within(
+        COMMAND_LIMIT,
         client,
         ns,
         pod,
@@ -188,7 +192,11 @@ async fn copy_dir(
             }
         }
         let argv = vec!["cat".to_string(), file.to_string()];
-        match remote::exec_to_file(client, ns, pod, container, argv, &dest).await {
+        let copy = remote::exec_to_file(client, ns, pod, container, argv, &dest);
+        match tokio::time::timeout(COMMAND_LIMIT, copy)
+            .await
+            .unwrap_or_else(|_| Err(format!("{file}: not copied within {COMMAND_LIMIT:?}")))
+        {
             Ok(code) if code == ExitCode::SUCCESS => {}
             Ok(_) | Err(_) => failed += 1,
         }
@@ -268,7 +276,9 @@ async fn linux(client: &kube::Client, ns: &str, pod: &str, to: &Path) -> usize {
                 "****************** {} ******************\n",
                 argv.join(" ")
             ));
-            match remote::capture(client, ns, pod, Some("cni-server"), argv).await {
+            match remote::capture_within(COMMAND_LIMIT, client, ns, pod, Some("cni-server"), argv)
+                .await
+            {
                 Ok((_, out)) => text.push_str(&out),
                 Err(e) => text.push_str(&format!("(not collected: {e})\n")),
             }

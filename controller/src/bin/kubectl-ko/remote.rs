@@ -110,6 +110,37 @@ pub async fn exec(
         .map(|(code, _)| code)
 }
 
+/// [`exec`], given up (and the exec's connection closed) when it takes longer than `limit`:
+/// what the diagnostic commands use, so a hung tool cannot hang the whole report.
+pub async fn exec_within(
+    limit: Duration,
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    argv: Vec<String>,
+) -> Result<ExitCode, String> {
+    let what = argv.join(" ");
+    tokio::time::timeout(limit, exec(client, namespace, pod, container, argv))
+        .await
+        .map_err(|_| format!("`{what}` in {namespace}/{pod} did not finish within {limit:?}"))?
+}
+
+/// [`capture`] within `limit` (see [`exec_within`]).
+pub async fn capture_within(
+    limit: Duration,
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+    argv: Vec<String>,
+) -> Result<(ExitCode, String), String> {
+    let what = argv.join(" ");
+    tokio::time::timeout(limit, capture(client, namespace, pod, container, argv))
+        .await
+        .map_err(|_| format!("`{what}` in {namespace}/{pod} did not finish within {limit:?}"))?
+}
+
 /// Runs `argv` in `pod` like [`exec`], writing its standard output into the local file `path`
 /// (what `kubectl cp` does for upstream).
 pub async fn exec_to_file(

@@ -368,11 +368,12 @@ async fn bindings(
         ]
         .map(String::from)
         .to_vec();
-        let interfaces = match remote::capture(client, ns, ovs_pod, None, argv).await {
-            Ok((code, out)) if code == ExitCode::SUCCESS => installed_interfaces(&out),
-            Ok(_) => Err("ovs-vsctl failed".to_string()),
-            Err(e) => Err(e),
-        };
+        let interfaces =
+            match remote::capture_within(COMMAND_LIMIT, client, ns, ovs_pod, None, argv).await {
+                Ok((code, out)) if code == ExitCode::SUCCESS => installed_interfaces(&out),
+                Ok(_) => Err("ovs-vsctl failed".to_string()),
+                Err(e) => Err(e),
+            };
         let interfaces = match interfaces {
             Ok(i) => i,
             Err(e) => {
@@ -432,6 +433,8 @@ async fn sb_bindings(sb: &str) -> Result<BTreeMap<String, Option<String>>, Strin
     Err(last)
 }
 
+/// How long one command in an ovs-ovn pod may take.
+const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 /// Tries per gateway and node before it counts as not answering.
 const PING_TRIES: usize = 3;
 
@@ -469,8 +472,9 @@ async fn gateways(
                     "1".into(),
                     gw.to_string(),
                 ];
-                if matches!(remote::capture(client, ns, pod, None, argv).await, Ok((c, _)) if c == ExitCode::SUCCESS)
-                {
+                let answer =
+                    remote::capture_within(COMMAND_LIMIT, client, ns, pod, None, argv).await;
+                if matches!(answer, Ok((c, _)) if c == ExitCode::SUCCESS) {
                     answered = true;
                     break;
                 }
