@@ -363,3 +363,134 @@ async fn batched_transactions_merge_and_still_read_their_writes() {
         "{batches} server transactions for {callers} callers: nothing was merged"
     );
 }
+
+/// Deleting a row that other rows reference weakly (a port in port groups, as a pod's port is)
+/// makes the server drop those references in the same commit; the replica must show the
+/// referencing rows without it, exactly as a dump does: for an explicit delete, a port collected
+/// after leaving its switch, a reference added after the port is gone (alone, or in the
+/// transaction collecting it), a whole-column update and a new row naming gone ports. (OVS 3.1
+/// keeps the reference when the collecting transaction also changes the group's members: see
+/// `delete_port` in kube-ovn-nb and its test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_references_to_a_deleted_row_disappear_from_the_cache() {
+    let s = Server::start("ovn-nb.ovsschema");
+    let r = Replica::start(config(&s), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (c, _) = s.client().await;
+    let schema = DatabaseSchema::parse_str(ovsdb::schemas::OVN_NORTHBOUND.json).unwrap();
+    nbctl(&s, &["ls-add", "ls"]);
+    for p in ["a", "b", "c"] {
+        nbctl(&s, &["lsp-add", "ls", p]);
+    }
+    nbctl(&s, &["pg-add", "pg1", "a", "b", "c"]);
+    nbctl(&s, &["pg-add", "pg2", "b", "c"]);
+    converge(&r, &c, &schema, Duration::from_secs(10)).await;
+    let b = r
+        .cache()
+        .table("Logical_Switch_Port")
+        .unwrap()
+        .by_name("b")
+        .next()
+        .map(|(u, _)| *u)
+        .unwrap();
+    nbctl(&s, &["lsp-del", "b"]);
+    converge(&r, &c, &schema, Duration::from_secs(10)).await;
+    // A writer that still knew the port adds it to a group after it is gone: the server drops
+    // the reference at commit, and the cache follows.
+    let mut t = Transaction::new(NB);
+    t.mutate(
+        "Port_Group",
+        vec![ovsdb::Condition::eq("name", "pg2")],
+        vec![ovsdb::Mutation::insert(
+            "ports",
+            Datum::Set(ovsdb::AtomSet::from_iter([ovsdb::Atom::Uuid(b)])),
+        )],
+    );
+    let outcome = c.transact(&t).await;
+    outcome.unwrap();
+    converge(&r, &c, &schema, Duration::from_secs(10)).await;
+    // A port removed from its switch only, so the server collects it as garbage (what a pod's
+    // port deletion does): its group memberships go too.
+    let cu = r
+        .cache()
+        .table("Logical_Switch_Port")
+        .unwrap()
+        .by_name("c")
+        .next()
+        .map(|(u, _)| *u)
+        .unwrap();
+    let mut t = Transaction::new(NB);
+    t.mutate(
+        "Logical_Switch",
+        vec![ovsdb::Condition::eq("name", "ls")],
+        vec![ovsdb::Mutation::delete(
+            "ports",
+            Datum::Set(ovsdb::AtomSet::from_iter([ovsdb::Atom::Uuid(cu)])),
+        )],
+    );
+    c.transact(&t).await.unwrap();
+    converge(&r, &c, &schema, Duration::from_secs(10)).await;
+    // Both in one transaction: the port leaves its switch (and is collected) while a group
+    // gains it.
+    let au = r
+        .cache()
+        .table("Logical_Switch_Port")
+        .unwrap()
+        .by_name("a")
+        .next()
+        .map(|(u, _)| *u)
+        .unwrap();
+    let mut t = Transaction::new(NB);
+    t.mutate(
+        "Logical_Switch",
+        vec![ovsdb::Condition::eq("name", "ls")],
+        vec![ovsdb::Mutation::delete(
+            "ports",
+            Datum::Set(ovsdb::AtomSet::from_iter([ovsdb::Atom::Uuid(au)])),
+        )],
+    );
+    t.mutate(
+        "Port_Group",
+        vec![ovsdb::Condition::eq("name", "pg2")],
+        vec![ovsdb::Mutation::insert(
+            "ports",
+            Datum::Set(ovsdb::AtomSet::from_iter([ovsdb::Atom::Uuid(au)])),
+        )],
+    );
+    c.transact(&t).await.unwrap();
+    converge(&r, &c, &schema, Duration::from_secs(10)).await;
+    // A whole-column update naming the gone ports, and a new group created with them.
+    let mut t = Transaction::new(NB);
+    let gone = Datum::Set(ovsdb::AtomSet::from_iter([
+        ovsdb::Atom::Uuid(au),
+        ovsdb::Atom::Uuid(b),
+        ovsdb::Atom::Uuid(cu),
+    ]));
+    t.update(
+        "Port_Group",
+        vec![ovsdb::Condition::eq("name", "pg1")],
+        [("ports", gone.clone())].into_iter().collect(),
+    );
+    c.transact(&t).await.unwrap();
+    let mut t = Transaction::new(NB);
+    t.insert(
+        "Port_Group",
+        [("name", Datum::from("pg3")), ("ports", gone)]
+            .into_iter()
+            .collect(),
+    );
+    c.transact(&t).await.unwrap();
+    converge(&r, &c, &schema, Duration::from_secs(10)).await;
+    let cache = r.cache();
+    let pg = cache.table("Port_Group").unwrap();
+    for (_, row) in pg.iter() {
+        let ports = row.get("ports").and_then(Datum::as_set).unwrap();
+        let name = row.get("name").unwrap();
+        let lsps = cache.table("Logical_Switch_Port").unwrap();
+        for p in ports.iter() {
+            let u = p.as_uuid().unwrap();
+            assert!(lsps.get(&u).is_some(), "{name:?} holds {u}, no such port");
+        }
+    }
+}

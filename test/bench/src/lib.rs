@@ -123,7 +123,12 @@ impl Controller {
             .env("POD_IPS", addr.addr().to_string())
             .env("POD_NAME", "kube-ovn-controller-bench")
             .env("KUBE_NAMESPACE", "kube-system")
-            .env("RUST_LOG", "info")
+            // The caller's filter when set (e.g. `kube_ovn_controller::context=trace` logs every
+            // transaction's operations), else info.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)

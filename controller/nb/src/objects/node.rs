@@ -12,7 +12,7 @@ use ovsdb::Datum;
 use super::gateway::{delete_subnet_node_pgs, remove_owned_policies};
 use super::names::{node_lsp, node_pg};
 use super::rows::{ext, integer, key, map, ours, row, strings, VENDOR};
-use crate::plan::{Parent, Plan, PlanError, RowRef};
+use crate::plan::{Parent, Plan, PlanError};
 
 type Policy = LogicalRouterPolicy;
 
@@ -165,9 +165,8 @@ fn local_dns_policies(plan: &mut Plan<'_>, n: &NodeObjects<'_>) -> Result<(), Pl
 /// Removes a node's NB rows: join port, node port group, its policies (30000 and distributed
 /// 29000) and its per-subnet port groups.
 pub fn delete_node(plan: &mut Plan<'_>, node: &str, router: &str) -> Result<(), PlanError> {
-    if let Some(RowRef::Existing(u)) = plan.lookup(LogicalSwitchPort::TABLE, &node_lsp(node)) {
-        plan.remove_child(LogicalSwitch::TABLE, LogicalSwitch::PORTS, u)?;
-    }
+    // Out of its groups too (see `delete_port`), before the node's own group goes.
+    super::pod::delete_port(plan, &node_lsp(node))?;
     plan.delete_root(PortGroup::TABLE, &node_pg(node))?;
     delete_subnet_node_pgs(plan, (key::NODE, node), &[])?;
     remove_owned_policies(plan, router, (key::NODE, node))?;

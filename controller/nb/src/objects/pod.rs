@@ -128,15 +128,52 @@ fn security_group_marks(
     out
 }
 
-/// Removes a logical switch port by name from whichever switch holds it.
+/// Removes a logical switch port by name from whichever switch holds it, and from every port
+/// group holding it.
+///
+/// The groups would drop it by themselves (`Port_Group.ports` is a weak reference), but OVS
+/// 3.1's ovsdb-server keeps the reference to a port it collects when the same transaction also
+/// changes the group — which the transaction batcher makes routine (another pod joining the
+/// group) — leaving a member that names no port until the group is rewritten
+/// (`controller/nb/tests/plan.rs` shows it against the real server). Removing it explicitly
+/// costs one mutation per group and leaves nothing behind on any server version.
 pub fn delete_port(plan: &mut Plan<'_>, name: &str) -> Result<(), PlanError> {
     plan.monitored(LogicalSwitchPort::TABLE)?;
     match plan.lookup(LogicalSwitchPort::TABLE, name) {
         Some(RowRef::Existing(u)) => {
+            leave_groups(plan, u)?;
             plan.remove_child(LogicalSwitch::TABLE, LogicalSwitch::PORTS, u)
         }
         _ => Ok(()),
     }
+}
+
+/// Removes port `u` from every port group holding it (see [`delete_port`]); nothing when port
+/// groups are not monitored (a plan without them writes none either).
+fn leave_groups(plan: &mut Plan<'_>, u: ovsdb::Uuid) -> Result<(), PlanError> {
+    let Ok(groups) = plan.monitored(PortGroup::TABLE) else {
+        return Ok(());
+    };
+    let atom = ovsdb::Atom::Uuid(u);
+    let holding: Vec<String> = groups
+        .iter()
+        .filter(|(_, r)| {
+            r.get(PortGroup::PORTS)
+                .and_then(Datum::as_set)
+                .is_some_and(|s| s.contains(&atom))
+        })
+        .filter_map(|(_, r)| text(r, PortGroup::NAME).map(str::to_string))
+        .collect();
+    for pg in holding {
+        plan.set_members(
+            PortGroup::TABLE,
+            &pg,
+            PortGroup::PORTS,
+            &[],
+            std::slice::from_ref(&atom),
+        )?;
+    }
+    Ok(())
 }
 
 /// Puts a port (going on the switch `switch`) into exactly `pgs` among the routing port groups

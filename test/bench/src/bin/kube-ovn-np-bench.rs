@@ -975,11 +975,48 @@ struct BatchCount {
     /// Batches dropped by a lagging receiver (counted in `batches`, tables unknown).
     lagged: usize,
     columns: BTreeMap<String, usize>,
+    /// The first port-group membership changes, by name (what a warm write was about).
+    details: Vec<String>,
     last: Option<Instant>,
 }
 
+/// How many membership changes a [`BatchCount`] describes by name.
+const DETAILS: usize = 10;
+
 impl BatchCount {
-    fn add(&mut self, b: &ChangeBatch, at: Instant) {
+    fn add(&mut self, b: &ChangeBatch, at: Instant, name_of: &dyn Fn(&ovsdb::Uuid) -> String) {
+        for c in b.changes.iter().filter(|c| c.table == "Port_Group") {
+            if self.details.len() >= DETAILS {
+                break;
+            }
+            let ports = |r: &Option<Arc<ovsdb::Row>>| -> BTreeSet<ovsdb::Uuid> {
+                r.as_ref()
+                    .and_then(|r| r.get("ports"))
+                    .and_then(Datum::as_set)
+                    .map(|s| s.iter().filter_map(Atom::as_uuid).collect())
+                    .unwrap_or_default()
+            };
+            let (old, new) = (ports(&c.old), ports(&c.new));
+            if c.old.is_none() || c.new.is_none() || old == new {
+                continue;
+            }
+            let group = c
+                .new
+                .as_ref()
+                .and_then(|r| r.get("name"))
+                .and_then(Datum::as_atom)
+                .and_then(Atom::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let names = |set: BTreeSet<&ovsdb::Uuid>| {
+                set.into_iter().map(name_of).collect::<Vec<_>>().join(",")
+            };
+            self.details.push(format!(
+                "{group}: -[{}] +[{}]",
+                names(old.difference(&new).collect()),
+                names(new.difference(&old).collect())
+            ));
+        }
         self.batches += 1;
         self.last = Some(at);
         if b.changes.iter().any(|c| policy_table(&c.table)) {
@@ -1142,7 +1179,25 @@ impl Observer {
             loop {
                 let touched = match rx.recv().await {
                     Ok(b) => {
-                        lock(&state.count).add(&b, Instant::now());
+                        let cache = replica.cache();
+                        let name_of = |u: &ovsdb::Uuid| {
+                            cache
+                                .table("Logical_Switch_Port")
+                                .and_then(|t| t.get(u))
+                                .and_then(|r| r.get("name"))
+                                .and_then(Datum::as_atom)
+                                .and_then(Atom::as_str)
+                                .map(str::to_string)
+                                .unwrap_or_else(|| {
+                                    let found: Vec<&String> = cache
+                                        .table_names()
+                                        .filter(|t| cache.table(t).and_then(|x| x.get(u)).is_some())
+                                        .collect();
+                                    format!("{u} (rows with that uuid: {found:?})")
+                                })
+                        };
+                        lock(&state.count).add(&b, Instant::now(), &name_of);
+                        drop(cache);
                         b.changes.iter().any(|c| policy_table(&c.table))
                     }
                     Err(RecvError::Lagged(n)) => {
@@ -1685,6 +1740,58 @@ async fn measure(
             &diff[..diff.len().min(5)]
         )
         .into());
+    }
+    // Before the restart: port-group members the server has no port for, and ports the server
+    // and the replica disagree on (a warm write was traced to a group member no table held).
+    {
+        let db = format!("--db={}", st.central.nb);
+        let list = |table: &str, columns: &str| {
+            Command::new("ovn-nbctl")
+                .args([
+                    db.as_str(),
+                    "--bare",
+                    "--format=csv",
+                    "--data=bare",
+                    "--no-headings",
+                ])
+                .args([&format!("--columns={columns}"), "list", table])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let server_lsps: BTreeSet<String> = list("Logical_Switch_Port", "_uuid")
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let mut dangling = Vec::new();
+        for line in list("Port_Group", "name,ports").lines() {
+            let mut fields = line.splitn(2, ',');
+            let (name, ports) = (
+                fields.next().unwrap_or_default(),
+                fields.next().unwrap_or_default(),
+            );
+            for p in ports.split_whitespace() {
+                if !server_lsps.contains(p) {
+                    dangling.push(format!("{name}:{p}"));
+                }
+            }
+        }
+        let cache = replica.cache();
+        let replica_lsps: BTreeSet<String> = cache
+            .table("Logical_Switch_Port")
+            .map(|t| t.iter().map(|(u, _)| u.to_string()).collect())
+            .unwrap_or_default();
+        drop(cache);
+        let only_server: Vec<_> = server_lsps.difference(&replica_lsps).collect();
+        let only_replica: Vec<_> = replica_lsps.difference(&server_lsps).collect();
+        say(&format!(
+            "before the warm restart: {} group members without a port on the server {:?}; ports only on the server {:?}, only in the replica {:?}",
+            dangling.len(),
+            dangling.iter().take(5).collect::<Vec<_>>(),
+            only_server.iter().take(5).collect::<Vec<_>>(),
+            only_replica.iter().take(5).collect::<Vec<_>>()
+        ));
     }
     say("warm restart…");
     let pods_now = lock(&world.pods).len() as f64;
@@ -2611,6 +2718,12 @@ impl Report {
                 say(&format!(
                     "{name} NB changes (table.column: rows): {:?}",
                     b.columns
+                ));
+            }
+            if name == "warm" && !b.details.is_empty() {
+                say(&format!(
+                    "warm port-group membership changes (first {DETAILS}): {}",
+                    b.details.join("; ")
                 ));
             }
         }
