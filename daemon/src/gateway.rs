@@ -119,9 +119,18 @@ fn arp_once(
     src: Ipv4Addr,
     gw: Ipv4Addr,
 ) -> Result<bool, String> {
-    arp.resolve(ifindex, mac, src, gw, TRY_WAIT)
-        .map(|m| m.is_some())
-        .map_err(|e| format!("arping {gw}: {e}"))
+    let answer = arp
+        .resolve(ifindex, mac, src, gw, TRY_WAIT)
+        .map_err(|e| format!("arping {gw}: {e}"))?;
+    if let Some(m) = answer {
+        // Who answered: the physical gateway's MAC, which an operator can check.
+        tracing::info!(
+            gateway = %gw,
+            mac = %format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]),
+            "gateway answered ARP"
+        );
+    }
+    Ok(answer.is_some())
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ use crate::pods::{NodePods, PodLookup};
 use crate::protocol::{CheckRequest, CniRequest, CniResponse};
 use crate::providers;
 
+/// How often an ADD looks again for a subnet the Subnet watch has not delivered yet.
+const SUBNET_POLL: Duration = Duration::from_millis(50);
+
 /// Why a request failed, and which HTTP status says so.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -205,7 +208,26 @@ impl Daemon {
                 ));
             }
         }
-        let Some(subnet) = self.subnets.get(&ObjectRef::new(&net.logical_switch)) else {
+        let key = ObjectRef::new(&net.logical_switch);
+        let mut subnet = self.subnets.get(&key);
+        if subnet.is_none() && !net.logical_switch.is_empty() {
+            // The controller annotated the pod with this subnet, so it exists: the watch has
+            // not delivered it yet (a subnet created just before its first pod, whose
+            // annotations may not name the provider network yet). Without it an underlay
+            // pod's gateway check would be skipped, so wait for it, bounded.
+            let deadline = tokio::time::Instant::now() + self.wait_address;
+            while subnet.is_none() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(SUBNET_POLL).await;
+                subnet = self.subnets.get(&key);
+            }
+            if subnet.is_none() {
+                return Err(HandlerError::NotReady(format!(
+                    "subnet {} is not in the daemon's Subnet list yet",
+                    net.logical_switch
+                )));
+            }
+        }
+        let Some(subnet) = subnet else {
             return Ok(s);
         };
         let spec = &subnet.spec;

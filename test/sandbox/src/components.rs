@@ -202,15 +202,6 @@ pub async fn register(
     } else {
         vec![String::new()]
     };
-    // What dist/install.sh does first: the control-plane node runs ovn-central.
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-    nodes
-        .patch(
-            &first_node,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&json!({"metadata": {"labels": {"kube-ovn/role": "master"}}})),
-        )
-        .await?;
     let flows = workloads::Workloads::from_upstream_invocations().map_err(Error::Invalid)?;
     let (central_deploy, central_rs, central_labels) =
         deployment_with_replicaset(workloads::ovn_central(), members.len() as i32)?;
