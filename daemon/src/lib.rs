@@ -1,6 +1,7 @@
 //! kube-ovn-daemon (upstream's `kube-ovn-cni` DaemonSet, `cniserver`): the node agent the CNI
 //! shim calls to wire a pod into OVS, with upstream's socket protocol, flags, port naming and
 //! `external_ids`, so it replaces the Go daemon under an unchanged shim and controller.
+pub mod agent;
 pub mod cni_conf;
 pub mod config;
 pub mod gateway;

@@ -364,6 +364,24 @@ async fn batched_transactions_merge_and_still_read_their_writes() {
     );
 }
 
+/// The UUID of logical switch port `name` in `r`'s cache.
+fn port_uuid(r: &Replica, name: &str) -> Uuid {
+    r.cache()
+        .table("Logical_Switch_Port")
+        .unwrap()
+        .by_name(name)
+        .next()
+        .map(|(u, _)| *u)
+        .unwrap()
+}
+
+/// A set datum of `ids`.
+fn uuids(ids: &[Uuid]) -> Datum {
+    Datum::Set(ovsdb::AtomSet::from_iter(
+        ids.iter().map(|u| ovsdb::Atom::Uuid(*u)),
+    ))
+}
+
 /// Deleting a row that other rows reference weakly (a port in port groups, as a pod's port is)
 /// makes the server drop those references in the same commit; the replica must show the
 /// referencing rows without it, exactly as a dump does: for an explicit delete, a port collected
@@ -386,14 +404,7 @@ async fn weak_references_to_a_deleted_row_disappear_from_the_cache() {
     nbctl(&s, &["pg-add", "pg1", "a", "b", "c"]);
     nbctl(&s, &["pg-add", "pg2", "b", "c"]);
     converge(&r, &c, &schema, Duration::from_secs(10)).await;
-    let b = r
-        .cache()
-        .table("Logical_Switch_Port")
-        .unwrap()
-        .by_name("b")
-        .next()
-        .map(|(u, _)| *u)
-        .unwrap();
+    let b = port_uuid(&r, "b");
     nbctl(&s, &["lsp-del", "b"]);
     converge(&r, &c, &schema, Duration::from_secs(10)).await;
     // A writer that still knew the port adds it to a group after it is gone: the server drops
@@ -402,71 +413,41 @@ async fn weak_references_to_a_deleted_row_disappear_from_the_cache() {
     t.mutate(
         "Port_Group",
         vec![ovsdb::Condition::eq("name", "pg2")],
-        vec![ovsdb::Mutation::insert(
-            "ports",
-            Datum::Set(ovsdb::AtomSet::from_iter([ovsdb::Atom::Uuid(b)])),
-        )],
+        vec![ovsdb::Mutation::insert("ports", uuids(&[b]))],
     );
     let outcome = c.transact(&t).await;
     outcome.unwrap();
     converge(&r, &c, &schema, Duration::from_secs(10)).await;
     // A port removed from its switch only, so the server collects it as garbage (what a pod's
     // port deletion does): its group memberships go too.
-    let cu = r
-        .cache()
-        .table("Logical_Switch_Port")
-        .unwrap()
-        .by_name("c")
-        .next()
-        .map(|(u, _)| *u)
-        .unwrap();
+    let cu = port_uuid(&r, "c");
     let mut t = Transaction::new(NB);
     t.mutate(
         "Logical_Switch",
         vec![ovsdb::Condition::eq("name", "ls")],
-        vec![ovsdb::Mutation::delete(
-            "ports",
-            Datum::Set(ovsdb::AtomSet::from_iter([ovsdb::Atom::Uuid(cu)])),
-        )],
+        vec![ovsdb::Mutation::delete("ports", uuids(&[cu]))],
     );
     c.transact(&t).await.unwrap();
     converge(&r, &c, &schema, Duration::from_secs(10)).await;
     // Both in one transaction: the port leaves its switch (and is collected) while a group
     // gains it.
-    let au = r
-        .cache()
-        .table("Logical_Switch_Port")
-        .unwrap()
-        .by_name("a")
-        .next()
-        .map(|(u, _)| *u)
-        .unwrap();
+    let au = port_uuid(&r, "a");
     let mut t = Transaction::new(NB);
     t.mutate(
         "Logical_Switch",
         vec![ovsdb::Condition::eq("name", "ls")],
-        vec![ovsdb::Mutation::delete(
-            "ports",
-            Datum::Set(ovsdb::AtomSet::from_iter([ovsdb::Atom::Uuid(au)])),
-        )],
+        vec![ovsdb::Mutation::delete("ports", uuids(&[au]))],
     );
     t.mutate(
         "Port_Group",
         vec![ovsdb::Condition::eq("name", "pg2")],
-        vec![ovsdb::Mutation::insert(
-            "ports",
-            Datum::Set(ovsdb::AtomSet::from_iter([ovsdb::Atom::Uuid(au)])),
-        )],
+        vec![ovsdb::Mutation::insert("ports", uuids(&[au]))],
     );
     c.transact(&t).await.unwrap();
     converge(&r, &c, &schema, Duration::from_secs(10)).await;
     // A whole-column update naming the gone ports, and a new group created with them.
     let mut t = Transaction::new(NB);
-    let gone = Datum::Set(ovsdb::AtomSet::from_iter([
-        ovsdb::Atom::Uuid(au),
-        ovsdb::Atom::Uuid(b),
-        ovsdb::Atom::Uuid(cu),
-    ]));
+    let gone = uuids(&[au, b, cu]);
     t.update(
         "Port_Group",
         vec![ovsdb::Condition::eq("name", "pg1")],

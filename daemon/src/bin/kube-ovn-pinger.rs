@@ -12,18 +12,6 @@ use kube::Api;
 use kube_ovn_common::health;
 use kube_ovn_daemon::pinger::{conncheck, metrics::Metrics, Config, Identity, Pinger};
 
-async fn client(kubeconfig: &str) -> Result<kube::Client, String> {
-    let config = if kubeconfig.is_empty() {
-        kube::Config::infer().await.map_err(|e| e.to_string())?
-    } else {
-        let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| e.to_string())?;
-        kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .map_err(|e| e.to_string())?
-    };
-    kube::Client::try_from(config).map_err(|e| e.to_string())
-}
-
 /// Who we are: the downward-API environment, our pod's address families, and the selector of
 /// our DaemonSet (as upstream), or our pod's `app` label when no DaemonSet owns the pod.
 async fn identity(client: &kube::Client) -> Result<Identity, String> {
@@ -116,7 +104,7 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let client = match client(&config.kubeconfig).await {
+        let client = match kube_ovn_daemon::agent::client(&config.kubeconfig).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("kubernetes client: {e}");

@@ -31,18 +31,6 @@ struct Flags {
     log: LogFlags,
 }
 
-async fn client(kubeconfig: &str) -> Result<kube::Client, String> {
-    let config = if kubeconfig.is_empty() {
-        kube::Config::infer().await.map_err(|e| e.to_string())?
-    } else {
-        let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| e.to_string())?;
-        kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .map_err(|e| e.to_string())?
-    };
-    kube::Client::try_from(config).map_err(|e| e.to_string())
-}
-
 fn main() -> ExitCode {
     let flags = Flags::parse();
     if let Err(e) = flags.log.init(&["kube_ovn_daemon", "kube_ovn_vpc_nat_gw"]) {
@@ -61,7 +49,7 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async {
-        let client = match client(&flags.kubeconfig).await {
+        let client = match kube_ovn_daemon::agent::client(&flags.kubeconfig).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("kubernetes client: {e}");
