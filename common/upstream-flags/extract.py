@@ -44,7 +44,8 @@ def go_constants(repo):
     """`Name = "value"` / `Name = 123` constants of pkg/util and the packages read."""
     consts = {}
     for path in ["pkg/util/const.go", "pkg/util/network_attachment.go", "pkg/daemon/config.go",
-                 "pkg/daemon/config_linux.go", "pkg/controller/config.go"]:
+                 "pkg/daemon/config_linux.go", "pkg/controller/config.go",
+                 "pkg/ovn_leader_checker/ovn.go"]:
         try:
             text = show(repo, path)
         except subprocess.CalledProcessError:
@@ -63,6 +64,8 @@ def go_default(expr, kind, consts):
     if m:  # leader election: defaults from defaultLeader* constants
         expr = consts.get("defaultLeader" + m.group(1), expr)
     if expr == "nil":
+        return ""
+    if expr == "podIP":  # the leader checker's --localAddress: $POD_IP when it starts
         return ""
     if expr.startswith('"'):
         return expr[1:-1]
@@ -487,6 +490,9 @@ def main():
     write_flags(os.path.join(HERE, "pinger.txt"), "kube-ovn-pinger",
                 "pkg/pinger/config.go", commit, describe,
                 flags_of(repo, "pkg/pinger/config.go", consts))
+    write_flags(os.path.join(HERE, "leader-checker.txt"), "kube-ovn-leader-checker",
+                "pkg/ovn_leader_checker/ovn.go", commit, describe,
+                flags_of(repo, "pkg/ovn_leader_checker/ovn.go", consts))
     if klog:
         gomod = show(repo, "go.mod")
         version = re.search(r'k8s\.io/klog/v2 (v\S+)', gomod).group(1)

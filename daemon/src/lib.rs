@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod handler;
 pub mod keyed_lock;
 pub mod lbsvc;
+pub mod leader_checker;
 pub mod metrics;
 pub mod natgw;
 pub mod netdev;

@@ -63,7 +63,7 @@ echo "== binaries: cargo build (profile $PROFILE)"
 (cd "$repo" && cargo build "${cargo_profile[@]}" -p kube-ovn-controller -p kube-ovn-daemon -p kube-ovn-cni \
     -p kube-ovn-ic-controller)
 mkdir -p "$repo/dist/images/.bin"
-for bin in kube-ovn kube-ovn-controller kube-ovn-daemon kube-ovn-lb-svc kube-ovn-vpc-nat-gw kube-ovn-pinger kube-ovn-ic-controller kubectl-ko; do
+for bin in kube-ovn kube-ovn-controller kube-ovn-daemon kube-ovn-lb-svc kube-ovn-vpc-nat-gw kube-ovn-pinger kube-ovn-leader-checker kube-ovn-ic-controller kubectl-ko; do
     strip -o "$repo/dist/images/.bin/$bin" "$target_dir/$profile_dir/$bin"
 done
 t2=$(now)

@@ -12,7 +12,8 @@
 #
 # Also read: PROBE_INTERVAL (ms, 180000), OVN_NORTHD_N_THREADS (1),
 # OVN_NORTHD_PROBE_INTERVAL (ms, 5000), OVN_VERSION_COMPATIBILITY, ENABLE_BIND_LOCAL_IP
-# (listen on POD_IPS instead of every address). ENABLE_SSL=true is refused (not supported
+# (listen on POD_IPS instead of every address), and for kube-ovn-leader-checker (started last,
+# as upstream's start-db.sh does) OVN_LEADER_PROBE_INTERVAL (s, 5) and ENABLE_COMPACT (true). ENABLE_SSL=true is refused (not supported
 # by this image yet).
 set -euo pipefail
 # shellcheck source=dist/images/kube-ovn-lib.sh
@@ -127,15 +128,27 @@ ovn-appctl -t /var/run/ovn/ovnnb_db.ctl ovsdb-server/memory-trim-on-compaction o
 ovn-appctl -t /var/run/ovn/ovnsb_db.ctl ovsdb-server/memory-trim-on-compaction on
 chmod 600 /etc/ovn/*
 
-echo "ovn-central: NB, SB and ovn-northd are running." \
-     "kube-ovn-leader-checker (upstream labels the leader pod ovn-nb-leader/ovn-sb-leader/ovn-northd-leader" \
-     "for the ovn-nb, ovn-sb and ovn-northd Services, and compacts the databases) is not part of" \
-     "kube-ovn-rs yet: clients must reach the databases through OVN_DB_IPS."
+echo "ovn-central: NB, SB and ovn-northd are running."
+
+# kube-ovn-leader-checker labels this pod with the roles its member holds (ovn-nb-leader,
+# ovn-sb-leader, ovn-northd-leader: what the ovn-nb/ovn-sb/ovn-northd Services and kubectl ko
+# select) and compacts the databases, with upstream's arguments. It needs the API, which a pod
+# always has (KUBERNETES_SERVICE_HOST); a container started outside Kubernetes runs without it.
+checker_pid=
+if [[ -n "${KUBERNETES_SERVICE_HOST:-}" || -n "${KUBECONFIG:-}" ]]; then
+    /kube-ovn/kube-ovn-leader-checker \
+        --probeInterval="${OVN_LEADER_PROBE_INTERVAL:-5}" \
+        --enableCompact="${ENABLE_COMPACT:-true}" \
+        --remoteAddresses="$NODE_IPS" &
+    checker_pid=$!
+else
+    echo "ovn-central: no Kubernetes API (KUBERNETES_SERVICE_HOST, KUBECONFIG): kube-ovn-leader-checker does not run"
+fi
 
 tail -n 0 -F /var/log/ovn/ovn-northd.log /var/log/ovn/ovsdb-server-nb.log /var/log/ovn/ovsdb-server-sb.log &
 
-# Stay up while all three daemons run; if one dies, say which and fail, so the kubelet
-# restarts the container.
+# Stay up while all three daemons and the leader checker run; if one dies, say which and fail,
+# so the kubelet restarts the container.
 while true; do
     for name in ovnnb_db ovnsb_db ovn-northd; do
         pid=$(cat "/var/run/ovn/$name.pid" 2>/dev/null || true)
@@ -145,5 +158,10 @@ while true; do
             exit 1
         fi
     done
+    if [[ -n "$checker_pid" ]] && ! kill -0 "$checker_pid" 2>/dev/null; then
+        echo "ovn-central: kube-ovn-leader-checker is no longer running" >&2
+        stop_ovn
+        exit 1
+    fi
     sleep 5 & wait $!
 done

@@ -86,10 +86,23 @@ else
 fi
 chmod 600 /etc/ovn/*
 
+# kube-ovn-leader-checker in IC mode labels this pod ovn-ic-nb-leader/ovn-ic-sb-leader, as
+# upstream's start-ic-db.sh has it do; it needs the API (see start-db.sh).
+checker_pid=
+if [[ -n "${KUBERNETES_SERVICE_HOST:-}" || -n "${KUBECONFIG:-}" ]]; then
+    /kube-ovn/kube-ovn-leader-checker \
+        --probeInterval="$PROBE" \
+        --remoteAddresses="$NODE_IPS" \
+        --isICDBServer=true &
+    checker_pid=$!
+else
+    echo "ovn-ic-db: no Kubernetes API (KUBERNETES_SERVICE_HOST, KUBECONFIG): kube-ovn-leader-checker does not run"
+fi
+
 tail -n 0 -F /var/log/ovn/ovsdb-server-ic-nb.log /var/log/ovn/ovsdb-server-ic-sb.log &
 
-# Stay up while both servers run (if one dies, say which and fail, so the kubelet restarts
-# the container), keeping the transit switches at TS_NUM.
+# Stay up while both servers and the leader checker run (if one dies, say which and fail, so
+# the kubelet restarts the container), keeping the transit switches at TS_NUM.
 while true; do
     for name in ovn_ic_nb_db ovn_ic_sb_db; do
         pid=$(cat "/var/run/ovn/$name.pid" 2>/dev/null || true)
@@ -99,6 +112,11 @@ while true; do
             exit 1
         fi
     done
+    if [[ -n "$checker_pid" ]] && ! kill -0 "$checker_pid" 2>/dev/null; then
+        echo "ovn-ic-db: kube-ovn-leader-checker is no longer running" >&2
+        stop_ic_db
+        exit 1
+    fi
     /kube-ovn/kube-ovn-ic-controller ts-sync --ic-nb-db="$ic_nb" --ts-num="$TS_NUM" ||
         echo "ovn-ic-db: transit switch sync failed; retrying in ${PROBE}s" >&2
     sleep "$PROBE" & wait $!

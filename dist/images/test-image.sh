@@ -96,7 +96,7 @@ paths=(
     /kube-ovn/start-db.sh /kube-ovn/start-ic-db.sh /kube-ovn/start-ovs.sh /kube-ovn/ovn-healthcheck.sh /kube-ovn/ovn-ic-healthcheck.sh
     /kube-ovn/ovs-healthcheck.sh /kube-ovn/kube-ovn /kube-ovn/kube-ovn-controller
     /kube-ovn/kube-ovn-daemon /kube-ovn/kube-ovn-lb-svc /kube-ovn/kube-ovn-vpc-nat-gw /kube-ovn/kube-ovn-ic-controller /kube-ovn/kubectl-ko /loopback /portmap /macvlan /ipvlan /usr/bin/dumb-init
-    /kube-ovn/kube-ovn-pinger /kube-ovn/env-check.sh
+    /kube-ovn/kube-ovn-pinger /kube-ovn/kube-ovn-leader-checker /kube-ovn/env-check.sh
     /usr/share/ovn/scripts/ovn-ctl /usr/share/openvswitch/scripts/ovs-ctl
     /usr/bin/ovs-vsctl /usr/bin/ovs-appctl /usr/bin/ovsdb-client /usr/sbin/ovsdb-server
     /usr/sbin/ovs-vswitchd /usr/bin/ovn-nbctl /usr/bin/ovn-sbctl /usr/bin/ovn-appctl
@@ -117,7 +117,7 @@ toolchain=$(run "$IMAGE" bash -c 'for t in cargo rustc cc gcc ld; do command -v 
 if [[ -z "$toolchain" ]]; then pass "no toolchain in the image"; else fail "toolchain in the image: $toolchain"; fi
 # The binaries carry upstream's file capabilities, so (as in upstream's charts) a container
 # must grant them: the daemon's include CAP_SYS_ADMIN, which podman does not grant by default.
-for bin in kube-ovn-controller kube-ovn-daemon kube-ovn-lb-svc kube-ovn-vpc-nat-gw kube-ovn-pinger kube-ovn-ic-controller; do
+for bin in kube-ovn-controller kube-ovn-daemon kube-ovn-lb-svc kube-ovn-vpc-nat-gw kube-ovn-pinger kube-ovn-leader-checker kube-ovn-ic-controller; do
     if out=$(run --cap-add NET_ADMIN,NET_RAW,NET_BIND_SERVICE,SYS_ADMIN "$IMAGE" "/kube-ovn/$bin" --version 2>&1) && [[ "$out" == *"$bin"* ]]; then
         pass "$bin --version: $out"
     else

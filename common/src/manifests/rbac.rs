@@ -481,11 +481,12 @@ pub fn daemon() -> Account {
 
 /// The account of ovn-central and ovs-ovn (`ovn-ovs`, ClusterRole `system:ovn-ovs`).
 pub fn ovn_ovs() -> Account {
-    const WHY: &str = "upstream's ovn-central (its leader checker labels its own pod \
-        ovn-nb-leader/ovn-sb-leader/ovn-northd-leader and reads the Services' endpoints) and \
-        ovs-ovn (its upgrade check reads the DaemonSet's controllerrevisions) use these; \
-        kube-ovn-rs's dist/images entrypoints do not call the API, and the rules are kept so \
-        upstream's images of these two roles run under these manifests during a swap";
+    const WHY: &str = "ovn-central's kube-ovn-leader-checker labels its own pod \
+        ovn-nb-leader/ovn-sb-leader/ovn-northd-leader (get/patch pods), looks for the \
+        ovn-northd Service and lists its EndpointSlices (the sandbox's ovn-central pods run it \
+        under this account, which the RBAC test does not check); upstream's ovs-ovn reads the \
+        DaemonSet's controllerrevisions in its upgrade check, kept so upstream's image of that \
+        role runs under these manifests during a swap";
     Account {
         service_account: "ovn-ovs",
         cluster_role: "system:ovn-ovs",

@@ -77,6 +77,34 @@ pub fn relay(listener: TcpListener, upstream: SocketAddr) -> Result<JoinHandle<(
     }))
 }
 
+/// Relays every connection accepted on `listener` to the first of the unix sockets `upstream`
+/// that accepts one, until the task is aborted.
+pub fn relay_unix(
+    listener: TcpListener,
+    upstream: Vec<std::path::PathBuf>,
+) -> Result<JoinHandle<()>> {
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(|e| Error::io("relay listener", e))?;
+    let upstream = std::sync::Arc::new(upstream);
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                for path in upstream.iter() {
+                    if let Ok(mut outbound) = tokio::net::UnixStream::connect(path).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        return;
+                    }
+                }
+                debug!("relay: none of {upstream:?} accepts a connection");
+            });
+        }
+    }))
+}
+
 /// A kubeconfig for agents on a node, pointing at the node-local API address; with a token
 /// (the node agent's service account, see [`crate::rbac`]) when the API enforces RBAC.
 pub fn node_kubeconfig(node: &str, token: Option<&str>) -> String {

@@ -1,7 +1,7 @@
 //! The central OVN databases and ovn-northd, as the `ovn-central` pods run them: NB and SB
-//! ovsdb-servers (standalone, or three-member raft clusters), northd between them, and optionally
-//! the interconnection databases with `ovn-ic`. NB and SB listen on unix sockets in the run
-//! directory only, so any number of sandboxes coexist and nothing needs a free port; the IC
+//! ovsdb-servers (standalone, or three-member raft clusters), ovn-northd between them (one per
+//! raft member, the holder of the SB lock active), and optionally the interconnection
+//! databases with `ovn-ic`. NB and SB listen on unix sockets in the run directory only, so any number of sandboxes coexist and nothing needs a free port; the IC
 //! databases, which the ic-controllers of several sandboxes reach by host and port, also listen
 //! on TCP (see [`start`]).
 
@@ -68,7 +68,14 @@ pub fn start(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let nb = database(dir, "nb", NB_SCHEMA, "OVN_Northbound", raft)?;
     let sb = database(dir, "sb", SB_SCHEMA, "OVN_Southbound", raft)?;
-    start_northd(dir, &nb, &sb)?;
+    start_northd(dir, "northd", &nb, &sb)?;
+    if raft {
+        // Every ovn-central member runs an ovn-northd; the one holding the SB's `ovn_northd`
+        // lock is active, the others stand by.
+        for m in 2..=RAFT_MEMBERS {
+            start_northd(dir, &northd_name(m), &nb, &sb)?;
+        }
+    }
     let mut remotes = CentralRemotes {
         nb,
         sb,
@@ -171,14 +178,25 @@ fn listen(dir: &Path, name: &str, addr: Ipv4Addr, port: u16) -> Result<u16> {
     }
 }
 
-/// Starts ovn-northd between `nb` and `sb` (pidfile, log and control socket in `dir`).
-fn start_northd(dir: &Path, nb: &str, sb: &str) -> Result<()> {
+/// The name (pidfile, log and control socket stem) of raft member `member`'s ovn-northd:
+/// `northd` for the first member (and a standalone sandbox's only one), `northd<m>` for the
+/// others.
+pub fn northd_name(member: usize) -> String {
+    if member <= 1 {
+        "northd".to_string()
+    } else {
+        format!("northd{member}")
+    }
+}
+
+/// Starts ovn-northd `name` between `nb` and `sb` (pidfile, log and control socket in `dir`).
+fn start_northd(dir: &Path, name: &str, nb: &str, sb: &str) -> Result<()> {
     let mut northd = Command::new("ovn-northd");
     northd
         .env("OVN_RUNDIR", dir)
         .arg(format!("--ovnnb-db={nb}"))
         .arg(format!("--ovnsb-db={sb}"));
-    daemon_args(&mut northd, dir, "northd");
+    daemon_args(&mut northd, dir, name);
     run_command(&mut northd).map(|_| ())
 }
 
@@ -193,7 +211,7 @@ pub fn restart_northd(
     let dir = self::dir(run_dir);
     crate::sys::kill_pidfile(&dir.join("northd.pid"))?;
     std::thread::sleep(down);
-    start_northd(&dir, &remotes.nb, &remotes.sb)
+    start_northd(&dir, "northd", &remotes.nb, &remotes.sb)
 }
 
 /// `--detach` makes every OVS/OVN daemon return only once it is ready to serve, which is the
@@ -305,6 +323,16 @@ fn server(dir: &Path, name: &str) -> Result<()> {
 
 fn path(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// The NB raft port of an ovn-central member (upstream's `NB_CLUSTER_PORT`).
+pub const NB_RAFT_PORT: u16 = 6643;
+
+/// The raft sockets of the NB members in a raft sandbox laid out in `run_dir`.
+pub fn nb_raft_sockets(run_dir: &Path) -> Vec<PathBuf> {
+    (1..=RAFT_MEMBERS)
+        .map(|i| dir(run_dir).join(format!("nb{i}.raft")))
+        .collect()
 }
 
 /// Where the central components keep their files inside a run directory.

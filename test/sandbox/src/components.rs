@@ -4,8 +4,9 @@
 //! (`app=ovs`) and `kube-ovn-cni-<node>` (`app=kube-ovn-cni`), all hostNetwork. Their
 //! `hostPath` volumes put the sandbox's sockets and database files at upstream's paths
 //! (`/var/run/ovn/ovnnb_db.ctl`, `/etc/ovn/ovnnb_db.db`, `/var/run/openvswitch/db.sock`…)
-//! for `kubectl exec`, so `kubectl ko` works here as in a cluster. The leader labels are set
-//! once, from the leadership when the pods are made (upstream's leader checker moves them).
+//! for `kubectl exec`, so `kubectl ko` works here as in a cluster. Each ovn-central pod's
+//! container runs kube-ovn-leader-checker on its member's sockets, which puts the leader labels
+//! on the pods and moves them with the sandbox's elections.
 //!
 //! The workloads of the install manifests (`dist/manifests`) come next, as in a cluster: the
 //! `ovs-ovn` and `kube-ovn-cni` DaemonSets, the `ovn-central` and `kube-ovn-controller`
@@ -27,23 +28,32 @@ use serde_json::json;
 
 use crate::apps::{pod_template_hash, POD_TEMPLATE_GENERATION, POD_TEMPLATE_HASH};
 use crate::error::{Error, Result};
-use crate::{central, sys, SandboxState};
+use crate::{central, SandboxState};
 
 /// The namespace the component pods live in.
 pub const NAMESPACE: &str = "kube-system";
 /// The image the pods name (nothing pulls it: the sandbox runs the binaries it built).
 pub const IMAGE: &str = "docker.io/kubeovn/kube-ovn:sandbox";
 
-/// Upstream's file names in `/var/run/ovn` and `/etc/ovn`, and the sandbox file each is.
-fn central_links(member: &str) -> [(String, String); 6] {
-    [
-        ("ovnnb_db.sock".into(), format!("nb{member}.sock")),
-        ("ovnnb_db.ctl".into(), format!("nb{member}.ctl")),
-        ("ovnnb_db.db".into(), format!("nb{member}.db")),
-        ("ovnsb_db.sock".into(), format!("sb{member}.sock")),
-        ("ovnsb_db.ctl".into(), format!("sb{member}.ctl")),
-        ("ovnsb_db.db".into(), format!("sb{member}.db")),
-    ]
+/// Upstream's file names in `/var/run/ovn` and `/etc/ovn`, and the sandbox file each is:
+/// the member's servers and its ovn-northd (the control socket under the name
+/// `ovn-appctl -t ovn-northd` derives from the pid northd has when the pods are made).
+fn central_links(central_dir: &Path, member: &str) -> Result<Vec<(String, String)>> {
+    let mut links = Vec::new();
+    for db in ["nb", "sb"] {
+        for ext in ["sock", "ctl", "db", "pid"] {
+            links.push((format!("ovn{db}_db.{ext}"), format!("{db}{member}.{ext}")));
+        }
+    }
+    let northd = central::northd_name(member.parse().unwrap_or(1));
+    let pidfile = central_dir.join(format!("{northd}.pid"));
+    let pid = std::fs::read_to_string(&pidfile).map_err(|e| Error::io(&pidfile, e))?;
+    links.push(("ovn-northd.pid".into(), format!("{northd}.pid")));
+    links.push((
+        format!("ovn-northd.{}.ctl", pid.trim()),
+        format!("{northd}.ctl"),
+    ));
+    Ok(links)
 }
 
 /// A directory of links named as upstream names the files, to the sandbox's files.
@@ -56,18 +66,6 @@ fn link_dir(dir: &Path, links: &[(String, String)], target_dir: &Path) -> Result
             .map_err(|e| Error::io(&link, e))?;
     }
     Ok(())
-}
-
-/// The member of `db` (`nb`/`sb`) leading its raft cluster now, if any.
-fn leader(central_dir: &Path, db: &str, schema: &str, members: usize) -> Option<String> {
-    (1..=members).map(|i| i.to_string()).find(|m| {
-        let ctl = central_dir.join(format!("{db}{m}.ctl"));
-        sys::run(
-            "ovs-appctl",
-            ["-t", &ctl.to_string_lossy(), "cluster/status", schema],
-        )
-        .is_ok_and(|s| s.contains("Role: leader"))
-    })
 }
 
 fn host_pod(
@@ -98,6 +96,52 @@ fn host_pod(
         },
     }))
     .expect("a Pod built from its own fields")
+}
+
+/// Makes the ovn-central pod's container run kube-ovn-leader-checker as start-db.sh starts it
+/// (upstream's arguments and downward-API environment, the `ovn-ovs` service account), one
+/// round a second so the labels follow the sandbox's elections quickly.
+fn run_leader_checker(pod: &mut Pod, remote_addresses: &str) -> Result<()> {
+    let mut value = serde_json::to_value(&*pod).map_err(|e| Error::Invalid(e.to_string()))?;
+    value["spec"]["serviceAccountName"] = json!(crate::rbac::OVS_SA);
+    let field = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}});
+    let c = &mut value["spec"]["containers"][0];
+    c["command"] = json!([
+        "/kube-ovn/kube-ovn-leader-checker",
+        "--probeInterval=1",
+        "--enableCompact=true",
+        format!("--remoteAddresses={remote_addresses}"),
+    ]);
+    c["env"] = json!([
+        field("POD_IP", "status.podIP"),
+        field("POD_NAME", "metadata.name"),
+        field("POD_NAMESPACE", "metadata.namespace"),
+    ]);
+    *pod = serde_json::from_value(value).map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(())
+}
+
+/// Waits until the leader checkers have labelled a pod leading NB and one leading SB (the
+/// state `kubectl ko` and the ovn Services rely on), up to `deadline`.
+pub async fn wait_for_leader_labels(
+    client: &kube::Client,
+    deadline: std::time::Duration,
+) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let found = crate::probe::until(deadline, "ovn-central leader labels", || async {
+        for label in ["ovn-nb-leader=true", "ovn-sb-leader=true"] {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels(&format!("app=ovn-central,{label}")))
+                .await
+                .map_err(|e| e.to_string())?;
+            if list.items.is_empty() {
+                return Err(format!("no pod {label}"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    found.map_err(Error::Invalid)
 }
 
 /// Links under the names `ovs-appctl` looks for by default in `/var/run/openvswitch`
@@ -224,28 +268,27 @@ pub async fn register(
         deployment_with_replicaset(controller, 1)?;
     let ovs_ds = workloads::ovs_ovn();
     let cni_ds = flows.cni().map_err(Error::Invalid)?;
-    let nb_leader = leader(&central_dir, "nb", "OVN_Northbound", members.len());
-    let sb_leader = leader(&central_dir, "sb", "OVN_Southbound", members.len());
     let mut made: Vec<Pod> = Vec::new();
+    // Every member's pod is on the first node: its address is each pod's, so in a raft
+    // sandbox `--remoteAddresses` names only that address, which the checker leaves out as its
+    // own (raft mode, no peers to ask).
+    let remote_addresses = if raft {
+        state.nodes[0].ip.to_string()
+    } else {
+        String::new()
+    };
     for (i, m) in members.iter().enumerate() {
         let dir: PathBuf = central_dir.join(format!("pod-{i}"));
-        link_dir(&dir, &central_links(m), &central_dir)?;
-        let leads = |l: &Option<String>| !raft || l.as_deref() == Some(m.as_str());
-        let mut labels = json!(central_labels);
-        if leads(&nb_leader) {
-            labels["ovn-nb-leader"] = json!("true");
-            labels["ovn-northd-leader"] = json!("true");
-        }
-        if leads(&sb_leader) {
-            labels["ovn-sb-leader"] = json!("true");
-        }
-        made.push(host_pod(
+        link_dir(&dir, &central_links(&central_dir, m)?, &central_dir)?;
+        let mut pod = host_pod(
             &format!("ovn-central-{i}"),
             &first_node,
-            labels,
+            json!(central_labels),
             "ovn-central",
             &[("/var/run/ovn", &dir), ("/etc/ovn", &dir)],
-        ));
+        );
+        run_leader_checker(&mut pod, &remote_addresses)?;
+        made.push(pod);
     }
     made.push(host_pod(
         "kube-ovn-controller-0",

@@ -22,8 +22,9 @@ use tracing::{info, warn};
 use crate::exec::{self, Layout};
 
 /// The binaries whose containers run: kube-ovn-pinger, so its pods serve metrics, pass their
-/// probes and answer the conn-check ports, as in a cluster.
-pub const RUN: &[&str] = &["kube-ovn-pinger"];
+/// probes and answer the conn-check ports, as in a cluster; kube-ovn-leader-checker, so the
+/// ovn-central pods carry the leader labels of their members.
+pub const RUN: &[&str] = &["kube-ovn-pinger", "kube-ovn-leader-checker"];
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 

@@ -272,6 +272,7 @@ impl Sandbox {
                     policy.identity(rbac::CONTROLLER_SA),
                     policy.identity(rbac::DAEMON_SA),
                     policy.identity(rbac::APP_SA),
+                    policy.identity(rbac::OVS_SA),
                 ]
             }
             None => Vec::new(),
@@ -315,8 +316,10 @@ impl Sandbox {
             let text = rbac::kubeconfig_with_token(&api.url(), rbac::CONTROLLER_SA, token);
             std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         }
-        if let Some(token) = token_of(rbac::APP_SA) {
-            write_pod_credentials(&client, &config.run_dir, rbac::APP_SA, &token).await?;
+        for sa in [rbac::APP_SA, rbac::OVS_SA] {
+            if let Some(token) = token_of(sa) {
+                write_pod_credentials(&client, &config.run_dir, sa, &token).await?;
+            }
         }
 
         let ic_hosts = if config.raft && config.ic {
@@ -349,6 +352,18 @@ impl Sandbox {
                     SocketAddr::from((n.ip, apiproxy::NODE_API_PORT)),
                 )?;
                 relays.push(apiproxy::relay(listener, api.address())?);
+                if config.raft && config.kube_ovn.is_some() {
+                    // The ovn-central pods run on this node: its NB raft port reaches the NB
+                    // members' raft sockets, as a master's does (the leader checker dials it).
+                    let listener = apiproxy::bind_in_netns(
+                        &sys::netns_path(&n.netns),
+                        SocketAddr::from((n.ip, central::NB_RAFT_PORT)),
+                    )?;
+                    relays.push(apiproxy::relay_unix(
+                        listener,
+                        central::nb_raft_sockets(&config.run_dir),
+                    )?);
+                }
             }
             let path = n.kubeconfig();
             std::fs::write(
@@ -485,6 +500,7 @@ impl Sandbox {
                 &build.controller_args,
             )
             .await?;
+            components::wait_for_leader_labels(&sandbox.client, Duration::from_secs(60)).await?;
         }
         sandbox.state.bring_up_seconds = start.elapsed().as_secs_f64();
         sandbox.state.save()?;
@@ -722,7 +738,8 @@ pub fn sweep(run_dir: &Path, prefix: &str) -> Result<SweepReport> {
         match name.as_str() {
             "ovn-controller.pid" => 0,
             "vswitchd.pid" => 1,
-            "northd.pid" | "ovn-ic.pid" => 2,
+            "ovn-ic.pid" => 2,
+            n if n.starts_with("northd") => 2,
             _ => 3,
         }
     });

@@ -20,6 +20,8 @@ pub const CONTROLLER_SA: &str = "ovn";
 pub const DAEMON_SA: &str = "kube-ovn-cni";
 /// kube-ovn-pinger's service account.
 pub const APP_SA: &str = "kube-ovn-app";
+/// The service account of ovn-central (its leader checker) and ovs-ovn.
+pub const OVS_SA: &str = "ovn-ovs";
 
 /// The user name kube-apiserver gives a service account's token.
 pub fn user_of(service_account: &str) -> String {

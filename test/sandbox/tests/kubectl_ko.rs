@@ -331,3 +331,201 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The pods labelled `label=true` among the ovn-central pods, by name.
+async fn labelled(pods: &Api<Pod>, label: &str) -> Vec<String> {
+    let params = kube::api::ListParams::default().labels(&format!("app=ovn-central,{label}=true"));
+    let mut names: Vec<String> = pods
+        .list(&params)
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// kube-ovn-leader-checker in each ovn-central pod labels exactly the pod of the member leading
+/// NB (and SB); when the NB leader's server dies, the label moves to the member elected next,
+/// and once the dead member is back (a follower now) only the new leader's pod carries it, which
+/// is where `kubectl ko nb status` then runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_labels_follow_the_raft_leader() {
+    let (sandbox, build) = sandbox(true).await;
+    let state = sandbox.state().clone();
+    let pods: Api<Pod> = Api::namespaced(sandbox.client(), "kube-system");
+    let pod_of = |member: &str| {
+        let n: usize = member.trim_start_matches("nb").parse().unwrap();
+        format!("ovn-central-{}", n - 1)
+    };
+    let leader = kube_ovn_sandbox::central::nb_leader(&state.run_dir).expect("an NB leader");
+    let want = vec![pod_of(&leader)];
+    probe::until(READY, "the NB leader's pod alone labelled", || async {
+        let got = labelled(&pods, "ovn-nb-leader").await;
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", probe::report(&state)));
+    assert_eq!(labelled(&pods, "ovn-sb-leader").await.len(), 1);
+    // Each member runs an ovn-northd; the one holding the SB lock is active.
+    probe::until(READY, "one pod ovn-northd-leader", || async {
+        let got = labelled(&pods, "ovn-northd-leader").await;
+        if got.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await
+    .unwrap();
+
+    let central = kube_ovn_sandbox::central::dir(&state.run_dir);
+    kube_ovn_sandbox::sys::kill_pidfile(&central.join(format!("{leader}.pid"))).unwrap();
+    let next = probe::until(READY, "a new NB leader", || async {
+        match kube_ovn_sandbox::central::nb_leader(&state.run_dir) {
+            Some(l) if l != leader => Ok(l),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    let moved = pod_of(&next);
+    probe::until(READY, "the new leader's pod labelled", || async {
+        let got = labelled(&pods, "ovn-nb-leader").await;
+        if got.contains(&moved) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    kube_ovn_sandbox::central::restart_server(&state.run_dir, &leader).unwrap();
+    let want = vec![moved.clone()];
+    probe::until(READY, "only the new leader's pod labelled", || async {
+        let got = labelled(&pods, "ovn-nb-leader").await;
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    let (code, out, err) = ko(&build, &state, &["nb", "status"]).await;
+    assert_eq!(code, 0, "nb status: {err}");
+    assert!(
+        out.contains("Role: leader") && out.contains("Leader: self"),
+        "{out}"
+    );
+}
+
+/// `kubectl ko tcpdump`: a pod's capture runs in its network namespace (through its node's
+/// kube-ovn-cni pod) and shows the echo requests another pod sends it and its replies; a
+/// host-network pod's runs in its node's ovs-ovn pod and sees the node's traffic; a pod that
+/// does not exist is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tcpdump_captures_a_pods_packets() {
+    let (sandbox, build) = sandbox(false).await;
+    let state = sandbox.state().clone();
+    let pods: Api<Pod> = Api::namespaced(sandbox.client(), "default");
+    for (name, node) in [("web", "node1"), ("cli", "node2")] {
+        let p: Pod = serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]}}))
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let web_ip = probe::running_pod_ip(&pods, "web", READY)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", probe::report(&state)));
+    probe::running_pod_ip(&pods, "cli", READY).await.unwrap();
+    let cli_ns = kube_ovn_sandbox::kubelet::pod_netns(&state.prefix, "default", "cli");
+    probe::reach(&state, &cli_ns, &web_ip).expect("cli reaches web");
+
+    // Pings from cli keep going until the capture has its four packets.
+    let capture = ko(
+        &build,
+        &state,
+        &["tcpdump", "default/web", "-c", "4", "icmp"],
+    );
+    let pinging = {
+        let (ns, ip) = (cli_ns.clone(), web_ip.clone());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                probe::ping(&ns, &ip, Duration::from_secs(1));
+            }
+        });
+        (stop, task)
+    };
+    let (code, out, err) = tokio::time::timeout(Duration::from_secs(60), capture)
+        .await
+        .expect("the capture ends once it has its packets");
+    pinging.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    pinging.1.await.unwrap();
+    assert_eq!(code, 0, "tcpdump: {err}\n{out}");
+    assert!(
+        err.contains("+ kubectl exec kube-ovn-cni-node1")
+            && err.contains("tcpdump -nn -i eth0 -c 4 icmp"),
+        "{err}"
+    );
+    assert!(
+        out.contains(&format!("> {web_ip}: ICMP echo request")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{web_ip} > ")) && out.contains("ICMP echo reply"),
+        "{out}"
+    );
+
+    // A host-network pod: node2's ovs-ovn pod captures on node2's interfaces.
+    let capture = ko(
+        &build,
+        &state,
+        &[
+            "tcpdump",
+            "kube-system/ovs-ovn-node2",
+            "-c",
+            "1",
+            "-i",
+            "any",
+            "icmp",
+        ],
+    );
+    let node2_ns = state.node("node2").unwrap().netns.clone();
+    let (stop, task) = {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let ip = web_ip.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                probe::ping(&node2_ns, &ip, Duration::from_secs(1));
+            }
+        });
+        (stop, task)
+    };
+    let (code, out, err) = tokio::time::timeout(Duration::from_secs(60), capture)
+        .await
+        .expect("the node capture ends");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    task.await.unwrap();
+    assert_eq!(code, 0, "tcpdump: {err}\n{out}");
+    assert!(err.contains("+ kubectl exec ovs-ovn-node2"), "{err}");
+    assert!(out.contains("ICMP echo"), "{out}");
+
+    let (code, _, err) = ko(&build, &state, &["tcpdump", "default/nosuch"]).await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("Pod default/nosuch not exists on any node"),
+        "{err}"
+    );
+}

@@ -3,7 +3,8 @@
 //! The component subcommands (`nbctl`, `sbctl`, `vsctl <node>`, `nb status`…) run upstream's
 //! tools in the component pods through `pods/exec`, as upstream's plugin does (namespace from
 //! `KUBE_OVN_NS`, default `kube-system`); `trace`/`ovn-trace` build upstream's microflows from
-//! the source's annotations and run `ovn-trace` and `ofproto/trace` there. `diagnose drift` compares what kube-ovn-controller wants in OVN Northbound with what is
+//! the source's annotations and run `ovn-trace` and `ofproto/trace` there; `tcpdump` captures
+//! a pod's traffic in its network namespace. `diagnose drift` compares what kube-ovn-controller wants in OVN Northbound with what is
 //! there, by running the controller's own reconcilers once in dry-run mode (see
 //! `kube_ovn_controller::drift`), and with `--repair` writes exactly that difference.
 
@@ -12,6 +13,7 @@ mod ops;
 mod output;
 mod remote;
 mod state;
+mod tcpdump;
 mod trace;
 
 use std::path::PathBuf;
@@ -51,6 +53,15 @@ struct NodeToolArgs {
     args: Vec<String>,
 }
 
+/// A pod and the arguments passed to the tool run for it.
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// namespace/pod (a bare name is in `default`).
+    target: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
 /// `nb|sb <action> [args]`.
 #[derive(clap::Args)]
 struct DbArgs {
@@ -86,6 +97,8 @@ enum Command {
     Nb(DbArgs),
     /// SB database operations: status, kick <server-id>, backup, dbstatus.
     Sb(DbArgs),
+    /// Capture a pod's traffic: {namespace/podname} [tcpdump options ...].
+    Tcpdump(TargetArgs),
     /// Trace a packet through OVN (ovn-trace) and the source node's OVS (ofproto/trace):
     /// {namespace/pod|node//node} <ip> [<mac>] {icmp|tcp|udp} [<port>] | arp {request|reply}.
     Trace(ToolArgs),
@@ -198,6 +211,7 @@ fn main() -> ExitCode {
             Command::Appctl(a) => remote::ovs_ctl(c, &ns, "appctl", &a.node, a.args).await,
             Command::Nb(a) => remote::db_tool(c, &ns, Db::Nb, &a.action, a.args).await,
             Command::Sb(a) => remote::db_tool(c, &ns, Db::Sb, &a.action, a.args).await,
+            Command::Tcpdump(a) => tcpdump::run(c, &ns, &a.target, a.args).await,
             Command::Trace(a) => trace::run(c, &ns, &a.args, true).await,
             Command::OvnTrace(a) => trace::run(c, &ns, &a.args, false).await,
             Command::EnvCheck => ops::env_check(c, &ns).await,
