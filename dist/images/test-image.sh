@@ -101,7 +101,7 @@ paths=(
     /usr/bin/ovs-vsctl /usr/bin/ovs-appctl /usr/bin/ovsdb-client /usr/sbin/ovsdb-server
     /usr/sbin/ovs-vswitchd /usr/bin/ovn-nbctl /usr/bin/ovn-sbctl /usr/bin/ovn-appctl
     /usr/bin/ovn-northd /usr/bin/ovn-controller /usr/bin/ovn-ic /usr/sbin/iptables
-    /usr/sbin/nft /usr/sbin/ipset /usr/sbin/conntrack /usr/bin/ip
+    /usr/sbin/nft /usr/sbin/ipset /usr/sbin/conntrack /usr/bin/ip /usr/bin/tcpdump /usr/bin/nsenter
 )
 while read -r name; do
     [[ -n "$name" && "$name" != \#* ]] && paths+=("/kube-ovn/$name")

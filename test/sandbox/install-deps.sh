@@ -4,7 +4,7 @@
 # their own daemons in private directories.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(openvswitch-switch ovn-central ovn-host ovn-ic ovn-ic-db iproute2 ethtool iputils-ping netcat-openbsd curl nftables containernetworking-plugins)
+pkgs=(openvswitch-switch ovn-central ovn-host ovn-ic ovn-ic-db iproute2 ethtool iputils-ping netcat-openbsd curl nftables containernetworking-plugins tcpdump)
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
