@@ -4,7 +4,7 @@
 # their own daemons in private directories.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(openvswitch-switch ovn-central ovn-host ovn-ic ovn-ic-db iproute2 ethtool iputils-ping netcat-openbsd curl nftables containernetworking-plugins tcpdump)
+pkgs=(openvswitch-switch ovn-central ovn-host ovn-ic ovn-ic-db iproute2 ethtool iputils-ping netcat-openbsd curl nftables containernetworking-plugins tcpdump qperf iperf3 iperf)
 command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -13,6 +13,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo_ apt-get update -qq
   $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for s in ovn-central ovn-host openvswitch-switch ovn-ic ovn-ic-db; do
+for s in ovn-central ovn-host openvswitch-switch ovn-ic ovn-ic-db iperf3; do
   service "$s" stop >/dev/null 2>&1 || true
 done

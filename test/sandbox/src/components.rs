@@ -106,6 +106,9 @@ fn run_leader_checker(pod: &mut Pod, remote_addresses: &str) -> Result<()> {
     value["spec"]["serviceAccountName"] = json!(crate::rbac::OVS_SA);
     let field = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}});
     let c = &mut value["spec"]["containers"][0];
+    if let Some(m) = c.as_object_mut() {
+        m.remove("args");
+    }
     c["command"] = json!([
         "/kube-ovn/kube-ovn-leader-checker",
         "--probeInterval=1",
@@ -119,6 +122,37 @@ fn run_leader_checker(pod: &mut Pod, remote_addresses: &str) -> Result<()> {
     ]);
     *pod = serde_json::from_value(value).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok(())
+}
+
+/// The ovn-central Deployment of a standalone sandbox, shaped so the pod its ReplicaSet makes
+/// in place of a deleted one is what the sandbox's own pod is: on the first node, its
+/// `/var/run/ovn` and `/etc/ovn` the one member's files (`dir`), its container the leader checker
+/// (see [`run_leader_checker`]), and without the exec probes the sandbox's kubelet cannot run
+/// (it is Ready once started). A raft sandbox keeps the manifest's template: which member a
+/// replacement would be is not known.
+fn standalone_central(deploy: Deployment, dir: &Path, node: &str) -> Result<Deployment> {
+    let mut value = serde_json::to_value(deploy).map_err(|e| Error::Invalid(e.to_string()))?;
+    let spec = &mut value["spec"]["template"]["spec"];
+    spec["nodeSelector"] = json!({"kubernetes.io/hostname": node});
+    if let Some(m) = spec.as_object_mut() {
+        m.remove("affinity");
+        m.remove("initContainers");
+    }
+    for v in spec["volumes"].as_array_mut().into_iter().flatten() {
+        if matches!(v["name"].as_str(), Some("host-run-ovn" | "host-config-ovn")) {
+            v["hostPath"] = json!({"path": dir});
+        }
+    }
+    let mut pod: Pod = serde_json::from_value(json!({"spec": spec.clone()}))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    run_leader_checker(&mut pod, "")?;
+    let mut pod_spec = serde_json::to_value(pod.spec).map_err(|e| Error::Invalid(e.to_string()))?;
+    if let Some(c) = pod_spec["containers"][0].as_object_mut() {
+        c.remove("readinessProbe");
+        c.remove("livenessProbe");
+    }
+    value["spec"]["template"]["spec"] = pod_spec;
+    serde_json::from_value(value).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// Waits until the leader checkers have labelled a pod leading NB and one leading SB (the
@@ -247,8 +281,12 @@ pub async fn register(
         vec![String::new()]
     };
     let flows = workloads::Workloads::from_upstream_invocations().map_err(Error::Invalid)?;
+    let mut central = workloads::ovn_central();
+    if !raft {
+        central = standalone_central(central, &central_dir.join("pod-0"), &first_node)?;
+    }
     let (central_deploy, central_rs, central_labels) =
-        deployment_with_replicaset(workloads::ovn_central(), members.len() as i32)?;
+        deployment_with_replicaset(central, members.len() as i32)?;
     let mut controller = flows.controller().map_err(Error::Invalid)?;
     if let Some(c) = controller
         .spec

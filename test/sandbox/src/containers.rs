@@ -8,7 +8,8 @@
 //! the pod's network is taken down. Its output goes to `<run_dir>/containers/<ns>_<pod>_<c>.log`.
 //!
 //! The other kube-ovn agents (lb-svc, the VPC NAT gateway) are not in [`RUN`]: their tests run
-//! them beside their pods.
+//! them beside their pods. Containers of upstream's test image (see [`test_image`]) run their
+//! command too.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,7 +79,8 @@ pub fn start(layout: &Layout, pod: &Pod, ips: &[String], host_ip: &str) -> Vec<C
         let runs = command
             .first()
             .and_then(|p| p.strip_prefix("/kube-ovn/"))
-            .is_some_and(|b| RUN.contains(&b));
+            .is_some_and(|b| RUN.contains(&b))
+            || (test_image(c.image.as_deref().unwrap_or_default()) && !command.is_empty());
         if !runs {
             continue;
         }
@@ -98,12 +100,39 @@ pub fn start(layout: &Layout, pod: &Pod, ips: &[String], host_ip: &str) -> Vec<C
     out
 }
 
+/// Whether `image` is upstream's test image (`kubeovn/test`, any registry and tag), whose
+/// containers (`kubectl ko perf`'s servers and clients) run their command with the host's
+/// tools: the host has what the image carries (qperf, iperf3, iperf).
+pub fn test_image(image: &str) -> bool {
+    let name = image.split(['@']).next().unwrap_or_default();
+    let name = match name.rsplit_once(':') {
+        Some((n, tag)) if !tag.contains('/') => n,
+        _ => name,
+    };
+    name == "kubeovn/test" || name.ends_with("/kubeovn/test")
+}
+
+/// Kills a container's whole process group when dropped (a shell's background children too).
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill only sends a signal; a negative pid names the group the child leads.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Runs the container's process, again after each exit, until aborted.
 async fn supervise(layout: Layout, target: ExecTarget, log: PathBuf, what: String) {
     let mut backoff = Duration::from_millis(500);
     loop {
         match spawn(&layout, &target, &log) {
             Ok(mut child) => {
+                let _group = Group(child.id());
                 info!("container {what} started");
                 let status = child.wait().await;
                 warn!("container {what} exited: {status:?}; restarting in {backoff:?}");
@@ -134,7 +163,21 @@ fn spawn(
         .stdout(out)
         .stderr(err);
     let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true);
+    cmd.kill_on_drop(true).process_group(0);
     cmd.spawn()
         .map_err(|e| format!("starting {:?}: {e}", target.command))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_image_is_known_by_name_from_any_registry() {
+        assert!(test_image("docker.io/kubeovn/test:v1.13.0"));
+        assert!(test_image("kubeovn/test"));
+        assert!(test_image("registry:5000/kubeovn/test@sha256:ab"));
+        assert!(!test_image("docker.io/kubeovn/kube-ovn:v1.13.0"));
+        assert!(!test_image("docker.io/other/test:1"));
+    }
 }

@@ -11,6 +11,7 @@
 mod diagnose;
 mod ops;
 mod output;
+mod perf;
 mod remote;
 mod state;
 mod tcpdump;
@@ -51,6 +52,20 @@ struct NodeToolArgs {
     node: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
+}
+
+/// `perf [image]`.
+#[derive(clap::Args)]
+struct PerfArgs {
+    /// The test image (qperf, iperf3 and iperf in it).
+    #[arg(default_value = perf::DEFAULT_IMAGE)]
+    image: String,
+    /// Seconds each qperf/iperf run lasts (upstream: 5).
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+    /// Message sizes, comma-separated (upstream: 64,128,512,1k,4k).
+    #[arg(long, value_delimiter = ',', default_value = "64,128,512,1k,4k")]
+    sizes: Vec<String>,
 }
 
 /// A pod and the arguments passed to the tool run for it.
@@ -97,6 +112,9 @@ enum Command {
     Nb(DbArgs),
     /// SB database operations: status, kick <server-id>, backup, dbstatus.
     Sb(DbArgs),
+    /// Performance test between pods, hosts and a Service, multicast, and ovn-central leader
+    /// recovery (upstream's perf).
+    Perf(PerfArgs),
     /// Capture a pod's traffic: {namespace/podname} [tcpdump options ...].
     Tcpdump(TargetArgs),
     /// Trace a packet through OVN (ovn-trace) and the source node's OVS (ofproto/trace):
@@ -211,6 +229,14 @@ fn main() -> ExitCode {
             Command::Appctl(a) => remote::ovs_ctl(c, &ns, "appctl", &a.node, a.args).await,
             Command::Nb(a) => remote::db_tool(c, &ns, Db::Nb, &a.action, a.args).await,
             Command::Sb(a) => remote::db_tool(c, &ns, Db::Sb, &a.action, a.args).await,
+            Command::Perf(a) => {
+                let opts = perf::Options {
+                    image: a.image,
+                    seconds: a.seconds.max(1),
+                    sizes: a.sizes,
+                };
+                perf::run(c, &ns, &opts).await
+            }
             Command::Tcpdump(a) => tcpdump::run(c, &ns, &a.target, a.args).await,
             Command::Trace(a) => trace::run(c, &ns, &a.args, true).await,
             Command::OvnTrace(a) => trace::run(c, &ns, &a.args, false).await,

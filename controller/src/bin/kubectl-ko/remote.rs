@@ -159,6 +159,24 @@ pub async fn exec_to_file(
         .map(|(code, _)| code)
 }
 
+/// Runs `argv` in `pod` like [`exec`], appending its standard output (up to 16 MiB) to `into`
+/// as it comes, so a caller can read a long-running tool's output while it runs (a server
+/// whose report grows with each client).
+pub async fn exec_into(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    argv: Vec<String>,
+    into: Shared,
+) -> Result<ExitCode, String> {
+    run(client, namespace, pod, None, argv, Sink::Shared(into))
+        .await
+        .map(|(code, _)| code)
+}
+
+/// Output shared with the caller while a tool runs (see [`exec_into`]).
+pub type Shared = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
 /// Where a tool's standard output goes.
 enum Sink {
     /// Ours.
@@ -167,6 +185,8 @@ enum Sink {
     Capture,
     /// A local file.
     File(tokio::fs::File),
+    /// Appended to a buffer the caller reads meanwhile (up to [`CAPTURE_LIMIT`]).
+    Shared(Shared),
 }
 
 /// The most of a tool's standard output [`capture`] keeps: lookups read short answers, and a
@@ -224,6 +244,19 @@ async fn run(
                 }
                 Sink::Stdout => {
                     let _ = tokio::io::copy(o, &mut tokio::io::stdout()).await;
+                }
+                Sink::Shared(buf) => {
+                    let mut chunk = [0u8; 8192];
+                    while let Ok(n) = o.read(&mut chunk).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if let Ok(mut b) = buf.lock() {
+                            if (b.len() as u64) < CAPTURE_LIMIT {
+                                b.extend_from_slice(&chunk[..n]);
+                            }
+                        }
+                    }
                 }
                 Sink::File(mut f) => {
                     if let Err(e) = tokio::io::copy(o, &mut f).await {

@@ -57,6 +57,41 @@ pub fn interface_of(json_text: &str) -> Result<Option<(String, String)>, String>
     Ok(Some((name, netns)))
 }
 
+/// The OVS interface of pod `namespace/name` on `node` (looked up in that node's ovs-ovn pod
+/// `ovs`) and the network namespace it records.
+pub async fn pod_interface(
+    client: &kube::Client,
+    kube_ovn_ns: &str,
+    ovs: &str,
+    node: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(String, String), String> {
+    let find = [
+        "ovs-vsctl",
+        "--format=json",
+        "--columns=name,external_ids",
+        "find",
+        "interface",
+        &format!("external_ids:iface-id={name}.{namespace}"),
+    ]
+    .map(String::from)
+    .to_vec();
+    let (code, out) = remote::capture_within(LOOKUP, client, kube_ovn_ns, ovs, None, find).await?;
+    if code != ExitCode::SUCCESS {
+        return Err(format!("ovs-vsctl failed in {ovs}"));
+    }
+    let Some((nic, netns)) = interface_of(&out)? else {
+        return Err(format!("nic doesn't exist on node {node}"));
+    };
+    if netns.is_empty() {
+        return Err(format!(
+            "interface {nic} on node {node} records no pod_netns"
+        ));
+    }
+    Ok((nic, netns))
+}
+
 /// Runs the capture; tcpdump's exit code becomes ours.
 pub async fn run(
     client: &kube::Client,
@@ -88,28 +123,7 @@ pub async fn run(
         );
         return remote::exec(client, kube_ovn_ns, &ovs, None, argv).await;
     }
-    let find = [
-        "ovs-vsctl",
-        "--format=json",
-        "--columns=name,external_ids",
-        "find",
-        "interface",
-        &format!("external_ids:iface-id={name}.{namespace}"),
-    ]
-    .map(String::from)
-    .to_vec();
-    let (code, out) = remote::capture_within(LOOKUP, client, kube_ovn_ns, &ovs, None, find).await?;
-    if code != ExitCode::SUCCESS {
-        return Err(format!("ovs-vsctl failed in {ovs}"));
-    }
-    let Some((nic, netns)) = interface_of(&out)? else {
-        return Err(format!("nic doesn't exist on node {node}"));
-    };
-    if netns.is_empty() {
-        return Err(format!(
-            "interface {nic} on node {node} records no pod_netns"
-        ));
-    }
+    let (nic, netns) = pod_interface(client, kube_ovn_ns, &ovs, &node, &namespace, &name).await?;
     let cni = remote::find_pod(client, kube_ovn_ns, "app=kube-ovn-cni", Some(&node), "")
         .await
         .map_err(|_| format!("kube-ovn-cni not exist on node {node}"))?;
