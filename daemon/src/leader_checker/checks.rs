@@ -49,7 +49,6 @@ pub struct Checker {
     pod_ip: String,
     duplicates: Duplicates,
     northd_dial_failures: u32,
-    applied: Option<BTreeMap<String, String>>,
 }
 
 impl Checker {
@@ -75,7 +74,6 @@ impl Checker {
             config,
             duplicates: Duplicates::default(),
             northd_dial_failures: 0,
-            applied: None,
         })
     }
 
@@ -165,12 +163,27 @@ impl Checker {
         Ok(())
     }
 
-    /// Labels the pod with `roles` (a patch only when they changed since the last one that
-    /// succeeded); false when the patch failed.
+    /// Labels the pod with `roles`, read first so an unchanged pod costs no write (and labels
+    /// someone else changed are put back); false when the pod could not be read or patched.
     async fn apply(&mut self, roles: &Roles) -> bool {
         let want = labels(self.mode, roles);
-        if self.applied.as_ref() == Some(&want) {
-            return true;
+        match tokio::time::timeout(TIMEOUT, self.pods.get(&self.pod_name)).await {
+            Ok(Ok(pod)) if carries(pod.metadata.labels.as_ref(), &want) => return true,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                error!(
+                    "failed to get pod {}/{}: {e}",
+                    self.namespace, self.pod_name
+                );
+                return false;
+            }
+            Err(_) => {
+                error!(
+                    "failed to get pod {}/{}: no answer within {TIMEOUT:?}",
+                    self.namespace, self.pod_name
+                );
+                return false;
+            }
         }
         let body = json!({"metadata": {"labels": want}});
         let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
@@ -186,7 +199,6 @@ impl Checker {
                         .collect::<Vec<_>>()
                         .join(",")
                 );
-                self.applied = Some(want);
                 true
             }
             Ok(Err(e)) => {
@@ -327,6 +339,15 @@ impl Checker {
         self.northd_dial_failures += 1;
         self.northd_dial_failures < NORTHD_DIAL_FAILURES
     }
+}
+
+/// Whether `current` labels already hold every label of `want` with its value.
+pub fn carries(
+    current: Option<&BTreeMap<String, String>>,
+    want: &BTreeMap<String, String>,
+) -> bool {
+    want.iter()
+        .all(|(k, v)| current.and_then(|c| c.get(k)) == Some(v))
 }
 
 /// The addresses of ready endpoints of `family` (`IPv4`/`IPv6`) in `slices`.
@@ -490,6 +511,18 @@ mod tests {
             .unwrap_err()
             .contains("unknown database"));
         assert!(leader_of(&json!([{"rows": [{"leader": "yes"}]}])).is_err());
+    }
+
+    #[test]
+    fn a_pod_carrying_the_labels_needs_no_patch() {
+        let want = BTreeMap::from([("ovn-nb-leader".to_string(), "true".to_string())]);
+        let mut current = BTreeMap::from([("app".to_string(), "ovn-central".to_string())]);
+        assert!(!carries(None, &want));
+        assert!(!carries(Some(&current), &want));
+        current.insert("ovn-nb-leader".into(), "false".into());
+        assert!(!carries(Some(&current), &want));
+        current.insert("ovn-nb-leader".into(), "true".into());
+        assert!(carries(Some(&current), &want));
     }
 
     #[test]

@@ -426,6 +426,26 @@ async fn leader_labels_follow_the_raft_leader() {
         out.contains("Role: leader") && out.contains("Leader: self"),
         "{out}"
     );
+
+    // A label changed by someone else is put back.
+    let patch = json!({"metadata": {"labels": {"ovn-nb-leader": "false"}}});
+    pods.patch(
+        &moved,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+    probe::until(READY, "the label put back", || async {
+        let got = labelled(&pods, "ovn-nb-leader").await;
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await
+    .unwrap();
 }
 
 /// `kubectl ko tcpdump`: a pod's capture runs in its network namespace (through its node's
