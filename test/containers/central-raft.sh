@@ -9,16 +9,27 @@
 # servers; northd turns a logical switch written through the clients' NB remote list into a
 # datapath in the SB; with the NB leader's container stopped, the other two elect a new leader,
 # take writes through the remote lists and northd still translates them; the stopped member
-# restarts on its files, rejoins and serves what was written meanwhile.
+# restarts on its files, rejoins and serves what was written meanwhile. Then `kubectl ko nb
+# restore` rebuilds the NB cluster from the first member's file: the Kubernetes API fixture
+# (`--exec-podman`) holds the ovn-central Deployment, its pods and the ovs-ovn pods (one
+# container per member's node, sharing its /etc/ovn, as upstream's DaemonSet does), each pod's
+# exec running in its container; this script plays the Deployment's controller (replicas 0 stops
+# the members' containers and deletes their pods, 3 starts them again on their files and
+# reports them available). After the restore the NB is a new cluster (another cluster ID) of
+# three servers holding what was written before, and northd has filled the new SB again.
 #
-#   dist/images/build-offline.sh && test/containers/central-raft.sh
+#   dist/images/build-offline.sh && cargo build -p kube-ovn-apiserver-fixture -p kube-ovn-controller &&
+#   test/containers/central-raft.sh
 #
-# IMAGE (localhost/kube-ovn:dev); KEEP=1 leaves it running. Exits 77 (SKIPPED, said loudly)
-# without podman, root or the image.
+# IMAGE (localhost/kube-ovn:dev), FIXTURE (target/debug/kube-apiserver-fixture), KO
+# (target/debug/kubectl-ko); KEEP=1 leaves it running. Exits 77 (SKIPPED, said loudly)
+# without podman, root, kubectl, the image, the fixture or kubectl-ko.
 set -euo pipefail
 
 IMAGE=${IMAGE:-localhost/kube-ovn:dev}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+FIXTURE=${FIXTURE:-$repo/target/debug/kube-apiserver-fixture}
+KO=${KO:-$repo/target/debug/kubectl-ko}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$repo/dist/images/containers.conf}
 
 skip() {
@@ -32,6 +43,9 @@ skip() {
 command -v podman > /dev/null || skip "podman is not installed"
 [[ $(id -u) == 0 ]] || skip "it must run as root"
 podman image exists "$IMAGE" || skip "the image $IMAGE does not exist"
+command -v kubectl > /dev/null || skip "kubectl is not installed"
+[[ -x "$FIXTURE" ]] || skip "the API fixture $FIXTURE is not built"
+[[ -x "$KO" ]] || skip "kubectl-ko ($KO) is not built"
 
 prefix="kovn-cr$$"
 tmp=$(mktemp -d /var/tmp/kovn-central.XXXXXX)
@@ -48,6 +62,8 @@ cleanup() {
     # shellcheck disable=SC2086
     [[ -z "$ids" ]] || podman rm -f -t 0 $ids > /dev/null 2>&1 || true
     podman network rm -f "$prefix" > /dev/null 2>&1 || true
+    [[ -z "${fixture_pid:-}" ]] || kill "$fixture_pid" 2> /dev/null || true
+    [[ -z "${controller_pid:-}" ]] || kill "$controller_pid" 2> /dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -176,6 +192,118 @@ else
     fail "member $nb_leader did not rejoin"
     logs "central-$nb_leader"
 fi
+
+section "nb restore"
+# The API: the fixture on the host, serving exec through podman.
+"$FIXTURE" --listen 127.0.0.1:0 --kubeconfig-out "$tmp/kubeconfig" --exec-podman > "$tmp/fixture.log" 2>&1 &
+fixture_pid=$!
+k() { kubectl --kubeconfig "$tmp/kubeconfig" -n kube-system "$@"; }
+wait_for 30 "the API fixture" k get --raw /readyz > /dev/null
+k create namespace kube-system > /dev/null 2>&1 || true
+# pod NAME CONTAINER IP LABELS: a Running pod on the node at IP whose exec runs in CONTAINER.
+pod() {
+    k apply -f - > /dev/null << END
+{"apiVersion": "v1", "kind": "Pod",
+ "metadata": {"name": "$1", "labels": {$4},
+              "annotations": {"test.kube-ovn-rs/podman-container": "$prefix-$2"}},
+ "spec": {"nodeName": "node-$3", "hostNetwork": true, "containers": [{"name": "c", "image": "$IMAGE"}]}}
+END
+    k patch pod "$1" --subresource=status --type=merge \
+        -p "{\"status\": {\"phase\": \"Running\", \"hostIP\": \"$3\", \"podIP\": \"$3\"}}" > /dev/null
+}
+# central_pods: the members' pods, the NB leader's labelled as the leader checker labels it.
+central_pods() {
+    local i l labels
+    l=$(leader NB Northbound)
+    for i in 0 1 2; do
+        labels='"app": "ovn-central"'
+        [[ "$i" != "$l" ]] || labels="$labels, \"ovn-nb-leader\": \"true\""
+        pod "ovn-central-$i" "central-$i" "${ips[$i]}" "$labels"
+    done
+}
+available() {
+    k patch deployment ovn-central --subresource=status --type=merge \
+        -p "{\"status\": {\"replicas\": $1, \"readyReplicas\": $1, \"availableReplicas\": $1}}" > /dev/null
+}
+k apply -f - > /dev/null << END
+{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ovn-central"},
+ "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "ovn-central"}},
+          "template": {"metadata": {"labels": {"app": "ovn-central"}},
+                       "spec": {"containers": [{"name": "ovn-central", "image": "$IMAGE",
+                                "env": [{"name": "ENABLE_SSL", "value": "false"},
+                                        {"name": "NODE_IPS", "value": "$node_ips"}]}]}}}}
+END
+k apply -f - > /dev/null << END
+{"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "ovs-ovn"},
+ "spec": {"selector": {"matchLabels": {"app": "ovs"}},
+          "template": {"metadata": {"labels": {"app": "ovs"}},
+                       "spec": {"containers": [{"name": "openvswitch", "image": "$IMAGE"}]}}}}
+END
+for i in 0 1 2; do
+    # A node's ovs-ovn container: the node's /etc/ovn, as upstream's DaemonSet mounts it.
+    podman run -d --name "$prefix-ovs-$i" --network none -v "$tmp/m$i/etc-ovn:/etc/ovn" \
+        "$IMAGE" sleep infinity > /dev/null
+    pod "ovs-ovn-$i" "ovs-$i" "${ips[$i]}" '"app": "ovs"'
+done
+central_pods
+available 3
+# The Deployment's controller, as far as the restore needs one.
+controller() {
+    local up=1 want i
+    while true; do
+        want=$(k get deployment ovn-central -o jsonpath='{.spec.replicas}' 2> /dev/null || true)
+        if [[ "$want" == 0 && $up == 1 ]]; then
+            for i in 0 1 2; do podman stop -t 10 "$prefix-central-$i" > /dev/null; done
+            k delete pod -l app=ovn-central --wait=false > /dev/null
+            available 0
+            up=0
+        elif [[ "$want" == 3 && $up == 0 ]]; then
+            # The pod's init container (the manifests' `chown -R nobody: ...`) first: the
+            # restore wrote the NB file as root.
+            for i in 0 1 2; do
+                chown -R 65534:65534 "$tmp/m$i"
+                podman start "$prefix-central-$i" > /dev/null
+            done
+            for i in 0 1 2; do
+                wait_for 120 "member $i healthy again" x "central-$i" bash /kube-ovn/ovn-healthcheck.sh > /dev/null
+            done
+            wait_for 60 "an NB leader again" leader NB Northbound > /dev/null
+            central_pods
+            available 3
+            up=1
+        fi
+        sleep 0.5
+    done
+}
+controller > "$tmp/controller.log" 2>&1 &
+controller_pid=$!
+x central-0 ovn-nbctl --db="$nb_remotes" ls-add before-restore
+wait_for 60 "northd to translate before-restore" datapath before-restore > /dev/null
+cid=$(x central-0 ovsdb-tool db-cid /etc/ovn/ovnnb_db.db)
+if out=$(timeout 600 "$KO" --kubeconfig "$tmp/kubeconfig" nb restore 2>&1) &&
+    grep -q "finish restore nb db file and ovn-central replicas" <<< "$out"; then
+    pass "kubectl ko nb restore finished"
+    sed 's/^/    [kubectl ko] /' <<< "$out"
+else
+    fail "kubectl ko nb restore: $out"
+    sed 's/^/    [controller] /' "$tmp/controller.log" >&2
+    for i in 0 1 2; do logs "central-$i"; done
+fi
+new_cid=$(x central-0 ovsdb-tool db-cid /etc/ovn/ovnnb_db.db 2> /dev/null || true)
+l=$(leader NB Northbound || echo none)
+if [[ -n "$new_cid" && "$new_cid" != "$cid" && "$l" != none && $(servers "$l" NB Northbound) == 3 ]]; then
+    pass "NB is a new cluster ($cid -> $new_cid) of three servers, led by member $l"
+else
+    fail "NB after the restore: cluster $cid -> ${new_cid:-none}, leader $l"
+fi
+if x central-1 ovn-nbctl --db="$nb_remotes" ls-list | grep -q before-restore &&
+    wait_for 60 "northd to fill the new SB" datapath before-restore; then
+    pass "the restored NB holds what was written before, and northd translated it into the new SB"
+else
+    fail "before-restore is missing from the restored NB or the new SB"
+fi
+restarted=$(k get daemonset ovs-ovn -o jsonpath='{.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}')
+if [[ -n "$restarted" ]]; then pass "ovs-ovn restarted ($restarted)"; else fail "ovs-ovn was not restarted"; fi
 
 section "done"
 if ((failures > 0)); then

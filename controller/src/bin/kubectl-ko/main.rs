@@ -13,6 +13,7 @@ mod ops;
 mod output;
 mod perf;
 mod remote;
+mod restore;
 mod state;
 mod tcpdump;
 mod trace;
@@ -80,7 +81,7 @@ struct TargetArgs {
 /// `nb|sb <action> [args]`.
 #[derive(clap::Args)]
 struct DbArgs {
-    /// status, kick <server-id>, backup or dbstatus.
+    /// status, kick <server-id>, backup, dbstatus or (nb) restore.
     action: String,
     args: Vec<String>,
 }
@@ -108,9 +109,9 @@ enum Command {
     Dpctl(NodeToolArgs),
     /// ovs-appctl on a node.
     Appctl(NodeToolArgs),
-    /// NB database operations: status, kick <server-id>, backup, dbstatus.
+    /// NB database operations: status, kick <server-id>, backup, dbstatus, restore.
     Nb(DbArgs),
-    /// SB database operations: status, kick <server-id>, backup, dbstatus.
+    /// SB database operations: status, kick <server-id>, backup, dbstatus (restore is for NB).
     Sb(DbArgs),
     /// Performance test between pods, hosts and a Service, multicast, and ovn-central leader
     /// recovery (upstream's perf).

@@ -293,8 +293,11 @@ async fn linux(client: &kube::Client, ns: &str, pod: &str, to: &Path) -> usize {
 }
 
 /// One workload `reload` restarts.
-enum Workload {
+/// A workload `reload` (and `nb restore`) restarts.
+pub enum Workload {
+    /// A Deployment.
     Deployment(&'static str),
+    /// A DaemonSet.
     DaemonSet(&'static str),
 }
 
@@ -370,7 +373,7 @@ async fn exists(client: &kube::Client, ns: &str, w: &Workload) -> Result<bool, S
 }
 
 /// `kubectl rollout restart`: a new `restartedAt` annotation on the pod template.
-async fn restart(client: &kube::Client, ns: &str, w: &Workload) -> Result<(), String> {
+pub async fn restart(client: &kube::Client, ns: &str, w: &Workload) -> Result<(), String> {
     let now = jiff::Timestamp::now().to_string();
     let patch = json!({"spec": {"template": {"metadata": {"annotations": {
         "kubectl.kubernetes.io/restartedAt": now}}}}});

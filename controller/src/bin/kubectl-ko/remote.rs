@@ -423,6 +423,13 @@ pub async fn db_tool(
             .await
         }
         "backup" => backup(client, namespace, db).await,
+        "restore" => match db {
+            Db::Nb => crate::restore::run(client, namespace).await,
+            Db::Sb => {
+                println!("restore cmd is only used for nb db");
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         "dbstatus" => {
             let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
             let list = pods

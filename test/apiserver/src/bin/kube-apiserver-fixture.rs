@@ -26,6 +26,27 @@ struct Args {
     /// Node-port range `first-last`, as kube-apiserver's flag.
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     service_node_port_range: (u16, u16),
+    /// Serve `pods/exec` by running the command in a podman container: the one the pod's
+    /// annotation `test.kube-ovn-rs/podman-container` names (how the containerized
+    /// conformance scripts give their containers Pod objects).
+    #[arg(long)]
+    exec_podman: bool,
+}
+
+/// The annotation naming the podman container behind a pod (see `--exec-podman`).
+const PODMAN_CONTAINER: &str = "test.kube-ovn-rs/podman-container";
+
+/// `podman exec -i <container> <argv>` for an exec on a pod annotated with its container.
+fn podman_exec(
+    target: &kube_apiserver_fixture::exec::ExecTarget,
+) -> Result<std::process::Command, String> {
+    let container = target.pod["metadata"]["annotations"][PODMAN_CONTAINER]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| format!("the pod has no {PODMAN_CONTAINER} annotation"))?;
+    let mut cmd = std::process::Command::new("podman");
+    cmd.args(["exec", "-i", container]).args(&target.command);
+    Ok(cmd)
 }
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
@@ -55,6 +76,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_dir: args.data_dir,
         service_cidrs: args.service_cluster_ip_range,
         node_port_range: args.service_node_port_range,
+        exec: args
+            .exec_podman
+            .then(|| kube_apiserver_fixture::exec::ExecHandler::new(podman_exec)),
         ..Options::default()
     })
     .await?;
