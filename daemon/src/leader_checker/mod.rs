@@ -178,11 +178,6 @@ impl Database {
         PathBuf::from(RUN_DIR).join(format!("{}.ctl", self.stem()))
     }
 
-    /// The local server's pid file.
-    pub fn pid_file(self) -> PathBuf {
-        PathBuf::from(RUN_DIR).join(format!("{}.pid", self.stem()))
-    }
-
     /// The port clients reach the database on at every member (upstream's constants).
     pub fn client_port(self) -> u16 {
         match self {
