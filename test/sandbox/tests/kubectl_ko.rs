@@ -448,6 +448,30 @@ async fn leader_labels_follow_the_raft_leader() {
     .unwrap();
 }
 
+/// Awaits `capture` (up to a minute) while pings go from `netns` to `ip`, and stops them.
+async fn pinging(
+    netns: &str,
+    ip: &str,
+    capture: impl std::future::Future<Output = (i32, String, String)>,
+) -> (i32, String, String) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let task = {
+        let (stop, netns, ip) = (stop.clone(), netns.to_string(), ip.to_string());
+        tokio::task::spawn_blocking(move || {
+            while !stop.load(Ordering::Relaxed) {
+                probe::ping(&netns, &ip, Duration::from_secs(1));
+            }
+        })
+    };
+    let got = tokio::time::timeout(Duration::from_secs(60), capture)
+        .await
+        .expect("the capture ends once it has its packets");
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    got
+}
+
 /// `kubectl ko tcpdump`: a pod's capture runs in its network namespace (through its node's
 /// kube-ovn-cni pod) and shows the echo requests another pod sends it and its replies; a
 /// host-network pod's runs in its node's ovs-ovn pod and sees the node's traffic; a pod that
@@ -476,22 +500,7 @@ async fn tcpdump_captures_a_pods_packets() {
         &state,
         &["tcpdump", "default/web", "-c", "4", "icmp"],
     );
-    let pinging = {
-        let (ns, ip) = (cli_ns.clone(), web_ip.clone());
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                probe::ping(&ns, &ip, Duration::from_secs(1));
-            }
-        });
-        (stop, task)
-    };
-    let (code, out, err) = tokio::time::timeout(Duration::from_secs(60), capture)
-        .await
-        .expect("the capture ends once it has its packets");
-    pinging.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    pinging.1.await.unwrap();
+    let (code, out, err) = pinging(&cli_ns, &web_ip, capture).await;
     assert_eq!(code, 0, "tcpdump: {err}\n{out}");
     assert!(
         err.contains("+ kubectl exec kube-ovn-cni-node1")
@@ -522,22 +531,7 @@ async fn tcpdump_captures_a_pods_packets() {
         ],
     );
     let node2_ns = state.node("node2").unwrap().netns.clone();
-    let (stop, task) = {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let ip = web_ip.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                probe::ping(&node2_ns, &ip, Duration::from_secs(1));
-            }
-        });
-        (stop, task)
-    };
-    let (code, out, err) = tokio::time::timeout(Duration::from_secs(60), capture)
-        .await
-        .expect("the node capture ends");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    task.await.unwrap();
+    let (code, out, err) = pinging(&node2_ns, &web_ip, capture).await;
     assert_eq!(code, 0, "tcpdump: {err}\n{out}");
     assert!(err.contains("+ kubectl exec ovs-ovn-node2"), "{err}");
     assert!(out.contains("ICMP echo"), "{out}");
