@@ -63,6 +63,24 @@ async fn kubelet_probes_reach_custom_vpc_pods_through_tproxy() {
                         "namespaces": ["ns1"]}}),
     )
     .await;
+    // A pod takes its namespace's subnet once the controller knows the subnet (its status
+    // shows the addresses it counted); one created before would go to the default subnet.
+    let subnets: Api<Subnet> = Api::all(client.clone());
+    probe::until(READY, "net1 reconciled", || async {
+        let st = subnets
+            .get("net1")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .unwrap_or_default();
+        if st.v4_available_ip_range.is_empty() {
+            Err(format!("status {st:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", probe::report(&state)));
     let pods: Api<Pod> = Api::namespaced(client.clone(), "ns1");
     create(
         &pods,
