@@ -349,6 +349,20 @@ async fn labelled(pods: &Api<Pod>, label: &str) -> Vec<String> {
     names
 }
 
+/// Waits until exactly the pods `want` are labelled `ovn-nb-leader=true`.
+async fn nb_labelled_exactly(pods: &Api<Pod>, want: &[String], what: &str) {
+    probe::until(READY, what, || async {
+        let got = labelled(pods, "ovn-nb-leader").await;
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// kube-ovn-leader-checker in each ovn-central pod labels exactly the pod of the member leading
 /// NB (and SB); when the NB leader's server dies, the label moves to the member elected next,
 /// and once the dead member is back (a follower now) only the new leader's pod carries it, which
@@ -364,16 +378,7 @@ async fn leader_labels_follow_the_raft_leader() {
     };
     let leader = kube_ovn_sandbox::central::nb_leader(&state.run_dir).expect("an NB leader");
     let want = vec![pod_of(&leader)];
-    probe::until(READY, "the NB leader's pod alone labelled", || async {
-        let got = labelled(&pods, "ovn-nb-leader").await;
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{got:?}"))
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", probe::report(&state)));
+    nb_labelled_exactly(&pods, &want, "the NB leader's pod alone labelled").await;
     assert_eq!(labelled(&pods, "ovn-sb-leader").await.len(), 1);
     // Each member runs an ovn-northd; the one holding the SB lock is active.
     probe::until(READY, "one pod ovn-northd-leader", || async {
@@ -410,16 +415,7 @@ async fn leader_labels_follow_the_raft_leader() {
     .unwrap();
     kube_ovn_sandbox::central::restart_server(&state.run_dir, &leader).unwrap();
     let want = vec![moved.clone()];
-    probe::until(READY, "only the new leader's pod labelled", || async {
-        let got = labelled(&pods, "ovn-nb-leader").await;
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{got:?}"))
-        }
-    })
-    .await
-    .unwrap();
+    nb_labelled_exactly(&pods, &want, "only the new leader's pod labelled").await;
     let (code, out, err) = ko(&build, &state, &["nb", "status"]).await;
     assert_eq!(code, 0, "nb status: {err}");
     assert!(
@@ -436,16 +432,7 @@ async fn leader_labels_follow_the_raft_leader() {
     )
     .await
     .unwrap();
-    probe::until(READY, "the label put back", || async {
-        let got = labelled(&pods, "ovn-nb-leader").await;
-        if got == want {
-            Ok(())
-        } else {
-            Err(format!("{got:?}"))
-        }
-    })
-    .await
-    .unwrap();
+    nb_labelled_exactly(&pods, &want, "the label put back").await;
 }
 
 /// Awaits `capture` (up to a minute) while pings go from `netns` to `ip`, and stops them.
