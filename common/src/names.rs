@@ -47,6 +47,16 @@ pub fn node_ip_cr(node: &str) -> String {
     node_lsp(node)
 }
 
+/// Prefix of a u2o interconnection address's IP CR (upstream's `U2OInterconnName`): such a CR
+/// belongs to a Subnet, not to a pod, so GC and pod cleanup leave it alone.
+pub const U2O_IP_CR_PREFIX: &str = "u2o-interconnection.";
+
+/// The IP custom resource (and IPAM owner) of a subnet's u2o interconnection address:
+/// `u2o-interconnection.<vpc>.<subnet>`.
+pub fn u2o_ip_cr(vpc: &str, subnet: &str) -> String {
+    format!("{U2O_IP_CR_PREFIX}{vpc}.{subnet}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,7 +57,11 @@ pub async fn find(ctx: &Ctx) -> Result<Orphans, Error> {
             }
         }
     }
-    for (_, s) in ctx.ips.snapshot() {
+    for (name, s) in ctx.ips.snapshot() {
+        if name.starts_with(kube_ovn_common::names::U2O_IP_CR_PREFIX) {
+            // A Subnet's (its reconcile and deletion keep it), not a pod's.
+            continue;
+        }
         if s.namespace.is_empty() {
             if !s.pod_name.is_empty() && !node_exists(&s.pod_name) {
                 out.nodes.insert(s.pod_name.clone());

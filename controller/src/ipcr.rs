@@ -39,8 +39,22 @@ pub struct IpRecord {
     pub mac: String,
     /// "StatefulSet", "VirtualMachine" or "".
     pub pod_type: String,
-    /// For node records: the Node's name and UID (owner reference).
-    pub owner_node: Option<(String, String)>,
+    /// The object the record dies with (owner reference): a node's join address its Node, a
+    /// u2o address its Subnet; none for pods (their records outlive a restarting pod).
+    pub owner: Option<IpOwner>,
+}
+
+/// The owner reference of an IP CR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpOwner {
+    /// `v1` or `kubeovn.io/v1`.
+    pub api_version: &'static str,
+    /// `Node` or `Subnet`.
+    pub kind: &'static str,
+    /// The owner's name.
+    pub name: String,
+    /// The owner's UID.
+    pub uid: String,
 }
 
 fn desired_spec(r: &IpRecord) -> IpSpec {
@@ -225,9 +239,9 @@ pub async fn ensure(ctx: &Ctx, r: &IpRecord) -> Result<(), Error> {
             labels[ann::LABEL_IP_RESERVED] = json!("false");
             let mut meta =
                 json!({"name": r.name, "labels": labels, "finalizers": [ann::FINALIZER]});
-            if let Some((node, uid)) = &r.owner_node {
-                meta["ownerReferences"] =
-                    json!([{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}]);
+            if let Some(o) = &r.owner {
+                meta["ownerReferences"] = json!([{"apiVersion": o.api_version, "kind": o.kind,
+                                                  "name": o.name, "uid": o.uid}]);
             }
             let obj: Ip = serde_json::from_value(json!({
                 "apiVersion": "kubeovn.io/v1", "kind": "IP", "metadata": meta,

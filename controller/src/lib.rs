@@ -37,6 +37,7 @@ pub mod slr_ctl;
 pub mod startup;
 pub mod subnet_ctl;
 pub mod subnet_rules;
+pub mod u2o;
 pub mod underlay_ctl;
 pub mod vip_ctl;
 pub mod vpc_ctl;

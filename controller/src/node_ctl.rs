@@ -57,6 +57,13 @@ pub fn ready(n: &Node) -> bool {
 
 /// Reconciles the Node `name`.
 pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
+    // u2o subnets list every node's address (their exclude sets): a node coming, going or
+    // changing address re-states them (no write when nothing changed).
+    for s in ctx.stores.subnets.state() {
+        if crate::u2o::active(&s.spec) {
+            ctx.queues.add(crate::subnet_ctl::KIND, s.name_any());
+        }
+    }
     let join = ctx.config.node_switch.clone();
     let router = ctx.config.cluster_router.clone();
     let Some(node) = ctx.stores.nodes.get(&ObjectRef::new(&name)) else {
@@ -128,7 +135,12 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             ips: join_ips.clone(),
             mac: alloc.mac.clone(),
             pod_type: String::new(),
-            owner_node: Some((name.clone(), node.uid().unwrap_or_default())),
+            owner: Some(crate::ipcr::IpOwner {
+                api_version: "v1",
+                kind: "Node",
+                name: name.clone(),
+                uid: node.uid().unwrap_or_default(),
+            }),
         },
     )
     .await?;

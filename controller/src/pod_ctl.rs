@@ -596,7 +596,7 @@ async fn ensure_ip_cr(
             } else {
                 String::new()
             },
-            owner_node: None,
+            owner: None,
         },
     )
     .await

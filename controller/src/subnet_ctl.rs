@@ -14,6 +14,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use kube_ovn_ipam::{Family, SubnetConfig};
 use kube_ovn_nb::objects::{self, Localnet, NodeJoin, OverlaySubnet, VpcLoadBalancers};
+use ovsdb::model::Model;
+use ovsdb::models::nb::LogicalRouter;
 use serde_json::json;
 
 use crate::context::{Ctx, Error};
@@ -237,7 +239,9 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             reason = write_custom_vpc_nb(&ctx, &name, &spec).await?;
             ctx.queues.add(crate::vpc_ctl::KIND, spec.vpc.clone());
         } else {
-            (reason, activate) = write_nb(&ctx, &name, &spec, vlan.as_deref()).await?;
+            let u2o = crate::u2o::reconcile(&ctx, &subnet, &spec).await?;
+            (reason, activate) =
+                write_nb(&ctx, &name, &spec, vlan.as_deref(), u2o.as_ref()).await?;
             if spec.gateway_type == "centralized" {
                 // A node reconcile that still saw the subnet distributed may have re-added
                 // its per-node rows: let every node re-state them against the current spec.
@@ -317,7 +321,7 @@ async fn unlist_from_vlans(ctx: &Ctx, subnet: &str) -> Result<(), Error> {
 }
 
 /// A subnet on a Vlan whose gateway is the physical one (`logicalGateway` off): it has no
-/// router ports, gateway policies or per-node port groups (u2o is not supported here).
+/// gateway policies or per-node port groups, and router ports only with u2o ([`crate::u2o`]).
 pub fn is_underlay(spec: &kube_ovn_common::crd::subnet::SubnetSpec) -> bool {
     !spec.vlan.is_empty() && !spec.logical_gateway
 }
@@ -352,6 +356,7 @@ async fn write_nb(
     name: &str,
     spec: &kube_ovn_common::crd::subnet::SubnetSpec,
     vlan: Option<&Vlan>,
+    u2o: Option<&crate::u2o::Address>,
 ) -> Result<(&'static str, String), Error> {
     let router = ctx.config.cluster_router.clone();
     let is_join = name == ctx.config.node_switch;
@@ -468,6 +473,20 @@ async fn write_nb(
         provider: &v.spec.provider,
         vlan_id: v.spec.id,
     });
+    let learn_from_arp = u2o.is_some() || other_u2o_subnets(ctx, name);
+    let u2o = u2o.map(|a| objects::U2o {
+        vpc: &router,
+        ips: a.ips.clone(),
+        mac: &a.mac,
+        node_ips: ctx
+            .stores
+            .nodes
+            .state()
+            .iter()
+            .flat_map(|n| kube_ovn_common::node::internal_ips(n))
+            .collect(),
+        overlay_only: spec.u2o_features.overlay_only_routing,
+    });
     ctx.apply(&format!("subnet {name}"), |plan| {
         let ls = OverlaySubnet {
             name,
@@ -479,7 +498,10 @@ async fn write_nb(
             route_table: &route_table,
         };
         match &localnet {
-            Some(ln) if underlay => objects::underlay_subnet(plan, &ls, ln)?,
+            Some(ln) if underlay => match &u2o {
+                Some(u) => objects::u2o_subnet(plan, &ls, ln, u)?,
+                None => objects::underlay_subnet(plan, &ls, ln)?,
+            },
             Some(ln) => {
                 objects::overlay_subnet(plan, &ls)?;
                 objects::localnet_port(plan, name, &cidrs, ln)?;
@@ -498,6 +520,7 @@ async fn write_nb(
             }
         }
         objects::u2o_overlay_cidrs(plan, &router, &vpc_cidrs)?;
+        objects::router_arp_learning(plan, &router, learn_from_arp)?;
         Ok(())
     })
     .await?;
@@ -579,17 +602,35 @@ async fn write_custom_vpc_nb(
     })
 }
 
+/// Whether a default-VPC subnet other than `name` interconnects (the router then learns from
+/// ARP requests, as upstream's `learnFromARPRequest`).
+fn other_u2o_subnets(ctx: &Ctx, name: &str) -> bool {
+    let router = ctx.config.cluster_router.as_str();
+    ctx.stores.subnets.state().iter().any(|s| {
+        s.name_any() != name
+            && s.metadata.deletion_timestamp.is_none()
+            && (s.spec.vpc.is_empty() || s.spec.vpc == router)
+            && crate::u2o::active(&s.spec)
+    })
+}
+
 /// Removes a subnet's NB rows and its IPAM book.
 async fn release(ctx: &Ctx, name: &str, vpc: Option<&str>) -> Result<(), Error> {
     let router = vpc
         .filter(|v| !v.is_empty())
         .unwrap_or(&ctx.config.cluster_router)
         .to_string();
+    let learn_from_arp = other_u2o_subnets(ctx, name);
+    let default_vpc = router == ctx.config.cluster_router;
     ctx.apply(&format!("delete subnet {name}"), |plan| {
         objects::delete_overlay_subnet(plan, name, &router)?;
+        if default_vpc && plan.lookup(LogicalRouter::TABLE, &router).is_some() {
+            objects::router_arp_learning(plan, &router, learn_from_arp)?;
+        }
         Ok(())
     })
     .await?;
+    crate::ipcr::delete(ctx, &kube_ovn_common::names::u2o_ip_cr(&router, name)).await?;
     ctx.ipam().delete_subnet(name);
     unlist_from_vlans(ctx, name).await?;
     Ok(())

@@ -78,7 +78,53 @@ pub fn normalize(spec: &SubnetSpec, name: &str, d: &Defaults<'_>) -> Result<Subn
     {
         return Err("gatewayType centralized needs gatewayNode or gatewayNodeSelectors".into());
     }
+    normalize_u2o(&mut s, name, &cidrs)?;
     Ok(s)
+}
+
+/// Upstream's u2o rules: only an underlay subnet interconnects, an address asked for only
+/// while it does, and its `ValidateSubnet` errors (same text).
+fn normalize_u2o(s: &mut SubnetSpec, name: &str, cidrs: &[ipnet::IpNet]) -> Result<(), String> {
+    if s.vlan.is_empty() {
+        s.u2o_interconnection = false;
+    }
+    if !s.u2o_interconnection {
+        s.u2o_interconnection_ip.clear();
+    }
+    if s.logical_gateway && s.u2o_interconnection {
+        return Err(
+            "logicalGateway and u2oInterconnection can't be opened at the same time".into(),
+        );
+    }
+    if s.u2o_features.overlay_only_routing {
+        if !s.u2o_interconnection {
+            return Err("u2oFeatures.overlayOnlyRouting can only be enabled when u2OInterconnection is true".into());
+        }
+        if s.vlan.is_empty() {
+            return Err("u2oFeatures.overlayOnlyRouting can only be enabled on underlay subnets (vlan must be set)".into());
+        }
+    }
+    if s.u2o_interconnection_ip.is_empty() {
+        return Ok(());
+    }
+    let ips = net::parse_ips(&s.u2o_interconnection_ip)
+        .map_err(|e| format!("u2oInterconnectionIP: {e}"))?;
+    let gateways = net::parse_ips(&s.gateway).unwrap_or_default();
+    for ip in ips {
+        if !cidrs.iter().any(|c| c.contains(&ip)) {
+            return Err(format!(
+                "u2oInterconnectionIP {ip} is not in subnet {name} cidr {}",
+                s.cidr_block
+            ));
+        }
+        if gateways.contains(&ip) {
+            return Err(format!(
+                "u2oInterconnectionIP {ip} conflicts with subnet gateway {}",
+                s.gateway
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a provider means "logical switch" (`ovn`, `<nad>.<ns>.ovn`) rather than IPAM only.
@@ -257,6 +303,75 @@ mod tests {
             join: "join",
             enable_lb: true,
         }
+    }
+
+    #[test]
+    fn u2o_only_on_underlay_subnets_and_validated_as_upstream() {
+        let base = SubnetSpec {
+            cidr_block: "172.19.100.0/24".into(),
+            vlan: "vlan100".into(),
+            u2o_interconnection: true,
+            ..Default::default()
+        };
+        let overlay = SubnetSpec {
+            vlan: String::new(),
+            u2o_interconnection_ip: "172.19.100.9".into(),
+            ..base.clone()
+        };
+        let s = normalize(&overlay, "s1", &d()).unwrap();
+        assert!(!s.u2o_interconnection, "no u2o without a vlan");
+        assert_eq!(s.u2o_interconnection_ip, "", "no address without u2o");
+        let off = SubnetSpec {
+            u2o_interconnection: false,
+            u2o_interconnection_ip: "172.19.100.9".into(),
+            ..base.clone()
+        };
+        assert_eq!(
+            normalize(&off, "s1", &d()).unwrap().u2o_interconnection_ip,
+            ""
+        );
+        let err = |spec: SubnetSpec| normalize(&spec, "s1", &d()).unwrap_err();
+        assert_eq!(
+            err(SubnetSpec {
+                logical_gateway: true,
+                ..base.clone()
+            }),
+            "logicalGateway and u2oInterconnection can't be opened at the same time"
+        );
+        let mut only = SubnetSpec {
+            u2o_interconnection: false,
+            ..base.clone()
+        };
+        only.u2o_features.overlay_only_routing = true;
+        assert_eq!(
+            err(only),
+            "u2oFeatures.overlayOnlyRouting can only be enabled when u2OInterconnection is true"
+        );
+        assert_eq!(
+            err(SubnetSpec {
+                u2o_interconnection_ip: "172.19.101.9".into(),
+                ..base.clone()
+            }),
+            "u2oInterconnectionIP 172.19.101.9 is not in subnet s1 cidr 172.19.100.0/24"
+        );
+        assert_eq!(
+            err(SubnetSpec {
+                u2o_interconnection_ip: "172.19.100.1".into(),
+                ..base.clone()
+            }),
+            "u2oInterconnectionIP 172.19.100.1 conflicts with subnet gateway 172.19.100.1"
+        );
+        let ok = normalize(
+            &SubnetSpec {
+                u2o_interconnection_ip: "172.19.100.9".into(),
+                ..base
+            },
+            "s1",
+            &d(),
+        )
+        .unwrap();
+        assert!(ok.u2o_interconnection);
+        assert_eq!(ok.u2o_interconnection_ip, "172.19.100.9");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! underlay subnet's `localnet.<ls>` port with upstream's columns and tag and none of an
 //! overlay subnet's router ports, policies or per-node groups, its pods' `vlan_id` and
 //! `provider_network` annotations, and a controller adopting the localnet port as upstream's
-//! ovn-nbctl-equivalent writes it without a single NB write.
+//! ovn-nbctl-equivalent writes it without a single NB write. A u2o subnet: its interconnection
+//! address (IP CR, status), router port, policies and exclude sets as upstream writes them,
+//! adopted with zero writes, moved by `u2oInterconnectionIP`, and all of it gone when u2o is off.
 
 mod support;
 
@@ -262,4 +264,276 @@ async fn provider_network_vlan_and_underlay_subnet() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(named(&w, "Logical_Switch_Port", "localnet.underlay").is_some());
+}
+
+/// The router's `options`.
+fn router_options(w: &World) -> std::collections::BTreeMap<String, String> {
+    string_map(
+        &named(w, "Logical_Router", "ovn-cluster").unwrap(),
+        "options",
+    )
+}
+
+/// The u2o subnet's policies on ovn-cluster as (priority, match, action, nexthops).
+fn u2o_policies(w: &World, subnet: &str) -> Vec<(i64, String, String, String)> {
+    let mut out: Vec<(i64, String, String, String)> = rows(w, "Logical_Router_Policy")
+        .iter()
+        .filter(|r| {
+            let ids = string_map(r, "external_ids");
+            ids.get("subnet").map(String::as_str) == Some(subnet)
+                && ids.get("isU2ORoutePolicy").map(String::as_str) == Some("true")
+                && ids.get("vendor").map(String::as_str) == Some("kube-ovn")
+        })
+        .map(|r| {
+            let hops = r
+                .get("nexthops")
+                .and_then(Datum::as_set)
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|a| a.as_str().map(str::to_string))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            (
+                r.get("priority")
+                    .and_then(Datum::as_atom)
+                    .and_then(Atom::as_i64)
+                    .unwrap_or_default(),
+                text(r, "match"),
+                text(r, "action"),
+                hops,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u2o_interconnection_rows_address_and_adoption() {
+    let mut w = World::new(2, false).await;
+    w.start_controller();
+    create::<ProviderNetwork>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
+               "metadata": {"name": "net1"}, "spec": {"defaultInterface": "eth1"}}),
+    )
+    .await;
+    create::<Vlan>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
+               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
+    )
+    .await;
+    create::<Subnet>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "u2o-sub"},
+               "spec": {"cidrBlock": "172.19.100.0/24", "gateway": "172.19.100.1",
+                        "vlan": "vlan100", "u2oInterconnection": true}}),
+    )
+    .await;
+    let subnets: Api<Subnet> = Api::all(w.client.clone());
+    let st = eventually("u2o address in the status", LONG, || async {
+        let st = subnets.get("u2o-sub").await.ok()?.status?;
+        (!st.u2o_interconnection_ip.is_empty() && st.v4_using_ips.0 == 1).then_some(st)
+    })
+    .await;
+    let ip = st.u2o_interconnection_ip.clone();
+    let mac = st.u2o_interconnection_mac.clone();
+    assert_eq!(st.u2o_interconnection_vpc, "ovn-cluster");
+    assert!(ip.starts_with("172.19.100."), "{ip}");
+    assert_ne!(ip, "172.19.100.1");
+    let ip_cr = Api::<kube_ovn_common::crd::Ip>::all(w.client.clone())
+        .get("u2o-interconnection.ovn-cluster.u2o-sub")
+        .await
+        .expect("the u2o IP CR");
+    assert_eq!(ip_cr.spec.namespace, "default");
+    assert_eq!(
+        ip_cr.spec.pod_name,
+        "u2o-interconnection.ovn-cluster.u2o-sub"
+    );
+    assert_eq!(ip_cr.spec.ip_address, ip);
+    assert_eq!(ip_cr.spec.mac_address, mac);
+    let owner = &ip_cr.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Subnet", "u2o-sub")
+    );
+
+    let node_ips: Vec<String> = Api::<Node>::all(w.client.clone())
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .flat_map(kube_ovn_common::node::internal_ips)
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(node_ips.len(), 2);
+    let want_policies = |_: &str| {
+        vec![
+            (
+                29000,
+                "ip4.src == 172.19.100.0/24".to_string(),
+                "reroute".to_string(),
+                "172.19.100.1".to_string(),
+            ),
+            (
+                29400,
+                "ip4.dst == 172.19.100.0/24".to_string(),
+                "allow".to_string(),
+                String::new(),
+            ),
+            (
+                31000,
+                "ip4.dst == $u2o.sub.u2o_exclude_ip.ip4 && ip4.src == 172.19.100.0/24".to_string(),
+                "reroute".to_string(),
+                "172.19.100.1".to_string(),
+            ),
+        ]
+    };
+    eventually("u2o policies", LONG, || async {
+        (u2o_policies(&w, "u2o-sub") == want_policies("")).then_some(())
+    })
+    .await;
+    let lrp = eventually("u2o router port", LONG, || async {
+        named(&w, "Logical_Router_Port", "ovn-cluster-u2o-sub")
+    })
+    .await;
+    assert_eq!(text(&lrp, "networks"), format!("{ip}/24"));
+    assert_eq!(text(&lrp, "mac"), mac);
+    let lsp = named(&w, "Logical_Switch_Port", "u2o-sub-ovn-cluster").expect("router LSP");
+    assert_eq!(text(&lsp, "type"), "router");
+    let set = named(&w, "Address_Set", "u2o.sub.u2o_exclude_ip.ip4").expect("exclude set");
+    let mut got: Vec<String> = set
+        .get("addresses")
+        .and_then(Datum::as_set)
+        .map(|s| {
+            s.iter()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    got.sort();
+    let mut want = node_ips.clone();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(named(&w, "Address_Set", "u2o.sub.u2o_exclude_ip.ip6").is_some());
+    assert!(
+        !router_options(&w).contains_key("always_learn_from_arp_request"),
+        "the router learns from ARP requests with a u2o subnet: {:?}",
+        router_options(&w)
+    );
+    assert_eq!(tagged(&w, "Port_Group", "u2o-sub"), 0);
+
+    // Adoption: the router ports, policies and sets re-made as upstream writes them.
+    w.controller_settled().await;
+    w.kill_controller();
+    w.nbctl(&["lrp-del", "ovn-cluster-u2o-sub"]);
+    w.nbctl(&["lsp-del", "u2o-sub-ovn-cluster"]);
+    for (prio, m, _, _) in u2o_policies(&w, "u2o-sub") {
+        w.nbctl(&["lr-policy-del", "ovn-cluster", &prio.to_string(), &m]);
+    }
+    for fam in ["ip4", "ip6"] {
+        w.nbctl(&[
+            "destroy",
+            "address_set",
+            &format!("u2o.sub.u2o_exclude_ip.{fam}"),
+        ]);
+    }
+    let e = [
+        ("vendor", "kube-ovn"),
+        ("subnet", "u2o-sub"),
+        ("isU2ORoutePolicy", "true"),
+    ];
+    support::upstream_layout::u2o_router_ports(
+        &w,
+        "ovn-cluster",
+        "u2o-sub",
+        &format!("{ip}/24"),
+        &mac,
+    );
+    support::upstream_layout::address_set(&w, "u2o.sub.u2o_exclude_ip.ip4", &e, &node_ips);
+    support::upstream_layout::address_set(&w, "u2o.sub.u2o_exclude_ip.ip6", &e, &[]);
+    for (prio, m, _, hop) in want_policies("") {
+        let hop = (!hop.is_empty()).then_some(hop.as_str());
+        support::upstream_layout::policy(&w, "ovn-cluster", prio, &m, hop, &e);
+    }
+    w.northd_settled().await;
+    let mut changes = w.nb.subscribe();
+    w.start_controller();
+    eventually("subnets and nodes reconciled", LONG, || async {
+        let s = w
+            .counter("kube_ovn_controller_reconciles_total", "kind=\"subnet\"")
+            .await?;
+        let n = w
+            .counter("kube_ovn_controller_reconciles_total", "kind=\"node\"")
+            .await?;
+        (s >= 3.0 && n >= 2.0).then_some(())
+    })
+    .await;
+    w.assert_wrote_nothing(&mut changes, "adopting the u2o subnet")
+        .await;
+
+    // u2oInterconnectionIP moves the address (and the router port with it).
+    subnets
+        .patch(
+            "u2o-sub",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"u2oInterconnectionIP": "172.19.100.200"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the router port on the asked address", LONG, || async {
+        let lrp = named(&w, "Logical_Router_Port", "ovn-cluster-u2o-sub")?;
+        let st = subnets.get("u2o-sub").await.ok()?.status?;
+        (text(&lrp, "networks") == "172.19.100.200/24"
+            && st.u2o_interconnection_ip == "172.19.100.200"
+            && st.v4_using_ips.0 == 1)
+            .then_some(())
+    })
+    .await;
+
+    // Off: address, CR, router ports, policies and sets go; the router stops learning.
+    subnets
+        .patch(
+            "u2o-sub",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"u2oInterconnection": false}})),
+        )
+        .await
+        .unwrap();
+    eventually("u2o rows gone", LONG, || async {
+        let st = subnets.get("u2o-sub").await.ok()?.status?;
+        (st.u2o_interconnection_ip.is_empty()
+            && st.u2o_interconnection_mac.is_empty()
+            && st.u2o_interconnection_vpc.is_empty()
+            && st.v4_using_ips.0 == 0
+            && named(&w, "Logical_Router_Port", "ovn-cluster-u2o-sub").is_none()
+            && named(&w, "Logical_Switch_Port", "u2o-sub-ovn-cluster").is_none()
+            && tagged(&w, "Logical_Router_Policy", "u2o-sub") == 0
+            && named(&w, "Address_Set", "u2o.sub.u2o_exclude_ip.ip4").is_none()
+            && router_options(&w)
+                .get("always_learn_from_arp_request")
+                .map(String::as_str)
+                == Some("false"))
+        .then_some(())
+    })
+    .await;
+    let spec = subnets.get("u2o-sub").await.unwrap().spec;
+    assert_eq!(
+        spec.u2o_interconnection_ip, "",
+        "normalised away with u2o off"
+    );
+    eventually("the u2o IP CR deleted", LONG, || async {
+        Api::<kube_ovn_common::crd::Ip>::all(w.client.clone())
+            .get_opt("u2o-interconnection.ovn-cluster.u2o-sub")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(named(&w, "Logical_Switch_Port", "localnet.u2o-sub").is_some());
 }

@@ -3,6 +3,7 @@
 //! failure after something was created removes it again, so a retried ADD starts clean.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,6 +83,9 @@ struct NicSettings {
     /// Whether its gateway is checked: `Some(required)`, `required` false for
     /// `disableGatewayCheck` (one try, outcome ignored).
     gateway_check: Option<bool>,
+    /// A u2o underlay subnet's interconnection addresses (`status.u2oInterconnectionIP`):
+    /// the pod's default route goes through them, and they are checked before the gateway.
+    u2o: Vec<IpAddr>,
 }
 
 fn validate(req: &CniRequest) -> Result<(), HandlerError> {
@@ -147,8 +151,9 @@ impl Daemon {
         self.metrics
             .observe_wait_address(address_at.duration_since(started));
         self.metrics.observe_wait_route(address_at.elapsed());
-        let (provider, net) = net?;
+        let (provider, mut net) = net?;
         let settings = self.nic_settings(&net).await?;
+        net.default_via = settings.u2o.clone();
         let mtu = settings.mtu;
         let (host, peer) = network::veth_names(&req.container_id, ifname)
             .map_err(|e| HandlerError::BadRequest(e.to_string()))?;
@@ -192,6 +197,7 @@ impl Daemon {
         let mut s = NicSettings {
             mtu: self.mtu,
             gateway_check: None,
+            u2o: Vec::new(),
         };
         // An underlay pod needs its subnet (a bounded wait for the first list); an overlay
         // one keeps the defaults while the list has not arrived.
@@ -234,6 +240,25 @@ impl Daemon {
         let underlay = !spec.vlan.is_empty() && !spec.logical_gateway;
         if underlay {
             s.gateway_check = Some(!spec.disable_gateway_check);
+        }
+        if underlay && spec.u2o_interconnection {
+            let ip = subnet
+                .status
+                .as_ref()
+                .map(|st| st.u2o_interconnection_ip.as_str())
+                .unwrap_or_default();
+            if ip.is_empty() {
+                return Err(HandlerError::NotReady(format!(
+                    "failed to generate u2o ip on subnet {}",
+                    net.logical_switch
+                )));
+            }
+            s.u2o = kube_ovn_common::annotations::parse_ips(ip).map_err(|e| {
+                HandlerError::NotReady(format!(
+                    "subnet {}: invalid u2oInterconnectionIP {ip:?}: {e}",
+                    net.logical_switch
+                ))
+            })?;
         }
         if spec.mtu > 0 {
             s.mtu = spec.mtu;
@@ -352,7 +377,11 @@ impl Daemon {
                 netns: path.to_path_buf(),
                 ifname: ifname.to_string(),
                 mac: net.mac,
-                pairs: GatewayCheck::pairs(&net.addresses, &net.gateways),
+                // Upstream's order: the interconnection address, then the physical gateway.
+                pairs: GatewayCheck::pairs(&net.addresses, &settings.u2o)
+                    .into_iter()
+                    .chain(GatewayCheck::pairs(&net.addresses, &net.gateways))
+                    .collect(),
                 attempts: if required { gateway::MAX_ATTEMPTS } else { 1 },
             };
             self.check_gateway(req, check, required).await?;

@@ -173,6 +173,10 @@ pub struct PodNetwork {
     /// The provider network of an underlay (vlan) subnet's NIC (`provider_network`
     /// annotation), empty for overlay ones.
     pub provider_network: String,
+    /// The default route's next hops when they are not `gateways`: a u2o underlay subnet's
+    /// pods route through its interconnection address, their physical gateway stays the
+    /// `gateway` annotation (upstream's `configureContainerNic`). Empty: `gateways`.
+    pub default_via: Vec<IpAddr>,
 }
 
 /// Reads a pod NIC's network from its annotations. `Missing` lists every absent annotation
@@ -254,6 +258,7 @@ pub fn from_annotations(
         routes,
         default_route,
         provider_network: field("provider_network").to_string(),
+        default_via: Vec::new(),
     })
 }
 
@@ -416,7 +421,9 @@ impl PodNetwork {
     /// The gateways the NIC's default routes go through: none unless it carries the default
     /// route.
     pub fn route_gateways(&self) -> &[IpAddr] {
-        if self.default_route {
+        if self.default_route && !self.default_via.is_empty() {
+            &self.default_via
+        } else if self.default_route {
             &self.gateways
         } else {
             &[]

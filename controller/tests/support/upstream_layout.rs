@@ -639,3 +639,47 @@ pub fn vip(w: &World, lb: &str, vip: &str, backends: &str) {
         &format!("vips:\"{vip}\"=\"{backends}\""),
     ]);
 }
+
+/// A u2o underlay subnet's router patch pair (`CreateLogicalSwitch` with `needRouter`): the
+/// `<ls>-<lr>` router port on the existing switch and `<lr>-<ls>` on the interconnection
+/// address `network` (`<ip>/<prefix>`) with the address's IPAM MAC.
+pub fn u2o_router_ports(w: &World, router: &str, ls: &str, network: &str, mac: &str) {
+    let lsp = format!("{ls}-{router}");
+    let lrp = format!("{router}-{ls}");
+    let mut args = vec![
+        "--".to_string(),
+        "--id=@lsp".into(),
+        "create".into(),
+        "logical_switch_port".into(),
+        format!("name={lsp}"),
+        "type=router".into(),
+        "addresses=router".into(),
+        format!("options:router-port={lrp}"),
+    ];
+    args.extend(ids(&[("ls", ls), ("vendor", "kube-ovn")]));
+    args.extend([
+        "--".into(),
+        "add".into(),
+        "logical_switch".into(),
+        ls.into(),
+        "ports".into(),
+        "@lsp".into(),
+        "--".into(),
+        "--id=@lrp".into(),
+        "create".into(),
+        "logical_router_port".into(),
+        format!("name={lrp}"),
+        format!("mac=\"{mac}\""),
+        format!("networks=\"{network}\""),
+    ]);
+    args.extend(ids(&[("lr", router), ("vendor", "kube-ovn")]));
+    args.extend([
+        "--".into(),
+        "add".into(),
+        "logical_router".into(),
+        router.into(),
+        "ports".into(),
+        "@lrp".into(),
+    ]);
+    nbctl(w, &args);
+}

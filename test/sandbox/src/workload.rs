@@ -240,6 +240,51 @@ pub fn serve(netns_path: &str, name: &str, tcp_ports: &[u16], udp_ports: &[u16])
     Ok(())
 }
 
+/// Answers every TCP connection on `port` in the network namespace `netns` (a name under
+/// /run/netns) with the peer's address and a newline, from a thread of the calling process
+/// that lives as long as it: what a test asks to see the source address a flow arrives with
+/// (NAT or not). Returns once the port is bound.
+pub fn serve_peer_address(netns: &str, port: u16) -> Result<()> {
+    let path = sys::netns_path(netns);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let bound = enter_netns(&path).and_then(|()| bind_tcp(port));
+        let listener = match bound {
+            Ok(l) => {
+                let _ = tx.send(Ok(()));
+                l
+            }
+            Err(e) => {
+                let _ = tx.send(Err(Error::io(format!("{path} tcp port {port}"), e)));
+                return;
+            }
+        };
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let peer = stream
+                .peer_addr()
+                .map(|a| match a.ip() {
+                    std::net::IpAddr::V6(v6) => v6
+                        .to_ipv4_mapped()
+                        .map(|v4| v4.to_string())
+                        .unwrap_or_else(|| v6.to_string()),
+                    v4 => v4.to_string(),
+                })
+                .unwrap_or_default();
+            let _ = stream.write_all(format!("{peer}\n").as_bytes());
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = stream.read(&mut [0u8; 64]);
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).map_err(|_| {
+        Error::io(
+            format!("tcp port {port}"),
+            std::io::ErrorKind::TimedOut.into(),
+        )
+    })?
+}
+
 /// A `serve-pod` process owned by a test: killed and reaped when dropped.
 #[derive(Debug)]
 pub struct PodServer {

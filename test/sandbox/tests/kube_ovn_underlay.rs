@@ -19,22 +19,24 @@
 //! - Deleting the ProviderNetwork gives `eth1` back exactly its addresses, routes, MAC and MTU,
 //!   and removes the bridge, the mappings and the labels.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use kube_ovn_common::crd::{ProviderNetwork, Subnet, Vlan};
 use kube_ovn_sandbox::kubeovn::{self, KubeOvnBuild};
 use kube_ovn_sandbox::node::fabric_netns;
-use kube_ovn_sandbox::{probe, sys, NodeInfo, Sandbox, SandboxConfig, SandboxState};
+use kube_ovn_sandbox::{probe, sys, workload, NodeInfo, Sandbox, SandboxConfig, SandboxState};
 use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(90);
 const GATEWAY: &str = "172.19.100.1";
+/// The port of the peer-address servers in the u2o test's pods.
+const ECHO_PORT: u16 = 9000;
 
 /// What of a node's `eth1` the ProviderNetwork must give back: global and link-local
 /// addresses, IPv4 and IPv6 routes through it, the default route, MAC and MTU.
@@ -713,6 +715,186 @@ async fn provider_bridge_vlan_pods_and_restore() {
     sandbox.down().await.expect("sandbox down");
     // The teardown ended it through its pidfile; reaped here.
     let _ = restarted.wait();
+}
+
+/// What `netns` is answered asking the peer-address server at `to`, awaited until it is
+/// `want` (`None`: no answer at all) within [`WITHIN`].
+async fn until_answer(state: &SandboxState, netns: &str, to: SocketAddr, want: Option<&str>) {
+    let start = Instant::now();
+    loop {
+        let got = workload::ask_tcp(netns, to).await;
+        if got.as_ref().ok().map(String::as_str) == want {
+            println!("{netns} → {to}: {got:?} after {:?}", start.elapsed());
+            return;
+        }
+        assert!(
+            start.elapsed() < WITHIN,
+            "{netns} asking {to}: got {got:?}, wanted {want:?}\n{}",
+            probe::report(state)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An underlay pod with its peer-address server, on `node`; returns its address.
+async fn underlay_pod(state: &SandboxState, pods: &Api<Pod>, name: &str, node: &str) -> Ipv4Addr {
+    let ip = pod(pods, name, node).await;
+    workload::serve_peer_address(&state.pod_netns("ul", name), ECHO_PORT).expect("echo server");
+    ip
+}
+
+async fn set_u2o(client: &kube::Client, on: bool) {
+    Api::<Subnet>::all(client.clone())
+        .patch(
+            "underlay",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"u2oInterconnection": on}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// u2o with real packets: an overlay pod (node 2) and underlay pods (node 1, VLAN 100). Off,
+/// the overlay pod reaches the underlay pod through its node, which masquerades it (the
+/// underlay pod sees node 2's address), and the underlay pod cannot reach the overlay one
+/// (its physical gateway has no route to the overlay). On, a recreated underlay pod's default
+/// route is the interconnection address on `ovn-cluster`, and both directions work with
+/// source addresses preserved; it still reaches its physical gateway. Off again, a new pod is
+/// back to the NAT behaviour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u2o_interconnection_with_real_packets() {
+    let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
+    let mut config = SandboxConfig::isolated(2);
+    config.kube_ovn = Some(build);
+    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
+    let state = sandbox.state().clone();
+    let client = sandbox.client();
+    let external = state.external.clone().expect("external host");
+    external
+        .add_vlan(&state.run_dir, 100, &format!("{GATEWAY}/24"))
+        .expect("gateway on the external host's VLAN 100");
+    // The physical gateway routes between the nodes' network and VLAN 100.
+    sys::run_command(
+        state
+            .external_command("sysctl")
+            .args(["-qw", "net.ipv4.ip_forward=1"]),
+    )
+    .expect("forwarding on the external host");
+    create::<ProviderNetwork>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
+               "metadata": {"name": "net1"}, "spec": {"defaultInterface": "eth1"}}),
+    )
+    .await;
+    create::<Vlan>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
+               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
+    )
+    .await;
+    for ns in ["ul", "ov"] {
+        namespace(&client, ns).await;
+    }
+    create::<Subnet>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "underlay"},
+               "spec": {"cidrBlock": "172.19.100.0/24", "gateway": GATEWAY,
+                        "excludeIps": [GATEWAY], "vlan": "vlan100", "namespaces": ["ul"],
+                        "protocol": "IPv4"}}),
+    )
+    .await;
+    let pns: Api<ProviderNetwork> = Api::all(client.clone());
+    let subnets: Api<Subnet> = Api::all(client.clone());
+    let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    probe::until(
+        WITHIN,
+        "net1 ready on every node, underlay reconciled",
+        || async {
+            let pn = pns.get("net1").await.map_err(|e| e.to_string())?.status;
+            let sn = subnets
+                .get("underlay")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            let ready = pn
+                .as_ref()
+                .is_some_and(|s| s.ready && names.iter().all(|n| s.ready_nodes.contains(n)));
+            if ready && !sn.v4_available_ip_range.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("net1 {pn:?}, underlay {sn:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+
+    let overlay: Api<Pod> = Api::namespaced(client.clone(), "ov");
+    let underlay: Api<Pod> = Api::namespaced(client.clone(), "ul");
+    let o1 = pod(&overlay, "o1", &names[1]).await;
+    let o1_ns = state.pod_netns("ov", "o1");
+    workload::serve_peer_address(&o1_ns, ECHO_PORT).expect("echo server");
+    let to_o1 = SocketAddr::new(IpAddr::V4(o1), ECHO_PORT);
+    let node2 = state.nodes[1].provider_ip.to_string();
+
+    // Off: masqueraded by node 2 one way, no way back.
+    let u1 = underlay_pod(&state, &underlay, "u1", &names[0]).await;
+    let to_u1 = SocketAddr::new(IpAddr::V4(u1), ECHO_PORT);
+    until_answer(&state, &o1_ns, to_u1, Some(&node2)).await;
+    until_answer(&state, &state.pod_netns("ul", "u1"), to_o1, None).await;
+
+    // On: the interconnection address, then a recreated pod routed through it.
+    set_u2o(&client, true).await;
+    let u2o_ip = probe::until(WITHIN, "the u2o address", || async {
+        let st = subnets
+            .get("underlay")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .unwrap_or_default();
+        if st.u2o_interconnection_ip.is_empty() {
+            Err(format!("{st:?}"))
+        } else {
+            Ok(st.u2o_interconnection_ip)
+        }
+    })
+    .await
+    .unwrap();
+    let u2 = underlay_pod(&state, &underlay, "u2", &names[0]).await;
+    let u2_ns = state.pod_netns("ul", "u2");
+    let route = sys::run("ip", ["-n", &u2_ns, "route", "show", "default"]).unwrap();
+    assert!(
+        route.contains(&format!("via {u2o_ip} ")),
+        "the pod's default route is the u2o address {u2o_ip}: {route}"
+    );
+    let to_u2 = SocketAddr::new(IpAddr::V4(u2), ECHO_PORT);
+    until_answer(&state, &o1_ns, to_u2, Some(&o1.to_string())).await;
+    until_answer(&state, &u2_ns, to_o1, Some(&u2.to_string())).await;
+    probe::reach(&state, &u2_ns, GATEWAY).expect("u2 → its physical gateway");
+
+    // Off again: a new pod is back to the NAT behaviour.
+    set_u2o(&client, false).await;
+    probe::until(WITHIN, "the u2o address released", || async {
+        let st = subnets
+            .get("underlay")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .unwrap_or_default();
+        if st.u2o_interconnection_ip.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{st:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    let u3 = underlay_pod(&state, &underlay, "u3", &names[0]).await;
+    let to_u3 = SocketAddr::new(IpAddr::V4(u3), ECHO_PORT);
+    until_answer(&state, &o1_ns, to_u3, Some(&node2)).await;
+    until_answer(&state, &state.pod_netns("ul", "u3"), to_o1, None).await;
+    sandbox.down().await.expect("sandbox down");
 }
 
 #[test]

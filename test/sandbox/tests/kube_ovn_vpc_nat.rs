@@ -10,9 +10,7 @@
 //! namespace, its agent started anew) gets every rule back; deleting each rule stops exactly
 //! its flow, and deleting an unused EIP takes its address off the gateway.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,7 +21,7 @@ use kube_ovn_common::crd::{
     IptablesDnatRule, IptablesEip, IptablesFipRule, IptablesSnatRule, Subnet, Vpc, VpcNatGateway,
 };
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
-use kube_ovn_sandbox::workload::{connect, Proto};
+use kube_ovn_sandbox::workload::{self, connect, Proto};
 use kube_ovn_sandbox::{multus, probe, sys, Sandbox, SandboxConfig, SandboxState};
 use serde_json::{json, Value};
 
@@ -70,33 +68,6 @@ fn start_agent(build: &KubeOvnBuild, state: &SandboxState, namespace: &str, name
 
 /// A TCP server in the external host's namespace answering every connection with the
 /// address it came from (what the outside sees as the source).
-fn start_echo(netns: &str) {
-    let path = sys::netns_path(netns);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns on this thread only, which then only serves.
-        assert_eq!(
-            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
-            0,
-            "entering {path}"
-        );
-        let listener = TcpListener::bind(("0.0.0.0", ECHO_PORT)).unwrap();
-        tx.send(()).unwrap();
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let peer = s
-                .peer_addr()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_default();
-            let _ = s.write_all(format!("{peer}\n").as_bytes());
-            let _ = s.shutdown(std::net::Shutdown::Write);
-            let _ = BufReader::new(s).read_line(&mut String::new());
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("echo bound");
-}
-
 async fn create<K>(api: &Api<K>, obj: Value)
 where
     K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
@@ -357,7 +328,7 @@ async fn vpc_nat_gateway_fip_snat_and_dnat_with_real_packets() {
         );
     }
 
-    start_echo(&external.netns);
+    workload::serve_peer_address(&external.netns, ECHO_PORT).expect("echo server");
     let echo = SocketAddr::new(IpAddr::V4(external.ip), ECHO_PORT);
     let (a_ns, b_ns) = (state.pod_netns("ns1", "a"), state.pod_netns("ns1", "b"));
 

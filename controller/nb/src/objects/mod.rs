@@ -28,6 +28,7 @@ mod pod;
 pub(crate) mod rows;
 mod sg;
 mod subnet;
+mod u2o;
 mod vip;
 mod vpc;
 
@@ -65,11 +66,15 @@ pub use subnet::{
     delete_overlay_subnet, localnet_port, localnet_port_name, overlay_subnet, underlay_subnet,
     Localnet, OverlaySubnet, SUBNET_POLICY_PRIORITY,
 };
+pub use u2o::{
+    remove_u2o_rows, u2o_exclude_set, u2o_subnet, U2o, U2O_PHYSICAL_GATEWAY_POLICY_PRIORITY,
+    U2O_SAME_SUBNET_POLICY_PRIORITY, U2O_SUBNET_POLICY_PRIORITY,
+};
 pub use vip::{router_port_mac, vip_port, virtual_port, VipPort};
 pub use vpc::{
     custom_vpc_router, default_routes, delete_vpc_peer_port, delete_vpc_router, ensure_u2o_sets,
-    u2o_overlay_cidrs, vpc_load_balancers, vpc_peer_port, vpc_policy_routes, vpc_router,
-    vpc_static_routes, VpcLoadBalancers, VpcPolicyRoute, VpcStaticRoute,
+    router_arp_learning, u2o_overlay_cidrs, vpc_load_balancers, vpc_peer_port, vpc_policy_routes,
+    vpc_router, vpc_static_routes, VpcLoadBalancers, VpcPolicyRoute, VpcStaticRoute,
 };
 
 /// Helpers of the object modules' unit tests: plans against an empty NB, read as JSON.

@@ -40,6 +40,10 @@ pub mod key {
     pub const ADDRESS_FAMILY: &str = "address-family";
     /// Marks the node-local DNS cache policies (not the node reconciler's).
     pub const IS_LOCAL_DNS_CACHE: &str = "isLocalDnsCache";
+    /// Marks a u2o subnet's policies and exclude address sets.
+    pub const IS_U2O_ROUTE_POLICY: &str = "isU2ORoutePolicy";
+    /// Marks the policies of a u2o subnet with `overlayOnlyRouting`.
+    pub const IS_U2O_OVERLAY_ONLY: &str = "isU2OOverlayOnlyRoutePolicy";
     /// Marks the U2O overlay CIDR address sets.
     pub const IS_U2O_OVERLAY_CIDRS: &str = "isU2OOverlayCIDRs";
     /// NB_Global: the release whose NB layout is written.

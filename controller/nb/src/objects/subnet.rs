@@ -8,7 +8,6 @@ use ovsdb::models::nb::{
 };
 use ovsdb::{Atom, Datum, Row};
 
-use super::gateway::remove_owned_policies;
 use super::names::{cidr_prefix, router_switch_lrp, switch_router_lsp};
 use super::rows::{ext, integer, key, map, ours, row, strings, tagged, VENDOR};
 use super::vpc::VpcLoadBalancers;
@@ -42,52 +41,13 @@ pub struct OverlaySubnet<'a> {
 pub fn overlay_subnet(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
     switch(plan, s)?;
 
-    let lsp = switch_router_lsp(s.name, s.router);
-    let lrp = router_switch_lrp(s.router, s.name);
-    plan.ensure_named_child(
-        Parent {
-            table: LogicalSwitch::TABLE,
-            name: s.name,
-            column: LogicalSwitch::PORTS,
-        },
-        LogicalSwitchPort::TABLE,
-        &lsp,
-        row!(LogicalSwitchPort {
-            TYPE: Datum::from("router"),
-            ADDRESSES: strings(["router"]),
-            OPTIONS: map([("router-port", lrp.as_str())]),
-            EXTERNAL_IDS: map([(key::LS, s.name), (key::VENDOR, VENDOR)]),
-        }),
-    )?;
     let networks: Vec<String> = s
         .gateways
         .iter()
         .zip(&s.cidrs)
         .map(|(gw, cidr)| format!("{gw}/{}", cidr.rsplit('/').next().unwrap_or("")))
         .collect();
-    let mut lrp_row = row!(LogicalRouterPort {
-        NETWORKS: strings(networks),
-        EXTERNAL_IDS: map([(key::LR, s.router), (key::VENDOR, VENDOR)]),
-    });
-    if plan.lookup(LogicalRouterPort::TABLE, &lrp).is_none() {
-        lrp_row.insert(LogicalRouterPort::MAC, Datum::from(random_mac()));
-    }
-    if !s.route_table.is_empty() {
-        lrp_row.insert(
-            LogicalRouterPort::OPTIONS,
-            map([("route_table", s.route_table)]),
-        );
-    }
-    plan.ensure_named_child(
-        Parent {
-            table: LogicalRouter::TABLE,
-            name: s.router,
-            column: LogicalRouter::PORTS,
-        },
-        LogicalRouterPort::TABLE,
-        &lrp,
-        lrp_row,
-    )?;
+    router_ports(plan, s, networks, None)?;
 
     let policies: Vec<Row> = s
         .cidrs
@@ -122,8 +82,65 @@ pub fn overlay_subnet(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), 
     load_balancers(plan, s)
 }
 
+/// The patch pair between a subnet's switch and its router: the `router` LSP `<ls>-<lr>` and
+/// the LRP `<lr>-<ls>` with `networks`, its MAC `mac` or (when absent) a random one at creation.
+pub(crate) fn router_ports(
+    plan: &mut Plan<'_>,
+    s: &OverlaySubnet<'_>,
+    networks: Vec<String>,
+    mac: Option<&str>,
+) -> Result<(), PlanError> {
+    let lsp = switch_router_lsp(s.name, s.router);
+    let lrp = router_switch_lrp(s.router, s.name);
+    plan.ensure_named_child(
+        Parent {
+            table: LogicalSwitch::TABLE,
+            name: s.name,
+            column: LogicalSwitch::PORTS,
+        },
+        LogicalSwitchPort::TABLE,
+        &lsp,
+        row!(LogicalSwitchPort {
+            TYPE: Datum::from("router"),
+            ADDRESSES: strings(["router"]),
+            OPTIONS: map([("router-port", lrp.as_str())]),
+            EXTERNAL_IDS: map([(key::LS, s.name), (key::VENDOR, VENDOR)]),
+        }),
+    )?;
+    let mut lrp_row = row!(LogicalRouterPort {
+        NETWORKS: strings(networks),
+        EXTERNAL_IDS: map([(key::LR, s.router), (key::VENDOR, VENDOR)]),
+    });
+    match mac {
+        Some(m) => {
+            lrp_row.insert(LogicalRouterPort::MAC, Datum::from(m));
+        }
+        None if plan.lookup(LogicalRouterPort::TABLE, &lrp).is_none() => {
+            lrp_row.insert(LogicalRouterPort::MAC, Datum::from(random_mac()));
+        }
+        None => {}
+    }
+    if !s.route_table.is_empty() {
+        lrp_row.insert(
+            LogicalRouterPort::OPTIONS,
+            map([("route_table", s.route_table)]),
+        );
+    }
+    plan.ensure_named_child(
+        Parent {
+            table: LogicalRouter::TABLE,
+            name: s.router,
+            column: LogicalRouter::PORTS,
+        },
+        LogicalRouterPort::TABLE,
+        &lrp,
+        lrp_row,
+    )?;
+    Ok(())
+}
+
 /// The logical switch itself (`external_ids:vendor` only when created, as upstream).
-fn switch(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
+pub(crate) fn switch(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
     let mut ls = Row::new();
     if plan.lookup(LogicalSwitch::TABLE, s.name).is_none() {
         ls.insert(LogicalSwitch::EXTERNAL_IDS, map([(key::VENDOR, VENDOR)]));
@@ -133,7 +150,7 @@ fn switch(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
 }
 
 /// Attaches (or detaches) the VPC's load balancers on the switch.
-fn load_balancers(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
+pub(crate) fn load_balancers(plan: &mut Plan<'_>, s: &OverlaySubnet<'_>) -> Result<(), PlanError> {
     let uuids = |lbs: &VpcLoadBalancers, plan: &Plan<'_>| -> Vec<Atom> {
         lbs.all()
             .iter()
@@ -190,7 +207,7 @@ pub fn underlay_subnet(
     switch(plan, s)?;
     localnet_port(plan, s.name, &s.cidrs, ln)?;
     remove_router_ports(plan, s.name, s.router)?;
-    remove_owned_policies(plan, s.router, (key::SUBNET, s.name))?;
+    super::u2o::remove_u2o_rows(plan, s.name, s.router)?;
     super::gateway::delete_subnet_node_pgs(plan, (key::SUBNET, s.name), &[])?;
     load_balancers(plan, s)
 }
@@ -237,7 +254,11 @@ pub fn localnet_port(
 
 /// Removes the router patch pair of a subnet (`<ls>-<router>` and `<router>-<ls>`), as
 /// upstream does for an underlay subnet using the physical gateway.
-fn remove_router_ports(plan: &mut Plan<'_>, subnet: &str, router: &str) -> Result<(), PlanError> {
+pub(crate) fn remove_router_ports(
+    plan: &mut Plan<'_>,
+    subnet: &str,
+    router: &str,
+) -> Result<(), PlanError> {
     plan.monitored(LogicalSwitchPort::TABLE)?;
     if let Some(RowRef::Existing(u)) =
         plan.lookup(LogicalSwitchPort::TABLE, &switch_router_lsp(subnet, router))
@@ -259,7 +280,7 @@ pub fn delete_overlay_subnet(
     subnet: &str,
     router: &str,
 ) -> Result<(), PlanError> {
-    remove_owned_policies(plan, router, (key::SUBNET, subnet))?;
+    super::u2o::remove_u2o_rows(plan, subnet, router)?;
     plan.monitored(PortGroup::TABLE)?;
     let pgs: Vec<ovsdb::Uuid> = tagged(plan.cache(), PortGroup::TABLE, key::SUBNET, subnet)
         .into_iter()

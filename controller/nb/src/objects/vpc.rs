@@ -18,9 +18,50 @@ use crate::plan::{Parent, Plan, PlanError, RowRef};
 
 type Route = LogicalRouterStaticRoute;
 
-/// The default VPC's router (`ovn-cluster`), options exactly as upstream's VPC worker sets them.
+/// The default VPC's router (`ovn-cluster`), options as upstream's VPC worker sets them. An
+/// existing router keeps its `always_learn_from_arp_request`, which depends on its u2o subnets
+/// ([`router_arp_learning`], stated by their reconciles).
 pub fn vpc_router(plan: &mut Plan<'_>, router: &str) -> Result<(), PlanError> {
-    custom_vpc_router(plan, router, false)
+    if plan.lookup(LogicalRouter::TABLE, router).is_none() {
+        return custom_vpc_router(plan, router, false);
+    }
+    plan.set_map_entries(
+        LogicalRouter::TABLE,
+        router,
+        LogicalRouter::OPTIONS,
+        &[
+            ("mac_binding_age_threshold".into(), "300".into()),
+            ("dynamic_neigh_routers".into(), "true".into()),
+        ],
+        &[],
+    )
+}
+
+/// Upstream's `learnFromARPRequest` on an existing router: without it the router carries
+/// `always_learn_from_arp_request=false`; with it (a u2o underlay subnet) the key is absent.
+pub fn router_arp_learning(
+    plan: &mut Plan<'_>,
+    router: &str,
+    learn_from_arp_request: bool,
+) -> Result<(), PlanError> {
+    let k = "always_learn_from_arp_request".to_string();
+    if learn_from_arp_request {
+        plan.set_map_entries(
+            LogicalRouter::TABLE,
+            router,
+            LogicalRouter::OPTIONS,
+            &[],
+            &[k],
+        )
+    } else {
+        plan.set_map_entries(
+            LogicalRouter::TABLE,
+            router,
+            LogicalRouter::OPTIONS,
+            &[(k, "false".into())],
+            &[],
+        )
+    }
 }
 
 /// A VPC's router, named like the VPC, with upstream's options: it learns from ARP requests

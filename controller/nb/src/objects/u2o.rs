@@ -1,0 +1,341 @@
+//! An underlay subnet interconnected with the overlay (`u2oInterconnection`) in the default
+//! VPC, as upstream lays it out: the underlay switch keeps its physical gateway and localnet
+//! port, and also gets the router patch pair whose router port holds the subnet's extra u2o
+//! address, plus per CIDR the policies that keep overlay ↔ underlay traffic inside OVN and
+//! send everything else of the subnet to the physical gateway.
+//!
+//! Policies (`external_ids` `vendor`, `subnet`, `isU2ORoutePolicy=true`), per CIDR of family
+//! `ipN` with physical gateway `gw`:
+//! * routing all (the default): 29400 `ipN.dst == <cidr>` allow; 31000
+//!   `ipN.dst == $<ls>.u2o_exclude_ip.ipN && ipN.src == <cidr>` reroute `gw` (node addresses
+//!   are reached through the physical network, not `ovn0`); 29000 `ipN.src == <cidr>` reroute
+//!   `gw`.
+//! * `overlayOnlyRouting` (marked `isU2OOverlayOnlyRoutePolicy=true` but 30050): 29400
+//!   `ipN.src == $<vpc>.u2o_overlay_cidrs.ipN && ipN.dst == <cidr>` allow; the same 31000;
+//!   30060 `ipN.src == <cidr> && ipN.dst == <cidr>` allow; 30050 `ipN.src == <cidr>` reroute
+//!   `gw`.
+
+use std::net::IpAddr;
+
+use ovsdb::model::Model;
+use ovsdb::models::nb::{AddressSet, LogicalRouter, LogicalRouterPolicy};
+use ovsdb::{Datum, Row};
+
+use super::gateway::{delete_subnet_node_pgs, remove_owned_policies};
+use super::names::{cidr_prefix, family_prefix, pg_name};
+use super::rows::{ext, key, map, ours, row, strings, VENDOR};
+use super::subnet::{load_balancers, localnet_port, router_ports, switch, Localnet, OverlaySubnet};
+use crate::plan::{Parent, Plan, PlanError};
+
+type Policy = LogicalRouterPolicy;
+
+/// Overlay → underlay: the subnet's CIDR stays inside OVN (beats the 29000 reroutes).
+pub const U2O_SUBNET_POLICY_PRIORITY: i64 = 29400;
+/// overlayOnlyRouting: traffic within the subnet stays on its switch.
+pub const U2O_SAME_SUBNET_POLICY_PRIORITY: i64 = 30060;
+/// overlayOnlyRouting: the rest of the subnet's traffic goes to the physical gateway.
+pub const U2O_PHYSICAL_GATEWAY_POLICY_PRIORITY: i64 = 30050;
+
+/// The u2o side of an underlay subnet.
+#[derive(Debug, Clone)]
+pub struct U2o<'a> {
+    /// The VPC whose overlay CIDR sets `overlayOnlyRouting` matches.
+    pub vpc: &'a str,
+    /// The u2o addresses (one per CIDR family), the router port's `networks`.
+    pub ips: Vec<IpAddr>,
+    /// The router port's MAC (the address's IPAM MAC).
+    pub mac: &'a str,
+    /// Every node's InternalIP: reached through the physical gateway, not `ovn0`.
+    pub node_ips: Vec<IpAddr>,
+    /// `spec.u2oFeatures.overlayOnlyRouting`.
+    pub overlay_only: bool,
+}
+
+/// The name of a subnet's address set of node addresses (`<ls>.u2o_exclude_ip.ip4|ip6`, dots
+/// for dashes).
+pub fn u2o_exclude_set(subnet: &str, fam: &str) -> String {
+    format!("{}.u2o_exclude_ip.{fam}", pg_name(subnet))
+}
+
+/// States a u2o underlay subnet: switch, localnet port, load balancers, router patch pair on
+/// the u2o address, the policies above and the exclude address sets; no per-node port groups.
+pub fn u2o_subnet(
+    plan: &mut Plan<'_>,
+    s: &OverlaySubnet<'_>,
+    ln: &Localnet<'_>,
+    u: &U2o<'_>,
+) -> Result<(), PlanError> {
+    switch(plan, s)?;
+    localnet_port(plan, s.name, &s.cidrs, ln)?;
+    let networks: Vec<String> = s
+        .cidrs
+        .iter()
+        .filter_map(|cidr| {
+            let fam = cidr_prefix(cidr);
+            let ip = u.ips.iter().find(|ip| family_prefix(ip) == fam)?;
+            Some(format!("{ip}/{}", cidr.rsplit('/').next().unwrap_or("")))
+        })
+        .collect();
+    router_ports(plan, s, networks, Some(u.mac))?;
+    let tags = [
+        (key::VENDOR, VENDOR),
+        (key::SUBNET, s.name),
+        (key::IS_U2O_ROUTE_POLICY, "true"),
+    ];
+    for fam in ["ip4", "ip6"] {
+        let addrs: Vec<String> = u
+            .node_ips
+            .iter()
+            .filter(|ip| family_prefix(ip) == fam)
+            .map(IpAddr::to_string)
+            .collect();
+        plan.ensure_root(
+            AddressSet::TABLE,
+            &u2o_exclude_set(s.name, fam),
+            row!(AddressSet {
+                ADDRESSES: strings(addrs),
+                EXTERNAL_IDS: map(tags),
+            }),
+        )?;
+    }
+    let only = [
+        (key::VENDOR, VENDOR),
+        (key::SUBNET, s.name),
+        (key::IS_U2O_ROUTE_POLICY, "true"),
+        (key::IS_U2O_OVERLAY_ONLY, "true"),
+    ];
+    let marked = if u.overlay_only { &only[..] } else { &tags[..] };
+    let mut desired: Vec<Row> = Vec::new();
+    let mut policy = |priority: i64, m: String, gw: Option<&str>, ids: &[(&str, &str)]| {
+        let mut r = row!(Policy {
+            PRIORITY: Datum::from(priority),
+            MATCH: Datum::from(m),
+            ACTION: Datum::from(if gw.is_some() { "reroute" } else { "allow" }),
+            EXTERNAL_IDS: map(ids.iter().copied()),
+        });
+        if let Some(gw) = gw {
+            r.insert(Policy::NEXTHOPS, strings([gw]));
+        }
+        desired.push(r);
+    };
+    for (cidr, gw) in s.cidrs.iter().zip(&s.gateways) {
+        let f = cidr_prefix(cidr);
+        let exclude = u2o_exclude_set(s.name, f);
+        policy(
+            super::SUBNET_POLICY_PRIORITY,
+            format!("{f}.dst == ${exclude} && {f}.src == {cidr}"),
+            Some(gw),
+            marked,
+        );
+        if u.overlay_only {
+            let overlay = format!("{}.u2o_overlay_cidrs.{f}", pg_name(u.vpc));
+            policy(
+                U2O_SUBNET_POLICY_PRIORITY,
+                format!("{f}.src == ${overlay} && {f}.dst == {cidr}"),
+                None,
+                marked,
+            );
+            policy(
+                U2O_SAME_SUBNET_POLICY_PRIORITY,
+                format!("{f}.src == {cidr} && {f}.dst == {cidr}"),
+                None,
+                marked,
+            );
+            policy(
+                U2O_PHYSICAL_GATEWAY_POLICY_PRIORITY,
+                format!("{f}.src == {cidr}"),
+                Some(gw),
+                &tags,
+            );
+        } else {
+            policy(
+                U2O_SUBNET_POLICY_PRIORITY,
+                format!("{f}.dst == {cidr}"),
+                None,
+                &tags,
+            );
+            policy(
+                super::GATEWAY_POLICY_PRIORITY,
+                format!("{f}.src == {cidr}"),
+                Some(gw),
+                &tags,
+            );
+        }
+    }
+    let name = s.name.to_string();
+    plan.sync_keyed_children(
+        Parent {
+            table: LogicalRouter::TABLE,
+            name: s.router,
+            column: LogicalRouter::POLICIES,
+        },
+        Policy::TABLE,
+        &[Policy::PRIORITY, Policy::MATCH],
+        desired,
+        Some((key::SUBNET, s.name)),
+        move |r| ours(r) && ext(r, key::SUBNET) == Some(name.as_str()),
+    )?;
+    // Per-node port groups of an earlier overlay life.
+    delete_subnet_node_pgs(plan, (key::SUBNET, s.name), &[])?;
+    load_balancers(plan, s)
+}
+
+/// Removes what [`u2o_subnet`] added beyond a plain underlay subnet's rows: its policies and
+/// exclude address sets (the patch pair is the caller's).
+pub fn remove_u2o_rows(plan: &mut Plan<'_>, subnet: &str, router: &str) -> Result<(), PlanError> {
+    remove_owned_policies(plan, router, (key::SUBNET, subnet))?;
+    plan.monitored(AddressSet::TABLE)?;
+    for fam in ["ip4", "ip6"] {
+        let name = u2o_exclude_set(subnet, fam);
+        if plan.lookup(AddressSet::TABLE, &name).is_some() {
+            plan.delete_root(AddressSet::TABLE, &name)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::objects::testing::{empty_nb, inserted, ops};
+    use crate::objects::vpc_router;
+
+    fn plan_u2o(overlay_only: bool) -> Vec<Value> {
+        let cache = empty_nb();
+        let mut plan = Plan::new(&cache, "OVN_Northbound");
+        vpc_router(&mut plan, "ovn-cluster").unwrap();
+        u2o_subnet(
+            &mut plan,
+            &OverlaySubnet {
+                name: "vlan-sub",
+                router: "ovn-cluster",
+                cidrs: vec!["172.17.0.0/24".into()],
+                gateways: vec!["172.17.0.1".into()],
+                load_balancers: None,
+                detach_load_balancers: None,
+                route_table: "",
+            },
+            &Localnet {
+                provider: "net1",
+                vlan_id: 100,
+            },
+            &U2o {
+                vpc: "ovn-cluster",
+                ips: vec!["172.17.0.2".parse().unwrap()],
+                mac: "00:00:00:8e:1b:2c",
+                node_ips: vec!["172.18.0.2".parse().unwrap(), "172.18.0.3".parse().unwrap()],
+                overlay_only,
+            },
+        )
+        .unwrap();
+        ops(plan)
+    }
+
+    fn policies(ops: &[Value]) -> Vec<(i64, String, String, Value)> {
+        ops.iter()
+            .filter(|o| o["op"] == "insert" && o["table"] == "Logical_Router_Policy")
+            .map(|o| {
+                let r = &o["row"];
+                (
+                    r["priority"].as_i64().unwrap(),
+                    r["match"].as_str().unwrap().to_string(),
+                    r["action"].as_str().unwrap().to_string(),
+                    r["external_ids"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn u2o_rows_match_upstream() {
+        let ops = plan_u2o(false);
+        let lrp = inserted(&ops, "Logical_Router_Port", "ovn-cluster-vlan-sub");
+        assert_eq!(lrp["row"]["networks"], "172.17.0.2/24");
+        assert_eq!(lrp["row"]["mac"], "00:00:00:8e:1b:2c");
+        let lsp = inserted(&ops, "Logical_Switch_Port", "vlan-sub-ovn-cluster");
+        assert_eq!(lsp["row"]["type"], "router");
+        inserted(&ops, "Logical_Switch_Port", "localnet.vlan-sub");
+        let set = inserted(&ops, "Address_Set", "vlan.sub.u2o_exclude_ip.ip4");
+        assert_eq!(
+            set["row"]["addresses"],
+            json!(["set", ["172.18.0.2", "172.18.0.3"]])
+        );
+        let ids = json!([
+            "map",
+            [
+                ["isU2ORoutePolicy", "true"],
+                ["subnet", "vlan-sub"],
+                ["vendor", "kube-ovn"]
+            ]
+        ]);
+        assert_eq!(set["row"]["external_ids"], ids);
+        inserted(&ops, "Address_Set", "vlan.sub.u2o_exclude_ip.ip6");
+        let mut got = policies(&ops);
+        got.sort_by_key(|p| (p.0, p.1.clone()));
+        let want = vec![
+            (
+                29000,
+                "ip4.src == 172.17.0.0/24".to_string(),
+                "reroute".to_string(),
+                ids.clone(),
+            ),
+            (
+                29400,
+                "ip4.dst == 172.17.0.0/24".to_string(),
+                "allow".to_string(),
+                ids.clone(),
+            ),
+            (
+                31000,
+                "ip4.dst == $vlan.sub.u2o_exclude_ip.ip4 && ip4.src == 172.17.0.0/24".to_string(),
+                "reroute".to_string(),
+                ids,
+            ),
+        ];
+        assert_eq!(got, want);
+        let nexthops: Vec<&Value> = ops
+            .iter()
+            .filter(|o| o["table"] == "Logical_Router_Policy" && o["row"]["action"] == "reroute")
+            .map(|o| &o["row"]["nexthops"])
+            .collect();
+        assert!(
+            nexthops.iter().all(|n| **n == json!("172.17.0.1")),
+            "{nexthops:?}"
+        );
+    }
+
+    #[test]
+    fn overlay_only_routing_rows_match_upstream() {
+        let ops = plan_u2o(true);
+        let mut got: Vec<(i64, String, bool)> = policies(&ops)
+            .into_iter()
+            .map(|(p, m, _, ids)| {
+                let only = ids.to_string().contains("isU2OOverlayOnlyRoutePolicy");
+                (p, m, only)
+            })
+            .collect();
+        got.sort();
+        let mut want: Vec<(i64, String, bool)> = vec![
+            (30050, "ip4.src == 172.17.0.0/24".into(), false),
+            (
+                30060,
+                "ip4.src == 172.17.0.0/24 && ip4.dst == 172.17.0.0/24".into(),
+                true,
+            ),
+            (
+                29400,
+                "ip4.src == $ovn.cluster.u2o_overlay_cidrs.ip4 && ip4.dst == 172.17.0.0/24".into(),
+                true,
+            ),
+            (
+                31000,
+                "ip4.dst == $vlan.sub.u2o_exclude_ip.ip4 && ip4.src == 172.17.0.0/24".into(),
+                true,
+            ),
+        ];
+        want.sort();
+        assert_eq!(got, want);
+    }
+}
