@@ -236,7 +236,8 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             return Ok(Outcome::Done);
         }
         if spec.vpc != ctx.config.cluster_router {
-            reason = write_custom_vpc_nb(&ctx, &name, &spec).await?;
+            let u2o = crate::u2o::reconcile(&ctx, &subnet, &spec).await?;
+            reason = write_custom_vpc_nb(&ctx, &name, &spec, vlan.as_deref(), u2o.as_ref()).await?;
             ctx.queues.add(crate::vpc_ctl::KIND, spec.vpc.clone());
         } else {
             let u2o = crate::u2o::reconcile(&ctx, &subnet, &spec).await?;
@@ -478,14 +479,9 @@ async fn write_nb(
         vpc: &router,
         ips: a.ips.clone(),
         mac: &a.mac,
-        node_ips: ctx
-            .stores
-            .nodes
-            .state()
-            .iter()
-            .flat_map(|n| kube_ovn_common::node::internal_ips(n))
-            .collect(),
+        node_ips: node_internal_ips(ctx),
         overlay_only: spec.u2o_features.overlay_only_routing,
+        default_vpc: true,
     });
     ctx.apply(&format!("subnet {name}"), |plan| {
         let ls = OverlaySubnet {
@@ -547,6 +543,8 @@ async fn write_custom_vpc_nb(
     ctx: &Ctx,
     name: &str,
     spec: &kube_ovn_common::crd::subnet::SubnetSpec,
+    vlan: Option<&Vlan>,
+    u2o: Option<&crate::u2o::Address>,
 ) -> Result<&'static str, Error> {
     let router = spec.vpc.clone();
     let cidrs: Vec<String> = net::entries(&spec.cidr_block).map(str::to_string).collect();
@@ -578,19 +576,39 @@ async fn write_custom_vpc_nb(
         spec.allow_ew_traffic,
     );
     let route_table = spec.route_table.clone();
+    let localnet = vlan.map(|v| Localnet {
+        provider: &v.spec.provider,
+        vlan_id: v.spec.id,
+    });
+    let u2o = u2o.map(|a| objects::U2o {
+        vpc: &router,
+        ips: a.ips.clone(),
+        mac: &a.mac,
+        node_ips: node_internal_ips(ctx),
+        overlay_only: spec.u2o_features.overlay_only_routing,
+        default_vpc: false,
+    });
+    let underlay = is_underlay(spec);
     ctx.apply(&format!("subnet {name}"), |plan| {
-        objects::overlay_subnet(
-            plan,
-            &OverlaySubnet {
-                name,
-                router: &router,
-                cidrs: cidrs.clone(),
-                gateways: gateways.clone(),
-                load_balancers: (enable_lb && ctx.config.enable_lb).then_some(&lbs),
-                detach_load_balancers: (!enable_lb && ctx.config.enable_lb).then_some(&lbs),
-                route_table: &route_table,
-            },
-        )?;
+        let ls = OverlaySubnet {
+            name,
+            router: &router,
+            cidrs: cidrs.clone(),
+            gateways: gateways.clone(),
+            load_balancers: (enable_lb && ctx.config.enable_lb).then_some(&lbs),
+            detach_load_balancers: (!enable_lb && ctx.config.enable_lb).then_some(&lbs),
+            route_table: &route_table,
+        };
+        // As in the default VPC: an underlay subnet has router ports only with u2o.
+        match (&localnet, &u2o) {
+            (Some(ln), Some(u)) if underlay => objects::u2o_subnet(plan, &ls, ln, u)?,
+            (Some(ln), None) if underlay => objects::underlay_subnet(plan, &ls, ln)?,
+            (Some(ln), _) => {
+                objects::overlay_subnet(plan, &ls)?;
+                objects::localnet_port(plan, name, &cidrs, ln)?;
+            }
+            (None, _) => objects::overlay_subnet(plan, &ls)?,
+        }
         objects::switch_acls(plan, name, &acls)?;
         Ok(())
     })
@@ -600,6 +618,16 @@ async fn write_custom_vpc_nb(
     } else {
         "ResetLogicalSwitchAclSuccess"
     })
+}
+
+/// Every node's InternalIP (a u2o subnet's exclude sets).
+fn node_internal_ips(ctx: &Ctx) -> Vec<IpAddr> {
+    ctx.stores
+        .nodes
+        .state()
+        .iter()
+        .flat_map(|n| kube_ovn_common::node::internal_ips(n))
+        .collect()
 }
 
 /// Whether a default-VPC subnet other than `name` interconnects (the router then learns from

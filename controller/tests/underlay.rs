@@ -495,6 +495,124 @@ async fn u2o_interconnection_rows_address_and_adoption() {
     })
     .await;
 
+    // overlayOnlyRouting: upstream's four policies instead.
+    subnets
+        .patch(
+            "u2o-sub",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"u2oFeatures": {"overlayOnlyRouting": true}}})),
+        )
+        .await
+        .unwrap();
+    let only = vec![
+        (
+            29400,
+            "ip4.src == $ovn.cluster.u2o_overlay_cidrs.ip4 && ip4.dst == 172.19.100.0/24"
+                .to_string(),
+            "allow".to_string(),
+            String::new(),
+        ),
+        (
+            30050,
+            "ip4.src == 172.19.100.0/24".to_string(),
+            "reroute".to_string(),
+            "172.19.100.1".to_string(),
+        ),
+        (
+            30060,
+            "ip4.src == 172.19.100.0/24 && ip4.dst == 172.19.100.0/24".to_string(),
+            "allow".to_string(),
+            String::new(),
+        ),
+        (
+            31000,
+            "ip4.dst == $u2o.sub.u2o_exclude_ip.ip4 && ip4.src == 172.19.100.0/24".to_string(),
+            "reroute".to_string(),
+            "172.19.100.1".to_string(),
+        ),
+    ];
+    eventually("overlay-only policies", LONG, || async {
+        (u2o_policies(&w, "u2o-sub") == only).then_some(())
+    })
+    .await;
+    subnets
+        .patch(
+            "u2o-sub",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"u2oFeatures": {"overlayOnlyRouting": false}}})),
+        )
+        .await
+        .unwrap();
+
+    // A custom VPC's u2o subnet: the address under the VPC's name, the 31000 allow of an
+    // overlay subnet and only the 29000 reroute.
+    Api::<kube_ovn_common::crd::Vpc>::all(w.client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "kubeovn.io/v1", "kind": "Vpc",
+                                           "metadata": {"name": "vpc1"}, "spec": {}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    create::<Subnet>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "u2o-vpc"},
+               "spec": {"cidrBlock": "172.19.101.0/24", "gateway": "172.19.101.1",
+                        "vlan": "vlan100", "vpc": "vpc1", "u2oInterconnection": true}}),
+    )
+    .await;
+    let st = eventually("the custom VPC's u2o address", LONG, || async {
+        let st = subnets.get("u2o-vpc").await.ok()?.status?;
+        (!st.u2o_interconnection_ip.is_empty()).then_some(st)
+    })
+    .await;
+    assert_eq!(st.u2o_interconnection_vpc, "vpc1");
+    Api::<kube_ovn_common::crd::Ip>::all(w.client.clone())
+        .get("u2o-interconnection.vpc1.u2o-vpc")
+        .await
+        .expect("the custom VPC's u2o IP CR");
+    let lrp = eventually("the custom VPC's u2o router port", LONG, || async {
+        named(&w, "Logical_Router_Port", "vpc1-u2o-vpc")
+    })
+    .await;
+    assert_eq!(
+        text(&lrp, "networks"),
+        format!("{}/24", st.u2o_interconnection_ip)
+    );
+    assert!(named(&w, "Logical_Switch_Port", "localnet.u2o-vpc").is_some());
+    let vpc_policies = || {
+        let mut p: Vec<(i64, String)> = rows(&w, "Logical_Router_Policy")
+            .iter()
+            .filter(|r| {
+                string_map(r, "external_ids")
+                    .get("subnet")
+                    .map(String::as_str)
+                    == Some("u2o-vpc")
+            })
+            .map(|r| {
+                (
+                    r.get("priority")
+                        .and_then(Datum::as_atom)
+                        .and_then(Atom::as_i64)
+                        .unwrap_or_default(),
+                    text(r, "match"),
+                )
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    eventually("the custom VPC's u2o policies", LONG, || async {
+        (vpc_policies()
+            == vec![
+                (29000, "ip4.src == 172.19.101.0/24".to_string()),
+                (31000, "ip4.dst == 172.19.101.0/24".to_string()),
+            ])
+        .then_some(())
+    })
+    .await;
+
     // Off: address, CR, router ports, policies and sets go; the router stops learning.
     subnets
         .patch(

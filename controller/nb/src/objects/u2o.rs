@@ -5,7 +5,7 @@
 //! send everything else of the subnet to the physical gateway.
 //!
 //! Policies (`external_ids` `vendor`, `subnet`, `isU2ORoutePolicy=true`), per CIDR of family
-//! `ipN` with physical gateway `gw`:
+//! `ipN` with physical gateway `gw`, in the default VPC (a custom VPC: see [`U2o::default_vpc`]):
 //! * routing all (the default): 29400 `ipN.dst == <cidr>` allow; 31000
 //!   `ipN.dst == $<ls>.u2o_exclude_ip.ipN && ipN.src == <cidr>` reroute `gw` (node addresses
 //!   are reached through the physical network, not `ovn0`); 29000 `ipN.src == <cidr>` reroute
@@ -49,6 +49,10 @@ pub struct U2o<'a> {
     pub node_ips: Vec<IpAddr>,
     /// `spec.u2oFeatures.overlayOnlyRouting`.
     pub overlay_only: bool,
+    /// Whether the router is the default VPC's. A custom VPC's u2o subnet has its 31000
+    /// `dst == <cidr>` allow as an overlay subnet does, and (routing all) only the 29000
+    /// reroute of the u2o policies.
+    pub default_vpc: bool,
 }
 
 /// The name of a subnet's address set of node addresses (`<ls>.u2o_exclude_ip.ip4|ip6`, dots
@@ -118,15 +122,26 @@ pub fn u2o_subnet(
         }
         desired.push(r);
     };
+    let common = [(key::SUBNET, s.name), (key::VENDOR, VENDOR)];
     for (cidr, gw) in s.cidrs.iter().zip(&s.gateways) {
         let f = cidr_prefix(cidr);
         let exclude = u2o_exclude_set(s.name, f);
-        policy(
-            super::SUBNET_POLICY_PRIORITY,
-            format!("{f}.dst == ${exclude} && {f}.src == {cidr}"),
-            Some(gw),
-            marked,
-        );
+        if !u.default_vpc {
+            policy(
+                super::SUBNET_POLICY_PRIORITY,
+                format!("{f}.dst == {cidr}"),
+                None,
+                &common,
+            );
+        }
+        if u.default_vpc || u.overlay_only {
+            policy(
+                super::SUBNET_POLICY_PRIORITY,
+                format!("{f}.dst == ${exclude} && {f}.src == {cidr}"),
+                Some(gw),
+                marked,
+            );
+        }
         if u.overlay_only {
             let overlay = format!("{}.u2o_overlay_cidrs.{f}", pg_name(u.vpc));
             policy(
@@ -148,12 +163,14 @@ pub fn u2o_subnet(
                 &tags,
             );
         } else {
-            policy(
-                U2O_SUBNET_POLICY_PRIORITY,
-                format!("{f}.dst == {cidr}"),
-                None,
-                &tags,
-            );
+            if u.default_vpc {
+                policy(
+                    U2O_SUBNET_POLICY_PRIORITY,
+                    format!("{f}.dst == {cidr}"),
+                    None,
+                    &tags,
+                );
+            }
             policy(
                 super::GATEWAY_POLICY_PRIORITY,
                 format!("{f}.src == {cidr}"),
@@ -203,14 +220,18 @@ mod tests {
     use crate::objects::vpc_router;
 
     fn plan_u2o(overlay_only: bool) -> Vec<Value> {
+        plan_u2o_in("ovn-cluster", overlay_only)
+    }
+
+    fn plan_u2o_in(router: &str, overlay_only: bool) -> Vec<Value> {
         let cache = empty_nb();
         let mut plan = Plan::new(&cache, "OVN_Northbound");
-        vpc_router(&mut plan, "ovn-cluster").unwrap();
+        vpc_router(&mut plan, router).unwrap();
         u2o_subnet(
             &mut plan,
             &OverlaySubnet {
                 name: "vlan-sub",
-                router: "ovn-cluster",
+                router,
                 cidrs: vec!["172.17.0.0/24".into()],
                 gateways: vec!["172.17.0.1".into()],
                 load_balancers: None,
@@ -222,11 +243,12 @@ mod tests {
                 vlan_id: 100,
             },
             &U2o {
-                vpc: "ovn-cluster",
+                vpc: router,
                 ips: vec!["172.17.0.2".parse().unwrap()],
                 mac: "00:00:00:8e:1b:2c",
                 node_ips: vec!["172.18.0.2".parse().unwrap(), "172.18.0.3".parse().unwrap()],
                 overlay_only,
+                default_vpc: router == "ovn-cluster",
             },
         )
         .unwrap();
@@ -337,5 +359,24 @@ mod tests {
         ];
         want.sort();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn custom_vpc_u2o_rows_match_upstream() {
+        let ops = plan_u2o_in("vpc1", false);
+        inserted(&ops, "Logical_Router_Port", "vpc1-vlan-sub");
+        let mut got: Vec<(i64, String)> = policies(&ops)
+            .into_iter()
+            .map(|(p, m, _, _)| (p, m))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (29000, "ip4.src == 172.17.0.0/24".to_string()),
+                (31000, "ip4.dst == 172.17.0.0/24".to_string()),
+            ]
+        );
+        inserted(&ops, "Address_Set", "vlan.sub.u2o_exclude_ip.ip4");
     }
 }
