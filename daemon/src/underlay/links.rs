@@ -6,6 +6,7 @@
 //! Link-local addresses (169.254.0.0/16, fe80::/10) and gateway-less link-local routes stay
 //! where they are, as upstream leaves them.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
@@ -210,7 +211,7 @@ fn scope_rank(s: RouteScope) -> u8 {
 /// Moves the addresses and routes of link `from` to link `to` (brought up before the routes
 /// are added); returns how many addresses moved. The routes are read before any address is
 /// removed, since removing an address takes the routes depending on it away.
-pub async fn transfer(h: &Handle, from: u32, to: u32) -> Result<usize, String> {
+pub async fn transfer(h: &Handle, from: u32, to: u32) -> Result<Moved, String> {
     let addrs = addresses(h, from).await?;
     let mut rts = routes(h, from).await?;
     rts.sort_by_key(|r| scope_rank(r.header.scope));
@@ -232,13 +233,16 @@ pub async fn transfer(h: &Handle, from: u32, to: u32) -> Result<usize, String> {
         tracing::info!(address = ?address_ip(a), from, to, "address moved");
     }
     set_up(h, to, true).await?;
+    let mut moved = Vec::with_capacity(rts.len());
     for r in &rts {
+        let added = reroute(r, to);
         h.route()
-            .add(reroute(r, to))
+            .add(added.clone())
             .replace()
             .execute()
             .await
             .map_err(err(format!("add route {r:?} through link {to}")))?;
+        moved.push(added);
         // A replace may have moved the old route or added a second one; the old one goes.
         match h.route().del(r.clone()).execute().await {
             Ok(()) => {}
@@ -246,7 +250,70 @@ pub async fn transfer(h: &Handle, from: u32, to: u32) -> Result<usize, String> {
             Err(e) => return Err(err(format!("remove route {r:?} from link {from}"))(e)),
         }
     }
-    Ok(addrs.len())
+    Ok(Moved {
+        addresses: addrs.len(),
+        routes: moved,
+    })
+}
+
+/// What [`transfer`] moved.
+#[derive(Debug, Default)]
+pub struct Moved {
+    /// How many addresses.
+    pub addresses: usize,
+    /// The routes, as added through the new link.
+    pub routes: Vec<RouteMessage>,
+}
+
+/// What identifies a route in the main table: family, destination, prefix length, gateway
+/// and metric.
+fn route_key(r: &RouteMessage) -> (u8, Option<IpAddr>, u8, Option<IpAddr>, Option<u32>) {
+    let mut dst = None;
+    let mut gw = None;
+    let mut prio = None;
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Destination(d) => dst = route_ip(d),
+            RouteAttribute::Gateway(g) => gw = route_ip(g),
+            RouteAttribute::Priority(p) => prio = Some(*p),
+            _ => {}
+        }
+    }
+    (
+        u8::from(r.header.address_family),
+        dst,
+        r.header.destination_prefix_length,
+        gw,
+        prio,
+    )
+}
+
+/// Adds again those of `routes` that link `index` no longer has (a link taken down and up
+/// loses its gateway routes); returns how many.
+pub async fn readd_missing(
+    h: &Handle,
+    index: u32,
+    routes: &[RouteMessage],
+) -> Result<usize, String> {
+    if routes.is_empty() {
+        return Ok(0);
+    }
+    let present: BTreeSet<_> = self::routes(h, index)
+        .await?
+        .iter()
+        .map(route_key)
+        .collect();
+    let mut added = 0;
+    for r in routes.iter().filter(|r| !present.contains(&route_key(r))) {
+        h.route()
+            .add(r.clone())
+            .replace()
+            .execute()
+            .await
+            .map_err(err(format!("add route {r:?} through link {index} again")))?;
+        added += 1;
+    }
+    Ok(added)
 }
 
 #[cfg(test)]

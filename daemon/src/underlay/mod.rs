@@ -290,15 +290,23 @@ impl ProviderNetworks {
         let mac = bridge::random_mac().map_err(|e| format!("generate a chassis MAC: {e}"))?;
         self.set_mapping(CHASSIS_MAC_MAPPINGS, &name, Some(mac), false)
             .await?;
-        let br_link = self.wait_link(host, &br).await?;
+        // vswitchd gives a userspace bridge's tap device its MAC by taking it down and up,
+        // which drops the gateway routes through it: move them only once the MAC is set.
+        let br_link = self.wait_link(host, &br, Some(&link.mac)).await?;
         let moved = links::transfer(h, link.index, br_link.index).await?;
-        if moved > 0 {
-            tracing::info!(nic, bridge = %br, addresses = moved, "provider NIC's addresses and routes moved to its bridge");
+        if moved.addresses > 0 {
+            tracing::info!(nic, bridge = %br, addresses = moved.addresses, routes = moved.routes.len(), "provider NIC's addresses and routes moved to its bridge");
         }
         links::set_up(h, br_link.index, true).await?;
         links::set_up(h, link.index, true).await?;
         self.apply("add-port", |c| bridge::plan_nic_port(c, &br, nic, &trunks))
             .await?;
+        // The node is labelled ready with every moved route in place, whatever touched the
+        // bridge's link meanwhile.
+        let readded = links::readd_missing(h, br_link.index, &moved.routes).await?;
+        if readded > 0 {
+            tracing::warn!(bridge = %br, routes = readded, "routes moved to the bridge were gone and are added again");
+        }
         Ok(link.mtu)
     }
 
@@ -347,7 +355,8 @@ impl ProviderNetworks {
                 tracing::info!(
                     nic,
                     bridge = br,
-                    addresses = moved,
+                    addresses = moved.addresses,
+                    routes = moved.routes.len(),
                     "provider NIC's addresses and routes moved back"
                 );
             }
@@ -360,17 +369,30 @@ impl ProviderNetworks {
         links::set_up(h, br_link.index, false).await
     }
 
-    /// Waits for the kernel interface of a bridge vswitchd has just been told about.
-    async fn wait_link(&self, host: &Netns, br: &str) -> Result<links::Link, String> {
+    /// Waits for the kernel interface of a bridge vswitchd has just been told about (with
+    /// `mac`, when given, already applied).
+    async fn wait_link(
+        &self,
+        host: &Netns,
+        br: &str,
+        mac: Option<&[u8]>,
+    ) -> Result<links::Link, String> {
         let deadline = tokio::time::Instant::now() + BRIDGE_LINK_WAIT;
         loop {
-            if let Some(l) = links::link(host.handle(), br).await? {
-                return Ok(l);
+            let found = links::link(host.handle(), br).await?;
+            if let Some(l) = found.as_ref().filter(|l| mac.is_none_or(|m| l.mac == m)) {
+                return Ok(l.clone());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "OVS bridge {br} has no kernel interface after {BRIDGE_LINK_WAIT:?}"
-                ));
+                return Err(match found {
+                    None => format!(
+                        "OVS bridge {br} has no kernel interface after {BRIDGE_LINK_WAIT:?}"
+                    ),
+                    Some(l) => format!(
+                        "OVS bridge {br} did not take its NIC's MAC within {BRIDGE_LINK_WAIT:?} (has {:02x?})",
+                        l.mac
+                    ),
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

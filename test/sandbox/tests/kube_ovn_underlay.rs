@@ -473,8 +473,10 @@ async fn provider_bridge_vlan_pods_and_restore() {
             "{}: eth1 keeps no IPv4 address: {eth1}",
             n.name
         );
-        // Seen once in about ten runs: the node's default route shows on br-net1 a moment
-        // after the ready label (not root-caused yet), so this waits, bounded, for it.
+        // Seen once in about ten runs (before the daemon waited for vswitchd to set the
+        // bridge's MAC, a down/up that drops gateway routes, and re-added lost ones before
+        // labelling): the default route on br-net1 a moment after the ready label. Not
+        // reproduced since (36 nodes, idle and loaded), but not proven gone: a bounded wait.
         probe::until(
             WITHIN,
             &format!("{}: the default route on br-net1", n.name),

@@ -44,6 +44,8 @@ pub mod key {
     pub const IS_U2O_ROUTE_POLICY: &str = "isU2ORoutePolicy";
     /// Marks the policies of a u2o subnet with `overlayOnlyRouting`.
     pub const IS_U2O_OVERLAY_ONLY: &str = "isU2OOverlayOnlyRoutePolicy";
+    /// Marks upstream's Service reroutes of a u2o subnet without load balancers.
+    pub const IS_U2O_NO_LB: &str = "isU2ONoLBRoutePolicy";
     /// Marks the U2O overlay CIDR address sets.
     pub const IS_U2O_OVERLAY_CIDRS: &str = "isU2OOverlayCIDRs";
     /// NB_Global: the release whose NB layout is written.

@@ -190,7 +190,13 @@ pub fn u2o_subnet(
         &[Policy::PRIORITY, Policy::MATCH],
         desired,
         Some((key::SUBNET, s.name)),
-        move |r| ours(r) && ext(r, key::SUBNET) == Some(name.as_str()),
+        // Upstream's no-load-balancer rows (`isU2ONoLBRoutePolicy`, an `enableLb: false`
+        // subnet's Service reroutes) are not stated here and are left as found.
+        move |r| {
+            ours(r)
+                && ext(r, key::SUBNET) == Some(name.as_str())
+                && ext(r, key::IS_U2O_NO_LB) != Some("true")
+        },
     )?;
     // Per-node port groups of an earlier overlay life.
     delete_subnet_node_pgs(plan, (key::SUBNET, s.name), &[])?;
