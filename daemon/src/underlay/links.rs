@@ -256,6 +256,42 @@ pub async fn transfer(h: &Handle, from: u32, to: u32) -> Result<Moved, String> {
     })
 }
 
+/// Renames link `index` to `name` (upstream's `changeProviderNicName`): the kernel renames only
+/// a link that is down, and taking it down drops its gateway routes (and IPv6 addresses), so
+/// its addresses and routes are put back as they were once it is up again.
+pub async fn rename(h: &Handle, index: u32, name: &str) -> Result<(), String> {
+    let addrs = addresses(h, index).await?;
+    let mut rts = routes(h, index).await?;
+    rts.sort_by_key(|r| scope_rank(r.header.scope));
+    set_up(h, index, false).await?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .name(name.to_string())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(err(format!("rename link {index} to {name}")))?;
+    set_up(h, index, true).await?;
+    for a in &addrs {
+        let mut add = h.address().add(index, IpAddr::from([0u8; 4]), 0).replace();
+        *add.message_mut() = readdress(a, index);
+        add.execute()
+            .await
+            .map_err(err(format!("add {:?} to link {name} again", address_ip(a))))?;
+    }
+    for r in &rts {
+        h.route()
+            .add(reroute(r, index))
+            .replace()
+            .execute()
+            .await
+            .map_err(err(format!("add route {r:?} through link {name} again")))?;
+    }
+    Ok(())
+}
+
 /// What [`transfer`] moved.
 #[derive(Debug, Default)]
 pub struct Moved {

@@ -8,11 +8,13 @@
 //! interface is missing (or any other failure) loses the labels and says why in the
 //! `<pn>.provider-network.kubernetes.io/err_mesg` annotation of its kube-ovn-cni pod, its
 //! network untouched. When a ProviderNetwork goes away or excludes the node, the NIC gets its
-//! addresses and routes back, and the bridge and its mappings are removed.
+//! addresses and routes back, and the bridge and its mappings are removed. With
+//! `exchangeLinkName` the bridge takes the NIC's name and the NIC becomes `br-<pn>` (and gets
+//! its name back on removal).
 //!
-//! Differences from upstream: `exchangeLinkName`, `vlanInterfaces`,
-//! `preserveVlanInterfaces` and `autoCreateVlanSubinterfaces` are refused with a clear error
-//! rather than applied; no Events are recorded on the ProviderNetwork; on a userspace
+//! Differences from upstream: `vlanInterfaces`, `preserveVlanInterfaces` and
+//! `autoCreateVlanSubinterfaces` are refused with a clear error rather than applied (this
+//! machine's kernel has no 802.1Q devices to show them with); no Events are recorded on the ProviderNetwork; on a userspace
 //! datapath (`netdev`) the NIC is moved into the bridge as on the kernel one (upstream leaves a
 //! userspace-datapath NIC alone, for DPDK setups).
 
@@ -224,9 +226,6 @@ impl ProviderNetworks {
     ) -> Result<u32, String> {
         let name = pn.name_any();
         let spec = &pn.spec;
-        if spec.exchange_link_name {
-            return Err("exchangeLinkName is not supported by this kube-ovn-daemon".into());
-        }
         if !spec.vlan_interfaces.is_empty()
             || spec.preserve_vlan_interfaces
             || spec.auto_create_vlan_subinterfaces
@@ -242,10 +241,15 @@ impl ProviderNetworks {
             ));
         }
         let h = host.handle();
+        let (nic, br) = if spec.exchange_link_name {
+            self.exchange_names(host, &name, nic).await?
+        } else {
+            (nic.to_string(), underlay::bridge_name(&name))
+        };
+        let nic = nic.as_str();
         let Some(link) = links::link(h, nic).await? else {
             return Err(format!("nic {nic} does not exist"));
         };
-        let br = underlay::bridge_name(&name);
         // Always trunk 0, so the bridge itself talks untagged to the outside network.
         let mut trunks: BTreeSet<i64> = BTreeSet::from([0]);
         for v in pn.status.iter().flat_map(|s| &s.vlans) {
@@ -262,7 +266,7 @@ impl ProviderNetworks {
                 hwaddr: crate::network::format_mac(
                     &<[u8; 6]>::try_from(link.mac.as_slice()).unwrap_or_default(),
                 ),
-                exchange_link_name: false,
+                exchange_link_name: spec.exchange_link_name,
                 // `--mac-learning-fallback` is not implemented: upstream's default.
                 mac_learning_fallback: false,
             }
@@ -310,6 +314,37 @@ impl ProviderNetworks {
         Ok(link.mtu)
     }
 
+    /// `exchangeLinkName`: the bridge takes the NIC's name `nic` and the NIC is renamed
+    /// `br-<pn>` (so host configuration naming `nic` keeps working); returns the names of the
+    /// provider NIC and of the bridge. Already exchanged (a bridge of ours named `nic`), or
+    /// renamed by an earlier pass that did not get further, it renames nothing.
+    async fn exchange_names(
+        &self,
+        host: &Netns,
+        pn: &str,
+        nic: &str,
+    ) -> Result<(String, String), String> {
+        let renamed = underlay::bridge_name(pn);
+        let ours = {
+            let cache = self.ovs.cache();
+            bridge::bridge(&cache, nic).is_some_and(|b| {
+                b.external_ids.get("vendor").map(String::as_str) == Some(bridge::VENDOR)
+            })
+        };
+        let h = host.handle();
+        if !ours {
+            match links::link(h, nic).await? {
+                Some(l) => {
+                    links::rename(h, l.index, &renamed).await?;
+                    tracing::info!(nic, renamed = %renamed, "provider NIC renamed for exchangeLinkName");
+                }
+                None if links::link(h, &renamed).await?.is_some() => {}
+                None => return Err(format!("nic {nic} does not exist")),
+            }
+        }
+        Ok((renamed, nic.to_string()))
+    }
+
     /// Upstream's `ovsCleanProviderNetwork`: the NICs on the provider's bridge get their
     /// addresses and routes back, the bridge and both mappings go. Nothing there is success.
     async fn clean(&self, host: &Netns, pn: &str) -> Result<(), String> {
@@ -328,12 +363,22 @@ impl ProviderNetworks {
             (br, nics)
         };
         if let Some(nics) = nics {
-            for nic in nics {
-                self.remove_nic(host, &br, &nic).await?;
+            for nic in nics.iter() {
+                self.remove_nic(host, &br, nic).await?;
             }
             self.apply("del-br", |c| bridge::plan_del_bridge(c, &br))
                 .await?;
             tracing::info!(bridge = %br, provider_network = pn, "provider bridge removed");
+            // exchangeLinkName: the NIC (`br-<pn>`) gets its name back from the bridge.
+            let renamed = underlay::bridge_name(pn);
+            if br != renamed && nics.contains(&renamed) {
+                let h = host.handle();
+                self.wait_link_gone(host, &br).await?;
+                if let Some(l) = links::link(h, &renamed).await? {
+                    links::rename(h, l.index, &br).await?;
+                    tracing::info!(nic = %br, "provider NIC's name given back");
+                }
+            }
         }
         self.set_mapping(CHASSIS_MAC_MAPPINGS, pn, None, true)
             .await?;
@@ -396,6 +441,20 @@ impl ProviderNetworks {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits for the kernel interface of a deleted bridge to go (its name is then free).
+    async fn wait_link_gone(&self, host: &Netns, br: &str) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + BRIDGE_LINK_WAIT;
+        while links::link(host.handle(), br).await?.is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the kernel interface of deleted OVS bridge {br} is still there after {BRIDGE_LINK_WAIT:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     /// Plans against the current replica and runs the plan, if there is one.

@@ -899,6 +899,151 @@ async fn u2o_interconnection_with_real_packets() {
     sandbox.down().await.expect("sandbox down");
 }
 
+/// `exchangeLinkName`: the OVS bridge is named `eth1` (so what names the node's NIC keeps
+/// working) and holds its addresses and routes, the NIC is `br-net1` inside it; an underlay pod
+/// reaches its gateway through it; deleting the ProviderNetwork gives `eth1` back exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_link_name_swaps_names_and_gives_them_back() {
+    let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
+    let mut config = SandboxConfig::isolated(1);
+    config.kube_ovn = Some(build);
+    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
+    let state = sandbox.state().clone();
+    let client = sandbox.client();
+    let external = state.external.clone().expect("external host");
+    let n = &state.nodes[0];
+    let before = nic_state(n);
+    external
+        .add_vlan(&state.run_dir, 100, &format!("{GATEWAY}/24"))
+        .expect("gateway on the external host's VLAN 100");
+    create::<ProviderNetwork>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
+               "metadata": {"name": "net1"},
+               "spec": {"defaultInterface": "eth1", "exchangeLinkName": true}}),
+    )
+    .await;
+    create::<Vlan>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
+               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
+    )
+    .await;
+    namespace(&client, "ul").await;
+    create::<Subnet>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "underlay"},
+               "spec": {"cidrBlock": "172.19.100.0/24", "gateway": GATEWAY,
+                        "excludeIps": [GATEWAY], "vlan": "vlan100", "namespaces": ["ul"],
+                        "protocol": "IPv4"}}),
+    )
+    .await;
+    let pns: Api<ProviderNetwork> = Api::all(client.clone());
+    let subnets: Api<Subnet> = Api::all(client.clone());
+    probe::until(WITHIN, "net1 ready, underlay reconciled", || async {
+        let pn = pns.get("net1").await.map_err(|e| e.to_string())?.status;
+        let sn = subnets
+            .get("underlay")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .unwrap_or_default();
+        let ready = pn
+            .as_ref()
+            .is_some_and(|s| s.ready_nodes == [n.name.clone()]);
+        if ready && !sn.v4_available_ip_range.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("net1 {pn:?}, underlay {sn:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(n.vsctl(["br-exists", "eth1"]).is_ok(), "the bridge is eth1");
+    assert!(
+        n.vsctl(["br-exists", "br-net1"]).is_err(),
+        "no bridge br-net1"
+    );
+    assert_eq!(vsctl_get(n, &["port-to-br", "br-net1"]), "eth1");
+    assert_eq!(
+        vsctl_get(
+            n,
+            &["get", "Bridge", "eth1", "external_ids:exchange-link-name"]
+        ),
+        "true"
+    );
+    assert_eq!(
+        vsctl_get(
+            n,
+            &[
+                "get",
+                "Open_vSwitch",
+                ".",
+                "external_ids:ovn-bridge-mappings"
+            ]
+        ),
+        "net1:eth1"
+    );
+    let node = Api::<Node>::all(client.clone()).get(&n.name).await.unwrap();
+    assert_eq!(
+        label(&node, "net1.provider-network.kubernetes.io/interface").as_deref(),
+        Some("eth1")
+    );
+    let eth1 = sys::run(
+        "ip",
+        ["-n", &n.netns, "-o", "-4", "addr", "show", "dev", "eth1"],
+    )
+    .unwrap();
+    assert!(
+        eth1.contains(&format!("{}/24", n.provider_ip)),
+        "the bridge eth1 holds the address: {eth1}"
+    );
+    let default = sys::run("ip", ["-n", &n.netns, "route", "show", "default"]).unwrap();
+    assert!(default.contains("dev eth1"), "{default}");
+    let renamed = sys::run(
+        "ip",
+        ["-n", &n.netns, "-o", "-4", "addr", "show", "dev", "br-net1"],
+    )
+    .unwrap();
+    assert!(
+        renamed.trim().is_empty(),
+        "the NIC keeps no address: {renamed}"
+    );
+    assert!(
+        probe::ping(&n.netns, &external.ip.to_string(), Duration::from_secs(30)),
+        "node → external host through the bridge eth1"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "ul");
+    pod(&pods, "p1", &n.name).await;
+    probe::reach(&state, &state.pod_netns("ul", "p1"), GATEWAY).expect("p1 → its gateway");
+
+    delete_all_pods(&pods).await;
+    Api::<Subnet>::all(client.clone())
+        .delete("underlay", &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<Vlan>::all(client.clone())
+        .delete("vlan100", &DeleteParams::default())
+        .await
+        .unwrap();
+    pns.delete("net1", &DeleteParams::default()).await.unwrap();
+    probe::until(WITHIN, "eth1 restored", || async {
+        let now = nic_state(n);
+        if now == before && n.vsctl(["br-exists", "eth1"]).is_err() {
+            Ok(())
+        } else {
+            Err(format!("before:\n{before}\nnow:\n{now}"))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        sys::run("ip", ["-n", &n.netns, "link", "show", "dev", "br-net1"]).is_err(),
+        "no link br-net1 left"
+    );
+    sandbox.down().await.expect("sandbox down");
+}
+
 #[test]
 fn frames_are_read_with_the_tag_inline_or_from_auxiliary_data() {
     let mut ip = [0u8; 20];
