@@ -317,7 +317,12 @@ async fn primary(ctx: &Ctx, pod: &PodInfo, key: &str) -> Result<Result<Wanted, O
         (ann::CIDR.into(), Some(subnet.spec.cidr_block.clone())),
         (ann::GATEWAY.into(), Some(subnet.spec.gateway.clone())),
         (ann::LOGICAL_SWITCH.into(), Some(subnet_name.clone())),
-        (ann::LOGICAL_ROUTER.into(), Some(vpc)),
+        // As upstream: not on a plain underlay pod, whose gateway is the physical one.
+        (
+            ann::LOGICAL_ROUTER.into(),
+            (!crate::subnet_ctl::is_underlay(&subnet.spec) || subnet.spec.u2o_interconnection)
+                .then_some(vpc),
+        ),
         (ann::ALLOCATED.into(), Some("true".into())),
     ];
     if !subnet.spec.vlan.is_empty() {

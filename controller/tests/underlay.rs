@@ -189,6 +189,10 @@ async fn provider_network_vlan_and_underlay_subnet() {
     assert_eq!(a["ovn.kubernetes.io/vlan_id"], "100");
     assert_eq!(a["ovn.kubernetes.io/provider_network"], "net1");
     assert_eq!(a["ovn.kubernetes.io/logical_switch"], "underlay");
+    assert!(
+        !a.contains_key("ovn.kubernetes.io/logical_router"),
+        "no logical_router on a plain underlay pod, as upstream: {a:?}"
+    );
     let port = support::nb::port_uuid(&w, "p1.ul").expect("pod port");
     for pg in rows(&w, "Port_Group") {
         let members = pg.get("ports").and_then(Datum::as_set);
