@@ -540,6 +540,23 @@ async fn write_port(ctx: &Ctx, key: &str, w: &PortWrite<'_>) -> Result<(), Error
     let distributed = w.subnet.spec.gateway_type != "centralized";
     let in_default_vpc = w.vpc == ctx.config.cluster_router;
     let old_groups = port_groups_now(ctx, w.port)?;
+    let u2o_group = (!w.node.is_empty()
+        && in_default_vpc
+        && crate::u2o::active(&w.subnet.spec)
+        && crate::u2o::without_lb(&ctx.config, &w.subnet.spec))
+    .then(|| objects::subnet_node_pg(&subnet_name, w.node));
+    if let Some(pg) = &u2o_group {
+        let cache = ctx.nb.cache();
+        if kube_ovn_nb::Plan::new(&cache, crate::context::NB_DB)
+            .lookup("Port_Group", pg)
+            .is_none()
+        {
+            // The subnet's reconcile makes it; the pod joins it then (a retry).
+            return Err(Error::Other(format!(
+                "port group {pg} of u2o subnet {subnet_name} not there yet"
+            )));
+        }
+    }
     let wrote = ctx
         .apply(&format!("pod {key} port {}", w.port), |plan| {
             let port_ref = objects::pod_port(
@@ -556,11 +573,14 @@ async fn write_port(ctx: &Ctx, key: &str, w: &PortWrite<'_>) -> Result<(), Error
                     custom_vpc: !in_default_vpc,
                 },
             )?;
+            let underlay = crate::subnet_ctl::is_underlay(&w.subnet.spec);
+            // A u2o subnet without load balancers: the pod's Service port group on its node.
+            if let Some(pg) = &u2o_group {
+                let pgs = std::slice::from_ref(pg);
+                objects::port_memberships(plan, &port_ref, pgs, Some(w.node), &subnet_name)?;
+            }
             // An underlay subnet's pods are routed by the physical gateway: no routing groups.
-            if !w.node.is_empty()
-                && in_default_vpc
-                && !crate::subnet_ctl::is_underlay(&w.subnet.spec)
-            {
+            if !w.node.is_empty() && in_default_vpc && !underlay {
                 let mut pgs = vec![objects::node_pg(w.node)];
                 if distributed {
                     pgs.push(objects::subnet_node_pg(&subnet_name, w.node));

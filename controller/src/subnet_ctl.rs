@@ -475,12 +475,27 @@ async fn write_nb(
         vlan_id: v.spec.id,
     });
     let learn_from_arp = u2o.is_some() || other_u2o_subnets(ctx, name);
+    let no_lb =
+        (u2o.is_some() && crate::u2o::without_lb(&ctx.config, spec)).then(|| objects::NoLb {
+            nodes: nodes
+                .iter()
+                .map(|n| objects::NoLbNode {
+                    node: n.node.clone(),
+                    join_ips: n.join_ips.clone(),
+                    ports: pod_ports_on(ctx, name, &n.node),
+                })
+                .collect(),
+            service_cidrs: net::entries(&ctx.config.service_cluster_ip_range)
+                .map(str::to_string)
+                .collect(),
+        });
     let u2o = u2o.map(|a| objects::U2o {
         vpc: &router,
         ips: a.ips.clone(),
         mac: &a.mac,
         node_ips: node_internal_ips(ctx),
         overlay_only: spec.u2o_features.overlay_only_routing,
+        no_lb: no_lb.clone(),
         default_vpc: true,
     });
     ctx.apply(&format!("subnet {name}"), |plan| {
@@ -586,6 +601,7 @@ async fn write_custom_vpc_nb(
         mac: &a.mac,
         node_ips: node_internal_ips(ctx),
         overlay_only: spec.u2o_features.overlay_only_routing,
+        no_lb: None,
         default_vpc: false,
     });
     let underlay = is_underlay(spec);
@@ -618,6 +634,29 @@ async fn write_custom_vpc_nb(
     } else {
         "ResetLogicalSwitchAclSuccess"
     })
+}
+
+/// The default-provider ports of the subnet's allocated pods on `node` (a u2o subnet's Service
+/// port group there).
+fn pod_ports_on(ctx: &Ctx, subnet: &str, node: &str) -> Vec<String> {
+    ctx.stores
+        .pods
+        .state()
+        .iter()
+        .filter(|p| {
+            let a = p.annotations();
+            p.spec.node_name.as_deref() == Some(node)
+                && a.get(annotations::LOGICAL_SWITCH).map(String::as_str) == Some(subnet)
+                && a.get(annotations::ALLOCATED).map(String::as_str) == Some("true")
+        })
+        .map(|p| {
+            kube_ovn_common::names::pod_lsp(
+                &p.name_any(),
+                &p.namespace().unwrap_or_default(),
+                kube_ovn_common::names::DEFAULT_PROVIDER,
+            )
+        })
+        .collect()
 }
 
 /// Every node's InternalIP (a u2o subnet's exclude sets).

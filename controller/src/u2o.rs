@@ -26,6 +26,12 @@ pub fn active(spec: &SubnetSpec) -> bool {
     crate::subnet_ctl::is_underlay(spec) && spec.u2o_interconnection
 }
 
+/// Whether a u2o subnet of the default VPC is without OVN load balancers (`--enable-lb=false`
+/// or `enableLb: false`): its pods then reach Services through their node.
+pub fn without_lb(config: &crate::config::Config, spec: &SubnetSpec) -> bool {
+    !(config.enable_lb && spec.enable_lb == Some(true))
+}
+
 /// A subnet's u2o address as allocated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {

@@ -499,6 +499,103 @@ async fn u2o_interconnection_rows_address_and_adoption() {
     })
     .await;
 
+    // enableLb off: per node, a Service port group of the subnet's pods there and a 29400
+    // reroute of the Service CIDR to the node's join address.
+    subnets
+        .patch(
+            "u2o-sub",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"enableLb": false}})),
+        )
+        .await
+        .unwrap();
+    let node_names: Vec<String> = w
+        .sandbox
+        .state()
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    let mut p = support::pod("u2o-p1", Some(&node_names[0]));
+    p.metadata.annotations = Some(
+        [(
+            "ovn.kubernetes.io/logical_switch".to_string(),
+            "u2o-sub".to_string(),
+        )]
+        .into(),
+    );
+    w.pods().create(&PostParams::default(), &p).await.unwrap();
+    let pg0 = format!("u2o.sub.{}", node_names[0].replace('-', "."));
+    eventually("the pod in its node's Service port group", LONG, || async {
+        let port = support::nb::port_uuid(&w, "u2o-p1.default")?;
+        let g = named(&w, "Port_Group", &pg0)?;
+        g.get("ports")
+            .and_then(Datum::as_set)
+            .is_some_and(|s| s.contains(&port))
+            .then_some(())
+    })
+    .await;
+    let no_lb = |w: &World| {
+        rows(w, "Logical_Router_Policy")
+            .iter()
+            .filter(|r| {
+                let ids = string_map(r, "external_ids");
+                ids.get("subnet").map(String::as_str) == Some("u2o-sub")
+                    && ids.get("isU2ONoLBRoutePolicy").map(String::as_str) == Some("true")
+            })
+            .map(|r| text(r, "match"))
+            .collect::<Vec<_>>()
+    };
+    eventually("a Service reroute per node", LONG, || async {
+        let m = no_lb(&w);
+        (m.len() == node_names.len()
+            && node_names.iter().all(|n| {
+                let pg = format!("u2o.sub.{}", n.replace('-', "."));
+                m.contains(&format!("ip4.src == ${pg}_ip4 && ip4.dst == 10.96.0.0/12"))
+            }))
+        .then_some(())
+    })
+    .await;
+    let g = named(&w, "Port_Group", &pg0).unwrap();
+    assert_eq!(
+        string_map(&g, "external_ids"),
+        [
+            ("lr", "ovn-cluster"),
+            ("ls", "u2o-sub"),
+            ("u2o", "true"),
+            ("vendor", "kube-ovn")
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    );
+    subnets
+        .patch(
+            "u2o-sub",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"enableLb": true}})),
+        )
+        .await
+        .unwrap();
+    eventually("Service port groups and reroutes gone", LONG, || async {
+        (no_lb(&w).is_empty() && named(&w, "Port_Group", &pg0).is_none()).then_some(())
+    })
+    .await;
+    eventually("the u2o policies as before", LONG, || async {
+        (u2o_policies(&w, "u2o-sub") == want_policies("")).then_some(())
+    })
+    .await;
+    w.pods()
+        .delete("u2o-p1", &Default::default())
+        .await
+        .unwrap();
+    eventually("the pod's port gone", LONG, || async {
+        support::nb::port_uuid(&w, "u2o-p1.default")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
     // overlayOnlyRouting: upstream's four policies instead.
     subnets
         .patch(

@@ -168,7 +168,13 @@ impl NodeSetup {
             &self.cluster_router,
             &node_ips,
         );
-        self.sync_routes(host, index, &overlay.cidrs, &join, &node_ips)
+        let routed: Vec<IpNet> = overlay
+            .cidrs
+            .iter()
+            .chain(&overlay.routed_underlay)
+            .copied()
+            .collect();
+        self.sync_routes(host, index, &routed, &join, &node_ips)
             .await?;
         let mut cluster = overlay.cidrs.clone();
         cluster.extend(join.cidrs.iter().copied());

@@ -23,6 +23,10 @@ pub struct SubnetView {
     pub vlan: String,
     /// `spec.natOutgoing`.
     pub nat_outgoing: bool,
+    /// An underlay subnet interconnected with the overlay but without OVN load balancers
+    /// (`u2oInterconnection`, `enableLb: false`): its pods reach Services through the nodes,
+    /// so the nodes route it back through `ovn0` (upstream's `reconcileRouters`).
+    pub u2o_without_lb: bool,
 }
 
 impl SubnetView {
@@ -40,6 +44,10 @@ impl SubnetView {
             vpc: spec.vpc.clone(),
             vlan: spec.vlan.clone(),
             nat_outgoing: spec.nat_outgoing,
+            u2o_without_lb: !spec.vlan.is_empty()
+                && !spec.logical_gateway
+                && spec.u2o_interconnection
+                && spec.enable_lb == Some(false),
         })
     }
 
@@ -57,6 +65,9 @@ pub struct Overlay {
     pub cidrs: Vec<IpNet>,
     /// Those of subnets with `natOutgoing: true`.
     pub nat: Vec<IpNet>,
+    /// Underlay CIDRs routed through `ovn0` too, but not overlay for NAT
+    /// ([`SubnetView::u2o_without_lb`]).
+    pub routed_underlay: Vec<IpNet>,
 }
 
 /// Selects the overlay subnets of `default_vpc` (`--cluster-router`), skipping `join` and CIDRs
@@ -83,6 +94,19 @@ pub fn overlay(
             }
         }
     }
+    for s in subnets.iter().filter(|s| {
+        s.u2o_without_lb
+            && is_default_provider(&s.provider)
+            && (s.vpc.is_empty() || s.vpc == default_vpc)
+    }) {
+        out.routed_underlay.extend(
+            s.cidrs
+                .iter()
+                .filter(|c| !node_ips.iter().any(|ip| c.contains(ip))),
+        );
+    }
+    out.routed_underlay.sort();
+    out.routed_underlay.dedup();
     out.cidrs.sort();
     out.cidrs.dedup();
     out.nat.sort();
@@ -139,6 +163,16 @@ mod tests {
                 json!({"cidrBlock": "10.20.0.0/16", "provider": "net1.ns.ovn"}),
             ),
             subnet("holds-node", json!({"cidrBlock": "172.18.0.0/24"})),
+            subnet(
+                "u2o-lb",
+                json!({"cidrBlock": "10.21.0.0/16", "vlan": "v1", "u2oInterconnection": true,
+                       "enableLb": true}),
+            ),
+            subnet(
+                "u2o-no-lb",
+                json!({"cidrBlock": "10.22.0.0/16", "vlan": "v1", "u2oInterconnection": true,
+                       "enableLb": false}),
+            ),
         ];
         let o = overlay(
             &subnets,
@@ -149,6 +183,11 @@ mod tests {
         let n = |s: &str| s.parse::<IpNet>().unwrap();
         assert_eq!(o.cidrs, [n("10.16.0.0/16"), n("10.17.0.0/16")]);
         assert_eq!(o.nat, [n("10.16.0.0/16")]);
+        assert_eq!(
+            o.routed_underlay,
+            [n("10.22.0.0/16")],
+            "only a u2o subnet without load balancers is routed through ovn0"
+        );
     }
 
     #[test]

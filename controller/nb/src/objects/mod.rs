@@ -67,8 +67,9 @@ pub use subnet::{
     Localnet, OverlaySubnet, SUBNET_POLICY_PRIORITY,
 };
 pub use u2o::{
-    remove_u2o_rows, u2o_exclude_set, u2o_subnet, U2o, U2O_PHYSICAL_GATEWAY_POLICY_PRIORITY,
-    U2O_SAME_SUBNET_POLICY_PRIORITY, U2O_SUBNET_POLICY_PRIORITY,
+    remove_u2o_rows, u2o_exclude_set, u2o_subnet, NoLb, NoLbNode, U2o,
+    U2O_PHYSICAL_GATEWAY_POLICY_PRIORITY, U2O_SAME_SUBNET_POLICY_PRIORITY,
+    U2O_SUBNET_POLICY_PRIORITY,
 };
 pub use vip::{router_port_mac, vip_port, virtual_port, VipPort};
 pub use vpc::{

@@ -46,6 +46,10 @@ pub mod key {
     pub const IS_U2O_OVERLAY_ONLY: &str = "isU2OOverlayOnlyRoutePolicy";
     /// Marks upstream's Service reroutes of a u2o subnet without load balancers.
     pub const IS_U2O_NO_LB: &str = "isU2ONoLBRoutePolicy";
+    /// Marks the per-node port groups of a u2o subnet without load balancers.
+    pub const U2O: &str = "u2o";
+    /// The Service CIDR of a u2o Service reroute.
+    pub const SVC_CIDR: &str = "svcCidr";
     /// Marks the U2O overlay CIDR address sets.
     pub const IS_U2O_OVERLAY_CIDRS: &str = "isU2OOverlayCIDRs";
     /// NB_Global: the release whose NB layout is written.

@@ -18,12 +18,14 @@
 use std::net::IpAddr;
 
 use ovsdb::model::Model;
-use ovsdb::models::nb::{AddressSet, LogicalRouter, LogicalRouterPolicy};
-use ovsdb::{Datum, Row};
+use ovsdb::models::nb::{
+    AddressSet, LogicalRouter, LogicalRouterPolicy, LogicalSwitchPort, PortGroup,
+};
+use ovsdb::{Atom, Datum, Row};
 
 use super::gateway::{delete_subnet_node_pgs, remove_owned_policies};
-use super::names::{cidr_prefix, family_prefix, pg_name};
-use super::rows::{ext, key, map, ours, row, strings, VENDOR};
+use super::names::{cidr_prefix, family_prefix, pg_name, subnet_node_pg};
+use super::rows::{ext, key, map, ours, row, strings, tagged, text, VENDOR};
 use super::subnet::{load_balancers, localnet_port, router_ports, switch, Localnet, OverlaySubnet};
 use crate::plan::{Parent, Plan, PlanError};
 
@@ -49,10 +51,38 @@ pub struct U2o<'a> {
     pub node_ips: Vec<IpAddr>,
     /// `spec.u2oFeatures.overlayOnlyRouting`.
     pub overlay_only: bool,
+    /// The default VPC without OVN load balancers for the subnet (`--enable-lb=false` or
+    /// `enableLb: false`): Services are reached through each node (upstream's
+    /// `addPolicyRouteForU2ONoLoadBalancer`).
+    pub no_lb: Option<NoLb>,
     /// Whether the router is the default VPC's. A custom VPC's u2o subnet has its 31000
     /// `dst == <cidr>` allow as an overlay subnet does, and (routing all) only the 29000
     /// reroute of the u2o policies.
     pub default_vpc: bool,
+}
+
+/// A u2o subnet's Service reroutes: per node, the port group `<ls>.<node>` of the subnet's
+/// pods there (`external_ids` `lr`, `ls`, `u2o=true`) and per Service CIDR a 29400 policy
+/// `ipN.src == $<pg>_ipN && ipN.dst == <svc cidr>` rerouted to the node's join address
+/// (`isU2ONoLBRoutePolicy=true`, `node`, `svcCidr`).
+#[derive(Debug, Clone)]
+pub struct NoLb {
+    /// The nodes with a join address.
+    pub nodes: Vec<NoLbNode>,
+    /// `--service-cluster-ip-range`, one CIDR per family.
+    pub service_cidrs: Vec<String>,
+}
+
+/// One node of [`NoLb`].
+#[derive(Debug, Clone)]
+pub struct NoLbNode {
+    /// Node name.
+    pub node: String,
+    /// Its join addresses.
+    pub join_ips: Vec<IpAddr>,
+    /// The ports of the subnet's pods on it (added to its group; pods leave it as their
+    /// ports are deleted).
+    pub ports: Vec<String>,
 }
 
 /// The name of a subnet's address set of node addresses (`<ls>.u2o_exclude_ip.ip4|ip6`, dots
@@ -179,6 +209,53 @@ pub fn u2o_subnet(
             );
         }
     }
+    let mut groups: Vec<String> = Vec::new();
+    if let Some(nl) = &u.no_lb {
+        for n in &nl.nodes {
+            let pg = subnet_node_pg(s.name, &n.node);
+            plan.ensure_root(
+                PortGroup::TABLE,
+                &pg,
+                row!(PortGroup {
+                    EXTERNAL_IDS: map([
+                        (key::LR, s.router),
+                        (key::LS, s.name),
+                        (key::U2O, "true"),
+                        (key::VENDOR, VENDOR),
+                    ]),
+                }),
+            )?;
+            let members: Vec<Atom> = n
+                .ports
+                .iter()
+                .filter_map(|p| plan.lookup(LogicalSwitchPort::TABLE, p))
+                .map(|r| r.atom())
+                .collect();
+            plan.set_members(PortGroup::TABLE, &pg, PortGroup::PORTS, &members, &[])?;
+            for ip in &n.join_ips {
+                let f = family_prefix(ip);
+                let hop = ip.to_string();
+                for svc in nl.service_cidrs.iter().filter(|c| cidr_prefix(c) == f) {
+                    let ids = [
+                        (key::VENDOR, VENDOR),
+                        (key::SUBNET, s.name),
+                        (key::IS_U2O_ROUTE_POLICY, "true"),
+                        (key::IS_U2O_NO_LB, "true"),
+                        (key::NODE, n.node.as_str()),
+                        (key::SVC_CIDR, svc.as_str()),
+                    ];
+                    policy(
+                        U2O_SUBNET_POLICY_PRIORITY,
+                        format!("{f}.src == ${pg}_{f} && {f}.dst == {svc}"),
+                        Some(&hop),
+                        &ids,
+                    );
+                }
+            }
+            groups.push(pg);
+        }
+    }
+    remove_no_lb_groups(plan, s.name, &groups)?;
     let name = s.name.to_string();
     plan.sync_keyed_children(
         Parent {
@@ -190,23 +267,40 @@ pub fn u2o_subnet(
         &[Policy::PRIORITY, Policy::MATCH],
         desired,
         Some((key::SUBNET, s.name)),
-        // Upstream's no-load-balancer rows (`isU2ONoLBRoutePolicy`, an `enableLb: false`
-        // subnet's Service reroutes) are not stated here and are left as found.
-        move |r| {
-            ours(r)
-                && ext(r, key::SUBNET) == Some(name.as_str())
-                && ext(r, key::IS_U2O_NO_LB) != Some("true")
-        },
+        move |r| ours(r) && ext(r, key::SUBNET) == Some(name.as_str()),
     )?;
     // Per-node port groups of an earlier overlay life.
     delete_subnet_node_pgs(plan, (key::SUBNET, s.name), &[])?;
     load_balancers(plan, s)
 }
 
-/// Removes what [`u2o_subnet`] added beyond a plain underlay subnet's rows: its policies and
-/// exclude address sets (the patch pair is the caller's).
+/// Deletes the subnet's [`NoLb`] port groups but `keep`.
+fn remove_no_lb_groups(
+    plan: &mut Plan<'_>,
+    subnet: &str,
+    keep: &[String],
+) -> Result<(), PlanError> {
+    plan.monitored(PortGroup::TABLE)?;
+    let stale: Vec<ovsdb::Uuid> = tagged(plan.cache(), PortGroup::TABLE, key::LS, subnet)
+        .into_iter()
+        .filter(|(_, r)| {
+            ours(r)
+                && ext(r, key::U2O) == Some("true")
+                && !text(r, PortGroup::NAME).is_some_and(|n| keep.iter().any(|k| k == n))
+        })
+        .map(|(u, _)| u)
+        .collect();
+    for u in stale {
+        plan.delete_root_uuid(PortGroup::TABLE, u)?;
+    }
+    Ok(())
+}
+
+/// Removes what [`u2o_subnet`] added beyond a plain underlay subnet's rows: its policies,
+/// exclude address sets and Service port groups (the patch pair is the caller's).
 pub fn remove_u2o_rows(plan: &mut Plan<'_>, subnet: &str, router: &str) -> Result<(), PlanError> {
     remove_owned_policies(plan, router, (key::SUBNET, subnet))?;
+    remove_no_lb_groups(plan, subnet, &[])?;
     plan.monitored(AddressSet::TABLE)?;
     for fam in ["ip4", "ip6"] {
         let name = u2o_exclude_set(subnet, fam);
@@ -254,6 +348,7 @@ mod tests {
                 mac: "00:00:00:8e:1b:2c",
                 node_ips: vec!["172.18.0.2".parse().unwrap(), "172.18.0.3".parse().unwrap()],
                 overlay_only,
+                no_lb: None,
                 default_vpc: router == "ovn-cluster",
             },
         )
@@ -384,5 +479,84 @@ mod tests {
             ]
         );
         inserted(&ops, "Address_Set", "vlan.sub.u2o_exclude_ip.ip4");
+    }
+
+    #[test]
+    fn no_load_balancer_rows_match_upstream() {
+        let cache = empty_nb();
+        let mut plan = Plan::new(&cache, "OVN_Northbound");
+        vpc_router(&mut plan, "ovn-cluster").unwrap();
+        u2o_subnet(
+            &mut plan,
+            &OverlaySubnet {
+                name: "vlan-sub",
+                router: "ovn-cluster",
+                cidrs: vec!["172.17.0.0/24".into()],
+                gateways: vec!["172.17.0.1".into()],
+                load_balancers: None,
+                detach_load_balancers: None,
+                route_table: "",
+            },
+            &Localnet {
+                provider: "net1",
+                vlan_id: 100,
+            },
+            &U2o {
+                vpc: "ovn-cluster",
+                ips: vec!["172.17.0.2".parse().unwrap()],
+                mac: "00:00:00:8e:1b:2c",
+                node_ips: vec![],
+                overlay_only: false,
+                no_lb: Some(NoLb {
+                    nodes: vec![NoLbNode {
+                        node: "kube-ovn-worker".into(),
+                        join_ips: vec!["100.64.0.3".parse().unwrap()],
+                        ports: vec![],
+                    }],
+                    service_cidrs: vec!["10.96.0.0/12".into()],
+                }),
+                default_vpc: true,
+            },
+        )
+        .unwrap();
+        let ops = ops(plan);
+        let pg = inserted(&ops, "Port_Group", "vlan.sub.kube.ovn.worker");
+        assert_eq!(
+            pg["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["lr", "ovn-cluster"],
+                    ["ls", "vlan-sub"],
+                    ["u2o", "true"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
+        let p = ops
+            .iter()
+            .find(|o| {
+                o["op"] == "insert"
+                    && o["table"] == "Logical_Router_Policy"
+                    && o["row"]["match"]
+                        == "ip4.src == $vlan.sub.kube.ovn.worker_ip4 && ip4.dst == 10.96.0.0/12"
+            })
+            .expect("the Service reroute");
+        assert_eq!(p["row"]["priority"], 29400);
+        assert_eq!(p["row"]["nexthops"], "100.64.0.3");
+        assert_eq!(
+            p["row"]["external_ids"],
+            json!([
+                "map",
+                [
+                    ["isU2ONoLBRoutePolicy", "true"],
+                    ["isU2ORoutePolicy", "true"],
+                    ["node", "kube-ovn-worker"],
+                    ["subnet", "vlan-sub"],
+                    ["svcCidr", "10.96.0.0/12"],
+                    ["vendor", "kube-ovn"]
+                ]
+            ])
+        );
     }
 }
