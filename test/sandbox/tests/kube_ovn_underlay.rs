@@ -278,6 +278,43 @@ fn ping_seen_tagged(state: &SandboxState, netns: &str, from: Ipv4Addr, to: Ipv4A
     );
 }
 
+/// What every test here builds: the external host's gateway on VLAN 100, ProviderNetwork
+/// `net1` on `eth1` (with `pn_spec` merged into its spec), Vlan `vlan100`, namespace `ul` and
+/// the Subnet `underlay` (172.19.100.0/24) of that namespace on the Vlan.
+async fn vlan100_underlay(state: &SandboxState, client: &kube::Client, pn_spec: serde_json::Value) {
+    state
+        .external
+        .as_ref()
+        .expect("external host")
+        .add_vlan(&state.run_dir, 100, &format!("{GATEWAY}/24"))
+        .expect("gateway on the external host's VLAN 100");
+    let mut spec = json!({"defaultInterface": "eth1"});
+    if let (Some(s), Some(extra)) = (spec.as_object_mut(), pn_spec.as_object()) {
+        s.extend(extra.clone());
+    }
+    create::<ProviderNetwork>(
+        client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
+               "metadata": {"name": "net1"}, "spec": spec}),
+    )
+    .await;
+    create::<Vlan>(
+        client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
+               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
+    )
+    .await;
+    namespace(client, "ul").await;
+    create::<Subnet>(
+        client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "underlay"},
+               "spec": {"cidrBlock": "172.19.100.0/24", "gateway": GATEWAY,
+                        "excludeIps": [GATEWAY], "vlan": "vlan100", "namespaces": ["ul"],
+                        "protocol": "IPv4"}}),
+    )
+    .await;
+}
+
 async fn create_pod(pods: &Api<Pod>, name: &str, node: &str) {
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -346,38 +383,16 @@ async fn provider_bridge_vlan_pods_and_restore() {
     let before: Vec<String> = state.nodes.iter().map(nic_state).collect();
     let eth1_mtu = before[0].split_whitespace().nth(1).unwrap().to_string();
 
-    external
-        .add_vlan(&state.run_dir, 100, &format!("{GATEWAY}/24"))
-        .expect("gateway on the external host's VLAN 100");
-    create::<ProviderNetwork>(
-        &client,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
-               "metadata": {"name": "net1"}, "spec": {"defaultInterface": "eth1"}}),
-    )
-    .await;
+    vlan100_underlay(&state, &client, json!({})).await;
     create::<ProviderNetwork>(
         &client,
         json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
                "metadata": {"name": "net2"}, "spec": {"defaultInterface": "eth9"}}),
     )
     .await;
-    create::<Vlan>(
-        &client,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
-               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
-    )
-    .await;
-    for ns in ["ul", "ul-late", "ul-nocheck"] {
+    for ns in ["ul-late", "ul-nocheck"] {
         namespace(&client, ns).await;
     }
-    create::<Subnet>(
-        &client,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "underlay"},
-               "spec": {"cidrBlock": "172.19.100.0/24", "gateway": GATEWAY,
-                        "excludeIps": [GATEWAY], "vlan": "vlan100", "namespaces": ["ul"],
-                        "protocol": "IPv4"}}),
-    )
-    .await;
 
     // The bridges: every node ready, upstream's labels, eth1 inside br-net1 with its address
     // and the default route moved over; the missing interface of net2 breaks nothing.
@@ -771,10 +786,6 @@ async fn u2o_interconnection_with_real_packets() {
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
     let state = sandbox.state().clone();
     let client = sandbox.client();
-    let external = state.external.clone().expect("external host");
-    external
-        .add_vlan(&state.run_dir, 100, &format!("{GATEWAY}/24"))
-        .expect("gateway on the external host's VLAN 100");
     // The physical gateway routes between the nodes' network and VLAN 100.
     sys::run_command(
         state
@@ -782,29 +793,8 @@ async fn u2o_interconnection_with_real_packets() {
             .args(["-qw", "net.ipv4.ip_forward=1"]),
     )
     .expect("forwarding on the external host");
-    create::<ProviderNetwork>(
-        &client,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
-               "metadata": {"name": "net1"}, "spec": {"defaultInterface": "eth1"}}),
-    )
-    .await;
-    create::<Vlan>(
-        &client,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
-               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
-    )
-    .await;
-    for ns in ["ul", "ov"] {
-        namespace(&client, ns).await;
-    }
-    create::<Subnet>(
-        &client,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "underlay"},
-               "spec": {"cidrBlock": "172.19.100.0/24", "gateway": GATEWAY,
-                        "excludeIps": [GATEWAY], "vlan": "vlan100", "namespaces": ["ul"],
-                        "protocol": "IPv4"}}),
-    )
-    .await;
+    vlan100_underlay(&state, &client, json!({})).await;
+    namespace(&client, "ov").await;
     let pns: Api<ProviderNetwork> = Api::all(client.clone());
     let subnets: Api<Subnet> = Api::all(client.clone());
     let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
@@ -913,31 +903,7 @@ async fn exchange_link_name_swaps_names_and_gives_them_back() {
     let external = state.external.clone().expect("external host");
     let n = &state.nodes[0];
     let before = nic_state(n);
-    external
-        .add_vlan(&state.run_dir, 100, &format!("{GATEWAY}/24"))
-        .expect("gateway on the external host's VLAN 100");
-    create::<ProviderNetwork>(
-        &client,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
-               "metadata": {"name": "net1"},
-               "spec": {"defaultInterface": "eth1", "exchangeLinkName": true}}),
-    )
-    .await;
-    create::<Vlan>(
-        &client,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
-               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
-    )
-    .await;
-    namespace(&client, "ul").await;
-    create::<Subnet>(
-        &client,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "underlay"},
-               "spec": {"cidrBlock": "172.19.100.0/24", "gateway": GATEWAY,
-                        "excludeIps": [GATEWAY], "vlan": "vlan100", "namespaces": ["ul"],
-                        "protocol": "IPv4"}}),
-    )
-    .await;
+    vlan100_underlay(&state, &client, json!({"exchangeLinkName": true})).await;
     let pns: Api<ProviderNetwork> = Api::all(client.clone());
     let subnets: Api<Subnet> = Api::all(client.clone());
     probe::until(WITHIN, "net1 ready, underlay reconciled", || async {

@@ -324,6 +324,10 @@ mod tests {
     }
 
     fn plan_u2o_in(router: &str, overlay_only: bool) -> Vec<Value> {
+        plan_u2o_with(router, overlay_only, None)
+    }
+
+    fn plan_u2o_with(router: &str, overlay_only: bool, no_lb: Option<NoLb>) -> Vec<Value> {
         let cache = empty_nb();
         let mut plan = Plan::new(&cache, "OVN_Northbound");
         vpc_router(&mut plan, router).unwrap();
@@ -348,7 +352,7 @@ mod tests {
                 mac: "00:00:00:8e:1b:2c",
                 node_ips: vec!["172.18.0.2".parse().unwrap(), "172.18.0.3".parse().unwrap()],
                 overlay_only,
-                no_lb: None,
+                no_lb,
                 default_vpc: router == "ovn-cluster",
             },
         )
@@ -483,43 +487,18 @@ mod tests {
 
     #[test]
     fn no_load_balancer_rows_match_upstream() {
-        let cache = empty_nb();
-        let mut plan = Plan::new(&cache, "OVN_Northbound");
-        vpc_router(&mut plan, "ovn-cluster").unwrap();
-        u2o_subnet(
-            &mut plan,
-            &OverlaySubnet {
-                name: "vlan-sub",
-                router: "ovn-cluster",
-                cidrs: vec!["172.17.0.0/24".into()],
-                gateways: vec!["172.17.0.1".into()],
-                load_balancers: None,
-                detach_load_balancers: None,
-                route_table: "",
-            },
-            &Localnet {
-                provider: "net1",
-                vlan_id: 100,
-            },
-            &U2o {
-                vpc: "ovn-cluster",
-                ips: vec!["172.17.0.2".parse().unwrap()],
-                mac: "00:00:00:8e:1b:2c",
-                node_ips: vec![],
-                overlay_only: false,
-                no_lb: Some(NoLb {
-                    nodes: vec![NoLbNode {
-                        node: "kube-ovn-worker".into(),
-                        join_ips: vec!["100.64.0.3".parse().unwrap()],
-                        ports: vec![],
-                    }],
-                    service_cidrs: vec!["10.96.0.0/12".into()],
-                }),
-                default_vpc: true,
-            },
-        )
-        .unwrap();
-        let ops = ops(plan);
+        let ops = plan_u2o_with(
+            "ovn-cluster",
+            false,
+            Some(NoLb {
+                nodes: vec![NoLbNode {
+                    node: "kube-ovn-worker".into(),
+                    join_ips: vec!["100.64.0.3".parse().unwrap()],
+                    ports: vec![],
+                }],
+                service_cidrs: vec!["10.96.0.0/12".into()],
+            }),
+        );
         let pg = inserted(&ops, "Port_Group", "vlan.sub.kube.ovn.worker");
         assert_eq!(
             pg["row"]["external_ids"],
