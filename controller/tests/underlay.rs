@@ -56,6 +56,22 @@ fn tagged(w: &World, table: &str, subnet: &str) -> usize {
         .count()
 }
 
+/// ProviderNetwork `net1` on `eth1` and its Vlan `vlan100` (tag 100), which both tests use.
+async fn net1_vlan100(w: &World) {
+    create::<ProviderNetwork>(
+        w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
+               "metadata": {"name": "net1"}, "spec": {"defaultInterface": "eth1"}}),
+    )
+    .await;
+    create::<Vlan>(
+        w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
+               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_network_vlan_and_underlay_subnet() {
     let mut w = World::new(2, false).await;
@@ -68,18 +84,7 @@ async fn provider_network_vlan_and_underlay_subnet() {
         .map(|n| n.name.clone())
         .collect();
 
-    create::<ProviderNetwork>(
-        &w,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
-               "metadata": {"name": "net1"}, "spec": {"defaultInterface": "eth1"}}),
-    )
-    .await;
-    create::<Vlan>(
-        &w,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
-               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
-    )
-    .await;
+    net1_vlan100(&w).await;
     create::<Subnet>(
         &w,
         json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "underlay"},
@@ -318,18 +323,7 @@ fn u2o_policies(w: &World, subnet: &str) -> Vec<(i64, String, String, String)> {
 async fn u2o_interconnection_rows_address_and_adoption() {
     let mut w = World::new(2, false).await;
     w.start_controller();
-    create::<ProviderNetwork>(
-        &w,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
-               "metadata": {"name": "net1"}, "spec": {"defaultInterface": "eth1"}}),
-    )
-    .await;
-    create::<Vlan>(
-        &w,
-        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan",
-               "metadata": {"name": "vlan100"}, "spec": {"id": 100, "provider": "net1"}}),
-    )
-    .await;
+    net1_vlan100(&w).await;
     create::<Subnet>(
         &w,
         json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "u2o-sub"},

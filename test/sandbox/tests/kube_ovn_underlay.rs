@@ -280,7 +280,8 @@ fn ping_seen_tagged(state: &SandboxState, netns: &str, from: Ipv4Addr, to: Ipv4A
 
 /// What every test here builds: the external host's gateway on VLAN 100, ProviderNetwork
 /// `net1` on `eth1` (with `pn_spec` merged into its spec), Vlan `vlan100`, namespace `ul` and
-/// the Subnet `underlay` (172.19.100.0/24) of that namespace on the Vlan.
+/// the Subnet `underlay` (172.19.100.0/24) of that namespace on the Vlan; returns once `net1`
+/// is ready on every node and the subnet reconciled.
 async fn vlan100_underlay(state: &SandboxState, client: &kube::Client, pn_spec: serde_json::Value) {
     state
         .external
@@ -313,6 +314,32 @@ async fn vlan100_underlay(state: &SandboxState, client: &kube::Client, pn_spec: 
                         "protocol": "IPv4"}}),
     )
     .await;
+    let pns: Api<ProviderNetwork> = Api::all(client.clone());
+    let subnets: Api<Subnet> = Api::all(client.clone());
+    let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    probe::until(
+        WITHIN,
+        "net1 ready on every node, underlay reconciled",
+        || async {
+            let pn = pns.get("net1").await.map_err(|e| e.to_string())?.status;
+            let sn = subnets
+                .get("underlay")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            let ready = pn
+                .as_ref()
+                .is_some_and(|s| s.ready && names.iter().all(|n| s.ready_nodes.contains(n)));
+            if ready && !sn.v4_available_ip_range.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("net1 {pn:?}, underlay {sn:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap();
 }
 
 async fn create_pod(pods: &Api<Pod>, name: &str, node: &str) {
@@ -795,32 +822,8 @@ async fn u2o_interconnection_with_real_packets() {
     .expect("forwarding on the external host");
     vlan100_underlay(&state, &client, json!({})).await;
     namespace(&client, "ov").await;
-    let pns: Api<ProviderNetwork> = Api::all(client.clone());
     let subnets: Api<Subnet> = Api::all(client.clone());
     let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
-    probe::until(
-        WITHIN,
-        "net1 ready on every node, underlay reconciled",
-        || async {
-            let pn = pns.get("net1").await.map_err(|e| e.to_string())?.status;
-            let sn = subnets
-                .get("underlay")
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
-            let ready = pn
-                .as_ref()
-                .is_some_and(|s| s.ready && names.iter().all(|n| s.ready_nodes.contains(n)));
-            if ready && !sn.v4_available_ip_range.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("net1 {pn:?}, underlay {sn:?}"))
-            }
-        },
-    )
-    .await
-    .unwrap();
 
     let overlay: Api<Pod> = Api::namespaced(client.clone(), "ov");
     let underlay: Api<Pod> = Api::namespaced(client.clone(), "ul");
@@ -905,26 +908,6 @@ async fn exchange_link_name_swaps_names_and_gives_them_back() {
     let before = nic_state(n);
     vlan100_underlay(&state, &client, json!({"exchangeLinkName": true})).await;
     let pns: Api<ProviderNetwork> = Api::all(client.clone());
-    let subnets: Api<Subnet> = Api::all(client.clone());
-    probe::until(WITHIN, "net1 ready, underlay reconciled", || async {
-        let pn = pns.get("net1").await.map_err(|e| e.to_string())?.status;
-        let sn = subnets
-            .get("underlay")
-            .await
-            .map_err(|e| e.to_string())?
-            .status
-            .unwrap_or_default();
-        let ready = pn
-            .as_ref()
-            .is_some_and(|s| s.ready_nodes == [n.name.clone()]);
-        if ready && !sn.v4_available_ip_range.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("net1 {pn:?}, underlay {sn:?}"))
-        }
-    })
-    .await
-    .unwrap();
     assert!(n.vsctl(["br-exists", "eth1"]).is_ok(), "the bridge is eth1");
     assert!(
         n.vsctl(["br-exists", "br-net1"]).is_err(),
