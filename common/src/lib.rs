@@ -26,5 +26,7 @@ pub mod natgw;
 pub mod net;
 #[cfg(feature = "api")]
 pub mod node;
+/// OVN-native external access: OvnEip, its NAT rules, the external gateway.
+pub mod ovn_nat;
 #[cfg(feature = "api")]
 pub mod underlay;

@@ -66,6 +66,9 @@ pub struct Config {
     /// Name of the default VPC's logical router.
     #[arg(long = "cluster-router", default_value = "ovn-cluster")]
     pub cluster_router: String,
+    /// Name of the external switch (and its Subnet) VPC gateway ports and OvnEips default to.
+    #[arg(long = "external-gateway-switch", default_value = "external")]
+    pub external_gateway_switch: String,
     /// Name of the join subnet (nodes' ovn0).
     #[arg(long = "node-switch", default_value = "join")]
     pub node_switch: String,
@@ -217,7 +220,6 @@ impl FlagTable for NotImplemented {
         flag("cert-manager-ipsec-cert", Kind::Bool, "false", "IPsec certificates from cert-manager"),
         flag("enable-live-migration-optimize", Kind::Bool, "true", "KubeVirt live-migration port handling"),
         flag("external-gateway-config-ns", Kind::Str, "kube-system", "namespace of ovn-external-gw-config"),
-        flag("external-gateway-switch", Kind::Str, "external", "external gateway switch"),
         flag("external-gateway-net", Kind::Str, "external", "external network name"),
         flag("external-gateway-vlanid", Kind::Int, "0", "VLAN id of ln-ovn-external"),
         flag("inspect-interval", Kind::Int, "20", "seconds between consistency inspections"),

@@ -75,6 +75,14 @@ pub struct Stores {
     pub iptables_snats: Store<kube_ovn_common::crd::IptablesSnatRule>,
     /// IptablesDnatRules.
     pub iptables_dnats: Store<kube_ovn_common::crd::IptablesDnatRule>,
+    /// OvnEips.
+    pub ovn_eips: Store<kube_ovn_common::crd::OvnEip>,
+    /// OvnFips.
+    pub ovn_fips: Store<kube_ovn_common::crd::OvnFip>,
+    /// OvnSnatRules.
+    pub ovn_snats: Store<kube_ovn_common::crd::OvnSnatRule>,
+    /// OvnDnatRules.
+    pub ovn_dnats: Store<kube_ovn_common::crd::OvnDnatRule>,
     /// NetworkAttachmentDefinitions (empty while their CRD is not installed).
     pub nads: Store<crate::attach::NetworkAttachmentDefinition>,
 }

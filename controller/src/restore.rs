@@ -61,6 +61,7 @@ pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
     let nodes = ctx.stores.nodes.state();
     let vips = ctx.stores.vips.state();
     let eips = ctx.stores.iptables_eips.state();
+    let ovn_eips = ctx.stores.ovn_eips.state();
     let (ipam, _) = restore(&Sources {
         subnets: &subnets,
         ips: &ips,
@@ -68,6 +69,8 @@ pub async fn restore_ipam(ctx: &crate::context::Ctx) -> Result<(), String> {
         nodes: &nodes,
         vips: &vips,
         eips: &eips,
+        ovn_eips: &ovn_eips,
+        external_switch: &ctx.config.external_gateway_switch,
         ports,
         join: &ctx.config.node_switch,
     });
@@ -144,6 +147,10 @@ pub struct Sources<'a> {
     pub vips: &'a [std::sync::Arc<kube_ovn_common::crd::Vip>],
     /// IptablesEIPs (their status, or the allocation written to spec).
     pub eips: &'a [std::sync::Arc<kube_ovn_common::crd::IptablesEip>],
+    /// OvnEips (their status, or the allocation written to spec).
+    pub ovn_eips: &'a [std::sync::Arc<kube_ovn_common::crd::OvnEip>],
+    /// `--external-gateway-switch` (an OvnEip's subnet when it names none).
+    pub external_switch: &'a str,
     /// NB ports: (port name, `external_ids:pod`, `external_ids:ls`, addresses string).
     pub ports: Vec<(String, String, String, String)>,
     /// `--node-switch`.
@@ -297,6 +304,22 @@ pub fn restore(src: &Sources<'_>) -> (Ipam, Summary) {
             &names::pod_lsp(&name, "", provider),
             &ips,
             (!mac.is_empty()).then_some(mac.as_str()),
+        );
+    }
+    for e in src.ovn_eips {
+        let Some((ips, mac)) = crate::ovn_eip_ctl::restored_address(e) else {
+            continue;
+        };
+        let name = e.name_any();
+        let subnet = crate::ovn_eip_ctl::subnet_of(e, src.external_switch);
+        let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        put(
+            &mut ipam,
+            subnet,
+            &name,
+            &name,
+            &ips.join(","),
+            Some(mac.as_str()),
         );
     }
     for p in src.pods {

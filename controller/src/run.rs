@@ -26,13 +26,13 @@ use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use crate::{
     anp_ctl, cnp_ctl, gc, ippool_ctl, iptables_ctl, lb_svc, leader, natgw_ctl, node_ctl, np_ctl,
-    np_state, pod_ctl, restore, service_ctl, sg_ctl, slr_ctl, startup, subnet_ctl, underlay_ctl,
-    vip_ctl, vpc_ctl,
+    np_state, ovn_eip_ctl, ovn_nat_ctl, pod_ctl, restore, service_ctl, sg_ctl, slr_ctl, startup,
+    subnet_ctl, underlay_ctl, vip_ctl, vpc_ctl,
 };
 use kube_ovn_common::crd::{
     AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, IpPool, IptablesDnatRule,
-    IptablesEip, IptablesFipRule, IptablesSnatRule, ProviderNetwork, SecurityGroup, Subnet,
-    SwitchLbRule, Vip, Vlan, Vpc, VpcDns, VpcNatGateway,
+    IptablesEip, IptablesFipRule, IptablesSnatRule, OvnDnatRule, OvnEip, OvnFip, OvnSnatRule,
+    ProviderNetwork, SecurityGroup, Subnet, SwitchLbRule, Vip, Vlan, Vpc, VpcDns, VpcNatGateway,
 };
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
@@ -153,6 +153,30 @@ impl Trim for IptablesSnatRule {
 }
 
 impl Trim for IptablesDnatRule {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for OvnEip {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for OvnFip {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for OvnSnatRule {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for OvnDnatRule {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
     }
@@ -408,6 +432,12 @@ pub async fn lead(
         store::<IptablesSnatRule>(client.clone(), watcher::Config::default());
     let (iptables_dnats, dnat_events) =
         store::<IptablesDnatRule>(client.clone(), watcher::Config::default());
+    let (ovn_eips, ovn_eip_events) = store::<OvnEip>(client.clone(), watcher::Config::default());
+    let (ovn_fips, ovn_fip_events) = store::<OvnFip>(client.clone(), watcher::Config::default());
+    let (ovn_snats, ovn_snat_events) =
+        store::<OvnSnatRule>(client.clone(), watcher::Config::default());
+    let (ovn_dnats, ovn_dnat_events) =
+        store::<OvnDnatRule>(client.clone(), watcher::Config::default());
     let (provider_networks, pn_events) =
         store::<ProviderNetwork>(client.clone(), watcher::Config::default());
     let (vpc_dnses, vpc_dns_events) = store::<VpcDns>(client.clone(), watcher::Config::default());
@@ -463,6 +493,10 @@ pub async fn lead(
         iptables_fips: iptables_fips.clone(),
         iptables_snats: iptables_snats.clone(),
         iptables_dnats: iptables_dnats.clone(),
+        ovn_eips: ovn_eips.clone(),
+        ovn_fips: ovn_fips.clone(),
+        ovn_snats: ovn_snats.clone(),
+        ovn_dnats: ovn_dnats.clone(),
         nads: nads.clone(),
     };
 
@@ -539,6 +573,26 @@ pub async fn lead(
         workers,
         iptables_ctl::reconcile_rule::<IptablesDnatRule>,
     ));
+    let ovn_eip_q = rt.register(Kind::new(
+        ovn_eip_ctl::KIND,
+        workers,
+        ovn_eip_ctl::reconcile,
+    ));
+    let ovn_fip_q = rt.register(Kind::new(
+        ovn_nat_ctl::FIP_KIND,
+        workers,
+        ovn_nat_ctl::reconcile::<OvnFip>,
+    ));
+    let ovn_snat_q = rt.register(Kind::new(
+        ovn_nat_ctl::SNAT_KIND,
+        workers,
+        ovn_nat_ctl::reconcile::<OvnSnatRule>,
+    ));
+    let ovn_dnat_q = rt.register(Kind::new(
+        ovn_nat_ctl::DNAT_KIND,
+        workers,
+        ovn_nat_ctl::reconcile::<OvnDnatRule>,
+    ));
     let vip_q = rt.register(Kind::new(vip_ctl::KIND, workers, vip_ctl::reconcile));
     let slr_q = rt.register(Kind::new(slr_ctl::KIND, workers, slr_ctl::reconcile));
     let vpc_dns_q = rt.register(Kind::new(
@@ -585,7 +639,7 @@ pub async fn lead(
     rt.watch(
         vpc_events,
         vec![
-            Trigger::own(vpc_q, vpc_ctl::signature, Seen::default()),
+            Trigger::own(vpc_q.clone(), vpc_ctl::signature, Seen::default()),
             Trigger::mapped(natgw_q.clone(), natgw_ctl::vpc_signature, {
                 let gws = vpc_nat_gateways.clone();
                 move |v: &Vpc| natgw_ctl::gateways_of_vpc(&gws.state(), &v.name_any())
@@ -638,6 +692,11 @@ pub async fn lead(
             Trigger::mapped(cnp_q.clone(), anp_ctl::node_signature, {
                 let cnps = cluster_network_policies.clone();
                 move |_: &Node| cnp_ctl::cnps_selecting_nodes(&cnps.state())
+            }),
+            // External gateway ports follow the labelled nodes.
+            Trigger::mapped(vpc_q.clone(), crate::vpc_external::node_signature, {
+                let vpcs = vpcs.clone();
+                move |_: &Node| crate::vpc_external::external_vpcs(&vpcs.state())
             }),
         ],
     );
@@ -905,6 +964,66 @@ pub async fn lead(
             ),
         ],
     );
+    rt.watch(
+        ovn_eip_events,
+        vec![
+            Trigger::own(ovn_eip_q.clone(), ovn_eip_ctl::signature, Seen::default()),
+            // Rules wait for their EIP's address.
+            Trigger::mapped(ovn_fip_q.clone(), ovn_nat_ctl::eip_signature, {
+                let rules = ovn_fips.clone();
+                move |e: &OvnEip| ovn_nat_ctl::rules_of_eip(&rules.state(), &e.name_any())
+            }),
+            Trigger::mapped(ovn_snat_q.clone(), ovn_nat_ctl::eip_signature, {
+                let rules = ovn_snats.clone();
+                move |e: &OvnEip| ovn_nat_ctl::rules_of_eip(&rules.state(), &e.name_any())
+            }),
+            Trigger::mapped(ovn_dnat_q.clone(), ovn_nat_ctl::eip_signature, {
+                let rules = ovn_dnats.clone();
+                move |e: &OvnEip| ovn_nat_ctl::rules_of_eip(&rules.state(), &e.name_any())
+            }),
+        ],
+    );
+    rt.watch(
+        ovn_fip_events,
+        vec![
+            Trigger::own(ovn_fip_q, ovn_nat_ctl::signature::<OvnFip>, Seen::default()),
+            Trigger::mapped(
+                ovn_eip_q.clone(),
+                ovn_nat_ctl::signature::<OvnFip>,
+                ovn_nat_ctl::eip_of_rule::<OvnFip>,
+            ),
+        ],
+    );
+    rt.watch(
+        ovn_snat_events,
+        vec![
+            Trigger::own(
+                ovn_snat_q,
+                ovn_nat_ctl::signature::<OvnSnatRule>,
+                Seen::default(),
+            ),
+            Trigger::mapped(
+                ovn_eip_q.clone(),
+                ovn_nat_ctl::signature::<OvnSnatRule>,
+                ovn_nat_ctl::eip_of_rule::<OvnSnatRule>,
+            ),
+        ],
+    );
+    rt.watch(
+        ovn_dnat_events,
+        vec![
+            Trigger::own(
+                ovn_dnat_q,
+                ovn_nat_ctl::signature::<OvnDnatRule>,
+                Seen::default(),
+            ),
+            Trigger::mapped(
+                ovn_eip_q,
+                ovn_nat_ctl::signature::<OvnDnatRule>,
+                ovn_nat_ctl::eip_of_rule::<OvnDnatRule>,
+            ),
+        ],
+    );
     let pods_of_vip = pods.clone();
     rt.watch(
         vip_events,
@@ -1016,6 +1135,10 @@ pub async fn lead(
             "iptables-dnat-rules",
             iptables_dnats.wait_until_ready().await.is_ok(),
         ),
+        ("ovn-eips", ovn_eips.wait_until_ready().await.is_ok()),
+        ("ovn-fips", ovn_fips.wait_until_ready().await.is_ok()),
+        ("ovn-snat-rules", ovn_snats.wait_until_ready().await.is_ok()),
+        ("ovn-dnat-rules", ovn_dnats.wait_until_ready().await.is_ok()),
         ("vlans", vlans.wait_until_ready().await.is_ok()),
         (
             "provider-networks",

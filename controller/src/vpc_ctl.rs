@@ -22,7 +22,7 @@ use kube_ovn_runtime::{finalizer, Outcome};
 use serde_json::json;
 
 use crate::context::{Ctx, Error};
-use crate::subnet_rules;
+use crate::{subnet_rules, vpc_external};
 
 /// The Vpc queue's kind name.
 pub const KIND: &str = "vpc";
@@ -246,6 +246,14 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
             .await;
             return Ok(Outcome::Done);
         }
+        let ext = &ctx.config.external_gateway_switch;
+        let mut external = vpc_external::connected(&vpc, ext);
+        external.extend(vpc_external::wanted(&vpc, ext));
+        external.sort();
+        external.dedup();
+        for subnet in &external {
+            vpc_external::disconnect(&ctx, &name, subnet).await?;
+        }
         ctx.apply(&format!("delete vpc {name}"), |plan| {
             objects::delete_vpc_router(plan, &name, &lbs)
         })
@@ -316,8 +324,48 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         Ok(())
     })
     .await?;
+    let ext = &ctx.config.external_gateway_switch;
+    let wanted = vpc_external::wanted(&vpc, ext);
+    for subnet in vpc_external::connected(&vpc, ext) {
+        if !wanted.contains(&subnet) {
+            vpc_external::disconnect(&ctx, &name, &subnet).await?;
+        }
+    }
+    let mut external_failed = None;
+    for subnet in &wanted {
+        if let Err(e) = vpc_external::connect(&ctx, &name, subnet).await {
+            external_failed = Some(e.to_string());
+        }
+    }
+    let (enable_external, extra_external) = match &external_failed {
+        None => {
+            let mut extra = spec.extra_external_subnets.clone();
+            extra.sort();
+            (
+                spec.enable_external,
+                if spec.enable_external {
+                    extra
+                } else {
+                    Vec::new()
+                },
+            )
+        }
+        Some(why) => {
+            ctx.event(
+                &vpc.object_ref(&()),
+                EventType::Warning,
+                "ConnectExternalFailed",
+                why,
+            )
+            .await;
+            let st = vpc.status.clone().unwrap_or_default();
+            (st.enable_external, st.extra_external_subnets)
+        }
+    };
     let (names, default) = vpc_subnets(&name, spec, &subnets);
     let mut status = json!({
+        "enableExternal": enable_external,
+        "extraExternalSubnets": extra_external,
         "router": name,
         "standby": true,
         "default": false,
@@ -349,7 +397,11 @@ pub async fn reconcile(ctx: Arc<Ctx>, name: String) -> Result<Outcome, Error> {
         )
         .await?;
     }
-    Ok(Outcome::Done)
+    Ok(match external_failed {
+        // A gateway node or the external subnet may come.
+        Some(_) => Outcome::After(std::time::Duration::from_secs(5)),
+        None => Outcome::Done,
+    })
 }
 
 #[cfg(test)]

@@ -167,6 +167,10 @@ pub fn controller() -> Account {
                     "iptables-fip-rules",
                     "iptables-snat-rules",
                     "iptables-dnat-rules",
+                    "ovn-eips",
+                    "ovn-fips",
+                    "ovn-snat-rules",
+                    "ovn-dnat-rules",
                 ],
                 WATCH,
             ),
@@ -348,6 +352,26 @@ pub fn controller() -> Account {
                 &["patch"],
                 "status of VPC NAT gateways, EIPs and NAT rules (controller/src/natgw_ctl.rs, \
                  controller/src/iptables_ctl.rs); the RBAC test's workload has none",
+            ),
+            unexercised(
+                KUBEOVN,
+                &["ovn-eips", "ovn-fips", "ovn-snat-rules", "ovn-dnat-rules"],
+                &["create", "patch", "update", "delete"],
+                "OvnEips a Vpc's external connection creates and deletes, finalizers, labels \
+                 and allocations of OvnEips and OVN NAT rules (controller/src/vpc_external.rs, \
+                 ovn_eip_ctl.rs, ovn_nat_ctl.rs); the RBAC test's workload has none",
+            ),
+            unexercised(
+                KUBEOVN,
+                &[
+                    "ovn-eips/status",
+                    "ovn-fips/status",
+                    "ovn-snat-rules/status",
+                    "ovn-dnat-rules/status",
+                ],
+                &["patch"],
+                "status of OvnEips and OVN NAT rules (controller/src/ovn_eip_ctl.rs, \
+                 ovn_nat_ctl.rs); the RBAC test's workload has none",
             ),
             unexercised(
                 &["policy.networking.k8s.io"],

@@ -30,6 +30,8 @@ pub const MONITORED_TABLES: &[&str] = &[
     nb::Acl::TABLE,
     nb::Meter::TABLE,
     nb::MeterBand::TABLE,
+    nb::Nat::TABLE,
+    nb::GatewayChassis::TABLE,
 ];
 
 /// The `external_ids` keys the replica must index: plans scoped to one subnet, node or pod

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
-use kube_ovn_common::crd::{ProviderNetwork, Subnet, Vlan};
+use kube_ovn_common::crd::{
+    OvnDnatRule, OvnEip, OvnFip, OvnSnatRule, ProviderNetwork, Subnet, Vlan, Vpc,
+};
 use kube_ovn_sandbox::kubeovn::{self, KubeOvnBuild};
 use kube_ovn_sandbox::node::fabric_netns;
 use kube_ovn_sandbox::{probe, sys, workload, NodeInfo, Sandbox, SandboxConfig, SandboxState};
@@ -1014,4 +1016,317 @@ fn frames_are_read_with_the_tag_inline_or_from_auxiliary_data() {
     assert_eq!(parse_frame(&untagged, Some(100)), Some(want));
     assert_eq!(parse_frame(&untagged, None).unwrap().vlan, None);
     assert_eq!(parse_frame(&untagged[..20], None), None);
+}
+
+/// The external network of the OVN EIP test: VLAN 200 on the segment, the external host's
+/// `vlan200` its gateway.
+const EXT_GATEWAY: &str = "172.19.200.1";
+
+/// The NAT rows of the NB as (type, external_ip, logical_ip).
+fn nat_rows(state: &SandboxState) -> Vec<(String, String, String)> {
+    let col = |r: &serde_json::Value, c: &str| r[c].as_str().unwrap_or_default().to_string();
+    let mut rows: Vec<_> = kube_ovn_sandbox::matrix::nb_rows(&state.central.nb, "NAT")
+        .expect("NB NAT rows")
+        .iter()
+        .map(|r| (col(r, "type"), col(r, "external_ip"), col(r, "logical_ip")))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The names of the NB's load balancers.
+fn lb_names(state: &SandboxState) -> Vec<String> {
+    kube_ovn_sandbox::matrix::nb_rows(&state.central.nb, "Load_Balancer")
+        .expect("NB load balancers")
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// An OvnEip of the external subnet, awaited until ready; returns its address.
+async fn ovn_eip(client: &kube::Client, name: &str) -> Ipv4Addr {
+    create::<OvnEip>(
+        client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnEip", "metadata": {"name": name},
+               "spec": {"externalSubnet": "external", "type": "nat"}}),
+    )
+    .await;
+    let eips: Api<OvnEip> = Api::all(client.clone());
+    probe::until(WITHIN, &format!("ovn eip {name} ready"), || async {
+        let st = eips
+            .get(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .unwrap_or_default();
+        match st.v4_ip.parse::<Ipv4Addr>() {
+            Ok(ip) if st.ready => Ok(ip),
+            _ => Err(format!("{st:?}")),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until a NAT rule's status says ready.
+async fn rule_ready<K>(client: &kube::Client, name: &str)
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    probe::until(WITHIN, &format!("{name} ready"), || async {
+        let v = serde_json::to_value(api.get(name).await.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        if v["status"]["ready"] == json!(true) {
+            Ok(())
+        } else {
+            Err(format!("{}", v["status"]))
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// OVN-native EIP/FIP/SNAT/DNAT with real packets, on a custom VPC connected to the external
+/// network (ProviderNetwork `external` on every node's `eth1`, Vlan 200, underlay Subnet
+/// `external`; node 1 labelled the external gateway):
+/// - the VPC's gateway port `vpc1-external` gets an address of the external subnet (its `lrp`
+///   OvnEip) and node 1's chassis as its gateway;
+/// - OvnFip: the external host reaches pod p1 (node 2) by the FIP and is seen with its own
+///   address; p1's egress is seen with the FIP;
+/// - OvnSnatRule (subnet): pod p3's egress is seen with the SNAT EIP;
+/// - OvnDnatRule: EIP:8080 → p2:9000;
+/// - deleting each rule stops exactly its flow, and the NAT rows and load balancer go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ovn_eip_fip_snat_dnat_with_real_packets() {
+    let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
+    let mut config = SandboxConfig::isolated(2);
+    config.kube_ovn = Some(build);
+    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
+    let state = sandbox.state().clone();
+    let client = sandbox.client();
+    let ext = state.external.as_ref().expect("external host").clone();
+    ext.add_vlan(&state.run_dir, 200, &format!("{EXT_GATEWAY}/24"))
+        .expect("gateway on the external host's VLAN 200");
+    workload::serve_peer_address(&ext.netns, ECHO_PORT).expect("external echo server");
+    create::<ProviderNetwork>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "ProviderNetwork",
+               "metadata": {"name": "external"}, "spec": {"defaultInterface": "eth1"}}),
+    )
+    .await;
+    create::<Vlan>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vlan", "metadata": {"name": "vlan200"},
+               "spec": {"id": 200, "provider": "external"}}),
+    )
+    .await;
+    create::<Subnet>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "external"},
+               "spec": {"cidrBlock": "172.19.200.0/24", "gateway": EXT_GATEWAY,
+                        "excludeIps": [EXT_GATEWAY], "vlan": "vlan200", "protocol": "IPv4"}}),
+    )
+    .await;
+    let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch(
+            &names[0],
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"ovn.kubernetes.io/external-gw": "true"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    create::<Vpc>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vpc", "metadata": {"name": "vpc1"},
+               "spec": {"namespaces": ["v1"], "enableExternal": true,
+                        "staticRoutes": [{"cidr": "0.0.0.0/0", "nextHopIP": EXT_GATEWAY,
+                                          "policy": "policyDst"}]}}),
+    )
+    .await;
+    namespace(&client, "v1").await;
+    create::<Subnet>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "s1"},
+               "spec": {"cidrBlock": "10.100.0.0/24", "vpc": "vpc1", "namespaces": ["v1"],
+                        "protocol": "IPv4"}}),
+    )
+    .await;
+    let vpcs: Api<Vpc> = Api::all(client.clone());
+    let lrp_eip = probe::until(WITHIN, "vpc1 connected to external", || async {
+        let st = vpcs
+            .get("vpc1")
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .unwrap_or_default();
+        let eip = Api::<OvnEip>::all(client.clone())
+            .get("vpc1-external")
+            .await
+            .map_err(|e| e.to_string())?;
+        let est = eip.status.clone().unwrap_or_default();
+        if st.enable_external && est.ready && est.type_ == "lrp" {
+            Ok(est.v4_ip)
+        } else {
+            Err(format!("vpc {st:?}, eip {est:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    let lrp = kube_ovn_sandbox::matrix::nb_rows(&state.central.nb, "Logical_Router_Port")
+        .unwrap()
+        .into_iter()
+        .find(|r| r["name"] == "vpc1-external")
+        .expect("vpc1-external in the NB");
+    assert!(
+        lrp["networks"]
+            .to_string()
+            .contains(&format!("{lrp_eip}/24")),
+        "the gateway port holds the lrp EIP: {lrp}"
+    );
+    let chassis = kube_ovn_sandbox::matrix::nb_rows(&state.central.nb, "Gateway_Chassis").unwrap();
+    assert_eq!(chassis.len(), 1, "one gateway node: {chassis:?}");
+    assert_eq!(chassis[0]["priority"], json!(100), "{chassis:?}");
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "v1");
+    let mut ips = Vec::new();
+    for (name, node) in [("p1", &names[1]), ("p2", &names[0]), ("p3", &names[1])] {
+        let ip = pod(&pods, name, node).await;
+        workload::serve_peer_address(&state.pod_netns("v1", name), ECHO_PORT).expect("echo");
+        ips.push(ip);
+    }
+    let ns = |p: &str| state.pod_netns("v1", p);
+    let to_ext = SocketAddr::new(EXT_GATEWAY.parse().unwrap(), ECHO_PORT);
+    // No NAT yet: the external host has no route back to the VPC.
+    until_answer(&state, &ns("p3"), to_ext, None).await;
+
+    let fip_ip = ovn_eip(&client, "eip-fip").await;
+    let snat_ip = ovn_eip(&client, "eip-snat").await;
+    let dnat_ip = ovn_eip(&client, "eip-dnat").await;
+    create::<OvnFip>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnFip", "metadata": {"name": "fip1"},
+               "spec": {"ovnEip": "eip-fip", "ipName": "p1.v1"}}),
+    )
+    .await;
+    create::<OvnSnatRule>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnSnatRule", "metadata": {"name": "snat1"},
+               "spec": {"ovnEip": "eip-snat", "vpcSubnet": "s1"}}),
+    )
+    .await;
+    create::<OvnDnatRule>(
+        &client,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnDnatRule", "metadata": {"name": "dnat1"},
+               "spec": {"ovnEip": "eip-dnat", "ipName": "p2.v1", "protocol": "tcp",
+                        "internalPort": ECHO_PORT.to_string(), "externalPort": "8080"}}),
+    )
+    .await;
+    rule_ready::<OvnFip>(&client, "fip1").await;
+    rule_ready::<OvnSnatRule>(&client, "snat1").await;
+    rule_ready::<OvnDnatRule>(&client, "dnat1").await;
+    assert_eq!(
+        nat_rows(&state),
+        vec![
+            (
+                "dnat_and_snat".into(),
+                fip_ip.to_string(),
+                ips[0].to_string()
+            ),
+            ("snat".into(), snat_ip.to_string(), "10.100.0.0/24".into()),
+        ]
+    );
+    assert!(lb_names(&state).contains(&"dnat1".to_string()));
+    let eip_nat = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            Api::<OvnEip>::all(client)
+                .get(name)
+                .await
+                .ok()
+                .and_then(|e| e.status)
+                .map(|s| s.nat)
+                .unwrap_or_default()
+        }
+    };
+    probe::until(WITHIN, "eip status.nat", || async {
+        let got = (
+            eip_nat("eip-fip").await,
+            eip_nat("eip-snat").await,
+            eip_nat("eip-dnat").await,
+        );
+        if got == ("fip".into(), "snat".into(), "dnat".into()) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await
+    .unwrap();
+
+    let ext_ns = ext.netns.clone();
+    let fip = SocketAddr::new(IpAddr::V4(fip_ip), ECHO_PORT);
+    let dnat = SocketAddr::new(IpAddr::V4(dnat_ip), 8080);
+    // In by the FIP and the DNAT port, seen with the external host's own address.
+    until_answer(&state, &ext_ns, fip, Some(EXT_GATEWAY)).await;
+    until_answer(&state, &ext_ns, dnat, Some(EXT_GATEWAY)).await;
+    // Out: p1 with its FIP, p3 with the SNAT EIP.
+    until_answer(&state, &ns("p1"), to_ext, Some(&fip_ip.to_string())).await;
+    until_answer(&state, &ns("p3"), to_ext, Some(&snat_ip.to_string())).await;
+
+    // Each deletion stops its flow only.
+    Api::<OvnFip>::all(client.clone())
+        .delete("fip1", &DeleteParams::default())
+        .await
+        .unwrap();
+    until_answer(&state, &ext_ns, fip, None).await;
+    until_answer(&state, &ns("p1"), to_ext, Some(&snat_ip.to_string())).await;
+    until_answer(&state, &ext_ns, dnat, Some(EXT_GATEWAY)).await;
+    Api::<OvnSnatRule>::all(client.clone())
+        .delete("snat1", &DeleteParams::default())
+        .await
+        .unwrap();
+    until_answer(&state, &ns("p3"), to_ext, None).await;
+    until_answer(&state, &ext_ns, dnat, Some(EXT_GATEWAY)).await;
+    Api::<OvnDnatRule>::all(client.clone())
+        .delete("dnat1", &DeleteParams::default())
+        .await
+        .unwrap();
+    until_answer(&state, &ext_ns, dnat, None).await;
+    probe::until(
+        WITHIN,
+        "NAT rows and the DNAT load balancer gone",
+        || async {
+            let (nats, lbs) = (nat_rows(&state), lb_names(&state));
+            if nats.is_empty() && !lbs.contains(&"dnat1".to_string()) {
+                Ok(())
+            } else {
+                Err(format!("{nats:?} {lbs:?}"))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    // An unused EIP can go, and its address with it.
+    Api::<OvnEip>::all(client.clone())
+        .delete("eip-fip", &DeleteParams::default())
+        .await
+        .unwrap();
+    probe::until(WITHIN, "eip-fip deleted", || async {
+        match Api::<OvnEip>::all(client.clone()).get_opt("eip-fip").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    sandbox.down().await.expect("sandbox down");
 }

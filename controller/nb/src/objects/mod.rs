@@ -24,6 +24,7 @@ mod lb;
 pub(crate) mod names;
 mod netpol;
 mod node;
+mod ovn_nat;
 mod pod;
 pub(crate) mod rows;
 mod sg;
@@ -54,6 +55,11 @@ pub use netpol::{
     np_port_group_members, np_port_groups, pg_acls, prune_np_address_sets, NpAddressSet, PgAcl,
 };
 pub use node::{delete_node, node, NodeObjects, NODE_POLICY_PRIORITY};
+pub use ovn_nat::{
+    bare_port, delete_dnat_lb, delete_nat_rule, dnat_lb, external_gateway_port,
+    gateway_chassis_name, nat_rule, remove_external_gateway_port, remove_port, remove_router_port,
+    DnatLb, ExternalPort, NatRule, GATEWAY_CHASSIS_MAX_PRIORITY, NAT_FIP, NAT_SNAT,
+};
 pub use pod::{delete_port, is_routing_pg, pod_port, port_memberships, PodPort};
 pub use rows::{key, map, string_map, VENDOR};
 pub use sg::{
