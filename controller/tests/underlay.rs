@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube_ovn_common::crd::{ProviderNetwork, Subnet, Vlan};
+use kube::ResourceExt;
+use kube_ovn_common::crd::{
+    OvnDnatRule, OvnEip, OvnFip, OvnSnatRule, ProviderNetwork, Subnet, Vlan,
+};
 use kube_ovn_nb::objects::string_map;
 use ovsdb::{Atom, Datum};
 use serde_json::{json, Value};
@@ -749,4 +752,251 @@ async fn u2o_interconnection_rows_address_and_adoption() {
     })
     .await;
     assert!(named(&w, "Logical_Switch_Port", "localnet.u2o-sub").is_some());
+}
+
+/// The NAT rows of router `lr` as (type, external_ip, logical_ip, options, external_ids).
+fn nats_of(w: &World, lr: &str) -> Vec<(String, String, String, String, String)> {
+    let router = named(w, "Logical_Router", lr).expect("router");
+    let held: Vec<Atom> = router
+        .get("nat")
+        .and_then(Datum::as_set)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    let c = w.nb.cache();
+    let mut out: Vec<_> = held
+        .iter()
+        .filter_map(|a| c.table("NAT")?.get(&a.as_uuid()?).cloned())
+        .map(|r| {
+            (
+                text(&r, "type"),
+                text(&r, "external_ip"),
+                text(&r, "logical_ip"),
+                format!("{:?}", string_map(&r, "options")),
+                format!("{:?}", string_map(&r, "external_ids")),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// OVN-native NAT against the real NB: a custom VPC's gateway port on the external subnet
+/// (its `lrp` OvnEip's address and MAC, a `Gateway_Chassis` on the labelled node), an
+/// OvnFip's `dnat_and_snat`, an OvnSnatRule's `snat` and an OvnDnatRule's load balancer with
+/// upstream's columns; then the same rows re-made as upstream writes them are adopted with
+/// zero writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ovn_eip_nat_rows_and_adoption() {
+    let mut w = World::new(2, false).await;
+    w.start_controller();
+    net1_vlan100(&w).await;
+    create::<Subnet>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "external"},
+               "spec": {"cidrBlock": "172.19.200.0/24", "gateway": "172.19.200.1",
+                        "vlan": "vlan100"}}),
+    )
+    .await;
+    let nodes: Api<Node> = Api::all(w.client.clone());
+    let node = w.sandbox.state().nodes[0].name.clone();
+    nodes
+        .patch(
+            &node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {
+                "labels": {"ovn.kubernetes.io/external-gw": "true"},
+                "annotations": {"ovn.kubernetes.io/chassis": "chassis-gw1"}}})),
+        )
+        .await
+        .unwrap();
+    create::<kube_ovn_common::crd::Vpc>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Vpc", "metadata": {"name": "vpc1"},
+               "spec": {"enableExternal": true}}),
+    )
+    .await;
+    create::<Subnet>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "s1"},
+               "spec": {"cidrBlock": "10.100.0.0/24", "vpc": "vpc1"}}),
+    )
+    .await;
+    let eips: Api<OvnEip> = Api::all(w.client.clone());
+    let lrp_eip = eventually("the gateway port's lrp eip", LONG, || async {
+        let e = eips.get("vpc1-external").await.ok()?;
+        let st = e.status.clone()?;
+        (st.ready && st.type_ == "lrp").then_some(st)
+    })
+    .await;
+    let lrp = eventually("vpc1-external in the NB", LONG, || async {
+        named(&w, "Logical_Router_Port", "vpc1-external")
+    })
+    .await;
+    assert_eq!(text(&lrp, "networks"), format!("{}/24", lrp_eip.v4_ip));
+    assert_eq!(text(&lrp, "mac"), lrp_eip.mac_address);
+    let gc = eventually("the gateway chassis", LONG, || async {
+        named(&w, "Gateway_Chassis", "vpc1-external-chassis-gw1")
+    })
+    .await;
+    assert_eq!(text(&gc, "chassis_name"), "chassis-gw1");
+    assert_eq!(
+        gc.get("priority")
+            .and_then(Datum::as_atom)
+            .and_then(Atom::as_i64),
+        Some(100)
+    );
+    assert_eq!(
+        text(
+            &named(&w, "Logical_Switch_Port", "external-vpc1").expect("peer LSP"),
+            "type"
+        ),
+        "router"
+    );
+
+    for name in ["eip-f", "eip-s", "eip-d"] {
+        create::<OvnEip>(
+            &w,
+            json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnEip", "metadata": {"name": name},
+                   "spec": {"externalSubnet": "external", "type": "nat"}}),
+        )
+        .await;
+    }
+    let ready_ip = |name: &'static str| {
+        let eips = eips.clone();
+        async move {
+            eventually("an eip ready", LONG, || async {
+                let st = eips.get(name).await.ok()?.status?;
+                (st.ready && !st.v4_ip.is_empty()).then_some(st.v4_ip)
+            })
+            .await
+        }
+    };
+    let (f, s, d) = (
+        ready_ip("eip-f").await,
+        ready_ip("eip-s").await,
+        ready_ip("eip-d").await,
+    );
+    create::<OvnFip>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnFip", "metadata": {"name": "fip1"},
+               "spec": {"ovnEip": "eip-f", "v4Ip": "10.100.0.10", "vpc": "vpc1"}}),
+    )
+    .await;
+    create::<OvnSnatRule>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnSnatRule", "metadata": {"name": "snat1"},
+               "spec": {"ovnEip": "eip-s", "vpcSubnet": "s1"}}),
+    )
+    .await;
+    create::<OvnDnatRule>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnDnatRule", "metadata": {"name": "dnat1"},
+               "spec": {"ovnEip": "eip-d", "v4Ip": "10.100.0.11", "vpc": "vpc1",
+                        "protocol": "tcp", "internalPort": "80", "externalPort": "8080"}}),
+    )
+    .await;
+    let want_nats = vec![
+        (
+            "dnat_and_snat".to_string(),
+            f.clone(),
+            "10.100.0.10".to_string(),
+            "{\"stateless\": \"false\"}".to_string(),
+            "{}".to_string(),
+        ),
+        (
+            "snat".to_string(),
+            s.clone(),
+            "10.100.0.0/24".to_string(),
+            "{}".to_string(),
+            "{}".to_string(),
+        ),
+    ];
+    eventually("the NAT rows", LONG, || async {
+        (nats_of(&w, "vpc1") == want_nats).then_some(())
+    })
+    .await;
+    let lb = eventually("the DNAT load balancer", LONG, || async {
+        named(&w, "Load_Balancer", "dnat1")
+    })
+    .await;
+    assert_eq!(text(&lb, "protocol"), "tcp");
+    assert_eq!(
+        string_map(&lb, "vips"),
+        [(format!("{d}:8080"), "10.100.0.11:80".to_string())].into()
+    );
+    assert_eq!(
+        string_map(&lb, "external_ids"),
+        [("vendor".to_string(), "kube-ovn".to_string())].into()
+    );
+    let fip: OvnFip = Api::all(w.client.clone()).get("fip1").await.unwrap();
+    assert_eq!(fip.labels()["ovn.kubernetes.io/eip_v4_ip"], f);
+    assert_eq!(fip.annotations()["ovn.kubernetes.io/vpc_eip"], "eip-f");
+    let eip_f = eips.get("eip-f").await.unwrap();
+    assert_eq!(eip_f.labels()["ovn.kubernetes.io/vpc"], "vpc1");
+    assert_eq!(eip_f.labels()["ovn.kubernetes.io/ovn_eip_type"], "nat");
+
+    // Adoption: every row re-made as upstream writes it.
+    w.controller_settled().await;
+    w.kill_controller();
+    w.nbctl(&["lrp-del", "vpc1-external"]);
+    w.nbctl(&["lsp-del", "external-vpc1"]);
+    w.nbctl(&["lr-nat-del", "vpc1"]);
+    w.nbctl(&["lb-del", "dnat1"]);
+    support::upstream_layout::u2o_router_ports(
+        &w,
+        "vpc1",
+        "external",
+        &format!("{}/24", lrp_eip.v4_ip),
+        &lrp_eip.mac_address,
+    );
+    support::upstream_layout::gateway_chassis(&w, "vpc1-external", "chassis-gw1", 100);
+    support::upstream_layout::nat(&w, "vpc1", "dnat_and_snat", &f, "10.100.0.10", Some(false));
+    support::upstream_layout::nat(&w, "vpc1", "snat", &s, "10.100.0.0/24", None);
+    support::upstream_layout::dnat_lb(
+        &w,
+        "vpc1",
+        "dnat1",
+        "tcp",
+        &format!("{d}:8080"),
+        "10.100.0.11:80",
+    );
+    assert_eq!(nats_of(&w, "vpc1"), want_nats);
+    w.northd_settled().await;
+    let mut changes = w.nb.subscribe();
+    w.start_controller();
+    eventually("the vpc and the rules reconciled", LONG, || async {
+        let mut n = 0.0;
+        for kind in ["vpc", "ovn-eip", "ovn-fip", "ovn-snat", "ovn-dnat"] {
+            let c = w
+                .counter(
+                    "kube_ovn_controller_reconciles_total",
+                    &format!("kind=\"{kind}\""),
+                )
+                .await?;
+            if c < 1.0 {
+                return None;
+            }
+            n += c;
+        }
+        (n >= 5.0).then_some(())
+    })
+    .await;
+    w.controller_settled().await;
+    w.assert_wrote_nothing(&mut changes, "adopting the OVN NAT layout")
+        .await;
+
+    // Deleting the rules removes exactly their rows.
+    Api::<OvnFip>::all(w.client.clone())
+        .delete("fip1", &Default::default())
+        .await
+        .unwrap();
+    Api::<OvnDnatRule>::all(w.client.clone())
+        .delete("dnat1", &Default::default())
+        .await
+        .unwrap();
+    eventually("only the SNAT row left", LONG, || async {
+        (nats_of(&w, "vpc1") == want_nats[1..] && named(&w, "Load_Balancer", "dnat1").is_none())
+            .then_some(())
+    })
+    .await;
 }

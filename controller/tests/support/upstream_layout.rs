@@ -683,3 +683,84 @@ pub fn u2o_router_ports(w: &World, router: &str, ls: &str, network: &str, mac: &
     ]);
     nbctl(w, &args);
 }
+
+/// A `Gateway_Chassis` of a gateway port as upstream's `CreateGatewayChassises` writes it:
+/// `<lrp>-<chassis>`, its priority, `external_ids:lrp`.
+pub fn gateway_chassis(w: &World, lrp: &str, chassis: &str, priority: i64) {
+    let mut args = vec![
+        "--".to_string(),
+        "--id=@gc".into(),
+        "create".into(),
+        "gateway_chassis".into(),
+        format!("name={lrp}-{chassis}"),
+        format!("chassis_name={chassis}"),
+        format!("priority={priority}"),
+    ];
+    args.extend(ids(&[("lrp", lrp)]));
+    args.extend([
+        "--".into(),
+        "add".into(),
+        "logical_router_port".into(),
+        lrp.into(),
+        "gateway_chassis".into(),
+        "@gc".into(),
+    ]);
+    nbctl(w, &args);
+}
+
+/// A NAT row of an OvnFip (`dnat_and_snat`, `options:stateless`, port and MAC when given)
+/// or OvnSnatRule (`snat`) as upstream's `AddNat` writes it: no `external_ids`.
+pub fn nat(
+    w: &World,
+    router: &str,
+    kind: &str,
+    external_ip: &str,
+    logical_ip: &str,
+    stateless: Option<bool>,
+) {
+    let mut args = vec![
+        "--".to_string(),
+        "--id=@nat".into(),
+        "create".into(),
+        "nat".into(),
+        format!("type={kind}"),
+        format!("external_ip=\"{external_ip}\""),
+        format!("logical_ip=\"{logical_ip}\""),
+    ];
+    if let Some(s) = stateless {
+        args.push(format!("options:stateless={s}"));
+    }
+    args.extend([
+        "--".into(),
+        "add".into(),
+        "logical_router".into(),
+        router.into(),
+        "nat".into(),
+        "@nat".into(),
+    ]);
+    nbctl(w, &args);
+}
+
+/// An OvnDnatRule's load balancer as upstream's `AddDnatRule` leaves it: named after the
+/// rule, its protocol, `external_ids:vendor`, the one VIP, attached to the router.
+pub fn dnat_lb(w: &World, router: &str, name: &str, protocol: &str, vip: &str, backend: &str) {
+    let mut args = vec![
+        "--".to_string(),
+        "--id=@lb".into(),
+        "create".into(),
+        "load_balancer".into(),
+        format!("name={name}"),
+        format!("protocol={protocol}"),
+        format!("vips:\"{vip}\"=\"{backend}\""),
+    ];
+    args.extend(ids(&[("vendor", "kube-ovn")]));
+    args.extend([
+        "--".into(),
+        "add".into(),
+        "logical_router".into(),
+        router.into(),
+        "load_balancer".into(),
+        "@lb".into(),
+    ]);
+    nbctl(w, &args);
+}
