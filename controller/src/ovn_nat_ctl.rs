@@ -38,7 +38,7 @@ use kube_ovn_nb::objects::{self, DnatLb, NatRule, NAT_FIP, NAT_SNAT};
 use kube_ovn_nb::{Plan, PlanError};
 use kube_ovn_runtime::events::EventType;
 use kube_ovn_runtime::finalizer;
-use kube_ovn_runtime::trigger::{hash_json, hash_of};
+use kube_ovn_runtime::trigger::hash_of;
 use kube_ovn_runtime::Outcome;
 use ovsdb::model::Model;
 use ovsdb::models::nb::LogicalRouter;
@@ -58,17 +58,8 @@ pub const DNAT_KIND: &str = "ovn-dnat";
 /// How often a rule waiting on its EIP, IP or router is looked at again.
 const WAIT: Duration = Duration::from_secs(2);
 
-/// What of a rule its reconciler reads: spec, what it wrote, deletion.
-pub fn signature<K: Resource + Serialize>(o: &K) -> u64 {
-    let v = serde_json::to_value(o).unwrap_or_default();
-    hash_of(&(
-        hash_json(&v.get("spec")),
-        hash_json(&v.get("status")),
-        hash_json(&o.meta().labels),
-        hash_json(&o.meta().finalizers),
-        o.meta().deletion_timestamp.is_some(),
-    ))
-}
+/// What of a rule its reconciler reads (the same as for the iptables rules).
+pub use crate::iptables_ctl::signature;
 
 /// What of an EIP its rules wait on: its addresses and readiness.
 pub fn eip_signature(e: &OvnEip) -> u64 {
@@ -196,6 +187,25 @@ fn endpoint(ctx: &Ctx, ip_type: &str, ip_name: &str) -> Result<Internal, String>
     Ok(out)
 }
 
+/// The internal side named by `ipName` (an IP, or a Vip with `ipType: vip`), else by the
+/// spec's VPC and addresses.
+fn named_or_given(
+    ctx: &Ctx,
+    (ip_type, ip_name): (&str, &str),
+    (vpc, v4, v6): (&str, &str, &str),
+) -> Result<Internal, String> {
+    if ip_name.is_empty() {
+        Ok(Internal {
+            vpc: vpc.to_string(),
+            v4: v4.to_string(),
+            v6: v6.to_string(),
+            mac: String::new(),
+        })
+    } else {
+        endpoint(ctx, ip_type, ip_name)
+    }
+}
+
 /// A `host:port` joined as `net.JoinHostPort` does (IPv6 in brackets).
 fn host_port(ip: &str, port: &str) -> String {
     if ip.contains(':') {
@@ -224,16 +234,7 @@ impl OvnNat for OvnFip {
     fn resolve(&self, ctx: &Ctx) -> Result<Internal, String> {
         let name = self.name_any();
         let s = &self.spec;
-        let i = if s.ip_name.is_empty() {
-            Internal {
-                vpc: s.vpc.clone(),
-                v4: s.v4_ip.clone(),
-                v6: s.v6_ip.clone(),
-                mac: String::new(),
-            }
-        } else {
-            endpoint(ctx, &s.ip_type, &s.ip_name)?
-        };
+        let i = named_or_given(ctx, (&s.ip_type, &s.ip_name), (&s.vpc, &s.v4_ip, &s.v6_ip))?;
         if i.vpc.is_empty() {
             return Err(format!("failed to create fip {name}, no vpc"));
         }
@@ -431,16 +432,7 @@ impl OvnNat for OvnDnatRule {
     fn resolve(&self, ctx: &Ctx) -> Result<Internal, String> {
         let name = self.name_any();
         let s = &self.spec;
-        let i = if s.ip_name.is_empty() {
-            Internal {
-                vpc: s.vpc.clone(),
-                v4: s.v4_ip.clone(),
-                v6: s.v6_ip.clone(),
-                mac: String::new(),
-            }
-        } else {
-            endpoint(ctx, &s.ip_type, &s.ip_name)?
-        };
+        let i = named_or_given(ctx, (&s.ip_type, &s.ip_name), (&s.vpc, &s.v4_ip, &s.v6_ip))?;
         if i.v4.is_empty() && i.v6.is_empty() {
             return Err(format!("failed to create dnat {name}, no internal ip"));
         }

@@ -137,19 +137,7 @@ pub fn remove_external_gateway_port(
     switch: &str,
     router: &str,
 ) -> Result<(), PlanError> {
-    plan.monitored(LogicalSwitchPort::TABLE)?;
-    plan.monitored(LogicalRouterPort::TABLE)?;
-    if let Some(RowRef::Existing(u)) =
-        plan.lookup(LogicalSwitchPort::TABLE, &switch_router_lsp(switch, router))
-    {
-        plan.remove_child(LogicalSwitch::TABLE, LogicalSwitch::PORTS, u)?;
-    }
-    if let Some(RowRef::Existing(u)) =
-        plan.lookup(LogicalRouterPort::TABLE, &router_switch_lrp(router, switch))
-    {
-        plan.remove_child(LogicalRouter::TABLE, LogicalRouter::PORTS, u)?;
-    }
-    Ok(())
+    super::subnet::remove_router_ports(plan, switch, router)
 }
 
 /// States an `lsp` OvnEip's bare port on its external switch (upstream's
