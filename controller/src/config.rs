@@ -69,6 +69,18 @@ pub struct Config {
     /// Name of the external switch (and its Subnet) VPC gateway ports and OvnEips default to.
     #[arg(long = "external-gateway-switch", default_value = "external")]
     pub external_gateway_switch: String,
+    /// The default VPC's external gateway from ConfigMap `ovn-external-gw-config`.
+    #[arg(long = "enable-eip-snat", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_eip_snat: bool,
+    /// Namespace of ConfigMap `ovn-external-gw-config`.
+    #[arg(long = "external-gateway-config-ns", default_value = "kube-system")]
+    pub external_gateway_config_ns: String,
+    /// `network_name` of the external switch's localnet port (its bridge mapping key).
+    #[arg(long = "external-gateway-net", default_value = "external")]
+    pub external_gateway_net: String,
+    /// VLAN tag of the external switch's localnet port (0: none).
+    #[arg(long = "external-gateway-vlanid", default_value_t = 0)]
+    pub external_gateway_vlanid: i64,
     /// Name of the join subnet (nodes' ovn0).
     #[arg(long = "node-switch", default_value = "join")]
     pub node_switch: String,
@@ -213,15 +225,11 @@ impl FlagTable for NotImplemented {
         flag("default-exchange-link-name", Kind::Bool, "false", "swap names of OVS bridge and provider NIC"),
         flag("default-vlan-name", Kind::Str, "ovn-vlan", "Vlan of a vlan default subnet"),
         flag("default-vlan-id", Kind::Int, "1", "VLAN id of a vlan default subnet"),
-        flag("enable-eip-snat", Kind::Bool, "true", "EIP and SNAT through the external gateway"),
         flag("enable-external-vpc", Kind::Bool, "false", "VPCs managed outside Kube-OVN"),
         flag("keep-vm-ip", Kind::Bool, "true", "KubeVirt VMs keep their IP across pod rebuilds"),
         flag("enable-dns-name-resolver", Kind::Bool, "false", "DNSNameResolver-based policies"),
         flag("cert-manager-ipsec-cert", Kind::Bool, "false", "IPsec certificates from cert-manager"),
         flag("enable-live-migration-optimize", Kind::Bool, "true", "KubeVirt live-migration port handling"),
-        flag("external-gateway-config-ns", Kind::Str, "kube-system", "namespace of ovn-external-gw-config"),
-        flag("external-gateway-net", Kind::Str, "external", "external network name"),
-        flag("external-gateway-vlanid", Kind::Int, "0", "VLAN id of ln-ovn-external"),
         flag("inspect-interval", Kind::Int, "20", "seconds between consistency inspections"),
         flag("bfd-min-tx", Kind::Int, "100", "BFD transmit interval (ms)"),
         flag("bfd-min-rx", Kind::Int, "100", "BFD receive interval (ms)"),

@@ -75,6 +75,9 @@ pub struct Stores {
     pub iptables_snats: Store<kube_ovn_common::crd::IptablesSnatRule>,
     /// IptablesDnatRules.
     pub iptables_dnats: Store<kube_ovn_common::crd::IptablesDnatRule>,
+    /// ConfigMap `ovn-external-gw-config` (any namespace; the gateway reads
+    /// `--external-gateway-config-ns`'s).
+    pub external_gw_config: Store<k8s_openapi::api::core::v1::ConfigMap>,
     /// OvnEips.
     pub ovn_eips: Store<kube_ovn_common::crd::OvnEip>,
     /// OvnFips.

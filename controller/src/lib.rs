@@ -11,6 +11,7 @@ pub mod cnp_ctl;
 pub mod config;
 pub mod context;
 pub mod drift;
+pub mod external_gw;
 pub mod gc;
 pub mod ipcr;
 pub mod ippool_ctl;

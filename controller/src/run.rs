@@ -445,6 +445,13 @@ pub async fn lead(
         client.clone(),
         watcher::Config::default().fields(&format!("metadata.name={}", crate::vpc_dns_ctl::CONFIG)),
     );
+    let (external_gw_config, external_gw_events) = store::<ConfigMap>(
+        client.clone(),
+        watcher::Config::default().fields(&format!(
+            "metadata.name={}",
+            kube_ovn_common::ovn_nat::EXTERNAL_GW_CONFIG
+        )),
+    );
     let (switch_lb_rules, slr_events) =
         store::<SwitchLbRule>(client.clone(), watcher::Config::default());
     let (network_policies, np_events) =
@@ -493,6 +500,7 @@ pub async fn lead(
         iptables_fips: iptables_fips.clone(),
         iptables_snats: iptables_snats.clone(),
         iptables_dnats: iptables_dnats.clone(),
+        external_gw_config: external_gw_config.clone(),
         ovn_eips: ovn_eips.clone(),
         ovn_fips: ovn_fips.clone(),
         ovn_snats: ovn_snats.clone(),
@@ -572,6 +580,11 @@ pub async fn lead(
         iptables_ctl::DNAT_KIND,
         workers,
         iptables_ctl::reconcile_rule::<IptablesDnatRule>,
+    ));
+    let external_gw_q = rt.register(Kind::new(
+        crate::external_gw::KIND,
+        1,
+        crate::external_gw::reconcile,
     ));
     let ovn_eip_q = rt.register(Kind::new(
         ovn_eip_ctl::KIND,
@@ -693,6 +706,12 @@ pub async fn lead(
                 let cnps = cluster_network_policies.clone();
                 move |_: &Node| cnp_ctl::cnps_selecting_nodes(&cnps.state())
             }),
+            Trigger::mapped(
+                external_gw_q.clone(),
+                crate::vpc_external::node_signature,
+                |_: &Node| vec![crate::external_gw::KEY.to_string()],
+            )
+            .on_first_list(),
             // External gateway ports follow the labelled nodes.
             Trigger::mapped(vpc_q.clone(), crate::vpc_external::node_signature, {
                 let vpcs = vpcs.clone();
@@ -984,8 +1003,24 @@ pub async fn lead(
         ],
     );
     rt.watch(
+        external_gw_events,
+        vec![Trigger::mapped(
+            external_gw_q.clone(),
+            crate::external_gw::config_signature,
+            |_: &ConfigMap| vec![crate::external_gw::KEY.to_string()],
+        )
+        // The gateway is set up (or taken down) once at start, whatever the first list holds.
+        .on_first_list()],
+    );
+    rt.watch(
         ovn_fip_events,
         vec![
+            // The default VPC routes NATed sources to the external gateway.
+            Trigger::mapped(
+                external_gw_q.clone(),
+                ovn_nat_ctl::signature::<OvnFip>,
+                |_: &OvnFip| vec![crate::external_gw::KEY.to_string()],
+            ),
             Trigger::own(ovn_fip_q, ovn_nat_ctl::signature::<OvnFip>, Seen::default()),
             Trigger::mapped(
                 ovn_eip_q.clone(),
@@ -997,6 +1032,11 @@ pub async fn lead(
     rt.watch(
         ovn_snat_events,
         vec![
+            Trigger::mapped(
+                external_gw_q.clone(),
+                ovn_nat_ctl::signature::<OvnSnatRule>,
+                |_: &OvnSnatRule| vec![crate::external_gw::KEY.to_string()],
+            ),
             Trigger::own(
                 ovn_snat_q,
                 ovn_nat_ctl::signature::<OvnSnatRule>,
@@ -1150,6 +1190,10 @@ pub async fn lead(
         ),
         ("vpc-dnses", vpc_dnses.wait_until_ready().await.is_ok()),
         ("configmaps", configmaps.wait_until_ready().await.is_ok()),
+        (
+            "external-gw-config",
+            external_gw_config.wait_until_ready().await.is_ok(),
+        ),
         (
             "networkpolicies",
             network_policies.wait_until_ready().await.is_ok(),

@@ -498,6 +498,9 @@ async fn write_nb(
         no_lb: no_lb.clone(),
         default_vpc: true,
     });
+    // The external switch keeps the default VPC's gateway port while the gateway is on.
+    let gateway_port =
+        name == ctx.config.external_gateway_switch && crate::external_gw::enabled(ctx);
     ctx.apply(&format!("subnet {name}"), |plan| {
         let ls = OverlaySubnet {
             name,
@@ -511,7 +514,7 @@ async fn write_nb(
         match &localnet {
             Some(ln) if underlay => match &u2o {
                 Some(u) => objects::u2o_subnet(plan, &ls, ln, u)?,
-                None => objects::underlay_subnet(plan, &ls, ln)?,
+                None => objects::underlay_subnet(plan, &ls, ln, gateway_port)?,
             },
             Some(ln) => {
                 objects::overlay_subnet(plan, &ls)?;
@@ -618,7 +621,7 @@ async fn write_custom_vpc_nb(
         // As in the default VPC: an underlay subnet has router ports only with u2o.
         match (&localnet, &u2o) {
             (Some(ln), Some(u)) if underlay => objects::u2o_subnet(plan, &ls, ln, u)?,
-            (Some(ln), None) if underlay => objects::underlay_subnet(plan, &ls, ln)?,
+            (Some(ln), None) if underlay => objects::underlay_subnet(plan, &ls, ln, false)?,
             (Some(ln), _) => {
                 objects::overlay_subnet(plan, &ls)?;
                 objects::localnet_port(plan, name, &cidrs, ln)?;

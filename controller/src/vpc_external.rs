@@ -92,8 +92,8 @@ pub fn port_name(vpc: &str, subnet: &str) -> String {
     format!("{vpc}-{subnet}")
 }
 
-/// The `<ip>/<prefix>` networks of an address in a subnet, per family.
-fn networks(subnet: &Subnet, ips: &[std::net::IpAddr]) -> Vec<String> {
+/// The `<ip>/<prefix>` networks of addresses in a subnet, per family of its CIDRs.
+pub fn networks(subnet: &Subnet, ips: &[std::net::IpAddr]) -> Vec<String> {
     subnet
         .spec
         .cidr_block
@@ -106,14 +106,18 @@ fn networks(subnet: &Subnet, ips: &[std::net::IpAddr]) -> Vec<String> {
         .collect()
 }
 
-/// Connects VPC `vpc` to `subnet`: its `lrp` OvnEip (created with the allocated address when
-/// missing), the port pair and gateway chassis. An error names what is missing.
-pub async fn connect(ctx: &Ctx, vpc: &str, subnet_name: &str) -> Result<(), Error> {
-    let subnet = ctx
-        .stores
-        .subnets
-        .get(&ObjectRef::new(subnet_name))
-        .ok_or_else(|| Error::Other(format!("failed to get external subnet {subnet_name}")))?;
+/// The address and MAC of VPC `vpc`'s gateway port on `subnet_name`: its `lrp` OvnEip
+/// `<vpc>-<subnet>`'s, created with a newly allocated address when missing.
+pub async fn lrp_address(
+    ctx: &Ctx,
+    vpc: &str,
+    subnet_name: &str,
+) -> Result<(Vec<std::net::IpAddr>, String), Error> {
+    if ctx.ipam().subnet(subnet_name).is_none() {
+        return Err(Error::Other(format!(
+            "failed to get external subnet {subnet_name}"
+        )));
+    }
     let name = port_name(vpc, subnet_name);
     let existing = ctx.stores.ovn_eips.get(&ObjectRef::new(&name));
     let (ips, mac) = match existing
@@ -126,7 +130,7 @@ pub async fn connect(ctx: &Ctx, vpc: &str, subnet_name: &str) -> Result<(), Erro
                 ovn_eip_ctl::allocate(ctx, &name, subnet_name, Vec::new(), None, true)?;
             ctx.queues
                 .add(crate::subnet_ctl::STATUS_KIND, subnet_name.to_string());
-            (v4.into_iter().chain(v6).collect(), mac)
+            (v4.into_iter().chain(v6).collect::<Vec<_>>(), mac)
         }
     };
     if existing.is_none() {
@@ -140,14 +144,13 @@ pub async fn connect(ctx: &Ctx, vpc: &str, subnet_name: &str) -> Result<(), Erro
             .find(|i| i.is_ipv6())
             .map(ToString::to_string)
             .unwrap_or_default();
-        let eip: OvnEip = serde_json::from_value(json!({
+        let mut eip: OvnEip = serde_json::from_value(json!({
             "apiVersion": "kubeovn.io/v1", "kind": "OvnEip",
             "metadata": {"name": name, "finalizers": [ann::FINALIZER]},
             "spec": {"externalSubnet": subnet_name, "v4Ip": v4, "v6Ip": v6,
                      "macAddress": mac, "type": on::EIP_TYPE_LRP},
         }))
         .map_err(|e| Error::Other(e.to_string()))?;
-        let mut eip = eip;
         eip.metadata.labels = Some(ovn_eip_ctl::eip_labels(
             &eip,
             subnet_name,
@@ -164,6 +167,18 @@ pub async fn connect(ctx: &Ctx, vpc: &str, subnet_name: &str) -> Result<(), Erro
             Err(e) => return Err(e.into()),
         }
     }
+    Ok((ips, mac))
+}
+
+/// Connects VPC `vpc` to `subnet`: its `lrp` OvnEip (created with the allocated address when
+/// missing), the port pair and gateway chassis. An error names what is missing.
+pub async fn connect(ctx: &Ctx, vpc: &str, subnet_name: &str) -> Result<(), Error> {
+    let subnet = ctx
+        .stores
+        .subnets
+        .get(&ObjectRef::new(subnet_name))
+        .ok_or_else(|| Error::Other(format!("failed to get external subnet {subnet_name}")))?;
+    let (ips, mac) = lrp_address(ctx, vpc, subnet_name).await?;
     let chassis = gateway_chassis(vpc, &ctx.stores.nodes.state());
     if chassis.is_empty() {
         return Err(Error::Other(format!(

@@ -1000,3 +1000,182 @@ async fn ovn_eip_nat_rows_and_adoption() {
     })
     .await;
 }
+
+/// The default VPC's external gateway from ConfigMap `ovn-external-gw-config`: the ConfigMap's
+/// node labelled, the router port `ovn-cluster-external` on its `lrp` OvnEip with the node's
+/// chassis, the default Vpc's `enableExternal`; an OvnSnatRule of `ovn-default` on
+/// `ovn-cluster` with its `src-ip` route via `external-gw-addr`; adopted with zero writes as
+/// upstream writes it; the ConfigMap gone, the port goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_vpc_external_gateway_from_the_config_map() {
+    let mut w = World::new(2, false).await;
+    w.start_controller();
+    net1_vlan100(&w).await;
+    create::<Subnet>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "Subnet", "metadata": {"name": "external"},
+               "spec": {"cidrBlock": "172.19.200.0/24", "gateway": "172.19.200.1",
+                        "vlan": "vlan100"}}),
+    )
+    .await;
+    let node = w.sandbox.state().nodes[0].name.clone();
+    let nodes: Api<Node> = Api::all(w.client.clone());
+    nodes
+        .patch(
+            &node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {
+                "annotations": {"ovn.kubernetes.io/chassis": "chassis-gw1"}}})),
+        )
+        .await
+        .unwrap();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(w.client.clone(), "kube-system");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "ovn-external-gw-config"},
+            "data": {"enable-external-gw": "true", "type": "centralized",
+                     "external-gw-nodes": node, "external-gw-addr": "172.19.200.254/24"}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let lrp = eventually("ovn-cluster-external with its chassis", LONG, || async {
+        named(&w, "Gateway_Chassis", "ovn-cluster-external-chassis-gw1")?;
+        named(&w, "Logical_Router_Port", "ovn-cluster-external")
+    })
+    .await;
+    let eip = eventually("the lrp eip", LONG, || async {
+        let e = Api::<OvnEip>::all(w.client.clone())
+            .get("ovn-cluster-external")
+            .await
+            .ok()?;
+        e.status.filter(|s| s.ready)
+    })
+    .await;
+    assert_eq!(text(&lrp, "networks"), format!("{}/24", eip.v4_ip));
+    assert_eq!(text(&lrp, "mac"), eip.mac_address);
+    let labelled = nodes.get(&node).await.unwrap();
+    assert_eq!(labelled.labels()["ovn.kubernetes.io/external-gw"], "true");
+    let vpc = Api::<kube_ovn_common::crd::Vpc>::all(w.client.clone());
+    eventually("the default vpc's enableExternal", LONG, || async {
+        let v = vpc.get("ovn-cluster").await.ok()?;
+        (v.spec.enable_external && v.status?.enable_external).then_some(())
+    })
+    .await;
+
+    create::<OvnEip>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnEip", "metadata": {"name": "eip-s"},
+               "spec": {"type": "nat"}}),
+    )
+    .await;
+    create::<OvnSnatRule>(
+        &w,
+        json!({"apiVersion": "kubeovn.io/v1", "kind": "OvnSnatRule", "metadata": {"name": "snat1"},
+               "spec": {"ovnEip": "eip-s", "vpcSubnet": "ovn-default"}}),
+    )
+    .await;
+    let cidr = Api::<Subnet>::all(w.client.clone())
+        .get("ovn-default")
+        .await
+        .unwrap()
+        .spec
+        .cidr_block;
+    let route = |w: &World| {
+        rows(w, "Logical_Router_Static_Route")
+            .into_iter()
+            .find(|r| text(r, "policy") == "src-ip" && text(r, "ip_prefix") == cidr)
+    };
+    let r = eventually("the NATed source's route", LONG, || async { route(&w) }).await;
+    assert_eq!(text(&r, "nexthop"), "172.19.200.254");
+    let s = Api::<OvnEip>::all(w.client.clone())
+        .get("eip-s")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .v4_ip;
+    assert_eq!(
+        nats_of(&w, "ovn-cluster"),
+        vec![(
+            "snat".to_string(),
+            s.clone(),
+            cidr.clone(),
+            "{}".to_string(),
+            "{}".to_string()
+        )]
+    );
+
+    // Adoption of the same layout as upstream writes it.
+    w.controller_settled().await;
+    w.kill_controller();
+    w.nbctl(&["lrp-del", "ovn-cluster-external"]);
+    w.nbctl(&["lsp-del", "external-ovn-cluster"]);
+    w.nbctl(&["lr-nat-del", "ovn-cluster", "snat", &cidr]);
+    let route_uuid = w.nbctl(&[
+        "--bare",
+        "--columns=_uuid",
+        "find",
+        "logical_router_static_route",
+        "policy=src-ip",
+        &format!("ip_prefix=\"{cidr}\""),
+    ]);
+    w.nbctl(&[
+        "remove",
+        "logical_router",
+        "ovn-cluster",
+        "static_routes",
+        route_uuid.trim(),
+    ]);
+    support::upstream_layout::u2o_router_ports(
+        &w,
+        "ovn-cluster",
+        "external",
+        &format!("{}/24", eip.v4_ip),
+        &eip.mac_address,
+    );
+    support::upstream_layout::gateway_chassis(&w, "ovn-cluster-external", "chassis-gw1", 100);
+    support::upstream_layout::nat(&w, "ovn-cluster", "snat", &s, &cidr, None);
+    support::upstream_layout::vpc_static_route(
+        &w,
+        "ovn-cluster",
+        "src-ip",
+        &cidr,
+        "172.19.200.254",
+        "",
+    );
+    w.northd_settled().await;
+    let mut changes = w.nb.subscribe();
+    w.start_controller();
+    eventually("the gateway and the rule reconciled", LONG, || async {
+        for kind in ["external-gw", "ovn-snat", "subnet"] {
+            let c = w
+                .counter(
+                    "kube_ovn_controller_reconciles_total",
+                    &format!("kind=\"{kind}\""),
+                )
+                .await?;
+            if c < 1.0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    w.controller_settled().await;
+    w.assert_wrote_nothing(&mut changes, "adopting the default VPC's external gateway")
+        .await;
+
+    // Off: the ConfigMap goes, and the gateway port with it.
+    cms.delete("ovn-external-gw-config", &Default::default())
+        .await
+        .unwrap();
+    eventually("the gateway port gone", LONG, || async {
+        let v = vpc.get("ovn-cluster").await.ok()?;
+        (named(&w, "Logical_Router_Port", "ovn-cluster-external").is_none()
+            && !v.spec.enable_external)
+            .then_some(())
+    })
+    .await;
+}

@@ -56,9 +56,10 @@ pub use netpol::{
 };
 pub use node::{delete_node, node, NodeObjects, NODE_POLICY_PRIORITY};
 pub use ovn_nat::{
-    bare_port, delete_dnat_lb, delete_nat_rule, dnat_lb, external_gateway_port,
-    gateway_chassis_name, nat_rule, remove_external_gateway_port, remove_port, remove_router_port,
-    DnatLb, ExternalPort, NatRule, GATEWAY_CHASSIS_MAX_PRIORITY, NAT_FIP, NAT_SNAT,
+    bare_port, delete_dnat_lb, delete_nat_rule, dnat_lb, external_gateway_port, external_switch,
+    gateway_chassis_name, nat_rule, nat_source_routes, remove_external_gateway_port, remove_port,
+    remove_router_port, DnatLb, ExternalPort, NatRule, GATEWAY_CHASSIS_MAX_PRIORITY, NAT_FIP,
+    NAT_SNAT,
 };
 pub use pod::{delete_port, is_routing_pg, pod_port, port_memberships, PodPort};
 pub use rows::{key, map, string_map, VENDOR};
@@ -69,8 +70,8 @@ pub use sg::{
     SGS_KEY, SG_DROP_PRIORITY, SG_KEY,
 };
 pub use subnet::{
-    delete_overlay_subnet, localnet_port, localnet_port_name, overlay_subnet, underlay_subnet,
-    Localnet, OverlaySubnet, SUBNET_POLICY_PRIORITY,
+    delete_overlay_subnet, localnet_port, localnet_port_name, overlay_subnet, random_mac,
+    underlay_subnet, Localnet, OverlaySubnet, SUBNET_POLICY_PRIORITY,
 };
 pub use u2o::{
     remove_u2o_rows, u2o_exclude_set, u2o_subnet, NoLb, NoLbNode, U2o,

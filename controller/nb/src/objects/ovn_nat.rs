@@ -10,8 +10,8 @@
 
 use ovsdb::model::Model;
 use ovsdb::models::nb::{
-    GatewayChassis, LoadBalancer, LogicalRouter, LogicalRouterPort, LogicalSwitch,
-    LogicalSwitchPort, Nat,
+    GatewayChassis, LoadBalancer, LogicalRouter, LogicalRouterPort, LogicalRouterStaticRoute,
+    LogicalSwitch, LogicalSwitchPort, Nat,
 };
 use ovsdb::{Datum, Row, Uuid};
 
@@ -378,4 +378,113 @@ pub fn delete_dnat_lb(plan: &mut Plan<'_>, name: &str) -> Result<(), PlanError> 
         plan.delete_root_uuid(LoadBalancer::TABLE, u)?;
     }
     Ok(())
+}
+
+/// States the external switch as upstream's `CreateGatewayLogicalSwitch` does when no vlan
+/// Subnet owns it: the switch (ext `vendor`) and its localnet port `localnet.<ls>`
+/// (`network_name` = `--external-gateway-net`, `tag` when 1–4095, ext `ls`, `vendor`).
+pub fn external_switch(
+    plan: &mut Plan<'_>,
+    switch: &str,
+    network: &str,
+    vlan: i64,
+) -> Result<(), PlanError> {
+    if plan.lookup(LogicalSwitch::TABLE, switch).is_none() {
+        plan.ensure_root(
+            LogicalSwitch::TABLE,
+            switch,
+            row!(LogicalSwitch {
+                EXTERNAL_IDS: map([(key::VENDOR, VENDOR)]),
+            }),
+        )?;
+    }
+    let mut port = row!(LogicalSwitchPort {
+        TYPE: Datum::from("localnet"),
+        ADDRESSES: strings(["unknown"]),
+        OPTIONS: map([("network_name", network)]),
+        EXTERNAL_IDS: map([(key::LS, switch), (key::VENDOR, VENDOR)]),
+    });
+    if (1..4096).contains(&vlan)
+        && plan
+            .lookup(LogicalSwitchPort::TABLE, &super::localnet_port_name(switch))
+            .is_none()
+    {
+        port.insert(LogicalSwitchPort::TAG, Datum::from(vlan));
+    }
+    plan.ensure_named_child(
+        Parent {
+            table: LogicalSwitch::TABLE,
+            name: switch,
+            column: LogicalSwitch::PORTS,
+        },
+        LogicalSwitchPort::TABLE,
+        &super::localnet_port_name(switch),
+        port,
+    )?;
+    Ok(())
+}
+
+/// The default VPC's routes of NATed sources (upstream's Vpc reconcile with the external
+/// gateway on): per NAT row of `router` with a logical IP, a `src-ip` static route of it via
+/// `nexthop` (ext `vendor`, main table); without a next hop, none. Other routes stay.
+pub fn nat_source_routes(
+    plan: &mut Plan<'_>,
+    router: &str,
+    nexthop: Option<&str>,
+) -> Result<(), PlanError> {
+    plan.monitored(Nat::TABLE)?;
+    let nats = plan.cache().table(Nat::TABLE);
+    let mut prefixes: Vec<String> = plan
+        .children(&router_nats(router))
+        .into_iter()
+        .filter_map(|u| {
+            nats?
+                .get(&u)
+                .and_then(|r| text(r, Nat::LOGICAL_IP))
+                .map(str::to_string)
+        })
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    let desired: Vec<Row> = match nexthop {
+        Some(hop) => prefixes
+            .iter()
+            .map(|p| {
+                row!(LogicalRouterStaticRoute {
+                    POLICY: Datum::from("src-ip"),
+                    IP_PREFIX: Datum::from(p.as_str()),
+                    NEXTHOP: Datum::from(hop),
+                    ROUTE_TABLE: Datum::from(""),
+                    EXTERNAL_IDS: map([(key::VENDOR, VENDOR)]),
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    plan.sync_keyed_children(
+        Parent {
+            table: LogicalRouter::TABLE,
+            name: router,
+            column: LogicalRouter::STATIC_ROUTES,
+        },
+        LogicalRouterStaticRoute::TABLE,
+        &[
+            LogicalRouterStaticRoute::ROUTE_TABLE,
+            LogicalRouterStaticRoute::POLICY,
+            LogicalRouterStaticRoute::IP_PREFIX,
+            LogicalRouterStaticRoute::NEXTHOP,
+        ],
+        desired,
+        None,
+        // Owned: plain vendor src-ip routes (ECMP/BFD routes carry options or a BFD).
+        |r| {
+            super::rows::ours(r)
+                && text(r, LogicalRouterStaticRoute::POLICY) == Some("src-ip")
+                && string_map(r, LogicalRouterStaticRoute::OPTIONS).is_empty()
+                && r.get(LogicalRouterStaticRoute::BFD)
+                    .and_then(Datum::as_set)
+                    .is_none_or(|s| s.is_empty())
+        },
+    )
 }

@@ -198,15 +198,20 @@ pub fn localnet_port_name(subnet: &str) -> String {
 
 /// An underlay (vlan) subnet whose gateway is the physical one: the switch and its load
 /// balancers, the `localnet.<ls>` port, and none of an overlay subnet's router patch ports,
-/// 31000/29000 policies or per-node port groups (those of an earlier overlay life go).
+/// 31000/29000 policies or per-node port groups (those of an earlier overlay life go). With
+/// `gateway_port`, the router port pair stays: the default VPC's external gateway port on the
+/// external switch (upstream's `randomAllocateGW`).
 pub fn underlay_subnet(
     plan: &mut Plan<'_>,
     s: &OverlaySubnet<'_>,
     ln: &Localnet<'_>,
+    gateway_port: bool,
 ) -> Result<(), PlanError> {
     switch(plan, s)?;
     localnet_port(plan, s.name, &s.cidrs, ln)?;
-    remove_router_ports(plan, s.name, s.router)?;
+    if !gateway_port {
+        remove_router_ports(plan, s.name, s.router)?;
+    }
     super::u2o::remove_u2o_rows(plan, s.name, s.router)?;
     super::gateway::delete_subnet_node_pgs(plan, (key::SUBNET, s.name), &[])?;
     load_balancers(plan, s)
@@ -299,7 +304,7 @@ pub fn delete_overlay_subnet(
 }
 
 /// A random locally administered unicast MAC, as upstream gives a new router port.
-pub(crate) fn random_mac() -> String {
+pub fn random_mac() -> String {
     let mut b = [0u8; 6];
     let seed = ovsdb::Uuid::new_v4();
     b.copy_from_slice(&seed.as_bytes()[..6]);
@@ -337,6 +342,7 @@ mod tests {
                 provider: "net1",
                 vlan_id,
             },
+            false,
         )
         .unwrap();
         ops(plan)
