@@ -101,6 +101,12 @@ pub struct Config {
     /// Join subnet name: its CIDR gets no host route through `ovn0`.
     #[arg(long = "node-switch", default_value = "join")]
     pub node_switch: String,
+    /// The external switch: a gateway node's bridge is `br-<switch>`, mapped as `<switch>`.
+    #[arg(long = "external-gateway-switch", default_value = "external")]
+    pub external_gateway_switch: String,
+    /// Namespace of ConfigMap `ovn-external-gw-config` (its `external-gw-nic`).
+    #[arg(long = "external-gateway-config-ns", default_value = "kube-system")]
+    pub external_gateway_config_ns: String,
     /// The default VPC's router: subnets of this VPC (or of none) get host routes and NAT.
     #[arg(long = "cluster-router", default_value = "ovn-cluster")]
     pub cluster_router: String,
@@ -168,8 +174,6 @@ impl FlagTable for NotImplemented {
         flag("mac-learning-fallback", Kind::Bool, "false", "legacy MAC learning on provider bridges"),
         flag("default-provider-name", Kind::Str, "provider", "provider network of a vlan default subnet"),
         flag("default-interface-name", Kind::Str, "", "host NIC of a vlan default subnet"),
-        flag("external-gateway-config-ns", Kind::Str, "kube-system", "namespace of ovn-external-gw-config"),
-        flag("external-gateway-switch", Kind::Str, "external", "OVS bridge of the external gateway"),
         flag("enable-arp-detect-ip-conflict", Kind::Bool, "true", "ARP probe for address conflicts on underlay pods"),
         flag("kubelet-dir", Kind::Str, "/var/lib/kubelet", "kubelet directory, for pod volume paths"),
         flag("ovs-vsctl-concurrency", Kind::Int, "100", "limit of concurrent ovs-vsctl runs; no ovs-vsctl runs here"),

@@ -473,6 +473,7 @@ pub fn daemon() -> Account {
             used(CORE, &["pods"], &["list", "watch"]),
             used(KUBEOVN, &["subnets"], &["list", "watch"]),
             used(KUBEOVN, &["provider-networks", "vlans"], &["list", "watch"]),
+            used(CORE, &["configmaps"], &["list", "watch"]),
             unexercised(
                 CORE,
                 &["pods"],

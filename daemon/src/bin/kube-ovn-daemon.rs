@@ -107,6 +107,14 @@ async fn run(config: Config) -> Result<(), String> {
         pod: own_pod(),
     }
     .start();
+    kube_ovn_daemon::underlay::external_gw::ExternalGateway {
+        client: client.clone(),
+        node: node.clone(),
+        ovs: ovs.clone(),
+        switch: config.external_gateway_switch.clone(),
+        config_ns: config.external_gateway_config_ns.clone(),
+    }
+    .start();
     let daemon = Daemon {
         pods: NodePods::start(client, &node),
         ovs,

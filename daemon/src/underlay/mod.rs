@@ -19,6 +19,7 @@
 //! userspace-datapath NIC alone, for DPDK setups).
 
 pub mod bridge;
+pub mod external_gw;
 pub mod links;
 
 use std::collections::{BTreeMap, BTreeSet};

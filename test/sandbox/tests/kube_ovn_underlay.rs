@@ -1330,3 +1330,71 @@ async fn ovn_eip_fip_snat_dnat_with_real_packets() {
     .unwrap();
     sandbox.down().await.expect("sandbox down");
 }
+
+/// The external gateway bridge from `ovn-external-gw-config`: the ConfigMap names node 1 a
+/// gateway and `eth1` its external NIC; the controller labels node 1, whose daemon makes
+/// `eth1` a port of `br-external` mapped as `external` (the NIC keeps its address); node 2,
+/// not a gateway, gets no bridge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_gateway_bridge_on_the_gateway_node() {
+    let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
+    let mut config = SandboxConfig::isolated(2);
+    config.kube_ovn = Some(build);
+    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
+    let state = sandbox.state().clone();
+    let client = sandbox.client();
+    let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    let before = nic_state(&state.nodes[0]);
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "kube-system")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "ovn-external-gw-config"},
+                "data": {"enable-external-gw": "true", "type": "centralized",
+                         "external-gw-nodes": names[0], "external-gw-nic": "eth1"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node1 = &state.nodes[0];
+    probe::until(WITHIN, "br-external with eth1 on node 1", || async {
+        let labelled = nodes
+            .get(&names[0])
+            .await
+            .map_err(|e| e.to_string())
+            .map(|n| label(&n, "ovn.kubernetes.io/external-gw"))?;
+        let ports = vsctl_get(node1, &["list-ports", "br-external"]);
+        let mappings = vsctl_get(
+            node1,
+            &[
+                "get",
+                "Open_vSwitch",
+                ".",
+                "external_ids:ovn-bridge-mappings",
+            ],
+        );
+        if labelled.as_deref() == Some("true")
+            && ports.lines().any(|p| p == "eth1")
+            && mappings.split(',').any(|m| m == "external:br-external")
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "label {labelled:?}, ports {ports:?}, mappings {mappings:?}"
+            ))
+        }
+    })
+    .await
+    .unwrap();
+    let after = nic_state(node1);
+    assert!(
+        after.contains(&node1.provider_ip.to_string()),
+        "eth1 keeps its address: {after}\nbefore: {before}"
+    );
+    let node2 = vsctl_get(&state.nodes[1], &["br-exists", "br-external"]);
+    assert!(
+        node2.starts_with("error"),
+        "node 2 is no gateway and has no br-external: {node2:?}"
+    );
+    sandbox.down().await.expect("sandbox down");
+}
