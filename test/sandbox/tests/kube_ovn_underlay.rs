@@ -396,6 +396,17 @@ async fn delete_all_pods(pods: &Api<Pod>) {
     .unwrap();
 }
 
+/// The two-node sandbox with kube-ovn every test here starts from.
+async fn two_nodes() -> (Sandbox, SandboxState, kube::Client) {
+    let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
+    let mut config = SandboxConfig::isolated(2);
+    config.kube_ovn = Some(build);
+    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
+    let state = sandbox.state().clone();
+    let client = sandbox.client();
+    (sandbox, state, client)
+}
+
 fn label(node: &Node, key: &str) -> Option<String> {
     node.labels().get(key).cloned()
 }
@@ -809,12 +820,7 @@ async fn set_u2o(client: &kube::Client, on: bool) {
 /// back to the NAT behaviour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn u2o_interconnection_with_real_packets() {
-    let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
-    let mut config = SandboxConfig::isolated(2);
-    config.kube_ovn = Some(build);
-    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
-    let state = sandbox.state().clone();
-    let client = sandbox.client();
+    let (sandbox, state, client) = two_nodes().await;
     // The physical gateway routes between the nodes' network and VLAN 100.
     sys::run_command(
         state
@@ -1103,12 +1109,7 @@ where
 /// - deleting each rule stops exactly its flow, and the NAT rows and load balancer go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ovn_eip_fip_snat_dnat_with_real_packets() {
-    let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
-    let mut config = SandboxConfig::isolated(2);
-    config.kube_ovn = Some(build);
-    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
-    let state = sandbox.state().clone();
-    let client = sandbox.client();
+    let (sandbox, state, client) = two_nodes().await;
     let ext = state.external.as_ref().expect("external host").clone();
     ext.add_vlan(&state.run_dir, 200, &format!("{EXT_GATEWAY}/24"))
         .expect("gateway on the external host's VLAN 200");
@@ -1337,12 +1338,7 @@ async fn ovn_eip_fip_snat_dnat_with_real_packets() {
 /// not a gateway, gets no bridge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_gateway_bridge_on_the_gateway_node() {
-    let build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
-    let mut config = SandboxConfig::isolated(2);
-    config.kube_ovn = Some(build);
-    let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
-    let state = sandbox.state().clone();
-    let client = sandbox.client();
+    let (sandbox, state, client) = two_nodes().await;
     let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
     let before = nic_state(&state.nodes[0]);
     Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "kube-system")
