@@ -133,9 +133,25 @@ pub trait OvnNat:
     /// Its status once stated.
     fn ready_status(&self, i: &Internal, e: &Eip) -> Value;
     /// Its status's `vpc` (empty before it was first stated).
-    fn status_vpc(&self) -> String;
+    fn status_vpc(&self) -> String {
+        status_of(self)
+            .get("vpc")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
     /// Its status's `ready`.
-    fn is_ready(&self) -> bool;
+    fn is_ready(&self) -> bool {
+        status_of(self).get("ready") == Some(&Value::Bool(true))
+    }
+}
+
+/// A rule's `status` as JSON (`Null` when it has none).
+fn status_of<K: Serialize>(rule: &K) -> Value {
+    serde_json::to_value(rule)
+        .ok()
+        .and_then(|v| v.get("status").cloned())
+        .unwrap_or(Value::Null)
 }
 
 /// The VPC of a subnet (the default VPC's router when the subnet names none).
@@ -295,15 +311,6 @@ impl OvnNat for OvnFip {
         json!({"ready": true, "vpc": i.vpc, "v4Eip": e.v4, "v6Eip": e.v6, "v4Ip": i.v4,
                "v6Ip": i.v6, "macAddress": i.mac})
     }
-    fn status_vpc(&self) -> String {
-        self.status
-            .as_ref()
-            .map(|s| s.vpc.clone())
-            .unwrap_or_default()
-    }
-    fn is_ready(&self) -> bool {
-        self.status.as_ref().is_some_and(|s| s.ready)
-    }
 }
 
 /// The (external, logical) address pairs of a FIP: same family, else across families when
@@ -401,15 +408,6 @@ impl OvnNat for OvnSnatRule {
         json!({"ready": true, "vpc": i.vpc, "v4Eip": e.v4, "v6Eip": e.v6, "v4IpCidr": i.v4,
                "v6IpCidr": i.v6})
     }
-    fn status_vpc(&self) -> String {
-        self.status
-            .as_ref()
-            .map(|s| s.vpc.clone())
-            .unwrap_or_default()
-    }
-    fn is_ready(&self) -> bool {
-        self.status.as_ref().is_some_and(|s| s.ready)
-    }
 }
 
 fn port_ok(what: &str, name: &str, p: &str) -> Result<(), String> {
@@ -495,15 +493,6 @@ impl OvnNat for OvnDnatRule {
         json!({"ready": true, "vpc": i.vpc, "v4Eip": e.v4, "v6Eip": e.v6, "v4Ip": i.v4,
                "v6Ip": i.v6, "protocol": s.protocol, "ipName": s.ip_name,
                "internalPort": s.internal_port, "externalPort": s.external_port})
-    }
-    fn status_vpc(&self) -> String {
-        self.status
-            .as_ref()
-            .map(|s| s.vpc.clone())
-            .unwrap_or_default()
-    }
-    fn is_ready(&self) -> bool {
-        self.status.as_ref().is_some_and(|s| s.ready)
     }
 }
 
@@ -597,10 +586,7 @@ pub async fn reconcile<K: OvnNat>(ctx: Arc<Ctx>, name: String) -> Result<Outcome
         }
     };
     let want = rule.ready_status(&internal, &e);
-    let have = serde_json::to_value(rule.as_ref())
-        .ok()
-        .and_then(|v| v.get("status").cloned())
-        .unwrap_or(Value::Null);
+    let have = status_of(rule.as_ref());
     if rule.is_ready() {
         if let Some(what) = changed(&have, &want) {
             let msg = format!("not support change {} {name}: {what}", K::WORD);
