@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube_ovn_common::crd::{Subnet, Vpc, VpcDns};
 use kube_ovn_sandbox::dns::{query_a, DnsResponder};
@@ -51,6 +52,41 @@ async fn dns_pods(pods: &Api<Pod>, want: usize) -> Vec<(String, Ipv4Addr)> {
     })
     .await
     .unwrap()
+}
+
+/// What the VIP is made of: the rule's EndpointSlices and the NB's load balancers and which
+/// switches hold them.
+async fn vip_report(client: &kube::Client, state: &kube_ovn_sandbox::SandboxState) -> String {
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "kube-system");
+    let mut out = String::from("--- EndpointSlices in kube-system\n");
+    match slices.list(&ListParams::default()).await {
+        Ok(l) => {
+            for s in l.items {
+                out.push_str(&format!(
+                    "{}: {}\n",
+                    s.metadata.name.unwrap_or_default(),
+                    serde_json::to_string(&s.endpoints).unwrap_or_default()
+                ));
+            }
+        }
+        Err(e) => out.push_str(&format!("list: {e}\n")),
+    }
+    let db = format!("--db={}", state.central.nb);
+    for args in [
+        vec!["lb-list"],
+        vec!["--columns=name,load_balancer", "list", "Logical_Switch"],
+    ] {
+        let o = std::process::Command::new("ovn-nbctl")
+            .arg(&db)
+            .args(&args)
+            .output();
+        out.push_str(&format!("--- ovn-nbctl {}\n", args.join(" ")));
+        match o {
+            Ok(o) => out.push_str(&String::from_utf8_lossy(&o.stdout)),
+            Err(e) => out.push_str(&format!("{e}\n")),
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -106,6 +142,20 @@ async fn a_vpc_pod_resolves_through_the_vpc_dns_vip() {
                "spec": {"vpc": "vpc1", "subnet": "net1"}}),
     )
     .await;
+    // As a user (or upstream's e2e) does, the client pod comes once the subnet is ready: a pod
+    // reconciled before the controller has seen the subnet lands in the default subnet.
+    let subnets: Api<Subnet> = Api::all(client.clone());
+    probe::until(READY, "subnet net1 ready", || async {
+        let s = subnets.get("net1").await.map_err(|e| e.to_string())?;
+        let ready = s.status.as_ref().is_some_and(|st| {
+            st.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        ready.then_some(()).ok_or_else(|| "not ready".to_string())
+    })
+    .await
+    .unwrap();
     create(
         &Api::<Pod>::namespaced(client.clone(), "ns1"),
         json!({"metadata": {"name": "cli"},
@@ -127,9 +177,13 @@ async fn a_vpc_pod_resolves_through_the_vpc_dns_vip() {
         responders.push(DnsResponder::start(&state.pod_netns("kube-system", name), *ip).unwrap());
     }
     let ns1: Api<Pod> = Api::namespaced(client.clone(), "ns1");
-    probe::running_pod_ip(&ns1, "cli", READY)
+    let cli_ip = probe::running_pod_ip(&ns1, "cli", READY)
         .await
         .unwrap_or_else(|e| panic!("cli never ran: {e}\n{}", probe::report(&state)));
+    assert!(
+        cli_ip.to_string().starts_with("10.0.1."),
+        "cli at {cli_ip}, not in the VPC subnet"
+    );
     let active = dnses.get("dns1").await.unwrap().status.map(|s| s.active);
     assert_eq!(active, Some(true));
 
@@ -156,7 +210,8 @@ async fn a_vpc_pod_resolves_through_the_vpc_dns_vip() {
     assert_eq!(
         seen,
         dns_ips,
-        "not every DNS pod answered through {VIP} (last error: {last})\n{}",
+        "not every DNS pod answered through {VIP} (last error: {last})\n{}{}",
+        vip_report(&client, &state).await,
         probe::report(&state)
     );
     println!(
