@@ -47,6 +47,7 @@ use kube_ovn_common::crd::admin_network_policy::{
 use kube_ovn_common::crd::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use kube_ovn_nb::objects::{acl_name, AdminAddressSet, AdminKind, PgAcl};
 
+use crate::dns_names::{Families, Resolved};
 use crate::pod_info::PodInfo;
 
 /// The ACL priority of priority-0 ANP's first rule; each ANP priority step is 100 below.
@@ -76,6 +77,8 @@ pub struct Cluster<'a> {
     pub namespaces: &'a [Arc<Namespace>],
     /// Every node.
     pub nodes: &'a [Arc<Node>],
+    /// The addresses domain names resolved to (`None`: `--enable-dns-name-resolver` is off).
+    pub domains: Option<&'a Resolved>,
 }
 
 /// The NB state of one policy.
@@ -126,7 +129,7 @@ enum Peer<'a> {
     Pods(&'a NamespacedPod),
     Nodes(&'a LabelSelector),
     Networks(&'a [String]),
-    DomainNames,
+    DomainNames(&'a [String]),
     Unset,
 }
 
@@ -164,13 +167,13 @@ fn egress_peer<'a>(
     pods: &'a Option<NamespacedPod>,
     nodes: &'a Option<LabelSelector>,
     networks: &'a [String],
-    domain_names: bool,
+    domain_names: &'a [String],
 ) -> Peer<'a> {
     match ingress_peer(namespaces, pods) {
         Peer::Unset => match nodes {
             Some(n) => Peer::Nodes(n),
             None if !networks.is_empty() => Peer::Networks(networks),
-            None if domain_names => Peer::DomainNames,
+            None if !domain_names.is_empty() => Peer::DomainNames(domain_names),
             None => Peer::Unset,
         },
         p => p,
@@ -220,7 +223,7 @@ fn anp_view(anp: &AdminNetworkPolicy) -> View<'_> {
                             &p.pods,
                             &p.nodes,
                             &p.networks,
-                            !p.domain_names.is_empty(),
+                            &p.domain_names,
                         )
                     })
                     .collect(),
@@ -261,7 +264,7 @@ fn banp_view(banp: &BaselineAdminNetworkPolicy) -> View<'_> {
                 peers: r
                     .to
                     .iter()
-                    .map(|p| egress_peer(&p.namespaces, &p.pods, &p.nodes, &p.networks, false))
+                    .map(|p| egress_peer(&p.namespaces, &p.pods, &p.nodes, &p.networks, &[]))
                     .collect(),
                 ports: r.ports.as_deref().unwrap_or_default(),
             })
@@ -341,9 +344,6 @@ fn subject_pods<'a>(
     }
 }
 
-/// Addresses per family: [IPv4, IPv6].
-type Families = [BTreeSet<String>; 2];
-
 /// A peer's addresses per family and the pods it names.
 fn peer_addresses<'a>(
     peer: &Peer<'_>,
@@ -374,11 +374,10 @@ fn peer_addresses<'a>(
                 out[usize::from(matches!(net, IpNet::V6(_)))].insert(net.to_string());
             }
         }
-        Peer::DomainNames => {
-            return Err(
-                "domainNames peers need DNSNameResolver support, which is not enabled".into(),
-            )
-        }
+        Peer::DomainNames(names) => match cx.domains {
+            Some(resolved) => out = resolved.of(names.iter()),
+            None => return Err(domains_disabled(names)),
+        },
         Peer::Unset if ingress => {}
         Peer::Unset => return Err("at least one egressPeer must be specified".into()),
     }
@@ -397,6 +396,14 @@ fn peer_addresses<'a>(
         }
     }
     Ok((out, pods))
+}
+
+/// Upstream's error for domain-name peers while `--enable-dns-name-resolver` is off.
+pub(crate) fn domains_disabled(names: &[String]) -> String {
+    format!(
+        "DNSNameResolver is disabled but domain names are specified: [{}]",
+        names.join(" ")
+    )
 }
 
 /// The port tests of a rule (`None` for none: the rule matches every port); named ports
@@ -504,13 +511,16 @@ fn compile(v: View<'_>, top_priority: i64, cx: &Cluster<'_>) -> Result<Desired, 
                 concerned.extend(pods.iter().map(|p| pod_key(p)));
             }
             let action = ovn_action(v.kind, rule.action);
+            // A rule naming domains has its ACLs before they resolve (their sets then empty),
+            // as upstream.
+            let domains = rule.peers.iter().any(|p| matches!(p, Peer::DomainNames(_)));
             for (f, family) in ["IPv4", "IPv6"].into_iter().enumerate() {
                 let ip = if f == 0 { "ip4" } else { "ip6" };
                 let set_test = format!("{ip}.{ip_key} == ${}", names[f]);
                 let tests = rule_tests(&set_test, rule.ports);
                 match action {
                     None => passed[f].extend(tests),
-                    Some(_) if addrs[f].is_empty() => {}
+                    Some(_) if addrs[f].is_empty() && !domains => {}
                     Some(action) => {
                         let log = v.log_actions.iter().any(|a| a == action);
                         let exclusions: String =
@@ -725,6 +735,7 @@ mod tests {
                 pods: &self.pods,
                 namespaces: &self.namespaces,
                 nodes: &self.nodes,
+                domains: None,
             }
         }
     }
@@ -759,6 +770,74 @@ mod tests {
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no set {name} in {:#?}", d.address_sets))
             .addresses
+    }
+
+    /// Upstream's FQDN peers: the rule's ACLs exist before the names resolve (their sets
+    /// empty, matching nothing); resolved addresses fill the rule's sets by family beside its
+    /// other peers'; a rule without domains and without addresses still has no ACL.
+    #[test]
+    fn domain_name_peers_fill_the_rules_sets_from_the_resolvers() {
+        let w = world();
+        let a = anp(
+            "fqdn",
+            3,
+            json!({
+                "subject": {"namespaces": {"matchLabels": {"team": "a"}}},
+                "egress": [
+                    {"name": "deny-sites", "action": "Deny",
+                     "to": [{"domainNames": ["*.example.com.", "a.example.org."]},
+                            {"networks": ["192.0.2.0/24"]}],
+                     "ports": [{"portNumber": {"protocol": "TCP", "port": 443}}]},
+                    {"name": "nobody", "action": "Allow", "to": [{"networks": ["bad"]}]}
+                ]
+            }),
+            json!({}),
+        );
+        let unresolved = Resolved::default();
+        let cx = Cluster {
+            domains: Some(&unresolved),
+            ..w.cx()
+        };
+        let d = desired_anp(&a, &cx).unwrap();
+        assert_eq!(
+            acls(&d.egress_acls),
+            vec![
+                (
+                    29700,
+                    "inport == @fqdn && ip && ip4.dst == $fqdn.egress.0.deny.sites.IPv4 && tcp.dst == 443",
+                    "drop",
+                    Some("anp/fqdn/egress/IPv4/0")
+                ),
+                (
+                    29700,
+                    "inport == @fqdn && ip && ip6.dst == $fqdn.egress.0.deny.sites.IPv6 && tcp.dst == 443",
+                    "drop",
+                    Some("anp/fqdn/egress/IPv6/0")
+                ),
+            ]
+        );
+        assert_eq!(set(&d, "fqdn.egress.0.deny.sites.IPv4"), ["192.0.2.0/24"]);
+        assert!(set(&d, "fqdn.egress.0.deny.sites.IPv6").is_empty());
+
+        let resolver: kube_ovn_common::crd::DnsNameResolver = serde_json::from_value(json!({
+            "metadata": {"name": "anp-fqdn-1"}, "spec": {"name": "*.example.com."},
+            "status": {"resolvedNames": [{"dnsName": "www.example.com.", "resolvedAddresses": [
+                {"ip": "198.51.100.7", "ttlSeconds": 30, "lastLookupTime": "2026-01-01T00:00:00Z"},
+                {"ip": "2001:db8::7", "ttlSeconds": 30, "lastLookupTime": "2026-01-01T00:00:00Z"}]}]},
+        }))
+        .unwrap();
+        let resolved = Resolved::new([&resolver]);
+        let cx = Cluster {
+            domains: Some(&resolved),
+            ..w.cx()
+        };
+        let d = desired_anp(&a, &cx).unwrap();
+        assert_eq!(
+            set(&d, "fqdn.egress.0.deny.sites.IPv4"),
+            ["192.0.2.0/24", "198.51.100.7"]
+        );
+        assert_eq!(set(&d, "fqdn.egress.0.deny.sites.IPv6"), ["2001:db8::7"]);
+        assert_eq!(d.egress_acls.len(), 2);
     }
 
     #[test]
@@ -920,9 +999,10 @@ mod tests {
                    "egress": [{"action": "Allow", "to": [{"domainNames": ["a.example.com."]}]}]}),
             json!({}),
         );
-        assert!(desired_anp(&fqdn, &w.cx())
-            .unwrap_err()
-            .contains("domainNames"));
+        assert_eq!(
+            desired_anp(&fqdn, &w.cx()).unwrap_err(),
+            "DNSNameResolver is disabled but domain names are specified: [a.example.com.]"
+        );
         let empty_peer = anp(
             "x",
             1,

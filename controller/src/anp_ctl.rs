@@ -26,6 +26,7 @@ use kube_ovn_runtime::Outcome;
 
 use crate::anp::{self, Cluster, Desired};
 use crate::context::{Ctx, Error};
+use crate::dns_names::Resolved;
 use crate::np_ctl::Members;
 use crate::pod_info::PodInfo;
 
@@ -272,36 +273,68 @@ async fn converge<K: Resource<DynamicType = ()>>(
     Ok(Outcome::Done)
 }
 
-/// The stores' current pods, namespaces and nodes.
-struct Snapshot {
+/// The stores' current pods, namespaces, nodes and (with `--enable-dns-name-resolver`) the
+/// addresses domain names resolved to: what admin policies are computed from.
+pub(crate) struct Snapshot {
     pods: Vec<Arc<PodInfo>>,
     namespaces: Vec<Arc<Namespace>>,
     nodes: Vec<Arc<Node>>,
+    domains: Option<Resolved>,
 }
 
 impl Snapshot {
-    fn of(ctx: &Ctx) -> Snapshot {
+    /// The stores now.
+    pub(crate) fn of(ctx: &Ctx) -> Snapshot {
+        let domains = ctx.config.enable_dns_name_resolver.then(|| {
+            let resolvers = ctx.stores.dns_name_resolvers.state();
+            Resolved::new(resolvers.iter().map(|r| r.as_ref()))
+        });
         Snapshot {
             pods: ctx.stores.pods.state(),
             namespaces: ctx.stores.namespaces.state(),
             nodes: ctx.stores.nodes.state(),
+            domains,
         }
     }
 
-    fn cx(&self) -> Cluster<'_> {
+    /// The cluster as the pure computations read it.
+    pub(crate) fn cx(&self) -> Cluster<'_> {
         Cluster {
             pods: &self.pods,
             namespaces: &self.namespaces,
             nodes: &self.nodes,
+            domains: self.domains.as_ref(),
         }
     }
 }
 
-/// Reconciles the AdminNetworkPolicy `name`.
+/// Reconciles the AdminNetworkPolicy `name`: its rows, then (with
+/// `--enable-dns-name-resolver`) the resolvers of its domains.
 pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     if !ctx.config.enable_anp {
         return Ok(Outcome::Done);
     }
+    let out = reconcile_rows(&ctx, &key).await?;
+    if ctx.config.enable_dns_name_resolver {
+        if let Err(e) = crate::dnr_ctl::sync(&ctx, &anp::policy_name(&key)).await {
+            if let Some(a) = ctx.stores.admin_network_policies.get(&ObjectRef::new(&key)) {
+                let r = a.object_ref(&());
+                ctx.event(
+                    &r,
+                    EventType::Warning,
+                    "DNSNameResolverFailed",
+                    &e.to_string(),
+                )
+                .await;
+            }
+            return Err(e);
+        }
+    }
+    Ok(out)
+}
+
+async fn reconcile_rows(ctx: &Arc<Ctx>, key: &str) -> Result<Outcome, Error> {
+    let (ctx, key) = (ctx.clone(), key.to_string());
     let all = ctx.stores.admin_network_policies.state();
     let Some(a) = all
         .iter()

@@ -49,6 +49,7 @@ use kube_ovn_common::crd::ClusterNetworkPolicy;
 use kube_ovn_nb::objects::{acl_name, AdminAddressSet, PgAcl};
 
 use crate::anp::{self, Cluster};
+use crate::dns_names::Families;
 use crate::pod_info::PodInfo;
 
 /// The ACL priority of a priority-0 policy's first rule (upstream's `CnpACLMaxPriority`).
@@ -294,9 +295,6 @@ fn pod_key(p: &PodInfo) -> String {
     )
 }
 
-/// Addresses per family: [IPv4, IPv6].
-type Families = [BTreeSet<String>; 2];
-
 /// A peer's addresses per family and the pods it names.
 fn peer_addresses<'a>(
     peer: &Peer<'_>,
@@ -329,11 +327,13 @@ fn peer_addresses<'a>(
             }
             Vec::new()
         }
-        Peer::DomainNames(names) => {
-            return Err(format!(
-                "DNSNameResolver is disabled but domain names are specified: {names:?}"
-            ))
-        }
+        Peer::DomainNames(names) => match cx.domains {
+            Some(resolved) => {
+                out = resolved.of(names.iter());
+                Vec::new()
+            }
+            None => return Err(anp::domains_disabled(names)),
+        },
         Peer::Unset if ingress => Vec::new(),
         Peer::Unset => return Err("at least one egressPeer must be specified".into()),
     };
@@ -394,6 +394,7 @@ pub fn desired(cnp: &ClusterNetworkPolicy, top: i64, cx: &Cluster<'_>) -> Result
     let mut concerned: BTreeSet<String> = subject.iter().map(|p| pod_key(p)).collect();
     let mut address_sets = Vec::new();
     let logged = log_actions(cnp);
+    let domains = !crate::dns_names::cnp_domains(cnp).is_empty();
     let mut acls_of = |rules: &[Rule<'_>], ingress: bool| -> Result<Vec<PgAcl>, String> {
         let (dir, direction, port_key, ip_key) = if ingress {
             ("ingress", "to-lport", "outport", "src")
@@ -430,7 +431,9 @@ pub fn desired(cnp: &ClusterNetworkPolicy, top: i64, cx: &Cluster<'_>) -> Result
                     passed[f].extend(tests);
                     continue;
                 };
-                if addrs[f].is_empty() {
+                // Upstream gives every egress rule of a policy naming domains its ACLs before
+                // they resolve (their sets then empty).
+                if addrs[f].is_empty() && (ingress || !domains) {
                     continue;
                 }
                 let log = logged.iter().any(|a| a == action);
@@ -560,6 +563,7 @@ mod tests {
                 pods: &self.pods,
                 namespaces: &self.namespaces,
                 nodes: &self.nodes,
+                domains: None,
             }
         }
     }
@@ -776,6 +780,37 @@ mod tests {
         assert!(desired(&fqdn, 1, &w.cx())
             .unwrap_err()
             .contains("DNSNameResolver is disabled"));
+        // With the resolver on, every egress rule of a policy naming domains has its ACLs
+        // (upstream checks the policy, not the rule), their sets empty until resolution.
+        let two = cnp(
+            "x",
+            "Admin",
+            1,
+            json!({"subject": {"namespaces": {}},
+            "egress": [{"name": "sites", "action": "Deny", "to": [{"domainNames": ["a.example.com."]}]},
+                       {"name": "none", "action": "Deny", "to": [{"networks": ["bad"]}]}]}),
+        );
+        let resolved = crate::dns_names::Resolved::default();
+        let cx = Cluster {
+            domains: Some(&resolved),
+            ..w.cx()
+        };
+        let d = desired(&two, 29975, &cx).unwrap();
+        let names: Vec<_> = d
+            .egress_acls
+            .iter()
+            .filter_map(|a| a.name.as_deref())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "cnp/x/egress/IPv4/0",
+                "cnp/x/egress/IPv6/0",
+                "cnp/x/egress/IPv4/1",
+                "cnp/x/egress/IPv6/1"
+            ]
+        );
+        assert!(d.address_sets.iter().all(|s| s.addresses.is_empty()));
         let empty = cnp(
             "x",
             "Admin",

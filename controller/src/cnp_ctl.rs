@@ -25,7 +25,8 @@ use kube_ovn_runtime::events::EventType;
 use kube_ovn_runtime::trigger::{hash_json, hash_of};
 use kube_ovn_runtime::Outcome;
 
-use crate::anp::{self, Cluster};
+use crate::anp;
+use crate::anp_ctl::Snapshot;
 use crate::cnp::{self, Desired};
 use crate::context::{Ctx, Error};
 use crate::np_ctl::Members;
@@ -161,11 +162,30 @@ async fn warn(ctx: &Ctx, c: &ClusterNetworkPolicy, reason: &str, msg: &str) {
         .await;
 }
 
-/// Reconciles the ClusterNetworkPolicy `name`.
+/// Reconciles the ClusterNetworkPolicy `name`: its rows, then (with
+/// `--enable-dns-name-resolver`) the resolvers of its domains.
 pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     if !ctx.config.enable_anp {
         return Ok(Outcome::Done);
     }
+    let out = reconcile_rows(&ctx, &key).await?;
+    if ctx.config.enable_dns_name_resolver {
+        if let Err(e) = crate::dnr_ctl::sync(&ctx, &cnp::policy_name(&key)).await {
+            if let Some(c) = ctx
+                .stores
+                .cluster_network_policies
+                .get(&ObjectRef::new(&key))
+            {
+                warn(&ctx, &c, "DNSNameResolverFailed", &e.to_string()).await;
+            }
+            return Err(e);
+        }
+    }
+    Ok(out)
+}
+
+async fn reconcile_rows(ctx: &Arc<Ctx>, key: &str) -> Result<Outcome, Error> {
+    let (ctx, key) = (ctx.clone(), key.to_string());
     let all = ctx.stores.cluster_network_policies.state();
     let Some(c) = all
         .iter()
@@ -210,16 +230,8 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         warn(&ctx, &c, "PortGroupTaken", &msg).await;
         return Ok(Outcome::Done);
     }
-    let (pods, namespaces, nodes) = (
-        ctx.stores.pods.state(),
-        ctx.stores.namespaces.state(),
-        ctx.stores.nodes.state(),
-    );
-    let cx = Cluster {
-        pods: &pods,
-        namespaces: &namespaces,
-        nodes: &nodes,
-    };
+    let snapshot = Snapshot::of(&ctx);
+    let cx = snapshot.cx();
     let want = match cnp::top_priority(&c, &all).and_then(|top| cnp::desired(&c, top, &cx)) {
         Ok(w) => w,
         Err(e) => {

@@ -172,6 +172,10 @@ pub struct Config {
     /// AdminNetworkPolicy support.
     #[arg(long = "enable-anp", default_value_t = false, action = clap::ArgAction::Set)]
     pub enable_anp: bool,
+    /// Domain-name egress peers of admin policies through `DNSNameResolver`s (with
+    /// `--enable-anp`).
+    #[arg(long = "enable-dns-name-resolver", default_value_t = false, action = clap::ArgAction::Set)]
+    pub enable_dns_name_resolver: bool,
     /// OVN IPsec.
     #[arg(long = "enable-ovn-ipsec", default_value_t = false, action = clap::ArgAction::Set)]
     pub enable_ovn_ipsec: bool,
@@ -227,7 +231,6 @@ impl FlagTable for NotImplemented {
         flag("default-vlan-id", Kind::Int, "1", "VLAN id of a vlan default subnet"),
         flag("enable-external-vpc", Kind::Bool, "false", "VPCs managed outside Kube-OVN"),
         flag("keep-vm-ip", Kind::Bool, "true", "KubeVirt VMs keep their IP across pod rebuilds"),
-        flag("enable-dns-name-resolver", Kind::Bool, "false", "DNSNameResolver-based policies"),
         flag("cert-manager-ipsec-cert", Kind::Bool, "false", "IPsec certificates from cert-manager"),
         flag("enable-live-migration-optimize", Kind::Bool, "true", "KubeVirt live-migration port handling"),
         flag("inspect-interval", Kind::Int, "20", "seconds between consistency inspections"),

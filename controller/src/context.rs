@@ -57,6 +57,8 @@ pub struct Stores {
     pub baseline_admin_network_policies: Store<kube_ovn_common::crd::BaselineAdminNetworkPolicy>,
     /// ClusterNetworkPolicies (empty unless `--enable-anp`).
     pub cluster_network_policies: Store<kube_ovn_common::crd::ClusterNetworkPolicy>,
+    /// DNSNameResolvers (empty unless `--enable-anp` and `--enable-dns-name-resolver`).
+    pub dns_name_resolvers: Store<kube_ovn_common::crd::DnsNameResolver>,
     /// Vlans.
     pub vlans: Store<kube_ovn_common::crd::Vlan>,
     /// ProviderNetworks.

@@ -97,5 +97,6 @@ pub async fn run(ctx: &Ctx) -> Result<Orphans, Error> {
     crate::sg_ctl::gc(ctx).await?;
     crate::anp_ctl::gc(ctx).await?;
     crate::cnp_ctl::gc(ctx).await?;
+    crate::dnr_ctl::gc(ctx).await?;
     Ok(found)
 }

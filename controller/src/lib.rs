@@ -10,6 +10,8 @@ pub mod cnp;
 pub mod cnp_ctl;
 pub mod config;
 pub mod context;
+pub mod dnr_ctl;
+pub mod dns_names;
 pub mod drift;
 pub mod external_gw;
 pub mod gc;

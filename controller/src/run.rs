@@ -25,14 +25,15 @@ use crate::metrics::{KindLabel, Metrics};
 use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use crate::{
-    anp_ctl, cnp_ctl, gc, ippool_ctl, iptables_ctl, lb_svc, leader, natgw_ctl, node_ctl, np_ctl,
-    np_state, ovn_eip_ctl, ovn_nat_ctl, pod_ctl, restore, service_ctl, sg_ctl, slr_ctl, startup,
-    subnet_ctl, underlay_ctl, vip_ctl, vpc_ctl,
+    anp_ctl, cnp_ctl, dnr_ctl, dns_names, gc, ippool_ctl, iptables_ctl, lb_svc, leader, natgw_ctl,
+    node_ctl, np_ctl, np_state, ovn_eip_ctl, ovn_nat_ctl, pod_ctl, restore, service_ctl, sg_ctl,
+    slr_ctl, startup, subnet_ctl, underlay_ctl, vip_ctl, vpc_ctl,
 };
 use kube_ovn_common::crd::{
-    AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, IpPool, IptablesDnatRule,
-    IptablesEip, IptablesFipRule, IptablesSnatRule, OvnDnatRule, OvnEip, OvnFip, OvnSnatRule,
-    ProviderNetwork, SecurityGroup, Subnet, SwitchLbRule, Vip, Vlan, Vpc, VpcDns, VpcNatGateway,
+    AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, DnsNameResolver, IpPool,
+    IptablesDnatRule, IptablesEip, IptablesFipRule, IptablesSnatRule, OvnDnatRule, OvnEip, OvnFip,
+    OvnSnatRule, ProviderNetwork, SecurityGroup, Subnet, SwitchLbRule, Vip, Vlan, Vpc, VpcDns,
+    VpcNatGateway,
 };
 
 /// Where the controller's identity comes from (upstream: POD_NAME / KUBE_NAMESPACE env).
@@ -222,6 +223,12 @@ impl Trim for BaselineAdminNetworkPolicy {
 }
 
 impl Trim for ClusterNetworkPolicy {
+    fn trim(&mut self) {
+        self.metadata.managed_fields = None;
+    }
+}
+
+impl Trim for DnsNameResolver {
     fn trim(&mut self) {
         self.metadata.managed_fields = None;
     }
@@ -465,6 +472,13 @@ pub async fn lead(
         store::<BaselineAdminNetworkPolicy>(client.clone(), watcher::Config::default());
     let (cluster_network_policies, cnp_events) =
         store::<ClusterNetworkPolicy>(client.clone(), watcher::Config::default());
+    // Resolvers only with both flags (upstream's informer; the CRD may not be installed).
+    let (dns_name_resolvers, dnr_events) =
+        store::<DnsNameResolver>(client.clone(), watcher::Config::default());
+    let resolve_domains = config.enable_anp && config.enable_dns_name_resolver;
+    if config.enable_dns_name_resolver && !config.enable_anp {
+        warn!("DNS name resolver is enabled but ANP support is disabled, DNSNameResolver resources will not take effect");
+    }
     // NetworkAttachmentDefinitions are optional (upstream watches them only once their CRD
     // exists); when it is there at start, pods wait for their list as upstream's informer sync.
     let (nads, nad_writer) = reflector::store::<crate::attach::NetworkAttachmentDefinition>();
@@ -493,6 +507,7 @@ pub async fn lead(
         admin_network_policies: admin_network_policies.clone(),
         baseline_admin_network_policies: baseline_admin_network_policies.clone(),
         cluster_network_policies: cluster_network_policies.clone(),
+        dns_name_resolvers: dns_name_resolvers.clone(),
         vlans: vlans.clone(),
         provider_networks: provider_networks.clone(),
         vpc_nat_gateways: vpc_nat_gateways.clone(),
@@ -872,6 +887,23 @@ pub async fn lead(
                 ),
             ],
         );
+        if resolve_domains {
+            // A resolver's addresses are its policies' (those naming its domain, and the one
+            // its label names, which recreates it if it was deleted).
+            rt.watch(
+                dnr_events,
+                vec![
+                    Trigger::mapped(anp_q.clone(), dns_names::signature, {
+                        let anps = admin_network_policies.clone();
+                        move |r: &DnsNameResolver| dnr_ctl::anps_of(&anps.state(), r)
+                    }),
+                    Trigger::mapped(cnp_q.clone(), dns_names::signature, {
+                        let cnps = cluster_network_policies.clone();
+                        move |r: &DnsNameResolver| dnr_ctl::cnps_of(&cnps.state(), r)
+                    }),
+                ],
+            );
+        }
     }
     rt.watch(
         service_events,
@@ -1229,6 +1261,12 @@ pub async fn lead(
             if !ready {
                 return Err(format!("{what} never synced"));
             }
+        }
+        if resolve_domains {
+            dns_name_resolvers
+                .wait_until_ready()
+                .await
+                .map_err(|e| format!("dnsnameresolvers never synced: {e}"))?;
         }
     }
     if nads_at_start {

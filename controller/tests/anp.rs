@@ -2,7 +2,8 @@
 //! with `--enable-anp=true`, API fixture): upstream's port groups, address sets and ACLs,
 //! membership following pod labels by mutates of the changed members only, a contested
 //! priority held by the older policy, a restart that writes nothing, deletion leaving nothing
-//! behind, and an upstream-written layout adopted without a write.
+//! behind, and an upstream-written layout (with a domain-name rule and its DNSNameResolver)
+//! adopted without a write.
 
 mod support;
 
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube_ovn_common::crd::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
+use kube_ovn_common::crd::{AdminNetworkPolicy, BaselineAdminNetworkPolicy, DnsNameResolver};
+use kube_ovn_controller::dns_names;
 use kube_ovn_nb::objects::string_map;
 use ovsdb::{Atom, Datum};
 use serde_json::{json, Value};
@@ -402,7 +404,10 @@ async fn admin_policies_become_upstreams_rows_and_follow_pods() {
 async fn an_upstream_written_admin_policy_layout_is_adopted_without_writes() {
     let started = Instant::now();
     let mut w = World::new(1, false).await;
-    w.controller_args = vec!["--enable-anp=true".into()];
+    w.controller_args = vec![
+        "--enable-anp=true".into(),
+        "--enable-dns-name-resolver=true".into(),
+    ];
     w.start_controller();
     let _web_ip = create_pod(&w, "default", "web", json!({"app": "web"})).await;
     let cli_ip = create_pod(&w, "default", "cli", json!({"role": "client"})).await;
@@ -497,6 +502,20 @@ async fn an_upstream_written_admin_policy_layout_is_adopted_without_writes() {
         "10.0.0.0/8",
     );
     address_set("web.guard.egress.0.ten.IPv6", "anp", "web-guard/egress", "");
+    // Egress 1 denies the addresses `*.example.com.` resolved to, through upstream's resolver
+    // (made by the policy's controller, its status by the resolver): both families' ACLs.
+    address_set(
+        "web.guard.egress.1.sites.IPv4",
+        "anp",
+        "web-guard/egress",
+        "198.51.100.7",
+    );
+    address_set(
+        "web.guard.egress.1.sites.IPv6",
+        "anp",
+        "web-guard/egress",
+        "",
+    );
     acl(
         "web.guard",
         "to-lport",
@@ -513,6 +532,43 @@ async fn an_upstream_written_admin_policy_layout_is_adopted_without_writes() {
         "drop",
         "anp/web-guard/egress/IPv4/0",
     );
+    for f in ["IPv4", "IPv6"] {
+        let ip = if f == "IPv4" { "ip4" } else { "ip6" };
+        acl(
+            "web.guard",
+            "from-lport",
+            "29699",
+            &format!("inport == @web.guard && ip && {ip}.dst == $web.guard.egress.1.sites.{f}"),
+            "drop",
+            &format!("anp/web-guard/egress/{f}/1"),
+        );
+    }
+    let resolvers: Api<DnsNameResolver> = Api::all(w.client.clone());
+    let resolver = dns_names::resolver_name("web-guard", "*.example.com.");
+    resolvers
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "kubeovn.io/v1", "kind": "DNSNameResolver",
+                "metadata": {"name": resolver, "labels": {"anp": "web-guard"}},
+                "spec": {"name": "*.example.com."},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    resolvers
+        .patch_status(
+            &resolver,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"resolvedNames": [{"dnsName": "www.example.com.",
+                "resolvedAddresses": [{"ip": "198.51.100.7", "ttlSeconds": 30,
+                                       "lastLookupTime": "2026-12-07T00:00:00Z"}]}]}}),
+            ),
+        )
+        .await
+        .unwrap();
     // BANP "default": ingress 0 denies everything from any namespace.
     port_group("default", "banp", "default", &format!("{web} {cli}"));
     let mut all = [cli_ip.clone(), _web_ip.clone()];
@@ -544,7 +600,8 @@ async fn an_upstream_written_admin_policy_layout_is_adopted_without_writes() {
                     "ingress": [{"name": "clients", "action": "Allow",
                                  "from": [{"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"role": "client"}}}}],
                                  "ports": [{"portNumber": {"protocol": "TCP", "port": 8080}}]}],
-                    "egress": [{"name": "ten", "action": "Deny", "to": [{"networks": ["10.0.0.0/8"]}]}]
+                    "egress": [{"name": "ten", "action": "Deny", "to": [{"networks": ["10.0.0.0/8"]}]},
+                               {"name": "sites", "action": "Deny", "to": [{"domainNames": ["*.example.com."]}]}]
                 }),
             ),
         )
@@ -561,7 +618,7 @@ async fn an_upstream_written_admin_policy_layout_is_adopted_without_writes() {
         .await
         .unwrap();
     eventually("the replica has the upstream rows", LONG, || async {
-        (pg_acls(&w, "web.guard").len() == 2 && pg_acls(&w, "default").len() == 1).then_some(())
+        (pg_acls(&w, "web.guard").len() == 4 && pg_acls(&w, "default").len() == 1).then_some(())
     })
     .await;
 
@@ -601,6 +658,15 @@ async fn an_upstream_written_admin_policy_layout_is_adopted_without_writes() {
     })
     .await;
     assert!(pg_acls(&w, "web.guard").is_empty());
+    // ... and the resolvers its policies had.
+    eventually("the policy's resolver removed", LONG, || async {
+        resolvers
+            .get_opt(&resolver)
+            .await
+            .ok()
+            .and_then(|r| r.is_none().then_some(()))
+    })
+    .await;
     println!("upstream layout adoption: {:?}", started.elapsed());
 }
 

@@ -384,6 +384,17 @@ pub fn controller() -> Account {
                 "only with --enable-anp (off by default, as upstream), which the RBAC test does \
                  not pass (the ANP matrix suite runs with it under these rules)",
             ),
+            // GC looks for resolvers left labelled by admin policies while the feature is off.
+            used(KUBEOVN, &["dnsnameresolvers"], &["list"]),
+            unexercised(
+                KUBEOVN,
+                &["dnsnameresolvers"],
+                &["watch", "create", "delete"],
+                "the resolvers of admin policies' domain-name peers (controller/src/dnr_ctl.rs), \
+                 only with --enable-anp and --enable-dns-name-resolver, which the RBAC test does \
+                 not pass (the ANP matrix suite runs with both under these rules); with either \
+                 off GC deletes labelled ones, and the test's cluster has none",
+            ),
         ],
     }
 }

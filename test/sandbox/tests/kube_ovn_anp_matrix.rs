@@ -1,6 +1,8 @@
 //! The intent of network-policy-api's AdminNetworkPolicy / BaselineAdminNetworkPolicy
 //! conformance profiles as reachability matrices with real packets through kube-ovn-rs
-//! (controller started with `--enable-anp=true`): one sandbox (two nodes), namespaces x, y, z
+//! (controller started with `--enable-anp=true` and `--enable-dns-name-resolver=true`; domain-name
+//! peers are resolved through `DNSNameResolver`s whose status the test writes as the CoreDNS
+//! plugin would): one sandbox (two nodes), namespaces x, y, z
 //! with pods a, b, c each serving TCP and UDP on 80 and 81. The conformance suite's subject
 //! namespace plays x here, its peers y and z. Every case creates its policies, converges to
 //! the expected matrix, updates them while traffic flows where the profile does (rule order,
@@ -18,6 +20,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube_ovn_common::crd::DnsNameResolver;
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
 use kube_ovn_sandbox::matrix::{
     admin_network_policy, baseline_admin_network_policy, column_text, external_id, nb_rows,
@@ -275,6 +279,9 @@ async fn anp_banp_conformance_intents_as_reachability_matrices() {
     let mut config = SandboxConfig::isolated(2);
     let mut build = KubeOvnBuild::of_test_binary().expect("kube-ovn build");
     build.controller_args.push("--enable-anp=true".into());
+    build
+        .controller_args
+        .push("--enable-dns-name-resolver=true".into());
     config.kube_ovn = Some(build);
     let (run_dir, prefix) = (config.run_dir.clone(), config.prefix.clone());
     let sandbox = Sandbox::up(config).await.expect("sandbox with kube-ovn");
@@ -757,6 +764,91 @@ async fn anp_banp_conformance_intents_as_reachability_matrices() {
     run.step(&world, case, "updated: deny first, x/a reaches nothing", &m)
         .await;
     run.clean(&world, case).await;
+
+    // --- Egress to domain names (upstream's anp-domain e2e, with --enable-dns-name-resolver):
+    // the controller makes the policy's DNSNameResolver; this test plays the resolver (the
+    // CoreDNS plugin that fills its status, which cannot run here) and answers the name with a
+    // pod's address, then another's; the policy follows each answer.
+    let case = "anp-domain-names";
+    let domain = "*.y.example.";
+    world
+        .apply(admin_network_policy(
+            "fqdn",
+            9,
+            json!({"subject": {"pods": pods("x", &["a"])},
+                   "egress": [rule("deny-y-example", "Deny", "to",
+                                   json!([{"domainNames": [domain]}]), Value::Null)]}),
+        ))
+        .await
+        .unwrap();
+    let resolvers: Api<DnsNameResolver> = Api::all(sandbox.client());
+    let resolver = probe::until(CONVERGE, "the policy's DNSNameResolver", || async {
+        let list = resolvers
+            .list(&ListParams::default().labels("anp=fqdn"))
+            .await
+            .map_err(|e| e.to_string())?;
+        match list.items.as_slice() {
+            [r] if r.spec.name == domain => Ok(r.metadata.name.clone().unwrap_or_default()),
+            other => Err(format!("{} resolvers labelled anp=fqdn", other.len())),
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        resolver.starts_with("anp-fqdn-"),
+        "resolver named {resolver}"
+    );
+    run.holds(
+        &world,
+        case,
+        "not resolved yet: its ACL matches an empty set, all allowed",
+        &world.all_allowed(),
+    )
+    .await;
+    let answer = |pod: &str| {
+        json!({"status": {"resolvedNames": [{"dnsName": "www.y.example.", "resolvedAddresses": [
+            {"ip": world.ip(pod).to_string(), "ttlSeconds": 30,
+             "lastLookupTime": "2026-12-07T00:00:00Z"}]}]}})
+    };
+    resolvers
+        .patch_status(
+            &resolver,
+            &PatchParams::default(),
+            &Patch::Merge(answer("y/a")),
+        )
+        .await
+        .unwrap();
+    let mut m = world.all_allowed();
+    m.expect_pair("x/a", "y/a", false);
+    run.step(&world, case, "the name resolves to y/a: x/a denied y/a", &m)
+        .await;
+    resolvers
+        .patch_status(
+            &resolver,
+            &PatchParams::default(),
+            &Patch::Merge(answer("y/b")),
+        )
+        .await
+        .unwrap();
+    let mut m = world.all_allowed();
+    m.expect_pair("x/a", "y/b", false);
+    run.step(
+        &world,
+        case,
+        "it resolves to y/b now: y/a open, y/b denied",
+        &m,
+    )
+    .await;
+    run.clean(&world, case).await;
+    probe::until(CONVERGE, "the resolver deleted with its policy", || async {
+        match resolvers.get_opt(&resolver).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("still there".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .unwrap();
 
     // --- An ANP named `default` beside the BANP (which the API names `default`): upstream's
     // layout gives both the port group `default`. The ANP holds it while it exists; once it is
