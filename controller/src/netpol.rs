@@ -462,6 +462,10 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
     for peer in peers.filter(|p| p.pod_selector.is_some() || p.namespace_selector.is_some()) {
         concerned.extend(peer_pods(&ns, peer, cx).into_iter().map(|p| pod_key(p)));
     }
+    // An egress rule to everywhere resolves its named ports on every pod of the namespace.
+    if Membership::new(np, &BTreeSet::new()).own_namespace_targets() {
+        concerned.extend(cx.pods.in_namespace(&ns).iter().map(|p| pod_key(p)));
+    }
     let mut out = Desired {
         concerned,
         pg: pg.clone(),
@@ -732,16 +736,38 @@ impl PeerSelector {
     }
 }
 
+/// Which pods a rule's named ports are resolved on (as [`desired`] resolves them).
+#[derive(Debug, Clone)]
+enum Targets {
+    /// The selected pods (an ingress rule).
+    Selected,
+    /// The pods the selector peers of `rules[i]` name (an egress rule with peers).
+    Peers(usize),
+    /// Every pod of the policy's namespace (an egress rule to everywhere).
+    OwnNamespace,
+}
+
+/// A rule of an isolated direction whose ports name container ports.
+#[derive(Debug, Clone)]
+struct NamedRule {
+    /// `<direction>.<index>`.
+    key: String,
+    /// The port names it uses.
+    names: Vec<String>,
+    targets: Targets,
+}
+
 /// What decides which of a policy's rows a pod belongs in, compiled once per policy: its pod
-/// selector (the port group) and its rules' selector peers (the allow address sets, per
-/// family). A pod's change then costs a look at that pod, not a recompute over every pod.
+/// selector (the port group), its rules' selector peers (the allow address sets, per family)
+/// and the pods its named ports are resolved on. A pod's change then costs a look at that pod,
+/// not a recompute over every pod.
 #[derive(Debug, Clone)]
 pub struct Membership {
     ns: String,
     select: Option<Selector>,
     rules: Vec<RulePeers>,
     families: BTreeSet<&'static str>,
-    named_ports: bool,
+    named: Vec<NamedRule>,
     providers: Option<BTreeSet<String>>,
 }
 
@@ -758,12 +784,20 @@ pub struct Contribution {
     pub families: Vec<&'static str>,
     /// `(address set, address)` entries it puts in the allow sets.
     pub entries: Vec<(String, String)>,
+    /// `(<direction>.<index>/<port name>, number)`: the number a named port of a rule has on
+    /// it, where the rule resolves its named ports on it.
+    pub named: Vec<(String, i32)>,
+    /// A pod a rule resolves its named ports on (with the port or not).
+    pub target: bool,
+    /// Its addresses where an egress rule resolves a named port on it: a rule whose named
+    /// port has several numbers names the pods of each by address.
+    pub target_ips: Vec<String>,
 }
 
 impl Contribution {
     /// Whether the pod's changes concern the policy.
     pub fn concerned(&self) -> bool {
-        self.selected || self.peer
+        self.selected || self.peer || self.target
     }
 }
 
@@ -790,8 +824,32 @@ impl Membership {
                 })
                 .collect()
         };
+        // The port names of a rule (those `port_matches` resolves: without an end port).
+        let port_names = |ports: &Option<Vec<NetworkPolicyPort>>| -> Vec<String> {
+            let mut names: Vec<String> = ports
+                .iter()
+                .flatten()
+                .filter(|p| p.end_port.is_none())
+                .filter_map(|p| match &p.port {
+                    Some(IntOrString::String(n)) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        };
         let mut rules = Vec::new();
+        let mut named = Vec::new();
         for (idx, r) in spec.ingress.iter().flatten().enumerate() {
+            let names = port_names(&r.ports);
+            if ingress && !names.is_empty() {
+                named.push(NamedRule {
+                    key: format!("{}.{idx}", INGRESS.word),
+                    names,
+                    targets: Targets::Selected,
+                });
+            }
             rules.push(RulePeers {
                 allow: ingress.then(|| set_prefix(&name, &ns, INGRESS.word, "allow")),
                 idx,
@@ -799,26 +857,31 @@ impl Membership {
             });
         }
         for (idx, r) in spec.egress.iter().flatten().enumerate() {
+            let names = port_names(&r.ports);
+            if egress && !names.is_empty() {
+                let to_everywhere = r.to.as_ref().is_none_or(|t| t.is_empty());
+                named.push(NamedRule {
+                    key: format!("{}.{idx}", EGRESS.word),
+                    names,
+                    targets: if to_everywhere {
+                        Targets::OwnNamespace
+                    } else {
+                        Targets::Peers(rules.len())
+                    },
+                });
+            }
             rules.push(RulePeers {
                 allow: egress.then(|| set_prefix(&name, &ns, EGRESS.word, "allow")),
                 idx,
                 peers: compile_peers(&r.to),
             });
         }
-        let named = |ports: &Option<Vec<NetworkPolicyPort>>| {
-            ports
-                .iter()
-                .flatten()
-                .any(|p| matches!(p.port, Some(IntOrString::String(_))))
-        };
-        let named_ports = spec.ingress.iter().flatten().any(|r| named(&r.ports))
-            || spec.egress.iter().flatten().any(|r| named(&r.ports));
         Membership {
             select: matcher(&spec.pod_selector.clone().unwrap_or_default()),
             ns,
             rules,
             families: families.clone(),
-            named_ports,
+            named,
             providers: policy_for(np),
         }
     }
@@ -828,10 +891,12 @@ impl Membership {
         &self.families
     }
 
-    /// Whether a rule resolves named ports: its ACLs then depend on the pods' ports, and a pod
-    /// change needs the whole policy recomputed.
-    pub fn named_ports(&self) -> bool {
-        self.named_ports
+    /// Whether every pod of the policy's namespace is one a rule resolves its named ports on
+    /// (an egress rule to everywhere with named ports).
+    fn own_namespace_targets(&self) -> bool {
+        self.named
+            .iter()
+            .any(|r| matches!(r.targets, Targets::OwnNamespace))
     }
 
     /// Whether a change of `pod` (in namespace `pod_ns`) can concern the policy: the pod
@@ -840,7 +905,9 @@ impl Membership {
     pub fn concerns(&self, pod: &PodInfo, pod_ns: Option<&Namespace>) -> bool {
         let labels = labels_of(&pod.metadata);
         let in_own = pod.metadata.namespace.as_deref() == Some(self.ns.as_str());
-        (in_own && self.select.as_ref().is_some_and(|m| m.matches(labels)))
+        (in_own
+            && (self.own_namespace_targets()
+                || self.select.as_ref().is_some_and(|m| m.matches(labels))))
             || self
                 .rules
                 .iter()
@@ -895,6 +962,33 @@ impl Membership {
         }
         c.entries.sort();
         c.entries.dedup();
+        for rule in &self.named {
+            let target = match rule.targets {
+                Targets::Selected => c.selected,
+                Targets::OwnNamespace => in_own,
+                Targets::Peers(i) => self.rules[i]
+                    .peers
+                    .iter()
+                    .any(|p| p.names(in_own, labels, pod_ns)),
+            };
+            if target {
+                c.target = true;
+                let mut numbered = false;
+                for name in &rule.names {
+                    if let Some(n) = pod.named_port(name) {
+                        c.named.push((format!("{}/{name}", rule.key), n));
+                        numbered = true;
+                    }
+                }
+                if numbered && !matches!(rule.targets, Targets::Selected) && c.target_ips.is_empty()
+                {
+                    for family in ["IPv4", "IPv6"] {
+                        c.target_ips.extend(pod_ips(pod, family, None));
+                    }
+                }
+            }
+        }
+        c.named.sort();
         c
     }
 }

@@ -235,7 +235,10 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
         return Ok(Outcome::Done);
     };
     let sig = signature(&np);
-    ctx.np_cache.begin(&key);
+    if ctx.np_cache.begin(&key) {
+        // The nodes' allows exist while any policy does.
+        ctx.queues.add(NODES_KIND, NODES_KEY.to_string());
+    }
     let r = match ctx.np_cache.take_marks(&key) {
         Marks::Pods(pods) => match incremental(&ctx, &key, sig, pods) {
             Some(delta) => apply_delta(&ctx, &key, &delta).await,
@@ -273,9 +276,6 @@ fn subnet_protocol(ctx: &Ctx) -> impl Fn(&str) -> Option<String> {
 fn incremental(ctx: &Ctx, key: &str, sig: u64, pods: BTreeSet<String>) -> Option<Delta> {
     let protocol = subnet_protocol(ctx);
     ctx.np_cache.with_compiled(key, sig, |c| {
-        if c.membership().named_ports() {
-            return None;
-        }
         let changed: Vec<(String, Contribution)> = pods
             .into_iter()
             .map(|pod| {
@@ -317,7 +317,6 @@ async fn apply_delta(ctx: &Ctx, key: &str, delta: &Delta) -> Result<(), Error> {
 
 /// Computes and writes the whole policy, and remembers it for the pod changes to come.
 async fn full(ctx: &Ctx, key: &str, np: &NetworkPolicy, sig: u64) -> Result<(), Error> {
-    ctx.queues.add(NODES_KIND, NODES_KEY.to_string());
     let pods = ctx.np_cache.pods.get(|| ctx.stores.pods.state());
     let namespaces = ctx.stores.namespaces.state();
     let protocol = subnet_protocol(ctx);

@@ -6,7 +6,7 @@
 //! its last full computation, re-evaluates only the marked pods against the compiled
 //! [`Membership`]: their old and new contributions give the port-group and address-set members
 //! to add and remove ([`Delta`]). Anything that changes more than membership — the policy's
-//! spec or annotations, a namespace's labels, named ports, the selected pods' address families
+//! spec or annotations, a namespace's labels, the numbers a named port has, the selected pods' address families
 //! — falls back to the full computation, which rebuilds the memory. Reconciles of one policy
 //! never overlap (the queue runs a key once at a time), so the memory of a policy is only ever
 //! read and written by its own reconcile; a mark landing during a reconcile queues another.
@@ -61,6 +61,10 @@ pub struct Compiled {
     /// Distinct addresses per address set: a set turning empty or non-empty adds or removes
     /// its rule's ACLs, which only a full computation writes.
     set_sizes: HashMap<String, usize>,
+    /// Per named port of a rule (`<direction>.<index>/<name>`), the pods it resolves to each
+    /// number on: the rule's ACLs name the numbers (and, with several, the pods of each), so a
+    /// change of those needs a full computation.
+    named: HashMap<String, BTreeMap<i32, usize>>,
 }
 
 /// The member changes a batch of pod changes makes to a policy's rows.
@@ -98,6 +102,7 @@ impl Compiled {
             family_pods: BTreeMap::new(),
             entries: HashMap::new(),
             set_sizes: HashMap::new(),
+            named: HashMap::new(),
         };
         for (pod, contribution) in contributions {
             c.add(&contribution);
@@ -109,6 +114,14 @@ impl Compiled {
     fn add(&mut self, c: &Contribution) {
         for f in &c.families {
             *self.family_pods.entry(f).or_default() += 1;
+        }
+        for (key, n) in &c.named {
+            *self
+                .named
+                .entry(key.clone())
+                .or_default()
+                .entry(*n)
+                .or_default() += 1;
         }
         for e in &c.entries {
             let n = self.entries.entry(e.clone()).or_default();
@@ -125,6 +138,19 @@ impl Compiled {
                 *n -= 1;
                 if *n == 0 {
                     self.family_pods.remove(f);
+                }
+            }
+        }
+        for (key, n) in &c.named {
+            if let Some(numbers) = self.named.get_mut(key) {
+                if let Some(count) = numbers.get_mut(n) {
+                    *count -= 1;
+                    if *count == 0 {
+                        numbers.remove(n);
+                    }
+                }
+                if numbers.is_empty() {
+                    self.named.remove(key);
                 }
             }
         }
@@ -146,8 +172,10 @@ impl Compiled {
 
     /// The membership changes of `changed` pods, each with its contribution now (the default:
     /// gone), or `None` when they change more than membership — the address families of the
-    /// selected pods, or an allow set turning empty or non-empty (its ACLs exist only while
-    /// it has addresses, as upstream writes them): the policy must then be computed in full.
+    /// selected pods, an allow set turning empty or non-empty (its ACLs exist only while it
+    /// has addresses, as upstream writes them), or a named port's numbers (its ACLs name
+    /// them; with several numbers, the pods of each): the policy must then be computed in
+    /// full.
     pub fn update(
         &mut self,
         changed: impl IntoIterator<Item = (String, Contribution)>,
@@ -156,6 +184,7 @@ impl Compiled {
         let mut ports_before: BTreeMap<String, bool> = BTreeMap::new();
         let mut entries_before: BTreeMap<(String, String), bool> = BTreeMap::new();
         let mut sets_before: BTreeMap<String, bool> = BTreeMap::new();
+        let mut named_before: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         let mut delta = Delta::default();
         for (pod, new) in changed {
             let old = self.contributions.remove(&pod).unwrap_or_default();
@@ -177,6 +206,12 @@ impl Compiled {
                     let filled = self.set_sizes.contains_key(&e.0);
                     sets_before.entry(e.0.clone()).or_insert(filled);
                 }
+                for (key, _) in &c.named {
+                    if !named_before.contains_key(key) {
+                        let numbers = self.numbers(key);
+                        named_before.insert(key.clone(), numbers);
+                    }
+                }
             }
             self.remove(&old);
             self.add(&new);
@@ -192,6 +227,9 @@ impl Compiled {
             || sets_before
                 .iter()
                 .any(|(set, filled)| *filled != self.set_sizes.contains_key(set))
+            || named_before
+                .iter()
+                .any(|(key, before)| before.len() > 1 || *before != self.numbers(key))
         {
             return None;
         }
@@ -217,6 +255,14 @@ impl Compiled {
         Some(delta)
     }
 
+    /// The numbers a rule's named port (`<direction>.<index>/<name>`) has on its pods.
+    fn numbers(&self, key: &str) -> Vec<i32> {
+        self.named
+            .get(key)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// The compiled selectors.
     pub fn membership(&self) -> &Membership {
         &self.membership
@@ -233,11 +279,14 @@ impl NpCache {
     }
 
     /// Notes that a reconcile of `np` begins: from now on its pods' changes are marked.
-    pub fn begin(&self, np: &str) {
+    /// Whether it is the policy's first.
+    pub fn begin(&self, np: &str) -> bool {
         let mut begun = self.begun.lock().unwrap_or_else(|p| p.into_inner());
-        if !begun.contains(np) {
-            begun.insert(np.to_string());
+        if begun.contains(np) {
+            return false;
         }
+        begun.insert(np.to_string());
+        true
     }
 
     /// The compiled selectors of `np` (this version of it).
@@ -372,13 +421,20 @@ mod tests {
             format!("10.16.{}.{}", s / 250, s % 250 + 1)
         };
         let allocated = if r.below(5) == 0 { "false" } else { "true" };
+        // One number for the named port (or none), but in ns3 now and then another: rules
+        // resolving it on ns3's pods see several numbers, the others one.
+        let ports = match r.below(10) {
+            0 => json!([]),
+            1 if ns == "ns3" => json!([{"name": "http", "containerPort": 8081}]),
+            _ => json!([{"name": "http", "containerPort": 8080}]),
+        };
         Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": {
                     "ovn.kubernetes.io/allocated": allocated,
                     "ovn.kubernetes.io/ip_address": ip,
                     "ovn.kubernetes.io/logical_switch": if dual { "dual" } else { "ovn-default" }}},
-                "spec": {"containers": []},
+                "spec": {"containers": [{"name": "c", "ports": ports}]},
             }))
             .unwrap(),
         )
@@ -412,6 +468,20 @@ mod tests {
                 "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"team": "t0"}},
                                     "podSelector": {"matchLabels": {"role": "frontend"}}}]},
                            {"to": [{"podSelector": {}}, {"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}),
+            ),
+            np(
+                "named-in",
+                "ns1",
+                json!({"podSelector": {"matchLabels": {"app": "a1"}},
+                "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": "http"}]}]}),
+            ),
+            np(
+                "named-out",
+                "ns0",
+                json!({"podSelector": {"matchLabels": {"app": "a2"}}, "policyTypes": ["Egress"],
+                "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"team": "t1"}}}],
+                            "ports": [{"port": "http"}]},
+                           {"ports": [{"protocol": "TCP", "port": "http"}]}]}),
             ),
             np(
                 "open",
@@ -514,7 +584,7 @@ mod tests {
                 (Compiled::new(1, m, c), rows(&d))
             })
             .collect();
-        let (mut deltas, mut refused) = (0, 0);
+        let (mut deltas, mut refused, mut named_deltas) = (0, 0, 0);
         for _ in 0..300 {
             let mut changed = BTreeSet::new();
             for _ in 0..1 + r.below(3) {
@@ -558,9 +628,19 @@ mod tests {
                         (k.clone(), c)
                     })
                     .collect();
+                let numbers = |c: &Compiled| -> BTreeMap<String, Vec<i32>> {
+                    c.named
+                        .iter()
+                        .map(|(k, m)| (k.clone(), m.keys().copied().collect()))
+                        .collect()
+                };
+                let numbers_before = numbers(compiled);
                 match compiled.update(batch) {
                     Some(delta) => {
                         deltas += 1;
+                        if !numbers_before.is_empty() {
+                            named_deltas += 1;
+                        }
                         assert_eq!(&want.families, compiled.membership().families());
                         for p in delta.add_ports {
                             assert!(have.0.insert(p), "added twice");
@@ -594,9 +674,17 @@ mod tests {
                                 .map(|(n, _)| n.clone())
                                 .collect()
                         };
+                        // The numbers of a named port changed, or it has several (its ACLs
+                        // then name the pods of each).
+                        let several =
+                            |n: &BTreeMap<String, Vec<i32>>| n.values().any(|v| v.len() > 1);
+                        let numbers_after = numbers(compiled);
                         assert!(
                             &want.families != compiled.membership().families()
-                                || filled(have) != filled(&rows(&want)),
+                                || filled(have) != filled(&rows(&want))
+                                || numbers_before != numbers_after
+                                || several(&numbers_before)
+                                || several(&numbers_after),
                             "refused a change of members only"
                         );
                         let m = Membership::new(np, &want.families);
@@ -607,10 +695,11 @@ mod tests {
                 }
             }
         }
-        // Both paths were taken, the incremental one nearly always.
+        // Both paths were taken, the incremental one nearly always, also by the policies
+        // resolving named ports.
         assert!(
-            deltas > 1000 && refused > 0,
-            "{deltas} deltas, {refused} refusals"
+            deltas > 1000 && refused > 0 && named_deltas > 100,
+            "{deltas} deltas ({named_deltas} of named-port policies), {refused} refusals"
         );
     }
 }
