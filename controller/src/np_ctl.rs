@@ -427,9 +427,30 @@ fn node_addresses(node: &Node) -> Vec<std::net::IpAddr> {
 }
 
 /// Converges every node's policy allows: present while any policy exists, absent otherwise.
+/// Nothing is planned when neither that, the nodes' addresses nor which of their port groups
+/// exist changed since the last write.
 pub async fn reconcile_nodes(ctx: Arc<Ctx>, _key: String) -> Result<Outcome, Error> {
     let any = ctx.config.enable_np && !ctx.stores.network_policies.state().is_empty();
     let nodes = ctx.stores.nodes.state();
+    let state = {
+        let cache = ctx.nb.cache();
+        // Per node: its group, and how many ACLs that holds (none if it does not exist).
+        let groups: Vec<(String, Option<usize>, Vec<std::net::IpAddr>)> = nodes
+            .iter()
+            .map(|n| {
+                let pg = objects::node_pg(&n.name_any());
+                let acls = cache
+                    .table("Port_Group")
+                    .and_then(|t| t.by_name(&pg).next())
+                    .map(|(_, row)| row.get("acls").map(|d| d.len()).unwrap_or_default());
+                (pg, acls, node_addresses(n))
+            })
+            .collect();
+        hash_of(&(any, groups))
+    };
+    if *lock(&ctx.np_cache.nodes_written) == Some(state) {
+        return Ok(Outcome::Done);
+    }
     ctx.apply("network policy node allows", |plan| {
         for n in &nodes {
             let pg = objects::node_pg(&n.name_any());
@@ -446,7 +467,12 @@ pub async fn reconcile_nodes(ctx: Arc<Ctx>, _key: String) -> Result<Outcome, Err
         Ok(())
     })
     .await?;
+    *lock(&ctx.np_cache.nodes_written) = Some(state);
     Ok(Outcome::Done)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Removes the rows of policies that no longer exist (deleted while the controller was down).

@@ -35,6 +35,9 @@ pub struct NpCache {
     selectors: Mutex<HashMap<String, Selectors>>,
     /// The pods by namespace, for full computations.
     pub pods: SharedPodIndex,
+    /// What the nodes' allows were last written for (see [`crate::np_ctl::reconcile_nodes`]):
+    /// each policy's first reconcile queues them, and a cold start has a thousand.
+    pub nodes_written: Mutex<Option<u64>>,
 }
 
 /// A policy version and its compiled selectors.
