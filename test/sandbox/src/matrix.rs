@@ -1108,6 +1108,57 @@ pub fn vswitchd_crashes(state: &SandboxState) -> usize {
         .sum()
 }
 
+/// A matrix test's steps converged across ovs-vswitchd aborts (OVS 3.1's userspace conntrack
+/// assertion; the node's monitor restarts the daemon). An abort in a step or the one before can
+/// keep the data plane from the expected matrix for longer than a step's window while OVS
+/// recovers (conntrack state lost on one node; CI saw a restarted node's UDP cells blocked
+/// for 30 s the step after): a step that fails after one gets one more window, and its time
+/// measures OVS's recovery, not the policy.
+#[derive(Debug, Default)]
+pub struct CrashWatch {
+    /// The abort count when the previous step began.
+    before: Option<usize>,
+}
+
+/// What one step of [`CrashWatch::converge`] came to.
+pub struct Step {
+    /// The data plane's convergence, or why it did not.
+    pub outcome: std::result::Result<Converged, NotConverged>,
+    /// Aborts to charge the step with (at least one when it needed the recovery window): a
+    /// step with any is left out of the figures.
+    pub crashed: usize,
+    /// Aborts since the previous step began (for a failure's report).
+    pub recent: usize,
+}
+
+impl CrashWatch {
+    /// Converges `world` on `expected` within `within`, once more after an abort in this step
+    /// or the previous one; `what` names the step in the line saying so.
+    pub async fn converge(
+        &mut self,
+        world: &World,
+        expected: &Matrix,
+        within: Duration,
+        what: &str,
+    ) -> Step {
+        let crashes = vswitchd_crashes(world.state());
+        let since = self.before.replace(crashes).unwrap_or(crashes);
+        let mut outcome = world.converge(expected, within).await;
+        let mut recovered = false;
+        if outcome.is_err() && vswitchd_crashes(world.state()) > since {
+            println!("  {what}: ovs-vswitchd crashed in this or the previous step, waiting for its recovery");
+            outcome = world.converge(expected, within).await;
+            recovered = true;
+        }
+        let now = vswitchd_crashes(world.state());
+        Step {
+            outcome,
+            crashed: (now - crashes).max(usize::from(recovered)),
+            recent: now - since,
+        }
+    }
+}
+
 /// The converge times of a matrix test's steps, for its closing figures.
 #[derive(Debug, Default)]
 pub struct ConvergeTimes {

@@ -25,7 +25,7 @@ use kube_ovn_common::crd::DnsNameResolver;
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
 use kube_ovn_sandbox::matrix::{
     admin_network_policy, baseline_admin_network_policy, column_text, external_id, nb_rows,
-    network_policy, summary, vswitchd_crashes, ConvergeTimes, Matrix, Peer, World,
+    network_policy, summary, ConvergeTimes, CrashWatch, Matrix, Peer, World,
 };
 use kube_ovn_sandbox::workload::Proto;
 use kube_ovn_sandbox::{leftovers, probe, Sandbox, SandboxConfig};
@@ -41,30 +41,20 @@ struct Run {
     nb: String,
     times: ConvergeTimes,
     admin_pgs: Vec<String>,
-    /// The ovs-vswitchd crash count when the previous step began.
-    crashes_before: Option<usize>,
+    crashes: CrashWatch,
 }
 
 impl Run {
-    /// Converges `world` on `expected`, fails the test with the grid and the NB's ACLs if it
-    /// does not, and records and prints the time.
+    /// Converges `world` on `expected` (across an ovs-vswitchd abort, see [`CrashWatch`]), fails
+    /// the test with the grid and the NB's ACLs if it does not, and records and prints the time.
     async fn step(&mut self, world: &World, case: &str, step: &str, expected: &Matrix) {
-        let crashes = vswitchd_crashes(world.state());
-        let since = self.crashes_before.replace(crashes).unwrap_or(crashes);
-        let mut outcome = world.converge(expected, CONVERGE).await;
-        let mut recovered = false;
-        if outcome.is_err() && vswitchd_crashes(world.state()) > since {
-            // An ovs-vswitchd abort (userspace conntrack assertion; its monitor restarts it)
-            // in this step or the previous one measures OVS's recovery, not the policy: give
-            // the recovery one more window. The step is then left out of the figures.
-            println!("  {case}: {step}: ovs-vswitchd crashed in this or the previous step, waiting for its recovery");
-            outcome = world.converge(expected, CONVERGE).await;
-            recovered = true;
-        }
-        match outcome {
+        let done = self
+            .crashes
+            .converge(world, expected, CONVERGE, &format!("{case}: {step}"))
+            .await;
+        match done.outcome {
             Ok(c) => {
-                let crashed = (vswitchd_crashes(world.state()) - crashes).max(usize::from(recovered));
-                let line = self.times.record(case, step, &c, crashed);
+                let line = self.times.record(case, step, &c, done.crashed);
                 println!("  {line}  [{}]", summary(expected));
                 for pg in admin_port_groups(&self.nb) {
                     if !self.admin_pgs.contains(&pg) {
@@ -75,7 +65,7 @@ impl Run {
             Err(e) => panic!(
                 "case {case:?}, step {step:?}: {e}\n{}ovs-vswitchd aborts since the previous step began: {}\n{}{}{}",
                 world.explain(&e.cells).await,
-                vswitchd_crashes(world.state()) - since,
+                done.recent,
                 nb_acls(&self.nb),
                 controller_log(world),
                 probe::report(world.state())
@@ -302,7 +292,7 @@ async fn anp_banp_conformance_intents_as_reachability_matrices() {
         nb: nb.clone(),
         times: ConvergeTimes::default(),
         admin_pgs: Vec::new(),
-        crashes_before: None,
+        crashes: CrashWatch::default(),
     };
     let first = world
         .converge(&world.all_allowed(), FIRST_CONVERGE)

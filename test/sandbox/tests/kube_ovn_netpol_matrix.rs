@@ -15,9 +15,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube_ovn_sandbox::kubeovn::KubeOvnBuild;
-use kube_ovn_sandbox::matrix::{network_policy, summary, Matrix, Peer, World};
+use kube_ovn_sandbox::matrix::{
+    network_policy, summary, vswitchd_crashes, CrashWatch, Matrix, Peer, World,
+};
 use kube_ovn_sandbox::workload::Proto;
-use kube_ovn_sandbox::{leftovers, probe, Sandbox, SandboxConfig, SandboxState};
+use kube_ovn_sandbox::{leftovers, probe, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 /// How long one change may take to show in the data plane.
@@ -34,31 +36,20 @@ struct Times {
     /// Steps during which an ovs-vswitchd crashed (and was restarted by its monitor): their
     /// times measure OVS's recovery, not the policy, and are kept out of the figures.
     crashed: Vec<(String, String, f64, usize)>,
-    /// The ovs-vswitchd crash count when the previous step began.
-    crashes_before: Option<usize>,
+    crashes: CrashWatch,
 }
 
 impl Times {
-    /// Converges `world` on `expected`, fails the test with the grid if it does not, and
-    /// records and prints the time.
-    ///
-    /// An ovs-vswitchd abort (OVS 3.1's userspace conntrack assertion; its monitor restarts it)
-    /// during this step or the previous one can keep the data plane from the expected matrix
-    /// for longer than the step's window while OVS recovers (conntrack state lost on one node):
-    /// the step then gets one more window, and is left out of the figures.
+    /// Converges `world` on `expected` (across an ovs-vswitchd abort, see [`CrashWatch`]), fails
+    /// the test with the grid if it does not, and records and prints the time.
     async fn step(&mut self, world: &World, case: &str, step: &str, expected: &Matrix) {
-        let crashes = vswitchd_crashes(world.state());
-        let since = self.crashes_before.replace(crashes).unwrap_or(crashes);
-        let mut outcome = world.converge(expected, CONVERGE).await;
-        let mut recovered = false;
-        if outcome.is_err() && vswitchd_crashes(world.state()) > since {
-            println!("  {case}: {step}: ovs-vswitchd crashed in this or the previous step, waiting for its recovery");
-            outcome = world.converge(expected, CONVERGE).await;
-            recovered = true;
-        }
-        match outcome {
+        let done = self
+            .crashes
+            .converge(world, expected, CONVERGE, &format!("{case}: {step}"))
+            .await;
+        let crashed = done.crashed;
+        match done.outcome {
             Ok(c) => {
-                let crashed = (vswitchd_crashes(world.state()) - crashes).max(usize::from(recovered));
                 let after = c
                     .not_at
                     .map(|t| format!("after {:.2}s, ", t.as_secs_f64()))
@@ -88,7 +79,7 @@ impl Times {
             }
             Err(e) => panic!(
                 "case {case:?}, step {step:?}: {e}\novs-vswitchd aborts since the previous step began: {}\n{}{}{}",
-                vswitchd_crashes(world.state()) - since,
+                done.recent,
                 world.explain(&e.cells).await,
                 nb_acls(&self.nb),
                 probe::report(world.state())
@@ -152,22 +143,6 @@ fn sctp_available() -> bool {
         unsafe { libc::close(fd) };
     }
     fd >= 0
-}
-
-/// How often the nodes' ovs-vswitchd aborted so far (each abort logs one EMER line, and the
-/// restarted daemon appends to the same log).
-fn vswitchd_crashes(state: &SandboxState) -> usize {
-    state
-        .nodes
-        .iter()
-        .map(|n| {
-            std::fs::read_to_string(n.dir.join("vswitchd.log"))
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.contains("|EMER|"))
-                .count()
-        })
-        .sum()
 }
 
 /// The rows of NB table `table`, as JSON objects by column (`ovn-nbctl --format=json`).
@@ -334,7 +309,7 @@ async fn netpol_e2e_cases_as_reachability_matrices() {
         steps: Vec::new(),
         np_pgs: Vec::new(),
         crashed: Vec::new(),
-        crashes_before: None,
+        crashes: CrashWatch::default(),
     };
     let first = world
         .converge(&world.all_allowed(), FIRST_CONVERGE)
