@@ -316,19 +316,12 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     }
     let out = reconcile_rows(&ctx, &key).await?;
     if ctx.config.enable_dns_name_resolver {
-        if let Err(e) = crate::dnr_ctl::sync(&ctx, &anp::policy_name(&key)).await {
-            if let Some(a) = ctx.stores.admin_network_policies.get(&ObjectRef::new(&key)) {
-                let r = a.object_ref(&());
-                ctx.event(
-                    &r,
-                    EventType::Warning,
-                    "DNSNameResolverFailed",
-                    &e.to_string(),
-                )
-                .await;
-            }
-            return Err(e);
-        }
+        let obj = ctx
+            .stores
+            .admin_network_policies
+            .get(&ObjectRef::new(&key))
+            .map(|a| a.object_ref(&()));
+        crate::dnr_ctl::sync_for(&ctx, &anp::policy_name(&key), obj).await?;
     }
     Ok(out)
 }

@@ -170,16 +170,12 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
     }
     let out = reconcile_rows(&ctx, &key).await?;
     if ctx.config.enable_dns_name_resolver {
-        if let Err(e) = crate::dnr_ctl::sync(&ctx, &cnp::policy_name(&key)).await {
-            if let Some(c) = ctx
-                .stores
-                .cluster_network_policies
-                .get(&ObjectRef::new(&key))
-            {
-                warn(&ctx, &c, "DNSNameResolverFailed", &e.to_string()).await;
-            }
-            return Err(e);
-        }
+        let obj = ctx
+            .stores
+            .cluster_network_policies
+            .get(&ObjectRef::new(&key))
+            .map(|c| c.object_ref(&()));
+        crate::dnr_ctl::sync_for(&ctx, &cnp::policy_name(&key), obj).await?;
     }
     Ok(out)
 }

@@ -7,9 +7,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::ResourceExt;
 use kube_ovn_common::crd::{AdminNetworkPolicy, ClusterNetworkPolicy, DnsNameResolver};
+
+use kube_ovn_runtime::events::EventType;
 
 use crate::context::{Ctx, Error};
 use crate::dns_names::{self, POLICY_LABEL};
@@ -35,10 +38,46 @@ fn wanted(ctx: &Ctx, policy: &str) -> BTreeMap<String, String> {
     dns_names::wanted(policy, domains)
 }
 
+/// After a reconcile of the policy `obj` (NB name `policy`): [`sync`], with a Warning on `obj`
+/// naming the domains no resolver can take (`InvalidDomainName`; only a spec change fixes
+/// them, so they are not retried) or why the resolvers could not be made
+/// (`DNSNameResolverFailed`, retried).
+pub async fn sync_for(ctx: &Ctx, policy: &str, obj: Option<ObjectReference>) -> Result<(), Error> {
+    let r = sync(ctx, policy).await;
+    let Some(obj) = obj else {
+        return r.map(|_| ());
+    };
+    match r {
+        Ok(refused) if refused.is_empty() => Ok(()),
+        Ok(refused) => {
+            let msg = format!(
+                "domain names a DNSNameResolver cannot track (lower case, fully qualified with the trailing dot): {}",
+                refused.join(", ")
+            );
+            ctx.event(&obj, EventType::Warning, "InvalidDomainName", &msg)
+                .await;
+            Ok(())
+        }
+        Err(e) => {
+            ctx.event(
+                &obj,
+                EventType::Warning,
+                "DNSNameResolverFailed",
+                &e.to_string(),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
 /// Makes the resolvers labelled `anp: <policy>` those the policies named `policy` want:
-/// missing ones created, others deleted.
-pub async fn sync(ctx: &Ctx, policy: &str) -> Result<(), Error> {
-    let want = wanted(ctx, policy);
+/// missing ones created, others deleted. Returns the domains left out as invalid (see
+/// [`dns_names::valid`]).
+pub async fn sync(ctx: &Ctx, policy: &str) -> Result<Vec<String>, Error> {
+    let (want, refused): (BTreeMap<String, String>, BTreeMap<String, String>) = wanted(ctx, policy)
+        .into_iter()
+        .partition(|(_, d)| dns_names::valid(d));
     let have: Vec<Arc<DnsNameResolver>> = ctx
         .stores
         .dns_name_resolvers
@@ -80,33 +119,33 @@ pub async fn sync(ctx: &Ctx, policy: &str) -> Result<(), Error> {
             }
         }
     }
-    Ok(())
+    Ok(refused.into_values().collect())
 }
 
-/// The AdminNetworkPolicies a resolver's change concerns: those naming its domain, and the
-/// one its label names.
+/// The policies (by name) a resolver's change concerns: those naming its domain
+/// (`domains_of`), and the one its label names (`nb_name`: a policy's name in NB).
+fn policies_of<K: kube::Resource>(
+    policies: &[Arc<K>],
+    r: &DnsNameResolver,
+    domains_of: impl Fn(&K) -> std::collections::BTreeSet<String>,
+    nb_name: impl Fn(&str) -> String,
+) -> Vec<String> {
+    let label = r.labels().get(POLICY_LABEL);
+    policies
+        .iter()
+        .filter(|p| domains_of(p).contains(&r.spec.name) || Some(&nb_name(&p.name_any())) == label)
+        .map(|p| p.name_any())
+        .collect()
+}
+
+/// The AdminNetworkPolicies a resolver's change concerns.
 pub fn anps_of(anps: &[Arc<AdminNetworkPolicy>], r: &DnsNameResolver) -> Vec<String> {
-    let label = r.labels().get(POLICY_LABEL);
-    anps.iter()
-        .filter(|a| {
-            dns_names::anp_domains(a).contains(&r.spec.name)
-                || Some(&anp::policy_name(&a.name_any())) == label
-        })
-        .map(|a| a.name_any())
-        .collect()
+    policies_of(anps, r, dns_names::anp_domains, anp::policy_name)
 }
 
-/// The ClusterNetworkPolicies a resolver's change concerns: those naming its domain, and the
-/// one its label names.
+/// The ClusterNetworkPolicies a resolver's change concerns.
 pub fn cnps_of(cnps: &[Arc<ClusterNetworkPolicy>], r: &DnsNameResolver) -> Vec<String> {
-    let label = r.labels().get(POLICY_LABEL);
-    cnps.iter()
-        .filter(|c| {
-            dns_names::cnp_domains(c).contains(&r.spec.name)
-                || Some(&cnp::policy_name(&c.name_any())) == label
-        })
-        .map(|c| c.name_any())
-        .collect()
+    policies_of(cnps, r, dns_names::cnp_domains, cnp::policy_name)
 }
 
 /// Removes resolvers no policy wants: with both flags on, those labelled for a policy that no

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use kube::ResourceExt;
+use kube_ovn_common::crd::admin_network_policy::AdminNetworkPolicyEgressPeer;
 use kube_ovn_common::crd::{AdminNetworkPolicy, ClusterNetworkPolicy, DnsNameResolver};
 
 /// The label naming the policy a resolver belongs to (both kinds, as upstream).
@@ -25,24 +26,38 @@ pub fn resolver_name(policy: &str, domain: &str) -> String {
     format!("anp-{policy}-{hex}")
 }
 
+/// The domain names of egress peers (both kinds' rules hold the same peer type).
+fn domains<'a>(peers: impl Iterator<Item = &'a AdminNetworkPolicyEgressPeer>) -> BTreeSet<String> {
+    peers.flat_map(|p| p.domain_names.iter().cloned()).collect()
+}
+
 /// The domain names of an AdminNetworkPolicy's egress peers.
 pub fn anp_domains(anp: &AdminNetworkPolicy) -> BTreeSet<String> {
-    anp.spec
-        .egress
-        .iter()
-        .flat_map(|r| &r.to)
-        .flat_map(|p| p.domain_names.iter().cloned())
-        .collect()
+    domains(anp.spec.egress.iter().flat_map(|r| &r.to))
 }
 
 /// The domain names of a ClusterNetworkPolicy's egress peers.
 pub fn cnp_domains(cnp: &ClusterNetworkPolicy) -> BTreeSet<String> {
-    cnp.spec
-        .egress
-        .iter()
-        .flat_map(|r| &r.to)
-        .flat_map(|p| p.domain_names.iter().cloned())
-        .collect()
+    domains(cnp.spec.egress.iter().flat_map(|r| &r.to))
+}
+
+/// Whether `domain` is a name a `DNSNameResolver` accepts (its CRD's pattern): lower case,
+/// fully qualified with the trailing dot, at least two labels, an optional leading `*.`, at
+/// most 254 characters. The policy APIs also allow upper case and no trailing dot; the API
+/// server would refuse such a resolver, so the controller says so instead of trying.
+pub fn valid(domain: &str) -> bool {
+    let name = domain.strip_prefix("*.").unwrap_or(domain);
+    let Some(labels) = name.strip_suffix('.') else {
+        return false;
+    };
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    domain.len() <= 254 && labels.split('.').count() >= 2 && labels.split('.').all(label_ok)
 }
 
 /// The resolvers (name → domain) the policies whose NB name is `policy` want: an
@@ -147,6 +162,29 @@ mod tests {
             .map(|ip| json!({"ip": ip, "ttlSeconds": 30, "lastLookupTime": "2026-01-01T00:00:00Z"}))
             .collect();
         json!({"dnsName": dns, "resolvedAddresses": addrs, "resolutionFailures": failures})
+    }
+
+    /// The resolver CRD's pattern, which the policy APIs do not impose.
+    #[test]
+    fn domains_a_resolver_accepts() {
+        for ok in ["a.example.", "*.baidu.com.", "x-1.y2.z.", "a.b."] {
+            assert!(valid(ok), "{ok}");
+        }
+        let long = format!("{}.example.", "a".repeat(64));
+        for bad in [
+            "example.com",
+            "Example.com.",
+            "com.",
+            "*.com.",
+            "a..b.",
+            "-a.b.",
+            "a-.b.",
+            "a.*.b.",
+            "a_b.c.",
+            long.as_str(),
+        ] {
+            assert!(!valid(bad), "{bad}");
+        }
     }
 
     /// Upstream's names: the domain as written hashed, the policy's NB name in the middle.

@@ -649,6 +649,47 @@ async fn an_upstream_written_admin_policy_layout_is_adopted_without_writes() {
     w.assert_wrote_nothing(&mut changes, "adopting upstream's admin policies")
         .await;
 
+    // Bad input: a domain the policy API takes but no resolver can (no trailing dot, upper
+    // case) is named in a Warning and gets no resolver; the valid one beside it does.
+    Api::<AdminNetworkPolicy>::all(w.client.clone())
+        .create(
+            &PostParams::default(),
+            &anp(
+                "sloppy",
+                7,
+                json!({"subject": {"namespaces": {}},
+                       "egress": [{"name": "names", "action": "Deny",
+                                   "to": [{"domainNames": ["Example.com", "fine.example.org."]}]}]}),
+            ),
+        )
+        .await
+        .unwrap();
+    let events: Api<Event> = Api::namespaced(w.client.clone(), "default");
+    eventually("the InvalidDomainName event", LONG, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("InvalidDomainName")
+                    && e.involved_object.name.as_deref() == Some("sloppy")
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("Example.com"))
+            })
+            .then_some(())
+    })
+    .await;
+    let sloppy: Vec<String> = eventually("the valid domain's resolver", LONG, || async {
+        let list = resolvers
+            .list(&ListParams::default().labels("anp=sloppy"))
+            .await
+            .ok()?;
+        let names: Vec<String> = list.items.iter().map(|r| r.spec.name.clone()).collect();
+        (!names.is_empty()).then_some(names)
+    })
+    .await;
+    assert_eq!(sloppy, ["fine.example.org."]);
+
     // With --enable-anp off, upstream's GC removes every admin policy row; so does ours.
     w.kill_controller();
     w.controller_args.clear();
