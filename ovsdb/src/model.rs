@@ -106,7 +106,7 @@ impl AtomValue for String {
             .ok_or_else(|| mismatch("a string", atom))
     }
     fn to_atom(&self) -> Atom {
-        Atom::String(self.clone())
+        Atom::String(self.as_str().into())
     }
 }
 

@@ -63,7 +63,7 @@ fn sample_atom(base: &BaseType, second: bool) -> Atom {
         AtomicType::Boolean => Atom::Boolean(second),
         AtomicType::String => {
             let n = base.min_length.unwrap_or(1).max(1) as usize;
-            Atom::String(if second { "b" } else { "a" }.repeat(n))
+            Atom::from(if second { "b" } else { "a" }.repeat(n))
         }
         AtomicType::Uuid => Atom::Uuid(if second {
             Uuid::from_u128(2)

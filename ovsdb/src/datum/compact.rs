@@ -288,7 +288,7 @@ mod tests {
     fn atom() -> impl Strategy<Value = Atom> {
         prop_oneof![
             (0i64..6).prop_map(Atom::Integer),
-            "[a-c]{0,2}".prop_map(Atom::String),
+            "[a-c]{0,2}".prop_map(Atom::from),
             any::<bool>().prop_map(Atom::Boolean),
         ]
     }
