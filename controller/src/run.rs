@@ -632,6 +632,12 @@ pub async fn lead(
     // a large cluster), and each of those reconciles is one small batched NB mutate.
     let np_q = rt.register(Kind::new(np_ctl::KIND, workers * 8, np_ctl::reconcile));
     let np_nodes_q = rt.register(Kind::new(np_ctl::NODES_KIND, 1, np_ctl::reconcile_nodes));
+    // One worker: each run takes every policy's pod marks (see np_state).
+    let np_members_q = rt.register(Kind::new(
+        np_ctl::MEMBERS_KIND,
+        1,
+        np_ctl::reconcile_members,
+    ));
     let sg_q = rt.register(Kind::new(sg_ctl::KIND, workers, sg_ctl::reconcile));
     let anp_q = rt.register(Kind::new(anp_ctl::KIND, workers, anp_ctl::reconcile));
     let banp_q = rt.register(Kind::new(
@@ -755,7 +761,8 @@ pub async fn lead(
                 lb_svc::pod_signature,
                 lb_svc::service_of_pod,
             ),
-            Trigger::mapped(np_q.clone(), np_ctl::pod_signature, {
+            // A pod's policies are marked; the members reconcile writes them all at once.
+            Trigger::mapped(np_members_q.clone(), np_ctl::pod_signature, {
                 let (nps, nss) = (network_policies.clone(), namespaces.clone());
                 let (members, cache) = (np_members.clone(), np_cache.clone());
                 let enabled = config.enable_np;
@@ -766,16 +773,15 @@ pub async fn lead(
                     cache.pods.changed();
                     let keys = np_ctl::policies_of_pod(&nps.state(), &nss, &members, &cache, p);
                     cache.mark(&keys, &pod_key(p));
-                    keys
+                    vec![np_ctl::MEMBERS_KEY.to_string()]
                 }
             })
             .unmapped_first_list({
                 let (members, cache) = (np_members.clone(), np_cache.clone());
                 move |pod: &str| {
                     cache.pods.changed();
-                    let keys = members.of_pod(pod);
-                    cache.mark(&keys, pod);
-                    keys
+                    cache.mark(&members.of_pod(pod), pod);
+                    vec![np_ctl::MEMBERS_KEY.to_string()]
                 }
             }),
             Trigger::mapped(anp_q.clone(), np_ctl::pod_signature, {
