@@ -138,8 +138,6 @@ pub struct Ctx {
     pub lb_claims: crate::service_ctl::Claims,
     /// What each SwitchLBRule placed, to undo it once the rule is gone.
     pub slr_records: crate::slr_ctl::SlrRecords,
-    /// Which pods each NetworkPolicy holds (see [`crate::np_ctl::Members`]).
-    pub np_members: Arc<crate::np_ctl::Members>,
     /// The NetworkPolicy reconciler's marks and memory (see [`crate::np_state`]).
     pub np_cache: Arc<crate::np_state::NpCache>,
     /// Which pods each admin policy holds (see [`crate::anp_ctl::AdminMembers`]).

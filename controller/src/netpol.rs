@@ -26,8 +26,7 @@ use kube::ResourceExt;
 use kube_ovn_nb::objects::{acl_name, NpAddressSet, PgAcl};
 
 use crate::pod_index::{pod_key, PodIndex};
-use crate::pod_info::PodInfo;
-use kube_ovn_common::annotations as ann;
+use crate::pod_info::{Nic, PodInfo};
 
 /// Priority of a policy's default drop.
 pub const DEFAULT_DROP: i64 = 2000;
@@ -70,70 +69,29 @@ pub fn policy_for(np: &NetworkPolicy) -> Option<BTreeSet<String>> {
     Some(providers)
 }
 
-/// One of a pod's NICs as its annotations record it: the default one (provider `ovn`) and
-/// every attachment kube-ovn allocated (`<provider>.kubernetes.io/allocated`).
-struct PodNic<'a> {
-    provider: &'a str,
-    /// Allocated (the NIC's address and, for an OVN NIC, its port exist).
-    allocated: bool,
-    /// Its logical switch: set only for NICs on an OVN subnet (IPAM-only attachments have none).
-    switch: Option<&'a str>,
-    /// `ip_address` (comma-separated).
-    ips: &'a str,
-}
-
-const ALLOCATED_SUFFIX: &str = ".kubernetes.io/allocated";
-
 /// The pod's NICs that `providers` (a policy's [`policy_for`]) lets the policy see.
-fn pod_nics<'a>(p: &'a PodInfo, providers: Option<&BTreeSet<String>>) -> Vec<PodNic<'a>> {
-    let a = p.annotations();
-    let get = |provider: &str, field: &str| {
-        a.get(&format!("{provider}.kubernetes.io/{field}"))
-            .map(String::as_str)
-    };
-    let mut out: Vec<PodNic<'a>> = Vec::new();
-    let applies = |provider: &str| providers.is_none_or(|set| set.contains(provider));
-    // The default NIC counts as soon as it has an address (its peers' view), as before.
-    if applies("ovn") && (a.contains_key(ann::IP_ADDRESS) || a.contains_key(ann::ALLOCATED)) {
-        out.push(PodNic {
-            provider: "ovn",
-            allocated: a.get(ann::ALLOCATED).map(String::as_str) == Some("true"),
-            switch: a.get(ann::LOGICAL_SWITCH).map(String::as_str),
-            ips: a.get(ann::IP_ADDRESS).map(String::as_str).unwrap_or(""),
-        });
-    }
-    for (k, v) in a {
-        let Some(provider) = k.strip_suffix(ALLOCATED_SUFFIX) else {
-            continue;
-        };
-        if provider == "ovn" || v != "true" || !applies(provider) {
-            continue;
-        }
-        out.push(PodNic {
-            provider,
-            allocated: true,
-            switch: get(provider, "logical_switch"),
-            ips: get(provider, "ip_address").unwrap_or(""),
-        });
-    }
-    out
+fn pod_nics<'a>(
+    p: &'a PodInfo,
+    providers: Option<&'a BTreeSet<String>>,
+) -> impl Iterator<Item = &'a Nic> {
+    p.nics()
+        .iter()
+        .filter(move |n| providers.is_none_or(|set| set.contains(&n.provider)))
 }
 
 /// The ports of a pod's OVN NICs the policy's port group holds (allocated ones).
 fn pod_ports(p: &PodInfo, ns: &str, providers: Option<&BTreeSet<String>>) -> Vec<String> {
     pod_nics(p, providers)
-        .into_iter()
         .filter(|n| n.allocated && n.switch.is_some())
-        .map(|n| kube_ovn_common::names::pod_lsp(&p.name_any(), ns, n.provider))
+        .map(|n| kube_ovn_common::names::pod_lsp(&p.name_any(), ns, &n.provider))
         .collect()
 }
 
 /// The subnets of a pod's allocated OVN NICs the policy sees (their families shape its rows).
-fn pod_switches<'a>(p: &'a PodInfo, providers: Option<&BTreeSet<String>>) -> Vec<&'a str> {
+fn pod_switches<'a>(p: &'a PodInfo, providers: Option<&'a BTreeSet<String>>) -> Vec<&'a str> {
     pod_nics(p, providers)
-        .into_iter()
         .filter(|n| n.allocated)
-        .filter_map(|n| n.switch)
+        .filter_map(|n| n.switch.as_deref())
         .collect()
 }
 
@@ -269,10 +227,9 @@ fn peer_pods<'a>(np_ns: &str, peer: &NetworkPolicyPeer, cx: &Cluster<'a>) -> Vec
 /// ip_address` of each, as upstream's peer address sets hold them).
 fn pod_ips(p: &PodInfo, family: &str, providers: Option<&BTreeSet<String>>) -> Vec<String> {
     pod_nics(p, providers)
-        .into_iter()
-        .flat_map(|n| n.ips.split(','))
-        .filter(|ip| !ip.is_empty() && family_of(ip) == Some(family))
-        .map(str::to_string)
+        .flat_map(|n| &n.ips)
+        .filter(|(_, f)| *f == family)
+        .map(|(ip, _)| ip.clone())
         .collect()
 }
 

@@ -148,35 +148,6 @@ impl Members {
         }
     }
 
-    /// Records whether policy `np` concerns `pod` now (one pod's change).
-    pub fn set(&self, np: &str, pod: &str, concerned: bool) {
-        let mut m = self.lock();
-        let MemberMaps { by_np, by_pod } = &mut *m;
-        if concerned {
-            by_np
-                .entry(np.to_string())
-                .or_default()
-                .insert(pod.to_string());
-            by_pod
-                .entry(pod.to_string())
-                .or_default()
-                .insert(np.to_string());
-            return;
-        }
-        if let Some(pods) = by_np.get_mut(np) {
-            pods.remove(pod);
-            if pods.is_empty() {
-                by_np.remove(np);
-            }
-        }
-        if let Some(nps) = by_pod.get_mut(pod) {
-            nps.remove(np);
-            if nps.is_empty() {
-                by_pod.remove(pod);
-            }
-        }
-    }
-
     /// The policies that last held pod `key`.
     pub fn of_pod(&self, key: &str) -> Vec<String> {
         self.lock()
@@ -192,7 +163,6 @@ impl Members {
 pub fn policies_of_pod(
     nps: &[Arc<NetworkPolicy>],
     namespaces: &kube::runtime::reflector::Store<Namespace>,
-    members: &Members,
     cache: &NpCache,
     p: &PodInfo,
 ) -> Vec<String> {
@@ -216,7 +186,7 @@ pub fn policies_of_pod(
                 .then_some(key)
         })
         .collect();
-    for k in members.of_pod(&pod_key(p)) {
+    for k in cache.holding(&pod_key(p)) {
         if !keys.contains(&k) {
             keys.push(k);
         }
@@ -268,7 +238,6 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> Result<Outcome, Error> {
             objects::delete_np(plan, &pg, &mark)
         })
         .await?;
-        ctx.np_members.record(&key, BTreeSet::new());
         return Ok(Outcome::Done);
     };
     let sig = signature(&np);
@@ -371,11 +340,6 @@ pub async fn reconcile_members(ctx: Arc<Ctx>, _key: String) -> Result<Outcome, E
             }
         }
     }
-    for (key, delta) in &deltas {
-        for (pod, concerned) in &delta.concerned {
-            ctx.np_members.set(key, pod, *concerned);
-        }
-    }
     let written = ctx
         .apply("network policy members", |plan| {
             for (key, delta) in deltas.iter().filter(|(_, d)| !d.is_empty()) {
@@ -404,9 +368,6 @@ pub async fn reconcile_members(ctx: Arc<Ctx>, _key: String) -> Result<Outcome, E
 
 /// Writes a policy's member changes.
 async fn apply_delta(ctx: &Ctx, key: &str, delta: &Delta) -> Result<(), Error> {
-    for (pod, concerned) in &delta.concerned {
-        ctx.np_members.set(key, pod, *concerned);
-    }
     if delta.is_empty() {
         return Ok(());
     }
@@ -438,6 +399,11 @@ async fn full(ctx: &Ctx, key: &str, np: &NetworkPolicy, sig: u64) -> Result<(), 
         },
     );
     let membership = Membership::new(np, &want.families);
+    // Looked up per concerned pod: a store lookup builds an owned key each time.
+    let namespace_of: std::collections::HashMap<&str, &Arc<Namespace>> = namespaces
+        .iter()
+        .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
+        .collect();
     let contributions: Vec<(String, Contribution)> = want
         .concerned
         .iter()
@@ -447,16 +413,15 @@ async fn full(ctx: &Ctx, key: &str, np: &NetworkPolicy, sig: u64) -> Result<(), 
                 .metadata
                 .namespace
                 .as_deref()
-                .and_then(|ns| ctx.stores.namespaces.get(&ObjectRef::new(ns)));
+                .and_then(|ns| namespace_of.get(ns));
             Some((
                 k.clone(),
-                membership.contribution(p, n.as_deref(), &protocol),
+                membership.contribution(p, n.map(|n| n.as_ref()), &protocol),
             ))
         })
         .collect();
     ctx.np_cache
         .store(key, Compiled::new(sig, membership, contributions));
-    ctx.np_members.record(key, want.concerned.clone());
     ctx.apply(&format!("network policy {key}"), |plan| {
         objects::np_port_group(plan, &want.pg, &want.np, &want.ports)?;
         for set in &want.address_sets {

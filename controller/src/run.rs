@@ -653,7 +653,6 @@ pub async fn lead(
     // gateway (those depend on the node's join address and readiness).
     let pod_seen = Seen::default();
     let service_seen = Seen::default();
-    let np_members = Arc::new(np_ctl::Members::default());
     let np_cache = Arc::new(np_state::NpCache::default());
     rt.watch(
         subnet_events,
@@ -764,23 +763,23 @@ pub async fn lead(
             // A pod's policies are marked; the members reconcile writes them all at once.
             Trigger::mapped(np_members_q.clone(), np_ctl::pod_signature, {
                 let (nps, nss) = (network_policies.clone(), namespaces.clone());
-                let (members, cache) = (np_members.clone(), np_cache.clone());
+                let cache = np_cache.clone();
                 let enabled = config.enable_np;
                 move |p: &PodInfo| {
                     if !enabled {
                         return Vec::new();
                     }
                     cache.pods.changed();
-                    let keys = np_ctl::policies_of_pod(&nps.state(), &nss, &members, &cache, p);
+                    let keys = np_ctl::policies_of_pod(&nps.state(), &nss, &cache, p);
                     cache.mark(&keys, &pod_key(p));
                     vec![np_ctl::MEMBERS_KEY.to_string()]
                 }
             })
             .unmapped_first_list({
-                let (members, cache) = (np_members.clone(), np_cache.clone());
+                let cache = np_cache.clone();
                 move |pod: &str| {
                     cache.pods.changed();
-                    cache.mark(&members.of_pod(pod), pod);
+                    cache.mark(&cache.holding(pod), pod);
                     vec![np_ctl::MEMBERS_KEY.to_string()]
                 }
             }),
@@ -1296,7 +1295,6 @@ pub async fn lead(
         recorder: Recorder::new(client.clone(), "kube-ovn-controller"),
         lb_claims: Default::default(),
         slr_records: Default::default(),
-        np_members: np_members.clone(),
         np_cache,
         admin_members,
         cnp_members,
