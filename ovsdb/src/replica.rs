@@ -133,6 +133,9 @@ impl Replica {
 
     /// Every change applied from now on, one batch per server transaction or resync.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeBatch>> {
+        // Under the cache lock: an update is applied either before (and in the cache a
+        // subscriber reads next) or after (and sent to it), never unobserved in between.
+        let _cache = self.cache();
         self.shared.changes.subscribe()
     }
 
@@ -426,12 +429,20 @@ fn handle(
             let updates = p.get(2).unwrap_or(&Value::Null);
             let decoded = DecodedUpdates::decode(schema, updates)?;
             let mut cache = shared.cache.write().unwrap_or_else(|e| e.into_inner());
-            let batch = cache.apply_decoded(decoded)?;
+            let watched = shared.changes.receiver_count() > 0;
+            let batch = if watched {
+                Some(cache.apply_decoded(decoded)?)
+            } else {
+                cache.apply_decoded_unobserved(decoded)?;
+                None
+            };
             if txn.is_some_and(|t| !t.is_nil()) {
                 cache.last_txn_id = txn;
             }
             drop(cache);
-            let _ = shared.changes.send(Arc::new(batch));
+            if let Some(batch) = batch {
+                let _ = shared.changes.send(Arc::new(batch));
+            }
         }
         ("update2", Some(SERVER_MONITOR)) => {
             let rows = p
