@@ -843,6 +843,17 @@ impl Membership {
         }
     }
 
+    /// Whether a pod of namespace `pod_ns` can concern the policy at all: it is the policy's
+    /// own, or a peer selects namespaces.
+    pub fn may_concern(&self, pod_ns: &str) -> bool {
+        self.ns == pod_ns
+            || self
+                .rules
+                .iter()
+                .flat_map(|r| &r.peers)
+                .any(|p| matches!(p.namespaces, PeerNamespaces::Matching(_)))
+    }
+
     /// The families the policy's rows were made for.
     pub fn families(&self) -> &BTreeSet<&'static str> {
         &self.families

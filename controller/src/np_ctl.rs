@@ -332,7 +332,8 @@ pub async fn reconcile_members(ctx: Arc<Ctx>, _key: String) -> Result<Outcome, E
             // Gone: its own reconcile removes its rows.
             continue;
         };
-        match incremental(&ctx, &key, signature(&np), pods) {
+        let sig = ctx.np_cache.signature(&key, &np, signature);
+        match incremental(&ctx, &key, sig, pods) {
             Some(delta) => deltas.push((key, delta)),
             None => {
                 ctx.np_cache.mark_full(std::slice::from_ref(&key));
