@@ -657,6 +657,18 @@ mod tests {
         DatabaseSchema::from_json(&v).unwrap()
     }
 
+    /// The rows of `table`, by UUID.
+    fn rows(c: &CacheData, table: &str) -> Vec<(Uuid, Row)> {
+        let mut v: Vec<(Uuid, Row)> = c
+            .table(table)
+            .unwrap()
+            .iter()
+            .map(|(u, r)| (*u, (**r).clone()))
+            .collect();
+        v.sort_by_key(|(u, _)| *u);
+        v
+    }
+
     /// A modify of an optional column carries its new value, as ovsdb-server's
     /// `ovsdb_datum_diff` makes it for non-composite types: cleared, then replaced.
     #[test]
@@ -716,17 +728,7 @@ mod tests {
         let mut parsed = CacheData::default();
         parsed.apply_update2(&schema, &updates).unwrap();
         for t in ["Logical_Switch", "Address_Set"] {
-            let rows = |c: &CacheData| {
-                let mut v: Vec<(Uuid, Row)> = c
-                    .table(t)
-                    .unwrap()
-                    .iter()
-                    .map(|(u, r)| (*u, (**r).clone()))
-                    .collect();
-                v.sort_by_key(|(u, _)| *u);
-                v
-            };
-            assert_eq!(rows(&streamed), rows(&parsed), "{t}");
+            assert_eq!(rows(&streamed, t), rows(&parsed, t), "{t}");
         }
 
         let err = serde_json::json!({"id": 7, "result": null, "error": "unknown database"});
@@ -780,17 +782,11 @@ mod tests {
                     .get(&a.parse().unwrap())
                     .cloned()
             });
-            let rows = |c: &CacheData| {
-                let mut v: Vec<(Uuid, Row)> = c
-                    .table("Address_Set")
-                    .unwrap()
-                    .iter()
-                    .map(|(u, r)| (*u, (**r).clone()))
-                    .collect();
-                v.sort_by_key(|(u, _)| *u);
-                v
-            };
-            assert_eq!(rows(&quiet), rows(&observed), "after {step}");
+            assert_eq!(
+                rows(&quiet, "Address_Set"),
+                rows(&observed, "Address_Set"),
+                "after {step}"
+            );
             for name in ["as1", "as2", "as3"] {
                 let names = |c: &CacheData| c.table("Address_Set").unwrap().by_name(name).count();
                 assert_eq!(names(&quiet), names(&observed), "{name} after {step}");
