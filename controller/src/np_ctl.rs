@@ -344,12 +344,7 @@ pub async fn reconcile_members(ctx: Arc<Ctx>, _key: String) -> Result<Outcome, E
     let written = ctx
         .apply("network policy members", |plan| {
             for (key, delta) in deltas.iter().filter(|(_, d)| !d.is_empty()) {
-                let (ns, name) = key.split_once('/').unwrap_or_default();
-                let pg = netpol::pg_name(ns, name);
-                objects::np_port_group_members(plan, &pg, &delta.add_ports, &delta.remove_ports)?;
-                for (set, (add, remove)) in &delta.sets {
-                    objects::np_address_set_members(plan, set, add, remove)?;
-                }
+                plan_delta(plan, key, delta)?;
             }
             Ok(())
         })
@@ -367,19 +362,32 @@ pub async fn reconcile_members(ctx: Arc<Ctx>, _key: String) -> Result<Outcome, E
     Ok(Outcome::Done)
 }
 
+/// Plans policy `key`'s member changes: its port group's ports and its address sets' entries.
+fn plan_delta(
+    plan: &mut kube_ovn_nb::Plan<'_>,
+    key: &str,
+    delta: &Delta,
+) -> Result<(), kube_ovn_nb::PlanError> {
+    let (ns, name) = key.split_once('/').unwrap_or_default();
+    objects::np_port_group_members(
+        plan,
+        &netpol::pg_name(ns, name),
+        &delta.add_ports,
+        &delta.remove_ports,
+    )?;
+    for (set, (add, remove)) in &delta.sets {
+        objects::np_address_set_members(plan, set, add, remove)?;
+    }
+    Ok(())
+}
+
 /// Writes a policy's member changes.
 async fn apply_delta(ctx: &Ctx, key: &str, delta: &Delta) -> Result<(), Error> {
     if delta.is_empty() {
         return Ok(());
     }
-    let (ns, name) = key.split_once('/').unwrap_or_default();
-    let pg = netpol::pg_name(ns, name);
     ctx.apply(&format!("network policy {key} members"), |plan| {
-        objects::np_port_group_members(plan, &pg, &delta.add_ports, &delta.remove_ports)?;
-        for (set, (add, remove)) in &delta.sets {
-            objects::np_address_set_members(plan, set, add, remove)?;
-        }
-        Ok(())
+        plan_delta(plan, key, delta)
     })
     .await?;
     Ok(())
