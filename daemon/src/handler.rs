@@ -8,9 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::Api;
 use kube_ovn_common::crd::Subnet;
 use kube_ovn_common::underlay;
@@ -22,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::netdev::{LinkError, Netns, PodNic};
 use crate::network::{self, NetworkError, PodNetwork};
 use crate::nic_check::{self, Expected};
+use crate::node::watch::Mirror;
 use crate::ovs::{Ovs, OvsError, PortSpec, INTEGRATION_BRIDGE};
 use crate::pods::{NodePods, PodLookup};
 use crate::protocol::{CheckRequest, CniRequest, CniResponse};
@@ -62,7 +62,7 @@ pub struct Daemon {
     /// This node's name (its provider-network MTU labels are read for underlay pods).
     pub node: String,
     /// Every Subnet: a pod's subnet says whether its gateway is checked and its MTU.
-    pub subnets: Store<Subnet>,
+    pub subnets: Mirror<Subnet>,
     /// Pod-side TX checksum offload policy.
     pub tx_checksum: TxChecksumOffload,
     /// Bound of the wait for annotations.
@@ -202,20 +202,19 @@ impl Daemon {
         // An underlay pod needs its subnet (a bounded wait for the first list); an overlay
         // one keeps the defaults while the list has not arrived.
         if net.provider_network.is_empty() {
-            if !matches!(self.subnets.wait_until_ready().now_or_never(), Some(Ok(()))) {
+            if !self.subnets.is_synced() {
                 return Ok(s);
             }
         } else {
-            let synced =
-                tokio::time::timeout(self.wait_address, self.subnets.wait_until_ready()).await;
-            if !matches!(synced, Ok(Ok(()))) {
+            let synced = tokio::time::timeout(self.wait_address, self.subnets.synced()).await;
+            if synced != Ok(true) {
                 return Err(HandlerError::NotReady(
                     "the daemon's Subnet list has not synced yet".into(),
                 ));
             }
         }
         let key = ObjectRef::new(&net.logical_switch);
-        let mut subnet = self.subnets.get(&key);
+        let mut subnet = self.subnets.store.get(&key);
         if subnet.is_none() && !net.logical_switch.is_empty() {
             // The controller annotated the pod with this subnet, so it exists: the watch has
             // not delivered it yet (a subnet created just before its first pod, whose
@@ -224,7 +223,7 @@ impl Daemon {
             let deadline = tokio::time::Instant::now() + self.wait_address;
             while subnet.is_none() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(SUBNET_POLL).await;
-                subnet = self.subnets.get(&key);
+                subnet = self.subnets.store.get(&key);
             }
             if subnet.is_none() {
                 return Err(HandlerError::NotReady(format!(

@@ -245,14 +245,10 @@ impl TProxy {
                 }
             }
         }
-        let (mut pod_changes, mut subnet_changes) = (pods.changes, self.subnets.changes.clone());
-        let ready = async {
-            pods.store.wait_until_ready().await.is_ok()
-                && self.subnets.store.wait_until_ready().await.is_ok()
-        };
-        if !ready.await {
+        if !(pods.synced().await && self.subnets.synced().await) {
             return;
         }
+        let (mut pod_changes, mut subnet_changes) = (pods.changes, self.subnets.changes.clone());
         let mut routed = false;
         let mut loaded: Option<String> = None;
         loop {

@@ -120,7 +120,7 @@ async fn run(config: Config) -> Result<(), String> {
         ovs,
         mtu,
         node: node.clone(),
-        subnets: subnets.store,
+        subnets,
         tx_checksum: config.pod_tx_checksum_offload,
         wait_address: config.wait_address_timeout,
         wait_installed: config.wait_ovn_installed_timeout,

@@ -95,14 +95,10 @@ impl NodeSetup {
             (),
         );
         let subnets = self.subnets.clone();
-        let (mut node_changes, mut subnet_changes) = (nodes.changes, subnets.changes);
-        let ready = async {
-            nodes.store.wait_until_ready().await.is_ok()
-                && subnets.store.wait_until_ready().await.is_ok()
-        };
-        if !ready.await {
+        if !(nodes.synced().await && subnets.synced().await) {
             return;
         }
+        let (mut node_changes, mut subnet_changes) = (nodes.changes, subnets.changes);
         let host = match Netns::current() {
             Ok(h) => h,
             Err(e) => {

@@ -63,12 +63,7 @@ impl ExternalGateway {
             watcher::Config::default(),
             (),
         );
-        let ready = async {
-            nodes.store.wait_until_ready().await.is_ok()
-                && cms.store.wait_until_ready().await.is_ok()
-                && pns.store.wait_until_ready().await.is_ok()
-        };
-        if !ready.await {
+        if !(nodes.synced().await && cms.synced().await && pns.synced().await) {
             return;
         }
         let host = match Netns::current() {

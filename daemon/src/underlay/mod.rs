@@ -88,12 +88,7 @@ impl ProviderNetworks {
             watcher::Config::default().fields(&format!("metadata.name={}", self.node)),
             (),
         );
-        let ready = async {
-            pns.store.wait_until_ready().await.is_ok()
-                && vlans.store.wait_until_ready().await.is_ok()
-                && nodes.store.wait_until_ready().await.is_ok()
-        };
-        if !ready.await {
+        if !(pns.synced().await && vlans.synced().await && nodes.synced().await) {
             return;
         }
         let host = match Netns::current() {
