@@ -25,7 +25,7 @@ use kube::core::{Selector, SelectorExt};
 use kube::ResourceExt;
 use kube_ovn_nb::objects::{acl_name, NpAddressSet, PgAcl};
 
-use crate::pod_index::{pod_key, PodIndex};
+use crate::pod_index::PodIndex;
 use crate::pod_info::{Nic, PodInfo};
 
 /// Priority of a policy's default drop.
@@ -108,7 +108,7 @@ pub struct Cluster<'a> {
 }
 
 /// The NB state of one policy.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Desired {
     /// Port group name.
     pub pg: String,
@@ -128,8 +128,8 @@ pub struct Desired {
     pub egress_acls: Vec<PgAcl>,
     /// Log meters: name → rate (`None`: not wanted).
     pub meters: Vec<(String, Option<i64>)>,
-    /// The pods (`namespace/name`) selected or named as peers: their changes concern it.
-    pub concerned: BTreeSet<String>,
+    /// The pods (by `namespace/name`) selected or named as peers: their changes concern it.
+    pub concerned: BTreeMap<Arc<str>, Arc<PodInfo>>,
     /// The address families of the selected pods' subnets: which address sets and ACLs exist.
     pub families: BTreeSet<&'static str>,
 }
@@ -226,11 +226,22 @@ fn peer_pods<'a>(np_ns: &str, peer: &NetworkPolicyPeer, cx: &Cluster<'a>) -> Vec
 /// A pod's addresses of `family` on the NICs the policy sees (`<provider>.kubernetes.io/
 /// ip_address` of each, as upstream's peer address sets hold them).
 fn pod_ips(p: &PodInfo, family: &str, providers: Option<&BTreeSet<String>>) -> Vec<String> {
+    pod_addresses(p, family, providers)
+        .map(|ip| ip.to_string())
+        .collect()
+}
+
+/// The pod's addresses of `family` on the NICs the policy sees, as the pod's NIC cache holds
+/// them (shared, not copied).
+fn pod_addresses<'a>(
+    p: &'a PodInfo,
+    family: &'a str,
+    providers: Option<&'a BTreeSet<String>>,
+) -> impl Iterator<Item = &'a Arc<str>> + 'a {
     pod_nics(p, providers)
         .flat_map(|n| &n.ips)
-        .filter(|(_, f)| *f == family)
-        .map(|(ip, _)| ip.clone())
-        .collect()
+        .filter(move |(_, f)| *f == family)
+        .map(|(ip, _)| ip)
 }
 
 /// The numbers a named port has on `pods` (container and restartable init container ports).
@@ -414,14 +425,16 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
     }
     ports.sort();
 
-    let mut concerned: BTreeSet<String> = selected.iter().map(|p| pod_key(p)).collect();
+    let keyed = |p: &Arc<PodInfo>| (p.key().clone(), p.clone());
+    let mut concerned: BTreeMap<Arc<str>, Arc<PodInfo>> =
+        selected.iter().map(|p| keyed(p)).collect();
     let peers = all_peers(&spec);
     for peer in peers.filter(|p| p.pod_selector.is_some() || p.namespace_selector.is_some()) {
-        concerned.extend(peer_pods(&ns, peer, cx).into_iter().map(|p| pod_key(p)));
+        concerned.extend(peer_pods(&ns, peer, cx).into_iter().map(&keyed));
     }
     // An egress rule to everywhere resolves its named ports on every pod of the namespace.
     if Membership::new(np, &BTreeSet::new()).own_namespace_targets() {
-        concerned.extend(cx.pods.in_namespace(&ns).iter().map(|p| pod_key(p)));
+        concerned.extend(cx.pods.in_namespace(&ns).iter().map(keyed));
     }
     let mut out = Desired {
         concerned,
@@ -511,7 +524,7 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
             apply_after_lb: egress_side,
         };
         let prefix = |kind: &str| set_prefix(&name, &ns, dir.word, kind);
-        let set = |n: String, addresses: Vec<String>| NpAddressSet {
+        let set = |n: String, addresses: Vec<Arc<str>>| NpAddressSet {
             name: n,
             np: format!("{ns}/{name}/{}", dir.word),
             addresses,
@@ -541,14 +554,11 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
                         let mut targets: Vec<&Arc<PodInfo>> = Vec::new();
                         match peers.as_ref().filter(|p| !p.is_empty()) {
                             None => {
-                                addresses.push(
-                                    if *family == "IPv4" {
-                                        "0.0.0.0/0"
-                                    } else {
-                                        "::/0"
-                                    }
-                                    .to_string(),
-                                );
+                                addresses.push(Arc::from(if *family == "IPv4" {
+                                    "0.0.0.0/0"
+                                } else {
+                                    "::/0"
+                                }));
                                 if egress_side {
                                     targets.extend(cx.pods.in_namespace(&ns));
                                 }
@@ -562,7 +572,9 @@ pub fn desired(np: &NetworkPolicy, cx: &Cluster<'_>) -> Desired {
                                         || peer.namespace_selector.is_some()
                                     {
                                         for p in peer_pods(&ns, peer, cx) {
-                                            addresses.extend(pod_ips(p, family, providers));
+                                            addresses.extend(
+                                                pod_addresses(p, family, providers).cloned(),
+                                            );
                                             targets.push(p);
                                         }
                                     }
@@ -664,10 +676,11 @@ struct PeerSelector {
 /// The selector peers of one rule, and (in an isolated direction) its allow sets' stem.
 #[derive(Debug, Clone)]
 struct RulePeers {
-    /// `<np>.<ns>.<direction>.allow`; `None` in a direction the policy does not isolate
-    /// (its peers still concern the policy, as upstream watches them).
-    allow: Option<String>,
-    idx: usize,
+    /// Per family of the policy, the rule's allow set
+    /// (`<np>.<ns>.<direction>.allow.<family>.<index>`), named once and shared by the entries
+    /// of every pod; empty in a direction the policy does not isolate (its peers still concern
+    /// the policy, as upstream watches them).
+    sets: Vec<(&'static str, Arc<str>)>,
     peers: Vec<PeerSelector>,
 }
 
@@ -739,8 +752,9 @@ pub struct Contribution {
     pub ports: Vec<String>,
     /// The families its subnet gives the policy (selected and allocated).
     pub families: Vec<&'static str>,
-    /// `(address set, address)` entries it puts in the allow sets.
-    pub entries: Vec<(String, String)>,
+    /// `(address set, address)` entries it puts in the allow sets (shared strings: a policy
+    /// remembers hundreds of thousands of them).
+    pub entries: Vec<(Arc<str>, Arc<str>)>,
     /// `(<direction>.<index>/<port name>, number)`: the number a named port of a rule has on
     /// it, where the rule resolves its named ports on it.
     pub named: Vec<(String, i32)>,
@@ -796,6 +810,17 @@ impl Membership {
             names.dedup();
             names
         };
+        let allow_sets =
+            |isolated: bool, word: &str, idx: usize| -> Vec<(&'static str, Arc<str>)> {
+                if !isolated {
+                    return Vec::new();
+                }
+                let stem = set_prefix(&name, &ns, word, "allow");
+                families
+                    .iter()
+                    .map(|f| (*f, Arc::from(format!("{stem}.{f}.{idx}"))))
+                    .collect()
+            };
         let mut rules = Vec::new();
         let mut named = Vec::new();
         for (idx, r) in spec.ingress.iter().flatten().enumerate() {
@@ -808,8 +833,7 @@ impl Membership {
                 });
             }
             rules.push(RulePeers {
-                allow: ingress.then(|| set_prefix(&name, &ns, INGRESS.word, "allow")),
-                idx,
+                sets: allow_sets(ingress, INGRESS.word, idx),
                 peers: compile_peers(&r.from),
             });
         }
@@ -828,8 +852,7 @@ impl Membership {
                 });
             }
             rules.push(RulePeers {
-                allow: egress.then(|| set_prefix(&name, &ns, EGRESS.word, "allow")),
-                idx,
+                sets: allow_sets(egress, EGRESS.word, idx),
                 peers: compile_peers(&r.to),
             });
         }
@@ -918,13 +941,9 @@ impl Membership {
                 continue;
             }
             c.peer = true;
-            let Some(allow) = &rule.allow else {
-                continue;
-            };
-            for family in &self.families {
-                let set = format!("{allow}.{family}.{}", rule.idx);
-                for ip in pod_ips(pod, family, providers) {
-                    c.entries.push((set.clone(), ip));
+            for (family, set) in &rule.sets {
+                for ip in pod_addresses(pod, family, providers) {
+                    c.entries.push((set.clone(), ip.clone()));
                 }
             }
         }
@@ -1141,7 +1160,8 @@ mod tests {
         assert!(d
             .address_sets
             .iter()
-            .any(|s| s.name == "np1st.ns.a.egress.allow.IPv6.1" && s.addresses == ["::/0"]));
+            .any(|s| s.name == "np1st.ns.a.egress.allow.IPv6.1"
+                && s.addresses == [Arc::from("::/0")]));
         // Logging: the drop logs with severity and meter, the allows log with the meter.
         let drop = &d.egress_acls[0];
         assert!(drop.log && drop.severity == Some("warning") && drop.apply_after_lb);
@@ -1332,7 +1352,9 @@ mod tests {
                 .find(|s| s.name.ends_with("ingress.allow.IPv4.0"))
                 .unwrap()
                 .addresses
-                .clone()
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
         };
         // No annotation: every OVN NIC is in the group, every NIC's address a peer (upstream).
         let all = desired(
@@ -1362,8 +1384,8 @@ mod tests {
         assert_eq!(
             cli.entries,
             [(
-                "p.ns.a.ingress.allow.IPv4.0".to_string(),
-                "172.30.0.3".to_string()
+                Arc::from("p.ns.a.ingress.allow.IPv4.0"),
+                Arc::from("172.30.0.3")
             )]
         );
     }

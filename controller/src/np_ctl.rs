@@ -413,22 +413,18 @@ async fn full(ctx: &Ctx, key: &str, np: &NetworkPolicy, sig: u64) -> Result<(), 
         .iter()
         .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
         .collect();
-    let contributions: Vec<(String, Contribution)> = want
-        .concerned
-        .iter()
-        .filter_map(|k| {
-            let p = pods.get(k)?;
-            let n = p
-                .metadata
-                .namespace
-                .as_deref()
-                .and_then(|ns| namespace_of.get(ns));
-            Some((
-                k.clone(),
-                membership.contribution(p, n.map(|n| n.as_ref()), &protocol),
-            ))
-        })
-        .collect();
+    let mut contributions: Vec<(Arc<str>, Contribution)> = Vec::with_capacity(want.concerned.len());
+    contributions.extend(want.concerned.iter().map(|(k, p)| {
+        let n = p
+            .metadata
+            .namespace
+            .as_deref()
+            .and_then(|ns| namespace_of.get(ns));
+        (
+            k.clone(),
+            membership.contribution(p, n.map(|n| n.as_ref()), &protocol),
+        )
+    }));
     ctx.np_cache
         .store(key, Compiled::new(sig, membership, contributions));
     ctx.apply(&format!("network policy {key}"), |plan| {

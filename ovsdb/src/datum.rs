@@ -307,6 +307,11 @@ impl From<String> for Atom {
         Atom::String(v.into())
     }
 }
+impl From<Arc<str>> for Atom {
+    fn from(v: Arc<str>) -> Self {
+        Atom::String(v)
+    }
+}
 impl From<Uuid> for Atom {
     fn from(v: Uuid) -> Self {
         Atom::Uuid(v)

@@ -4,6 +4,7 @@
 //! the differing members only; ACLs are converged by key, so an unchanged policy writes nothing.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use ovsdb::model::Model;
 use ovsdb::models::nb::{Acl, AddressSet, LogicalSwitchPort, Meter, MeterBand, PortGroup};
@@ -42,8 +43,9 @@ pub struct NpAddressSet {
     pub name: String,
     /// `<ns>/<np>/<ingress|egress>`.
     pub np: String,
-    /// Addresses and CIDRs.
-    pub addresses: Vec<String>,
+    /// Addresses and CIDRs (shared with the pods' address caches: a thousand policies'
+    /// sets hold hundreds of thousands).
+    pub addresses: Vec<Arc<str>>,
 }
 
 /// OVN's limit on an ACL name: longer names are cut to 60 characters and `...`, as upstream.
@@ -121,11 +123,7 @@ pub fn np_address_set(plan: &mut Plan<'_>, set: &NpAddressSet) -> Result<(), Pla
             EXTERNAL_IDS: map([(key::NP, set.np.as_str()), (key::VENDOR, VENDOR)]),
         }),
     )?;
-    let want: Vec<Atom> = set
-        .addresses
-        .iter()
-        .map(|a| Atom::from(a.as_str()))
-        .collect();
+    let want: Vec<Atom> = set.addresses.iter().cloned().map(Atom::from).collect();
     converge_members(
         plan,
         AddressSet::TABLE,
