@@ -268,6 +268,19 @@ impl<'c> Plan<'c> {
         }
     }
 
+    /// Whether the existing `parent` holds `child` now: one search of its (sorted) column,
+    /// where listing [`Plan::children`] copied a switch's ten thousand ports per pod.
+    fn holds(&self, parent: &Parent<'_>, child: &Uuid) -> bool {
+        match self.lookup(parent.table, parent.name) {
+            Some(RowRef::Existing(u)) => self
+                .row(parent.table, &u)
+                .and_then(|r| r.get(parent.column))
+                .and_then(Datum::as_set)
+                .is_some_and(|s| s.contains(&Atom::Uuid(*child))),
+            _ => false,
+        }
+    }
+
     fn attach(&mut self, parent: &Parent<'_>, at: &RowRef, child: Atom) {
         let key = (
             parent.table.to_string(),
@@ -353,7 +366,7 @@ impl<'c> Plan<'c> {
             }
         };
         let held = match (&at, &child) {
-            (RowRef::Existing(_), RowRef::Existing(c)) => self.children(&parent).contains(c),
+            (RowRef::Existing(_), RowRef::Existing(c)) => self.holds(&parent, c),
             _ => false,
         };
         if !held {
