@@ -126,6 +126,7 @@ impl Delta {
 impl Compiled {
     /// The memory of a policy just computed in full for `signature`, from the contributions of
     /// every pod it concerns.
+    ///
     /// The maps are sized up front: grown by doubling, a policy concerning thousands of pods
     /// had its tables reallocated a dozen times, and their fresh pages were a third of a cold
     /// start's policy work.

@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use kube::ResourceExt;
-
 use crate::pod_info::PodInfo;
 
 /// Pods by namespace.
@@ -83,16 +81,13 @@ impl SharedPodIndex {
 
 /// `namespace/name` of a pod.
 pub fn pod_key(p: &PodInfo) -> String {
-    format!(
-        "{}/{}",
-        p.metadata.namespace.as_deref().unwrap_or(""),
-        p.name_any()
-    )
+    p.key().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
 
     fn pod(ns: &str, name: &str) -> Arc<PodInfo> {
         Arc::new(

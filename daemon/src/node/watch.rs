@@ -28,7 +28,7 @@ where
     /// it parks waiters on a oneshot that keeps one waker, so of several tasks waiting on one
     /// store (the Subnet mirror is shared by node setup, TPROXY and the CNI handler) only the
     /// last to poll is woken and the others wait forever (seen: a node's TPROXY rules never
-    /// loaded, 2 daemon starts in ~20 under load).
+    /// loaded, 2 of 32 runs of the TPROXY sandbox test under load).
     synced: watch::Receiver<bool>,
 }
 
