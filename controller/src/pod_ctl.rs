@@ -294,23 +294,25 @@ async fn primary(ctx: &Ctx, pod: &PodInfo, key: &str) -> Result<Result<Wanted, O
         ctx.stores.vips.get(&ObjectRef::new(n))
     });
     let groups = crate::sg::pod_groups(annotations.get(ann::SECURITY_GROUPS).map(String::as_str));
-    write_port(
-        ctx,
-        key,
-        &PortWrite {
-            port: &port,
-            subnet: &subnet,
-            mac: &alloc.mac,
-            ips: &ips,
-            node: &node,
-            port_security,
-            vips,
-            groups,
-            vpc: &vpc,
-        },
-    )
-    .await?;
-    ensure_ip_cr(ctx, pod, &port, &subnet_name, &ips, &alloc.mac).await?;
+    let written = PortWrite {
+        port: &port,
+        subnet: &subnet,
+        mac: &alloc.mac,
+        ips: &ips,
+        node: &node,
+        port_security,
+        vips,
+        groups,
+        vpc: &vpc,
+    };
+    // The NB port and the IP CR do not depend on each other: one waits on the NB while the
+    // other waits on the API (a new pod's annotations, and its policies, follow both).
+    let (port_written, cr) = tokio::join!(
+        write_port(ctx, key, &written),
+        ensure_ip_cr(ctx, pod, &port, &subnet_name, &ips, &alloc.mac)
+    );
+    port_written?;
+    cr?;
     let mut wanted: Wanted = vec![
         (ann::IP_ADDRESS.into(), Some(ann::format_ips(&ips))),
         (ann::MAC_ADDRESS.into(), Some(alloc.mac.clone())),
