@@ -48,6 +48,7 @@ use kube_ovn_common::crd::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use kube_ovn_nb::objects::{acl_name, AdminAddressSet, AdminKind, PgAcl};
 
 use crate::dns_names::{Families, Resolved};
+use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 
 /// The ACL priority of priority-0 ANP's first rule; each ANP priority step is 100 below.
@@ -288,14 +289,6 @@ fn family_of(addr: &str) -> Option<usize> {
         IpAddr::V4(_) => Some(0),
         IpAddr::V6(_) => Some(1),
     }
-}
-
-fn pod_key(p: &PodInfo) -> String {
-    format!(
-        "{}/{}",
-        p.metadata.namespace.as_deref().unwrap_or(""),
-        p.name_any()
-    )
 }
 
 /// The pods (not host-network, with an address allocated) of the namespaces `ns` selects

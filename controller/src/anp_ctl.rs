@@ -105,7 +105,7 @@ pub fn anps_of_pod(
         .filter(|a| anp::anp_concerns(a, p, ns.as_deref()))
         .map(|a| a.name_any())
         .collect();
-    merge(keys, members.of_pod(&pod_key(p)))
+    merge(keys, members.of_pod(p.key()))
 }
 
 /// The BaselineAdminNetworkPolicies a pod concerns now or held it at their last reconcile.
@@ -121,7 +121,7 @@ pub fn banps_of_pod(
         .filter(|b| anp::banp_concerns(b, p, ns.as_deref()))
         .map(|b| b.name_any())
         .collect();
-    merge(keys, members.of_pod(&pod_key(p)))
+    merge(keys, members.of_pod(p.key()))
 }
 
 /// The AdminNetworkPolicies whose egress peers select nodes.
@@ -144,14 +144,6 @@ pub fn banps_selecting_nodes(banps: &[Arc<BaselineAdminNetworkPolicy>]) -> Vec<S
 /// Every policy's key: a namespace's labels can change any subject or peer.
 pub fn all_keys<K: Resource>(objs: &[Arc<K>]) -> Vec<String> {
     objs.iter().map(|o| o.name_any()).collect()
-}
-
-fn pod_key(p: &PodInfo) -> String {
-    format!(
-        "{}/{}",
-        p.metadata.namespace.as_deref().unwrap_or(""),
-        p.name_any()
-    )
 }
 
 /// Writes a policy's desired rows: port group and members, address sets (stale ones of the

@@ -50,6 +50,7 @@ use kube_ovn_nb::objects::{acl_name, AdminAddressSet, PgAcl};
 
 use crate::anp::{self, Cluster};
 use crate::dns_names::Families;
+use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 
 /// The ACL priority of a priority-0 policy's first rule (upstream's `CnpACLMaxPriority`).
@@ -285,14 +286,6 @@ fn labels_of(
     m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> BTreeMap<String, String> {
     m.labels.clone().unwrap_or_default()
-}
-
-fn pod_key(p: &PodInfo) -> String {
-    format!(
-        "{}/{}",
-        p.metadata.namespace.as_deref().unwrap_or(""),
-        p.name_any()
-    )
 }
 
 /// A peer's addresses per family and the pods it names.

@@ -80,14 +80,6 @@ pub fn others(cnps: &[Arc<ClusterNetworkPolicy>], c: &ClusterNetworkPolicy) -> V
         .collect()
 }
 
-fn pod_key(p: &PodInfo) -> String {
-    format!(
-        "{}/{}",
-        p.metadata.namespace.as_deref().unwrap_or(""),
-        p.name_any()
-    )
-}
-
 /// The policies a pod concerns now or held it at their last reconcile.
 pub fn cnps_of_pod(
     cnps: &[Arc<ClusterNetworkPolicy>],
@@ -105,7 +97,7 @@ pub fn cnps_of_pod(
         .filter(|c| cnp::concerns(c, p, ns.as_deref()))
         .map(|c| c.name_any())
         .collect();
-    for k in members.of_pod(&pod_key(p)) {
+    for k in members.of_pod(p.key()) {
         if !keys.contains(&k) {
             keys.push(k);
         }

@@ -19,7 +19,6 @@ use kube_ovn_nb::objects::{self, PgAcl};
 use crate::context::{Ctx, Error};
 use crate::netpol::{self, Cluster, Contribution, Membership};
 use crate::np_state::{Compiled, Delta, Marks, NpCache};
-use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use kube_ovn_common::annotations as ann;
 use kube_ovn_runtime::events::EventType;
@@ -186,7 +185,7 @@ pub fn policies_of_pod(
                 .then_some(key)
         })
         .collect();
-    for k in cache.holding(&pod_key(p)) {
+    for k in cache.holding(p.key()) {
         if !keys.contains(&k) {
             keys.push(k);
         }

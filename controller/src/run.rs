@@ -22,7 +22,6 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::context::{Ctx, Stores, NB_DB};
 use crate::metrics::{KindLabel, Metrics};
-use crate::pod_index::pod_key;
 use crate::pod_info::PodInfo;
 use crate::{
     anp_ctl, cnp_ctl, dnr_ctl, dns_names, gc, ippool_ctl, iptables_ctl, lb_svc, leader, natgw_ctl,
@@ -771,7 +770,7 @@ pub async fn lead(
                     }
                     cache.pods.changed();
                     let keys = np_ctl::policies_of_pod(&nps.state(), &nss, &cache, p);
-                    cache.mark(&keys, &pod_key(p));
+                    cache.mark(&keys, p.key());
                     vec![np_ctl::MEMBERS_KEY.to_string()]
                 }
             })
