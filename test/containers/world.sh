@@ -307,14 +307,26 @@ for i in 0 1; do
     if [[ "$ready" == True ]]; then pass "$node: Ready"; else fail "$node: Ready=$ready"; fi
 done
 # The charts' readiness and liveness probes: HTTP GET /readyz and /livez on the controller's
-# port 10660 and each daemon's port 10665.
-probe_targets=("controller $controller_ip:10660" "${nodes[0]} ${node_ips[0]}:10665" "${nodes[1]} ${node_ips[1]}:10665")
+# port 10660 and each daemon's port 10665, each GET given the charts' timeoutSeconds (5) as
+# kubelet gives it: a GET that hangs fails that probe only, the next one opens a new connection.
+# (Without a bound one curl once sat 135 s in TCP's SYN retries and outlived the deadline.)
+probe_targets=("controller $controller_ip:10660 controller" "${nodes[0]} ${node_ips[0]}:10665 ${nodes[0]}-cni"
+    "${nodes[1]} ${node_ips[1]}:10665 ${nodes[1]}-cni")
 for target in "${probe_targets[@]}"; do
+    read -r who addr ctr <<< "$target"
     for path in readyz livez; do
-        if wait_for 60 "${target% *} /$path" curl -fsS -o /dev/null "http://${target#* }/$path"; then
-            pass "${target% *}: the charts' probe GET http://${target#* }/$path answers 200"
+        if wait_for 60 "$who /$path" curl -fsS --max-time 5 -o /dev/null "http://$addr/$path"; then
+            pass "$who: the charts' probe GET http://$addr/$path answers 200"
         else
-            fail "${target% *}: GET http://${target#* }/$path"
+            fail "$who: GET http://$addr/$path"
+            logs "$ctr"
+            if [[ $ctr == *-cni ]]; then
+                # The path to the node's address: the host's neighbour entry, then br-phy's
+                # MAC table (OVS's userspace datapath carries the node's address).
+                ip neigh show "${addr%:*}" >&2 || true
+                x "${ctr%-cni}-ovs" ovs-appctl fdb/show br-phy >&2 || true
+                logs "${ctr%-cni}-ovs"
+            fi
         fi
     done
 done
