@@ -342,13 +342,19 @@ impl CpuUse {
     /// The controller, the NB and SB servers, northd, the first node's ovn-controller, and
     /// this process (the API fixture and the bench's own watches).
     pub fn sample(ctl: &Controller, st: &SandboxState) -> CpuUse {
+        Self::sample_pid(Some(ctl.pid()), st)
+    }
+
+    /// [`CpuUse::sample`] with the controller's pid given, or none while no controller runs
+    /// (a floor measured without it).
+    pub fn sample_pid(controller: Option<u32>, st: &SandboxState) -> CpuUse {
         let central = kube_ovn_sandbox::central::dir(&st.run_dir);
         let pidfile = |name: &str| {
             kube_ovn_sandbox::sys::read_pidfile(&central.join(format!("{name}.pid")))
                 .and_then(|p| u32::try_from(p).ok())
         };
         let procs = [
-            ("controller", Some(ctl.pid())),
+            ("controller", controller),
             ("API fixture + bench", Some(std::process::id())),
             ("NB ovsdb-server", pidfile("nb")),
             ("SB ovsdb-server", pidfile("sb")),
@@ -576,7 +582,12 @@ pub fn milestones(log: &Path, started: SystemTime) -> Vec<(String, f64)> {
 /// CPU seconds of the benchmark's processes (see [`CpuUse::sample`]) and of the whole machine:
 /// the difference is what other tenants of the machine took meanwhile.
 pub fn cpu_sample(ctl: &Controller, st: &SandboxState) -> CpuUse {
-    let mut c = CpuUse::sample(ctl, st);
+    cpu_sample_pid(Some(ctl.pid()), st)
+}
+
+/// [`cpu_sample`] with the controller's pid given, or none while no controller runs.
+pub fn cpu_sample_pid(controller: Option<u32>, st: &SandboxState) -> CpuUse {
+    let mut c = CpuUse::sample_pid(controller, st);
     if let Some(busy) = machine_busy() {
         c.0.push(("whole machine", busy));
     }

@@ -25,6 +25,10 @@
 //!   in exactly the address sets it belongs to (p50/p90/p99/max).
 //! * warm: the controller is stopped and started again; the time until it has reconciled every
 //!   policy and pod, and the NB writes meanwhile (must be none).
+//! * churn floor: the controller stopped, the same mix of changes at the same rate written
+//!   straight into the NB, each as the one transaction it needs (the pod's port, its port
+//!   groups' and address sets' members) while northd and ovn-controller keep working: the
+//!   latency no controller can beat on this machine, measured by the same observer.
 //! * peer: the policy rows the controller made (port groups, address sets, ACLs, read from the
 //!   converged NB) written into a fresh standalone NB with `ovn-nbctl` (one transaction, or a
 //!   few when one command line cannot hold them) — the floor the cold time is set against.
@@ -50,13 +54,16 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube_ovn_bench::{
-    argument_budget, bounded, controller_binary, cpu_sample, fine_secs, from_json, lock, megabytes,
-    milestones, nb_quiet, nbctl, northd_caught_up, quantile, say, secs, settle, table, verdict,
-    Controller, CpuUse, Metrics, NbServer, Result, Rng, NB_DB, QUIET,
+    argument_budget, bounded, controller_binary, cpu_sample, cpu_sample_pid, fine_secs, from_json,
+    lock, megabytes, milestones, nb_quiet, nbctl, northd_caught_up, quantile, say, secs, settle,
+    table, verdict, Controller, CpuUse, Metrics, NbServer, Result, Rng, NB_DB, QUIET,
 };
 use kube_ovn_common::crd;
 use kube_ovn_sandbox::{Sandbox, SandboxConfig, SandboxState};
-use ovsdb::{Atom, ChangeBatch, Datum, Operation, Remote, Replica, ReplicaConfig, Transaction};
+use ovsdb::{
+    Atom, ChangeBatch, Condition, Datum, Mutation, Operation, Remote, Replica, ReplicaConfig,
+    Transaction,
+};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -1073,6 +1080,9 @@ struct Expect {
     seen: Option<Instant>,
     /// When a created pod's port first showed (the allocation, before the policies).
     port_seen: Option<Instant>,
+    /// When the change was made, and a relabelled pod's new `app` label.
+    issued: Instant,
+    app: Option<String>,
 }
 
 impl Expect {
@@ -1234,6 +1244,117 @@ struct Done {
     gone: bool,
     latency: Duration,
     before_ack: bool,
+    /// When the change was sent, and when the API answered.
+    issued: Instant,
+    acked: Instant,
+    /// A relabelled pod's new `app` label.
+    app: Option<String>,
+}
+
+/// A churn pod as the bench's own pod watch saw it: when, its `app` label, whether the
+/// controller had annotated it, whether it was the deletion.
+struct PodSeen {
+    at: Instant,
+    app: Option<String>,
+    allocated: bool,
+    deleted: bool,
+}
+
+/// The bench's own watch of the churn pods, beside the controller's: it tells how long the API
+/// takes to deliver a change to a watcher, and when the controller's annotations came back.
+struct ApiWatch {
+    seen: Arc<Mutex<HashMap<String, Vec<PodSeen>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiWatch {
+    /// Starts the watch and returns once its first list is in.
+    async fn start(client: &kube::Client, limit: Duration) -> Result<ApiWatch> {
+        use futures::StreamExt;
+        use kube::runtime::watcher::{self, Event};
+        let seen: Arc<Mutex<HashMap<String, Vec<PodSeen>>>> = Arc::default();
+        let (listed, ready) = tokio::sync::oneshot::channel();
+        let api: Api<Pod> = Api::all(client.clone());
+        let record = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut listed = Some(listed);
+            let mut events = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
+            while let Some(ev) = events.next().await {
+                let at = Instant::now();
+                let (pod, deleted) = match ev {
+                    Ok(Event::Apply(p)) => (p, false),
+                    Ok(Event::Delete(p)) => (p, true),
+                    Ok(Event::InitDone) => {
+                        if let Some(l) = listed.take() {
+                            let _ = l.send(());
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                if !name.starts_with("churn-") {
+                    continue;
+                }
+                let key = format!(
+                    "{}/{name}",
+                    pod.metadata.namespace.as_deref().unwrap_or_default()
+                );
+                let app = pod
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("app"))
+                    .cloned();
+                let allocated = pod
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("ovn.kubernetes.io/allocated"))
+                    .is_some_and(|v| v == "true");
+                lock(&record).entry(key).or_default().push(PodSeen {
+                    at,
+                    app,
+                    allocated,
+                    deleted,
+                });
+            }
+        });
+        tokio::time::timeout(limit, ready)
+            .await
+            .map_err(|_| "the bench's pod watch: no first list")?
+            .map_err(|_| "the bench's pod watch ended")?;
+        Ok(ApiWatch { seen, task })
+    }
+
+    /// For change `d`: when this watch saw it, and for a created pod when it saw the
+    /// controller's annotations, each from the API's answer (0 when it came before).
+    fn delays(&self, d: &Done) -> (Option<Duration>, Option<Duration>) {
+        let seen = lock(&self.seen);
+        let events = seen
+            .get(&d.pod)
+            .map(|v| v.iter().filter(|e| e.at >= d.issued).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let after = |e: &&PodSeen| e.at.saturating_duration_since(d.acked);
+        let change = events
+            .iter()
+            .find(|e| match d.kind {
+                "delete" => e.deleted,
+                "relabel" => !e.deleted && e.app == d.app,
+                _ => !e.deleted,
+            })
+            .map(after);
+        let annotated = (d.kind == "create")
+            .then(|| events.iter().find(|e| e.allocated).map(after))
+            .flatten();
+        (change, annotated)
+    }
+}
+
+impl Drop for ApiWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The NB as the replica delivers it, consumed by one task: batches counted for the current
@@ -1373,6 +1494,9 @@ impl Observer {
             gone: e.gone,
             latency: seen.saturating_duration_since(acked),
             before_ack: seen < acked,
+            issued: e.issued,
+            acked,
+            app: e.app,
         });
     }
 
@@ -1635,6 +1759,10 @@ struct Churn {
     latencies: BTreeMap<&'static str, Vec<Duration>>,
     /// Created pods: acknowledgement to their port in the NB (allocation), sorted.
     ports: Vec<Duration>,
+    /// Acknowledgement to the bench's own pod watch seeing the change, sorted.
+    delivered: Vec<Duration>,
+    /// Created pods: acknowledgement to that watch seeing the controller's annotations, sorted.
+    annotated: Vec<Duration>,
     all: Vec<Duration>,
     before_ack: usize,
     lost: usize,
@@ -1671,6 +1799,8 @@ struct Report {
     churn: Churn,
     warm: Warm,
     peer: peer::Peer,
+    /// The churn's floor (no controller, no API).
+    floor: Churn,
 }
 
 fn np_reconciles(m: &Metrics) -> (f64, f64, Option<Duration>) {
@@ -1832,7 +1962,16 @@ async fn measure(
         args.churn, args.churn_rate
     ));
     report.churn = churn(
-        &client, args, world, &observer, &replica, &mut ctl, st, limit,
+        &mut Via::Api {
+            client: &client,
+            ctl: &mut ctl,
+        },
+        args,
+        world,
+        &observer,
+        &replica,
+        st,
+        limit,
     )
     .await?;
     ctl.stop().await;
@@ -1942,7 +2081,196 @@ async fn measure(
     warm.batches = observer.take_count();
     warm.peak_rss = ctl.peak_rss();
     ctl.stop().await;
-    Ok((report, peer::Rows::read(&replica)))
+    let rows = peer::Rows::read(&replica);
+
+    // The churn's floor: the same mix of changes at the same rate, written straight into the
+    // NB while northd and ovn-controller keep working.
+    northd_caught_up(&st.central.nb, limit).await?;
+    nb_quiet(&replica, limit).await?;
+    say(&format!(
+        "floor: {} pod changes at {}/s written straight into the NB…",
+        args.churn, args.churn_rate
+    ));
+    report.floor = churn(
+        &mut Via::Nb(NbWriter::new(&replica)?),
+        args,
+        world,
+        &observer,
+        &replica,
+        st,
+        limit,
+    )
+    .await?;
+    Ok((report, rows))
+}
+
+/// Where a churn's changes are made.
+enum Via<'a> {
+    /// Through the API, for the controller to carry into the NB.
+    Api {
+        client: &'a kube::Client,
+        ctl: &'a mut Controller,
+    },
+    /// Straight into the NB with no controller running, each change the one transaction it
+    /// needs (the pod's port, its groups' and sets' members): the floor the controller's
+    /// latencies are set against, on the same machine with the same OVN daemons.
+    Nb(NbWriter),
+}
+
+/// The floor's writer: the switch its ports join and the addresses it hands out.
+struct NbWriter {
+    switch: ovsdb::Uuid,
+    /// The next candidate address, counting down from the top of the default subnet (the
+    /// controller's IPAM fills it from the bottom).
+    next_ip: u32,
+    transactions: usize,
+}
+
+impl NbWriter {
+    /// The writer for `replica`'s NB, whose pods' switch is `ovn-default`.
+    fn new(replica: &Replica) -> Result<NbWriter> {
+        let cache = replica.cache();
+        let switch = cache
+            .table("Logical_Switch")
+            .and_then(|t| t.by_name("ovn-default").next().map(|(u, _)| *u))
+            .ok_or("the floor: no switch ovn-default in the NB")?;
+        Ok(NbWriter {
+            switch,
+            next_ip: u32::from(Ipv4Addr::new(10, 16, 255, 254)),
+            transactions: 0,
+        })
+    }
+
+    /// A free address of the default subnet for a new port.
+    fn address(&mut self, ports: &PortAddresses) -> Result<String> {
+        while self.next_ip > u32::from(Ipv4Addr::new(10, 16, 0, 1)) {
+            let ip = Ipv4Addr::from(self.next_ip).to_string();
+            self.next_ip -= 1;
+            if !ports.used(&ip) {
+                return Ok(ip);
+            }
+        }
+        Err("the floor: the default subnet has no free address".into())
+    }
+
+    /// The transaction making `change` (`before`: the pod's membership before it).
+    fn transaction(
+        &mut self,
+        change: &Change,
+        ip: &str,
+        before: &Membership,
+        after: &Membership,
+        replica: &Replica,
+    ) -> Result<Transaction> {
+        let mut t = Transaction::new(NB_DB);
+        let cache = replica.cache();
+        // Rows by uuid, as a controller writing from its cache does (a condition on the name
+        // has ovsdb-server scan the table).
+        let member = |t: &mut Transaction, table: &str, name: &str, m: Mutation| -> Result<()> {
+            let uuid = cache
+                .table(table)
+                .and_then(|rows| rows.by_name(name).next().map(|(u, _)| *u))
+                .ok_or_else(|| format!("the floor: no {table} {name}"))?;
+            t.mutate(table, vec![Condition::uuid(uuid)], vec![m]);
+            Ok(())
+        };
+        let port_of = |p: &PodDef| {
+            cache
+                .table("Logical_Switch_Port")
+                .and_then(|t| t.by_name(&p.lsp()).next().map(|(u, _)| *u))
+                .ok_or_else(|| format!("the floor: no port {}", p.lsp()))
+        };
+        match change {
+            Change::Create(p) => {
+                let mac = format!(
+                    "0a:00:{:02x}:{:02x}:{:02x}:{:02x}",
+                    self.next_ip >> 24,
+                    (self.next_ip >> 16) & 0xff,
+                    (self.next_ip >> 8) & 0xff,
+                    self.next_ip & 0xff
+                );
+                let address = format!("{mac} {ip}");
+                let row = ovsdb::Row::from([
+                    ("name", Datum::scalar(p.lsp())),
+                    ("addresses", Datum::scalar(address.as_str())),
+                    ("port_security", Datum::scalar(address.as_str())),
+                    (
+                        "external_ids",
+                        Datum::map([
+                            ("pod", p.key()),
+                            ("ls", "ovn-default".to_string()),
+                            ("vendor", "kube-ovn".to_string()),
+                        ]),
+                    ),
+                ]);
+                let port = t.insert("Logical_Switch_Port", row);
+                let port = || Datum::scalar(Atom::NamedUuid(port.clone()));
+                t.mutate(
+                    "Logical_Switch",
+                    vec![Condition::uuid(self.switch)],
+                    vec![Mutation::insert("ports", port())],
+                );
+                for pg in &after.pgs {
+                    member(&mut t, "Port_Group", pg, Mutation::insert("ports", port()))?;
+                }
+                for set in &after.sets {
+                    member(
+                        &mut t,
+                        "Address_Set",
+                        set,
+                        Mutation::insert("addresses", ip),
+                    )?;
+                }
+            }
+            Change::Delete(p) => {
+                let uuid = port_of(p)?;
+                t.mutate(
+                    "Logical_Switch",
+                    vec![Condition::uuid(self.switch)],
+                    vec![Mutation::delete("ports", uuid)],
+                );
+                t.delete("Logical_Switch_Port", vec![Condition::uuid(uuid)]);
+                for set in &before.sets {
+                    member(
+                        &mut t,
+                        "Address_Set",
+                        set,
+                        Mutation::delete("addresses", ip),
+                    )?;
+                }
+            }
+            Change::Relabel(p) => {
+                let uuid = port_of(p)?;
+                for pg in after.pgs.difference(&before.pgs) {
+                    member(&mut t, "Port_Group", pg, Mutation::insert("ports", uuid))?;
+                }
+                for pg in before.pgs.difference(&after.pgs) {
+                    member(&mut t, "Port_Group", pg, Mutation::delete("ports", uuid))?;
+                }
+                for set in after.sets.difference(&before.sets) {
+                    member(
+                        &mut t,
+                        "Address_Set",
+                        set,
+                        Mutation::insert("addresses", ip),
+                    )?;
+                }
+                for set in before.sets.difference(&after.sets) {
+                    member(
+                        &mut t,
+                        "Address_Set",
+                        set,
+                        Mutation::delete("addresses", ip),
+                    )?;
+                }
+            }
+        }
+        drop(cache);
+        if !t.ops.is_empty() {
+            self.transactions += 1;
+        }
+        Ok(t)
+    }
 }
 
 /// One churn change: a pod created in a random namespace, or a churn pod (one with no change
@@ -1954,20 +2282,36 @@ enum Change {
     Relabel(PodDef),
 }
 
-#[allow(clippy::too_many_arguments)]
+impl Change {
+    fn pod(&self) -> &PodDef {
+        match self {
+            Change::Create(p) | Change::Delete(p) | Change::Relabel(p) => p,
+        }
+    }
+}
+
 async fn churn(
-    client: &kube::Client,
+    via: &mut Via<'_>,
     args: &Args,
     world: &World,
     observer: &Arc<Observer>,
     replica: &Replica,
-    ctl: &mut Controller,
     st: &SandboxState,
     limit: Duration,
 ) -> Result<Churn> {
     let mut out = Churn::default();
-    let before = ctl.metrics().await.map_or(0.0, |m| m.transactions());
-    let cpu_start = cpu_sample(ctl, st);
+    let (before, cpu_start) = match via {
+        Via::Api { ctl, .. } => (
+            ctl.metrics().await.map_or(0.0, |m| m.transactions()),
+            cpu_sample(ctl, st),
+        ),
+        Via::Nb(_) => (0.0, cpu_sample_pid(None, st)),
+    };
+    // The API's share of the latencies, seen by a watch of the bench's own.
+    let api_watch = match via {
+        Via::Api { client, .. } => Some(ApiWatch::start(client, limit).await?),
+        Via::Nb(_) => None,
+    };
     observer.take_count();
     lock(&observer.done).clear();
     let mut rng = Rng(args.seed ^ 0x5eed);
@@ -1981,6 +2325,10 @@ async fn churn(
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let mut created = 0;
+    let prefix = match via {
+        Via::Api { .. } => "churn",
+        Via::Nb(_) => "floor",
+    };
     for id in 0..args.churn {
         tokio::time::sleep_until(start + interval.mul_f64(id as f64)).await;
         // Changes that showed since: their pods are free for the next change.
@@ -1996,19 +2344,24 @@ async fn churn(
             }
             done.push(d);
         }
-        let change = match (rng.below(3), free.is_empty()) {
-            (1, false) => Change::Delete(free.swap_remove(rng.below(free.len()))),
+        // The pod as it was (a relabel's old labels), then the change.
+        let (change, old) = match (rng.below(3), free.is_empty()) {
+            (1, false) => {
+                let p = free.swap_remove(rng.below(free.len()));
+                (Change::Delete(p.clone()), Some(p))
+            }
             (2, false) => {
-                let mut p = free.swap_remove(rng.below(free.len()));
+                let old = free.swap_remove(rng.below(free.len()));
+                let mut p = old.clone();
                 p.app = (p.app + 1 + rng.below(APPS - 1)) % APPS;
-                Change::Relabel(p)
+                (Change::Relabel(p), Some(old))
             }
             _ => {
                 created += 1;
                 let ns = rng.below(world.namespaces);
-                Change::Create(PodDef {
+                let p = PodDef {
                     ns,
-                    name: format!("churn-{created}"),
+                    name: format!("{prefix}-{created}"),
                     app: rng.below(APPS),
                     role: if rng.below(2) == 0 {
                         "frontend"
@@ -2016,14 +2369,16 @@ async fn churn(
                         "backend"
                     },
                     node: 1 % args.nodes.max(1),
-                })
+                };
+                (Change::Create(p), None)
             }
         };
-        let (kind, pod, gone) = match &change {
-            Change::Create(p) => ("create", p.clone(), false),
-            Change::Delete(p) => ("delete", p.clone(), true),
-            Change::Relabel(p) => ("relabel", p.clone(), false),
+        let (kind, gone) = match &change {
+            Change::Create(_) => ("create", false),
+            Change::Delete(_) => ("delete", true),
+            Change::Relabel(_) => ("relabel", false),
         };
+        let pod = change.pod().clone();
         let key = pod.key();
         let ip = lock(&world.ips).get(&key).cloned();
         if gone {
@@ -2033,13 +2388,29 @@ async fn churn(
             lock(&world.pods).insert(key.clone(), pod.clone());
         }
         let labels = pod.labels();
-        let view = PodView {
-            ns: pod.ns,
-            labels: labels.clone(),
-            lsp: pod.lsp(),
+        let view = |p: &PodDef| PodView {
+            ns: p.ns,
+            labels: p.labels(),
+            lsp: p.lsp(),
             ip: None,
         };
-        let member = membership(&world.compiled, (!gone).then_some(&view), pod.ns);
+        let member = membership(
+            &world.compiled,
+            (!gone).then(|| view(&pod)).as_ref(),
+            pod.ns,
+        );
+        // The floor writes the change itself: its transaction, with a new pod's address.
+        let write = match via {
+            Via::Api { .. } => None,
+            Via::Nb(w) => {
+                let ip = match &ip {
+                    Some(ip) => ip.clone(),
+                    None => w.address(&lock(&observer.ports))?,
+                };
+                let was = membership(&world.compiled, old.as_ref().map(view).as_ref(), pod.ns);
+                Some(w.transaction(&change, &ip, &was, &member, replica)?)
+            }
+        };
         lock(&observer.pending).insert(
             id,
             Expect {
@@ -2052,32 +2423,61 @@ async fn churn(
                 acked: None,
                 seen: None,
                 port_seen: None,
+                issued: Instant::now(),
+                app: matches!(change, Change::Relabel(_)).then(|| labels["app"].clone()),
             },
         );
         let permit = gate.clone().acquire_owned().await?;
-        let api: Api<Pod> = Api::namespaced(client.clone(), &namespace_name(pod.ns));
         let (observer, failed, replica) = (observer.clone(), failed.clone(), replica.clone());
+        let api = match via {
+            Via::Api { client, .. } => Some(Api::<Pod>::namespaced(
+                (*client).clone(),
+                &namespace_name(pod.ns),
+            )),
+            Via::Nb(_) => None,
+        };
         tasks.spawn(async move {
-            let r = match change {
-                Change::Create(p) => api.create(&PostParams::default(), &p.pod()).await.map(drop),
-                Change::Delete(p) => api
-                    .delete(&p.name, &DeleteParams::default())
-                    .await
-                    .map(drop),
-                Change::Relabel(p) => api
-                    .patch(
-                        &p.name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"metadata": {"labels": labels}})),
-                    )
-                    .await
-                    .map(drop),
+            // When the change was acknowledged (none: already recorded).
+            let r = match (api, write) {
+                (Some(api), _) => match change {
+                    Change::Create(p) => {
+                        api.create(&PostParams::default(), &p.pod()).await.map(drop)
+                    }
+                    Change::Delete(p) => api
+                        .delete(&p.name, &DeleteParams::default())
+                        .await
+                        .map(drop),
+                    Change::Relabel(p) => api
+                        .patch(
+                            &p.name,
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+                        )
+                        .await
+                        .map(drop),
+                }
+                .map(|()| Some(Instant::now()))
+                .map_err(|e| e.to_string()),
+                // Timed from the write's start: no API stands before it.
+                (None, Some(t)) => {
+                    observer.acked(id, Instant::now(), &replica);
+                    if t.ops.is_empty() {
+                        Ok(None)
+                    } else {
+                        replica
+                            .transact(&t)
+                            .await
+                            .map(|_| None)
+                            .map_err(|e| e.to_string())
+                    }
+                }
+                (None, None) => Err("no way to make the change".to_string()),
             };
-            let at = Instant::now();
             match r {
-                Ok(()) => observer.acked(id, at, &replica),
+                Ok(Some(at)) => observer.acked(id, at, &replica),
+                Ok(None) => {}
                 Err(e) => {
-                    say(&format!("  churn: {kind} {}: {e}", pod.name));
+                    say(&format!("  {prefix}: {kind} {}: {e}", pod.name));
                     failed.fetch_add(1, Ordering::SeqCst);
                     observer.abandon(id);
                 }
@@ -2093,14 +2493,17 @@ async fn churn(
         observer.check(replica);
     }
     out.took = t0.elapsed();
-    out.cpu = cpu_start.until(&cpu_sample(ctl, st));
+    out.cpu = cpu_start.until(&match via {
+        Via::Api { ctl, .. } => cpu_sample(ctl, st),
+        Via::Nb(_) => cpu_sample_pid(None, st),
+    });
     let never: Vec<String> = lock(&observer.pending)
         .drain()
         .map(|(_, e)| format!("{} {}", e.kind, e.pod))
         .collect();
     if !never.is_empty() {
         say(&format!(
-            "  churn: {} changes never showed, first: {:?}",
+            "  {prefix}: {} changes never showed, first: {:?}",
             never.len(),
             &never[..never.len().min(5)]
         ));
@@ -2118,21 +2521,34 @@ async fn churn(
         out.latencies.entry(d.kind).or_default().push(d.latency);
         out.all.push(d.latency);
         out.ports.extend(d.port);
+        if let Some(w) = &api_watch {
+            let (delivered, annotated) = w.delays(d);
+            out.delivered.extend(delivered);
+            out.annotated.extend(annotated);
+        }
     }
+    drop(api_watch);
     out.all.sort();
     out.ports.sort();
+    out.delivered.sort();
+    out.annotated.sort();
     for l in out.latencies.values_mut() {
         l.sort();
     }
-    let settled = settle(ctl, limit).await?;
-    out.transactions = settled.metrics.transactions() - before;
+    match via {
+        Via::Api { ctl, .. } => {
+            let settled = settle(ctl, limit).await?;
+            out.transactions = settled.metrics.transactions() - before;
+            out.peak_rss = ctl.peak_rss();
+        }
+        Via::Nb(w) => out.transactions = w.transactions as f64,
+    }
     out.batches = observer.take_count();
-    out.peak_rss = ctl.peak_rss();
     let diff = differences(&nb_want(replica), &world_want(world, &world.compiled));
     out.exact = diff.is_empty();
     if !diff.is_empty() {
         say(&format!(
-            "  churn: the NB differs from the policies in {} rows, first: {:?}",
+            "  {prefix}: the NB differs from the policies in {} rows, first: {:?}",
             diff.len(),
             &diff[..diff.len().min(5)]
         ));
@@ -2143,7 +2559,7 @@ async fn churn(
         .map(|(k, l)| format!("{} {k}", l.len()))
         .collect();
     say(&format!(
-        "churn: {} changes ({}) in {:.1} s; {} lost",
+        "{prefix}: {} changes ({}) in {:.1} s; {} lost",
         args.churn,
         kinds.join(", "),
         out.took.as_secs_f64(),
@@ -2527,6 +2943,15 @@ impl Report {
         if !self.churn.exact {
             out.push("the NB did not match the policies after the churn".into());
         }
+        if self.floor.lost > 0 {
+            out.push(format!(
+                "{} of the floor's changes never showed in the NB",
+                self.floor.lost
+            ));
+        }
+        if !self.floor.exact {
+            out.push("the NB did not match the policies after the floor's changes".into());
+        }
         out
     }
 
@@ -2633,9 +3058,25 @@ impl Report {
                     blank(),
                     blank(),
                 ]);
+                rows.push(vec![
+                    "churn: create, of which the controller's annotations back in a watch, ms"
+                        .into(),
+                    quartet(&ch.annotated),
+                    blank(),
+                    blank(),
+                ]);
             }
         }
         rows.extend([
+            vec![
+                format!(
+                    "churn: {} changes seen by a watch of the bench's own (the API's share), ms",
+                    ch.delivered.len()
+                ),
+                quartet(&ch.delivered),
+                blank(),
+                blank(),
+            ],
             vec![
                 "churn: changes lost / seen before the API answered".into(),
                 format!("{} / {}", ch.lost, ch.before_ack),
@@ -2657,6 +3098,33 @@ impl Report {
             vec![
                 "churn: peak RSS".into(),
                 megabytes(ch.peak_rss),
+                blank(),
+                blank(),
+            ],
+            vec![
+                "churn floor: the same changes written straight into the NB (no controller, no API), p50 / p90 / p99 / max ms".into(),
+                quartet(&self.floor.all),
+                blank(),
+                blank(),
+            ],
+        ]);
+        for (kind, l) in &self.floor.latencies {
+            rows.push(vec![
+                format!("churn floor: {} {kind}, p50 / p90 / p99 / max ms", l.len()),
+                quartet(l),
+                blank(),
+                blank(),
+            ]);
+        }
+        rows.extend([
+            vec![
+                "churn p99 vs floor p99".into(),
+                match (p99, quantile(&self.floor.all, 0.99)) {
+                    (Some(c), Some(f)) if f > Duration::ZERO => {
+                        format!("×{:.1}", c.as_secs_f64() / f.as_secs_f64())
+                    }
+                    _ => "—".into(),
+                },
                 blank(),
                 blank(),
             ],
@@ -2809,6 +3277,7 @@ impl Report {
             ),
             ("churn", &ch.cpu, Some(ch.took)),
             ("warm (start to done)", &w.cpu, w.done),
+            ("churn floor", &self.floor.cpu, Some(self.floor.took)),
         ] {
             let used: Vec<String> = cpu.0.iter().map(|(n, t)| format!("{n} {t:.1}")).collect();
             let wall = wall.unwrap_or_default().as_secs_f64();
@@ -2822,6 +3291,7 @@ impl Report {
             ("cold (settled)", &c.batches_settled),
             ("churn", &ch.batches),
             ("warm", &w.batches),
+            ("churn floor", &self.floor.batches),
         ] {
             if !b.columns.is_empty() {
                 say(&format!(
