@@ -2187,7 +2187,7 @@ impl NbWriter {
                 .and_then(|t| t.by_name(&p.lsp()).next().map(|(u, _)| *u))
                 .ok_or_else(|| format!("the floor: no port {}", p.lsp()))
         };
-        match change {
+        let port = match change {
             Change::Create(p) => {
                 let mac = format!(
                     "0a:00:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -2210,24 +2210,13 @@ impl NbWriter {
                         ]),
                     ),
                 ]);
-                let port = t.insert("Logical_Switch_Port", row);
-                let port = || Datum::scalar(Atom::NamedUuid(port.clone()));
+                let port = Datum::scalar(Atom::NamedUuid(t.insert("Logical_Switch_Port", row)));
                 t.mutate(
                     "Logical_Switch",
                     vec![Condition::uuid(self.switch)],
-                    vec![Mutation::insert("ports", port())],
+                    vec![Mutation::insert("ports", port.clone())],
                 );
-                for pg in &after.pgs {
-                    member(&mut t, "Port_Group", pg, Mutation::insert("ports", port()))?;
-                }
-                for set in &after.sets {
-                    member(
-                        &mut t,
-                        "Address_Set",
-                        set,
-                        Mutation::insert("addresses", ip),
-                    )?;
-                }
+                port
             }
             Change::Delete(p) => {
                 let uuid = port_of(p)?;
@@ -2237,40 +2226,44 @@ impl NbWriter {
                     vec![Mutation::delete("ports", uuid)],
                 );
                 t.delete("Logical_Switch_Port", vec![Condition::uuid(uuid)]);
-                for set in &before.sets {
-                    member(
-                        &mut t,
-                        "Address_Set",
-                        set,
-                        Mutation::delete("addresses", ip),
-                    )?;
-                }
+                Datum::scalar(uuid)
             }
-            Change::Relabel(p) => {
-                let uuid = port_of(p)?;
-                for pg in after.pgs.difference(&before.pgs) {
-                    member(&mut t, "Port_Group", pg, Mutation::insert("ports", uuid))?;
-                }
-                for pg in before.pgs.difference(&after.pgs) {
-                    member(&mut t, "Port_Group", pg, Mutation::delete("ports", uuid))?;
-                }
-                for set in after.sets.difference(&before.sets) {
-                    member(
-                        &mut t,
-                        "Address_Set",
-                        set,
-                        Mutation::insert("addresses", ip),
-                    )?;
-                }
-                for set in before.sets.difference(&after.sets) {
-                    member(
-                        &mut t,
-                        "Address_Set",
-                        set,
-                        Mutation::delete("addresses", ip),
-                    )?;
-                }
+            Change::Relabel(p) => Datum::scalar(port_of(p)?),
+        };
+        // A deleted port leaves its groups with it (they hold it weakly).
+        if !matches!(change, Change::Delete(_)) {
+            for pg in after.pgs.difference(&before.pgs) {
+                member(
+                    &mut t,
+                    "Port_Group",
+                    pg,
+                    Mutation::insert("ports", port.clone()),
+                )?;
             }
+            for pg in before.pgs.difference(&after.pgs) {
+                member(
+                    &mut t,
+                    "Port_Group",
+                    pg,
+                    Mutation::delete("ports", port.clone()),
+                )?;
+            }
+        }
+        for set in after.sets.difference(&before.sets) {
+            member(
+                &mut t,
+                "Address_Set",
+                set,
+                Mutation::insert("addresses", ip),
+            )?;
+        }
+        for set in before.sets.difference(&after.sets) {
+            member(
+                &mut t,
+                "Address_Set",
+                set,
+                Mutation::delete("addresses", ip),
+            )?;
         }
         drop(cache);
         if !t.ops.is_empty() {
