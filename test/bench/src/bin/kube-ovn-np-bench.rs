@@ -2230,41 +2230,32 @@ impl NbWriter {
             }
             Change::Relabel(p) => Datum::scalar(port_of(p)?),
         };
+        // What the pod gains in `column` of `table`'s rows named in `after` only, and loses
+        // where named in `before` only.
+        let mut move_member = |table: &str,
+                               column: &str,
+                               before: &BTreeSet<String>,
+                               after: &BTreeSet<String>,
+                               value: &Datum| {
+            for name in after.difference(before) {
+                member(&mut t, table, name, Mutation::insert(column, value.clone()))?;
+            }
+            for name in before.difference(after) {
+                member(&mut t, table, name, Mutation::delete(column, value.clone()))?;
+            }
+            Result::Ok(())
+        };
         // A deleted port leaves its groups with it (they hold it weakly).
         if !matches!(change, Change::Delete(_)) {
-            for pg in after.pgs.difference(&before.pgs) {
-                member(
-                    &mut t,
-                    "Port_Group",
-                    pg,
-                    Mutation::insert("ports", port.clone()),
-                )?;
-            }
-            for pg in before.pgs.difference(&after.pgs) {
-                member(
-                    &mut t,
-                    "Port_Group",
-                    pg,
-                    Mutation::delete("ports", port.clone()),
-                )?;
-            }
+            move_member("Port_Group", "ports", &before.pgs, &after.pgs, &port)?;
         }
-        for set in after.sets.difference(&before.sets) {
-            member(
-                &mut t,
-                "Address_Set",
-                set,
-                Mutation::insert("addresses", ip),
-            )?;
-        }
-        for set in before.sets.difference(&after.sets) {
-            member(
-                &mut t,
-                "Address_Set",
-                set,
-                Mutation::delete("addresses", ip),
-            )?;
-        }
+        move_member(
+            "Address_Set",
+            "addresses",
+            &before.sets,
+            &after.sets,
+            &Datum::scalar(ip),
+        )?;
         drop(cache);
         if !t.ops.is_empty() {
             self.transactions += 1;
@@ -2934,23 +2925,15 @@ impl Report {
     /// What failed outright (not a missed aim): lost changes, an NB not matching the world.
     fn failures(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.churn.lost > 0 {
-            out.push(format!(
-                "{} churn changes never showed in the NB",
-                self.churn.lost
-            ));
-        }
-        if !self.churn.exact {
-            out.push("the NB did not match the policies after the churn".into());
-        }
-        if self.floor.lost > 0 {
-            out.push(format!(
-                "{} of the floor's changes never showed in the NB",
-                self.floor.lost
-            ));
-        }
-        if !self.floor.exact {
-            out.push("the NB did not match the policies after the floor's changes".into());
+        for (what, c) in [("churn", &self.churn), ("floor", &self.floor)] {
+            if c.lost > 0 {
+                out.push(format!("{} {what} changes never showed in the NB", c.lost));
+            }
+            if !c.exact {
+                out.push(format!(
+                    "the NB did not match the policies after the {what} changes"
+                ));
+            }
         }
         out
     }
